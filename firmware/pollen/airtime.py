@@ -1,0 +1,45 @@
+# LoRa time on air by the Semtech formula (SX1276 datasheet 4.1.1.7, AN1200.13)
+# and the radio presets the mesh uses. Pure integer arithmetic: runs the same
+# on boards, in emulation and in the simulator.
+
+# name: (spreading factor, bandwidth Hz, coding rate denominator 5..8, preamble symbols)
+PRESETS = {
+    "ShortFast": (7, 250000, 5, 16),
+    "ShortSlow": (8, 250000, 5, 16),
+    "MediumFast": (9, 250000, 5, 16),
+    "MediumSlow": (10, 250000, 5, 16),
+    "LongFast": (11, 250000, 5, 16),
+    "LongModerate": (11, 125000, 8, 16),
+    "LongSlow": (12, 125000, 8, 16),
+}
+
+
+def symbol_us(sf, bw_hz):
+    return ((1 << sf) * 1000000) // bw_hz
+
+
+def low_data_rate(sf, bw_hz):
+    # Semtech recommends low data rate optimisation when a symbol lasts >= 16 ms.
+    return symbol_us(sf, bw_hz) >= 16000
+
+
+def time_on_air_us(payload_bytes, sf, bw_hz, cr=5, preamble=8, crc=True,
+                   explicit_header=True, ldro=None):
+    if not 6 <= sf <= 12:
+        raise ValueError("sf must be 6..12")
+    if not 5 <= cr <= 8:
+        raise ValueError("cr must be 5..8 (4/5..4/8)")
+    if ldro is None:
+        ldro = low_data_rate(sf, bw_hz)
+    t_sym = symbol_us(sf, bw_hz)
+    preamble_us = (preamble * 4 + 17) * t_sym // 4  # (n + 4.25) symbols
+    num = 8 * payload_bytes - 4 * sf + 28 + (16 if crc else 0) - (0 if explicit_header else 20)
+    den = 4 * (sf - (2 if ldro else 0))
+    blocks = -(-num // den) if num > 0 else 0
+    payload_symbols = 8 + blocks * cr
+    return preamble_us + payload_symbols * t_sym
+
+
+def preset_time_on_air_us(payload_bytes, preset):
+    sf, bw_hz, cr, preamble = preset
+    return time_on_air_us(payload_bytes, sf, bw_hz, cr, preamble)

@@ -1,0 +1,57 @@
+# Messages the node holds until their destination can be reached: its own
+# unicasts awaiting an acknowledgement and copies it carries for others
+# (store-and-forward). Every record is persisted through the storage object so
+# a restart loses nothing. Record layout (little, versioned):
+#   0     record version (1)
+#   1     flags: bit0 = our own message
+#   2-5   remaining lifetime in ms when written, big-endian (time switched off
+#         does not count: a board has no clock that runs while it is off)
+#   6     attempts made
+#   7..   the sealed frame as it first went on air (stays encrypted at rest)
+from pollen._compat import const
+
+_REC_VERSION = const(1)
+_PREFIX = "h"
+
+
+class Held:
+    def __init__(self, key, dest, frame, expires_ms, own, attempts=0):
+        self.key = key
+        self.dest = dest
+        self.frame = frame
+        self.expires_ms = expires_ms
+        self.own = own
+        self.attempts = attempts
+        self.retry_ms = None  # own messages: next end-to-end retry
+        self.triggered = False  # own messages: the destination was heard of again
+
+
+def record_name(key):
+    return _PREFIX + "%016x" % key
+
+
+def encode(h, now_ms):
+    left = max(0, h.expires_ms - now_ms)
+    if left > 0xFFFFFFFF:
+        left = 0xFFFFFFFF
+    return bytes((_REC_VERSION, 1 if h.own else 0, (left >> 24) & 0xFF,
+                  (left >> 16) & 0xFF, (left >> 8) & 0xFF, left & 0xFF,
+                  min(h.attempts, 255))) + h.frame
+
+
+def decode(name, data, now_ms):
+    # -> (key, own, expires_ms, attempts, frame) or None if not ours / damaged
+    if not name.startswith(_PREFIX) or len(name) != 17 or len(data) < 8:
+        return None
+    if data[0] != _REC_VERSION:
+        return None
+    try:
+        key = int(name[1:], 16)
+    except ValueError:
+        return None
+    left = (data[2] << 24) | (data[3] << 16) | (data[4] << 8) | data[5]
+    return key, bool(data[1] & 1), now_ms + left, data[6], bytes(data[7:])
+
+
+def is_record(name):
+    return name.startswith(_PREFIX)

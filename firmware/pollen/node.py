@@ -1,0 +1,572 @@
+# The node: pollen's protocol state machine, sans-IO.
+#
+#   node = Node(settings, storage, rng)
+#   node.start(now_ms)                          # loads held messages
+#   node.on_frame(data, rssi_dbm, snr_db, now_ms)   # a frame from the radio
+#   node.send(dest, text, now_ms) -> msg_id     # dest = wire.BROADCAST for a post
+#   actions = node.poll(now_ms)                 # run timers, collect actions
+#   node.next_wake_ms                           # call poll again by then
+#
+# Actions are tuples: ("tx", frame) transmit now; ("received", info) a message
+# for the app; ("delivered", info) our unicast was acknowledged; ("expired",
+# info) a held message ran out of lifetime. The caller owns radio, clock,
+# storage and randomness; nothing here blocks or raises on input from the air.
+from pollen import wire
+from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK, F_STORED
+from pollen.crypto import NetworkKey
+from pollen.airtime import preset_time_on_air_us
+from pollen.region import DutyCycle, REGIONS
+from pollen.tables import Seen, Neighbours, Routes
+from pollen import held as heldrec
+from pollen.settings import Settings
+
+# What a job does once its frame is on air.
+_J_ONCE = 0      # beacons, acks we originate: fire and forget
+_J_FLOOD = 1     # a flooded copy: cancelled by overheard copies, one coverage retry
+_J_ROUTED = 2    # a copy for one next hop: expects to hear it forwarded (or acked)
+_J_STORED = 3    # a held message sent to its destination when it reappeared
+
+_MAX_JOBS = 24
+
+
+class Job:
+    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1):
+        self.key = key
+        self.kind = kind
+        self.frame = frame
+        self.due_ms = due_ms      # transmit at or after; None once sent
+        self.watch_ms = None      # when sent: deadline for hearing the next hop
+        self.hops = hops          # hop count in our copy
+        self.dest = dest
+        self.tries = tries        # transmissions left
+        self.copies = 1           # copies heard (ours included) before we sent
+        self.onward = False       # a copy further along was heard after we sent
+        self.heard_from = []      # low bytes of nodes heard sending this message
+
+
+class Node:
+    def __init__(self, settings, storage, rng):
+        if not isinstance(settings, Settings):
+            settings = Settings(settings)
+        s = settings
+        self.s = s
+        self.id = s.node_id
+        self.low = s.node_id & 0xFF
+        self.storage = storage
+        self.rng = rng
+        self.key = NetworkKey(s.network_key)
+        region = REGIONS[s.region]
+        self.duty = DutyCycle(region[1])
+        self.dwell_us = region[3] * 1000
+        self.preset = s.preset
+        self.seen = Seen(s.seen_capacity)
+        self.acked = Seen(64)
+        self.neigh = Neighbours(s.neighbour_capacity, s.neighbour_expiry_ms)
+        self.routes = Routes(s.route_capacity, s.route_expiry_ms)
+        self.jobs = {}
+        self.held = {}
+        self.out = []
+        self.busy_until_ms = 0
+        self.next_beacon_ms = 0
+        self.next_wake_ms = 0
+        self.started_ms = 0
+        # slot: one frame of typical size on air plus turnaround; contention
+        # windows are counted in slots so relays in different slots do not overlap
+        self.slot_ms = preset_time_on_air_us(64, self.preset) // 1000 + 8
+        self.counters = {"rx": 0, "tx": 0, "relayed": 0, "duplicates": 0,
+                         "cancelled": 0, "retries": 0, "delivered": 0,
+                         "originated": 0, "held": 0, "expired": 0, "deferred": 0,
+                         "queue_full": 0, "internal": 0}
+        self.drops = {}
+
+    # ---- inputs -------------------------------------------------------------
+
+    def start(self, now_ms):
+        self.started_ms = now_ms
+        self.next_beacon_ms = now_ms + self._rand(2000)
+        for name in self.storage.names():
+            if not heldrec.is_record(name):
+                continue
+            rec = heldrec.decode(name, self.storage.get(name) or b"", now_ms)
+            f = None
+            if rec:
+                f, _ = wire.unpack(rec[4], self.key)
+            if f is None:
+                self.storage.delete(name)
+                self._drop("store")
+                continue
+            h = heldrec.Held(rec[0], f.dest, rec[4], rec[2], rec[1], rec[3])
+            if h.own:
+                h.retry_ms = now_ms + self._rand(self.slot_ms * 4)
+            self.held[h.key] = h
+            self.seen.add(h.key)
+
+    def send(self, dest, text, now_ms, hop_limit=None):
+        # Accept a message from the app. Raises ValueError on misuse (too long,
+        # bad destination); once this returns, the message is persisted.
+        payload = text.encode() if isinstance(text, str) else bytes(text)
+        if len(payload) > wire.MAX_PAYLOAD_BYTES:
+            raise ValueError("text is %d bytes; at most %d fit in a frame"
+                             % (len(payload), wire.MAX_PAYLOAD_BYTES))
+        if dest == self.id or dest == 0 or dest & 0xFF == 0 and dest != BROADCAST:
+            raise ValueError("bad destination %08x" % dest)
+        if self.dwell_us and self._airtime_us(wire.HEADER_BYTES + len(payload) + 8) > self.dwell_us:
+            raise ValueError("frame would exceed the region's %d ms dwell time"
+                             % (self.dwell_us // 1000))
+        limit = self.s.hop_limit if hop_limit is None else hop_limit
+        msg_id = self._new_id()
+        self.counters["originated"] += 1
+        if dest == BROADCAST:
+            f = Frame(POST, 0, limit, 0, self.id, BROADCAST, msg_id, 0, self.low, payload)
+            data = wire.pack(f, self.key)
+            key = f.key()
+            self.seen.add(key)
+            self._add_job(Job(key, _J_FLOOD, data, now_ms + self._rand(self.slot_ms),
+                              0, BROADCAST, 1 + self.s.post_retries))
+            return msg_id
+        f = Frame(MSG, F_WANT_ACK, limit, 0, self.id, dest, msg_id, 0, self.low, payload)
+        data = wire.pack(f, self.key)
+        key = f.key()
+        self.seen.add(key)
+        h = heldrec.Held(key, dest, data, now_ms + self.s.lifetime_ms, True)
+        self.held[key] = h
+        self._persist(h, now_ms)
+        self._attempt(h, now_ms)
+        return msg_id
+
+    def on_frame(self, data, rssi_dbm, snr_db, now_ms):
+        self.counters["rx"] += 1
+        f, reason = wire.unpack(data, self.key)
+        if f is None:
+            self._drop(reason)
+            return
+        if f.origin == self.id and f.hops == 0:
+            self._drop("loop")  # our own frame echoed back by a misbehaving radio
+            return
+        try:
+            self._handle(f, data, rssi_dbm, snr_db, now_ms)
+        except Exception:  # an authenticated but nonsensical frame must not stop us
+            self.counters["internal"] += 1
+
+    # ---- outputs ------------------------------------------------------------
+
+    def poll(self, now_ms):
+        self._timers(now_ms)
+        if now_ms >= self.busy_until_ms:
+            self._transmit_due(now_ms)
+        self._plan_wake(now_ms)
+        out = self.out
+        self.out = []
+        return out
+
+    def status(self, now_ms):
+        nb = []
+        for k, e in self.neigh.table.items():
+            nb.append({"id": "%08x" % k, "name": e[0], "rssi_dbm": e[1], "snr_db": e[2],
+                       "last_heard_s": (now_ms - e[3]) // 1000})
+        return {
+            "id": "%08x" % self.id, "name": self.s.name,
+            "uptime_s": (now_ms - self.started_ms) // 1000,
+            "counters": dict(self.counters), "dropped": dict(self.drops),
+            "neighbours": nb, "routes": len(self.routes.table),
+            "held": len(self.held), "queue": len(self.jobs),
+            "airtime_ms": self.duty.total_us // 1000,
+            "duty_headroom_pct": self.duty.headroom_per_mille(now_ms) / 10,
+        }
+
+    # ---- frame handling -----------------------------------------------------
+
+    def _handle(self, f, data, rssi_dbm, snr_db, now_ms):
+        via = self._learn(f, rssi_dbm, snr_db, now_ms)
+        key = f.key()
+        if f.ftype == BEACON:
+            self._on_beacon(f, now_ms)
+            return
+        job = self.jobs.get(key)
+        if job is not None:
+            self._overheard(job, f)
+        if key in self.seen:
+            self.counters["duplicates"] += 1
+            if f.ftype == MSG and f.dest == self.id:
+                self._send_ack(f, via, now_ms)  # our ack was lost: say it again
+            return
+        self.seen.add(key)
+        if f.ftype == ACK:
+            self._on_ack(f, now_ms)
+        if f.dest == self.id:
+            if f.ftype == MSG:
+                self._deliver(f, "msg", rssi_dbm, snr_db)
+                self._send_ack(f, via, now_ms)
+            return
+        if f.dest == BROADCAST:
+            if f.ftype == POST:
+                self._deliver(f, "post", rssi_dbm, snr_db)
+                if f.hops < f.hop_limit:
+                    self._relay_flood(f, data, snr_db, now_ms)
+            return
+        # a unicast for someone else
+        if f.hops >= f.hop_limit:
+            return
+        if f.next_hop == 0:
+            if self.neigh.is_live(f.dest, now_ms):
+                self._forward_routed(f, data, now_ms)  # we can hand it over directly
+            else:
+                self._relay_flood(f, data, snr_db, now_ms)
+        elif f.next_hop == self.low:
+            self._forward_routed(f, data, now_ms)
+
+    def _learn(self, f, rssi_dbm, snr_db, now_ms):
+        # Who transmitted this copy, and what it tells us about routes.
+        if f.hops == 0:
+            via = f.origin
+            if self.neigh.heard(via, rssi_dbm, snr_db, now_ms):
+                self._neighbour_appeared(via, now_ms)
+        else:
+            via = self.neigh.by_low_byte(f.relayer, now_ms)
+            if via is not None:
+                self.neigh.heard(via, rssi_dbm, snr_db, now_ms)
+        if via is not None and f.origin != self.id:
+            if self.routes.learn(f.origin, via, f.hops + 1, now_ms):
+                self._destination_reachable(f.origin, now_ms)
+        return via
+
+    def _on_beacon(self, f, now_ms):
+        try:
+            name = f.payload.decode()
+        except Exception:
+            name = ""
+        e = self.neigh.table.get(f.origin)
+        if e is not None:
+            e[0] = name
+
+    def _neighbour_appeared(self, node_id, now_ms):
+        self._destination_reachable(node_id, now_ms)
+
+    def _destination_reachable(self, dest, now_ms):
+        # Store-and-forward: send what we hold for a destination that is back.
+        for h in self.held.values():
+            if h.dest != dest or h.key in self.jobs:
+                continue
+            if h.own:
+                h.triggered = True
+                h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
+            else:
+                self._send_held(h, now_ms)
+
+    def _overheard(self, job, f):
+        # Another copy of a message we have a job for.
+        if f.relayer not in job.heard_from:
+            job.heard_from.append(f.relayer)
+        if job.due_ms is not None:
+            job.copies += 1
+            if job.kind == _J_FLOOD and job.copies >= self.s.cancel_copies:
+                del self.jobs[job.key]
+                self.counters["cancelled"] += 1
+            elif job.kind == _J_STORED:
+                del self.jobs[job.key]  # someone else is delivering it
+                self.counters["cancelled"] += 1
+            return
+        if f.hops > job.hops:
+            job.onward = True
+
+    def _on_ack(self, f, now_ms):
+        if len(f.payload) != 4:
+            self._drop("field")
+            return
+        acked = (f.dest << 32) | ((f.payload[0] << 24) | (f.payload[1] << 16)
+                                  | (f.payload[2] << 8) | f.payload[3])
+        self.acked.add(acked)
+        job = self.jobs.get(acked)
+        if job is not None:
+            del self.jobs[acked]
+        h = self.held.pop(acked, None)
+        if h is not None:
+            self.storage.delete(heldrec.record_name(acked))
+            if h.own:
+                self.counters["delivered"] += 1
+                self.out.append(("delivered", {"id": acked & 0xFFFFFFFF,
+                                               "to": "%08x" % h.dest,
+                                               "hops": f.hops + 1}))
+
+    def _deliver(self, f, kind, rssi_dbm, snr_db):
+        try:
+            text = f.payload.decode()
+        except Exception:
+            self._drop("text")
+            return
+        self.out.append(("received", {"kind": kind, "from": "%08x" % f.origin,
+                                      "to": "%08x" % f.dest, "id": f.msg_id,
+                                      "text": text, "hops": f.hops,
+                                      "rssi_dbm": rssi_dbm, "snr_db": snr_db}))
+
+    def _send_ack(self, f, via, now_ms):
+        msg_id = f.msg_id
+        a = Frame(ACK, 0, self.s.hop_limit, 0, self.id, f.origin, self._new_id(),
+                  (via or 0) & 0xFF, self.low,
+                  bytes(((msg_id >> 24) & 0xFF, (msg_id >> 16) & 0xFF,
+                         (msg_id >> 8) & 0xFF, msg_id & 0xFF)))
+        if via is not None and f.hops > 0:
+            self.routes.learn(f.origin, via, f.hops + 1, now_ms)
+        data = wire.pack(a, self.key)
+        self.seen.add(a.key())
+        kind = _J_FLOOD
+        if a.next_hop:
+            kind = _J_ONCE if via == f.origin else _J_ROUTED
+        self._add_job(Job(a.key(), kind, data, now_ms + self._rand(self.slot_ms // 2),
+                          0, f.origin, 2))
+
+    # ---- relaying -----------------------------------------------------------
+
+    def _relay_flood(self, f, data, snr_db, now_ms):
+        copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
+        self._add_job(Job(f.key(), _J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
+                          f.hops + 1, f.dest, 1 + self.s.relay_retries))
+        self._maybe_carry(f, copy, now_ms)
+
+    def _forward_routed(self, f, data, now_ms):
+        nh = self._next_hop(f.dest, now_ms)
+        if nh is None:
+            self._relay_flood(f, data, 0, now_ms)
+            return
+        copy = wire.relayed(data, f.hops + 1, nh & 0xFF, self.low, self.key)
+        # an ack handed to its destination is not taken further: nothing to hear
+        kind = _J_ONCE if f.ftype == ACK and nh == f.dest else _J_ROUTED
+        self._add_job(Job(f.key(), kind, copy, now_ms + self._rand(self.slot_ms // 2),
+                          f.hops + 1, f.dest, 2))
+        self._maybe_carry(f, copy, now_ms)
+
+    def _maybe_carry(self, f, copy, now_ms):
+        # Unicast we relay: remember it until we see it acknowledged, so that
+        # if the destination is away we can hand it over when it comes back.
+        if f.ftype != MSG or f.key() in self.held or f.key() in self.acked:
+            return
+        if len(self.held) >= self.s.held_capacity and not self._evict_held():
+            return
+        h = heldrec.Held(f.key(), f.dest, copy, now_ms + self.s.lifetime_ms, False)
+        self.held[h.key] = h
+        self.counters["held"] += 1
+        # persisted only when the relay's watch ends without an ack (see _watch_done)
+
+    def _evict_held(self):
+        victim = None
+        for h in self.held.values():
+            if not h.own and (victim is None or h.expires_ms < victim.expires_ms):
+                victim = h
+        if victim is None:
+            return False
+        self._forget_held(victim)
+        return True
+
+    def _forget_held(self, h):
+        self.held.pop(h.key, None)
+        self.storage.delete(heldrec.record_name(h.key))
+
+    def _next_hop(self, dest, now_ms):
+        if self.neigh.is_live(dest, now_ms):
+            return dest
+        return self.routes.next_hop(dest, now_ms)
+
+    def _attempt(self, h, now_ms):
+        # One end-to-end attempt for our own unicast: routed if we know a way,
+        # flooded otherwise (and from the second attempt on).
+        h.attempts += 1
+        nh = None
+        if h.attempts == 1 or h.triggered:
+            nh = self._next_hop(h.dest, now_ms)
+        elif not h.triggered:
+            self.routes.forget(h.dest)  # the route did not deliver: flood this time
+        if h.attempts > 1:
+            self.counters["retries"] += 1
+        h.triggered = False
+        data = h.frame
+        if h.attempts > 1:
+            data = wire.with_flags(data, F_STORED, self.key)
+        hops = self.routes.hops(h.dest) or self.s.hop_limit
+        if nh is not None:
+            data = wire.relayed(data, 0, nh & 0xFF, self.low, self.key)
+            self._add_job(Job(h.key, _J_ROUTED, data, now_ms, 0, h.dest, 2))
+        else:
+            self._add_job(Job(h.key, _J_FLOOD, data, now_ms + self._rand(self.slot_ms),
+                              0, h.dest, 1))
+        h.retry_ms = now_ms + self._ack_timeout_ms(hops)
+        self._persist(h, now_ms)
+
+    def _send_held(self, h, now_ms):
+        nh = self._next_hop(h.dest, now_ms)
+        f, _ = wire.unpack(h.frame, self.key)
+        if f is None:
+            self._forget_held(h)
+            return
+        hops = f.hops if f.hops < f.hop_limit else f.hop_limit - 1
+        data = wire.relayed(h.frame, hops, (nh or 0) & 0xFF, self.low, self.key)
+        data = wire.with_flags(data, F_STORED, self.key)
+        self._add_job(Job(h.key, _J_STORED, data,
+                          now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 1))
+
+    # ---- timers -------------------------------------------------------------
+
+    def _timers(self, now_ms):
+        if now_ms >= self.next_beacon_ms:
+            self._beacon(now_ms)
+        for h in list(self.held.values()):
+            if now_ms >= h.expires_ms:
+                self._forget_held(h)
+                self.jobs.pop(h.key, None)
+                self.counters["expired"] += 1
+                if h.own:
+                    self.out.append(("expired", {"id": h.key & 0xFFFFFFFF,
+                                                 "to": "%08x" % h.dest}))
+            elif h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
+                    and h.key not in self.jobs:
+                if h.attempts < self.s.max_attempts or h.triggered:
+                    self._attempt(h, now_ms)
+                else:
+                    h.retry_ms = None  # wait until the destination is heard of again
+        for job in list(self.jobs.values()):
+            if job.watch_ms is not None and now_ms >= job.watch_ms:
+                self._watch_done(job, now_ms)
+
+    def _covered(self, job, now_ms):
+        # Every live neighbour was heard sending this message. Only trusted once
+        # we have listened for a while: a fresh table misses neighbours.
+        if now_ms - self.started_ms < self.s.beacon_interval_ms * 3 // 2:
+            return False
+        for n in self.neigh.live(now_ms):
+            if n & 0xFF not in job.heard_from:
+                return False
+        return True
+
+    def _watch_done(self, job, now_ms):
+        # The time to hear our copy taken further has passed.
+        done = job.onward or job.key in self.acked
+        if job.kind == _J_FLOOD and not done and job.dest == BROADCAST:
+            done = self._covered(job, now_ms)
+        if done or job.tries <= 0 or job.kind == _J_ONCE or job.kind == _J_STORED:
+            del self.jobs[job.key]
+            if not done:
+                self._unacknowledged(job, now_ms)
+            return
+        self.counters["retries"] += 1
+        if job.kind == _J_ROUTED and job.tries == 1:
+            # the route failed twice: forget it and flood the last try
+            self.routes.forget(job.dest)
+            job.kind = _J_FLOOD
+            job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
+        job.watch_ms = None
+        job.due_ms = now_ms + self._rand(self.slot_ms * 2)
+
+    def _unacknowledged(self, job, now_ms):
+        h = self.held.get(job.key)
+        if h is not None and not h.own and job.key not in self.acked:
+            self._persist(h, now_ms)  # custody: keep it for when the destination returns
+
+    def _beacon(self, now_ms):
+        interval = self.s.beacon_interval_ms
+        self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
+        f = Frame(BEACON, 0, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
+                  self.s.name.encode()[:16])
+        self._add_job(Job(f.key(), _J_ONCE, wire.pack(f, self.key), now_ms, 0))
+
+    def _transmit_due(self, now_ms):
+        best = None
+        for job in self.jobs.values():
+            if job.due_ms is not None and job.due_ms <= now_ms:
+                if best is None or job.due_ms < best.due_ms:
+                    best = job
+        if best is None:
+            return
+        if best.kind == _J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
+            del self.jobs[best.key]  # every neighbour we know of has it already
+            self.counters["cancelled"] += 1
+            return
+        air_us = self._airtime_us(len(best.frame))
+        at = self.duty.earliest_ms(now_ms, air_us)
+        if at < 0:
+            del self.jobs[best.key]
+            self._drop("dwell")
+            return
+        if at > now_ms:
+            best.due_ms = at  # deferred by the duty-cycle budget
+            self.counters["deferred"] += 1
+            return
+        self.duty.record(now_ms, air_us)
+        air_ms = air_us // 1000 + 1
+        self.busy_until_ms = now_ms + air_ms
+        self.counters["tx"] += 1
+        if best.hops > 0 or best.kind == _J_STORED:
+            self.counters["relayed"] += 1
+        self.out.append(("tx", best.frame))
+        best.tries -= 1
+        best.due_ms = None
+        if best.kind == _J_ONCE:
+            del self.jobs[best.key]
+            return
+        best.onward = False
+        if best.kind == _J_FLOOD:
+            wait = self._window_ms() + air_ms * 2
+        else:
+            wait = self.slot_ms * 2 + air_ms * 3
+        best.watch_ms = now_ms + air_ms + wait
+
+    def _plan_wake(self, now_ms):
+        t = self.next_beacon_ms
+        for job in self.jobs.values():
+            d = job.due_ms if job.due_ms is not None else job.watch_ms
+            if d is not None and d < t:
+                t = d
+        for h in self.held.values():
+            if h.expires_ms < t:
+                t = h.expires_ms
+            if h.retry_ms is not None and h.retry_ms < t:
+                t = h.retry_ms
+        if t < self.busy_until_ms:
+            t = self.busy_until_ms
+        self.next_wake_ms = max(t, now_ms)
+
+    # ---- helpers ------------------------------------------------------------
+
+    def _add_job(self, job):
+        if job.key not in self.jobs and len(self.jobs) >= _MAX_JOBS:
+            # full: drop the newest-due flood relay, or refuse this job
+            victim = None
+            for j in self.jobs.values():
+                if j.kind == _J_FLOOD and j.hops > 0 and j.due_ms is not None:
+                    if victim is None or j.due_ms > victim.due_ms:
+                        victim = j
+            self.counters["queue_full"] += 1
+            if victim is None:
+                return
+            del self.jobs[victim.key]
+        self.jobs[job.key] = job
+
+    def _persist(self, h, now_ms):
+        self.storage.put(heldrec.record_name(h.key), heldrec.encode(h, now_ms))
+
+    def _drop(self, reason):
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def _rand(self, n):
+        return self.rng.getrandbits(16) % n if n > 0 else 0
+
+    def _new_id(self):
+        while True:
+            i = self.rng.getrandbits(32)
+            if i:
+                return i
+
+    def _airtime_us(self, frame_bytes):
+        return preset_time_on_air_us(frame_bytes, self.preset)
+
+    def _window_ms(self):
+        return self.s.contention_slots * self.slot_ms
+
+    def _contention_ms(self, snr_db):
+        # Distant receivers (low SNR) relay first: their copy covers the most
+        # new ground. SNR -20..+10 dB maps to the first quarter..all of the window.
+        n = self.s.contention_slots
+        top = n // 4 + (n - n // 4) * (min(max(snr_db, -20), 10) + 20) // 30
+        return self.slot_ms // 2 + self._rand(max(1, top)) * self.slot_ms
+
+    def _ack_timeout_ms(self, hops):
+        per_hop = self._window_ms() + self.slot_ms * 2
+        return 2 * (hops + 1) * per_hop

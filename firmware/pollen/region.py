@@ -1,0 +1,73 @@
+# Regional rules the core enforces: duty cycle over a sliding window and the
+# longest single transmission (dwell time).
+
+# name: (frequency Hz, duty cycle per mille (0 = none), max tx power dBm, dwell ms (0 = none))
+REGIONS = {
+    "EU868": (869525000, 10, 14, 0),  # ETSI EN 300 220, h1.4 sub-band: 1 %
+    "EU433": (433175000, 10, 10, 0),  # ETSI EN 300 220: 1 %, 10 mW
+    "US915": (915000000, 0, 30, 400),  # FCC 15.247: 400 ms dwell per transmission
+    "AU915": (915000000, 0, 30, 400),
+    "AS923": (923200000, 0, 16, 400),
+}
+
+_WINDOW_MS = 3600000  # duty cycle is averaged over one hour (ETSI)
+_BUCKET_MS = 60000    # bookkeeping resolution: 60 buckets of one minute
+_BUCKETS = 60
+
+
+class DutyCycle:
+    # Airtime used in the last hour, kept in 60 one-minute buckets: bounded
+    # memory, and conservative (an entry counts until its whole minute leaves).
+    def __init__(self, per_mille, window_ms=_WINDOW_MS):
+        self.per_mille = per_mille
+        self.budget_us = window_ms * 1000 * per_mille // 1000
+        self.window_ms = window_ms
+        self.bucket_ms = window_ms // _BUCKETS
+        self.used = [0] * _BUCKETS       # airtime us per bucket
+        self.stamp = [-1] * _BUCKETS     # bucket index (absolute) each slot holds
+        self.total_us = 0                # airtime ever spent, for telemetry
+
+    def _slot(self, now_ms):
+        b = now_ms // self.bucket_ms
+        i = b % _BUCKETS
+        if self.stamp[i] != b:
+            self.stamp[i] = b
+            self.used[i] = 0
+        return i
+
+    def used_us(self, now_ms):
+        lo = now_ms // self.bucket_ms - _BUCKETS + 1
+        total = 0
+        for i in range(_BUCKETS):
+            if self.stamp[i] >= lo:
+                total += self.used[i]
+        return total
+
+    def record(self, now_ms, airtime_us):
+        self.used[self._slot(now_ms)] += airtime_us
+        self.total_us += airtime_us
+
+    def earliest_ms(self, now_ms, airtime_us):
+        # When a transmission of airtime_us fits within the budget (now if it does).
+        if not self.per_mille:
+            return now_ms
+        if airtime_us > self.budget_us:
+            return -1  # can never be sent
+        need = self.used_us(now_ms) + airtime_us - self.budget_us
+        if need <= 0:
+            return now_ms
+        b_now = now_ms // self.bucket_ms
+        # Buckets leave the window oldest first; find when enough has left.
+        for age in range(_BUCKETS - 1, -1, -1):
+            b = b_now - age
+            i = b % _BUCKETS
+            if self.stamp[i] == b:
+                need -= self.used[i]
+                if need <= 0:
+                    return (b + _BUCKETS) * self.bucket_ms
+        return now_ms + self.window_ms
+
+    def headroom_per_mille(self, now_ms):
+        if not self.per_mille:
+            return 1000
+        return (self.budget_us - self.used_us(now_ms)) * 1000 // max(1, self.budget_us)

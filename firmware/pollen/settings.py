@@ -1,0 +1,100 @@
+# The node's settings, validated: every error names the field and what was
+# expected. Built from the "node" part of config.json (see docs/config.md).
+from pollen.region import REGIONS
+from pollen.airtime import PRESETS
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# field: (default, minimum, maximum) for integer settings
+_INTS = {
+    "hop_limit": (6, 1, 7),
+    "beacon_interval_ms": (300000, 1000, 86400000),
+    "lifetime_ms": (86400000, 1000, 30 * 86400000),
+    "cancel_copies": (2, 1, 16),
+    "contention_slots": (12, 2, 64),
+    "post_retries": (1, 0, 3),
+    "relay_retries": (1, 0, 3),
+    "max_attempts": (3, 1, 10),
+    "held_capacity": (32, 1, 1024),
+    "seen_capacity": (128, 16, 4096),
+    "neighbour_capacity": (32, 4, 256),
+    "neighbour_expiry_ms": (900000, 1000, 86400000),
+    "route_capacity": (64, 4, 1024),
+    "route_expiry_ms": (1800000, 1000, 86400000),
+}
+FIELDS = ("node_id", "name", "network_key", "region", "preset") + tuple(_INTS)
+
+
+def _fail(field, expected, got):
+    raise ConfigError("config field '%s': expected %s, got %r" % (field, expected, got))
+
+
+def parse_node_id(v, field="node_id"):
+    if isinstance(v, str):
+        try:
+            v = int(v, 16)
+        except ValueError:
+            _fail(field, "8 hex digits", v)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 0xFFFFFFFF or v & 0xFF == 0:
+        _fail(field, "a 32-bit id, not 0 or ffffffff, whose last byte is not 00", v)
+    return v
+
+
+def _hex_key(v):
+    if isinstance(v, (bytes, bytearray)) and len(v) == 32:
+        return bytes(v)
+    ok = isinstance(v, str) and len(v) == 64
+    if ok:
+        try:
+            return bytes(int(v[i:i + 2], 16) for i in range(0, 64, 2))
+        except ValueError:
+            pass
+    _fail("network_key", "64 hex digits (a 32-byte key)", v if not isinstance(v, str) else v[:8] + "...")
+
+
+def _preset(v):
+    if isinstance(v, str):
+        if v in PRESETS:
+            return PRESETS[v]
+        _fail("preset", "one of " + ", ".join(sorted(PRESETS)), v)
+    if isinstance(v, dict):
+        try:
+            p = (int(v["sf"]), int(v["bw_hz"]), int(v.get("cr", 5)), int(v.get("preamble", 16)))
+        except (KeyError, ValueError, TypeError):
+            _fail("preset", "{sf, bw_hz, cr, preamble}", v)
+        if not 6 <= p[0] <= 12 or p[1] not in (62500, 125000, 250000, 500000) or not 5 <= p[2] <= 8:
+            _fail("preset", "sf 6..12, bw_hz 62500/125000/250000/500000, cr 5..8", v)
+        return p
+    _fail("preset", "a preset name or {sf, bw_hz, cr, preamble}", v)
+
+
+class Settings:
+    def __init__(self, d):
+        if not isinstance(d, dict):
+            raise ConfigError("config: expected a JSON object, got %r" % (type(d).__name__,))
+        for k in d:
+            if k not in FIELDS:
+                raise ConfigError("config field '%s': unknown (known: %s)" % (k, ", ".join(FIELDS)))
+        if "node_id" not in d:
+            _fail("node_id", "a node id", None)
+        self.node_id = parse_node_id(d["node_id"])
+        name = d.get("name", "%08x" % self.node_id)
+        if not isinstance(name, str) or not 0 < len(name.encode()) <= 16:
+            _fail("name", "text of 1..16 bytes", name)
+        self.name = name
+        if "network_key" not in d:
+            _fail("network_key", "64 hex digits (a 32-byte key)", None)
+        self.network_key = _hex_key(d["network_key"])
+        region = d.get("region", "EU868")
+        if region not in REGIONS:
+            _fail("region", "one of " + ", ".join(sorted(REGIONS)), region)
+        self.region = region
+        self.preset = _preset(d.get("preset", "LongFast"))
+        for k, (default, lo, hi) in _INTS.items():
+            v = d.get(k, default)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                _fail(k, "an integer %d..%d" % (lo, hi), v)
+            setattr(self, k, v)

@@ -1,0 +1,108 @@
+# Bounded tables the node keeps in RAM: messages seen, neighbours heard,
+# routes learned. Each has a fixed capacity and evicts the oldest entry.
+
+
+class Seen:
+    # Duplicate suppression: the last `capacity` message keys, in arrival order.
+    def __init__(self, capacity=128):
+        self.capacity = capacity
+        self._ring = [None] * capacity
+        self._set = set()
+        self._i = 0
+
+    def __contains__(self, key):
+        return key in self._set
+
+    def add(self, key):
+        if key in self._set:
+            return
+        old = self._ring[self._i]
+        if old is not None:
+            self._set.discard(old)
+        self._ring[self._i] = key
+        self._set.add(key)
+        self._i = (self._i + 1) % self.capacity
+
+
+class Neighbours:
+    # Nodes heard directly: id -> [name, rssi_dbm, snr_db, last_heard_ms, heard_count]
+    def __init__(self, capacity=32, expiry_ms=900000):
+        self.capacity = capacity
+        self.expiry_ms = expiry_ms
+        self.table = {}
+
+    def heard(self, node_id, rssi_dbm, snr_db, now_ms, name=None):
+        e = self.table.get(node_id)
+        is_new = e is None or now_ms - e[3] > self.expiry_ms
+        if e is None:
+            if len(self.table) >= self.capacity:
+                self._evict()
+            e = [None, 0, 0, 0, 0]
+            self.table[node_id] = e
+        if name is not None:
+            e[0] = name
+        e[1] = rssi_dbm
+        e[2] = snr_db
+        e[3] = now_ms
+        e[4] += 1
+        return is_new
+
+    def _evict(self):
+        oldest = None
+        for k, e in self.table.items():
+            if oldest is None or e[3] < self.table[oldest][3]:
+                oldest = k
+        del self.table[oldest]
+
+    def is_live(self, node_id, now_ms):
+        e = self.table.get(node_id)
+        return e is not None and now_ms - e[3] <= self.expiry_ms
+
+    def by_low_byte(self, low, now_ms):
+        # The one live neighbour whose id ends in `low`, or None if none or ambiguous.
+        found = None
+        for k, e in self.table.items():
+            if k & 0xFF == low and now_ms - e[3] <= self.expiry_ms:
+                if found is not None:
+                    return None
+                found = k
+        return found
+
+    def live(self, now_ms):
+        return [k for k, e in self.table.items() if now_ms - e[3] <= self.expiry_ms]
+
+
+class Routes:
+    # Next hop towards a destination, learned from overheard traffic:
+    # dest -> [next_hop_id, hops, learned_ms]
+    def __init__(self, capacity=64, expiry_ms=1800000):
+        self.capacity = capacity
+        self.expiry_ms = expiry_ms
+        self.table = {}
+
+    def learn(self, dest, via, hops, now_ms):
+        e = self.table.get(dest)
+        if e is not None and now_ms - e[2] <= self.expiry_ms and e[1] < hops and e[0] != via:
+            return False  # keep the shorter route while it is fresh
+        changed = e is None or e[0] != via
+        if e is None and len(self.table) >= self.capacity:
+            oldest = None
+            for k, r in self.table.items():
+                if oldest is None or r[2] < self.table[oldest][2]:
+                    oldest = k
+            del self.table[oldest]
+        self.table[dest] = [via, hops, now_ms]
+        return changed
+
+    def next_hop(self, dest, now_ms):
+        e = self.table.get(dest)
+        if e is None or now_ms - e[2] > self.expiry_ms:
+            return None
+        return e[0]
+
+    def hops(self, dest):
+        e = self.table.get(dest)
+        return e[1] if e else None
+
+    def forget(self, dest):
+        self.table.pop(dest, None)

@@ -1,0 +1,145 @@
+# Wire format v1: pure pack/unpack functions. Documented, with golden
+# vectors, in docs/protocol.md. A frame is
+#   header (16 bytes) | payload (encrypted, 0..231 bytes) | tag (8 bytes)
+# header:
+#   0     version (high nibble) | frame type (low nibble)
+#   1     flags (2 bits) | hop limit (3 bits) | hops taken (3 bits)
+#   2-5   origin node id, big-endian
+#   6-9   destination node id (0xFFFFFFFF = everyone)
+#   10-13 message id (random per message; with origin, names the message)
+#   14    next hop: low byte of the node asked to relay (0 = any node may)
+#   15    relayer: low byte of the node that transmitted this copy
+from pollen._compat import const
+from pollen.crypto import TAG_BYTES
+
+VERSION = const(1)
+HEADER_BYTES = const(16)
+MAX_FRAME_BYTES = const(255)
+MAX_PAYLOAD_BYTES = const(231)  # 255 - 16 - 8
+MAX_HOPS = const(7)
+BROADCAST = const(0xFFFFFFFF)
+
+BEACON = const(1)  # neighbour discovery, never relayed; payload: name
+POST = const(2)    # broadcast text, flooded
+MSG = const(3)     # unicast text, acknowledged end to end
+ACK = const(4)     # payload: acknowledged message id (4 bytes)
+TYPES = (BEACON, POST, MSG, ACK)
+TYPE_NAMES = {BEACON: "beacon", POST: "post", MSG: "msg", ACK: "ack"}
+
+F_WANT_ACK = const(0x80)
+F_STORED = const(0x40)  # this copy was held by a node and sent on later
+
+# Reasons a frame is dropped; the node counts each.
+R_SHORT = "short"
+R_OVERSIZE = "oversize"
+R_VERSION = "version"
+R_TAG = "tag"
+R_TYPE = "type"
+R_FIELD = "field"
+
+
+class Frame:
+    def __init__(self, ftype, flags, hop_limit, hops, origin, dest, msg_id,
+                 next_hop=0, relayer=0, payload=b""):
+        self.ftype = ftype
+        self.flags = flags
+        self.hop_limit = hop_limit
+        self.hops = hops
+        self.origin = origin
+        self.dest = dest
+        self.msg_id = msg_id
+        self.next_hop = next_hop
+        self.relayer = relayer
+        self.payload = payload
+
+    def key(self):
+        # Names the message across all its copies (for duplicate suppression).
+        return (self.origin << 32) | self.msg_id
+
+
+def _u32(b, i):
+    return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
+
+
+def _put32(buf, i, v):
+    buf[i] = (v >> 24) & 0xFF
+    buf[i + 1] = (v >> 16) & 0xFF
+    buf[i + 2] = (v >> 8) & 0xFF
+    buf[i + 3] = v & 0xFF
+
+
+def _nonce(header):
+    # origin + message id + version/type: unique per message and frame type.
+    return bytes(header[2:6]) + bytes(header[10:14]) + bytes(header[0:1]) + b"\0\0\0"
+
+
+def pack(f, key):
+    # Frame -> bytes on air. Raises ValueError on local misuse (our own bug).
+    if len(f.payload) > MAX_PAYLOAD_BYTES:
+        raise ValueError("payload over %d bytes" % MAX_PAYLOAD_BYTES)
+    if f.hop_limit > MAX_HOPS or f.hops > f.hop_limit:
+        raise ValueError("hops out of range")
+    h = bytearray(HEADER_BYTES)
+    h[0] = (VERSION << 4) | (f.ftype & 0x0F)
+    h[1] = (f.flags & 0xC0) | (f.hop_limit << 3) | f.hops
+    _put32(h, 2, f.origin)
+    _put32(h, 6, f.dest)
+    _put32(h, 10, f.msg_id)
+    h[14] = f.next_hop & 0xFF
+    h[15] = f.relayer & 0xFF
+    body = bytes(h) + key.ctr(_nonce(h), f.payload)
+    return body + key.tag(body)
+
+
+def unpack(data, key):
+    # bytes on air -> (Frame, None) or (None, reason). Never raises on bad input.
+    n = len(data)
+    if n < HEADER_BYTES + TAG_BYTES:
+        return None, R_SHORT
+    if n > MAX_FRAME_BYTES:
+        return None, R_OVERSIZE
+    if data[0] >> 4 != VERSION:
+        return None, R_VERSION
+    body = data[:n - TAG_BYTES]
+    if not _equal(key.tag(body), data[n - TAG_BYTES:]):
+        return None, R_TAG
+    ftype = data[0] & 0x0F
+    if ftype not in TYPES:
+        return None, R_TYPE
+    hop_limit = (data[1] >> 3) & 0x07
+    hops = data[1] & 0x07
+    if hops > hop_limit:
+        return None, R_FIELD
+    payload = key.ctr(_nonce(data), body[HEADER_BYTES:])
+    return Frame(ftype, data[1] & 0xC0, hop_limit, hops, _u32(data, 2),
+                 _u32(data, 6), _u32(data, 10), data[14], data[15], payload), None
+
+
+def relayed(data, hops, next_hop, relayer, key):
+    # A copy of an authenticated frame with new hop fields and a fresh tag;
+    # the encrypted payload is carried unchanged.
+    n = len(data)
+    body = bytearray(data[:n - TAG_BYTES])
+    body[1] = (body[1] & 0xF8) | hops
+    body[14] = next_hop & 0xFF
+    body[15] = relayer & 0xFF
+    body = bytes(body)
+    return body + key.tag(body)
+
+
+def with_flags(data, set_flags, key):
+    n = len(data)
+    body = bytearray(data[:n - TAG_BYTES])
+    body[1] |= set_flags & 0xC0
+    body = bytes(body)
+    return body + key.tag(body)
+
+
+def _equal(a, b):
+    # Constant-time compare for tags.
+    if len(a) != len(b):
+        return False
+    r = 0
+    for i in range(len(a)):
+        r |= a[i] ^ b[i]
+    return r == 0
