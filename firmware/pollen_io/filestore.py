@@ -1,0 +1,50 @@
+# Storage for the core on a real filesystem (LittleFS on boards, the host's
+# filesystem in emulation): one file per record in a folder. A put writes a
+# temporary file and renames it over the old one, so a power cut leaves
+# either the old record or the new one, never half of one.
+import os
+
+_TMP = ".tmp"
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+class FileStorage:
+    def __init__(self, folder):
+        self.folder = folder
+        if not _exists(folder):
+            os.mkdir(folder)
+        for name in os.listdir(folder):
+            if name.endswith(_TMP):  # a write cut short by a power loss
+                os.remove(self._path(name))
+
+    def _path(self, name):
+        return self.folder + "/" + name
+
+    def get(self, name):
+        try:
+            with open(self._path(name), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def put(self, name, data):
+        tmp = self._path(name + _TMP)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.rename(tmp, self._path(name))
+
+    def delete(self, name):
+        try:
+            os.remove(self._path(name))
+        except OSError:
+            pass
+
+    def names(self):
+        return [n for n in os.listdir(self.folder) if not n.endswith(_TMP)]

@@ -1,0 +1,34 @@
+# The "udp" radio: frames go to and come from the virtual radio medium that
+# the controller runs on 127.0.0.1 (controller/medium.py documents the
+# datagrams). The same small interface as the LoRa adapter:
+#   radio.transmit(frame)              put a frame on the air now
+#   await radio.receive() -> (frame, rssi_dbm, snr_db)
+#   radio.on_busy = fn(airtime_ms)     called when another transmission starts
+import socket
+import asyncio
+
+
+class UdpRadio:
+    def __init__(self, node_id, host="127.0.0.1", port=47000):
+        self.medium = socket.getaddrinfo(host, port)[0][-1]
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
+        self.sock.setblocking(False)
+        self._stream = asyncio.StreamReader(self.sock)
+        self.hello = b"H" + bytes(((node_id >> 24) & 0xFF, (node_id >> 16) & 0xFF,
+                                   (node_id >> 8) & 0xFF, node_id & 0xFF))
+        self.sock.sendto(self.hello, self.medium)
+        self.on_busy = None
+
+    def transmit(self, frame):
+        self.sock.sendto(b"T" + frame, self.medium)
+
+    async def receive(self):
+        while True:
+            d = await self._stream.read(300)
+            if d and len(d) > 3 and d[0] == 0x52:  # "R" rssi snr frame
+                rssi = d[1] - 256 if d[1] > 127 else d[1]
+                snr = d[2] - 256 if d[2] > 127 else d[2]
+                return d[3:], rssi, snr / 4
+            if d and len(d) == 3 and d[0] == 0x42 and self.on_busy:  # "B" airtime_ms
+                self.on_busy((d[1] << 8) | d[2])
