@@ -58,6 +58,7 @@ class Node:
         self.medium_addr = ("127.0.0.1", medium.port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
+        self.busy_ms = []
         self.hello()
 
     def hello(self):
@@ -70,11 +71,18 @@ class Node:
         self.sock.sendto(datagram, self.medium_addr)
 
     def recv(self, timeout_s):
-        self.sock.settimeout(timeout_s)
-        try:
-            return parse_receive(self.sock.recv(2048))
-        except TimeoutError:
-            return None
+        # The next received frame; channel-busy notices are collected on the way.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                d = self.sock.recv(2048)
+            except TimeoutError:
+                return None
+            if d[:1] == b"B":
+                self.busy_ms.append(int.from_bytes(d[1:3], "big"))
+                continue
+            return parse_receive(d)
 
     def close(self):
         self.sock.close()
@@ -270,3 +278,13 @@ def test_link_table_accepts_link_objects():
     assert medium.topology.link(B, A) == Link(-70, 9)
     with pytest.raises(ValueError):
         medium.loss = 1.5
+
+
+def test_carrier_sense_notice_reaches_hearers_when_transmission_starts(run):
+    medium, (a, b, c) = run(chain())
+    t0 = time.monotonic()
+    a.send(FRAME)
+    got = b.recv(AIRTIME_S + 2.0)
+    assert got is not None
+    assert len(b.busy_ms) == 1 and abs(b.busy_ms[0] - AIRTIME_S * 1000) <= 2
+    assert c.recv(0.3) is None and c.busy_ms == []  # c cannot hear a
