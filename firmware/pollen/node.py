@@ -28,6 +28,7 @@ _J_ROUTED = 2    # a copy for one next hop: expects to hear it forwarded (or ack
 _J_STORED = 3    # a held message sent to its destination when it reappeared
 
 _MAX_JOBS = 24
+_BEACON_NEIGHBOURS = 32  # most neighbours a beacon lists
 
 
 class Job:
@@ -164,7 +165,7 @@ class Node:
             # back off: what was due goes at a random slot after the channel frees
             for job in self.jobs.values():
                 if job.due_ms is not None and job.due_ms < self.channel_until_ms:
-                    job.due_ms = self.channel_until_ms + self._rand(self.slot_ms)
+                    job.due_ms = self.channel_until_ms + self._rand(self.slot_ms * 2)
         elif now_ms >= self.busy_until_ms:
             self._transmit_due(now_ms)
         self._plan_wake(now_ms)
@@ -202,6 +203,8 @@ class Node:
             self.counters["duplicates"] += 1
             if f.ftype == MSG and f.dest == self.id:
                 self._send_ack(f, via, now_ms)  # our ack was lost: say it again
+            elif f.ftype == MSG and f.flags & F_STORED:
+                self._retried(f, data, now_ms)
             return
         self.seen.add(key)
         if f.ftype == ACK:
@@ -222,7 +225,7 @@ class Node:
             return
         if f.next_hop == 0:
             if self.neigh.is_live(f.dest, now_ms):
-                self._forward_routed(f, data, now_ms)  # we can hand it over directly
+                self._forward_routed(f, data, now_ms, snr_db)  # we can hand it over directly
             else:
                 self._relay_flood(f, data, snr_db, now_ms)
         elif f.next_hop == self.low:
@@ -244,21 +247,30 @@ class Node:
         return via
 
     def _on_beacon(self, f, now_ms):
-        try:
-            name = f.payload.decode()
-        except Exception:
-            name = ""
+        # payload: name length, name, then low bytes of the nodes it hears
+        p = f.payload
+        if not p or p[0] + 1 > len(p):
+            self._drop("field")
+            return
         e = self.neigh.table.get(f.origin)
         if e is not None:
-            e[0] = name
+            try:
+                e[0] = p[1:1 + p[0]].decode()
+            except Exception:
+                e[0] = ""
+            e[5] = bytes(p[1 + p[0]:])
 
     def _neighbour_appeared(self, node_id, now_ms):
-        self._destination_reachable(node_id, now_ms)
+        # A link came up (a node new to us, or back after expiring): what we
+        # hold for any destination may have a way through it now (a healed
+        # partition, a data mule arriving), not only what is for that node.
+        self._destination_reachable(None, now_ms)
 
     def _destination_reachable(self, dest, now_ms):
-        # Store-and-forward: send what we hold for a destination that is back.
+        # Store-and-forward: send what we hold for a destination that is back
+        # (dest None: for every destination).
         for h in self.held.values():
-            if h.dest != dest or h.key in self.jobs:
+            if dest is not None and h.dest != dest or h.key in self.jobs:
                 continue
             if h.own:
                 h.triggered = True
@@ -336,7 +348,7 @@ class Node:
                           f.hops + 1, f.dest, 1 + self.s.relay_retries))
         self._maybe_carry(f, copy, now_ms)
 
-    def _forward_routed(self, f, data, now_ms):
+    def _forward_routed(self, f, data, now_ms, snr_db=None):
         nh = self._next_hop(f.dest, now_ms)
         if nh is None:
             self._relay_flood(f, data, 0, now_ms)
@@ -344,9 +356,28 @@ class Node:
         copy = wire.relayed(data, f.hops + 1, nh & 0xFF, self.low, self.key)
         # an ack handed to its destination is not taken further: nothing to hear
         kind = _J_ONCE if f.ftype == ACK and nh == f.dest else _J_ROUTED
-        self._add_job(Job(f.key(), kind, copy, now_ms + self._rand(self.slot_ms // 2),
-                          f.hops + 1, f.dest, 2))
+        tries = 1 if kind == _J_ONCE else 2
+        due_ms = now_ms + self._rand(self.slot_ms // 2)
+        if snr_db is not None:
+            # a flooded copy handed to its destination: other neighbours of the
+            # destination may do the same, so contend like a flood relay and
+            # stand down on hearing one of them (else they collide at it)
+            kind = _J_FLOOD
+            due_ms = now_ms + self._contention_ms(snr_db)
+        self._add_job(Job(f.key(), kind, copy, due_ms, f.hops + 1, f.dest, tries))
         self._maybe_carry(f, copy, now_ms)
+
+    def _retried(self, f, data, now_ms):
+        # A retry or stored copy (F_STORED) of a unicast we passed on before:
+        # its origin has had no ack (even if we saw one go by, it may have
+        # been lost after us), so pass it on again; the destination acks
+        # duplicates. Only a copy from nearer the origin than we are is taken
+        # on (hops only grow), so relays never bounce it between them.
+        if f.key() in self.jobs or f.hops >= f.hop_limit or f.next_hop not in (0, self.low):
+            return
+        d = self.routes.hops(f.origin)  # just learned from the shortest copy heard
+        if d is not None and f.hops < d:
+            self._relay_flood(f, data, 0, now_ms)
 
     def _maybe_carry(self, f, copy, now_ms):
         # Unicast we relay: remember it until we see it acknowledged, so that
@@ -440,12 +471,21 @@ class Node:
                 self._watch_done(job, now_ms)
 
     def _covered(self, job, now_ms):
-        # Every live neighbour was heard sending this message. Only trusted once
-        # we have listened for a while: a fresh table misses neighbours.
+        # Would our copy reach anyone new? Every live neighbour of ours either
+        # sent a copy itself or hears a node that did (two-hop view from
+        # beacons). Only trusted once we have listened for a while: a fresh
+        # table misses neighbours.
         if now_ms - self.started_ms < self.s.beacon_interval_ms * 3 // 2:
             return False
+        theirs = [self.neigh.their_neighbours(t, now_ms) for t in job.heard_from]
         for n in self.neigh.live(now_ms):
-            if n & 0xFF not in job.heard_from:
+            low = n & 0xFF
+            if low in job.heard_from:
+                continue
+            for t in theirs:
+                if low in t:
+                    break
+            else:
                 return False
         return True
 
@@ -476,8 +516,10 @@ class Node:
     def _beacon(self, now_ms):
         interval = self.s.beacon_interval_ms
         self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
+        name = self.s.name.encode()[:16]
+        heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
         f = Frame(BEACON, 0, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
-                  self.s.name.encode()[:16])
+                  bytes((len(name),)) + name + heard)
         self._add_job(Job(f.key(), _J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
@@ -499,7 +541,9 @@ class Node:
             self._drop("dwell")
             return
         if at > now_ms:
-            best.due_ms = at  # deferred by the duty-cycle budget
+            # deferred by the duty-cycle budget; budget frees on minute
+            # boundaries, so jitter or nodes sharing a clock all go at once
+            best.due_ms = at + self._rand(self.slot_ms * 4)
             self.counters["deferred"] += 1
             return
         self.duty.record(now_ms, air_us)
@@ -582,5 +626,6 @@ class Node:
         return self.slot_ms // 2 + self._rand(max(1, top)) * self.slot_ms
 
     def _ack_timeout_ms(self, hops):
-        per_hop = self._window_ms() + self.slot_ms * 2
-        return 2 * (hops + 1) * per_hop
+        # there and back, each hop waiting half a contention window on average
+        per_hop = self._window_ms() // 2 + self.slot_ms
+        return 2 * (hops + 1) * per_hop + self.slot_ms * 4

@@ -13,7 +13,7 @@ _INTS = {
     "hop_limit": (6, 1, 7),
     "beacon_interval_ms": (300000, 1000, 86400000),
     "lifetime_ms": (86400000, 1000, 30 * 86400000),
-    "cancel_copies": (2, 1, 16),
+    "cancel_copies": (4, 1, 16),
     "contention_slots": (12, 2, 64),
     "post_retries": (1, 0, 3),
     "relay_retries": (1, 0, 3),

@@ -25,7 +25,10 @@ class Seen:
 
 
 class Neighbours:
-    # Nodes heard directly: id -> [name, rssi_dbm, snr_db, last_heard_ms, heard_count]
+    # Nodes heard directly:
+    #   id -> [name, rssi_dbm, snr_db, last_heard_ms, heard_count, their_neighbours]
+    # their_neighbours: low bytes of the nodes they hear (from their beacon),
+    # the two-hop view that lets a relay tell whether its copy would reach anyone new.
     def __init__(self, capacity=32, expiry_ms=900000):
         self.capacity = capacity
         self.expiry_ms = expiry_ms
@@ -37,7 +40,7 @@ class Neighbours:
         if e is None:
             if len(self.table) >= self.capacity:
                 self._evict()
-            e = [None, 0, 0, 0, 0]
+            e = [None, 0, 0, 0, 0, b""]
             self.table[node_id] = e
         if name is not None:
             e[0] = name
@@ -67,6 +70,10 @@ class Neighbours:
                     return None
                 found = k
         return found
+
+    def their_neighbours(self, low, now_ms):
+        n = self.by_low_byte(low, now_ms)
+        return self.table[n][5] if n is not None else b""
 
     def live(self, now_ms):
         return [k for k, e in self.table.items() if now_ms - e[3] <= self.expiry_ms]
