@@ -1,0 +1,146 @@
+"""End to end: real MicroPython unix-port processes running firmware/main.py
+(compiled to .mpy) on the virtual radio medium."""
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+
+from pollen_controller.emulation import Emulation, NodeProcess, micropython_binary
+from pollen_controller.firmware import compile_firmware
+from pollen_controller.topology import ladder, line
+
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+FAST = {"beacon_interval_ms": 1500, "neighbour_expiry_ms": 20000}
+
+
+def wait_event(node, pred, timeout_s=20.0):
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ev = node.events.get(timeout=0.05)
+        except Exception:
+            continue
+        seen.append(ev)
+        if pred(ev):
+            return ev
+    raise AssertionError(f"event not seen; got {seen[-10:]}")
+
+
+def status(node):
+    node.command({"cmd": "status", "ref": "t"})
+    return wait_event(node, lambda e: e.get("event") == "status" and e.get("ref") == "t", 5)
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    topo = line(4)
+    with Emulation(topo, tmp_path, KEY, node_settings=FAST) as emu:
+        assert emu.wait_started() == []
+        time.sleep(3.5)  # neighbour discovery
+        yield emu, sorted(topo.node_ids)
+
+
+def test_unicast_and_post_cross_three_hops_of_real_micropython_nodes(mesh):
+    emu, ids = mesh
+    a, d = emu.nodes[ids[0]], emu.nodes[ids[-1]]
+    a.command({"cmd": "send", "to": f"{ids[-1]:08x}", "text": "over three hops"})
+    sent = wait_event(a, lambda e: e.get("event") == "sent")
+    got = wait_event(d, lambda e: e.get("event") == "received" and e["kind"] == "msg")
+    assert got["text"] == "over three hops" and got["id"] == sent["id"]
+    assert got["from"] == f"{ids[0]:08x}" and got["hops"] == 2  # two relays in between
+    ack = wait_event(a, lambda e: e.get("event") == "delivered")
+    assert ack["id"] == sent["id"]
+    d.command({"cmd": "send", "to": "all", "text": "hello everyone"})
+    for i in ids[:-1]:
+        ev = wait_event(emu.nodes[i], lambda e: e.get("event") == "received" and e["kind"] == "post")
+        assert ev["text"] == "hello everyone"
+    st = status(a)
+    assert st["runtime"].startswith("micropython")
+    assert 0 < st["peak_heap_bytes"] < 128 * 1024
+    assert any(n["id"] == f"{ids[1]:08x}" for n in st["neighbours"])
+
+
+def test_bad_console_commands_get_error_events_and_node_keeps_running(mesh):
+    emu, ids = mesh
+    n = emu.nodes[ids[0]]
+    n.proc.stdin.write("this is not json\n")
+    n.proc.stdin.flush()
+    assert "not valid JSON" in wait_event(n, lambda e: e.get("event") == "error")["error"]
+    n.command({"cmd": "launch"})
+    assert "unknown cmd 'launch'" in wait_event(n, lambda e: e.get("event") == "error")["error"]
+    n.command({"cmd": "send", "to": "nobody", "text": "x"})
+    assert "'to'" in wait_event(n, lambda e: e.get("event") == "error")["error"]
+    n.command({"cmd": "send", "to": "all", "text": "x" * 300})
+    assert "at most 231" in wait_event(n, lambda e: e.get("event") == "error")["error"]
+    assert n.running and status(n)["id"] == f"{ids[0]:08x}"
+
+
+def test_garbage_and_forged_frames_are_dropped_counted_and_visible_in_status(mesh):
+    emu, ids = mesh
+    # a rogue transmitter next to node 1: it says hello as node 2 from a new
+    # address (so the medium carries its frames over node 2's links)
+    rogue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    medium = ("127.0.0.1", emu.medium.port)
+    rogue.sendto(b"H" + ids[1].to_bytes(4, "big"), medium)
+    forged = bytes([0x12, 0x30]) + bytes(range(30))  # right version, wrong tag
+    for frame in (b"\x01\x02", forged, b"\x22" + bytes(40), bytes(255)):
+        rogue.sendto(b"T" + frame, medium)
+        time.sleep(0.15)
+    time.sleep(0.5)
+    st = status(emu.nodes[ids[0]])
+    assert st["dropped"].get("short", 0) >= 1
+    assert st["dropped"].get("tag", 0) >= 1      # the forged frame
+    assert st["dropped"].get("version", 0) >= 2  # version 2 and version 0
+    assert emu.nodes[ids[0]].running
+    rogue.close()
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"node_id": "zz", "network_key": KEY}, "node_id"),
+    ({"node_id": "00000101", "network_key": "abc"}, "network_key"),
+    ({"node_id": "00000101", "network_key": KEY, "hop_limit": 9}, "hop_limit"),
+    ({"node_id": "00000101", "network_key": KEY, "region": "MARS"}, "region"),
+    ({"node_id": "00000101", "network_key": KEY, "radio": {"kind": "smoke"}}, "radio"),
+    ({"node_id": "00000101", "network_key": KEY, "hop_limt": 3}, "hop_limt"),
+])
+def test_malformed_config_exits_non_zero_naming_the_field(tmp_path, config, field):
+    fw = tmp_path / "fw"
+    compile_firmware(fw)
+    node = NodeProcess(0x101, tmp_path / "node", config, fw)
+    node.start()
+    rc = node.proc.wait(10)
+    time.sleep(0.1)
+    assert rc == 2
+    err = "\n".join(node.stderr_lines)
+    assert f"'{field}'" in err
+    assert "expected" in err or "unknown" in err
+    assert err.count("\n") == 0  # one clear line, no traceback
+
+
+def test_store_and_forward_to_a_node_switched_off_and_on(tmp_path):
+    topo = ladder(3)
+    ids = sorted(topo.node_ids)
+    settings = dict(FAST, lifetime_ms=120000)
+    with Emulation(topo, tmp_path, KEY, node_settings=settings) as emu:
+        assert emu.wait_started() == []
+        time.sleep(3.5)
+        src, dst = emu.nodes[ids[0]], emu.nodes[ids[-1]]
+        dst.stop(hard=True)  # a power cut
+        src.command({"cmd": "send", "to": f"{ids[-1]:08x}", "text": "while you were away"})
+        time.sleep(8)
+        dst.start()
+        got = wait_event(dst, lambda e: e.get("event") == "received" and e["kind"] == "msg", 30)
+        assert got["text"] == "while you were away"
+        wait_event(src, lambda e: e.get("event") == "delivered", 20)
+
+
+def test_node_processes_are_gone_after_close(tmp_path):
+    topo = line(2)
+    with Emulation(topo, tmp_path, KEY) as emu:
+        emu.wait_started()
+        procs = [n.proc for n in emu.nodes.values()]
+    for p in procs:
+        assert p.poll() is not None
