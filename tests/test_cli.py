@@ -1,0 +1,43 @@
+"""The `pollen` command as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pollen_controller.cli import main, render_summary
+
+POLLEN = str(Path(sys.executable).with_name("pollen"))
+
+
+def test_help_lists_demo_and_is_instant():
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0 and "demo" in r.output
+
+
+def test_bad_demo_options_name_the_option():
+    r = subprocess.run([POLLEN, "demo", "--nodes", "7"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert r.stderr.startswith("pollen: --nodes: expected an even number")
+    r = subprocess.run([POLLEN, "demo", "--loss", "1.5"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--loss" in r.stderr
+
+
+def test_demo_json_on_real_micropython_nodes():
+    r = subprocess.run([POLLEN, "demo", "--nodes", "8", "--json"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["nodes"] == 8 and out["runtime"].startswith("micropython 1.")
+    assert out["unicast"]["sent"] == 7
+    assert out["unicast"]["delivered"] == out["unicast"]["sent"]  # lossless: everything
+    assert out["broadcast"]["reach"] == 1.0
+    assert out["store_and_forward"]["delivered"] is True
+    assert out["latency_ms"]["p50"] > 0 and out["latency_ms"]["p95"] >= out["latency_ms"]["p50"]
+    assert 0 < out["peak_heap_bytes"] < 128 * 1024
+    assert out["tx_per_delivered"] > 0
+    assert " got msg from " in r.stderr  # live progress went to stderr
+    text = render_summary(out)
+    assert "messages delivered   7/7" in text
