@@ -14,9 +14,9 @@ from pollen_controller.emulation import Emulation
 from pollen_controller.topology import ladder
 
 # Demo timings: short beacons so neighbours are found in seconds, not minutes.
-DEMO_NODE_SETTINGS = {"beacon_interval_ms": 3000, "lifetime_ms": 300000,
+DEMO_NODE_SETTINGS = {"beacon_interval_ms": 5000, "lifetime_ms": 300000,
                       "neighbour_expiry_ms": 30000}
-_DISCOVERY_S = 5.0
+_DISCOVERY_S = 6.0
 _OFF_S = 8.0          # how long the store-and-forward target stays off
 _DEADLINE_S = 50.0    # the whole demo ends by then, delivered or not
 

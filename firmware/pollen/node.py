@@ -235,7 +235,11 @@ class Node:
         # Who transmitted this copy, and what it tells us about routes.
         if f.hops == 0:
             via = f.origin
-            if self.neigh.heard(via, rssi_dbm, snr_db, now_ms):
+            e = self.neigh.table.get(via)
+            # back after missing more than two beacons (switched off, out of
+            # range): as good as new for store-and-forward
+            back = e is not None and now_ms - e[3] > self.s.beacon_interval_ms * 5 // 2
+            if self.neigh.heard(via, rssi_dbm, snr_db, now_ms) or back:
                 self._neighbour_appeared(via, now_ms)
         else:
             via = self.neigh.by_low_byte(f.relayer, now_ms)

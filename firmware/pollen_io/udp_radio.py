@@ -6,6 +6,7 @@
 #   radio.on_busy = fn(airtime_ms)     called when another transmission starts
 import socket
 import asyncio
+from asyncio import core
 
 
 class UdpRadio:
@@ -14,7 +15,6 @@ class UdpRadio:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
         self.sock.setblocking(False)
-        self._stream = asyncio.StreamReader(self.sock)
         self.hello = b"H" + bytes(((node_id >> 24) & 0xFF, (node_id >> 16) & 0xFF,
                                    (node_id >> 8) & 0xFF, node_id & 0xFF))
         self.sock.sendto(self.hello, self.medium)
@@ -23,9 +23,18 @@ class UdpRadio:
     def transmit(self, frame):
         self.sock.sendto(b"T" + frame, self.medium)
 
+    async def _readable(self):
+        # Park until the socket has a datagram. Not StreamReader.read(): a
+        # stream read fills its buffer from several datagrams at once.
+        yield core._io_queue.queue_read(self.sock)
+
     async def receive(self):
         while True:
-            d = await self._stream.read(300)
+            try:
+                d = self.sock.recv(300)  # exactly one datagram
+            except OSError:  # nothing waiting (EAGAIN)
+                await self._readable()
+                continue
             if d and len(d) > 3 and d[0] == 0x52:  # "R" rssi snr frame
                 rssi = d[1] - 256 if d[1] > 127 else d[1]
                 snr = d[2] - 256 if d[2] > 127 else d[2]

@@ -1,0 +1,547 @@
+# The node state machine, driven as whole conversations over FakeMesh: N
+# nodes, explicit links, a fake clock, LoRa airtime, collisions and loss.
+# Runs under CPython (pytest) and MicroPython (tests/core/mp_run.py): plain
+# test_* functions and asserts only. MicroPython iterates dicts in another
+# order than CPython, so runs differ in detail; assertions hold for both.
+from pollen import wire
+from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK
+from pollen.crypto import NetworkKey
+from pollen.node import Node
+from pollen.storage import MemoryStorage
+from pollen.airtime import preset_time_on_air_us
+
+from .fakemesh import FakeMesh, XorShift, KEY_HEX, settings
+
+KEY = NetworkKey(bytes.fromhex(KEY_HEX))
+HOUR_MS = 3600000
+
+
+class Mesh(FakeMesh):
+    # FakeMesh that also logs every transmission: (t_ms, sender, frame).
+    def __init__(self, ids, links, **kw):
+        self.log = []
+        FakeMesh.__init__(self, ids, links, **kw)
+
+    def _transmit(self, i, frame):
+        self.log.append((self.now_ms, i, frame))
+        FakeMesh._transmit(self, i, frame)
+
+    def copies(self, key):
+        # every transmitted copy of one message: [(t_ms, sender, Frame)]
+        out = []
+        for t, i, data in self.log:
+            f, _ = wire.unpack(data, KEY)
+            if f is not None and f.key() == key:
+                out.append((t, i, f))
+        return out
+
+    def held_by(self, key):
+        return [i for i, n in self.nodes.items() if key in n.held]
+
+    def events_of(self, kind):
+        return [e for e in self.events if e[2] == kind]
+
+    def warm(self, limit_ms=120000):
+        # run until every node has heard all its linked neighbours' beacons
+        # (first beacons collide in dense meshes); bounded
+        start = self.now_ms
+        while True:
+            self.run(5000)
+            if all(b in self.nodes[a].neigh.table for (a, b) in self.links):
+                return self.now_ms - start
+            assert self.now_ms - start < limit_ms, "neighbour tables incomplete"
+
+
+def line(n, **kw):
+    ids = list(range(1, n + 1))
+    return Mesh(ids, [(i, i + 1) for i in ids[:-1]], **kw)
+
+
+def ladder(n, **kw):
+    # two rows: 1..n on top, n+1..2n below, rungs between i and n+i
+    links = []
+    for i in range(1, n + 1):
+        links.append((i, n + i))
+        if i < n:
+            links.append((i, i + 1))
+            links.append((n + i, n + i + 1))
+    return Mesh(list(range(1, 2 * n + 1)), links, **kw)
+
+
+def cluster(n, **kw):
+    ids = list(range(1, n + 1))
+    return Mesh(ids, [(a, b) for a in ids for b in ids if a < b], **kw)
+
+
+def _key(origin, msg_id):
+    return (origin << 32) | msg_id
+
+
+def _texts(m, i, kind=None):
+    return [r["text"] for r in m.received(i, kind)]
+
+
+def _frame(ftype, origin, dest, msg_id, payload=b"", hops=0, hop_limit=6, flags=0,
+           next_hop=0, relayer=None):
+    if relayer is None:
+        relayer = origin & 0xFF
+    return wire.pack(Frame(ftype, flags, hop_limit, hops, origin, dest, msg_id,
+                           next_hop, relayer, payload), KEY)
+
+
+def _max_hour_airtime_us(m, node_id):
+    # the most airtime node_id used in any sliding hour, from the transmission log
+    sent = [(t, preset_time_on_air_us(len(d), m.nodes[node_id].preset))
+            for t, i, d in m.log if i == node_id]
+    worst = 0
+    j = 0
+    total = 0
+    for k in range(len(sent)):
+        total += sent[k][1]
+        while sent[j][0] <= sent[k][0] - HOUR_MS:
+            total -= sent[j][1]
+            j += 1
+        worst = max(worst, total)
+    return worst
+
+
+# ---- flooding -------------------------------------------------------------------
+
+def test_neighbours_found_by_beacons():
+    m = line(4)
+    m.run(35000)
+    assert sorted(m.nodes[1].neigh.table) == [2]
+    assert sorted(m.nodes[2].neigh.table) == [1, 3]
+    assert m.nodes[2].neigh.table[3][0] == "00000003"   # name from the beacon
+    # beacons are never relayed: node 1 has not heard of node 3
+    assert 3 not in m.nodes[1].neigh.table and 3 not in m.nodes[1].routes.table
+
+
+def test_duplicate_is_delivered_once():
+    m = Mesh([1], [])
+    data = _frame(POST, 0x0A0B0C01, BROADCAST, 77, b"once")
+    m.inject(1, data)
+    m.inject(1, data)
+    relayed = wire.relayed(data, 1, 0, 0x42, KEY)  # another copy of the same message
+    m.inject(1, relayed)
+    assert _texts(m, 1) == ["once"]
+    assert m.nodes[1].counters["duplicates"] == 2
+    # a unicast heard twice: delivered once, but acknowledged again (the first
+    # ack may have been lost)
+    msg = _frame(MSG, 0x0A0B0C01, 1, 78, b"to one", flags=F_WANT_ACK)
+    m.inject(1, msg)
+    m.run(2000)
+    m.inject(1, msg)
+    m.run(2000)
+    assert _texts(m, 1, "msg") == ["to one"]
+    acks = [f for _, _, f in [(t, i, wire.unpack(d, KEY)[0]) for t, i, d in m.log]
+            if f.ftype == ACK]
+    assert len(acks) == 2
+    assert acks[0].payload == bytes((0, 0, 0, 78)) and acks[0].dest == 0x0A0B0C01
+
+
+def test_broadcast_reaches_a_line():
+    m = line(8)
+    m.warm()
+    mid = m.send(1, BROADCAST, "hello line")
+    m.run(20000)
+    for i in range(2, 9):
+        assert _texts(m, i, "post") == ["hello line"], i
+    assert _texts(m, 1) == []                       # the origin does not receive its own
+    assert [r["hops"] for r in m.received(8)] == [6]
+    # on a line every node in between must relay; the last is at the hop limit
+    relays = set(i for _, i, f in m.copies(_key(1, mid)) if f.hops > 0)
+    assert relays == set(range(2, 8)), relays
+
+
+def test_broadcast_reaches_a_ladder():
+    m = ladder(6)
+    m.warm()
+    mid = m.send(1, BROADCAST, "hello ladder")
+    m.run(30000)
+    for i in range(2, 13):
+        assert _texts(m, i, "post") == ["hello ladder"], i
+    assert len(m.copies(_key(1, mid))) < 2 * 12     # bounded: at most each node's tries
+
+
+def test_hop_limit_bounds_a_post():
+    m = line(6, hop_limit=2)
+    m.warm()
+    mid = m.send(1, BROADCAST, "near only")
+    m.run(20000)
+    assert [len(_texts(m, i)) for i in range(1, 7)] == [0, 1, 1, 1, 0, 0]
+    relays = set(i for _, i, f in m.copies(_key(1, mid)) if f.hops > 0)
+    assert relays == set((2, 3)), relays            # exactly two relays, then it stops
+    assert max(f.hops for _, _, f in m.copies(_key(1, mid))) == 2
+
+
+def test_dense_cluster_cancels_relays():
+    m = cluster(10)
+    m.warm()
+    mid = m.send(1, BROADCAST, "everyone hears")
+    m.run(20000)
+    for i in range(2, 11):
+        assert _texts(m, i) == ["everyone hears"], i
+    cancelled = sum(n.counters["cancelled"] for n in m.nodes.values())
+    assert cancelled > 0
+    relays = set(i for _, i, f in m.copies(_key(1, mid)) if f.hops > 0)
+    assert len(relays) < 9, relays                  # not every node relayed
+
+
+# ---- unicast ---------------------------------------------------------------------
+
+def test_unicast_acknowledged_end_to_end_over_five_hops():
+    m = line(6)
+    m.warm()
+    mid = m.send(1, 6, "hi six")
+    m.run(30000)
+    got = m.received(6, "msg")
+    assert [(r["text"], r["from"], r["hops"]) for r in got] == [("hi six", "00000001", 4)]
+    d = m.delivered(1)
+    assert len(d) == 1 and d[0]["id"] == mid and d[0]["to"] == "00000006"
+    assert m.nodes[1].counters["delivered"] == 1
+    assert m.nodes[1].counters["retries"] == 0     # no loss: the first attempt did it
+    assert m.nodes[1].held == {}                   # done: nothing left to retry
+    assert m.storage[1].names() == []
+    for i in range(1, 7):                           # no other node received it
+        if i != 6:
+            assert _texts(m, i, "msg") == [], i
+
+
+def test_retry_under_loss():
+    # 10 % of frames lost at each receiver: hop-by-hop and end-to-end retries
+    # get every message through, exactly once, and the origin hears of it
+    m = line(4, loss=0.1, seed=3)
+    m.warm()
+    mids = []
+    for k in range(6):
+        mids.append(m.send(1, 4, "lossy %d" % k))
+        m.run(60000)
+    m.run(120000)
+    assert sorted(_texts(m, 4, "msg")) == ["lossy %d" % k for k in range(6)]
+    delivered = [d["id"] for d in m.delivered(1)]
+    assert len(delivered) == len(set(delivered)) >= 5
+    for mid in mids:   # what is not confirmed is still held, never dropped
+        assert mid in delivered or _key(1, mid) in m.nodes[1].held
+    assert sum(n.counters["retries"] for n in m.nodes.values()) > 0
+
+
+def test_lost_ack_is_recovered_by_a_retry():
+    # The ack is lost on its last hop. The relays have seen both the message
+    # and its ack, yet they must carry the origin's retry (marked F_STORED)
+    # again, so that the destination can acknowledge once more.
+    m = line(4)
+    m.warm()
+    n1 = m.nodes[1]
+    lost = []
+
+    def deaf_to_first_ack(data, rssi_dbm, snr_db, now_ms):
+        f, _ = wire.unpack(data, KEY)
+        if f is not None and f.ftype == ACK and not lost:
+            lost.append(f)
+            return
+        Node.on_frame(n1, data, rssi_dbm, snr_db, now_ms)
+
+    n1.on_frame = deaf_to_first_ack
+    mid = m.send(1, 4, "ack me")
+    m.run(60000)
+    assert len(lost) == 1
+    assert _texts(m, 4, "msg") == ["ack me"]              # delivered once
+    assert [d["id"] for d in m.delivered(1)] == [mid]     # and confirmed
+    assert n1.counters["retries"] >= 1
+    copies = m.copies(_key(1, mid))
+    assert any(i == 3 and f.flags & wire.F_STORED for _, i, f in copies)
+    acks = [f for _, i, f in [(t, i, wire.unpack(d, KEY)[0]) for t, i, d in m.log]
+            if i == 4 and f.ftype == ACK]
+    assert len(acks) >= 2
+
+
+def test_routes_learned_then_used():
+    m = ladder(6)
+    m.warm()
+    first = m.send(1, 12, "first")
+    m.run(30000)
+    assert len(m.delivered(1)) == 1
+    # the ack came back from 12 along the message's path: routes to 12 learned
+    assert m.nodes[1].routes.next_hop(12, m.now_ms) in (2, 7)
+    assert m.nodes[12].routes.next_hop(1, m.now_ms) in (6, 11)
+    flood = m.copies(_key(1, first))
+    second = m.send(1, 12, "second")
+    m.run(30000)
+    assert _texts(m, 12, "msg") == ["first", "second"]
+    assert len(m.delivered(1)) == 2
+    routed = m.copies(_key(1, second))
+    assert routed[0][1] == 1 and routed[0][2].next_hop in (2, 7)
+    # one copy per hop of a shortest path, each naming the next hop
+    assert len([1 for _, _, f in routed if f.next_hop != 0]) >= 6
+    assert len(routed) < len(flood), (len(routed), len(flood))
+
+
+def _path(copies):
+    # [(sender, next hop)] of a routed message, in order
+    return [(i, f.next_hop) for _, i, f in copies]
+
+
+def test_route_failure_falls_back_to_flooding():
+    m = ladder(6)
+    m.warm()
+    m.send(1, 12, "learn")
+    m.run(30000)
+    mid = m.send(1, 12, "routed")
+    m.run(30000)
+    path = _path(m.copies(_key(1, mid)))
+    assert len(path) == 6
+    a, b = path[2]                                  # cut the route in the middle
+    m.cut(a, b)
+    mid = m.send(1, 12, "detour")
+    m.run(90000)
+    assert _texts(m, 12, "msg") == ["learn", "routed", "detour"]
+    assert len(m.delivered(1)) == 3
+    copies = m.copies(_key(1, mid))
+    assert copies[0][2].next_hop != 0                   # first tried on the old route
+    assert any(f.next_hop == 0 for _, _, f in copies)   # then flooded around the cut
+
+
+# ---- store and forward ---------------------------------------------------------
+
+def test_held_across_a_partition_until_it_heals():
+    m = line(5)
+    m.warm()
+    m.cut(3, 4)
+    mid = m.send(1, 5, "across")
+    m.run(120000)
+    key = _key(1, mid)
+    assert _texts(m, 5) == []
+    assert 1 in m.held_by(key) and 3 in m.held_by(key)
+    assert m.storage[3].get("h%016x" % key) is not None   # custody survives a restart
+    m.join(3, 4)
+    m.run(60000)
+    assert _texts(m, 5, "msg") == ["across"]
+    assert [d["id"] for d in m.delivered(1)] == [mid]
+    assert m.held_by(key) == []
+
+
+def test_destination_off_then_booted():
+    m = line(4)
+    m.warm()
+    m.power_off(4)
+    mid = m.send(1, 4, "wake up")
+    m.run(120000)
+    key = _key(1, mid)
+    assert 3 in m.held_by(key) and 1 in m.held_by(key)
+    m.boot(4)
+    m.run(60000)
+    assert _texts(m, 4, "msg") == ["wake up"]
+    assert [d["id"] for d in m.delivered(1)] == [mid]
+    assert m.held_by(key) == []
+
+
+def test_restart_from_storage_delivers_own_message():
+    m = line(4)
+    m.warm()
+    m.cut(1, 2)
+    mid = m.send(1, 4, "survives reboot")
+    m.run(100000)                                    # all attempts made, no ack
+    assert m.nodes[1].held[_key(1, mid)].attempts >= m.nodes[1].s.max_attempts
+    m.power_off(1)
+    m.run(5000)
+    m.join(1, 2)
+    n = m.boot(1)                                    # same MemoryStorage
+    assert _key(1, mid) in n.held and n.held[_key(1, mid)].own
+    m.run(60000)
+    assert _texts(m, 4, "msg") == ["survives reboot"]
+    assert [d["id"] for d in m.delivered(1)] == [mid]
+    assert m.storage[1].names() == []
+
+
+def test_held_message_expires():
+    m = line(3, lifetime_ms=60000)
+    m.warm()
+    m.power_off(3)
+    mid = m.send(1, 3, "too late")
+    m.run(30000)
+    key = _key(1, mid)
+    assert 1 in m.held_by(key) and 2 in m.held_by(key)
+    m.run(40000)
+    assert m.held_by(key) == []
+    exp = m.events_of("expired")
+    assert [(e[1], e[3]["id"], e[3]["to"]) for e in exp] == [(1, mid, "00000003")]
+    assert m.nodes[2].counters["expired"] == 1 and m.nodes[1].counters["expired"] == 1
+    assert m.storage[1].names() == [] and m.storage[2].names() == []
+    m.boot(3)
+    m.run(60000)
+    assert _texts(m, 3) == [] and m.delivered(1) == []
+
+
+# ---- duty cycle -----------------------------------------------------------------
+
+def test_duty_cycle_defers_and_keeps_one_percent():
+    # LongSlow: a 150-byte post is ~9.8 s on air; EU868 allows 36 s an hour
+    m = line(2, preset="LongSlow", beacon_interval_ms=1800000)
+    m.run(5000)
+    mids = [m.send(1, BROADCAST, "%02d " % k + "x" * 140) for k in range(8)]
+    m.run(4 * HOUR_MS)
+    assert m.nodes[1].counters["deferred"] > 0
+    budget_us = m.nodes[1].duty.budget_us
+    assert budget_us == 36000000
+    for i in (1, 2):
+        assert _max_hour_airtime_us(m, i) <= budget_us, i
+    # every post went on air in the end, the last ones hours late
+    first_tx = [m.copies(_key(1, mid))[0][0] for mid in mids]
+    assert max(first_tx) > 2 * HOUR_MS
+    assert len([t for t in first_tx if t < HOUR_MS]) <= 3
+    assert len(_texts(m, 2)) > 0
+    # nothing sent before its minute's budget freed, and never all at once
+    for t, i, _ in m.log:
+        assert i in (1, 2)
+
+
+def test_duty_cycle_frame_longer_than_budget_is_dropped():
+    # a single frame longer than the whole hour's budget can never be sent
+    n = Node(settings(5, region="EU868", preset="LongSlow"), MemoryStorage(), XorShift(1))
+    n.duty.budget_us = 1000000
+    n.start(0)
+    n.poll(0)
+    n.send(BROADCAST, "x" * 100, 10)
+    t = 10
+    out = []
+    for _ in range(50):
+        t = max(t + 1, n.next_wake_ms)
+        out += n.poll(t)
+    assert n.drops.get("dwell", 0) >= 1
+    assert [a for a in out if a[0] == "tx"] == []
+
+
+# ---- input from the air never raises -------------------------------------------
+
+def test_bad_frames_are_counted_not_raised():
+    m = line(2)
+    m.warm()
+    n = m.nodes[1]
+    good = _frame(POST, 0x0A0B0C01, BROADCAST, 9, b"fine")
+    body = bytearray(good[:-8])
+    body[0] = 0x17                                    # version 1, type 7
+    unknown_type = bytes(body) + KEY.tag(bytes(body))
+    body = bytearray(good[:-8])
+    body[1] = (2 << 3) | 5                            # hops 5 > hop limit 2
+    too_many_hops = bytes(body) + KEY.tag(bytes(body))
+    flipped = bytearray(good)
+    flipped[20] ^= 4
+    cases = (
+        (b"", "short"),
+        (good[:23], "short"),
+        (good + bytes(240), "oversize"),
+        (bytes((0x22,)) + good[1:], "version"),
+        (bytes(flipped), "tag"),
+        (wire.pack(Frame(POST, 0, 6, 0, 0x0A0B0C01, BROADCAST, 10, 0, 1, b"x"),
+                   NetworkKey(bytes(32))), "tag"),   # another network
+        (unknown_type, "type"),
+        (too_many_hops, "field"),
+        (_frame(POST, 1, BROADCAST, 11, b"echo"), "loop"),         # our own frame
+        (_frame(ACK, 0x0A0B0C01, 1, 12, b"\x01\x02"), "field"),   # ack of 2 bytes
+        (_frame(POST, 0x0A0B0C01, BROADCAST, 13, b"\xff\xfe bad utf-8"), "text"),
+    )
+    rx0 = n.counters["rx"]
+    want = {}
+    for data, reason in cases:
+        m.inject(1, data)
+        want[reason] = want.get(reason, 0) + 1
+        assert n.drops.get(reason) == want[reason], (reason, n.drops)
+    assert n.counters["rx"] == rx0 + len(cases)
+    assert n.counters["internal"] == 0
+    assert m.received(1) == []
+    m.inject(1, good)                                 # and it still works
+    assert _texts(m, 1) == ["fine"]
+
+
+def test_fuzzed_frames_never_raise():
+    m = line(3)
+    m.warm()
+    rng = XorShift(9)
+    valid = [_frame(t, 0x0A0B0C01, d, 100 + t, b"p" * (t * 3), hops=1, next_hop=2)
+             for t, d in ((POST, BROADCAST), (MSG, 2), (ACK, 3), (BEACON, BROADCAST))]
+    for k in range(400):
+        data = bytearray(valid[k % 4])
+        for _ in range(1 + k % 3):
+            data[rng.getrandbits(8) % len(data)] ^= 1 << rng.getrandbits(3)
+        if k % 5 == 0:
+            data = data[:rng.getrandbits(8) % len(data)]
+        m.inject(2, bytes(data), rssi=-120, snr=-25)
+    # authenticated but odd frames: every type, hop and address combination
+    for t in (BEACON, POST, MSG, ACK):
+        for hops, limit in ((0, 0), (0, 7), (7, 7), (3, 4)):
+            for dest in (1, 2, 3, 0, BROADCAST, 0x0A0B0C01):
+                for payload in (b"", b"\x00\x00\x00\x01", b"\xc3"):
+                    m.inject(2, _frame(t, 0x0A0B0C02, dest, rng.getrandbits(32) | 1,
+                                       payload, hops, limit, next_hop=2))
+    m.run(60000)
+    n = m.nodes[2]
+    assert n.counters["internal"] == 0
+    assert sum(n.drops.values()) >= 400
+
+
+# ---- the node's own interface ------------------------------------------------
+
+def test_send_rejects_misuse():
+    m = line(2)
+    n = m.nodes[1]
+    for dest in (0, 1, 0x0A0B0C00):
+        try:
+            n.send(dest, "x", 0)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("dest %x accepted" % dest)
+    try:
+        n.send(2, "x" * 232, 0)
+    except ValueError as e:
+        assert "231" in str(e)
+    else:
+        raise AssertionError("232 bytes accepted")
+    n.send(2, "x" * 231, 0)
+    # US915: 400 ms dwell; a long frame at a slow preset is refused up front
+    slow = Node(settings(9, region="US915", preset="LongSlow"), MemoryStorage(), XorShift(2))
+    try:
+        slow.send(BROADCAST, "hi", 0)
+    except ValueError as e:
+        assert "dwell" in str(e)
+    else:
+        raise AssertionError("dwell not enforced")
+    assert n.counters["originated"] == 1
+
+
+def test_poll_plans_its_next_wake():
+    n = Node(settings(3), MemoryStorage(), XorShift(3))
+    n.start(0)
+    out = n.poll(0)
+    assert n.next_wake_ms > 0 and n.next_wake_ms <= 2000   # first beacon
+    t = n.next_wake_ms
+    out = n.poll(t)
+    assert [a[0] for a in out] == ["tx"]
+    f, _ = wire.unpack(out[0][1], KEY)
+    assert f.ftype == BEACON and b"00000003" in f.payload and f.hop_limit == 0
+    assert n.next_wake_ms > t
+    assert n.poll(t) == []                          # nothing more is due
+
+
+def test_status():
+    m = line(3)
+    m.run(25000)
+    m.send(2, BROADCAST, "status check")
+    m.run(10000)
+    s = m.nodes[2].status(m.now_ms)
+    assert s["id"] == "00000002" and s["name"] == "00000002"
+    assert s["uptime_s"] == 35
+    assert sorted(nb["id"] for nb in s["neighbours"]) == ["00000001", "00000003"]
+    for nb in s["neighbours"]:
+        assert nb["name"] == nb["id"] and nb["rssi_dbm"] == -95 and nb["snr_db"] == 5
+        assert 0 <= nb["last_heard_s"] <= 15
+    assert s["counters"]["originated"] == 1 and s["counters"]["tx"] >= 3
+    assert s["counters"] is not m.nodes[2].counters   # a copy
+    assert s["dropped"] == {}
+    assert s["routes"] == 2 and s["held"] == 0 and s["queue"] >= 0
+    assert s["airtime_ms"] > 0
+    assert 99 <= s["duty_headroom_pct"] <= 100
+    for k in ("id", "name", "uptime_s", "counters", "dropped", "neighbours", "routes",
+              "held", "queue", "airtime_ms", "duty_headroom_pct"):
+        assert k in s, k
