@@ -24,6 +24,7 @@ class Held:
         self.attempts = attempts
         self.retry_ms = None  # own messages: next end-to-end retry
         self.triggered = False  # own messages: the destination was heard of again
+        self.bonus = 0          # own messages: attempts granted past max_attempts
 
 
 def record_name(key):

@@ -20,6 +20,7 @@ from pollen.region import DutyCycle, REGIONS
 from pollen.tables import Seen, Neighbours, Routes
 from pollen import held as heldrec
 from pollen.settings import Settings
+from pollen.posts import RecentPosts
 
 # What a job does once its frame is on air.
 _J_ONCE = 0      # beacons, acks we originate: fire and forget
@@ -67,6 +68,7 @@ class Node:
         self.routes = Routes(s.route_capacity, s.route_expiry_ms)
         self.jobs = {}
         self.held = {}
+        self.posts = RecentPosts(s.repair_window_ms)
         self.out = []
         self.busy_until_ms = 0     # our own transmission ends
         self.channel_until_ms = 0  # someone else's transmission ends
@@ -79,6 +81,7 @@ class Node:
         self.counters = {"rx": 0, "tx": 0, "relayed": 0, "duplicates": 0,
                          "cancelled": 0, "retries": 0, "delivered": 0,
                          "originated": 0, "held": 0, "expired": 0, "deferred": 0,
+                         "repaired": 0,
                          "queue_full": 0, "internal": 0}
         self.drops = {}
 
@@ -117,6 +120,9 @@ class Node:
             raise ValueError("frame would exceed the region's %d ms dwell time"
                              % (self.dwell_us // 1000))
         limit = self.s.hop_limit if hop_limit is None else hop_limit
+        if dest != BROADCAST and len(self.held) >= self.s.held_capacity \
+                and not self._evict_held():
+            raise ValueError("store full: %d messages wait for delivery" % len(self.held))
         msg_id = self._new_id()
         self.counters["originated"] += 1
         if dest == BROADCAST:
@@ -124,6 +130,7 @@ class Node:
             data = wire.pack(f, self.key)
             key = f.key()
             self.seen.add(key)
+            self.posts.add(key, data, now_ms)
             self._add_job(Job(key, _J_FLOOD, data, now_ms + self._rand(self.slot_ms),
                               0, BROADCAST, 1 + self.s.post_retries))
             return msg_id
@@ -219,6 +226,9 @@ class Node:
             if f.ftype == POST:
                 self._deliver(f, "post", rssi_dbm, snr_db)
                 if f.hops < f.hop_limit:
+                    # within the hop limit our neighbours may be owed a repair
+                    self.posts.add(key, wire.relayed(data, f.hops + 1, 0, self.low, self.key),
+                                   now_ms)
                     self._relay_flood(f, data, snr_db, now_ms)
             return
         # a unicast for someone else
@@ -256,18 +266,29 @@ class Node:
         return via
 
     def _on_beacon(self, f, now_ms):
-        # payload: name length, name, then low bytes of the nodes it hears
+        # payload: name length, name, neighbour count, low bytes of the nodes
+        # it hears, then 2-byte tags of the posts it has (see posts.py)
         p = f.payload
-        if not p or p[0] + 1 > len(p):
+        if not p or p[0] + 2 > len(p) or p[0] + 2 + p[p[0] + 1] > len(p):
             self._drop("field")
             return
         e = self.neigh.table.get(f.origin)
-        if e is not None:
-            try:
-                e[0] = p[1:1 + p[0]].decode()
-            except Exception:
-                e[0] = ""
-            e[5] = bytes(p[1 + p[0]:])
+        if e is None:
+            return
+        n = p[0]
+        try:
+            e[0] = p[1:1 + n].decode()
+        except Exception:
+            e[0] = ""
+        k = p[1 + n]
+        e[5] = bytes(p[2 + n:2 + n + k])
+        for it in self.posts.missing_from(p[2 + n + k:], f.origin, now_ms):
+            if it[0] not in self.jobs:
+                # it missed a post we have: send it again, unless another
+                # neighbour of it does so first
+                self.counters["repaired"] += 1
+                self._add_job(Job(it[0], _J_STORED, it[1], now_ms + self.slot_ms
+                                  + self._rand(self.slot_ms * 4), 1, BROADCAST, 1))
 
     def _neighbour_appeared(self, node_id, now_ms):
         # A link came up (a node new to us, or back after expiring): what we
@@ -282,7 +303,9 @@ class Node:
             if dest is not None and h.dest != dest or h.key in self.jobs:
                 continue
             if h.own:
+                # the way may be open again: two more attempts (one may collide)
                 h.triggered = True
+                h.bonus = 2
                 h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
             else:
                 self._send_held(h, now_ms)
@@ -335,7 +358,8 @@ class Node:
 
     def _send_ack(self, f, via, now_ms):
         msg_id = f.msg_id
-        a = Frame(ACK, 0, self.s.hop_limit, 0, self.id, f.origin, self._new_id(),
+        # an ack may come back a longer way than the message went: full hop limit
+        a = Frame(ACK, 0, wire.MAX_HOPS, 0, self.id, f.origin, self._new_id(),
                   (via or 0) & 0xFF, self.low,
                   bytes(((msg_id >> 24) & 0xFF, (msg_id >> 16) & 0xFF,
                          (msg_id >> 8) & 0xFF, msg_id & 0xFF)))
@@ -473,7 +497,9 @@ class Node:
                                                  "to": "%08x" % h.dest}))
             elif h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
                     and h.key not in self.jobs:
-                if h.attempts < self.s.max_attempts or h.triggered:
+                if h.attempts < self.s.max_attempts or h.bonus > 0:
+                    if h.attempts >= self.s.max_attempts:
+                        h.bonus -= 1
                     self._attempt(h, now_ms)
                 else:
                     h.retry_ms = None  # wait until the destination is heard of again
@@ -532,7 +558,8 @@ class Node:
         name = self.s.name.encode()[:16]
         heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
         f = Frame(BEACON, 0, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
-                  bytes((len(name),)) + name + heard)
+                  bytes((len(name),)) + name + bytes((len(heard),)) + heard
+                  + self.posts.summary(now_ms))
         self._add_job(Job(f.key(), _J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):

@@ -24,6 +24,7 @@ _INTS = {
     "neighbour_expiry_ms": (900000, 1000, 86400000),
     "route_capacity": (64, 4, 1024),
     "route_expiry_ms": (1800000, 1000, 86400000),
+    "repair_window_ms": (600000, 0, 86400000),
 }
 FIELDS = ("node_id", "name", "network_key", "region", "preset") + tuple(_INTS)
 

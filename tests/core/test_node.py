@@ -172,6 +172,30 @@ def test_broadcast_reaches_a_ladder():
     assert len(m.copies(_key(1, mid))) < 2 * 12     # bounded: at most each node's tries
 
 
+def test_post_missed_across_a_partition_is_repaired_when_it_heals():
+    m = line(5)
+    m.warm()
+    m.cut(3, 4)
+    mid = m.send(1, BROADCAST, "notice: well water is safe again")
+    m.run(30000)
+    assert [len(_texts(m, i, "post")) for i in range(2, 6)] == [1, 1, 0, 0]
+    m.join(3, 4)
+    m.run(40000)  # a few beacon rounds: 4 then 5 advertise posts without it
+    for i in (4, 5):
+        assert _texts(m, i, "post") == ["notice: well water is safe again"], i
+    assert m.nodes[3].counters["repaired"] >= 1
+    # repaired copies are counted, not delivered twice
+    assert len(_texts(m, 2, "post")) == 1
+
+
+def test_repair_respects_the_hop_limit():
+    m = line(5, hop_limit=1)
+    m.warm()
+    m.send(1, BROADCAST, "near only")
+    m.run(60000)
+    assert [len(_texts(m, i, "post")) for i in range(2, 6)] == [1, 1, 0, 0]
+
+
 def test_flooded_unicast_handed_over_once():
     # 1 does not know 4, so its unicast floods; 2 and 3 both hear 4 and hear
     # each other: one hands it over, the other stands down (else their copies
