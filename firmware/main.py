@@ -46,27 +46,31 @@ def load_config(path):
         if k in d:
             io[k] = d.pop(k)
     radio = io.get("radio", {"kind": "udp"})
-    if not isinstance(radio, dict) or radio.get("kind") not in ("udp", "lora"):
-        raise ConfigError("config field 'radio': expected {\"kind\": \"udp\" or \"lora\", ...}, got %r" % (radio,))
-    if radio["kind"] == "udp":
-        port = radio.get("port", 47000)
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise ConfigError("config field 'radio.port': expected a UDP port 1..65535, got %r" % (port,))
+    # only the emulation radio exists yet; the LoRa adapter comes with board support
+    if not isinstance(radio, dict) or radio.get("kind") != "udp":
+        raise ConfigError("config field 'radio': expected {\"kind\": \"udp\", \"host\": ..., \"port\": ...}, got %r" % (radio,))
+    port = radio.get("port", 47000)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ConfigError("config field 'radio.port': expected a UDP port 1..65535, got %r" % (port,))
+    host = radio.get("host", "127.0.0.1")
+    if not isinstance(host, str) or not host:
+        raise ConfigError("config field 'radio.host': expected a host name or address, got %r" % (host,))
     folder = io.get("storage_dir", "store")
     if not isinstance(folder, str) or not folder:
         raise ConfigError("config field 'storage_dir': expected a folder name, got %r" % (folder,))
     interval = io.get("status_interval_ms", 0)
-    if not isinstance(interval, int) or interval < 0:
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
         raise ConfigError("config field 'status_interval_ms': expected an integer >= 0, got %r" % (interval,))
     return Settings(d), radio, folder, interval
 
 
 def make_radio(settings, radio):
-    if radio["kind"] == "udp":
-        from pollen_io.udp_radio import UdpRadio
+    from pollen_io.udp_radio import UdpRadio
+    try:
         return UdpRadio(settings.node_id, radio.get("host", "127.0.0.1"), radio.get("port", 47000))
-    from pollen_io.lora_radio import LoraRadio  # later: boards with micropython-lib lora
-    return LoraRadio(settings, radio)
+    except OSError as e:
+        raise ConfigError("config field 'radio.host': expected a host name this machine resolves, got %r (%s)"
+                          % (radio.get("host"), e))
 
 
 class Clock:
@@ -126,7 +130,8 @@ class App:
         while True:
             line = await reader.readline()
             if not line:
-                return  # host closed the console: stop the node
+                self.wake.set()  # host closed the console: stop the node now
+                return
             line = line.strip()
             if line:
                 self.command(line)
@@ -166,7 +171,7 @@ class App:
             except ConfigError as e:
                 raise ValueError(str(e).replace("config field", "field"))
         msg_id = self.node.send(dest, text, self.clock.now())
-        emit("sent", id=msg_id, to=to, ref=ref)
+        emit("sent", id=msg_id, to="all" if dest == BROADCAST else "%08x" % dest, ref=ref)
 
     def emit_status(self, ref=None):
         s = self.node.status(self.clock.now())
@@ -202,15 +207,25 @@ class App:
             self.wake.clear()
 
 
+def fail(e):
+    sys.stderr.write("pollen: %s\n" % e)
+    emit("error", error=str(e), fatal=True)
+    sys.exit(2)
+
+
 def main(path=CONFIG):
     try:
         settings, radio_cfg, folder, interval = load_config(path)
+        radio = make_radio(settings, radio_cfg)
     except ConfigError as e:
-        sys.stderr.write("pollen: %s\n" % e)
-        emit("error", error=str(e), fatal=True)
-        sys.exit(2)
+        fail(e)
     from pollen_io.filestore import FileStorage
-    app = App(settings, make_radio(settings, radio_cfg), FileStorage(folder), interval)
+    try:
+        storage = FileStorage(folder)
+    except OSError as e:
+        fail(ConfigError("config field 'storage_dir': expected a folder the node can write, got %r (%s)"
+                         % (folder, e)))
+    app = App(settings, radio, storage, interval)
     try:
         asyncio.run(app.main())
     except KeyboardInterrupt:

@@ -192,7 +192,7 @@ class Node:
             "neighbours": nb, "routes": len(self.routes.table),
             "held": len(self.held), "queue": len(self.jobs),
             "airtime_ms": self.duty.total_us // 1000,
-            "duty_headroom_pct": self.duty.headroom_per_mille(now_ms) / 10,
+            "duty_headroom_pct": round(self.duty.headroom_per_mille(now_ms) / 10, 1),
         }
 
     # ---- frame handling -----------------------------------------------------
@@ -220,7 +220,8 @@ class Node:
         if f.dest == self.id:
             if f.ftype == MSG:
                 self._deliver(f, "msg", rssi_dbm, snr_db)
-                self._send_ack(f, via, now_ms)
+                if f.flags & F_WANT_ACK:
+                    self._send_ack(f, via, now_ms)
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:

@@ -1,7 +1,7 @@
 # The node's settings, validated: every error names the field and what was
 # expected. Built from the "node" part of config.json (see docs/config.md).
 from pollen.region import REGIONS
-from pollen.airtime import PRESETS
+from pollen.airtime import PRESETS, preset_time_on_air_us
 
 
 class ConfigError(ValueError):
@@ -38,7 +38,7 @@ def parse_node_id(v, field="node_id"):
         try:
             v = int(v, 16)
         except ValueError:
-            _fail(field, "8 hex digits", v)
+            _fail(field, "a node id of up to 8 hex digits", v)
     if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 0xFFFFFFFF or v & 0xFF == 0:
         _fail(field, "a 32-bit id, not 0 or ffffffff, whose last byte is not 00", v)
     return v
@@ -94,6 +94,11 @@ class Settings:
             _fail("region", "one of " + ", ".join(sorted(REGIONS)), region)
         self.region = region
         self.preset = _preset(d.get("preset", "LongFast"))
+        dwell_ms = REGIONS[region][3]
+        # a beacon (about 40 bytes) must fit the region's dwell time
+        if dwell_ms and preset_time_on_air_us(40, self.preset) > dwell_ms * 1000:
+            _fail("preset", "a preset whose frames fit %s's %d ms dwell time (e.g. MediumFast)"
+                  % (region, dwell_ms), d.get("preset", "LongFast"))
         for k, (default, lo, hi) in _INTS.items():
             v = d.get(k, default)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
