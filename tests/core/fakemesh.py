@@ -2,7 +2,8 @@
 # under CPython (pytest) and MicroPython (tests/core/mp_run.py) alike, so it
 # uses only what both have. Links are explicit; each frame takes its LoRa time
 # on air; half-duplex; overlapping frames at a receiver collide unless one is
-# 6 dB stronger; optional random loss per frame and receiver.
+# 6 dB stronger; hearers are told when a transmission starts (carrier sense,
+# as the virtual medium does); optional random loss per frame and receiver.
 from pollen.node import Node
 from pollen.storage import MemoryStorage
 from pollen.airtime import preset_time_on_air_us
@@ -36,10 +37,11 @@ def settings(node_id, **kw):
 
 
 class FakeMesh:
-    def __init__(self, ids, links, seed=1, loss=0.0, **kw):
+    def __init__(self, ids, links, seed=1, loss=0.0, carrier_sense=True, **kw):
         # links: list of (a, b) or (a, b, snr_db); symmetric
         self.rng = XorShift(seed + 1000)
         self.loss = loss
+        self.carrier_sense = carrier_sense
         self.now_ms = 0
         self.kw = kw
         self.links = {}
@@ -103,6 +105,11 @@ class FakeMesh:
         tx = [self.now_ms, self.now_ms + air, i, frame]
         self.on_air.append(tx)
         self.recent.append(tx)
+        if self.carrier_sense:
+            # what the radio's channel activity detection tells the hearers
+            for (a, b) in self.links:
+                if a == i and self.up.get(b):
+                    self.nodes[b].channel_busy(self.now_ms + air, self.now_ms)
 
     def _finish(self, tx):
         start, end, sender, frame = tx
@@ -129,9 +136,12 @@ class FakeMesh:
                 return True
         return False
 
-    def run(self, duration_ms):
+    def run(self, duration_ms, max_steps=500000):
         end = self.now_ms + duration_ms
+        steps = 0
         while True:
+            steps += 1
+            assert steps < max_steps, "FakeMesh.run: no progress (a node's wake-up does not move)"
             t = end
             for i, n in self.nodes.items():
                 if self.up[i] and n.next_wake_ms < t:

@@ -576,10 +576,18 @@ def test_send_rejects_misuse():
     else:
         raise AssertionError("232 bytes accepted")
     n.send(2, "x" * 231, 0)
-    # US915: 400 ms dwell; a long frame at a slow preset is refused up front
-    slow = Node(settings(9, region="US915", preset="LongSlow"), MemoryStorage(), XorShift(2))
+    # US915: 400 ms dwell; a preset too slow for even a beacon is a config
+    # error, and a text too long for the dwell time is refused up front
     try:
-        slow.send(BROADCAST, "hi", 0)
+        Node(settings(9, region="US915", preset="LongSlow"), MemoryStorage(), XorShift(2))
+    except ValueError as e:
+        assert "'preset'" in str(e) and "dwell" in str(e)
+    else:
+        raise AssertionError("LongSlow accepted in US915")
+    slow = Node(settings(9, region="US915", preset="MediumSlow"), MemoryStorage(), XorShift(2))
+    slow.send(BROADCAST, "hi", 0)
+    try:
+        slow.send(BROADCAST, "x" * 200, 0)
     except ValueError as e:
         assert "dwell" in str(e)
     else:
