@@ -21,33 +21,14 @@ from pollen.tables import Seen, Neighbours, Routes
 from pollen import held as heldrec
 from pollen.settings import Settings
 from pollen.posts import RecentPosts
+from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED, MAX_JOBS
+from pollen.flooding import Flooding
+from pollen.custody import Custody
 
-# What a job does once its frame is on air.
-_J_ONCE = 0      # beacons, acks we originate: fire and forget
-_J_FLOOD = 1     # a flooded copy: cancelled by overheard copies, one coverage retry
-_J_ROUTED = 2    # a copy for one next hop: expects to hear it forwarded (or acked)
-_J_STORED = 3    # a held message sent to its destination when it reappeared
-
-_MAX_JOBS = 24
 _BEACON_NEIGHBOURS = 32  # most neighbours a beacon lists
 
 
-class Job:
-    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1):
-        self.key = key
-        self.kind = kind
-        self.frame = frame
-        self.due_ms = due_ms      # transmit at or after; None once sent
-        self.watch_ms = None      # when sent: deadline for hearing the next hop
-        self.hops = hops          # hop count in our copy
-        self.dest = dest
-        self.tries = tries        # transmissions left
-        self.copies = 1           # copies heard (ours included) before we sent
-        self.onward = False       # a copy further along was heard after we sent
-        self.heard_from = []      # low bytes of nodes heard sending this message
-
-
-class Node:
+class Node(Flooding, Custody):
     def __init__(self, settings, storage, rng):
         if not isinstance(settings, Settings):
             settings = Settings(settings)
@@ -90,22 +71,7 @@ class Node:
     def start(self, now_ms):
         self.started_ms = now_ms
         self.next_beacon_ms = now_ms + self._rand(2000)
-        for name in self.storage.names():
-            if not heldrec.is_record(name):
-                continue
-            rec = heldrec.decode(name, self.storage.get(name) or b"", now_ms)
-            f = None
-            if rec:
-                f, _ = wire.unpack(rec[4], self.key)
-            if f is None:
-                self.storage.delete(name)
-                self._drop("store")
-                continue
-            h = heldrec.Held(rec[0], f.dest, rec[4], rec[2], rec[1], rec[3])
-            if h.own:
-                h.retry_ms = now_ms + self._rand(self.slot_ms * 4)
-            self.held[h.key] = h
-            self.seen.add(h.key)
+        self._load_held(now_ms)
 
     def send(self, dest, text, now_ms, hop_limit=None):
         # Accept a message from the app. Raises ValueError on misuse (too long,
@@ -131,7 +97,7 @@ class Node:
             key = f.key()
             self.seen.add(key)
             self.posts.add(key, data, now_ms)
-            self._add_job(Job(key, _J_FLOOD, data, now_ms + self._rand(self.slot_ms),
+            self._add_job(Job(key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
                               0, BROADCAST, 1 + self.s.post_retries))
             return msg_id
         f = Frame(MSG, F_WANT_ACK, limit, 0, self.id, dest, msg_id, 0, self.low, payload)
@@ -288,7 +254,7 @@ class Node:
                 # it missed a post we have: send it again, unless another
                 # neighbour of it does so first
                 self.counters["repaired"] += 1
-                self._add_job(Job(it[0], _J_STORED, it[1], now_ms + self.slot_ms
+                self._add_job(Job(it[0], J_STORED, it[1], now_ms + self.slot_ms
                                   + self._rand(self.slot_ms * 4), 1, BROADCAST, 1))
 
     def _neighbour_appeared(self, node_id, now_ms):
@@ -296,36 +262,6 @@ class Node:
         # hold for any destination may have a way through it now (a healed
         # partition, a data mule arriving), not only what is for that node.
         self._destination_reachable(None, now_ms)
-
-    def _destination_reachable(self, dest, now_ms):
-        # Store-and-forward: send what we hold for a destination that is back
-        # (dest None: for every destination).
-        for h in self.held.values():
-            if dest is not None and h.dest != dest or h.key in self.jobs:
-                continue
-            if h.own:
-                # the way may be open again: two more attempts (one may collide)
-                h.triggered = True
-                h.bonus = 2
-                h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
-            else:
-                self._send_held(h, now_ms)
-
-    def _overheard(self, job, f):
-        # Another copy of a message we have a job for.
-        if f.relayer not in job.heard_from:
-            job.heard_from.append(f.relayer)
-        if job.due_ms is not None:
-            job.copies += 1
-            if job.kind == _J_FLOOD and job.copies >= self.s.cancel_copies:
-                del self.jobs[job.key]
-                self.counters["cancelled"] += 1
-            elif job.kind == _J_STORED:
-                del self.jobs[job.key]  # someone else is delivering it
-                self.counters["cancelled"] += 1
-            return
-        if f.hops > job.hops:
-            job.onward = True
 
     def _on_ack(self, f, now_ms):
         if len(f.payload) != 4:
@@ -368,190 +304,28 @@ class Node:
             self.routes.learn(f.origin, via, f.hops + 1, now_ms)
         data = wire.pack(a, self.key)
         self.seen.add(a.key())
-        kind = _J_FLOOD
+        kind = J_FLOOD
         if a.next_hop:
-            kind = _J_ONCE if via == f.origin else _J_ROUTED
+            kind = J_ONCE if via == f.origin else J_ROUTED
         self._add_job(Job(a.key(), kind, data, now_ms + self._rand(self.slot_ms // 2),
                           0, f.origin, 2))
 
     # ---- relaying -----------------------------------------------------------
-
-    def _relay_flood(self, f, data, snr_db, now_ms):
-        copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
-        job = Job(f.key(), _J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
-                  f.hops + 1, f.dest, 1 + self.s.relay_retries)
-        job.heard_from.append(f.relayer)  # the copy we got counts for coverage too
-        self._add_job(job)
-        self._maybe_carry(f, copy, now_ms)
-
-    def _forward_routed(self, f, data, now_ms, snr_db=None):
-        nh = self._next_hop(f.dest, now_ms)
-        if nh is None:
-            self._relay_flood(f, data, 0, now_ms)
-            return
-        copy = wire.relayed(data, f.hops + 1, nh & 0xFF, self.low, self.key)
-        # an ack handed to its destination is not taken further: nothing to hear
-        kind = _J_ONCE if f.ftype == ACK and nh == f.dest else _J_ROUTED
-        tries = 1 if kind == _J_ONCE else 2
-        due_ms = now_ms + self._rand(self.slot_ms // 2)
-        if snr_db is not None:
-            # a flooded copy handed to its destination: other neighbours of the
-            # destination may do the same, so contend like a flood relay and
-            # stand down on hearing one of them (else they collide at it)
-            kind = _J_FLOOD
-            due_ms = now_ms + self._contention_ms(snr_db)
-        self._add_job(Job(f.key(), kind, copy, due_ms, f.hops + 1, f.dest, tries))
-        self._maybe_carry(f, copy, now_ms)
-
-    def _retried(self, f, data, now_ms):
-        # A retry or stored copy (F_STORED) of a unicast we passed on before:
-        # its origin has had no ack (even if we saw one go by, it may have
-        # been lost after us), so pass it on again; the destination acks
-        # duplicates. Only a copy from nearer the origin than we are is taken
-        # on (hops only grow), so relays never bounce it between them.
-        if f.key() in self.jobs or f.hops >= f.hop_limit or f.next_hop not in (0, self.low):
-            return
-        d = self.routes.hops(f.origin)  # just learned from the shortest copy heard
-        if d is not None and f.hops < d:
-            self._relay_flood(f, data, 0, now_ms)
-
-    def _maybe_carry(self, f, copy, now_ms):
-        # Unicast we relay: remember it until we see it acknowledged, so that
-        # if the destination is away we can hand it over when it comes back.
-        if f.ftype != MSG or f.key() in self.held or f.key() in self.acked:
-            return
-        if len(self.held) >= self.s.held_capacity and not self._evict_held():
-            return
-        h = heldrec.Held(f.key(), f.dest, copy, now_ms + self.s.lifetime_ms, False)
-        self.held[h.key] = h
-        self.counters["held"] += 1
-        # persisted only when the relay's watch ends without an ack (see _watch_done)
-
-    def _evict_held(self):
-        victim = None
-        for h in self.held.values():
-            if not h.own and (victim is None or h.expires_ms < victim.expires_ms):
-                victim = h
-        if victim is None:
-            return False
-        self._forget_held(victim)
-        return True
-
-    def _forget_held(self, h):
-        self.held.pop(h.key, None)
-        self.storage.delete(heldrec.record_name(h.key))
 
     def _next_hop(self, dest, now_ms):
         if self.neigh.is_live(dest, now_ms):
             return dest
         return self.routes.next_hop(dest, now_ms)
 
-    def _attempt(self, h, now_ms):
-        # One end-to-end attempt for our own unicast: routed if we know a way,
-        # flooded otherwise (and from the second attempt on).
-        h.attempts += 1
-        nh = None
-        if h.attempts == 1 or h.triggered:
-            nh = self._next_hop(h.dest, now_ms)
-        elif not h.triggered:
-            self.routes.forget(h.dest)  # the route did not deliver: flood this time
-        if h.attempts > 1:
-            self.counters["retries"] += 1
-        h.triggered = False
-        data = h.frame
-        if h.attempts > 1:
-            data = wire.with_flags(data, F_STORED, self.key)
-        hops = self.routes.hops(h.dest) or self.s.hop_limit
-        if nh is not None:
-            data = wire.relayed(data, 0, nh & 0xFF, self.low, self.key)
-            self._add_job(Job(h.key, _J_ROUTED, data, now_ms, 0, h.dest, 2))
-        else:
-            self._add_job(Job(h.key, _J_FLOOD, data, now_ms + self._rand(self.slot_ms),
-                              0, h.dest, 1))
-        h.retry_ms = now_ms + self._ack_timeout_ms(hops)
-        self._persist(h, now_ms)
-
-    def _send_held(self, h, now_ms):
-        nh = self._next_hop(h.dest, now_ms)
-        f, _ = wire.unpack(h.frame, self.key)
-        if f is None:
-            self._forget_held(h)
-            return
-        hops = f.hops if f.hops < f.hop_limit else f.hop_limit - 1
-        data = wire.relayed(h.frame, hops, (nh or 0) & 0xFF, self.low, self.key)
-        data = wire.with_flags(data, F_STORED, self.key)
-        self._add_job(Job(h.key, _J_STORED, data,
-                          now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 1))
-
     # ---- timers -------------------------------------------------------------
 
     def _timers(self, now_ms):
         if now_ms >= self.next_beacon_ms:
             self._beacon(now_ms)
-        for h in list(self.held.values()):
-            if now_ms >= h.expires_ms:
-                self._forget_held(h)
-                self.jobs.pop(h.key, None)
-                self.counters["expired"] += 1
-                if h.own:
-                    self.out.append(("expired", {"id": h.key & 0xFFFFFFFF,
-                                                 "to": "%08x" % h.dest}))
-            elif h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
-                    and h.key not in self.jobs:
-                if h.attempts < self.s.max_attempts or h.bonus > 0:
-                    if h.attempts >= self.s.max_attempts:
-                        h.bonus -= 1
-                    self._attempt(h, now_ms)
-                else:
-                    h.retry_ms = None  # wait until the destination is heard of again
+        self._held_timers(now_ms)
         for job in list(self.jobs.values()):
             if job.watch_ms is not None and now_ms >= job.watch_ms:
                 self._watch_done(job, now_ms)
-
-    def _covered(self, job, now_ms):
-        # Would our copy reach anyone new? Every live neighbour of ours either
-        # sent a copy itself or hears a node that did (two-hop view from
-        # beacons). Only trusted once we have listened for a while: a fresh
-        # table misses neighbours.
-        if now_ms - self.started_ms < self.s.beacon_interval_ms * 3 // 2:
-            return False
-        theirs = [self.neigh.their_neighbours(t, now_ms) for t in job.heard_from]
-        for n in self.neigh.live(now_ms):
-            low = n & 0xFF
-            if low in job.heard_from:
-                continue
-            for t in theirs:
-                if low in t:
-                    break
-            else:
-                return False
-        return True
-
-    def _watch_done(self, job, now_ms):
-        # The time to hear our copy taken further has passed.
-        done = job.onward or job.key in self.acked
-        if job.kind == _J_FLOOD and not done and job.dest == BROADCAST:
-            done = self._covered(job, now_ms)
-        if done or job.tries <= 0 or job.kind == _J_ONCE or job.kind == _J_STORED:
-            del self.jobs[job.key]
-            if not done:
-                self._unacknowledged(job, now_ms)
-            return
-        self.counters["retries"] += 1
-        if job.kind == _J_ROUTED and job.tries == 1:
-            # the route failed twice: forget it and flood the last try
-            self.routes.forget(job.dest)
-            job.kind = _J_FLOOD
-            job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
-        job.watch_ms = None
-        # in whole slots across the window: two hidden nodes that collided
-        # went at the same time, so their retries must not pick close times
-        job.due_ms = now_ms + self.slot_ms // 2 + self._rand(self.s.contention_slots) * self.slot_ms
-
-    def _unacknowledged(self, job, now_ms):
-        h = self.held.get(job.key)
-        if h is not None and not h.own and job.key not in self.acked:
-            self._persist(h, now_ms)  # custody: keep it for when the destination returns
 
     def _beacon(self, now_ms):
         interval = self.s.beacon_interval_ms
@@ -561,7 +335,7 @@ class Node:
         f = Frame(BEACON, 0, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
                   bytes((len(name),)) + name + bytes((len(heard),)) + heard
                   + self.posts.summary(now_ms))
-        self._add_job(Job(f.key(), _J_ONCE, wire.pack(f, self.key), now_ms, 0))
+        self._add_job(Job(f.key(), J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
         best = None
@@ -571,7 +345,7 @@ class Node:
                     best = job
         if best is None:
             return
-        if best.kind == _J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
+        if best.kind == J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
             del self.jobs[best.key]  # every neighbour we know of has it already
             self.counters["cancelled"] += 1
             return
@@ -591,16 +365,16 @@ class Node:
         air_ms = air_us // 1000 + 1
         self.busy_until_ms = now_ms + air_ms
         self.counters["tx"] += 1
-        if best.hops > 0 or best.kind == _J_STORED:
+        if best.hops > 0 or best.kind == J_STORED:
             self.counters["relayed"] += 1
         self.out.append(("tx", best.frame))
         best.tries -= 1
         best.due_ms = None
-        if best.kind == _J_ONCE:
+        if best.kind == J_ONCE:
             del self.jobs[best.key]
             return
         best.onward = False
-        if best.kind == _J_FLOOD:
+        if best.kind == J_FLOOD:
             wait = self._window_ms() + air_ms * 2
         else:
             wait = self.slot_ms * 2 + air_ms * 3
@@ -624,11 +398,11 @@ class Node:
     # ---- helpers ------------------------------------------------------------
 
     def _add_job(self, job):
-        if job.key not in self.jobs and len(self.jobs) >= _MAX_JOBS:
+        if job.key not in self.jobs and len(self.jobs) >= MAX_JOBS:
             # full: drop the newest-due flood relay, or refuse this job
             victim = None
             for j in self.jobs.values():
-                if j.kind == _J_FLOOD and j.hops > 0 and j.due_ms is not None:
+                if j.kind == J_FLOOD and j.hops > 0 and j.due_ms is not None:
                     if victim is None or j.due_ms > victim.due_ms:
                         victim = j
             self.counters["queue_full"] += 1
@@ -636,9 +410,6 @@ class Node:
                 return
             del self.jobs[victim.key]
         self.jobs[job.key] = job
-
-    def _persist(self, h, now_ms):
-        self.storage.put(heldrec.record_name(h.key), heldrec.encode(h, now_ms))
 
     def _drop(self, reason):
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -654,17 +425,6 @@ class Node:
 
     def _airtime_us(self, frame_bytes):
         return preset_time_on_air_us(frame_bytes, self.preset)
-
-    def _window_ms(self):
-        return self.s.contention_slots * self.slot_ms
-
-    def _contention_ms(self, snr_db):
-        # Distant receivers (low SNR) relay first: their copy covers the most
-        # new ground. SNR -20..+10 dB maps to the first quarter..all of the window.
-        n = self.s.contention_slots
-        snr = int(min(max(snr_db, -20), 10))
-        top = n // 4 + (n - n // 4) * (snr + 20) // 30
-        return self.slot_ms // 2 + self._rand(max(1, top)) * self.slot_ms
 
     def _ack_timeout_ms(self, hops):
         # there and back, each hop waiting half a contention window on average

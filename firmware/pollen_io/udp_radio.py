@@ -5,7 +5,6 @@
 #   await radio.receive() -> (frame, rssi_dbm, snr_db)
 #   radio.on_busy = fn(airtime_ms)     called when another transmission starts
 import socket
-import asyncio
 from asyncio import core
 
 

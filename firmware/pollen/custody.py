@@ -1,0 +1,132 @@
+# Store-and-forward, part of Node: messages held until their destination can
+# be reached (our own unicasts awaiting an ack, and copies carried for
+# others), persisted through the storage object (record format in held.py),
+# retried end to end, and sent on when the destination is heard again.
+from pollen import wire
+from pollen.wire import MSG, F_STORED
+from pollen import held as heldrec
+from pollen.jobs import Job, J_FLOOD, J_ROUTED, J_STORED
+
+
+class Custody:
+    def _load_held(self, now_ms):
+        # after a restart: every record in storage is a message still owed
+        for name in self.storage.names():
+            if not heldrec.is_record(name):
+                continue
+            rec = heldrec.decode(name, self.storage.get(name) or b"", now_ms)
+            f = None
+            if rec:
+                f, _ = wire.unpack(rec[4], self.key)
+            if f is None:
+                self.storage.delete(name)
+                self._drop("store")
+                continue
+            h = heldrec.Held(rec[0], f.dest, rec[4], rec[2], rec[1], rec[3])
+            if h.own:
+                h.retry_ms = now_ms + self._rand(self.slot_ms * 4)
+            self.held[h.key] = h
+            self.seen.add(h.key)
+
+    def _held_timers(self, now_ms):
+        for h in list(self.held.values()):
+            if now_ms >= h.expires_ms:
+                self._forget_held(h)
+                self.jobs.pop(h.key, None)
+                self.counters["expired"] += 1
+                if h.own:
+                    self.out.append(("expired", {"id": h.key & 0xFFFFFFFF,
+                                                 "to": "%08x" % h.dest}))
+            elif h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
+                    and h.key not in self.jobs:
+                if h.attempts < self.s.max_attempts or h.bonus > 0:
+                    if h.attempts >= self.s.max_attempts:
+                        h.bonus -= 1
+                    self._attempt(h, now_ms)
+                else:
+                    h.retry_ms = None  # wait until the destination is heard of again
+
+    def _destination_reachable(self, dest, now_ms):
+        # Store-and-forward: send what we hold for a destination that is back
+        # (dest None: for every destination).
+        for h in self.held.values():
+            if dest is not None and h.dest != dest or h.key in self.jobs:
+                continue
+            if h.own:
+                # the way may be open again: two more attempts (one may collide)
+                h.triggered = True
+                h.bonus = 2
+                h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
+            else:
+                self._send_held(h, now_ms)
+
+    def _maybe_carry(self, f, copy, now_ms):
+        # Unicast we relay: remember it until we see it acknowledged, so that
+        # if the destination is away we can hand it over when it comes back.
+        if f.ftype != MSG or f.key() in self.held or f.key() in self.acked:
+            return
+        if len(self.held) >= self.s.held_capacity and not self._evict_held():
+            return
+        h = heldrec.Held(f.key(), f.dest, copy, now_ms + self.s.lifetime_ms, False)
+        self.held[h.key] = h
+        self.counters["held"] += 1
+        # persisted only when the relay's watch ends without an ack (see _watch_done)
+
+    def _evict_held(self):
+        victim = None
+        for h in self.held.values():
+            if not h.own and (victim is None or h.expires_ms < victim.expires_ms):
+                victim = h
+        if victim is None:
+            return False
+        self._forget_held(victim)
+        return True
+
+    def _forget_held(self, h):
+        self.held.pop(h.key, None)
+        self.storage.delete(heldrec.record_name(h.key))
+
+    def _attempt(self, h, now_ms):
+        # One end-to-end attempt for our own unicast: routed if we know a way,
+        # flooded otherwise (and from the second attempt on).
+        h.attempts += 1
+        nh = None
+        if h.attempts == 1 or h.triggered:
+            nh = self._next_hop(h.dest, now_ms)
+        elif not h.triggered:
+            self.routes.forget(h.dest)  # the route did not deliver: flood this time
+        if h.attempts > 1:
+            self.counters["retries"] += 1
+        h.triggered = False
+        data = h.frame
+        if h.attempts > 1:
+            data = wire.with_flags(data, F_STORED, self.key)
+        hops = self.routes.hops(h.dest) or self.s.hop_limit
+        if nh is not None:
+            data = wire.relayed(data, 0, nh & 0xFF, self.low, self.key)
+            self._add_job(Job(h.key, J_ROUTED, data, now_ms, 0, h.dest, 2))
+        else:
+            self._add_job(Job(h.key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
+                              0, h.dest, 1))
+        h.retry_ms = now_ms + self._ack_timeout_ms(hops)
+        self._persist(h, now_ms)
+
+    def _send_held(self, h, now_ms):
+        nh = self._next_hop(h.dest, now_ms)
+        f, _ = wire.unpack(h.frame, self.key)
+        if f is None:
+            self._forget_held(h)
+            return
+        hops = f.hops if f.hops < f.hop_limit else f.hop_limit - 1
+        data = wire.relayed(h.frame, hops, (nh or 0) & 0xFF, self.low, self.key)
+        data = wire.with_flags(data, F_STORED, self.key)
+        self._add_job(Job(h.key, J_STORED, data,
+                          now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 1))
+
+    def _unacknowledged(self, job, now_ms):
+        h = self.held.get(job.key)
+        if h is not None and not h.own and job.key not in self.acked:
+            self._persist(h, now_ms)  # custody: keep it for when the destination returns
+
+    def _persist(self, h, now_ms):
+        self.storage.put(heldrec.record_name(h.key), heldrec.encode(h, now_ms))

@@ -1,0 +1,114 @@
+# Relaying, part of Node: managed flooding with contention delays that favour
+# distant receivers, pruning by the two-hop view from beacons, hop-level
+# implicit acknowledgement of routed copies and fallback to flooding.
+from pollen import wire
+from pollen.wire import BROADCAST, ACK
+from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED
+
+
+class Flooding:
+    def _overheard(self, job, f):
+        # Another copy of a message we have a job for.
+        if f.relayer not in job.heard_from:
+            job.heard_from.append(f.relayer)
+        if job.due_ms is not None:
+            job.copies += 1
+            if job.kind == J_FLOOD and job.copies >= self.s.cancel_copies:
+                del self.jobs[job.key]
+                self.counters["cancelled"] += 1
+            elif job.kind == J_STORED:
+                del self.jobs[job.key]  # someone else is delivering it
+                self.counters["cancelled"] += 1
+            return
+        if f.hops > job.hops:
+            job.onward = True
+
+    def _relay_flood(self, f, data, snr_db, now_ms):
+        copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
+        job = Job(f.key(), J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
+                  f.hops + 1, f.dest, 1 + self.s.relay_retries)
+        job.heard_from.append(f.relayer)  # the copy we got counts for coverage too
+        self._add_job(job)
+        self._maybe_carry(f, copy, now_ms)
+
+    def _forward_routed(self, f, data, now_ms, snr_db=None):
+        nh = self._next_hop(f.dest, now_ms)
+        if nh is None:
+            self._relay_flood(f, data, 0, now_ms)
+            return
+        copy = wire.relayed(data, f.hops + 1, nh & 0xFF, self.low, self.key)
+        # an ack handed to its destination is not taken further: nothing to hear
+        kind = J_ONCE if f.ftype == ACK and nh == f.dest else J_ROUTED
+        tries = 1 if kind == J_ONCE else 2
+        due_ms = now_ms + self._rand(self.slot_ms // 2)
+        if snr_db is not None:
+            # a flooded copy handed to its destination: other neighbours of the
+            # destination may do the same, so contend like a flood relay and
+            # stand down on hearing one of them (else they collide at it)
+            kind = J_FLOOD
+            due_ms = now_ms + self._contention_ms(snr_db)
+        self._add_job(Job(f.key(), kind, copy, due_ms, f.hops + 1, f.dest, tries))
+        self._maybe_carry(f, copy, now_ms)
+
+    def _retried(self, f, data, now_ms):
+        # A retry or stored copy (F_STORED) of a unicast we passed on before:
+        # its origin has had no ack (even if we saw one go by, it may have
+        # been lost after us), so pass it on again; the destination acks
+        # duplicates. Only a copy from nearer the origin than we are is taken
+        # on (hops only grow), so relays never bounce it between them.
+        if f.key() in self.jobs or f.hops >= f.hop_limit or f.next_hop not in (0, self.low):
+            return
+        d = self.routes.hops(f.origin)  # just learned from the shortest copy heard
+        if d is not None and f.hops < d:
+            self._relay_flood(f, data, 0, now_ms)
+
+    def _covered(self, job, now_ms):
+        # Would our copy reach anyone new? Every live neighbour of ours either
+        # sent a copy itself or hears a node that did (two-hop view from
+        # beacons). Only trusted once we have listened for a while: a fresh
+        # table misses neighbours.
+        if now_ms - self.started_ms < self.s.beacon_interval_ms * 3 // 2:
+            return False
+        theirs = [self.neigh.their_neighbours(t, now_ms) for t in job.heard_from]
+        for n in self.neigh.live(now_ms):
+            low = n & 0xFF
+            if low in job.heard_from:
+                continue
+            for t in theirs:
+                if low in t:
+                    break
+            else:
+                return False
+        return True
+
+    def _watch_done(self, job, now_ms):
+        # The time to hear our copy taken further has passed.
+        done = job.onward or job.key in self.acked
+        if job.kind == J_FLOOD and not done and job.dest == BROADCAST:
+            done = self._covered(job, now_ms)
+        if done or job.tries <= 0 or job.kind == J_ONCE or job.kind == J_STORED:
+            del self.jobs[job.key]
+            if not done:
+                self._unacknowledged(job, now_ms)
+            return
+        self.counters["retries"] += 1
+        if job.kind == J_ROUTED and job.tries == 1:
+            # the route failed twice: forget it and flood the last try
+            self.routes.forget(job.dest)
+            job.kind = J_FLOOD
+            job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
+        job.watch_ms = None
+        # in whole slots across the window: two hidden nodes that collided
+        # went at the same time, so their retries must not pick close times
+        job.due_ms = now_ms + self.slot_ms // 2 + self._rand(self.s.contention_slots) * self.slot_ms
+
+    def _window_ms(self):
+        return self.s.contention_slots * self.slot_ms
+
+    def _contention_ms(self, snr_db):
+        # Distant receivers (low SNR) relay first: their copy covers the most
+        # new ground. SNR -20..+10 dB maps to the first quarter..all of the window.
+        n = self.s.contention_slots
+        snr = int(min(max(snr_db, -20), 10))
+        top = n // 4 + (n - n // 4) * (snr + 20) // 30
+        return self.slot_ms // 2 + self._rand(max(1, top)) * self.slot_ms
