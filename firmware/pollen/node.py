@@ -26,6 +26,8 @@ from pollen.flooding import Flooding
 from pollen.custody import Custody
 
 _BEACON_NEIGHBOURS = 32  # most neighbours a beacon lists
+_ID_BLOCK = 256          # message ids reserved in storage at a time
+_ID_RECORD = "ids"
 
 
 class Node(Flooding, Custody):
@@ -56,6 +58,8 @@ class Node(Flooding, Custody):
         self.next_beacon_ms = 0
         self.next_wake_ms = 0
         self.started_ms = 0
+        self.next_id = 0
+        self.id_limit = 0
         # slot: one frame of typical size on air plus turnaround; contention
         # windows are counted in slots so relays in different slots do not overlap
         self.slot_ms = preset_time_on_air_us(64, self.preset) // 1000 + 8
@@ -72,6 +76,14 @@ class Node(Flooding, Custody):
         self.started_ms = now_ms
         self.next_beacon_ms = now_ms + self._rand(2000)
         self._load_held(now_ms)
+        # message ids count up from a block reserved in storage, so an id (and
+        # with it the cipher's nonce) is never used twice, across restarts too
+        rec = self.storage.get(_ID_RECORD)
+        if rec is not None and len(rec) == 4:
+            self.next_id = (rec[0] << 24) | (rec[1] << 16) | (rec[2] << 8) | rec[3]
+        else:
+            self.next_id = self.rng.getrandbits(32)
+        self._reserve_ids()
 
     def send(self, dest, text, now_ms, hop_limit=None):
         # Accept a message from the app. Raises ValueError on misuse (too long,
@@ -418,10 +430,18 @@ class Node(Flooding, Custody):
         return self.rng.getrandbits(16) % n if n > 0 else 0
 
     def _new_id(self):
-        while True:
-            i = self.rng.getrandbits(32)
-            if i:
-                return i
+        i = self.next_id
+        self.next_id = (i + 1) & 0xFFFFFFFF
+        if self.next_id == self.id_limit:
+            self._reserve_ids()
+        return i or self._new_id()
+
+    def _reserve_ids(self):
+        # persist the end of the next block: one storage write per _ID_BLOCK ids
+        end = (self.next_id + _ID_BLOCK) & 0xFFFFFFFF
+        self.storage.put(_ID_RECORD, bytes(((end >> 24) & 0xFF, (end >> 16) & 0xFF,
+                                            (end >> 8) & 0xFF, end & 0xFF)))
+        self.id_limit = end
 
     def _airtime_us(self, frame_bytes):
         return preset_time_on_air_us(frame_bytes, self.preset)
