@@ -41,3 +41,23 @@ def test_demo_json_on_real_micropython_nodes():
     assert " got msg from " in r.stderr  # live progress went to stderr
     text = render_summary(out)
     assert "messages delivered   7/7" in text
+
+
+def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind():
+    import signal
+    import time
+
+    p = subprocess.Popen([POLLEN, "demo", "--nodes", "6"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert "nodes running" in p.stdout.readline()
+    children = [int(x) for x in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    assert len(children) == 6
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 130 and "pollen: interrupted" in out
+    time.sleep(0.3)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and "zombie" not in Path(f"/proc/{c}/status").read_text().lower()]
+    assert alive == []

@@ -142,6 +142,25 @@ def test_store_and_forward_to_a_node_switched_off_and_on(tmp_path):
         wait_event(src, lambda e: e.get("event") == "delivered", 20)
 
 
+def test_sender_power_cut_loses_nothing_it_accepted(tmp_path):
+    topo = line(2)
+    a, b = sorted(topo.node_ids)
+    with Emulation(topo, tmp_path, KEY, node_settings=dict(FAST, lifetime_ms=120000)) as emu:
+        assert emu.wait_started() == []
+        time.sleep(2)
+        emu.nodes[b].stop(hard=True)
+        emu.nodes[a].command({"cmd": "send", "to": f"{b:08x}", "text": "accepted before the cut"})
+        wait_event(emu.nodes[a], lambda e: e.get("event") == "sent")
+        time.sleep(1)
+        emu.nodes[a].stop(hard=True)  # power cut at the only node holding it
+        emu.nodes[a].start()
+        wait_event(emu.nodes[a], lambda e: e.get("event") == "started")
+        emu.nodes[b].start()
+        got = wait_event(emu.nodes[b], lambda e: e.get("event") == "received", 30)
+        assert got["text"] == "accepted before the cut"
+        wait_event(emu.nodes[a], lambda e: e.get("event") == "delivered", 20)
+
+
 def test_node_processes_are_gone_after_close(tmp_path):
     topo = line(2)
     with Emulation(topo, tmp_path, KEY) as emu:
