@@ -7,6 +7,8 @@ from pollen.wire import MSG, F_STORED
 from pollen import held as heldrec
 from pollen.jobs import Job, J_FLOOD, J_ROUTED, J_STORED
 
+_MAX_OFFERS = 4  # times a carried copy is sent on before it is let go
+
 
 class Custody:
     def _load_held(self, now_ms):
@@ -53,6 +55,8 @@ class Custody:
             if dest is not None and h.dest != dest or h.key in self.jobs:
                 continue
             if h.own:
+                if h.attempts >= self.s.max_attempts + 2 * _MAX_OFFERS:
+                    continue  # tried enough: carriers near the destination may still deliver
                 # the way may be open again: two more attempts (one may collide)
                 h.triggered = True
                 h.bonus = 2
@@ -112,6 +116,13 @@ class Custody:
         self._persist(h, now_ms)
 
     def _send_held(self, h, now_ms):
+        # a copy carried for someone else is offered a few times at most: an
+        # ack that went by out of our hearing must not cost airtime for a day
+        h.attempts += 1
+        if h.attempts > _MAX_OFFERS:
+            self._forget_held(h)
+            return
+        self.counters["offered"] += 1
         nh = self._next_hop(h.dest, now_ms)
         f, _ = wire.unpack(h.frame, self.key)
         if f is None:

@@ -66,7 +66,7 @@ class Node(Flooding, Custody):
         self.counters = {"rx": 0, "tx": 0, "relayed": 0, "duplicates": 0,
                          "cancelled": 0, "retries": 0, "delivered": 0,
                          "originated": 0, "held": 0, "expired": 0, "deferred": 0,
-                         "repaired": 0,
+                         "repaired": 0, "offered": 0,
                          "queue_full": 0, "internal": 0}
         self.drops = {}
 

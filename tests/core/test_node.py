@@ -647,3 +647,24 @@ def test_message_ids_never_repeat_across_a_restart():
     again = [b.send(BROADCAST, "q%d" % i, 0) for i in range(300)]
     assert len(set(first)) == 300 and not set(first) & set(again)
     assert 0 not in first + again
+
+
+def test_a_carried_copy_is_offered_a_few_times_then_let_go():
+    m = line(3)
+    m.warm()
+    m.power_off(3)
+    mid = m.send(1, 3, "for a node that never comes back")
+    m.run(60000)
+    key = _key(1, mid)
+    assert 2 in m.held_by(key)
+    for _ in range(6):  # node 1 keeps going away and coming back
+        m.power_off(1)
+        m.run(40000)
+        m.boot(1)
+        m.run(20000)
+    assert 1 <= m.nodes[2].counters["offered"] <= 4
+    assert 2 not in m.held_by(key)
+    # the origin keeps its own message, but stops trying after a bounded number
+    assert m.nodes[1].held[key].attempts <= 3 + 8
+    # each attempt: at most 2 transmissions by the origin and 2 by the relay
+    assert len(m.copies(key)) <= (3 + 8) * 4 + 4
