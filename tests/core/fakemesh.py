@@ -28,6 +28,20 @@ class XorShift:
         return self.getrandbits(24) / 16777216
 
 
+def max_hour_airtime_us(sent, hour_ms=3600000):
+    # the most airtime in any sliding hour of [(t_ms, airtime_us)], in time order
+    worst = 0
+    j = 0
+    total = 0
+    for k in range(len(sent)):
+        total += sent[k][1]
+        while sent[j][0] <= sent[k][0] - hour_ms:
+            total -= sent[j][1]
+            j += 1
+        worst = max(worst, total)
+    return worst
+
+
 def settings(node_id, **kw):
     d = {"node_id": node_id, "network_key": KEY_HEX, "region": "EU868",
          "preset": "ShortFast", "beacon_interval_ms": 10000}

@@ -10,7 +10,7 @@ from pollen.node import Node
 from pollen.storage import MemoryStorage
 from pollen.airtime import preset_time_on_air_us
 
-from .fakemesh import FakeMesh, XorShift, KEY_HEX, settings
+from .fakemesh import FakeMesh, XorShift, KEY_HEX, settings, max_hour_airtime_us
 
 KEY = NetworkKey(bytes.fromhex(KEY_HEX))
 HOUR_MS = 3600000
@@ -99,18 +99,8 @@ def _acks(m):
 
 def _max_hour_airtime_us(m, node_id):
     # the most airtime node_id used in any sliding hour, from the transmission log
-    sent = [(t, preset_time_on_air_us(len(d), m.nodes[node_id].preset))
-            for t, i, d in m.log if i == node_id]
-    worst = 0
-    j = 0
-    total = 0
-    for k in range(len(sent)):
-        total += sent[k][1]
-        while sent[j][0] <= sent[k][0] - HOUR_MS:
-            total -= sent[j][1]
-            j += 1
-        worst = max(worst, total)
-    return worst
+    return max_hour_airtime_us([(t, preset_time_on_air_us(len(d), m.nodes[node_id].preset))
+                                for t, i, d in m.log if i == node_id])
 
 
 # ---- flooding -------------------------------------------------------------------
