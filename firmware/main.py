@@ -53,8 +53,9 @@ def load_config(path):
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise ConfigError("config field 'radio.port': expected a UDP port 1..65535, got %r" % (port,))
     host = radio.get("host", "127.0.0.1")
-    if not isinstance(host, str) or not host:
-        raise ConfigError("config field 'radio.host': expected a host name or address, got %r" % (host,))
+    # the virtual medium runs on this machine; the radio only talks on loopback
+    if host not in ("127.0.0.1", "localhost"):
+        raise ConfigError("config field 'radio.host': expected 127.0.0.1 or localhost (the virtual medium), got %r" % (host,))
     folder = io.get("storage_dir", "store")
     if not isinstance(folder, str) or not folder:
         raise ConfigError("config field 'storage_dir': expected a folder name, got %r" % (folder,))

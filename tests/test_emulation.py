@@ -110,6 +110,7 @@ def test_garbage_and_forged_frames_are_dropped_counted_and_visible_in_status(mes
     ({"node_id": "00000101", "network_key": KEY, "radio": {"kind": "udp", "port": True}}, "radio.port"),
     ({"node_id": "00000101", "network_key": KEY, "radio": {"kind": "udp", "host": "no.such.host.invalid"}},
      "radio.host"),
+    ({"node_id": "00000101", "network_key": KEY, "storage_dir": "/proc/self"}, "storage_dir"),
 ])
 def test_malformed_config_exits_non_zero_naming_the_field(tmp_path, config, field):
     fw = tmp_path / "fw"

@@ -55,7 +55,7 @@ class Custody:
             if dest is not None and h.dest != dest or h.key in self.jobs:
                 continue
             if h.own:
-                if h.attempts >= self.s.max_attempts + 2 * _MAX_OFFERS:
+                if h.attempts + 2 > self.s.max_attempts + 2 * _MAX_OFFERS:
                     continue  # tried enough: carriers near the destination may still deliver
                 # the way may be open again: two more attempts (one may collide)
                 h.triggered = True
@@ -121,6 +121,7 @@ class Custody:
         h.attempts += 1
         if h.attempts > _MAX_OFFERS:
             self._forget_held(h)
+            self.counters["released"] += 1
             return
         self.counters["offered"] += 1
         nh = self._next_hop(h.dest, now_ms)

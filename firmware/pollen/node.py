@@ -66,7 +66,7 @@ class Node(Flooding, Custody):
         self.counters = {"rx": 0, "tx": 0, "relayed": 0, "duplicates": 0,
                          "cancelled": 0, "retries": 0, "delivered": 0,
                          "originated": 0, "held": 0, "expired": 0, "deferred": 0,
-                         "repaired": 0, "offered": 0,
+                         "repaired": 0, "offered": 0, "released": 0,
                          "queue_full": 0, "internal": 0}
         self.drops = {}
 
@@ -187,7 +187,7 @@ class Node(Flooding, Custody):
         if key in self.seen:
             self.counters["duplicates"] += 1
             if f.ftype == MSG and f.dest == self.id:
-                if f.flags & F_STORED:  # a retry: our ack was lost, say it again
+                if f.flags & F_STORED and f.flags & F_WANT_ACK:  # a retry: our ack was lost
                     self._send_ack(f, via, now_ms)
             elif f.ftype == MSG and f.flags & F_STORED:
                 self._retried(f, data, now_ms)

@@ -4,6 +4,9 @@ from pollen.region import REGIONS
 from pollen.airtime import PRESETS, preset_time_on_air_us
 
 
+_MAX_BEACON_BYTES = 90
+
+
 class ConfigError(ValueError):
     pass
 
@@ -95,8 +98,9 @@ class Settings:
         self.region = region
         self.preset = _preset(d.get("preset", "LongFast"))
         dwell_ms = REGIONS[region][3]
-        # a beacon (about 40 bytes) must fit the region's dwell time
-        if dwell_ms and preset_time_on_air_us(40, self.preset) > dwell_ms * 1000:
+        # the largest beacon (90 bytes: name and 32 neighbours and 8 post tags)
+        # must fit the region's dwell time; texts are checked when sent
+        if dwell_ms and preset_time_on_air_us(_MAX_BEACON_BYTES, self.preset) > dwell_ms * 1000:
             _fail("preset", "a preset whose frames fit %s's %d ms dwell time (e.g. MediumFast)"
                   % (region, dwell_ms), d.get("preset", "LongFast"))
         for k, (default, lo, hi) in _INTS.items():

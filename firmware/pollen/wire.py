@@ -19,7 +19,7 @@ MAX_PAYLOAD_BYTES = const(231)  # 255 - 16 - 8
 MAX_HOPS = const(7)
 BROADCAST = const(0xFFFFFFFF)
 
-BEACON = const(1)  # neighbour discovery, never relayed; payload: name
+BEACON = const(1)  # neighbour discovery, never relayed; payload: name, neighbours, post tags
 POST = const(2)    # broadcast text, flooded
 MSG = const(3)     # unicast text, acknowledged end to end
 ACK = const(4)     # payload: acknowledged message id (4 bytes)

@@ -5,6 +5,7 @@
 import os
 
 _TMP = ".tmp"
+_PROBE = ".probe"
 
 
 def _exists(path):
@@ -23,6 +24,9 @@ class FileStorage:
         for name in os.listdir(folder):
             if name.endswith(_TMP):  # a write cut short by a power loss
                 os.remove(self._path(name))
+        # fail now, not at the first message, if the folder cannot be written
+        self.put(_PROBE, b"")
+        self.delete(_PROBE)
 
     def _path(self, name):
         return self.folder + "/" + name

@@ -578,7 +578,7 @@ def test_send_rejects_misuse():
         assert "'preset'" in str(e) and "dwell" in str(e)
     else:
         raise AssertionError("LongSlow accepted in US915")
-    slow = Node(settings(9, region="US915", preset="MediumSlow"), MemoryStorage(), XorShift(2))
+    slow = Node(settings(9, region="US915", preset="MediumFast"), MemoryStorage(), XorShift(2))
     slow.send(BROADCAST, "hi", 0)
     try:
         slow.send(BROADCAST, "x" * 200, 0)
