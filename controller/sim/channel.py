@@ -1,0 +1,163 @@
+"""The LoRa channel of the simulator.
+
+Who hears whom comes from node positions: log-distance path loss
+(`topology.PathLossModel`) minus log-normal shadowing drawn once per pair of
+nodes from the seed (so links are symmetric and reproducible). A receiver
+demodulates a frame when its SNR reaches the spreading factor's floor
+(`topology.SNR_FLOOR_DB`); weaker signals down to `capture_db` below that still
+count as interference.
+
+A frame is lost at a receiver that
+  - was transmitting at any moment of it (half-duplex), or
+  - heard another frame overlapping it, unless this frame is at least
+    `capture_db` stronger *and* locked its preamble first (started at least
+    `lock_symbols` symbols before the other began) — otherwise both are lost.
+
+Carrier sense: when a transmission starts, every node that could demodulate it
+is told the channel is busy until it ends (what a radio's channel activity
+detection gives its node).
+"""
+from __future__ import annotations
+
+import math
+import random
+
+from pollen_controller.topology import SNR_FLOOR_DB, PathLossModel
+
+LOCK_SYMBOLS = 5  # preamble symbols a receiver needs before it is locked on a frame
+
+
+class Transmission:
+    __slots__ = ("sender", "frame", "start_ms", "end_ms", "hearers")
+
+    def __init__(self, sender, frame, start_ms, end_ms, hearers):
+        self.sender = sender
+        self.frame = frame
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.hearers = hearers  # [(rx, rssi_dbm, snr_db, demodulable)]
+
+
+class Channel:
+    def __init__(self, positions, preset, model: PathLossModel | None = None,
+                 shadowing_sigma_db: float = 0.0, seed: int = 0, capture_db: float = 6.0):
+        self.model = model or PathLossModel()
+        self.preset = preset
+        sf, bw_hz = preset[0], preset[1]
+        self.noise_dbm = self.model.noise_floor_dbm(bw_hz)
+        self.floor_db = SNR_FLOOR_DB[sf]
+        self.capture_db = capture_db
+        self.lock_ms = LOCK_SYMBOLS * (1 << sf) * 1000.0 / bw_hz
+        self.sigma = shadowing_sigma_db
+        self.seed = seed
+        self.pos = {n: (float(p[0]), float(p[1])) for n, p in positions.items()}
+        self.up = {n: True for n in self.pos}
+        self._shadow: dict[tuple[int, int], float] = {}
+        self._links: dict[int, list] = {}
+        # per receiver: frames reaching it lately, [start_ms, end_ms, rssi_dbm, sender]
+        self._arrivals: dict[int, list] = {n: [] for n in self.pos}
+        self._sending: dict[int, list] = {n: [] for n in self.pos}  # own [start, end]
+        self.stats = {"frames": 0, "receptions": 0, "lost_collision": 0,
+                      "lost_half_duplex": 0, "lost_down": 0}
+
+    # ---- geometry -----------------------------------------------------------
+
+    def shadowing_db(self, a: int, b: int) -> float:
+        if not self.sigma:
+            return 0.0
+        key = (a, b) if a < b else (b, a)
+        s = self._shadow.get(key)
+        if s is None:
+            s = random.Random(f"{self.seed}:{key[0]}:{key[1]}").gauss(0.0, self.sigma)
+            self._shadow[key] = s
+        return s
+
+    def link(self, tx: int, rx: int):
+        """(rssi_dbm, snr_db) of tx at rx, whether or not it can be demodulated."""
+        (x1, y1), (x2, y2) = self.pos[tx], self.pos[rx]
+        rssi = self.model.rssi_dbm(math.hypot(x2 - x1, y2 - y1)) - self.shadowing_db(tx, rx)
+        return rssi, rssi - self.noise_dbm
+
+    def hearers(self, tx: int) -> list:
+        """Nodes that tx reaches at least as interference: [(rx, rssi, snr, demodulable)]."""
+        links = self._links.get(tx)
+        if links is None:
+            links = []
+            weakest = self.floor_db - self.capture_db
+            for rx in self.pos:
+                if rx == tx:
+                    continue
+                rssi, snr = self.link(tx, rx)
+                if snr >= weakest:
+                    links.append((rx, rssi, snr, snr >= self.floor_db))
+            self._links[tx] = links
+        return links
+
+    def neighbours(self, tx: int) -> list[int]:
+        return [rx for rx, _, _, ok in self.hearers(tx) if ok]
+
+    def move(self, node: int, x_m: float, y_m: float):
+        self.pos[node] = (float(x_m), float(y_m))
+        # links to and from the mover are recomputed when next needed
+        self._links.pop(node, None)
+        for other in list(self._links):
+            if other != node:
+                self._links[other] = [h for h in self._links[other] if h[0] != node]
+                rssi, snr = self.link(other, node)
+                if snr >= self.floor_db - self.capture_db:
+                    self._links[other].append((node, rssi, snr, snr >= self.floor_db))
+
+    def set_up(self, node: int, up: bool):
+        self.up[node] = up
+
+    # ---- transmissions ------------------------------------------------------
+
+    def begin(self, sender: int, frame: bytes, start_ms: int, end_ms: int) -> Transmission:
+        """A frame goes on air; returns it. `sensing(t)` lists who senses it."""
+        self.stats["frames"] += 1
+        self._sending[sender].append((start_ms, end_ms))
+        hearers = self.hearers(sender)
+        for rx, rssi, _, _ in hearers:
+            self._arrivals[rx].append((start_ms, end_ms, rssi, sender))
+        return Transmission(sender, frame, start_ms, end_ms, hearers)
+
+    def sensing(self, t: Transmission) -> list[int]:
+        return [rx for rx, _, _, ok in t.hearers if ok and self.up[rx]]
+
+    def end(self, t: Transmission) -> list:
+        """The frame has left the air: [(rx, rssi_dbm, snr_db)] that received it."""
+        got = []
+        start, end = t.start_ms, t.end_ms
+        for rx, rssi, snr, ok in t.hearers:
+            if not ok:
+                continue
+            self.stats["receptions"] += 1
+            if not self.up[rx]:
+                self.stats["lost_down"] += 1
+                continue
+            if any(s < end and e > start for s, e in self._sending[rx]):
+                self.stats["lost_half_duplex"] += 1
+                continue
+            if self._collided(rx, start, end, rssi, t.sender):
+                self.stats["lost_collision"] += 1
+                continue
+            got.append((rx, rssi, snr))
+        return got
+
+    def _collided(self, rx, start, end, rssi, sender) -> bool:
+        for s, e, other_rssi, other in self._arrivals[rx]:
+            if other == sender and s == start:
+                continue
+            if s >= end or e <= start:
+                continue
+            captured = rssi >= other_rssi + self.capture_db and start + self.lock_ms <= s
+            if not captured:
+                return True
+        return False
+
+    def forget_before(self, t_ms: int):
+        """Drop bookkeeping of frames that ended before t_ms (bounded memory)."""
+        for lists in (self._arrivals, self._sending):
+            for n, entries in lists.items():
+                if entries and entries[0][1] < t_ms:
+                    lists[n] = [x for x in entries if x[1] >= t_ms]

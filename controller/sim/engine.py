@@ -1,0 +1,219 @@
+"""The discrete-event loop: routers (the pollen core, or the baseline), the
+LoRa channel, and the scenario's traffic, mobility and failures, in virtual
+milliseconds. Deterministic for a scenario and seed."""
+from __future__ import annotations
+
+import heapq
+import random
+import time
+
+from pollen.airtime import preset_time_on_air_us
+from pollen.storage import MemoryStorage
+from pollen_controller.sim.channel import Channel
+from pollen_controller.sim.metrics import Metrics
+from pollen_controller.topology import PathLossModel
+
+BROADCAST = 0xFFFFFFFF
+ROUTERS = ("pollen", "managed-flood")
+NETWORK_KEY = "5e" * 32  # simulated community key
+
+_WAKE, _TX_END, _TRAFFIC, _MOVE, _FAIL, _SAMPLE = range(6)
+_MOVE_STEP_MS = 5000
+_SAMPLE_MS = 60000
+_FORGET_MS = 30000
+_BASELINE_ONLY = ("role",)
+
+
+def make_router(kind, settings, storage, rng):
+    if kind == "pollen":
+        from pollen.node import Node
+
+        return Node({k: v for k, v in settings.items() if k not in _BASELINE_ONLY}, storage, rng)
+    if kind == "managed-flood":
+        from pollen_controller.sim.baseline import ManagedFlood
+
+        return ManagedFlood(settings, storage, rng)
+    raise ValueError(f"--router: expected one of {', '.join(ROUTERS)}, got {kind!r}")
+
+
+def _preset_dict(p):
+    return {"sf": p[0], "bw_hz": p[1], "cr": p[2], "preamble": p[3]}
+
+
+class Simulation:
+    def __init__(self, scenario, router: str = "pollen", seed: int | None = None, progress=None):
+        if router not in ROUTERS:
+            raise ValueError(f"--router: expected one of {', '.join(ROUTERS)}, got {router!r}")
+        self.sc = scenario
+        self.router_kind = router
+        self.seed = scenario.seed if seed is None else seed
+        self.progress = progress
+        pl = dict(scenario.pathloss)
+        sigma = pl.pop("shadowing_sigma_db", 0.0)
+        model_keys = ("pl_d0_db", "d0_m", "exponent", "tx_power_dbm", "antenna_gain_dbi",
+                      "noise_figure_db")
+        self.model = PathLossModel(**{k: v for k, v in pl.items() if k in model_keys})
+        self.ids = list(scenario.node_ids)
+        self.channel = Channel(scenario.initial_positions(), scenario.preset, self.model,
+                               sigma, self.seed)
+        self.metrics = Metrics(self.ids)
+        self.storage = {n: MemoryStorage() for n in self.ids}
+        self.routers = {}
+        self.up = {n: True for n in self.ids}
+        self.scheduled = {n: None for n in self.ids}
+        self.heap = []
+        self.seq = 0
+        self.events = 0
+        self.now_ms = 0
+        self.duration_ms = int(scenario.duration_s * 1000)
+
+    # ---- setup --------------------------------------------------------------
+
+    def _settings(self, n):
+        s = {"node_id": n, "network_key": NETWORK_KEY, "region": self.sc.region,
+             "preset": _preset_dict(self.sc.preset), "name": f"n{n}"}
+        s.update(self.sc.router_settings)
+        return s
+
+    def _boot(self, n, t):
+        rng = random.Random(f"{self.seed}:{self.router_kind}:{n}:{t}")
+        r = make_router(self.router_kind, self._settings(n), self.storage[n], rng)
+        r.start(t)
+        self.routers[n] = r
+        self.up[n] = True
+        self.channel.set_up(n, True)
+        self._poll(n, t)
+
+    def _push(self, t, kind, a=None, b=None):
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, a, b))
+
+    # ---- run ----------------------------------------------------------------
+
+    def run(self) -> dict:
+        wall0 = time.perf_counter()
+        for n in self.ids:
+            self._boot(n, 0)
+        for i, (t, src, dest, size) in enumerate(self.sc.traffic()):
+            self._push(t, _TRAFFIC, (src, dest), size)
+        self.movers = self.sc.movers()
+        if self.movers:
+            self._push(0, _MOVE)
+        for t, n, what in self.sc.failures():
+            self._push(t, _FAIL, n, what)
+        self._push(_SAMPLE_MS, _SAMPLE)
+        next_forget = _FORGET_MS
+        next_report = 0
+        end = self.duration_ms
+        heap = self.heap
+        while heap:
+            t, _, kind, a, b = heapq.heappop(heap)
+            if t > end:
+                break
+            self.now_ms = t
+            if kind == _WAKE:
+                if self.scheduled[a] != t or not self.up[a]:
+                    continue
+                self.scheduled[a] = None
+                self.events += 1
+                self._poll(a, t)
+            elif kind == _TX_END:
+                self.events += 1
+                self._deliver(a, t)
+            elif kind == _TRAFFIC:
+                self.events += 1
+                self._send(a[0], a[1], b, t)
+            elif kind == _MOVE:
+                self.events += 1
+                for n, mover in self.movers.items():
+                    x, y = mover.position(t)
+                    self.channel.move(n, x, y)
+                self._push(t + _MOVE_STEP_MS, _MOVE)
+            elif kind == _FAIL:
+                self.events += 1
+                self._fail(a, b, t)
+            elif kind == _SAMPLE:
+                self._sample(t)
+                self._push(t + _SAMPLE_MS, _SAMPLE)
+            if t >= next_forget:
+                self.channel.forget_before(t - _FORGET_MS)
+                next_forget = t + _FORGET_MS
+            if self.progress and t >= next_report:
+                self.progress(t, end)
+                next_report = t + end // 100
+        if self.progress:
+            self.progress(end, end)
+        wall = time.perf_counter() - wall0
+        out = {"scenario": self.sc.name, "router": self.router_kind, "nodes": len(self.ids),
+               "seed": self.seed}
+        out.update(self.metrics.summary(self.duration_ms, self.channel.stats))
+        out["sim_seconds"] = self.duration_ms / 1000
+        out["wall_seconds"] = round(wall, 2)
+        out["events"] = self.events
+        out["events_per_second"] = round(self.events / wall) if wall > 0 else None
+        return out
+
+    # ---- event handlers -----------------------------------------------------
+
+    def _poll(self, n, t):
+        r = self.routers[n]
+        for a in r.poll(t):
+            if a[0] == "tx":
+                self._transmit(n, a[1], t)
+            elif a[0] == "received":
+                self.metrics.received(n, a[1], t)
+        w = r.next_wake_ms
+        if w is not None:
+            if w <= t:
+                w = t + 1
+            if self.scheduled[n] != w:
+                self.scheduled[n] = w
+                self._push(w, _WAKE, n)
+
+    def _transmit(self, n, frame, t):
+        air_us = preset_time_on_air_us(len(frame), self.sc.preset)
+        end = t + -(-air_us // 1000)
+        tx = self.channel.begin(n, frame, t, end)
+        sensed = self.channel.sensing(tx)
+        for rx in sensed:
+            if self.up[rx]:
+                self.routers[rx].channel_busy(end, t)
+        self.metrics.transmitted(n, air_us, sensed)
+        self._push(end, _TX_END, tx)
+
+    def _deliver(self, tx, t):
+        for rx, rssi, snr in self.channel.end(tx):
+            if self.up[rx]:
+                self.routers[rx].on_frame(tx.frame, int(round(rssi)), round(snr * 4) / 4, t)
+                self._poll(rx, t)
+
+    def _send(self, src, dest, size, t):
+        if not self.up[src]:
+            self.metrics.not_sent += 1
+            return
+        r = self.routers[src]
+        try:
+            msg_id = r.send(dest, "x" * size, t)
+        except ValueError:
+            self.metrics.send_errors += 1
+            return
+        self.metrics.sent(src, msg_id, dest, t, dest == BROADCAST)
+        self._poll(src, t)
+
+    def _fail(self, n, what, t):
+        if what == "off" and self.up[n]:
+            self.up[n] = False
+            self.scheduled[n] = None
+            self.channel.set_up(n, False)
+        elif what == "on" and not self.up[n]:
+            self._boot(n, t)
+
+    def _sample(self, t):
+        for n, r in self.routers.items():
+            if self.up[n]:
+                st = r.status(t)
+                self.metrics.sample(st.get("held", 0), st.get("queue", 0))
+
+
+def simulate(scenario, router="pollen", seed=None, progress=None) -> dict:
+    return Simulation(scenario, router, seed, progress).run()
