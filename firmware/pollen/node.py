@@ -401,7 +401,8 @@ class Node(Flooding, Custody):
         for h in self.held.values():
             if h.expires_ms < t:
                 t = h.expires_ms
-            if h.retry_ms is not None and h.retry_ms < t:
+            # a retry is only due once the previous attempt has left the queue
+            if h.retry_ms is not None and h.retry_ms < t and h.key not in self.jobs:
                 t = h.retry_ms
         if t < self.busy_until_ms:
             t = self.busy_until_ms

@@ -658,3 +658,19 @@ def test_a_carried_copy_is_offered_a_few_times_then_let_go():
     assert m.nodes[1].held[key].attempts <= 3 + 8
     # each attempt: at most 2 transmissions by the origin and 2 by the relay
     assert len(m.copies(key)) <= (3 + 8) * 4 + 4
+
+
+def test_no_busy_wait_while_a_message_waits_for_duty_cycle_budget():
+    n = Node(settings(1), MemoryStorage(), XorShift(9))
+    n.start(0)
+    n.poll(0)
+    n.duty.record(0, n.duty.budget_us)  # the hour's budget is spent
+    n.send(2, "waits for the budget", 10)
+    t = 10
+    wakes = 0
+    while t < 600000:  # ten minutes
+        n.poll(t)
+        assert n.next_wake_ms > t or n.next_wake_ms == t and wakes == 0
+        t = max(t + 1, n.next_wake_ms)
+        wakes += 1
+    assert wakes < 200, wakes  # beacons and timers, not a spin every millisecond
