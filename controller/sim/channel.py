@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import random
 
+from pollen.airtime import preset_time_on_air_us
 from pollen_controller.topology import SNR_FLOOR_DB, PathLossModel
 
 LOCK_SYMBOLS = 5  # preamble symbols a receiver needs before it is locked on a frame
@@ -48,6 +49,8 @@ class Channel:
         self.floor_db = SNR_FLOOR_DB[sf]
         self.capture_db = capture_db
         self.lock_ms = LOCK_SYMBOLS * (1 << sf) * 1000.0 / bw_hz
+        # no frame lasts longer than a 255-byte one: older bookkeeping can go
+        self.longest_ms = preset_time_on_air_us(255, preset) // 1000 + 1
         self.sigma = shadowing_sigma_db
         self.seed = seed
         self.pos = {n: (float(p[0]), float(p[1])) for n, p in positions.items()}

@@ -20,7 +20,6 @@ NETWORK_KEY = "5e" * 32  # simulated community key
 _WAKE, _TX_END, _TRAFFIC, _MOVE, _FAIL, _SAMPLE = range(6)
 _MOVE_STEP_MS = 5000
 _SAMPLE_MS = 60000
-_FORGET_MS = 30000
 _BASELINE_ONLY = ("role",)
 
 
@@ -102,7 +101,7 @@ class Simulation:
         for t, n, what in self.sc.failures():
             self._push(t, _FAIL, n, what)
         self._push(_SAMPLE_MS, _SAMPLE)
-        next_forget = _FORGET_MS
+        next_forget = self.channel.longest_ms
         next_report = 0
         end = self.duration_ms
         heap = self.heap
@@ -136,8 +135,9 @@ class Simulation:
                 self._sample(t)
                 self._push(t + _SAMPLE_MS, _SAMPLE)
             if t >= next_forget:
-                self.channel.forget_before(t - _FORGET_MS)
-                next_forget = t + _FORGET_MS
+                # frames that ended more than one longest frame ago overlap nothing new
+                self.channel.forget_before(t - self.channel.longest_ms)
+                next_forget = t + self.channel.longest_ms
             if self.progress and t >= next_report:
                 self.progress(t, end)
                 next_report = t + end // 100

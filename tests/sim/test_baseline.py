@@ -1,0 +1,312 @@
+"""The Meshtastic-2.x-style baseline router (controller/sim/baseline.py).
+
+Whole conversations run over tests/core/fakemesh.py (explicit links, fake clock,
+half-duplex, collisions, carrier sense) with ManagedFlood in place of pollen's
+Node; single routers are driven directly with frames built by the module's own
+pack functions.
+"""
+import random
+
+import pytest
+
+from pollen.airtime import PRESETS, preset_time_on_air_us
+from pollen.region import REGIONS
+from pollen.storage import MemoryStorage
+from pollen_controller.sim.baseline import (
+    BROADCAST, CHANNEL_HASH, HEADER_BYTES, MAX_FRAME_BYTES, ManagedFlood, cw_size,
+    decode_data, encode_ack, encode_text, pack_frame, parse_frame, response_hop_limit,
+    slot_time_ms,
+)
+from core.fakemesh import FakeMesh, XorShift, max_hour_airtime_us, settings
+
+
+class BaselineMesh(FakeMesh):
+    # FakeMesh with ManagedFlood routers; records every transmission.
+    def boot(self, i, **kw):
+        s = dict(self.kw)
+        s.update(kw)
+        n = ManagedFlood(settings(i, **s), self.storage[i], XorShift(self.seed * 7919 + i))
+        n.start(self.now_ms)
+        self.nodes[i] = n
+        self.up[i] = True
+        return n
+
+    def _transmit(self, i, frame):
+        self.__dict__.setdefault("sent", []).append((self.now_ms, i, frame))
+        super()._transmit(i, frame)
+
+    def sent_by(self, i):
+        return [s for s in self.__dict__.get("sent", []) if s[1] == i]
+
+    def events_of(self, i, kind):
+        return [e[3] for e in self.events if e[1] == i and e[2] == kind]
+
+
+def line(n, **kw):
+    ids = list(range(1, n + 1))
+    return BaselineMesh(ids, [(a, a + 1) for a in ids[:-1]], **kw)
+
+
+def router(node_id=2, **kw):
+    s = {"node_id": node_id}
+    s.update(kw)
+    r = ManagedFlood(s, MemoryStorage(), random.Random(node_id * 31 + 7))
+    r.start(0)
+    return r
+
+
+def post_frame(sender=1, pkt_id=77, hop_limit=3, hop_start=3, text=b"hi", relay=1):
+    return pack_frame(BROADCAST, sender, pkt_id, hop_limit, hop_start, False,
+                      encode_text(text), relay)
+
+
+def run_until_tx(r, t, limit_ms=600000):
+    # poll at each wake-up until r transmits; -> (time, frame) or None
+    end = t + limit_ms
+    while t <= end:
+        for a in r.poll(t):
+            if a[0] == "tx":
+                return t, a[1]
+        t = r.next_wake_ms if r.next_wake_ms > t else t + 1
+    return None
+
+
+# ---- wire -------------------------------------------------------------------
+
+def test_frame_layout_and_sizes_are_meshtastic_like():
+    f = pack_frame(0x0A0B0C0D, 0x01020304, 0x11223344, 2, 3, True, encode_text(b"hello"), 0x04)
+    # header: to, from, id little-endian; flags = hop_limit | want_ack << 3 | hop_start << 5
+    assert f[:16] == bytes.fromhex("0d0c0b0a" "04030201" "44332211") + bytes(
+        (2 | 0x08 | 3 << 5, CHANNEL_HASH, 0, 0x04))
+    assert f[16:] == b"\x08\x01\x12\x05hello\x48\x00"
+    assert len(f) == HEADER_BYTES + 6 + 5
+    assert len(pack_frame(1, 2, 3, 3, 3, False, encode_ack(9))) == HEADER_BYTES + 13
+    assert len(encode_text(b"x" * 128)) == 128 + 7  # two-byte length from 128 on
+    p, why = parse_frame(f)
+    assert why is None
+    assert (p.dest, p.sender, p.pkt_id, p.hop_limit, p.hop_start, p.want_ack) == \
+        (0x0A0B0C0D, 0x01020304, 0x11223344, 2, 3, True)
+    assert (p.port, p.payload, p.hops()) == (1, b"hello", 1)
+    assert decode_data(encode_ack(0xDEADBEEF)) == (5, b"\x18\x00", 0xDEADBEEF)
+
+
+def test_largest_text_fills_255_bytes():
+    r = router(1)
+    r.send(BROADCAST, "x" * 232, 0)
+    assert len(run_until_tx(r, 0)[1]) == MAX_FRAME_BYTES
+    with pytest.raises(ValueError):
+        r.send(BROADCAST, "x" * 233, 0)
+    with pytest.raises(ValueError):
+        r.send(1, "to myself", 0)
+
+
+# ---- flooding ---------------------------------------------------------------
+
+def test_post_reaches_three_hops_and_not_four():
+    # hop_limit 3: the origin's neighbour hears it at hops 0, and three relays
+    # carry it to hops 3; the node one further never hears it
+    m = line(6)
+    pid = m.send(1, BROADCAST, "hello")
+    m.run(60000)
+    for node, hops in ((2, 0), (3, 1), (4, 2), (5, 3)):
+        got = m.received(node, "post")
+        assert [(g["from"], g["id"], g["hops"], g["text"]) for g in got] == \
+            [("00000001", pid, hops, "hello")]
+    assert m.received(6) == []
+    assert [m.nodes[i].counters["relayed"] for i in range(1, 7)] == [0, 1, 1, 1, 0, 0]
+    # the origin heard node 2 relay it: an implicit ack, no retransmission
+    assert m.nodes[1].counters["implicit_acks"] == 1
+    assert len(m.sent_by(1)) == 1
+
+
+def test_contention_delay_by_snr_and_role():
+    slot = slot_time_ms(PRESETS["LongFast"])
+    assert slot == 28  # 2.5 symbols of 8.192 ms + 7.6 ms, truncated
+    assert [cw_size(s) for s in (-30, -20, -14, -8, -2, 4, 10, 15, 40)] == \
+        [3, 3, 4, 5, 6, 7, 8, 8, 8]
+
+    def delays(role, snr):
+        out = []
+        for seed in range(120):
+            r = ManagedFlood({"node_id": 2, "role": role}, MemoryStorage(),
+                             random.Random(seed))
+            r.start(0)
+            r.on_frame(post_frame(), -100, snr, 1000)
+            out.append(run_until_tx(r, 1000)[0] - 1000)
+        assert all(d % slot == 0 for d in out)
+        return {d // slot for d in out}
+
+    # clients wait 2*CWmax slots, then a random slot of 2^CW
+    assert delays("client", -20) <= set(range(16, 16 + 8))
+    far = delays("client", -20)
+    near = delays("client", 10)
+    assert near <= set(range(16, 16 + 256)) and max(near) > max(far) + 20
+    # routers go first: a random slot of 2*CW, no offset
+    assert delays("router", -20) <= set(range(0, 6))
+    assert delays("router", 10) <= set(range(0, 16)) and max(delays("router", 10)) > 6
+
+
+def test_queued_relay_cancelled_on_hearing_a_duplicate():
+    r = router(2)
+    r.on_frame(post_frame(relay=1), -100, 10, 0)
+    assert r.status(0)["queue"] == 1
+    r.poll(0)
+    assert r.next_wake_ms >= 16 * 28  # a client waits at least 2*CWmax slots
+    r.on_frame(post_frame(hop_limit=2, relay=3), -100, 8, 100)  # node 3 relayed it first
+    assert r.counters["duplicates"] == 1 and r.counters["cancelled"] == 1
+    assert r.status(100)["queue"] == 0
+    assert run_until_tx(r, 100, 60000) is None
+
+
+def test_router_role_never_cancels():
+    r = router(2, role="router")
+    r.on_frame(post_frame(relay=1), -100, 10, 0)
+    r.on_frame(post_frame(hop_limit=2, relay=3), -100, 8, 0)
+    assert r.counters["cancelled"] == 0
+    t, frame = run_until_tx(r, 0)
+    assert parse_frame(frame)[0].hop_limit == 2 and frame[15] == 2
+
+
+def test_duplicate_of_a_retransmission_is_relayed_again():
+    # the originator repeats a packet (hops taken still 0) because it did not
+    # hear us: we relay it once more so it does
+    r = router(2)
+    r.on_frame(post_frame(), -100, 0, 0)
+    assert run_until_tx(r, 0) is not None
+    r.on_frame(post_frame(), -100, 0, 10000)
+    assert r.counters["resent"] == 1
+    assert run_until_tx(r, 10000) is not None
+    assert r.counters["relayed"] == 2
+
+
+# ---- implicit and end-to-end acknowledgement ---------------------------------
+
+def test_originator_retransmits_unheard_post_three_times_in_all():
+    m = line(2)
+    m.power_off(2)
+    m.send(1, BROADCAST, "anyone?")
+    m.run(120000)
+    sent = m.sent_by(1)
+    assert len(sent) == 3
+    c = m.nodes[1].counters
+    assert c["retries"] == 2 and c["unconfirmed"] == 1
+    # getRetransmissionMsec: 2 x airtime + (8 + 16 + 32) slots + 4.5 s processing
+    air_ms = preset_time_on_air_us(len(sent[0][2]), PRESETS["ShortFast"]) // 1000
+    gap = 2 * air_ms + 56 * slot_time_ms(PRESETS["ShortFast"]) + 4500
+    for a, b in zip(sent, sent[1:]):
+        assert b[0] - a[0] >= gap
+        assert b[2] == a[2]  # the very same frame, full hop limit
+
+
+def test_originator_does_not_retransmit_once_a_relay_is_heard():
+    m = line(2)
+    m.send(1, BROADCAST, "hello")
+    m.run(120000)
+    assert len(m.sent_by(1)) == 1
+    assert m.nodes[1].counters["implicit_acks"] == 1
+    assert m.nodes[1].counters["retries"] == 0
+
+
+def test_unicast_acknowledged_end_to_end():
+    m = line(3)
+    pid = m.send(1, 3, "hi there")
+    m.run(60000)
+    got = m.received(3, "msg")
+    assert [(g["from"], g["id"], g["hops"], g["text"]) for g in got] == \
+        [("00000001", pid, 1, "hi there")]
+    assert m.delivered(1) == [{"id": pid, "to": "00000003", "hops": 1}]
+    assert m.nodes[3].counters["acks_sent"] == 1
+    assert m.nodes[2].counters["relayed"] == 2  # the message one way, the ack back
+    assert m.received(2) == []  # a relay is not told about messages for others
+    assert m.nodes[1].status(m.now_ms)["held"] == 0
+    # the destination does not relay what is addressed to it
+    assert m.nodes[3].counters["relayed"] == 0
+
+
+def test_unacknowledged_unicast_expires_after_three_transmissions():
+    m = line(2)
+    m.power_off(2)
+    pid = m.send(1, 2, "are you there")
+    assert m.nodes[1].status(0)["held"] == 1
+    m.run(120000)
+    assert len(m.sent_by(1)) == 3
+    assert m.events_of(1, "expired") == [{"id": pid, "to": "00000002",
+                                          "reason": "max_retransmit"}]
+    assert m.delivered(1) == []
+    assert m.nodes[1].status(m.now_ms)["held"] == 0
+
+
+def test_ack_hop_limit_follows_the_request():
+    assert response_hop_limit(3, 3, 3) == 2      # direct: 0 hops used, plus two
+    assert response_hop_limit(7, 6, 7) == 3
+    assert response_hop_limit(7, 1, 3) == 6      # used more than we allow: as many
+    assert response_hop_limit(3, 2, 3) == 3
+    assert response_hop_limit(0, 0, 3) == 3      # no hop_start: the configured limit
+
+
+# ---- channel and duty cycle -----------------------------------------------------
+
+def test_carrier_sense_defers_and_rerandomises():
+    r = router(2, role="router")
+    r.on_frame(post_frame(), -100, 10, 0)
+    r.poll(0)
+    r.channel_busy(5000, 0)  # someone else is on air until 5 s
+    t, _ = run_until_tx(r, 0)
+    assert t >= 5000
+    assert r.counters["busy_backoffs"] >= 1
+
+
+def test_duty_cycle_defers_transmissions_over_budget():
+    # LongSlow frames of ~12.7 s: two fit EU868's 36 s per hour, the rest wait
+    r = ManagedFlood({"node_id": 1, "preset": "LongSlow", "region": "EU868"},
+                     MemoryStorage(), random.Random(5))
+    r.start(0)
+    for _ in range(3):
+        r.send(BROADCAST, "x" * 200, 0)
+    sent, t, end = [], 0, 3 * 3600000
+    while t < end:
+        for a in r.poll(t):
+            if a[0] == "tx":
+                sent.append((t, preset_time_on_air_us(len(a[1]), r.preset)))
+        t = max(r.next_wake_ms, t + 1)
+    budget_us = 3600000 * 1000 * REGIONS["EU868"][1] // 1000
+    assert r.counters["deferred"] > 0
+    assert max_hour_airtime_us(sent) <= budget_us
+    assert sent[2][0] >= 3600000  # the third frame waited for the first to age out
+    assert len(sent) >= 5
+
+
+# ---- robustness ---------------------------------------------------------------
+
+def test_malformed_frames_are_counted_never_raised():
+    good = post_frame()
+    bad = [
+        b"", b"\x01" * 10, b"\x00" * 300,                              # short, oversize
+        pack_frame(BROADCAST, 1, 5, 3, 3, False, encode_text(b"x"), channel=0x33),
+        pack_frame(BROADCAST, 0, 5, 3, 3, False, encode_text(b"x")),   # no sender
+        pack_frame(BROADCAST, 1, 0, 3, 3, False, encode_text(b"x")),   # id 0
+        pack_frame(BROADCAST, 1, 5, 3, 1, False, encode_text(b"x")),   # hop_limit > hop_start
+        good[:16] + b"\xff\xff\xff",                                   # not a protobuf
+        good[:16] + b"\x12\x05hel",                                    # truncated field
+        good[:16] + b"\x12\x02hi",                                     # no portnum
+        good[:16] + b"\x08\x01\x0f",                                   # bad wire type
+        good[:16] + b"\x08\x81",                                       # runaway varint
+        good[:16] + bytes(range(200)),
+    ]
+    r = router(2)
+    for i, f in enumerate(bad):
+        r.on_frame(f, -100, 0, i)
+        assert r.poll(i) == []
+    st = r.status(100)
+    assert st["counters"]["rx"] == len(bad)
+    assert sum(st["dropped"].values()) == len(bad)
+    assert set(st["dropped"]) == {"short", "oversize", "channel", "field", "data"}
+    assert st["queue"] == 0
+    for seed in range(200):  # random garbage of every length
+        rnd = random.Random(seed)
+        r.on_frame(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 260))),
+                   -100, 0, 200)
+    r.poll(200)
+    assert r.counters["internal"] == 0
+    r.on_frame(good, -100, 0, 300)  # and it still works
+    assert [a[0] for a in r.poll(300)] == ["received"]
