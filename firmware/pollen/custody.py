@@ -51,7 +51,7 @@ class Custody:
     def _destination_reachable(self, dest, now_ms):
         # Store-and-forward: send what we hold for a destination that is back
         # (dest None: for every destination).
-        for h in self.held.values():
+        for h in list(self.held.values()):  # _send_held may let one go
             if dest is not None and h.dest != dest or h.key in self.jobs:
                 continue
             if h.own:

@@ -55,6 +55,8 @@ class Node(Flooding, Custody):
         self.out = []
         self.busy_until_ms = 0     # our own transmission ends
         self.channel_until_ms = 0  # someone else's transmission ends
+        self.backoff_until_ms = 0  # listen-before-talk: not before then
+        self.next_offer_all_ms = 0
         self.next_beacon_ms = 0
         self.next_wake_ms = 0
         self.started_ms = 0
@@ -147,11 +149,10 @@ class Node(Flooding, Custody):
     def poll(self, now_ms):
         self._timers(now_ms)
         if now_ms < self.channel_until_ms:
-            # back off: what was due goes at a random slot after the channel frees
-            for job in self.jobs.values():
-                if job.due_ms is not None and job.due_ms < self.channel_until_ms:
-                    job.due_ms = self.channel_until_ms + self._rand(self.slot_ms * 2)
-        elif now_ms >= self.busy_until_ms:
+            # back off: nothing goes until a random slot after the channel frees
+            if self.backoff_until_ms < self.channel_until_ms:
+                self.backoff_until_ms = self.channel_until_ms + self._rand(self.slot_ms * 2)
+        elif now_ms >= self.busy_until_ms and now_ms >= self.backoff_until_ms:
             self._transmit_due(now_ms)
         self._plan_wake(now_ms)
         out = self.out
@@ -264,16 +265,24 @@ class Node(Flooding, Custody):
         for it in self.posts.missing_from(p[2 + n + k:], f.origin, now_ms):
             if it[0] not in self.jobs:
                 # it missed a post we have: send it again, unless another
-                # neighbour of it does so first
+                # neighbour of it does so first. One repair per beacon heard.
+                it[3] += 1
                 self.counters["repaired"] += 1
                 self._add_job(Job(it[0], J_STORED, it[1], now_ms + self.slot_ms
                                   + self._rand(self.slot_ms * 4), 1, BROADCAST, 1))
+                break
 
     def _neighbour_appeared(self, node_id, now_ms):
         # A link came up (a node new to us, or back after expiring): what we
         # hold for any destination may have a way through it now (a healed
         # partition, a data mule arriving), not only what is for that node.
-        self._destination_reachable(None, now_ms)
+        # In a dense mesh neighbours come and go from a full table all the
+        # time: offer everything at most once a beacon interval.
+        if now_ms >= self.next_offer_all_ms:
+            self.next_offer_all_ms = now_ms + self.s.beacon_interval_ms
+            self._destination_reachable(None, now_ms)
+        else:
+            self._destination_reachable(node_id, now_ms)
 
     def _on_ack(self, f, now_ms):
         if len(f.payload) != 4:
@@ -394,8 +403,13 @@ class Node(Flooding, Custody):
 
     def _plan_wake(self, now_ms):
         t = self.next_beacon_ms
+        # nothing is sent while our radio or the channel is busy, or in backoff
+        hold = max(self.busy_until_ms, self.backoff_until_ms)
         for job in self.jobs.values():
-            d = job.due_ms if job.due_ms is not None else job.watch_ms
+            if job.due_ms is not None:
+                d = job.due_ms if job.due_ms > hold else hold
+            else:
+                d = job.watch_ms
             if d is not None and d < t:
                 t = d
         for h in self.held.values():

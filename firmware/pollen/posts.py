@@ -8,6 +8,7 @@
 from pollen._compat import const
 
 _CAP = const(8)
+_MAX_REPAIRS = const(3)
 
 
 def tag16(key):
@@ -18,13 +19,13 @@ def tag16(key):
 class RecentPosts:
     def __init__(self, window_ms):
         self.window_ms = window_ms
-        self.items = []  # [key, frame, received_ms], oldest first
+        self.items = []  # [key, frame, received_ms, repairs sent], oldest first
 
     def add(self, key, frame, now_ms):
         for it in self.items:
             if it[0] == key:
                 return
-        self.items.append([key, frame, now_ms])
+        self.items.append([key, frame, now_ms, 0])
         if len(self.items) > _CAP:
             self.items.pop(0)
 
@@ -48,5 +49,7 @@ class RecentPosts:
         theirs = set()
         for i in range(0, len(summary) - 1, 2):
             theirs.add((summary[i] << 8) | summary[i + 1])
-        return [it for it in self._fresh(now_ms)
-                if tag16(it[0]) not in theirs and it[0] >> 32 != origin]
+        # newest first; a post is repaired at most _MAX_REPAIRS times by one node
+        return [it for it in reversed(self._fresh(now_ms))
+                if tag16(it[0]) not in theirs and it[0] >> 32 != origin
+                and it[3] < _MAX_REPAIRS]

@@ -151,6 +151,10 @@ class FakeMesh:
         return False
 
     def run(self, duration_ms, max_steps=500000):
+        self._run(duration_ms, max_steps)
+        assert self.internal_errors() == 0, "the core caught an exception: a bug"
+
+    def _run(self, duration_ms, max_steps):
         end = self.now_ms + duration_ms
         steps = 0
         while True:
@@ -177,6 +181,10 @@ class FakeMesh:
             for i in self.nodes:
                 if self.up[i] and self.nodes[i].next_wake_ms <= self.now_ms:
                     self._poll(i)
+
+    def internal_errors(self):
+        # exceptions the core caught while handling authenticated frames: bugs
+        return sum(n.counters.get("internal", 0) for n in self.nodes.values())
 
     def received(self, node_id, kind=None):
         return [e[3] for e in self.events

@@ -654,6 +654,7 @@ def test_a_carried_copy_is_offered_a_few_times_then_let_go():
         m.run(20000)
     assert 1 <= m.nodes[2].counters["offered"] <= 4
     assert 2 not in m.held_by(key)
+    assert all(n.counters["internal"] == 0 for n in m.nodes.values())
     # the origin keeps its own message, but stops trying after a bounded number
     assert m.nodes[1].held[key].attempts <= 3 + 8
     # each attempt: at most 2 transmissions by the origin and 2 by the relay

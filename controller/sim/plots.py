@@ -1,0 +1,89 @@
+"""PNG plots of simulator runs (matplotlib, no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def topology(channel, path: Path, title: str = "") -> Path:
+    """Node positions and the links that can be demodulated, coloured by SNR."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 7))
+    drawn = set()
+    for tx in channel.pos:
+        x1, y1 = channel.pos[tx]
+        for rx, _, snr, ok in channel.hearers(tx):
+            key = (min(tx, rx), max(tx, rx))
+            if not ok or key in drawn:
+                continue
+            drawn.add(key)
+            x2, y2 = channel.pos[rx]
+            good = snr - channel.floor_db
+            ax.plot([x1 / 1000, x2 / 1000], [y1 / 1000, y2 / 1000], lw=0.5,
+                    color="tab:green" if good >= 10 else "tab:orange" if good >= 3 else "tab:red",
+                    alpha=0.5, zorder=1)
+    xs = [p[0] / 1000 for p in channel.pos.values()]
+    ys = [p[1] / 1000 for p in channel.pos.values()]
+    ax.scatter(xs, ys, s=14, color="black", zorder=2)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (km)")
+    ax.set_ylabel("y (km)")
+    ax.set_title(title or f"{len(channel.pos)} nodes, {len(drawn)} links "
+                          "(green >=10 dB margin, orange >=3, red <3)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def latency_cdf(latencies_by_label: dict, path: Path, title: str = "Unicast latency") -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, values in latencies_by_label.items():
+        if not values:
+            continue
+        v = sorted(x / 1000 for x in values)
+        ax.step(v, [(i + 1) / len(v) for i in range(len(v))], where="post", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (s, log scale)")
+    ax.set_ylabel("fraction of delivered unicasts")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def reach_vs_nodes(rows: list[dict], path: Path, title: str = "") -> Path:
+    """rows: {"nodes", "router", "broadcast_reach", "unicast_delivery"} per run."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for router in sorted({r["router"] for r in rows}):
+        mine = sorted((r for r in rows if r["router"] == router), key=lambda r: r["nodes"])
+        n = [r["nodes"] for r in mine]
+        ax.plot(n, [r["broadcast_reach"] or 0 for r in mine], marker="o",
+                label=f"{router}: broadcast reach")
+        if any(r["unicast_delivery"] is not None for r in mine):
+            ax.plot(n, [r["unicast_delivery"] or 0 for r in mine], marker="s", ls="--",
+                    label=f"{router}: unicast delivery")
+    ax.set_xlabel("nodes")
+    ax.set_ylabel("fraction")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "Reach and delivery vs node count")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
