@@ -28,6 +28,7 @@ from pollen.custody import Custody
 _BEACON_NEIGHBOURS = 32  # most neighbours a beacon lists
 _ID_BLOCK = 256          # message ids reserved in storage at a time
 _ID_RECORD = "ids"
+_BEACON_JOB = 0          # the job key of our beacon (message keys are never 0)
 
 
 class Node(Flooding, Custody):
@@ -356,7 +357,8 @@ class Node(Flooding, Custody):
         f = Frame(BEACON, 0, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
                   bytes((len(name),)) + name + bytes((len(heard),)) + heard
                   + self.posts.summary(now_ms))
-        self._add_job(Job(f.key(), J_ONCE, wire.pack(f, self.key), now_ms, 0))
+        # one beacon job at most: a newer beacon replaces one still waiting
+        self._add_job(Job(_BEACON_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
         best = None
@@ -375,6 +377,10 @@ class Node(Flooding, Custody):
         if at < 0:
             del self.jobs[best.key]
             self._drop("dwell")
+            return
+        if at > now_ms and best.key == _BEACON_JOB:
+            del self.jobs[best.key]  # no budget for a beacon: messages go first
+            self.counters["deferred"] += 1
             return
         if at > now_ms:
             # deferred by the duty-cycle budget; budget frees on minute

@@ -23,7 +23,7 @@ class Plain:
         self.node_ids = sorted(positions)
         self.preset = preset
         self.region = "EU868"
-        self.router_settings = router_settings or {"beacon_interval_ms": 10000}
+        self.router_settings = {"beacon_interval_ms": 10000} if router_settings is None else router_settings
         self.pathloss = {}
         self._traffic = traffic
         self._failures = list(failures)
