@@ -60,6 +60,129 @@ def demo(nodes, loss, seed, heap, as_json):
         click.echo(render_summary(result))
 
 
+@main.command()
+@click.argument("scenario")
+@click.option("--router", type=click.Choice(["pollen", "managed-flood"]), default="pollen",
+              show_default=True, help="pollen's core, or the Meshtastic-style baseline.")
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--nodes", type=int, default=None, help="Scale the scenario to N nodes.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write topology.png and latency_cdf.png into this folder.")
+def sim(scenario, router, seed, nodes, as_json, plot_dir):
+    """Simulate SCENARIO (a name in scenarios/ or a YAML path) in virtual time.
+
+    Every node runs the real protocol core (or the baseline router) on a LoRa
+    channel model; prints a summary table or, with --json, one object."""
+    from pathlib import Path
+
+    from pollen_controller.sim import plots
+    from pollen_controller.sim.engine import Simulation
+    from pollen_controller.sim.scenario import load_scenario
+
+    if nodes is not None and nodes < 2:
+        raise click.BadParameter(f"expected at least 2, got {nodes}", param_hint="--nodes")
+    sc = load_scenario(scenario)
+    if nodes is not None:
+        sc = sc.with_nodes(nodes)
+    simulation = Simulation(sc, router, seed, progress=_progress_bar(sc.duration_s))
+    result = simulation.run()
+    if plot_dir:
+        d = Path(plot_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        plots.topology(simulation.channel, d / "topology.png",
+                       f"{sc.name}: {len(sc.node_ids)} nodes (initial positions)")
+        plots.latency_cdf({router: simulation.metrics.latencies_ms()}, d / "latency_cdf.png",
+                          f"{sc.name}: unicast latency ({router})")
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(render_sim(result))
+
+
+def _progress_bar(duration_s):
+    """A progress bar over simulated time on stderr, when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    state = {"bar": None, "done": 0}
+
+    def update(t_ms, end_ms):
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=max(1, int(end_ms)), label="simulating",
+                                             file=sys.stderr, show_eta=True)
+            state["bar"].__enter__()
+        state["bar"].update(int(t_ms) - state["done"])
+        state["done"] = int(t_ms)
+        if t_ms >= end_ms:
+            state["bar"].__exit__(None, None, None)
+
+    return update
+
+
+def render_sim(r: dict) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.1%}"
+
+    rows = [
+        ("scenario", f"{r['scenario']} ({r['nodes']} nodes, seed {r['seed']}), router {r['router']}"),
+        ("broadcast reach", f"{pct(r['broadcast_reach'])} over {r['broadcasts']} broadcasts"),
+        ("unicast delivery", f"{pct(r['unicast_delivery'])} over {r['unicasts']} unicasts"),
+        ("latency p50 / p95", f"{r['latency_ms']['p50']} / {r['latency_ms']['p95']} ms"),
+        ("frames per delivery", f"{r['tx_per_delivered']} ({r['tx_frames']} frames)"),
+        ("airtime per delivery", f"{r['airtime_ms_per_delivered']} ms"),
+        ("collision ratio", pct(r["collision_ratio"])),
+        ("channel utilisation", pct(r["channel_utilisation"])),
+        ("duty cycle mean / max", f"{r['duty_cycle_pct']['mean']} / {r['duty_cycle_pct']['max']} %"),
+        ("peak held / queue", f"{r['peak_held']} / {r['peak_queue']}"),
+        ("simulated / wall", f"{r['sim_seconds']:.0f} s / {r['wall_seconds']} s, "
+                             f"{r['events']} events ({r['events_per_second']}/s)"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Skip city-200 and the 500-node speed run.")
+@click.option("--speed/--no-speed", default=True, show_default=True,
+              help="Also measure simulator speed at 50..500 nodes.")
+@click.option("--curve/--no-curve", default=True, show_default=True,
+              help="Also run longfast-30 at 10..80 nodes (reach vs node count).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write reach_vs_nodes.png into this folder.")
+def bench(quick, speed, curve, as_json, plot_dir):
+    """Run the standard scenarios with pollen and the baseline, same seeds.
+
+    Prints a side-by-side table with the ratio pollen/baseline for each
+    metric, simulator speed, and the reach-vs-node-count curve."""
+    from pathlib import Path
+
+    from pollen_controller.sim import bench as b
+    from pollen_controller.sim import plots
+
+    say = (lambda s: click.echo(s, err=True))
+    rows = b.compare(b.QUICK if quick else b.STANDARD, progress=say)
+    out = {"compare": [{k: v for k, v in r.items()} for r in rows]}
+    if speed:
+        out["speed"] = b.speed(b.SPEED_SIZES[:3] if quick else b.SPEED_SIZES, progress=say)
+    if curve:
+        out["curve"] = b.curve(b.CURVE_SIZES[:3] if quick else b.CURVE_SIZES, progress=say)
+        if plot_dir:
+            Path(plot_dir).mkdir(parents=True, exist_ok=True)
+            plots.reach_vs_nodes(out["curve"], Path(plot_dir) / "reach_vs_nodes.png",
+                                 "longfast-30 area (15x15 km, LongFast, hop limit 3)")
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(b.render_compare(rows))
+    if speed:
+        click.echo("simulator speed (pollen, city-200 density):")
+        click.echo(b.render_speed(out["speed"]))
+    if curve:
+        click.echo("\nreach vs node count (longfast-30 area):")
+        click.echo(b.render_curve(out["curve"]))
+
+
 def render_summary(r: dict) -> str:
     u, b, lat, sf = r["unicast"], r["broadcast"], r["latency_ms"], r["store_and_forward"]
     rows = [

@@ -13,7 +13,7 @@ class Flooding:
             job.heard_from.append(f.relayer)
         if job.due_ms is not None:
             job.copies += 1
-            if job.kind == J_FLOOD and job.copies >= self.s.cancel_copies:
+            if job.kind == J_FLOOD and job.copies >= self._cancel_threshold():
                 del self.jobs[job.key]
                 self.counters["cancelled"] += 1
             elif job.kind == J_STORED:
@@ -112,3 +112,12 @@ class Flooding:
         snr = int(min(max(snr_db, -20), 10))
         top = n // 4 + (n - n // 4) * (snr + 20) // 30
         return self.slot_ms // 2 + self._rand(max(1, top)) * self.slot_ms
+
+    def _cancel_threshold(self):
+        # Copies heard before a queued relay stands down. In a dense
+        # neighbourhood two copies mean our neighbours almost surely have it
+        # and more relays only collide; in a sparse one each relay may be the
+        # only way forward (and the first copy's path is the route learned).
+        if len(self.neigh.table) >= 4:
+            return self.s.cancel_copies
+        return self.s.cancel_copies + 1
