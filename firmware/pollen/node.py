@@ -13,7 +13,7 @@
 # info) a held message ran out of lifetime. The caller owns radio, clock,
 # storage and randomness; nothing here blocks or raises on input from the air.
 from pollen import wire
-from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK, F_STORED
+from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
 from pollen.crypto import NetworkKey
 from pollen.airtime import preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
@@ -58,6 +58,7 @@ class Node(Flooding, Custody):
         self.channel_until_ms = 0  # someone else's transmission ends
         self.backoff_until_ms = 0  # listen-before-talk: not before then
         self.next_offer_all_ms = 0
+        self.beaconed = False      # a beacon has gone out since start
         self.next_beacon_ms = 0
         self.next_wake_ms = 0
         self.started_ms = 0
@@ -231,7 +232,9 @@ class Node(Flooding, Custody):
             # back after missing more than two beacons (switched off, out of
             # range): as good as new for store-and-forward
             back = e is not None and now_ms - e[3] > self.s.beacon_interval_ms * 5 // 2
-            if self.neigh.heard(via, rssi_dbm, snr_db, now_ms) or back:
+            # or it says it has just started (it may have been off for a moment)
+            fresh = f.ftype == BEACON and f.flags & F_FRESH
+            if self.neigh.heard(via, rssi_dbm, snr_db, now_ms) or back or fresh:
                 self._neighbour_appeared(via, now_ms)
         else:
             via = self.neigh.by_low_byte(f.relayer, now_ms)
@@ -354,7 +357,8 @@ class Node(Flooding, Custody):
         self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
         name = self.s.name.encode()[:16]
         heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
-        f = Frame(BEACON, 0, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
+        flags = 0 if self.beaconed else F_FRESH
+        f = Frame(BEACON, flags, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
                   bytes((len(name),)) + name + bytes((len(heard),)) + heard
                   + self.posts.summary(now_ms))
         # one beacon job at most: a newer beacon replaces one still waiting
@@ -395,6 +399,8 @@ class Node(Flooding, Custody):
         if best.hops > 0 or best.kind == J_STORED:
             self.counters["relayed"] += 1
         self.out.append(("tx", best.frame))
+        if best.key == _BEACON_JOB:
+            self.beaconed = True
         best.tries -= 1
         best.due_ms = None
         if best.kind == J_ONCE:

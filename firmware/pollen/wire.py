@@ -28,6 +28,7 @@ TYPE_NAMES = {BEACON: "beacon", POST: "post", MSG: "msg", ACK: "ack"}
 
 F_WANT_ACK = const(0x80)
 F_STORED = const(0x40)  # this copy was held by a node and sent on later
+F_FRESH = const(0x40)   # on a BEACON: the node's first since it started
 
 # Reasons a frame is dropped; the node counts each.
 R_SHORT = "short"

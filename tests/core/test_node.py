@@ -675,3 +675,17 @@ def test_no_busy_wait_while_a_message_waits_for_duty_cycle_budget():
         t = max(t + 1, n.next_wake_ms)
         wakes += 1
     assert wakes < 200, wakes  # beacons and timers, not a spin every millisecond
+
+
+def test_a_node_back_after_a_short_outage_gets_what_was_held_for_it():
+    # off for less than its neighbours' expiry and than 2.5 beacon intervals:
+    # only its first ("fresh") beacon tells them it restarted
+    m = line(3)
+    m.warm()
+    m.power_off(3)
+    m.send(1, 3, "while you rebooted")
+    m.run(15000)
+    assert _texts(m, 3) == []
+    m.boot(3)
+    m.run(6000)  # its first beacon goes within 2 s of boot
+    assert _texts(m, 3, "msg") == ["while you rebooted"]
