@@ -11,7 +11,9 @@ A frame is lost at a receiver that
   - was transmitting at any moment of it (half-duplex), or
   - heard another frame overlapping it, unless this frame is at least
     `capture_db` stronger *and* locked its preamble first (started at least
-    `lock_symbols` symbols before the other began) — otherwise both are lost.
+    `LOCK_SYMBOLS` symbols before the other began) — otherwise both are lost.
+    An interferer below the demodulation floor is never locked onto, so a frame
+    `capture_db` above it survives whichever started first.
 
 Carrier sense: when a transmission starts, every node that could demodulate it
 is told the channel is busy until it ends (what a radio's channel activity
@@ -57,7 +59,8 @@ class Channel:
         self.up = {n: True for n in self.pos}
         self._shadow: dict[tuple[int, int], float] = {}
         self._links: dict[int, list] = {}
-        # per receiver: frames reaching it lately, [start_ms, end_ms, rssi_dbm, sender]
+        # per receiver: frames reaching it lately,
+        # (start_ms, end_ms, rssi_dbm, sender, demodulable there)
         self._arrivals: dict[int, list] = {n: [] for n in self.pos}
         self._sending: dict[int, list] = {n: [] for n in self.pos}  # own [start, end]
         self.stats = {"frames": 0, "receptions": 0, "lost_collision": 0,
@@ -120,8 +123,8 @@ class Channel:
         self.stats["frames"] += 1
         self._sending[sender].append((start_ms, end_ms))
         hearers = self.hearers(sender)
-        for rx, rssi, _, _ in hearers:
-            self._arrivals[rx].append((start_ms, end_ms, rssi, sender))
+        for rx, rssi, _, ok in hearers:
+            self._arrivals[rx].append((start_ms, end_ms, rssi, sender, ok))
         return Transmission(sender, frame, start_ms, end_ms, hearers)
 
     def sensing(self, t: Transmission) -> list[int]:
@@ -148,13 +151,17 @@ class Channel:
         return got
 
     def _collided(self, rx, start, end, rssi, sender) -> bool:
-        for s, e, other_rssi, other in self._arrivals[rx]:
+        for s, e, other_rssi, other, lockable in self._arrivals[rx]:
             if other == sender and s == start:
                 continue
             if s >= end or e <= start:
                 continue
-            captured = rssi >= other_rssi + self.capture_db and start + self.lock_ms <= s
-            if not captured:
+            if rssi < other_rssi + self.capture_db:
+                return True
+            # stronger by the capture margin: it survives unless the receiver
+            # had locked onto the other frame's preamble first (a frame below
+            # the demodulation floor is never locked onto)
+            if lockable and start + self.lock_ms > s:
                 return True
         return False
 

@@ -8,6 +8,7 @@ from pollen import held as heldrec
 from pollen.jobs import Job, J_FLOOD, J_ROUTED, J_STORED
 
 _MAX_OFFERS = 4  # times a carried copy is sent on before it is let go
+_OFFERS_PER_LINK = 4  # carried copies offered when a new neighbour appears
 
 
 class Custody:
@@ -27,6 +28,7 @@ class Custody:
             h = heldrec.Held(rec[0], f.dest, rec[4], rec[2], rec[1], rec[3])
             if h.own:
                 h.retry_ms = now_ms + self._rand(self.slot_ms * 4)
+            h.custody = True
             self.held[h.key] = h
             self.seen.add(h.key)
 
@@ -48,12 +50,20 @@ class Custody:
                 else:
                     h.retry_ms = None  # wait until the destination is heard of again
 
-    def _destination_reachable(self, dest, now_ms):
-        # Store-and-forward: send what we hold for a destination that is back
-        # (dest None: for every destination).
+    def _destination_reachable(self, dest, now_ms, custody_only=False):
+        # Store-and-forward: send what we hold for a destination that is back.
+        # dest None (a new link came up): what we took custody of, a few at a
+        # time, since the new neighbour may be a way towards its destination.
+        offers = 0
         for h in list(self.held.values()):  # _send_held may let one go
             if dest is not None and h.dest != dest or h.key in self.jobs:
                 continue
+            if not h.own and (dest is None or custody_only) and not h.custody:
+                continue  # a copy still in flight, not one we took custody of
+            if dest is None and not h.own:
+                if offers >= _OFFERS_PER_LINK:
+                    continue
+                offers += 1
             if h.own:
                 if h.attempts + 2 > self.s.max_attempts + 2 * _MAX_OFFERS:
                     continue  # tried enough: carriers near the destination may still deliver
@@ -138,6 +148,7 @@ class Custody:
     def _unacknowledged(self, job, now_ms):
         h = self.held.get(job.key)
         if h is not None and not h.own and job.key not in self.acked:
+            h.custody = True
             self._persist(h, now_ms)  # custody: keep it for when the destination returns
 
     def _persist(self, h, now_ms):

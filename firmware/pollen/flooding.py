@@ -25,8 +25,11 @@ class Flooding:
 
     def _relay_flood(self, f, data, snr_db, now_ms):
         copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
+        # a relayed unicast is sent again if nobody is heard taking it on; a
+        # post is not: beacons' post summaries repair what a neighbour missed
+        retries = 0 if f.dest == BROADCAST else self.s.relay_retries
         job = Job(f.key(), J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
-                  f.hops + 1, f.dest, 1 + self.s.relay_retries)
+                  f.hops + 1, f.dest, 1 + retries)
         job.heard_from.append(f.relayer)  # the copy we got counts for coverage too
         self._add_job(job)
         self._maybe_carry(f, copy, now_ms)

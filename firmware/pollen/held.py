@@ -25,6 +25,7 @@ class Held:
         self.retry_ms = None  # own messages: next end-to-end retry
         self.triggered = False  # own messages: the destination was heard of again
         self.bonus = 0          # own messages: attempts granted past max_attempts
+        self.custody = False    # carried copies: kept after no ack was heard
 
 
 def record_name(key):

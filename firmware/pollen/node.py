@@ -246,7 +246,8 @@ class Node(Flooding, Custody):
         if via is not None and f.origin != self.id and (
                 f.key() not in self.seen or f.hops + 1 < (self.routes.hops(f.origin) or 0)):
             if self.routes.learn(f.origin, via, f.hops + 1, now_ms):
-                self._destination_reachable(f.origin, now_ms)
+                # it is alive and we know a way: what waits for it can go
+                self._destination_reachable(f.origin, now_ms, True)
         return via
 
     def _on_beacon(self, f, now_ms):

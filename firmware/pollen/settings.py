@@ -19,7 +19,7 @@ _INTS = {
     "cancel_copies": (2, 1, 16),
     "contention_slots": (12, 2, 64),
     "post_retries": (1, 0, 3),
-    "relay_retries": (0, 0, 3),
+    "relay_retries": (1, 0, 3),
     "max_attempts": (3, 1, 10),
     "held_capacity": (32, 1, 1024),
     "seen_capacity": (128, 16, 4096),

@@ -39,7 +39,10 @@ class Neighbours:
         is_new = e is None or now_ms - e[3] > self.expiry_ms
         if e is None:
             if len(self.table) >= self.capacity:
+                # a full table in a dense mesh: nodes come and go from it all
+                # the time, which says nothing about links coming up
                 self._evict()
+                is_new = False
             e = [None, 0, 0, 0, 0, b""]
             self.table[node_id] = e
         if name is not None:

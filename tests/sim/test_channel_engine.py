@@ -90,6 +90,17 @@ def test_capture_needs_6_db_and_the_first_preamble():
     assert ch.end(weak_first) == [] and ch.end(strong_later) == []
 
 
+def test_an_interferer_below_the_floor_is_never_locked_onto():
+    # 3 is heard at 2 only as interference (below the SNR floor, above floor - 6 dB)
+    ch = Channel({1: (0.3 * RANGE_M, 0), 2: (0, 0), 3: (-1.1 * RANGE_M, 0)}, SF7, MODEL)
+    ((rx, _, snr, ok),) = [h for h in ch.hearers(3) if h[0] == 2]
+    assert not ok and snr >= ch.floor_db - ch.capture_db
+    weak_first = ch.begin(3, b"b" * 20, 0, 60)
+    strong_later = ch.begin(1, b"a" * 20, 30, 90)
+    assert [rx for rx, *_ in ch.end(strong_later)] == [2]
+    assert ch.end(weak_first) == []  # never demodulable at 2 anyway
+
+
 def test_half_duplex_receiver_misses_what_arrives_while_it_sends():
     ch = Channel(line(2), SF7, MODEL)
     a = ch.begin(1, b"a" * 20, 0, 60)
