@@ -3,7 +3,9 @@
 
 # name: (frequency Hz, duty cycle per mille (0 = none), max tx power dBm, dwell ms (0 = none))
 REGIONS = {
-    "EU868": (869525000, 10, 14, 0),  # ETSI EN 300 220, h1.4 sub-band: 1 %
+    "EU868": (868100000, 10, 14, 0),  # ETSI EN 300 220 sub-band 868.0-868.6 MHz: 1 %, 25 mW
+    # 869.40-869.65 MHz: 10 %, 500 mW (27 dBm) - the sub-band Meshtastic's EU_868 uses
+    "EU868-10": (869525000, 100, 27, 0),
     "EU433": (433175000, 10, 10, 0),  # ETSI EN 300 220: 1 %, 10 mW
     "US915": (915000000, 0, 30, 400),  # FCC 15.247: 400 ms dwell per transmission
     "AU915": (915000000, 0, 30, 400),
