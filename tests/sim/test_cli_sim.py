@@ -1,0 +1,64 @@
+"""`pollen sim` and `pollen bench` as a user runs them."""
+import json
+
+from click.testing import CliRunner
+
+from pollen_controller.cli import main
+
+FIELDS = ("scenario", "router", "nodes", "seed", "broadcast_reach", "unicast_delivery",
+          "latency_ms", "tx_per_delivered", "airtime_ms_per_delivered", "collision_ratio",
+          "channel_utilisation", "sim_seconds", "wall_seconds", "events")
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_sim_json_has_every_field_and_is_deterministic():
+    a = json.loads(run("sim", "line-10", "--json").output)
+    for f in FIELDS:
+        assert f in a, f
+    assert a["scenario"] == "line-10" and a["router"] == "pollen" and a["nodes"] == 10
+    assert 0 < a["broadcast_reach"] <= 1 and a["events"] > 0
+    b = json.loads(run("sim", "line-10", "--json").output)
+    for r in (a, b):
+        r.pop("wall_seconds"), r.pop("events_per_second")
+    assert a == b
+    c = json.loads(run("sim", "line-10", "--json", "--seed", "7").output)
+    assert c["seed"] == 7 and c["tx_frames"] != a["tx_frames"]
+
+
+def test_sim_baseline_router_and_node_override(tmp_path):
+    r = json.loads(run("sim", "grid-50", "--router", "managed-flood", "--nodes", "20",
+                       "--json").output)
+    assert r["router"] == "managed-flood" and r["nodes"] == 20
+    out = run("sim", "line-10", "--plot", str(tmp_path))
+    assert "broadcast reach" in out.output
+    for png in ("topology.png", "latency_cdf.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sim_rejects_a_bad_scenario_naming_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nduration_s: 60\nnodes: {count: 5, placement: line, spacing_m: 100}\n"
+                   "traffic: {broadcast_interval_s: -3}\n")
+    r = CliRunner().invoke(main, ["sim", str(bad)])
+    assert r.exit_code != 0
+    assert "traffic.broadcast_interval_s" in r.output
+    r = CliRunner().invoke(main, ["sim", "no-such-scenario"])
+    assert r.exit_code != 0 and "no-such-scenario" in r.output
+    r = CliRunner().invoke(main, ["sim", "line-10", "--router", "ospf"])
+    assert r.exit_code != 0 and "--router" in r.output
+
+
+def test_bench_quick_compares_both_routers_side_by_side():
+    r = run("bench", "--quick", "--no-speed", "--no-curve", "--json")
+    out = json.loads(r.output.splitlines()[-1])
+    names = [row["scenario"] for row in out["compare"]]
+    assert names == ["line-10", "grid-50", "villages-mule", "longfast-30"]
+    for row in out["compare"]:
+        assert set(row["runs"]) == {"pollen", "managed-flood"}
+        p, b = row["runs"]["pollen"], row["runs"]["managed-flood"]
+        assert p["seed"] == b["seed"]
+        if b["tx_per_delivered"]:
+            assert row["ratio"]["tx_per_delivered"] == round(p["tx_per_delivered"] / b["tx_per_delivered"], 3)
