@@ -139,3 +139,23 @@ def test_a_node_switched_off_hears_nothing_and_comes_back():
     first, second = sorted(sim.metrics.messages.values(), key=lambda m: m["t"])
     assert 3 not in first["got"] or first["got"][3] >= 90000  # repaired after it came back
     assert 3 in second["got"]
+
+
+def test_hop_counts_on_a_line_for_both_routers():
+    # on a line a post reaches node k after k-2 relays; the baseline stops at
+    # its hop limit of 3 (three relays), pollen's default limit is 6
+    for router, reached in (("pollen", [2, 3, 4, 5, 6, 7]), ("managed-flood", [2, 3, 4, 5])):
+        sim = Simulation(Plain(line(7), [(60000, 1, BROADCAST, 30)],
+                               router_settings={"beacon_interval_ms": 10000, "hop_limit": 3}
+                               if router == "managed-flood" else None), router)
+        hops = {}
+        orig = sim.metrics.received
+
+        def record(node, info, t, orig=orig):
+            hops.setdefault(node, info["hops"])
+            orig(node, info, t)
+
+        sim.metrics.received = record
+        sim.run()
+        assert sorted(hops) == reached, (router, hops)
+        assert all(hops[n] == n - 2 for n in hops), (router, hops)
