@@ -1,6 +1,6 @@
 """`pollen demo`: an emulated mesh of real MicroPython nodes carrying posts and
 messages end to end, including store-and-forward to a node switched off and
-back on. Returns one summary dict (see docs/cli.md for its fields)."""
+back on. Returns one summary dict (its fields: docs/emulation.md)."""
 from __future__ import annotations
 
 import secrets
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from pollen_controller.emulation import Emulation
+from pollen_controller.sim.metrics import percentile
 from pollen_controller.topology import ladder
 
 # Demo timings: short beacons so neighbours are found in seconds, not minutes.
@@ -23,14 +24,6 @@ _DEADLINE_S = 50.0    # the whole demo ends by then, delivered or not
 
 class DemoError(ValueError):
     pass
-
-
-def _percentile(values, q):
-    if not values:
-        return None
-    v = sorted(values)
-    i = min(len(v) - 1, max(0, round(q / 100 * (len(v) - 1))))
-    return round(v[i], 1)
 
 
 class _Log:
@@ -227,7 +220,7 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):
         "store_and_forward": {"delivered": stored_t is not None,
                               "seconds_after_switch_on":
                                   round(stored_t - s["t_on"], 1) if stored_t else None},
-        "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
         "tx_per_delivered": round(log.tx_data / useful, 2) if useful else None,
         "tx_frames": {"data": log.tx_data, "beacons": log.tx_beacons},
         "collisions": medium.get("lost_collision", 0),

@@ -1,6 +1,5 @@
 """The `pollen` command as a user runs it."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

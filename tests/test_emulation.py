@@ -1,13 +1,11 @@
 """End to end: real MicroPython unix-port processes running firmware/main.py
 (compiled to .mpy) on the virtual radio medium."""
-import json
 import socket
-import subprocess
 import time
 
 import pytest
 
-from pollen_controller.emulation import Emulation, NodeProcess, micropython_binary
+from pollen_controller.emulation import Emulation, NodeProcess
 from pollen_controller.firmware import compile_firmware
 from pollen_controller.topology import ladder, line
 
