@@ -90,7 +90,7 @@ def _fmt(v):
 
 def render_compare(rows: list[dict]) -> str:
     lines = []
-    head = f"{'scenario':<15}{'metric':<26}{'pollen':>12}{'baseline':>12}{'pollen/base':>13}"
+    head = f"{'scenario':<21}{'metric':<26}{'pollen':>12}{'baseline':>12}{'pollen/base':>13}"
     lines.append(head)
     lines.append("-" * len(head))
     for row in rows:
@@ -98,7 +98,7 @@ def render_compare(rows: list[dict]) -> str:
         first = True
         for key, _ in COMPARED:
             name = f"{row['scenario']} ({row['nodes']})" if first else ""
-            lines.append(f"{name:<15}{key:<26}{_fmt(get(p, key)):>12}{_fmt(get(b, key)):>12}"
+            lines.append(f"{name:<21}{key:<26}{_fmt(get(p, key)):>12}{_fmt(get(b, key)):>12}"
                          f"{_fmt(row['ratio'][key]):>13}")
             first = False
         lines.append("")
