@@ -203,5 +203,9 @@ def render_summary(r: dict) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
+from pollen_controller import cli_boards  # noqa: E402  (commands for boards)
+
+cli_boards.register(main)
+
 if __name__ == "__main__":
     main()

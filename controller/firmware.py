@@ -70,4 +70,4 @@ def mpy_version(path: Path) -> tuple[int, int]:
     head = Path(path).read_bytes()[:4]
     if len(head) < 4 or head[0] != ord("M"):
         raise BuildError(f"{path}: not a .mpy file")
-    return head[1], head[2] & 0x3F
+    return head[1], head[2] & 0x03  # byte 2: native arch << 2 | sub-version

@@ -1,0 +1,202 @@
+"""CLI commands for real and virtual boards: build, flash, network, provision,
+console, virtual-board. Registered on the `pollen` group by cli.py."""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+
+def register(main):
+    main.add_command(build)
+    main.add_command(flash)
+    main.add_command(network)
+    main.add_command(provision)
+    main.add_command(console)
+    main.add_command(virtual_board)
+
+
+@click.command()
+@click.option("--board", "board_id", default=None,
+              help="Board profile id (hardware/boards/); without it, generic bytecode.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/bundle",
+              show_default=True, help="Bundle folder to write.")
+@click.option("--zip", "make_zip", is_flag=True, help="Also write the bundle as OUT.zip.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def build(board_id, out_dir, make_zip, as_json):
+    """Compile firmware/ to .mpy with mpy-cross into an app bundle with a manifest."""
+    from pollen_controller.build import build_bundle
+
+    m = build_bundle(board_id, Path(out_dir), make_zip)
+    if as_json:
+        click.echo(json.dumps(m))
+        return
+    total = sum(f["size_bytes"] for f in m["files"])
+    click.echo(f"{out_dir}: {len(m['files'])} files, {total} bytes, .mpy {m['mpy_version']}"
+               f"{', arch ' + m['arch'] if m['arch'] else ''}, board {m['board'] or 'any'}")
+    if m["requires"]:
+        click.echo("needs from micropython-lib: " + ", ".join(m["requires"]))
+    if make_zip:
+        click.echo(f"zip: {m['zip']}")
+
+
+@click.command()
+@click.option("--board", "board_id", required=True, help="Board profile id (hardware/boards/).")
+@click.option("--port", required=True, help="Serial port of the board (or of a virtual board).")
+@click.option("--micropython", "image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Also erase and write this MicroPython image first (esptool, or UF2 copy).")
+@click.option("--uf2-drive", type=click.Path(file_okay=False), default=None,
+              help="RP2040: the mounted RPI-RP2 drive to copy a UF2 image to.")
+def flash(board_id, port, image, uf2_drive):
+    """Install pollen onto a board: optionally MicroPython itself, then the app
+    bundle and the board profile. Every file is verified by its hash after
+    writing; files whose hash already matches are skipped, so running again
+    after an unplug finishes the job."""
+    from pollen_controller.boards import load_board
+    from pollen_controller.build import build_bundle
+    from pollen_controller.flashing import write_image
+    from pollen_controller.provisioning import install_bundle
+    from pollen_controller.transport import Board
+
+    board = load_board(board_id)
+    if image:
+        click.echo(f"writing {Path(image).name} to {board.name} on {port}...")
+        write_image(board, port, Path(image), uf2_drive)
+    with tempfile.TemporaryDirectory() as d:
+        bundle = Path(d) / "bundle"
+        manifest = build_bundle(board.id, bundle)
+        with Board(port) as b, click.progressbar(length=len(manifest["files"]),
+                                                 label="installing", file=sys.stderr) as bar:
+            done = {"n": 0}
+
+            def progress(i, n, path):
+                bar.update(i - done["n"])
+                done["n"] = i
+
+            result = install_bundle(b, bundle, progress)
+    click.echo(f"{port}: {len(result['written'])} files written, {len(result['skipped'])} "
+               f"already up to date")
+    if manifest["requires"]:
+        click.echo("radio drivers needed on the board: " + ", ".join(manifest["requires"])
+                   + " (install with: mpremote connect PORT mip install PACKAGE)")
+
+
+@click.group()
+def network():
+    """Community network files: the shared key, region and radio preset."""
+
+
+@network.command("create")
+@click.argument("name")
+@click.option("--region", default="EU868", show_default=True)
+@click.option("--preset", default="LongFast", show_default=True)
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default NAME.pollen-network.json).")
+@click.option("--share", is_flag=True, help="Also print it as a string and a QR code.")
+def network_create(name, region, preset, out_path, share):
+    """Create a community network with a fresh random 32-byte key."""
+    from pollen_controller.provisioning import create_network, save_network, share_string
+
+    net = create_network(name, region, preset)
+    path = Path(out_path or f"{name}.pollen-network.json")
+    if path.exists():
+        raise click.UsageError(f"{path} exists; choose another -o (a new key would lock out "
+                               "nodes already using it)")
+    save_network(net, path)
+    click.echo(f"{path}: network {name!r}, {region}, {preset}")
+    if share:
+        _print_share(share_string(net))
+
+
+@network.command("share")
+@click.argument("network_file", type=click.Path(dir_okay=False))
+def network_share(network_file):
+    """Print a network file as a compact string and QR code (it contains the key)."""
+    from pollen_controller.provisioning import load_network, share_string
+
+    _print_share(share_string(load_network(Path(network_file))))
+
+
+@network.command("import")
+@click.argument("string")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None)
+def network_import(string, out_path):
+    """Write a network file from a shared string."""
+    from pollen_controller.provisioning import parse_share_string, save_network
+
+    net = parse_share_string(string)
+    path = Path(out_path or f"{net['name']}.pollen-network.json")
+    save_network(net, path)
+    click.echo(f"{path}: network {net['name']!r}, {net['region']}, {net['preset']}")
+
+
+def _print_share(s):
+    click.echo(s)
+    try:
+        import qrcode
+    except ImportError:
+        return
+    q = qrcode.QRCode(border=1)
+    q.add_data(s)
+    q.print_ascii(out=sys.stdout)
+
+
+@click.command()
+@click.option("--port", required=True, help="Serial port of the board.")
+@click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
+              help="Community network file (pollen network create).")
+@click.option("--name", required=True, help="The node's name (1..16 bytes).")
+@click.option("--node-id", default=None, help="8 hex digits (default: random).")
+@click.option("--radio", default=None,
+              help="'lora' (default when a board profile is installed) or 'udp:PORT' "
+                   "(a virtual board on a virtual radio medium).")
+def provision(port, network_file, name, node_id, radio):
+    """Write the node's config.json (atomically): id, name, network, radio."""
+    from pollen.settings import parse_node_id
+    from pollen_controller.provisioning import load_network, provision as do_provision
+    from pollen_controller.transport import Board
+
+    net = load_network(Path(network_file))
+    nid = parse_node_id(node_id, "--node-id") if node_id else None
+    radio_cfg = None
+    if radio == "lora":
+        radio_cfg = {"kind": "lora"}
+    elif radio and radio.startswith("udp:"):
+        radio_cfg = {"kind": "udp", "port": int(radio[4:])}
+    elif radio:
+        raise click.BadParameter("expected 'lora' or 'udp:PORT'", param_hint="--radio")
+    with Board(port) as b:
+        cfg = do_provision(b, net, name, nid, radio_cfg)
+    click.echo(f"{port}: node {cfg['node_id']} {name!r} in network {net['name']!r} "
+               f"({cfg['radio']['kind']} radio)")
+
+
+@click.command()
+@click.option("--port", required=True, help="Serial port of the node.")
+def console(port):
+    """Attach to a node's JSON console: events are printed, typed lines sent
+    (e.g. {"cmd": "status"}). Ctrl-C to leave."""
+    from pollen_controller.node_console import attach
+
+    attach(port)
+
+
+@click.command("virtual-board")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default="virtual-board",
+              show_default=True, help="The board's filesystem.")
+@click.option("--heap", default="256K", show_default=True)
+def virtual_board(folder, heap):
+    """Run a virtual board (a MicroPython unix-port process behind a
+    pseudo-terminal) and print its port, for trying flash/provision/console
+    without hardware. Ctrl-C to stop."""
+    import time
+
+    from pollen_controller.virtual_board import VirtualBoard
+
+    with VirtualBoard(Path(folder), heap) as vb:
+        click.echo(f"virtual board on {vb.port} (filesystem {folder}); Ctrl-C to stop")
+        while True:
+            time.sleep(1)

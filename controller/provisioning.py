@@ -1,0 +1,151 @@
+"""Community network files, installing the app bundle onto a board, and
+writing a node's config.json — the steps of `pollen network create`,
+`pollen flash` (app part) and `pollen provision`."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pollen.airtime import PRESETS
+from pollen.region import REGIONS
+from pollen.settings import ConfigError, Settings
+from pollen_controller.build import MANIFEST, load_manifest
+from pollen_controller.transport import Board, BoardError
+
+NETWORK_VERSION = 1
+SHARE_PREFIX = "pollen1:"
+
+
+class NetworkError(ValueError):
+    pass
+
+
+# ---- community network files -----------------------------------------------
+
+def create_network(name: str, region: str = "EU868", preset: str = "LongFast") -> dict:
+    net = {"version": NETWORK_VERSION, "name": name, "region": region, "preset": preset,
+           "key": secrets.token_hex(32)}
+    check_network(net, "new network")
+    return net
+
+
+def check_network(net, source: str) -> dict:
+    def bad(field, expected, got):
+        raise NetworkError(f"network {source}: field '{field}': expected {expected}, got {got!r}")
+
+    if not isinstance(net, dict):
+        raise NetworkError(f"network {source}: expected a JSON object")
+    if net.get("version") != NETWORK_VERSION:
+        bad("version", NETWORK_VERSION, net.get("version"))
+    if not isinstance(net.get("name"), str) or not 0 < len(net["name"]) <= 32:
+        bad("name", "text of 1..32 characters", net.get("name"))
+    if net.get("region") not in REGIONS:
+        bad("region", "one of " + ", ".join(REGIONS), net.get("region"))
+    if net.get("preset") not in PRESETS:
+        bad("preset", "one of " + ", ".join(PRESETS), net.get("preset"))
+    key = net.get("key")
+    if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        bad("key", "64 lowercase hex digits", "(hidden)")
+    try:  # the firmware's own rules (e.g. the preset must fit the region's dwell time)
+        Settings({"node_id": 0x101, "network_key": key, "region": net["region"],
+                  "preset": net["preset"]})
+    except ConfigError as e:
+        raise NetworkError(f"network {source}: {e}") from None
+    return net
+
+
+def save_network(net: dict, path: Path):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(net, indent=1) + "\n")
+    os.chmod(tmp, 0o600)  # it holds the community's key
+    os.replace(tmp, path)
+
+
+def load_network(path: Path) -> dict:
+    path = Path(path)
+    try:
+        net = json.loads(path.read_text())
+    except OSError as e:
+        raise NetworkError(f"network file {path}: cannot be read ({e.strerror})") from None
+    except ValueError:
+        raise NetworkError(f"network file {path}: corrupt (not JSON); ask for the network "
+                           "string again and import it") from None
+    return check_network(net, f"file {path}")
+
+
+def share_string(net: dict) -> str:
+    """A compact string to pass a network on in the field (it contains the key)."""
+    compact = json.dumps([net["name"], net["region"], net["preset"], net["key"]],
+                         separators=(",", ":")).encode()
+    return SHARE_PREFIX + base64.urlsafe_b64encode(compact).decode().rstrip("=")
+
+
+def parse_share_string(s: str) -> dict:
+    s = s.strip()
+    if not s.startswith(SHARE_PREFIX):
+        raise NetworkError(f"network string: expected it to start with {SHARE_PREFIX!r}")
+    body = s[len(SHARE_PREFIX):]
+    try:
+        name, region, preset, key = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, TypeError):
+        raise NetworkError("network string: damaged (check it was copied whole)") from None
+    return check_network({"version": NETWORK_VERSION, "name": name, "region": region,
+                          "preset": preset, "key": key}, "string")
+
+
+# ---- app bundle -------------------------------------------------------------
+
+def install_bundle(board: Board, bundle: Path, progress=None) -> dict:
+    """Copy a bundle's files onto a board, skipping those whose hash matches;
+    every written file is read back and verified. The manifest goes last, so a
+    run cut short is finished by running again."""
+    bundle = Path(bundle)
+    manifest = load_manifest(bundle)
+    _check_mpy(board, manifest)
+    written, skipped = [], []
+    files = manifest["files"]
+    for i, f in enumerate(files):
+        if progress:
+            progress(i, len(files), f["path"])
+        if board.sha256(f["path"]) == f["sha256"]:
+            skipped.append(f["path"])
+            continue
+        board.write_atomic(f["path"], (bundle / f["path"]).read_bytes())
+        written.append(f["path"])
+    board.write_atomic(MANIFEST, (bundle / MANIFEST).read_bytes())
+    if progress:
+        progress(len(files), len(files), "")
+    return {"written": written, "skipped": skipped, "files": len(files)}
+
+
+def _check_mpy(board: Board, manifest: dict):
+    version, (major, minor) = board.version()
+    want_major, want_minor = (int(x) for x in manifest["mpy_version"].split("."))
+    if major and (major != want_major or minor < want_minor):
+        raise BoardError(f"{board.port}: MicroPython {version} reads .mpy {major}.{minor}, the bundle "
+                         f"is .mpy {manifest['mpy_version']}; flash a newer MicroPython "
+                         "(pollen flash --micropython IMAGE)")
+
+
+# ---- config.json ------------------------------------------------------------
+
+def provision(board: Board, net: dict, name: str, node_id: int | None = None,
+              radio: dict | None = None) -> dict:
+    """Write the node's config.json (atomically) and return it."""
+    if node_id is None:
+        node_id = secrets.randbelow(0xFFFFFF00) + 0x100
+        if node_id & 0xFF == 0:
+            node_id += 1
+    if radio is None:
+        has_board = board.sha256("board.json") is not None
+        radio = {"kind": "lora"} if has_board else {"kind": "udp"}
+    cfg = {"node_id": f"{node_id:08x}", "name": name, "network_key": net["key"],
+           "region": net["region"], "preset": net["preset"], "radio": radio,
+           "network": net["name"]}
+    Settings({k: v for k, v in cfg.items() if k not in ("radio", "network")})  # names a bad field
+    board.write_atomic("config.json", (json.dumps(cfg) + "\n").encode())
+    return cfg

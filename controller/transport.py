@@ -1,0 +1,133 @@
+"""Talking to a board (real or virtual) over its serial port, built on
+mpremote's Python API (SerialTransport: raw REPL exec and file operations).
+
+Device errors become host errors here, naming the port and what failed.
+Writes are atomic on the board: a temporary file renamed over the target, so
+an unplug in the middle leaves the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from mpremote.transport import TransportError as _MpError
+from mpremote.transport import TransportExecError as _MpExecError
+
+CHUNK_BYTES = 1024
+
+
+class BoardError(RuntimeError):
+    pass
+
+
+class Board:
+    """An open connection to a board in raw REPL mode (use as a context manager)."""
+
+    def __init__(self, port: str, baudrate: int = 115200):
+        from mpremote.transport_serial import SerialTransport
+
+        self.port = port
+        try:
+            self.t = SerialTransport(port, baudrate=baudrate)
+        except (_MpError, OSError) as e:
+            raise BoardError(f"{port}: cannot open the port ({e}); is the board plugged in, "
+                             "and is another program (a console, mpremote) using it?") from None
+        try:
+            self.t.enter_raw_repl(soft_reset=False, timeout_overall=5)
+        except (_MpError, OSError) as e:
+            self.t.close()
+            raise BoardError(f"{port}: the board does not answer the raw REPL ({e}); "
+                             "is MicroPython installed (pollen flash --micropython IMAGE)?") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.t is None:
+            return
+        try:
+            self.t.exit_raw_repl()
+        except Exception:  # closing anyway
+            pass
+        self.t.close()
+        self.t = None
+
+    def reset(self):
+        """Soft-reset the board (it boots main.py) and close the connection."""
+        try:
+            self.t.exit_raw_repl()
+            self.t.serial.write(b"\x04")  # Ctrl-D at the friendly REPL: soft reset
+            self.t.serial.flush()
+        except OSError as e:
+            raise BoardError(f"{self.port}: lost the connection while resetting ({e})") from None
+        self.t.close()
+        self.t = None
+
+    # ---- primitives ---------------------------------------------------------
+
+    def exec(self, code: str) -> str:
+        try:
+            return self.t.exec(code).decode(errors="replace")
+        except _MpExecError as e:
+            raise BoardError(f"{self.port}: the board failed running {code.splitlines()[0]!r}: "
+                             f"{e.error_output.strip().splitlines()[-1] if e.error_output else e}") from None
+        except (_MpError, OSError) as e:
+            raise BoardError(f"{self.port}: lost the connection ({e}); plug it in and run again") from None
+
+    def eval(self, expr: str):
+        out = self.exec(f"print(repr({expr}))").strip()
+        import ast
+
+        return ast.literal_eval(out)
+
+    # ---- files --------------------------------------------------------------
+
+    def sha256(self, path: str) -> str | None:
+        """Hex SHA-256 of a file on the board, or None if it is not there."""
+        code = ("import hashlib\ntry:\n f=open(%r,'rb')\nexcept OSError:\n print('None')\nelse:\n"
+                " h=hashlib.sha256()\n b=bytearray(512)\n while True:\n  n=f.readinto(b)\n"
+                "  if not n: break\n  h.update(b[:n])\n f.close()\n"
+                " print(''.join('%%02x'%%x for x in h.digest()))" % path)
+        out = self.exec(code).strip()
+        return None if out == "None" else out
+
+    def makedirs(self, path: str):
+        parts = [p for p in path.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            self.exec(f"import os\ntry:\n os.mkdir({d!r})\nexcept OSError:\n pass")
+
+    def write_atomic(self, path: str, data: bytes, progress=None):
+        """Write data to path on the board: temporary file, then rename."""
+        if "/" in path:
+            self.makedirs(path.rsplit("/", 1)[0])
+        tmp = path + ".tmp"
+        self.exec(f"f=open({tmp!r},'wb')\nw=f.write")
+        for i in range(0, len(data), CHUNK_BYTES):
+            self.exec(f"w({data[i:i + CHUNK_BYTES]!r})")
+            if progress:
+                progress(min(len(data), i + CHUNK_BYTES))
+        self.exec(f"f.close()\nimport os\nos.rename({tmp!r},{path!r})")
+        got = self.sha256(path)
+        want = hashlib.sha256(data).hexdigest()
+        if got != want:
+            raise BoardError(f"{self.port}: {path} reads back with another hash ({got} != {want}); "
+                             "run again")
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            return self.t.fs_readfile(path)
+        except (_MpExecError, OSError):
+            return None
+
+    def remove(self, path: str):
+        self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass")
+
+    def version(self) -> tuple[str, tuple[int, int]]:
+        """(MicroPython version 'x.y.z', .mpy version (major, minor)) of the board."""
+        v = self.eval("tuple(__import__('sys').implementation.version[:3])")
+        mpy = self.eval("getattr(__import__('sys').implementation, '_mpy', 0)")
+        # _mpy: version | sub-version << 8 | native arch << 10
+        return "%d.%d.%d" % tuple(v[:3]), ((mpy & 0xFF), (mpy >> 8) & 0x03)

@@ -1,0 +1,113 @@
+"""The board workflow on a virtual board (a real MicroPython unix-port process
+behind a pseudo-terminal, spoken to with mpremote): build, install, provision,
+boot, and talk to the node's console — next to an emulated node on the same
+virtual radio medium."""
+import json
+import threading
+import time
+
+import pytest
+import serial
+
+from pollen_controller import provisioning as pv
+from pollen_controller.build import build_bundle
+from pollen_controller.emulation import NodeProcess
+from pollen_controller.firmware import compile_firmware
+from pollen_controller.medium import Medium
+from pollen_controller.topology import line
+from pollen_controller.transport import Board, BoardError
+from pollen_controller.virtual_board import VirtualBoard
+
+
+@pytest.fixture
+def vboard(tmp_path):
+    with VirtualBoard(tmp_path / "board") as vb:
+        time.sleep(0.3)
+        yield vb
+
+
+def test_install_is_verified_and_a_second_run_skips_everything(tmp_path, vboard):
+    manifest = build_bundle(None, tmp_path / "bundle")
+    with Board(vboard.port) as b:
+        first = pv.install_bundle(b, tmp_path / "bundle")
+        assert len(first["written"]) == len(manifest["files"]) and first["skipped"] == []
+        # a file damaged on the board (an unplug mid-write) is written again
+        b.write_atomic("pollen/node.mpy", b"half a file")
+        again = pv.install_bundle(b, tmp_path / "bundle")
+    assert again["written"] == ["pollen/node.mpy"]
+    on_disk = json.loads((vboard.folder / "manifest.json").read_text())
+    assert on_disk == manifest
+
+
+def test_provision_writes_config_atomically_and_names_bad_input(tmp_path, vboard):
+    net = pv.create_network("village", "EU868", "ShortFast")
+    with Board(vboard.port) as b:
+        cfg = pv.provision(b, net, "alice", 0x1234, {"kind": "udp", "port": 47001})
+        with pytest.raises(ValueError, match="'name'"):
+            pv.provision(b, net, "a name far too long for a node", 0x1235)
+    got = json.loads((vboard.folder / "config.json").read_text())
+    assert got == cfg and got["node_id"] == "00001234" and got["network_key"] == net["key"]
+    assert not list(vboard.folder.glob("*.tmp"))
+
+
+def test_missing_port_and_silent_board_give_clear_errors(tmp_path):
+    with pytest.raises(BoardError, match="cannot open the port"):
+        Board(str(tmp_path / "ttyNOPE"))
+
+
+def test_provisioned_virtual_board_boots_and_talks_to_an_emulated_neighbour(tmp_path, vboard):
+    key_net = pv.create_network("village", "EU868", "ShortFast")
+    topo = line(2)  # nodes 1 and 2
+    with Medium(topo) as medium:
+        build_bundle(None, tmp_path / "bundle")
+        with Board(vboard.port) as b:
+            pv.install_bundle(b, tmp_path / "bundle")
+            pv.provision(b, key_net, "virtual", 1, {"kind": "udp", "port": medium.port})
+            b.reset()  # boots main.py
+        fw = tmp_path / "fw"
+        compile_firmware(fw)
+        other = NodeProcess(2, tmp_path / "n2", {
+            "node_id": "00000002", "name": "emulated", "network_key": key_net["key"],
+            "region": "EU868", "preset": "ShortFast", "beacon_interval_ms": 2000,
+            "radio": {"kind": "udp", "port": medium.port}}, fw)
+        other.start()
+        try:
+            port = serial.Serial(vboard.port, 115200, timeout=0.2)
+            lines = []
+            stop = threading.Event()
+
+            def read():
+                buf = b""
+                while not stop.is_set():
+                    buf += port.read(256)
+                    while b"\n" in buf:
+                        line_, buf = buf.split(b"\n", 1)
+                        lines.append(line_.decode(errors="replace").strip())
+
+            t = threading.Thread(target=read, daemon=True)
+            t.start()
+            deadline = time.monotonic() + 10
+            while not any('"started"' in l for l in lines) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert any('"started"' in l for l in lines), lines[-5:]
+            time.sleep(3)  # beacons
+            port.write(b'{"cmd": "send", "to": "00000002", "text": "from the virtual board"}\n')
+            deadline = time.monotonic() + 15
+            got = None
+            while got is None and time.monotonic() < deadline:
+                try:
+                    ev = other.events.get(timeout=0.2)
+                except Exception:
+                    continue
+                if ev.get("event") == "received":
+                    got = ev
+            assert got and got["text"] == "from the virtual board" and got["from"] == "00000001"
+            deadline = time.monotonic() + 10
+            while not any('"delivered"' in l for l in lines) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert any('"delivered"' in l for l in lines)
+            stop.set()
+            t.join(2)
+            port.close()
+        finally:
+            other.stop(hard=True)
