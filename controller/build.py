@@ -21,8 +21,10 @@ from pollen_controller.firmware import compile_firmware, mpy_version
 
 MANIFEST = "manifest.json"
 # micropython-lib packages each radio chip needs (installed with mip, never copied here)
-RADIO_PACKAGES = {"sx1262": ["lora-sx126x", "lora-async"],
-                  "sx1276": ["lora-sx127x", "lora-async"]}
+RADIO_PACKAGES = {"sx1261": ["lora-sx126x", "lora-async"],
+                  "sx1262": ["lora-sx126x", "lora-async"],
+                  "sx1276": ["lora-sx127x", "lora-async"],
+                  "sx1278": ["lora-sx127x", "lora-async"]}
 
 
 def sha256_file(path: Path) -> str:
