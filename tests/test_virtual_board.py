@@ -79,7 +79,11 @@ def test_provisioned_virtual_board_boots_and_talks_to_an_emulated_neighbour(tmp_
             def read():
                 buf = b""
                 while not stop.is_set():
-                    buf += port.read(256)
+                    try:
+                        buf += port.read(256)
+                    except serial.SerialException:  # the board rebooting: read on
+                        time.sleep(0.05)
+                        continue
                     while b"\n" in buf:
                         line_, buf = buf.split(b"\n", 1)
                         lines.append(line_.decode(errors="replace").strip())
