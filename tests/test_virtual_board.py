@@ -63,7 +63,6 @@ def test_provisioned_virtual_board_boots_and_talks_to_an_emulated_neighbour(tmp_
         with Board(vboard.port) as b:
             pv.install_bundle(b, tmp_path / "bundle")
             pv.provision(b, key_net, "virtual", 1, {"kind": "udp", "port": medium.port})
-            b.reset()  # boots main.py
         fw = tmp_path / "fw"
         compile_firmware(fw)
         other = NodeProcess(2, tmp_path / "n2", {
@@ -90,6 +89,7 @@ def test_provisioned_virtual_board_boots_and_talks_to_an_emulated_neighbour(tmp_
 
             t = threading.Thread(target=read, daemon=True)
             t.start()
+            port.write(b"\r\x04")  # Ctrl-D at the REPL: the board reboots into main.py
             deadline = time.monotonic() + 10
             while not any('"started"' in l for l in lines) and time.monotonic() < deadline:
                 time.sleep(0.1)
