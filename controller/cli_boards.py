@@ -17,6 +17,7 @@ def register(main):
     main.add_command(provision)
     main.add_command(console)
     main.add_command(virtual_board)
+    main.add_command(deps)
 
 
 @click.command()
@@ -50,11 +51,14 @@ def build(board_id, out_dir, make_zip, as_json):
               help="Also erase and write this MicroPython image first (esptool, or UF2 copy).")
 @click.option("--uf2-drive", type=click.Path(file_okay=False), default=None,
               help="RP2040: the mounted RPI-RP2 drive to copy a UF2 image to.")
-def flash(board_id, port, image, uf2_drive):
+@click.option("--cache", type=click.Path(file_okay=False), default=None,
+              help="Offline package cache (default ~/.cache/pollen/mip).")
+def flash(board_id, port, image, uf2_drive, cache):
     """Install pollen onto a board: optionally MicroPython itself, then the app
     bundle and the board profile. Every file is verified by its hash after
     writing; files whose hash already matches are skipped, so running again
     after an unplug finishes the job."""
+    from pollen_controller import deps as deps_mod
     from pollen_controller.boards import load_board
     from pollen_controller.build import build_bundle
     from pollen_controller.flashing import write_image
@@ -77,11 +81,12 @@ def flash(board_id, port, image, uf2_drive):
                 done["n"] = i
 
             result = install_bundle(b, bundle, progress)
-    click.echo(f"{port}: {len(result['written'])} files written, {len(result['skipped'])} "
-               f"already up to date")
-    if manifest["requires"]:
-        click.echo("radio drivers needed on the board: " + ", ".join(manifest["requires"])
-                   + " (install with: mpremote connect PORT mip install PACKAGE)")
+            click.echo(f"{port}: {len(result['written'])} files written, "
+                       f"{len(result['skipped'])} already up to date")
+            if manifest["requires"]:
+                got = deps_mod.install(b, manifest["requires"], Path(cache) if cache else None)
+                click.echo(f"{port}: radio drivers ({', '.join(manifest['requires'])}): "
+                           f"{len(got['written'])} files written, {len(got['skipped'])} up to date")
 
 
 @click.group()
@@ -200,3 +205,32 @@ def virtual_board(folder, heap):
         click.echo(f"virtual board on {vb.port} (filesystem {folder}); Ctrl-C to stop")
         while True:
             time.sleep(1)
+
+
+@click.group()
+def deps():
+    """micropython-lib packages (the LoRa drivers) in an offline cache."""
+
+
+@deps.command("fetch")
+@click.argument("packages", nargs=-1)
+@click.option("--board", "board_id", default=None, help="Fetch what this board's radio needs.")
+@click.option("--index", default=None, help="Package index (default: micropython.org's).")
+@click.option("--cache", type=click.Path(file_okay=False), default=None,
+              help="Cache folder (default ~/.cache/pollen/mip).")
+def deps_fetch(packages, board_id, index, cache):
+    """Download packages once, while online, so pollen flash works offline."""
+    from pollen_controller import deps as deps_mod
+
+    names = list(packages)
+    if board_id:
+        from pollen_controller.boards import load_board
+        from pollen_controller.build import RADIO_PACKAGES
+
+        names += RADIO_PACKAGES.get(load_board(board_id).radio["chip"], [])
+    if not names:
+        from pollen_controller.build import RADIO_PACKAGES
+
+        names = sorted({p for ps in RADIO_PACKAGES.values() for p in ps})
+    got = deps_mod.fetch(names, Path(cache) if cache else None, index or deps_mod.DEFAULT_INDEX)
+    click.echo("cached: " + ", ".join(got))

@@ -1,0 +1,115 @@
+"""micropython-lib packages for the board (the LoRa drivers), kept in an
+offline cache: `pollen deps fetch` downloads them once while online, from the
+same package index mip uses; `pollen flash` installs them from the cache into
+the board's /lib, so flashing works in the field without Internet.
+
+Index layout (mip v2): {index}/package/{mpy major}/{name}/latest.json lists
+"hashes": [[path, short_hash]] and "deps": [[name, version]]; each file is at
+{index}/file/{short_hash[:2]}/{short_hash}, short_hash being the first 8 hex
+digits of its SHA-256.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+DEFAULT_INDEX = "https://micropython.org/pi/v2"
+MPY_MAJOR = 6
+
+
+class DepsError(RuntimeError):
+    pass
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pollen" / "mip"
+
+
+def _get(url: str, timeout_s: float = 20) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return r.read()
+    except urllib.error.HTTPError as e:
+        raise DepsError(f"{url}: HTTP {e.code} (is the package name right?)") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise DepsError(f"cannot reach {url} ({reason}); pollen deps fetch needs Internet "
+                        "once — run it while online, then flash offline") from None
+
+
+def _write_atomic(path: Path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def fetch(packages: list[str], cache: Path | None = None, index: str = DEFAULT_INDEX) -> list[str]:
+    """Download packages (and their dependencies) into the cache; returns all names."""
+    cache = Path(cache or default_cache())
+    done: list[str] = []
+    todo = list(packages)
+    while todo:
+        name = todo.pop(0)
+        if name in done:
+            continue
+        meta = json.loads(_get(f"{index}/package/{MPY_MAJOR}/{name}/latest.json"))
+        for path, short in meta.get("hashes", ()):
+            target = cache / "files" / short
+            if target.exists() and _short(target.read_bytes()) == short:
+                continue
+            data = _get(f"{index}/file/{short[:2]}/{short}")
+            if _short(data) != short:
+                raise DepsError(f"{name}: {path} does not match its hash {short}; try again")
+            _write_atomic(target, data)
+        _write_atomic(cache / "packages" / f"{name}.json", json.dumps(meta).encode())
+        done.append(name)
+        todo.extend(dep for dep, _ in meta.get("deps", ()))
+    return done
+
+
+def _short(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def cached_files(packages: list[str], cache: Path | None = None) -> list[tuple[str, Path]]:
+    """[(path under /lib, cached file)] for packages and their deps, from the cache only."""
+    cache = Path(cache or default_cache())
+    out, seen, todo = [], set(), list(packages)
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        meta_path = cache / "packages" / f"{name}.json"
+        if not meta_path.exists():
+            raise DepsError(f"{name} is not in the offline cache {cache}; run "
+                            f"'pollen deps fetch {name}' once while online")
+        meta = json.loads(meta_path.read_text())
+        for path, short in meta.get("hashes", ()):
+            f = cache / "files" / short
+            if not f.exists() or _short(f.read_bytes()) != short:
+                raise DepsError(f"{name}: cached {path} is missing or damaged; run "
+                                f"'pollen deps fetch {name}' again")
+            out.append((path, f))
+        todo.extend(dep for dep, _ in meta.get("deps", ()))
+    return out
+
+
+def install(board, packages: list[str], cache: Path | None = None) -> dict:
+    """Copy cached packages into the board's /lib (verified; up-to-date files skipped)."""
+    written, skipped = [], []
+    for path, f in cached_files(packages, cache):
+        dest = "lib/" + path
+        data = f.read_bytes()
+        if board.sha256(dest) == hashlib.sha256(data).hexdigest():
+            skipped.append(dest)
+            continue
+        board.write_atomic(dest, data)
+        written.append(dest)
+    return {"written": written, "skipped": skipped}
