@@ -70,4 +70,6 @@ def mpy_version(path: Path) -> tuple[int, int]:
     head = Path(path).read_bytes()[:4]
     if len(head) < 4 or head[0] != ord("M"):
         raise BuildError(f"{path}: not a .mpy file")
-    return head[1], head[2] & 0x03  # byte 2: native arch << 2 | sub-version
+    # byte 2: native arch << 2 | sub-version; 0 for bytecode only, which any
+    # MicroPython of the same major .mpy version runs
+    return head[1], head[2] & 0x03

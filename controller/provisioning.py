@@ -140,12 +140,14 @@ def provision(board: Board, net: dict, name: str, node_id: int | None = None,
         node_id = secrets.randbelow(0xFFFFFF00) + 0x100
         if node_id & 0xFF == 0:
             node_id += 1
+    profile = board.read("board.json")
+    board_id = json.loads(profile).get("id") if profile else None
     if radio is None:
-        has_board = board.sha256("board.json") is not None
-        radio = {"kind": "lora"} if has_board else {"kind": "udp"}
+        radio = {"kind": "lora"} if board_id else {"kind": "udp"}
     cfg = {"node_id": f"{node_id:08x}", "name": name, "network_key": net["key"],
            "region": net["region"], "preset": net["preset"], "radio": radio,
-           "network": net["name"]}
-    Settings({k: v for k, v in cfg.items() if k not in ("radio", "network")})  # names a bad field
+           "network": net["name"], "board": board_id}
+    Settings({k: v for k, v in cfg.items()
+              if k not in ("radio", "network", "board")})  # names a bad field
     board.write_atomic("config.json", (json.dumps(cfg) + "\n").encode())
     return cfg

@@ -27,7 +27,8 @@ class Board:
 
         self.port = port
         try:
-            self.t = SerialTransport(port, baudrate=baudrate)
+            # a read timeout, or waiting for a silent device (a pty) never ends
+            self.t = SerialTransport(port, baudrate=baudrate, timeout=1)
         except (_MpError, OSError) as e:
             raise BoardError(f"{port}: cannot open the port ({e}); is the board plugged in, "
                              "and is another program (a console, mpremote) using it?") from None

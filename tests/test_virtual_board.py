@@ -115,3 +115,73 @@ def test_provisioned_virtual_board_boots_and_talks_to_an_emulated_neighbour(tmp_
             port.close()
         finally:
             other.stop(hard=True)
+
+
+def test_a_busy_port_and_a_silent_device_are_named(tmp_path, vboard):
+    import os
+    import pty
+
+    with Board(vboard.port):
+        with pytest.raises(BoardError, match="another program"):
+            Board(vboard.port)  # a console or mpremote already has it
+    master, slave = pty.openpty()  # a serial device with no MicroPython behind it
+    try:
+        with pytest.raises(BoardError, match="does not answer the raw REPL"):
+            Board(os.ttyname(slave))
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_micropython_too_old_for_the_bundle(tmp_path, vboard):
+    manifest = build_bundle(None, tmp_path / "bundle")
+    major, minor = (int(x) for x in manifest["mpy_version"].split("."))
+    manifest["mpy_version"] = f"{major + 1}.0"  # a bundle for a newer MicroPython
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    with Board(vboard.port) as b:
+        with pytest.raises(BoardError, match="flash a newer MicroPython"):
+            pv.install_bundle(b, tmp_path / "bundle")
+    assert not (vboard.folder / "manifest.json").exists()  # nothing half-installed
+
+
+def test_network_files_corrupt_or_damaged_strings_are_refused(tmp_path):
+    net = pv.create_network("village")
+    path = tmp_path / "village.json"
+    pv.save_network(net, path)
+    assert pv.load_network(path) == net
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # it holds the key
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(pv.NetworkError, match="corrupt"):
+        pv.load_network(path)
+    s = pv.share_string(net)
+    assert pv.parse_share_string(s) == net
+    with pytest.raises(pv.NetworkError, match="damaged"):
+        pv.parse_share_string(s[:-10])
+    with pytest.raises(pv.NetworkError, match="'preset'"):
+        pv.create_network("us", "US915", "LongSlow")
+
+
+def test_console_sends_commands_and_prints_events(tmp_path, vboard):
+    import io
+
+    from pollen_controller.node_console import attach
+
+    net = pv.create_network("village", "EU868", "ShortFast")
+    with Medium(line(2)) as medium:
+        build_bundle(None, tmp_path / "bundle")
+        with Board(vboard.port) as b:
+            pv.install_bundle(b, tmp_path / "bundle")
+            pv.provision(b, net, "vb", 1, {"kind": "udp", "port": medium.port})
+
+        def typed():
+            yield "\r\x04"  # Ctrl-D: reboot into the node
+            time.sleep(2)
+            yield '{"cmd": "status", "ref": 5}'
+            time.sleep(2)
+
+        out = io.StringIO()
+        attach(vboard.port, out=out, lines_in=typed())
+    events = [json.loads(l) for l in out.getvalue().splitlines() if l.startswith("{")]
+    assert any(e.get("event") == "started" for e in events)
+    st = [e for e in events if e.get("event") == "status"]
+    assert st and st[0]["id"] == "00000001" and st[0]["ref"] == 5

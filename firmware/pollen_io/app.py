@@ -18,7 +18,7 @@ from pollen.wire import BROADCAST
 
 CONFIG = "config.json"
 # config.json keys that are the adapters' business rather than the core's
-_IO_FIELDS = ("radio", "storage_dir", "status_interval_ms", "network")
+_IO_FIELDS = ("radio", "storage_dir", "status_interval_ms", "network", "board")
 
 
 def emit(event, **fields):
