@@ -16,6 +16,9 @@ from pollen_controller.build import MANIFEST, load_manifest
 from pollen_controller.transport import Board, BoardError
 
 NETWORK_VERSION = 1
+# frequency range each radio chip can tune (datasheets)
+_CHIP_RANGE_MHZ = {"sx1261": (150, 960), "sx1262": (150, 960), "sx1276": (137, 1020),
+                   "sx1278": (137, 525)}
 SHARE_PREFIX = "pollen1:"
 
 
@@ -141,7 +144,16 @@ def provision(board: Board, net: dict, name: str, node_id: int | None = None,
         if node_id & 0xFF == 0:
             node_id += 1
     profile = board.read("board.json")
-    board_id = json.loads(profile).get("id") if profile else None
+    profile = json.loads(profile) if profile else {}
+    board_id = profile.get("id")
+    chip = (profile.get("radio") or {}).get("chip")
+    freq_mhz = REGIONS[net["region"]][0] // 1000000
+    if chip in _CHIP_RANGE_MHZ:
+        lo, hi = _CHIP_RANGE_MHZ[chip]
+        if not lo <= freq_mhz <= hi:
+            raise NetworkError(f"network {net['name']!r} is for {net['region']} ({freq_mhz} MHz), "
+                               f"but this board's {chip} covers {lo}-{hi} MHz; use a network "
+                               "for this board's band, or a board for that region")
     if radio is None:
         radio = {"kind": "lora"} if board_id else {"kind": "udp"}
     cfg = {"node_id": f"{node_id:08x}", "name": name, "network_key": net["key"],

@@ -185,3 +185,13 @@ def test_console_sends_commands_and_prints_events(tmp_path, vboard):
     assert any(e.get("event") == "started" for e in events)
     st = [e for e in events if e.get("event") == "status"]
     assert st and st[0]["id"] == "00000001" and st[0]["ref"] == 5
+
+
+def test_a_network_for_another_band_than_the_boards_radio_is_refused(tmp_path, vboard):
+    vboard.folder.joinpath("board.json").write_text(json.dumps(
+        {"id": "some-433-board", "radio": {"chip": "sx1278"}}))
+    with Board(vboard.port) as b:
+        with pytest.raises(pv.NetworkError, match="EU868 .868 MHz.*sx1278 covers 137-525 MHz"):
+            pv.provision(b, pv.create_network("village", "EU868"), "n", 0x101)
+        cfg = pv.provision(b, pv.create_network("hills", "EU433"), "n", 0x101)
+    assert cfg["board"] == "some-433-board" and cfg["radio"] == {"kind": "lora"}
