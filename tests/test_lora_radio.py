@@ -50,7 +50,8 @@ def make(board=None, radio_cfg=None, s=None, modem=None, pins=None):
         seen.append((board_radio, pin))
         return modem
 
-    r = LoraRadio(s or settings(), radio_cfg or {"kind": "lora"}, board, modem_factory=factory, pin_factory=pins)
+    r = LoraRadio(s or settings(), radio_cfg or {"kind": "lora"}, board, modem_factory=factory,
+                  pin_factory=pins, i2c_factory=_FakeI2C)
     assert seen == [(board["radio"], pins)]
     return r, modem, pins
 
@@ -429,3 +430,42 @@ def test_adapter_runs_under_micropython():
     cfg_and_led = lines[1].split(" ", 3)
     assert cfg_and_led[:3] == ["250", "868100", "14"], r.stdout
     assert cfg_and_led[3].startswith("[0, 1") and cfg_and_led[3].endswith(", 0]"), r.stdout  # off, lit, off
+
+
+class _FakeI2C:
+    # registers of an AXP192 as a previous firmware may have left them: LDO2 off
+    def __init__(self, sda, scl):
+        self.pins = (sda, scl)
+        self.regs = {0x12: 0x4B & ~0x04, 0x28: 0x0C}
+
+    def readfrom_mem(self, addr, reg, n):
+        assert addr == 0x34
+        return bytes((self.regs[reg],))
+
+    def writeto_mem(self, addr, reg, data):
+        assert addr == 0x34
+        self.regs[reg] = data[0]
+
+
+def test_t_beam_radio_rail_is_switched_on_through_the_axp192():
+    from pollen_io.pmu import radio_rail_on
+
+    made = []
+
+    def factory(sda, scl):
+        made.append(_FakeI2C(sda, scl))
+        return made[-1]
+
+    import json as _json
+    from pathlib import Path as _Path
+
+    board = _json.loads((_Path(__file__).parent.parent / "hardware" / "boards"
+                         / "lilygo-t-beam-sx1276.json").read_text())
+    assert radio_rail_on(board["pmu"], factory)
+    (i2c,) = made
+    assert i2c.pins == (21, 22)
+    assert i2c.regs[0x12] & 0x04           # LDO2 on
+    assert i2c.regs[0x12] & ~0x04 == 0x4B & ~0x04  # other outputs untouched
+    assert i2c.regs[0x28] >> 4 == 0xF       # 3.3 V
+    assert i2c.regs[0x28] & 0x0F == 0x0C    # LDO3 (GPS) untouched
+    assert radio_rail_on(None, factory) is False

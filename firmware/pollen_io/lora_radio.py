@@ -153,7 +153,8 @@ def _sleep_ms(ms):
 
 
 class LoraRadio:
-    def __init__(self, settings, radio_cfg, board, modem_factory=None, pin_factory=None):
+    def __init__(self, settings, radio_cfg, board, modem_factory=None, pin_factory=None,
+                 i2c_factory=None):
         rb = _board_radio(board)
         self.lora_cfg = lora_config(settings.preset, settings.region, radio_cfg, rb)
         if pin_factory is None:
@@ -166,6 +167,13 @@ class LoraRadio:
         self._power = []
         for p in board.get("power_enable") or ():
             self._power.append(pin_factory(p["pin"], pin_factory.OUT, value=p.get("value", 1)))
+        if board.get("pmu"):
+            from pollen_io.pmu import radio_rail_on
+            try:
+                radio_rail_on(board["pmu"], i2c_factory)
+            except (OSError, ValueError) as e:
+                raise ConfigError("board 'pmu': cannot switch the radio rail on (%s)" % e)
+            self._power.append(board["pmu"])
         if self._power:
             _sleep_ms(_RAIL_SETTLE_MS)
         led = board.get("led")
