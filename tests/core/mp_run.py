@@ -6,7 +6,7 @@
 import gc
 import sys
 
-MODULES = ("tests.core.test_wire", "tests.core.test_node")
+MODULES = ("tests.core.test_wire", "tests.core.test_node", "tests.core.test_files")
 
 
 def _print_exc(e):

@@ -1,0 +1,167 @@
+# Content-addressed small files: the file model of the shared commons.
+# A file is cut into chunks that each fit one frame; its manifest names it and
+# lists a short hash per chunk; the content id is a hash of the manifest, so
+# any node holding the manifest can verify every chunk from anyone.
+#
+# Manifest v1 (big-endian):
+#   0      version (1)
+#   1      name length N, then N bytes of UTF-8 name
+#   .      media type length M, then M bytes (e.g. "text/plain")
+#   .      size_bytes (4) | chunk_bytes (2) | author node id (4) | created_s (4)
+#   .      SHA-256 of the whole file (32)
+#   .      4-byte short hash (SHA-256 prefix) of each chunk, in order
+# content id = first 16 bytes of SHA-256(manifest), shown as 26 base32 letters.
+import hashlib
+from pollen._compat import const
+
+MANIFEST_VERSION = const(1)
+CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
+MAX_FILE_BYTES = const(65536)   # default limit; a node may set a smaller one
+_SHORT = const(4)
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+class FileError(ValueError):
+    pass
+
+
+def _sha(data):
+    return hashlib.sha256(data).digest()
+
+
+def chunk_count(size_bytes, chunk_bytes=CHUNK_BYTES):
+    return (size_bytes + chunk_bytes - 1) // chunk_bytes
+
+
+def chunk_of(data, index, chunk_bytes=CHUNK_BYTES):
+    return data[index * chunk_bytes:(index + 1) * chunk_bytes]
+
+
+def _u32(v):
+    return bytes(((v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
+
+
+def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK_BYTES,
+                  max_bytes=MAX_FILE_BYTES):
+    # Raises FileError on local misuse: over the size limit, names too long.
+    if len(data) > max_bytes:
+        raise FileError("file is %d bytes; the limit is %d" % (len(data), max_bytes))
+    if not data:
+        raise FileError("file is empty")
+    n = name.encode()
+    m = media_type.encode()
+    if not 0 < len(n) <= 64:
+        raise FileError("name must be 1..64 bytes")
+    if len(m) > 32:
+        raise FileError("media type must be at most 32 bytes")
+    if not 16 <= chunk_bytes <= CHUNK_BYTES:
+        raise FileError("chunk size must be 16..%d bytes" % CHUNK_BYTES)
+    out = bytearray((MANIFEST_VERSION, len(n)))
+    out += n
+    out.append(len(m))
+    out += m
+    out += _u32(len(data))
+    out += bytes(((chunk_bytes >> 8) & 0xFF, chunk_bytes & 0xFF))
+    out += _u32(author) + _u32(created_s) + _sha(data)
+    for i in range(chunk_count(len(data), chunk_bytes)):
+        out += _sha(chunk_of(data, i, chunk_bytes))[:_SHORT]
+    return bytes(out)
+
+
+class Manifest:
+    def __init__(self, raw, name, media_type, size_bytes, chunk_bytes, author, created_s,
+                 file_sha256, hashes_at):
+        self.raw = raw
+        self.name = name
+        self.media_type = media_type
+        self.size_bytes = size_bytes
+        self.chunk_bytes = chunk_bytes
+        self.author = author
+        self.created_s = created_s
+        self.file_sha256 = file_sha256
+        self._hashes_at = hashes_at
+        self.chunks = chunk_count(size_bytes, chunk_bytes)
+        self.cid = content_id(raw)
+
+    def chunk_hash(self, index):
+        i = self._hashes_at + index * _SHORT
+        return self.raw[i:i + _SHORT]
+
+    def chunk_ok(self, index, data):
+        if not 0 <= index < self.chunks:
+            return False
+        last = self.size_bytes - index * self.chunk_bytes
+        want = self.chunk_bytes if last > self.chunk_bytes else last
+        return len(data) == want and _sha(data)[:_SHORT] == self.chunk_hash(index)
+
+    def file_ok(self, data):
+        return len(data) == self.size_bytes and _sha(data) == self.file_sha256
+
+
+def parse_manifest(raw, max_bytes=MAX_FILE_BYTES):
+    # bytes -> Manifest; FileError names what is wrong (remote input: count it).
+    try:
+        if raw[0] != MANIFEST_VERSION:
+            raise FileError("manifest version %d" % raw[0])
+        i = 1
+        n = raw[i]
+        name = bytes(raw[i + 1:i + 1 + n]).decode()
+        i += 1 + n
+        m = raw[i]
+        media = bytes(raw[i + 1:i + 1 + m]).decode()
+        i += 1 + m
+        size = (raw[i] << 24) | (raw[i + 1] << 16) | (raw[i + 2] << 8) | raw[i + 3]
+        chunk = (raw[i + 4] << 8) | raw[i + 5]
+        author = (raw[i + 6] << 24) | (raw[i + 7] << 16) | (raw[i + 8] << 8) | raw[i + 9]
+        created = (raw[i + 10] << 24) | (raw[i + 11] << 16) | (raw[i + 12] << 8) | raw[i + 13]
+        sha = bytes(raw[i + 14:i + 46])
+        i += 46
+    except (IndexError, UnicodeError):
+        raise FileError("manifest truncated or garbled")
+    if not n or size == 0 or size > max_bytes or not 16 <= chunk <= CHUNK_BYTES:
+        raise FileError("manifest fields out of range")
+    if len(raw) != i + chunk_count(size, chunk) * _SHORT or len(sha) != 32:
+        raise FileError("manifest length does not match its chunk count")
+    return Manifest(bytes(raw), name, media, size, chunk, author, created, sha, i)
+
+
+def content_id(manifest_raw):
+    return _sha(manifest_raw)[:16]
+
+
+def cid_str(cid):
+    # 16 bytes -> 26 lowercase base32 letters (no padding)
+    bits = 0
+    value = 0
+    out = []
+    for b in cid:
+        value = (value << 8) | b
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            out.append(_ALPHABET[(value >> bits) & 31])
+    if bits:
+        out.append(_ALPHABET[(value << (5 - bits)) & 31])
+    return "".join(out)
+
+
+def parse_cid(text):
+    text = text.strip().lower()
+    if len(text) != 26:
+        raise FileError("a content id is 26 base32 letters")
+    value = 0
+    bits = 0
+    out = bytearray()
+    for ch in text:
+        v = _ALPHABET.find(ch)
+        if v < 0:
+            raise FileError("a content id is 26 base32 letters (a-z, 2-7)")
+        value = (value << 5) | v
+        bits += 5
+        if bits >= 8:
+            bits -= 8
+            out.append((value >> bits) & 0xFF)
+    cid = bytes(out[:16])
+    if cid_str(cid) != text:
+        raise FileError("not a canonical content id")
+    return cid
