@@ -6,7 +6,8 @@
 import gc
 import sys
 
-MODULES = ("tests.core.test_wire", "tests.core.test_node", "tests.core.test_files")
+MODULES = ("tests.core.test_wire", "tests.core.test_node", "tests.core.test_files",
+           "tests.core.test_held_files")
 
 
 def _print_exc(e):

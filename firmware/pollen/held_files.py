@@ -1,0 +1,173 @@
+# Files on a node, through the core's storage object (get/put/delete/names,
+# each put atomic). A file is kept as records, so a board never needs it
+# whole in RAM and a power cut mid-file leaves a resumable partial:
+#   "f<cid>m"      its manifest
+#   "f<cid>c<i>"   chunk i (each verified against the manifest before it is kept)
+#   "f<cid>s"      state: flags (1 own, 2 pinned, 4 complete) and a use counter
+# "complete" is written only after every chunk and the whole-file SHA-256 check
+# out. A quota bounds the bytes held; when full, the least recently used
+# cached file (not our own, not pinned) goes first.
+import hashlib
+from pollen import files
+from pollen._compat import const
+
+_OWN = const(1)
+_PINNED = const(2)
+_COMPLETE = const(4)
+
+
+def _hex(cid):
+    return "".join("%02x" % b for b in cid)
+
+
+class HeldFiles:
+    # The node's files: its own (shared) ones and those it fetched or cached.
+    def __init__(self, storage, quota_bytes=262144):
+        self.storage = storage
+        self.quota_bytes = quota_bytes
+        self.state = {}     # cid -> [flags, last_use, bytes held]
+        self.manifests = {}  # cid -> Manifest (small: parsed once)
+        self.clock = 0
+        self._load()
+
+    def _load(self):
+        for name in self.storage.names():
+            if name[:1] == "f" and name[-1:] == "s" and len(name) == 34:
+                try:
+                    cid = bytes(int(name[1 + 2 * i:3 + 2 * i], 16) for i in range(16))
+                    raw = self.storage.get(name[:-1] + "m")
+                    m = files.parse_manifest(raw)
+                    st = self.storage.get(name)
+                except (ValueError, TypeError):
+                    continue  # damaged: left for the next put to replace
+                held = 0
+                for i in range(m.chunks):
+                    if self.storage.get(self._chunk(cid, i)) is not None:
+                        held += 1
+                use = (st[1] << 24) | (st[2] << 16) | (st[3] << 8) | st[4]
+                self.state[cid] = [st[0], use, held * m.chunk_bytes]
+                self.manifests[cid] = m
+                self.clock = max(self.clock, use)
+
+    # ---- records -----------------------------------------------------------
+
+    def _chunk(self, cid, i):
+        return "f" + _hex(cid) + "c%d" % i
+
+    def _save_state(self, cid):
+        flags, use, _ = self.state[cid]
+        self.storage.put("f" + _hex(cid) + "s", bytes((flags, (use >> 24) & 0xFF, (use >> 16) & 0xFF,
+                                                        (use >> 8) & 0xFF, use & 0xFF)))
+
+    def _touch(self, cid):
+        self.clock += 1
+        self.state[cid][1] = self.clock
+
+    # ---- adding ------------------------------------------------------------
+
+    def add_own(self, name, media_type, data, author, created_s=0, max_bytes=files.MAX_FILE_BYTES):
+        # Share a file of ours: kept until unshared, never evicted.
+        raw = files.make_manifest(name, media_type, data, author, created_s, max_bytes=max_bytes)
+        known = files.content_id(raw) in self.state
+        cid = self.begin(raw, own=True)
+        m = self.manifests[cid]
+        try:
+            for i in range(m.chunks):
+                self.put_chunk(cid, i, files.chunk_of(data, i, m.chunk_bytes))
+        except files.FileError:
+            if not known:
+                self.remove(cid)  # nothing half-shared is left behind
+            raise
+        return cid
+
+    def begin(self, manifest_raw, own=False, pinned=False):
+        # Start holding a file (or resume one): returns its content id.
+        m = files.parse_manifest(manifest_raw)
+        cid = m.cid
+        if cid not in self.state:
+            self.storage.put("f" + _hex(cid) + "m", m.raw)
+            self.state[cid] = [0, 0, 0]
+            self.manifests[cid] = m
+        st = self.state[cid]
+        st[0] |= (_OWN if own else 0) | (_PINNED if pinned else 0)
+        self._touch(cid)
+        self._save_state(cid)
+        return cid
+
+    def put_chunk(self, cid, index, data):
+        # Keep a chunk if it matches the manifest. True: new; False: had it;
+        # FileError: unknown file, a chunk that fails its hash, or no room.
+        m = self.manifests.get(cid)
+        if m is None:
+            raise files.FileError("unknown content id")
+        if not m.chunk_ok(index, data):
+            raise files.FileError("chunk %d does not match its hash" % index)
+        name = self._chunk(cid, index)
+        if self.storage.get(name) is not None:
+            return False
+        self._make_room(m.chunk_bytes, cid)
+        self.storage.put(name, data)
+        self.state[cid][2] += m.chunk_bytes
+        if self.state[cid][2] >= m.chunks * m.chunk_bytes:
+            self._finish(cid)
+        return True
+
+    def _finish(self, cid):
+        m = self.manifests[cid]
+        h = hashlib.sha256()
+        for i in range(m.chunks):
+            h.update(self.storage.get(self._chunk(cid, i)))
+        if h.digest() != m.file_sha256:  # chunk hashes are short: the whole-file check decides
+            self.remove(cid)
+            raise files.FileError("file does not match its SHA-256; discarded")
+        self.state[cid][0] |= _COMPLETE
+        self._save_state(cid)
+
+    # ---- reading -----------------------------------------------------------
+
+    def complete(self, cid):
+        st = self.state.get(cid)
+        return st is not None and bool(st[0] & _COMPLETE)
+
+    def missing(self, cid):
+        # chunk indices still to fetch (all of them for an unknown file: None)
+        m = self.manifests.get(cid)
+        if m is None:
+            return None
+        return [i for i in range(m.chunks) if self.storage.get(self._chunk(cid, i)) is None]
+
+    def read_chunk(self, cid, index):
+        data = self.storage.get(self._chunk(cid, index))
+        if data is not None:
+            self._touch(cid)
+        return data
+
+    def holdings(self):
+        return [cid for cid, st in self.state.items() if st[0] & _COMPLETE]
+
+    def used_bytes(self):
+        return sum(st[2] for st in self.state.values())
+
+    # ---- room --------------------------------------------------------------
+
+    def remove(self, cid):
+        m = self.manifests.pop(cid, None)
+        if m is not None:
+            for i in range(m.chunks):
+                self.storage.delete(self._chunk(cid, i))
+        for suffix in ("s", "m"):
+            self.storage.delete("f" + _hex(cid) + suffix)
+        self.state.pop(cid, None)
+
+    def _make_room(self, need, keep):
+        while self.used_bytes() + need > self.quota_bytes:
+            victim = None
+            for cid, st in self.state.items():
+                if cid == keep or st[0] & (_OWN | _PINNED):
+                    continue
+                if victim is None or st[1] < self.state[victim][1]:
+                    victim = cid
+            if victim is None:
+                raise files.FileError("file store full (%d of %d bytes, nothing evictable)"
+                                      % (self.used_bytes(), self.quota_bytes))
+            self.remove(victim)
