@@ -4,19 +4,7 @@ from pollen import files
 from pollen.files import FileError
 
 from .fakemesh import XorShift
-
-
-def _data(n, seed=1):
-    r = XorShift(seed)
-    return bytes(r.getrandbits(8) for _ in range(n))
-
-
-def _raises(fn, *args):
-    try:
-        fn(*args)
-    except FileError as e:
-        return str(e)
-    raise AssertionError("no FileError")
+from .util import random_bytes as _data, file_error as _raises
 
 
 def test_manifest_round_trip_and_chunks_verify():

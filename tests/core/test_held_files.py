@@ -1,24 +1,10 @@
 # Files held by a node: partials that survive a restart, verification,
 # quota with least-recently-used eviction. CPython and MicroPython.
 from pollen import files
-from pollen.files import FileError
 from pollen.held_files import HeldFiles
 from pollen.storage import MemoryStorage
 
-from .fakemesh import XorShift
-
-
-def _data(n, seed=1):
-    r = XorShift(seed)
-    return bytes(r.getrandbits(8) for _ in range(n))
-
-
-def _refused(fn, *args):
-    try:
-        fn(*args)
-    except FileError as e:
-        return str(e)
-    raise AssertionError("no FileError")
+from .util import random_bytes as _data, file_error as _refused
 
 
 def test_own_file_is_complete_and_readable():

@@ -1,0 +1,18 @@
+# Small helpers shared by the core tests (CPython and MicroPython alike).
+from pollen.files import FileError
+
+from .fakemesh import XorShift
+
+
+def random_bytes(n, seed=1):
+    r = XorShift(seed)
+    return bytes(r.getrandbits(8) for _ in range(n))
+
+
+def file_error(fn, *args):
+    # the FileError message fn(*args) raises; fails the test if it raises none
+    try:
+        fn(*args)
+    except FileError as e:
+        return str(e)
+    raise AssertionError("no FileError")
