@@ -13,6 +13,7 @@
 # content id = first 16 bytes of SHA-256(manifest), shown as 26 base32 letters.
 import hashlib
 from pollen._compat import const
+from pollen.wire import u32, be32
 
 MANIFEST_VERSION = const(1)
 CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
@@ -37,10 +38,6 @@ def chunk_of(data, index, chunk_bytes=CHUNK_BYTES):
     return data[index * chunk_bytes:(index + 1) * chunk_bytes]
 
 
-def _u32(v):
-    return bytes(((v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
-
-
 def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK_BYTES,
                   max_bytes=MAX_FILE_BYTES):
     # Raises FileError on local misuse: over the size limit, names too long.
@@ -60,9 +57,9 @@ def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK
     out += n
     out.append(len(m))
     out += m
-    out += _u32(len(data))
+    out += be32(len(data))
     out += bytes(((chunk_bytes >> 8) & 0xFF, chunk_bytes & 0xFF))
-    out += _u32(author) + _u32(created_s) + _sha(data)
+    out += be32(author) + be32(created_s) + _sha(data)
     for i in range(chunk_count(len(data), chunk_bytes)):
         out += _sha(chunk_of(data, i, chunk_bytes))[:_SHORT]
     return bytes(out)
@@ -110,10 +107,10 @@ def parse_manifest(raw, max_bytes=MAX_FILE_BYTES):
         m = raw[i]
         media = bytes(raw[i + 1:i + 1 + m]).decode()
         i += 1 + m
-        size = (raw[i] << 24) | (raw[i + 1] << 16) | (raw[i + 2] << 8) | raw[i + 3]
+        size = u32(raw, i)
         chunk = (raw[i + 4] << 8) | raw[i + 5]
-        author = (raw[i + 6] << 24) | (raw[i + 7] << 16) | (raw[i + 8] << 8) | raw[i + 9]
-        created = (raw[i + 10] << 24) | (raw[i + 11] << 16) | (raw[i + 12] << 8) | raw[i + 13]
+        author = u32(raw, i + 6)
+        created = u32(raw, i + 10)
         sha = bytes(raw[i + 14:i + 46])
         i += 46
     except (IndexError, UnicodeError):

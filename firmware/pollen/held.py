@@ -9,6 +9,7 @@
 #   6     attempts made
 #   7..   the sealed frame as it first went on air (stays encrypted at rest)
 from pollen._compat import const
+from pollen.wire import u32, be32
 
 _REC_VERSION = const(1)
 _PREFIX = "h"
@@ -36,9 +37,8 @@ def encode(h, now_ms):
     left = max(0, h.expires_ms - now_ms)
     if left > 0xFFFFFFFF:
         left = 0xFFFFFFFF
-    return bytes((_REC_VERSION, 1 if h.own else 0, (left >> 24) & 0xFF,
-                  (left >> 16) & 0xFF, (left >> 8) & 0xFF, left & 0xFF,
-                  min(h.attempts, 255))) + h.frame
+    return (bytes((_REC_VERSION, 1 if h.own else 0)) + be32(left)
+            + bytes((min(h.attempts, 255),)) + h.frame)
 
 
 def decode(name, data, now_ms):
@@ -51,7 +51,7 @@ def decode(name, data, now_ms):
         key = int(name[1:], 16)
     except ValueError:
         return None
-    left = (data[2] << 24) | (data[3] << 16) | (data[4] << 8) | data[5]
+    left = u32(data, 2)
     return key, bool(data[1] & 1), now_ms + left, data[6], bytes(data[7:])
 
 

@@ -10,6 +10,7 @@
 import hashlib
 from pollen import files
 from pollen._compat import const
+from pollen.wire import u32, be32
 
 _OWN = const(1)
 _PINNED = const(2)
@@ -31,7 +32,8 @@ class HeldFiles:
         self._load()
 
     def _load(self):
-        for name in self.storage.names():
+        names = set(self.storage.names())
+        for name in names:
             if name[:1] == "f" and name[-1:] == "s" and len(name) == 34:
                 try:
                     cid = bytes(int(name[1 + 2 * i:3 + 2 * i], 16) for i in range(16))
@@ -40,11 +42,13 @@ class HeldFiles:
                     st = self.storage.get(name)
                 except (ValueError, TypeError):
                     continue  # damaged: left for the next put to replace
+                if st is None or len(st) != 5:
+                    continue
                 held = 0
-                for i in range(m.chunks):
-                    if self.storage.get(self._chunk(cid, i)) is not None:
+                for i in range(m.chunks):  # which chunks are there, without reading them
+                    if self._chunk(cid, i) in names:
                         held += 1
-                use = (st[1] << 24) | (st[2] << 16) | (st[3] << 8) | st[4]
+                use = u32(st, 1)
                 self.state[cid] = [st[0], use, held * m.chunk_bytes]
                 self.manifests[cid] = m
                 self.clock = max(self.clock, use)
@@ -56,8 +60,7 @@ class HeldFiles:
 
     def _save_state(self, cid):
         flags, use, _ = self.state[cid]
-        self.storage.put("f" + _hex(cid) + "s", bytes((flags, (use >> 24) & 0xFF, (use >> 16) & 0xFF,
-                                                        (use >> 8) & 0xFF, use & 0xFF)))
+        self.storage.put("f" + _hex(cid) + "s", bytes((flags,)) + be32(use))
 
     def _touch(self, cid):
         self.clock += 1
@@ -134,7 +137,8 @@ class HeldFiles:
         m = self.manifests.get(cid)
         if m is None:
             return None
-        return [i for i in range(m.chunks) if self.storage.get(self._chunk(cid, i)) is None]
+        names = set(self.storage.names())
+        return [i for i in range(m.chunks) if self._chunk(cid, i) not in names]
 
     def read_chunk(self, cid, index):
         data = self.storage.get(self._chunk(cid, index))

@@ -84,7 +84,7 @@ class Node(Flooding, Custody):
         # with it the cipher's nonce) is never used twice, across restarts too
         rec = self.storage.get(_ID_RECORD)
         if rec is not None and len(rec) == 4:
-            self.next_id = (rec[0] << 24) | (rec[1] << 16) | (rec[2] << 8) | rec[3]
+            self.next_id = wire.u32(rec, 0)
         else:
             self.next_id = self.rng.getrandbits(32)
         self._reserve_ids()
@@ -293,8 +293,7 @@ class Node(Flooding, Custody):
         if len(f.payload) != 4:
             self._drop("field")
             return
-        acked = (f.dest << 32) | ((f.payload[0] << 24) | (f.payload[1] << 16)
-                                  | (f.payload[2] << 8) | f.payload[3])
+        acked = (f.dest << 32) | wire.u32(f.payload, 0)
         self.acked.add(acked)
         job = self.jobs.get(acked)
         if job is not None:
@@ -320,12 +319,9 @@ class Node(Flooding, Custody):
                                       "rssi_dbm": rssi_dbm, "snr_db": snr_db}))
 
     def _send_ack(self, f, via, now_ms):
-        msg_id = f.msg_id
         # an ack may come back a longer way than the message went: full hop limit
         a = Frame(ACK, 0, wire.MAX_HOPS, 0, self.id, f.origin, self._new_id(),
-                  (via or 0) & 0xFF, self.low,
-                  bytes(((msg_id >> 24) & 0xFF, (msg_id >> 16) & 0xFF,
-                         (msg_id >> 8) & 0xFF, msg_id & 0xFF)))
+                  (via or 0) & 0xFF, self.low, wire.be32(f.msg_id))
         if via is not None and f.hops > 0:
             self.routes.learn(f.origin, via, f.hops + 1, now_ms)
         data = wire.pack(a, self.key)
@@ -467,8 +463,7 @@ class Node(Flooding, Custody):
     def _reserve_ids(self):
         # persist the end of the next block: one storage write per _ID_BLOCK ids
         end = (self.next_id + _ID_BLOCK) & 0xFFFFFFFF
-        self.storage.put(_ID_RECORD, bytes(((end >> 24) & 0xFF, (end >> 16) & 0xFF,
-                                            (end >> 8) & 0xFF, end & 0xFF)))
+        self.storage.put(_ID_RECORD, wire.be32(end))
         self.id_limit = end
 
     def _airtime_us(self, frame_bytes):

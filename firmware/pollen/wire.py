@@ -58,15 +58,13 @@ class Frame:
         return (self.origin << 32) | self.msg_id
 
 
-def _u32(b, i):
+# Big-endian 32-bit fields, for every record and payload of the core.
+def u32(b, i):
     return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
 
 
-def _put32(buf, i, v):
-    buf[i] = (v >> 24) & 0xFF
-    buf[i + 1] = (v >> 16) & 0xFF
-    buf[i + 2] = (v >> 8) & 0xFF
-    buf[i + 3] = v & 0xFF
+def be32(v):
+    return bytes(((v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
 
 
 def _nonce(header):
@@ -83,9 +81,9 @@ def pack(f, key):
     h = bytearray(HEADER_BYTES)
     h[0] = (VERSION << 4) | (f.ftype & 0x0F)
     h[1] = (f.flags & 0xC0) | (f.hop_limit << 3) | f.hops
-    _put32(h, 2, f.origin)
-    _put32(h, 6, f.dest)
-    _put32(h, 10, f.msg_id)
+    h[2:6] = be32(f.origin)
+    h[6:10] = be32(f.dest)
+    h[10:14] = be32(f.msg_id)
     h[14] = f.next_hop & 0xFF
     h[15] = f.relayer & 0xFF
     body = bytes(h) + key.ctr(_nonce(h), f.payload)
@@ -112,8 +110,8 @@ def unpack(data, key):
     if hops > hop_limit:
         return None, R_FIELD
     payload = key.ctr(_nonce(data), body[HEADER_BYTES:])
-    return Frame(ftype, data[1] & 0xC0, hop_limit, hops, _u32(data, 2),
-                 _u32(data, 6), _u32(data, 10), data[14], data[15], payload), None
+    return Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
+                 u32(data, 6), u32(data, 10), data[14], data[15], payload), None
 
 
 def relayed(data, hops, next_hop, relayer, key):

@@ -5,6 +5,7 @@
 #   await radio.receive() -> (frame, rssi_dbm, snr_db)
 #   radio.on_busy = fn(airtime_ms)     called when another transmission starts
 import socket
+from pollen.wire import be32
 from asyncio import core
 
 
@@ -14,8 +15,7 @@ class UdpRadio:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
         self.sock.setblocking(False)
-        self.hello = b"H" + bytes(((node_id >> 24) & 0xFF, (node_id >> 16) & 0xFF,
-                                   (node_id >> 8) & 0xFF, node_id & 0xFF))
+        self.hello = b"H" + be32(node_id)
         self.sock.sendto(self.hello, self.medium)
         self.on_busy = None
 
