@@ -7,12 +7,15 @@ an unplug in the middle leaves the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 
 from mpremote.transport import TransportError as _MpError
 from mpremote.transport import TransportExecError as _MpExecError
 
 CHUNK_BYTES = 1024
+_MISSING = (errno.ENOENT,)
+_EXISTS = (errno.EEXIST,)
 
 
 class BoardError(RuntimeError):
@@ -85,32 +88,35 @@ class Board:
 
     # ---- files --------------------------------------------------------------
 
+    def _fs(self, what: str, path: str, op, *args, missing=_MISSING):
+        """Run one of mpremote's file operations; board errors become BoardError."""
+        try:
+            return op(path, *args)
+        except OSError as e:
+            if e.errno in missing:
+                return None
+            raise BoardError(f"{self.port}: {what} {path} failed ({e.strerror or e})") from None
+        except _MpError as e:
+            raise BoardError(f"{self.port}: lost the connection ({e}); plug it in and run again") from None
+
     def sha256(self, path: str) -> str | None:
-        """Hex SHA-256 of a file on the board, or None if it is not there."""
-        code = ("import hashlib\ntry:\n f=open(%r,'rb')\nexcept OSError:\n print('None')\nelse:\n"
-                " h=hashlib.sha256()\n b=bytearray(512)\n while True:\n  n=f.readinto(b)\n"
-                "  if not n: break\n  h.update(b[:n])\n f.close()\n"
-                " print(''.join('%%02x'%%x for x in h.digest()))" % path)
-        out = self.exec(code).strip()
-        return None if out == "None" else out
+        """Hex SHA-256 of a file on the board (hashed there), or None if it is not there."""
+        digest = self._fs("hashing", path, self.t.fs_hashfile, "sha256", 512)
+        return None if digest is None else digest.hex()
 
     def makedirs(self, path: str):
         parts = [p for p in path.split("/") if p]
         for i in range(1, len(parts) + 1):
-            d = "/".join(parts[:i])
-            self.exec(f"import os\ntry:\n os.mkdir({d!r})\nexcept OSError:\n pass")
+            self._fs("making folder", "/".join(parts[:i]), self.t.fs_mkdir, missing=_EXISTS)
 
     def write_atomic(self, path: str, data: bytes, progress=None):
         """Write data to path on the board: temporary file, then rename."""
         if "/" in path:
             self.makedirs(path.rsplit("/", 1)[0])
         tmp = path + ".tmp"
-        self.exec(f"f=open({tmp!r},'wb')\nw=f.write")
-        for i in range(0, len(data), CHUNK_BYTES):
-            self.exec(f"w({data[i:i + CHUNK_BYTES]!r})")
-            if progress:
-                progress(min(len(data), i + CHUNK_BYTES))
-        self.exec(f"f.close()\nimport os\nos.rename({tmp!r},{path!r})")
+        self._fs("writing", tmp, self.t.fs_writefile, data, CHUNK_BYTES,
+                 (lambda done, total: progress(done)) if progress else None, missing=())
+        self.exec(f"import os\nos.rename({tmp!r},{path!r})")
         got = self.sha256(path)
         want = hashlib.sha256(data).hexdigest()
         if got != want:
@@ -118,13 +124,10 @@ class Board:
                              "run again")
 
     def read(self, path: str) -> bytes | None:
-        try:
-            return self.t.fs_readfile(path)
-        except (_MpExecError, OSError):
-            return None
+        return self._fs("reading", path, self.t.fs_readfile)
 
     def remove(self, path: str):
-        self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass")
+        self._fs("removing", path, self.t.fs_rmfile)
 
     def version(self) -> tuple[str, tuple[int, int]]:
         """(MicroPython version 'x.y.z', .mpy version (major, minor)) of the board."""
