@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pollen_controller.files_atomic import write_atomic
+
 DEFAULT_INDEX = "https://micropython.org/pi/v2"
 MPY_MAJOR = 6
 
@@ -42,13 +44,6 @@ def _get(url: str, timeout_s: float = 20) -> bytes:
                         "once — run it while online, then flash offline") from None
 
 
-def _write_atomic(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def fetch(packages: list[str], cache: Path | None = None, index: str = DEFAULT_INDEX) -> list[str]:
     """Download packages (and their dependencies) into the cache; returns all names."""
     cache = Path(cache or default_cache())
@@ -66,8 +61,8 @@ def fetch(packages: list[str], cache: Path | None = None, index: str = DEFAULT_I
             data = _get(f"{index}/file/{short[:2]}/{short}")
             if _short(data) != short:
                 raise DepsError(f"{name}: {path} does not match its hash {short}; try again")
-            _write_atomic(target, data)
-        _write_atomic(cache / "packages" / f"{name}.json", json.dumps(meta).encode())
+            write_atomic(target, data)
+        write_atomic(cache / "packages" / f"{name}.json", json.dumps(meta))
         done.append(name)
         todo.extend(dep for dep, _ in meta.get("deps", ()))
     return done

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from pollen_controller.files_atomic import write_atomic
 from pollen_controller.firmware import compile_firmware
 from pollen_controller.medium import Medium
 
@@ -63,10 +64,7 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def write_config(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / "config.json.tmp"
-        tmp.write_text(json.dumps(self.config, indent=1))
-        os.replace(tmp, self.folder / "config.json")
+        write_atomic(self.folder / "config.json", json.dumps(self.config, indent=1))
 
     def start(self):
         self.write_config()

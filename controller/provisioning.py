@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from pollen.airtime import PRESETS
 from pollen.region import REGIONS
 from pollen.settings import ConfigError, Settings
 from pollen_controller.build import MANIFEST, load_manifest
+from pollen_controller.files_atomic import write_atomic
 from pollen_controller.transport import Board, BoardError
 
 NETWORK_VERSION = 1
@@ -61,11 +61,7 @@ def check_network(net, source: str) -> dict:
 
 
 def save_network(net: dict, path: Path):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(net, indent=1) + "\n")
-    os.chmod(tmp, 0o600)  # it holds the community's key
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(net, indent=1) + "\n", mode=0o600)  # it holds the key
 
 
 def load_network(path: Path) -> dict:
