@@ -6,14 +6,17 @@
 #             (least significant first) asks for chunk first + k
 #   MANIFEST  cid (16) | part (1) | parts (1) | bytes (1..200): the manifest
 #             in 200-byte parts (a 64 KiB file's manifest is about 1.4 KB)
-#   CATALOG   entries of cid prefix (6) | size in KiB, rounded up (1, 255 = more)
+#   CATALOG   entries of cid (16) | size in KiB, rounded up (1, 255 = more) |
+#             hops to the nearest holder (1, 0 = the sender holds it) |
+#             name length (1) | name (UTF-8, at most 24 bytes, cut short)
 from pollen._compat import const
 
 CID_BYTES = const(16)
 PART_BYTES = const(200)
 MAX_WANT_BITMAP = const(32)   # a window of 256 chunks
-CATALOG_ENTRY = const(7)
-CATALOG_PREFIX = const(6)
+CATALOG_FIXED = const(19)      # cid, size, hops, name length
+CATALOG_NAME_BYTES = const(24)
+MAX_CATALOG_BYTES = const(231)  # a frame's whole payload
 
 
 def _idx(b, i):
@@ -57,9 +60,15 @@ def unpack_want(p):
 
 
 def manifest_parts(cid, raw):
-    count = (len(raw) + PART_BYTES - 1) // PART_BYTES
-    return [bytes(cid) + bytes((i, count)) + raw[i * PART_BYTES:(i + 1) * PART_BYTES]
-            for i in range(count)]
+    return [manifest_part(cid, raw, i) for i in range(part_count(raw))]
+
+
+def part_count(raw):
+    return (len(raw) + PART_BYTES - 1) // PART_BYTES
+
+
+def manifest_part(cid, raw, i):
+    return bytes(cid) + bytes((i, part_count(raw))) + raw[i * PART_BYTES:(i + 1) * PART_BYTES]
 
 
 def unpack_manifest_part(p):
@@ -71,17 +80,44 @@ def unpack_manifest_part(p):
     return bytes(p[:CID_BYTES]), part, parts, bytes(p[CID_BYTES + 2:])
 
 
-def pack_catalog(entries):
-    # entries: [(cid, size_bytes)]; as many as fit one frame's payload
+def _cut_utf8(b, n):
+    # at most n bytes of UTF-8 text b, not cutting a character in two
+    if len(b) <= n:
+        return b
+    while n > 0 and b[n] & 0xC0 == 0x80:
+        n -= 1
+    return b[:n]
+
+
+def pack_catalog(entries, room=MAX_CATALOG_BYTES):
+    # entries: [(cid, size_bytes, hops, name)], as many as fit `room` bytes;
+    # returns (payload, how many entries went in)
     out = bytearray()
-    for cid, size in entries:
+    n = 0
+    for cid, size, hops, name in entries:
+        nb = _cut_utf8(name.encode(), CATALOG_NAME_BYTES)
+        if len(out) + CATALOG_FIXED + len(nb) > room:
+            break
         kib = (size + 1023) // 1024
-        out += bytes(cid[:CATALOG_PREFIX]) + bytes((kib if kib < 255 else 255,))
-    return bytes(out)
+        out += bytes(cid) + bytes((kib if kib < 255 else 255, hops, len(nb))) + nb
+        n += 1
+    return bytes(out), n
 
 
 def unpack_catalog(p):
-    if not p or len(p) % CATALOG_ENTRY:
-        return None
-    return [(bytes(p[i:i + CATALOG_PREFIX]), p[i + CATALOG_PREFIX])
-            for i in range(0, len(p), CATALOG_ENTRY)]
+    # -> [(cid, size_kib, hops, name)] or None if the payload does not parse
+    out = []
+    i = 0
+    while i < len(p):
+        if i + CATALOG_FIXED > len(p):
+            return None
+        n = p[i + CID_BYTES + 2]
+        if n > CATALOG_NAME_BYTES or i + CATALOG_FIXED + n > len(p):
+            return None
+        try:
+            name = bytes(p[i + CATALOG_FIXED:i + CATALOG_FIXED + n]).decode()
+        except UnicodeError:
+            return None
+        out.append((bytes(p[i:i + CID_BYTES]), p[i + CID_BYTES], p[i + CID_BYTES + 1], name))
+        i += CATALOG_FIXED + n
+    return out if out else None

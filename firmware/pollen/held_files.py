@@ -26,7 +26,7 @@ class HeldFiles:
     def __init__(self, storage, quota_bytes=262144):
         self.storage = storage
         self.quota_bytes = quota_bytes
-        self.state = {}     # cid -> [flags, last_use, bytes held]
+        self.state = {}     # cid -> [flags, last_use, bytes held, chunk bitmap]
         self.manifests = {}  # cid -> Manifest (small: parsed once)
         self.clock = 0
         self._load()
@@ -45,11 +45,13 @@ class HeldFiles:
                 if st is None or len(st) != 5:
                     continue
                 held = 0
+                bits = bytearray((m.chunks + 7) // 8)
                 for i in range(m.chunks):  # which chunks are there, without reading them
                     if self._chunk(cid, i) in names:
                         held += 1
+                        bits[i >> 3] |= 1 << (i & 7)
                 use = u32(st, 1)
-                self.state[cid] = [st[0], use, held * m.chunk_bytes]
+                self.state[cid] = [st[0], use, held * m.chunk_bytes, bits]
                 self.manifests[cid] = m
                 self.clock = max(self.clock, use)
 
@@ -59,7 +61,7 @@ class HeldFiles:
         return "f" + _hex(cid) + "c%d" % i
 
     def _save_state(self, cid):
-        flags, use, _ = self.state[cid]
+        flags, use = self.state[cid][0], self.state[cid][1]
         self.storage.put("f" + _hex(cid) + "s", bytes((flags,)) + be32(use))
 
     def _touch(self, cid):
@@ -89,7 +91,7 @@ class HeldFiles:
         cid = m.cid
         if cid not in self.state:
             self.storage.put("f" + _hex(cid) + "m", m.raw)
-            self.state[cid] = [0, 0, 0]
+            self.state[cid] = [0, 0, 0, bytearray((m.chunks + 7) // 8)]
             self.manifests[cid] = m
         st = self.state[cid]
         st[0] |= (_OWN if own else 0) | (_PINNED if pinned else 0)
@@ -105,13 +107,14 @@ class HeldFiles:
             raise files.FileError("unknown content id")
         if not m.chunk_ok(index, data):
             raise files.FileError("chunk %d does not match its hash" % index)
-        name = self._chunk(cid, index)
-        if self.storage.get(name) is not None:
+        if self.has_chunk(cid, index):
             return False
         self._make_room(m.chunk_bytes, cid)
-        self.storage.put(name, data)
-        self.state[cid][2] += m.chunk_bytes
-        if self.state[cid][2] >= m.chunks * m.chunk_bytes:
+        self.storage.put(self._chunk(cid, index), data)
+        st = self.state[cid]
+        st[2] += m.chunk_bytes
+        st[3][index >> 3] |= 1 << (index & 7)
+        if st[2] >= m.chunks * m.chunk_bytes:
             self._finish(cid)
         return True
 
@@ -137,8 +140,23 @@ class HeldFiles:
         m = self.manifests.get(cid)
         if m is None:
             return None
-        names = set(self.storage.names())
-        return [i for i in range(m.chunks) if self._chunk(cid, i) not in names]
+        return [i for i in range(m.chunks) if not self.has_chunk(cid, i)]
+
+    def has_chunk(self, cid, index):
+        st = self.state.get(cid)
+        return st is not None and 0 <= index < len(st[3]) * 8 \
+            and bool(st[3][index >> 3] & (1 << (index & 7)))
+
+    def chunks_held(self, cid):
+        st = self.state.get(cid)
+        m = self.manifests.get(cid)
+        return st[2] // m.chunk_bytes if st is not None and m is not None else 0
+
+    def pin(self, cid):
+        # a file the user fetched: kept like our own, never evicted
+        if cid in self.state:
+            self.state[cid][0] |= _PINNED
+            self._save_state(cid)
 
     def read_chunk(self, cid, index):
         data = self.storage.get(self._chunk(cid, index))

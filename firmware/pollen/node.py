@@ -10,8 +10,10 @@
 #
 # Actions are tuples: ("tx", frame) transmit now; ("received", info) a message
 # for the app; ("delivered", info) our unicast was acknowledged; ("expired",
-# info) a held message ran out of lifetime. The caller owns radio, clock,
-# storage and randomness; nothing here blocks or raises on input from the air.
+# info) a held message ran out of lifetime; ("fetch_progress" | "fetched" |
+# "fetch_failed", info) a file fetch (node.fetch, see sharing.py) moved on.
+# The caller owns radio, clock, storage and randomness; nothing here blocks
+# or raises on input from the air.
 from pollen import wire
 from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
 from pollen.crypto import NetworkKey
@@ -24,6 +26,7 @@ from pollen.posts import RecentPosts
 from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED, MAX_JOBS
 from pollen.flooding import Flooding
 from pollen.custody import Custody
+from pollen.sharing import Sharing
 
 _BEACON_NEIGHBOURS = 32  # most neighbours a beacon lists
 _ID_BLOCK = 256          # message ids reserved in storage at a time
@@ -31,7 +34,7 @@ _ID_RECORD = "ids"
 _BEACON_JOB = 0          # the job key of our beacon (message keys are never 0)
 
 
-class Node(Flooding, Custody):
+class Node(Flooding, Custody, Sharing):
     def __init__(self, settings, storage, rng):
         if not isinstance(settings, Settings):
             settings = Settings(settings)
@@ -71,8 +74,10 @@ class Node(Flooding, Custody):
                          "cancelled": 0, "retries": 0, "delivered": 0,
                          "originated": 0, "held": 0, "expired": 0, "deferred": 0,
                          "repaired": 0, "offered": 0, "released": 0,
-                         "queue_full": 0, "internal": 0}
+                         "queue_full": 0, "internal": 0, "chunks_sent": 0,
+                         "chunks_stored": 0, "wants": 0, "catalogs": 0}
         self.drops = {}
+        self._init_sharing()
 
     # ---- inputs -------------------------------------------------------------
 
@@ -88,6 +93,7 @@ class Node(Flooding, Custody):
         else:
             self.next_id = self.rng.getrandbits(32)
         self._reserve_ids()
+        self._start_sharing(now_ms)
 
     def send(self, dest, text, now_ms, hop_limit=None):
         # Accept a message from the app. Raises ValueError on misuse (too long,
@@ -128,6 +134,8 @@ class Node(Flooding, Custody):
 
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
         self.counters["rx"] += 1
+        if self.fetches:
+            self._hold_windows(self._airtime_us(len(data)) // 1000)
         f, reason = wire.unpack(data, self.key)
         if f is None:
             self._drop(reason)
@@ -174,12 +182,16 @@ class Node(Flooding, Custody):
             "held": len(self.held), "queue": len(self.jobs),
             "airtime_ms": self.duty.total_us // 1000,
             "duty_headroom_pct": round(self.duty.headroom_per_mille(now_ms) / 10, 1),
+            "files": self._sharing_status(now_ms),
         }
 
     # ---- frame handling -----------------------------------------------------
 
     def _handle(self, f, data, rssi_dbm, snr_db, now_ms):
         via = self._learn(f, rssi_dbm, snr_db, now_ms)
+        if f.ftype >= wire.CATALOG:
+            self._on_file_frame(f, via, now_ms)  # the shared commons: sharing.py
+            return
         key = f.key()
         if f.ftype == BEACON:
             self._on_beacon(f, now_ms)
@@ -345,6 +357,7 @@ class Node(Flooding, Custody):
         if now_ms >= self.next_beacon_ms:
             self._beacon(now_ms)
         self._held_timers(now_ms)
+        self._file_timers(now_ms)
         for job in list(self.jobs.values()):
             if job.watch_ms is not None and now_ms >= job.watch_ms:
                 self._watch_done(job, now_ms)
@@ -392,6 +405,8 @@ class Node(Flooding, Custody):
         self.duty.record(now_ms, air_us)
         air_ms = air_us // 1000 + 1
         self.busy_until_ms = now_ms + air_ms
+        if self.fetches:
+            self._hold_windows(air_ms)
         self.counters["tx"] += 1
         if best.hops > 0 or best.kind == J_STORED:
             self.counters["relayed"] += 1
@@ -427,6 +442,7 @@ class Node(Flooding, Custody):
             # a retry is only due once the previous attempt has left the queue
             if h.retry_ms is not None and h.retry_ms < t and h.key not in self.jobs:
                 t = h.retry_ms
+        t = self._file_wake(t)
         if t < self.busy_until_ms:
             t = self.busy_until_ms
         self.next_wake_ms = max(t, now_ms)

@@ -28,6 +28,14 @@ _INTS = {
     "route_capacity": (64, 4, 1024),
     "route_expiry_ms": (1800000, 1000, 86400000),
     "repair_window_ms": (600000, 0, 86400000),
+    # the shared commons (sharing.py)
+    "max_file_bytes": (65536, 1024, 262144),
+    "file_quota_bytes": (262144, 0, 16777216),
+    "catalog_share_per_mille": (10, 0, 100),
+    "catalog_capacity": (64, 4, 1024),
+    "catalog_expiry_ms": (3600000, 1000, 7 * 86400000),
+    "fetch_window": (16, 1, 64),
+    "fetch_patience_ms": (600000, 1000, 86400000),
 }
 FIELDS = ("node_id", "name", "network_key", "region", "preset") + tuple(_INTS)
 

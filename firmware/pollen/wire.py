@@ -23,12 +23,20 @@ BEACON = const(1)  # neighbour discovery, never relayed; payload: name, neighbou
 POST = const(2)    # broadcast text, flooded
 MSG = const(3)     # unicast text, acknowledged end to end
 ACK = const(4)     # payload: acknowledged message id (4 bytes)
-TYPES = (BEACON, POST, MSG, ACK)
-TYPE_NAMES = {BEACON: "beacon", POST: "post", MSG: "msg", ACK: "ack"}
+# The shared commons (sharing.py; payloads in file_wire.py): one hop each,
+# hop limit 0, never relayed as such.
+CATALOG = const(5)  # files we hold or know of, with hops to the nearest holder
+WANT = const(6)     # a window of chunks (or manifest parts) asked of next_hop
+CHUNK = const(7)    # one chunk of a file, for whoever wants it
+PART = const(8)     # one part of a file's manifest
+TYPES = (BEACON, POST, MSG, ACK, CATALOG, WANT, CHUNK, PART)
+TYPE_NAMES = {BEACON: "beacon", POST: "post", MSG: "msg", ACK: "ack",
+              CATALOG: "catalog", WANT: "want", CHUNK: "chunk", PART: "part"}
 
 F_WANT_ACK = const(0x80)
 F_STORED = const(0x40)  # this copy was held by a node and sent on later
 F_FRESH = const(0x40)   # on a BEACON: the node's first since it started
+F_PARTS = const(0x40)   # on a WANT: the bitmap asks for manifest parts, not chunks
 
 # Reasons a frame is dropped; the node counts each.
 R_SHORT = "short"

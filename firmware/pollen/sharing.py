@@ -1,0 +1,636 @@
+# The shared commons, part of Node: catalog gossip, and serving and fetching
+# content-addressed files (files.py) between neighbours. Every file frame
+# goes one hop (hop limit 0). A fetch travels hop by hop: a node asked for
+# chunks it lacks fetches them itself from its own best source into its
+# bounded cache and passes each on as it arrives, so popular files spread
+# towards where they are asked for. Frames (payloads in file_wire.py):
+#   CATALOG  files we hold or know of, with hops to the nearest holder:
+#            gossip within a bounded share of airtime, and the answer to a query
+#   WANT     a window of chunks (or manifest parts, flag F_PARTS) asked of the
+#            neighbour named by next_hop; next_hop 0 is a query: "who has it?"
+#   CHUNK    one chunk, broadcast: the asker and anyone else fetching it keep it
+#   PART     one part of a manifest
+# A node that overhears a WANT for someone else keeps quiet while the answer
+# is on air (virtual carrier sense): its neighbour is receiving, and a
+# transmission of ours would collide there.
+from pollen import wire, files, file_wire
+from pollen.wire import Frame, BROADCAST, CATALOG, WANT, CHUNK, PART, F_PARTS
+from pollen.jobs import Job, J_ONCE, MAX_JOBS
+from pollen.files import FileError, cid_str
+from pollen.held_files import HeldFiles
+from pollen.catalog import Catalog, MAX_HOPS
+from pollen._compat import const
+
+_SERVE_JOB = const(1)     # job keys (message keys are never this small)
+_WANT_JOB = const(2)
+_CATALOG_JOB = const(3)
+_MAX_FETCHES = const(4)   # files fetched at once (the user's and for neighbours)
+_MAX_SERVING = const(8)   # files being sent at once
+_FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
+_MAX_QUERIES = const(3)   # "who has it?" asked this often before giving up
+_MAX_STRIKES = const(2)   # windows a source may leave unanswered
+_NAV_CHUNKS = const(16)   # most answer frames an overheard WANT keeps us quiet for
+_FRAME_EXTRA = const(24)  # header and tag around a payload
+_CHUNK_HEAD = const(18)   # content id and index before a chunk's data
+_Q = "q"                  # record "q<cid hex>": a fetch the user asked for
+
+
+class Fetch:
+    # One file being fetched: for the user (own) or, on a node along the way,
+    # for the neighbours that asked us for chunks we lack (into our cache).
+    def __init__(self, cid, own, now_ms):
+        self.cid = cid
+        self.own = own
+        self.started_ms = now_ms
+        self.progress_ms = now_ms
+        self.parts = {}         # manifest parts so far: index -> bytes
+        self.nparts = 0         # how many there are (0: not known yet)
+        self.windows = {}       # source id -> [indices asked, deadline_ms, any came, parts?, hops]
+        self.owed = set()       # chunks neighbours asked us for that we lack
+        self.owed_parts = False
+        self.askers = set()     # neighbours we serve it to: never our sources for it
+        self.next_ms = now_ms   # when to look at it again
+        self.queries = 0
+        self.reported = -1      # chunks held at the last progress report
+        self.strikes = {}       # source id -> windows it left unanswered
+        self.restarts = 0
+
+
+class Sharing:
+    def _init_sharing(self):
+        s = self.s
+        self.files = HeldFiles(self.storage, s.file_quota_bytes)
+        self.catalog = Catalog(s.catalog_capacity, s.catalog_expiry_ms)
+        self.fetches = {}
+        self.serving = {}      # cid -> [manifest parts to send, chunks to send]
+        self.bad_senders = {}  # neighbour id -> chunks/manifests it sent that failed verification
+        self.cat_dirty = []    # cids to advertise first (new or nearer)
+        self.cat_cursor = 0
+        self.file_chunk_bytes = self._fitting_chunk_bytes()
+        self.chunk_air_ms = self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD
+                                             + self.file_chunk_bytes) // 1000 + 1
+        big = self._airtime_us(wire.MAX_FRAME_BYTES)
+        self.cat_budget_cap_us = 4 * big
+        self.cat_budget_us = big  # a node just started may say what it has once
+        self.cat_budget_at_ms = 0
+        self.next_catalog_ms = 0
+
+    def _fitting_chunk_bytes(self):
+        # the biggest chunk whose frame fits the region's dwell time
+        c = files.CHUNK_BYTES
+        while self.dwell_us and c > 16 and \
+                self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD + c) > self.dwell_us:
+            c -= 8
+        return c
+
+    def _start_sharing(self, now_ms):
+        self.cat_budget_at_ms = now_ms
+        self.next_catalog_ms = now_ms + self.slot_ms + self._rand(self.slot_ms * 8)
+        # fetches the user asked for before a restart go on where they were
+        for name in self.storage.names():
+            if name[:1] == _Q and len(name) == 33:
+                try:
+                    cid = bytes(int(name[1 + 2 * i:3 + 2 * i], 16) for i in range(16))
+                except ValueError:
+                    self.storage.delete(name)
+                    continue
+                if len(self.fetches) < _MAX_FETCHES:
+                    self.fetches[cid] = Fetch(cid, True, now_ms)
+
+    # ---- the app's side ------------------------------------------------------
+
+    def share(self, name, media_type, data, now_ms, created_s=0):
+        # Share a file held in RAM (the simulator, tests). Returns its content id.
+        raw = files.make_manifest(name, media_type, data, self.id, created_s,
+                                  self.file_chunk_bytes, self.s.max_file_bytes)
+        cid = self.share_manifest(raw, now_ms)
+        m = self.files.manifests[cid]
+        for i in range(m.chunks):
+            self.share_chunk(cid, i, files.chunk_of(data, i, m.chunk_bytes), now_ms)
+        return cid
+
+    def share_manifest(self, raw, now_ms):
+        # Begin sharing a file of ours, chunks to follow (share_chunk): a board
+        # never needs the whole file in RAM. Raises FileError naming the problem.
+        m = files.parse_manifest(raw, self.s.max_file_bytes)
+        if m.chunk_bytes > self.file_chunk_bytes:
+            raise FileError("chunk size %d: this node's radio sends chunks of at most %d bytes"
+                            % (m.chunk_bytes, self.file_chunk_bytes))
+        if m.chunks * m.chunk_bytes > self.files.quota_bytes:
+            raise FileError("file is %d bytes; the file store holds %d"
+                            % (m.size_bytes, self.files.quota_bytes))
+        return self.files.begin(raw, own=True)
+
+    def share_chunk(self, cid, index, data, now_ms):
+        # One chunk of a file being shared; True once the file is complete.
+        self.files.put_chunk(cid, index, data)
+        if self.files.complete(cid):
+            self._catalog_dirty(cid, now_ms)
+            return True
+        return False
+
+    def fetch(self, cid, now_ms):
+        # Fetch a file by content id; progress and the outcome come as actions
+        # ("fetch_progress", "fetched", "fetch_failed"). Resumes a partial.
+        if self.files.complete(cid):
+            self.files.pin(cid)
+            self._fetched(cid, now_ms, now_ms)
+            return
+        fe = self.fetches.get(cid)
+        if fe is None:
+            if len(self.fetches) >= _MAX_FETCHES and not self._drop_relay_fetch():
+                raise FileError("already fetching %d files; wait for one to finish"
+                                % len(self.fetches))
+            fe = Fetch(cid, True, now_ms)
+            self.fetches[cid] = fe
+        fe.own = True
+        fe.progress_ms = now_ms
+        fe.next_ms = now_ms
+        self.files.pin(cid)
+        self.storage.put(_Q + _hex(cid), b"")
+
+    def catalog_entries(self, now_ms, search=None):
+        # What this node holds and knows of, for the user: [dict], nearest first.
+        out = {}
+        for cid, m in self.files.manifests.items():
+            complete = self.files.complete(cid)
+            out[cid] = {"cid": cid_str(cid), "name": m.name, "size_bytes": m.size_bytes,
+                        "media_type": m.media_type, "hops": 0 if complete else None,
+                        "holders": 1 if complete else 0, "last_seen_s": 0,
+                        "held": "complete" if complete else "partial",
+                        "chunks": m.chunks, "have": self.files.chunks_held(cid)}
+        self.catalog.expire(now_ms)
+        for cid, e in self.catalog.table.items():
+            src = self.catalog.sources(cid, now_ms)
+            d = out.get(cid)
+            if d is None:
+                d = {"cid": cid_str(cid), "name": e[0], "size_bytes": e[1] * 1024,
+                     "media_type": None, "hops": None, "holders": 0, "held": None}
+                out[cid] = d
+            d["holders"] += len([1 for s in src if s[1] == 0])
+            d["last_seen_s"] = (now_ms - e[2]) // 1000 if d["hops"] != 0 else 0
+            if src and d["hops"] is None:
+                d["hops"] = src[0][1] + 1
+        rows = list(out.values())
+        if search:
+            q = search.lower()
+            rows = [r for r in rows if q in r["name"].lower()]
+        rows.sort(key=lambda r: (r["hops"] if r["hops"] is not None else 99, r["name"]))
+        return rows
+
+    # ---- frames in -------------------------------------------------------------
+
+    def _on_file_frame(self, f, via, now_ms):
+        if f.hops or f.hop_limit or via is None:
+            self._drop("field")  # file frames go one hop, never relayed
+            return
+        t = f.ftype
+        if t == CHUNK:
+            self._on_chunk(f, via, now_ms)
+        elif t == WANT:
+            self._on_want(f, via, now_ms)
+        elif t == PART:
+            self._on_part(f, via, now_ms)
+        else:
+            self._on_catalog(f, via, now_ms)
+
+    def _on_catalog(self, f, via, now_ms):
+        entries = file_wire.unpack_catalog(f.payload)
+        if entries is None:
+            self._drop("field")
+            return
+        for cid, kib, hops, name in entries:
+            if self.files.complete(cid):
+                continue
+            if self.catalog.heard(cid, name, kib, hops, via, now_ms):
+                self._catalog_dirty(cid, now_ms)
+            fe = self.fetches.get(cid)
+            if fe is not None:
+                fe.next_ms = now_ms  # a way to it, perhaps a new one
+
+    def _on_want(self, f, via, now_ms):
+        p = file_wire.unpack_want(f.payload)
+        if p is None:
+            self._drop("field")
+            return
+        cid, idx = p
+        parts = bool(f.flags & F_PARTS)
+        if f.next_hop == 0:
+            # a query: say what we know of it (if anything) in a catalog frame
+            if self.files.complete(cid) or self.catalog.distance(cid, now_ms) is not None:
+                self._catalog_dirty(cid, now_ms)
+            return
+        if f.next_hop != self.low:
+            # our neighbour `via` is about to receive: keep quiet meanwhile
+            n = len(idx) if len(idx) < _NAV_CHUNKS else _NAV_CHUNKS
+            self.channel_busy(now_ms + n * (self.chunk_air_ms + self.slot_ms // 2), now_ms)
+            fe = self.fetches.get(cid)
+            asked = self.neigh.by_low_byte(f.next_hop, now_ms)
+            if fe is not None and asked is not None and asked not in fe.windows:
+                # what it sends reaches us too: no need to ask for it ourselves
+                fe.windows[asked] = [set(idx), now_ms + self._answer_ms(len(idx), 0),
+                                     False, parts, 0]
+            return
+        m = self.files.manifests.get(cid)
+        if parts:
+            if m is not None:
+                n = file_wire.part_count(m.raw)
+                for i in idx:
+                    if i < n:
+                        self._serve(cid, True, i)
+                return
+            fe = self._relay_fetch(cid, via, now_ms)
+            if fe is not None:
+                fe.owed_parts = True
+            return
+        lack = []
+        for i in idx:
+            if m is not None and self.files.has_chunk(cid, i):
+                self._serve(cid, False, i)
+            elif m is None or i < m.chunks:
+                lack.append(i)
+        if lack:
+            fe = self._relay_fetch(cid, via, now_ms)
+            if fe is not None:
+                for i in lack:
+                    fe.owed.add(i)
+
+    def _on_part(self, f, via, now_ms):
+        p = file_wire.unpack_manifest_part(f.payload)
+        if p is None:
+            self._drop("field")
+            return
+        cid, part, parts, data = p
+        fe = self.fetches.get(cid)
+        if fe is None or cid in self.files.manifests:
+            return  # not one we are fetching, or we have its manifest already
+        if fe.nparts and parts != fe.nparts:
+            self._bad(via, "manifest", cid, now_ms)
+            return
+        fe.nparts = parts
+        fe.parts[part] = data
+        self._arrived(fe, True, part, now_ms)
+        if len(fe.parts) < parts:
+            return
+        raw = b"".join(fe.parts[i] for i in range(parts))
+        fe.parts = {}
+        fe.nparts = 0
+        if files.content_id(raw) != cid:
+            self._bad(via, "manifest", cid, now_ms)  # forged or mixed-up parts
+            return
+        try:
+            m = files.parse_manifest(raw, self.s.max_file_bytes)
+            if m.chunks * m.chunk_bytes > self.files.quota_bytes:
+                raise FileError("file is %d bytes; the file store holds %d"
+                                % (m.size_bytes, self.files.quota_bytes))
+            self.files.begin(raw, pinned=fe.own)
+        except FileError as e:
+            # too big for us, or a manifest with our hash that does not parse
+            self._drop("file_size" if "bytes" in str(e) or "range" in str(e) else "manifest")
+            self._end_fetch(fe, now_ms, str(e))
+            return
+        fe.windows = {}
+        if fe.owed_parts:
+            fe.owed_parts = False
+            for i in range(file_wire.part_count(raw)):
+                self._serve(cid, True, i)
+        self._report(fe, now_ms)
+
+    def _on_chunk(self, f, via, now_ms):
+        p = file_wire.unpack_chunk(f.payload)
+        if p is None:
+            self._drop("field")
+            return
+        cid, i, data = p
+        fe = self.fetches.get(cid)
+        if fe is None or cid not in self.files.manifests or self.files.has_chunk(cid, i):
+            return  # not a file we are fetching, or a chunk we have
+        try:
+            self.files.put_chunk(cid, i, data)
+        except FileError as e:
+            e = str(e)
+            if "match its hash" in e:
+                self._bad(via, "chunk_hash", cid, now_ms)
+            elif "SHA-256" in e:
+                # every chunk matched its short hash, the whole file did not:
+                # a forged chunk got through; start again from the manifest
+                self._drop("file_hash")
+                fe.restarts += 1
+                if fe.restarts > 2:
+                    self._end_fetch(fe, now_ms, e)
+                else:
+                    fe.windows = {}
+                    fe.next_ms = now_ms
+            else:
+                self._drop("store_full")
+                self._end_fetch(fe, now_ms, e)
+            return
+        self.counters["chunks_stored"] += 1
+        if i in fe.owed:
+            fe.owed.discard(i)
+            self._serve(cid, False, i)
+        if self.files.complete(cid):
+            self._fetch_complete(fe, now_ms)
+            return
+        self._arrived(fe, False, i, now_ms)
+        self._report(fe, now_ms)
+
+    def _arrived(self, fe, parts, i, now_ms):
+        fe.progress_ms = now_ms
+        for src, w in list(fe.windows.items()):
+            if w[3] == parts and i in w[0]:
+                w[0].discard(i)
+                w[2] = True
+                if not w[0]:
+                    del fe.windows[src]
+                    fe.next_ms = now_ms  # window done: ask for the next one
+                else:
+                    # the answer is coming: give the rest of it time
+                    w[1] = max(w[1], now_ms + self._answer_ms(2, w[4]))
+
+    def _bad(self, via, reason, cid, now_ms):
+        # verification failed: drop it, count its sender, and ask it no more
+        self._drop(reason)
+        if via in self.bad_senders or len(self.bad_senders) < 16:
+            self.bad_senders[via] = self.bad_senders.get(via, 0) + 1
+        self.catalog.forget_source(cid, via)
+
+    # ---- fetching ----------------------------------------------------------------
+
+    def _relay_fetch(self, cid, asker, now_ms):
+        # A neighbour asked us for what we lack: fetch it for them, if we know a way.
+        fe = self.fetches.get(cid)
+        if fe is None:
+            if not self.catalog.sources(cid, now_ms, (asker,)):
+                self._drop("unknown_cid")
+                return None
+            if len(self.fetches) >= _MAX_FETCHES:
+                self.counters["queue_full"] += 1
+                return None
+            fe = Fetch(cid, False, now_ms)
+            self.fetches[cid] = fe
+        fe.askers.add(asker)
+        if not fe.own:
+            fe.progress_ms = now_ms
+        fe.next_ms = now_ms
+        return fe
+
+    def _drop_relay_fetch(self):
+        for cid, fe in self.fetches.items():
+            if not fe.own:
+                del self.fetches[cid]
+                return True
+        return False
+
+    def _answer_ms(self, n, hops):
+        # time for n answer frames from `hops` hops further on
+        per = self.chunk_air_ms + self.slot_ms
+        return (n + 2) * per * (hops + 1) + self.slot_ms * 4
+
+    def _fetch_tick(self, fe, now_ms):
+        if now_ms < fe.next_ms:
+            return
+        for src, w in list(fe.windows.items()):
+            if now_ms >= w[1]:
+                del fe.windows[src]  # what did not come may be asked for again
+                if not w[2]:
+                    n = fe.strikes.get(src, 0) + 1
+                    fe.strikes[src] = n
+                    if n >= _MAX_STRIKES and len(self.catalog.sources(fe.cid, now_ms)) > 1:
+                        # ask the others; the last way we know of is kept (patience decides)
+                        fe.strikes.pop(src)
+                        self.catalog.forget_source(fe.cid, src)
+        parts = fe.cid not in self.files.manifests
+        if not fe.own and not fe.windows and not fe.owed and not fe.owed_parts:
+            self._end_fetch(fe, now_ms, None)  # a relay fetch with nothing left to do
+            return
+        if now_ms - fe.progress_ms > self.s.fetch_patience_ms:
+            self._end_fetch(fe, now_ms, "no progress for %d s" % (self.s.fetch_patience_ms // 1000))
+            return
+        if _WANT_JOB in self.jobs or len(self.jobs) >= MAX_JOBS:
+            return  # the job queue wakes us when it moves
+        fe.next_ms = self._fetch_deadline(fe, now_ms)
+        wanted = self._wanted(fe, parts)
+        if not wanted:
+            return
+        for src, hops in self.catalog.sources(fe.cid, now_ms, fe.askers):
+            if src in fe.windows or not self.neigh.is_live(src, now_ms):
+                continue
+            take = [i for i in wanted[:self.s.fetch_window] if i - wanted[0] < 256]
+            self._want(fe.cid, src & 0xFF, take, parts, now_ms)
+            fe.windows[src] = [set(take), now_ms + self._answer_ms(len(take), hops),
+                               False, parts, hops]
+            fe.next_ms = now_ms  # another source may take the next window
+            return
+        if fe.windows:
+            return
+        # nobody we know of leads to it: ask our neighbours
+        if fe.queries >= _MAX_QUERIES:
+            self._end_fetch(fe, now_ms, "no node within reach has content id %s" % cid_str(fe.cid))
+            return
+        fe.queries += 1
+        self._want(fe.cid, 0, list(range(_FIRST_PARTS)), True, now_ms)
+        fe.next_ms = now_ms + max(self.s.beacon_interval_ms // 4, self.slot_ms * 20)
+
+    def _hold_windows(self, ms):
+        # The channel was taken for ms (by us, or by a frame we heard): an
+        # answer we wait for could not come meanwhile, so it gets that long more.
+        for fe in self.fetches.values():
+            for w in fe.windows.values():
+                w[1] += ms
+            fe.next_ms += ms
+
+    def _fetch_deadline(self, fe, now_ms):
+        t = now_ms + self.s.fetch_patience_ms
+        for w in fe.windows.values():
+            if w[1] < t:
+                t = w[1]
+        return t
+
+    def _wanted(self, fe, parts):
+        asked = set()
+        for w in fe.windows.values():
+            if w[3] == parts:
+                for i in w[0]:
+                    asked.add(i)
+        if parts:
+            n = fe.nparts or _FIRST_PARTS
+            return [i for i in range(n) if i not in fe.parts and i not in asked]
+        m = self.files.manifests[fe.cid]
+        cands = range(m.chunks) if fe.own else sorted(fe.owed)
+        out = []
+        for i in cands:
+            if i not in asked and not self.files.has_chunk(fe.cid, i):
+                out.append(i)
+                if len(out) >= self.s.fetch_window:
+                    break
+        return out
+
+    def _want(self, cid, next_hop, idx, parts, now_ms):
+        data = self._file_frame(WANT, file_wire.pack_want(cid, idx[0], idx), next_hop,
+                                F_PARTS if parts else 0)
+        self.counters["wants"] += 1
+        self._add_job(Job(_WANT_JOB, J_ONCE, data, now_ms + self._rand(self.slot_ms // 2), 0))
+
+    def _report(self, fe, now_ms):
+        if not fe.own:
+            return
+        m = self.files.manifests.get(fe.cid)
+        have = self.files.chunks_held(fe.cid)
+        step = m.chunks // 20 + 1 if m is not None else 1
+        if have - fe.reported >= step or fe.reported < 0:
+            fe.reported = have
+            self.out.append(("fetch_progress", {
+                "cid": cid_str(fe.cid), "name": m.name if m else None,
+                "have": have, "chunks": m.chunks if m else None,
+                "size_bytes": m.size_bytes if m else None}))
+
+    def _fetch_complete(self, fe, now_ms):
+        self.fetches.pop(fe.cid, None)
+        if fe.own:
+            self.storage.delete(_Q + _hex(fe.cid))
+            self._fetched(fe.cid, fe.started_ms, now_ms)
+        self._catalog_dirty(fe.cid, now_ms)  # we hold it now: say so
+
+    def _fetched(self, cid, started_ms, now_ms):
+        m = self.files.manifests[cid]
+        self.out.append(("fetched", {"cid": cid_str(cid), "name": m.name,
+                                     "size_bytes": m.size_bytes,
+                                     "seconds": (now_ms - started_ms) / 1000,
+                                     "verified": self.files.complete(cid)}))
+
+    def _end_fetch(self, fe, now_ms, error):
+        # give up (a partial stays: fetching it again resumes)
+        self.fetches.pop(fe.cid, None)
+        if fe.own:
+            self.storage.delete(_Q + _hex(fe.cid))
+            self.out.append(("fetch_failed", {"cid": cid_str(fe.cid), "error": error}))
+
+    # ---- serving -----------------------------------------------------------------
+
+    def _serve(self, cid, parts, i):
+        e = self.serving.get(cid)
+        if e is None:
+            if len(self.serving) >= _MAX_SERVING:
+                return
+            e = [set(), set()]
+            self.serving[cid] = e
+        e[0 if parts else 1].add(i)
+
+    def _serve_next(self, now_ms):
+        for cid in self.serving:
+            break
+        e = self.serving[cid]
+        m = self.files.manifests.get(cid)
+        data = None
+        if m is not None and e[0]:
+            i = min(e[0])
+            e[0].discard(i)
+            data = self._file_frame(PART, file_wire.manifest_part(cid, m.raw, i))
+        elif m is not None and e[1]:
+            i = min(e[1])
+            e[1].discard(i)
+            chunk = self.files.read_chunk(cid, i)
+            if chunk is not None:  # evicted meanwhile: the asker asks elsewhere
+                data = self._file_frame(CHUNK, file_wire.pack_chunk(cid, i, chunk))
+                self.counters["chunks_sent"] += 1
+        if m is None or not e[0] and not e[1]:
+            del self.serving[cid]
+        if data is not None:
+            self._add_job(Job(_SERVE_JOB, J_ONCE, data, now_ms, 0))
+
+    # ---- catalog gossip --------------------------------------------------------
+
+    def _catalog_dirty(self, cid, now_ms):
+        if cid not in self.cat_dirty:
+            self.cat_dirty.append(cid)
+            if len(self.cat_dirty) > 8:
+                self.cat_dirty.pop(0)
+        soon = now_ms + self.slot_ms + self._rand(self.slot_ms * 4)
+        if soon < self.next_catalog_ms:
+            self.next_catalog_ms = soon
+
+    def _advertised(self, now_ms):
+        # cid -> (size_bytes, hops, name) for everything we may tell of
+        out = {}
+        for cid in self.files.holdings():
+            m = self.files.manifests[cid]
+            out[cid] = (m.size_bytes, 0, m.name)
+        for cid, e in self.catalog.table.items():
+            if cid not in out:
+                d = self.catalog.distance(cid, now_ms)
+                if d is not None and d < MAX_HOPS:
+                    out[cid] = (e[1] * 1024, d, e[0])
+        return out
+
+    def _catalog_timer(self, now_ms):
+        share = self.s.catalog_share_per_mille
+        # the budget grows by `share` of the time passed (per mille of ms = us)
+        self.cat_budget_us += (now_ms - self.cat_budget_at_ms) * share
+        self.cat_budget_at_ms = now_ms
+        if self.cat_budget_us > self.cat_budget_cap_us:
+            self.cat_budget_us = self.cat_budget_cap_us
+        if now_ms < self.next_catalog_ms or _CATALOG_JOB in self.jobs or share == 0:
+            return
+        interval = self.s.beacon_interval_ms
+        ads = self._advertised(now_ms)
+        if not ads:
+            self.cat_dirty = []
+            self.next_catalog_ms = now_ms + interval
+            return
+        order = [c for c in self.cat_dirty if c in ads]
+        rest = sorted(c for c in ads if c not in order)
+        if rest:
+            k = self.cat_cursor % len(rest)
+            order += rest[k:] + rest[:k]
+        payload, n = file_wire.pack_catalog([(c, ads[c][0], ads[c][1], ads[c][2]) for c in order])
+        air_us = self._airtime_us(len(payload) + _FRAME_EXTRA)
+        if air_us > self.cat_budget_us:
+            self.next_catalog_ms = now_ms + (air_us - self.cat_budget_us) // share + 1
+            return
+        self.cat_budget_us -= air_us
+        sent = order[:n]
+        self.cat_dirty = [c for c in self.cat_dirty if c not in sent]
+        self.cat_cursor += len([c for c in sent if c in rest])
+        self.counters["catalogs"] += 1
+        self._add_job(Job(_CATALOG_JOB, J_ONCE, self._file_frame(CATALOG, payload), now_ms, 0))
+        if self.cat_dirty:
+            self.next_catalog_ms = now_ms + self.slot_ms * 4 + self._rand(self.slot_ms * 4)
+        else:
+            self.next_catalog_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
+
+    # ---- timers ------------------------------------------------------------------
+
+    def _file_timers(self, now_ms):
+        self._catalog_timer(now_ms)
+        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
+            self._serve_next(now_ms)
+        for fe in list(self.fetches.values()):
+            self._fetch_tick(fe, now_ms)
+
+    def _file_wake(self, t):
+        if self.next_catalog_ms < t and _CATALOG_JOB not in self.jobs \
+                and self.s.catalog_share_per_mille:
+            t = self.next_catalog_ms
+        if _WANT_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
+            for fe in self.fetches.values():
+                if fe.next_ms < t:
+                    t = fe.next_ms
+        return t
+
+    def _file_frame(self, ftype, payload, next_hop=0, flags=0):
+        f = Frame(ftype, flags, 0, 0, self.id, BROADCAST, self._new_id(), next_hop,
+                  self.low, payload)
+        return wire.pack(f, self.key)
+
+    def _sharing_status(self, now_ms):
+        complete = len(self.files.holdings())
+        return {"held": complete, "partial": len(self.files.state) - complete,
+                "used_bytes": self.files.used_bytes(), "quota_bytes": self.files.quota_bytes,
+                "fetching": len(self.fetches), "catalog": len(self.catalog.table),
+                "chunk_bytes": self.file_chunk_bytes, "max_file_bytes": self.s.max_file_bytes,
+                "bad_senders": dict(("%08x" % k, v) for k, v in self.bad_senders.items())}
+
+
+def _hex(cid):
+    return "".join("%02x" % b for b in cid)
