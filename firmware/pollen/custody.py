@@ -142,8 +142,10 @@ class Custody:
         hops = f.hops if f.hops < f.hop_limit else f.hop_limit - 1
         data = wire.relayed(h.frame, hops, (nh or 0) & 0xFF, self.low, self.key)
         data = wire.with_flags(data, F_STORED, self.key)
+        # a second try if nobody is heard taking it on (the link just came up:
+        # the first may meet the newcomer's own frames)
         self._add_job(Job(h.key, J_STORED, data,
-                          now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 1))
+                          now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 2))
 
     def _unacknowledged(self, job, now_ms):
         h = self.held.get(job.key)

@@ -89,7 +89,7 @@ class Flooding:
         done = job.onward or job.key in self.acked
         if job.kind == J_FLOOD and not done and job.dest == BROADCAST:
             done = self._covered(job, now_ms)
-        if done or job.tries <= 0 or job.kind == J_ONCE or job.kind == J_STORED:
+        if done or job.tries <= 0 or job.kind == J_ONCE:
             del self.jobs[job.key]
             if not done:
                 self._unacknowledged(job, now_ms)

@@ -85,7 +85,9 @@ class Sharing:
 
     def _start_sharing(self, now_ms):
         self.cat_budget_at_ms = now_ms
-        self.next_catalog_ms = now_ms + self.slot_ms + self._rand(self.slot_ms * 8)
+        # something to tell from the start (our files), or nothing until we hear of some
+        self.next_catalog_ms = now_ms + (self.slot_ms if self.files.holdings()
+                                         else self.s.beacon_interval_ms)
         # fetches the user asked for before a restart go on where they were
         for name in self.storage.names():
             if name[:1] == _Q and len(name) == 33:

@@ -489,7 +489,7 @@ def test_bad_frames_are_counted_not_raised():
     n = m.nodes[1]
     good = _frame(POST, 0x0A0B0C01, BROADCAST, 9, b"fine")
     body = bytearray(good[:-8])
-    body[0] = 0x17                                    # version 1, type 7
+    body[0] = 0x1C                                    # version 1, type 12
     unknown_type = bytes(body) + KEY.tag(bytes(body))
     body = bytearray(good[:-8])
     body[1] = (2 << 3) | 5                            # hops 5 > hop limit 2

@@ -422,7 +422,11 @@ def test_settings_every_field_error_names_the_field():
             "max_attempts": (0, 11), "held_capacity": (0, 1025),
             "seen_capacity": (15, 4097), "neighbour_capacity": (3, 257),
             "neighbour_expiry_ms": (999, 86400001), "route_capacity": (3, 1025),
-            "route_expiry_ms": (999, 86400001), "repair_window_ms": (-1, 86400001)}
+            "route_expiry_ms": (999, 86400001), "repair_window_ms": (-1, 86400001),
+            "max_file_bytes": (1023, 262145), "file_quota_bytes": (-1, 16777217),
+            "catalog_share_per_mille": (-1, 101), "catalog_capacity": (3, 1025),
+            "catalog_expiry_ms": (999, 7 * 86400000 + 1), "fetch_window": (0, 65),
+            "fetch_patience_ms": (999, 86400001)}
     for k in ints:
         bad[k] = ints[k] + ("5", True, 2.0, None)
     for field in FIELDS:
