@@ -15,6 +15,11 @@ A frame is lost at a receiver that
     An interferer below the demodulation floor is never locked onto, so a frame
     `capture_db` above it survives whichever started first.
 
+On top of that, each frame that would be received is lost at each receiver
+with probability `frame_loss`, independently (fading, interference from outside
+the mesh), and a link may be cut (`cut_link`): over a cut link nothing passes,
+not even interference.
+
 Carrier sense: when a transmission starts, every node that could demodulate it
 is told the channel is busy until it ends (what a radio's channel activity
 detection gives its node).
@@ -43,7 +48,8 @@ class Transmission:
 
 class Channel:
     def __init__(self, positions, preset, model: PathLossModel | None = None,
-                 shadowing_sigma_db: float = 0.0, seed: int = 0, capture_db: float = 6.0):
+                 shadowing_sigma_db: float = 0.0, seed: int = 0, capture_db: float = 6.0,
+                 frame_loss: float = 0.0):
         self.model = model or PathLossModel()
         self.preset = preset
         sf, bw_hz = preset[0], preset[1]
@@ -57,6 +63,9 @@ class Channel:
         self.seed = seed
         self.pos = {n: (float(p[0]), float(p[1])) for n, p in positions.items()}
         self.up = {n: True for n in self.pos}
+        self.frame_loss = frame_loss
+        self._loss_rng = random.Random(f"{seed}:frame_loss")
+        self._cut: set[tuple[int, int]] = set()   # links cut, (low id, high id)
         self._shadow: dict[tuple[int, int], float] = {}
         self._links: dict[int, list] = {}
         # per receiver: frames reaching it lately,
@@ -64,7 +73,7 @@ class Channel:
         self._arrivals: dict[int, list] = {n: [] for n in self.pos}
         self._sending: dict[int, list] = {n: [] for n in self.pos}  # own [start, end]
         self.stats = {"frames": 0, "receptions": 0, "lost_collision": 0,
-                      "lost_half_duplex": 0, "lost_down": 0}
+                      "lost_half_duplex": 0, "lost_down": 0, "lost_random": 0}
 
     # ---- geometry -----------------------------------------------------------
 
@@ -91,7 +100,7 @@ class Channel:
             links = []
             weakest = self.floor_db - self.capture_db
             for rx in self.pos:
-                if rx == tx:
+                if rx == tx or _pair(tx, rx) in self._cut:
                     continue
                 rssi, snr = self.link(tx, rx)
                 if snr >= weakest:
@@ -104,14 +113,26 @@ class Channel:
 
     def move(self, node: int, x_m: float, y_m: float):
         self.pos[node] = (float(x_m), float(y_m))
-        # links to and from the mover are recomputed when next needed
+        self._relink(node)
+
+    def _relink(self, node: int):
+        # links to and from `node` are recomputed (from it: when next needed)
         self._links.pop(node, None)
         for other in list(self._links):
             if other != node:
                 self._links[other] = [h for h in self._links[other] if h[0] != node]
                 rssi, snr = self.link(other, node)
-                if snr >= self.floor_db - self.capture_db:
+                if snr >= self.floor_db - self.capture_db and _pair(other, node) not in self._cut:
                     self._links[other].append((node, rssi, snr, snr >= self.floor_db))
+
+    def cut_link(self, a: int, b: int, cut: bool = True):
+        """Cut the link between a and b (nothing passes either way), or restore it."""
+        if cut:
+            self._cut.add(_pair(a, b))
+        else:
+            self._cut.discard(_pair(a, b))
+        self._relink(a)
+        self._links.pop(b, None)
 
     def set_up(self, node: int, up: bool):
         self.up[node] = up
@@ -147,6 +168,9 @@ class Channel:
             if self._collided(rx, start, end, rssi, t.sender):
                 self.stats["lost_collision"] += 1
                 continue
+            if self.frame_loss and self._loss_rng.random() < self.frame_loss:
+                self.stats["lost_random"] += 1
+                continue
             got.append((rx, rssi, snr))
         return got
 
@@ -171,3 +195,7 @@ class Channel:
             for n, entries in lists.items():
                 if entries and entries[0][1] < t_ms:
                     lists[n] = [x for x in entries if x[1] >= t_ms]
+
+
+def _pair(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)

@@ -1,14 +1,18 @@
 """The discrete-event loop: routers (the pollen core, or the baseline), the
-LoRa channel, and the scenario's traffic, mobility and failures, in virtual
-milliseconds. Deterministic for a scenario and seed."""
+LoRa channel, and the scenario's traffic, files, mobility and failures, in
+virtual milliseconds. Deterministic for a scenario and seed."""
 from __future__ import annotations
 
 import heapq
 import random
 import time
+from collections import deque
 
+from pollen import file_wire, files
 from pollen.airtime import preset_time_on_air_us
+from pollen.crypto import TAG_BYTES
 from pollen.storage import MemoryStorage
+from pollen.wire import HEADER_BYTES
 from pollen_controller.sim.channel import Channel
 from pollen_controller.sim.metrics import Metrics
 from pollen_controller.topology import PathLossModel
@@ -17,10 +21,12 @@ BROADCAST = 0xFFFFFFFF
 ROUTERS = ("pollen", "managed-flood")
 NETWORK_KEY = "5e" * 32  # simulated community key
 
-_WAKE, _TX_END, _TRAFFIC, _MOVE, _FAIL, _SAMPLE = range(6)
+_WAKE, _TX_END, _TRAFFIC, _MOVE, _FAIL, _SAMPLE, _SHARE, _FETCH, _LINK = range(9)
 _MOVE_STEP_MS = 5000
 _SAMPLE_MS = 60000
 _BASELINE_ONLY = ("role",)
+MEDIA_TYPE = "application/octet-stream"   # of the scenario's files
+FILE_ROUTERS = ("pollen",)                 # routers that share and fetch files
 
 
 def make_router(kind, settings, storage, rng):
@@ -54,8 +60,12 @@ class Simulation:
         self.model = PathLossModel(**{k: v for k, v in pl.items() if k in model_keys})
         self.ids = list(scenario.node_ids)
         self.channel = Channel(scenario.initial_positions(), scenario.preset, self.model,
-                               sigma, self.seed)
+                               sigma, self.seed, frame_loss=scenario.frame_loss)
         self.metrics = Metrics(self.ids)
+        self.files = scenario.files()
+        self.file_cid = {}   # file index -> content id
+        self.cids = {}       # content id (text) -> file index
+        self.hops = {}       # seeder -> {node: hops} over the links at the start
         self.storage = {n: MemoryStorage() for n in self.ids}
         self.routers = {}
         self.up = {n: True for n in self.ids}
@@ -100,6 +110,16 @@ class Simulation:
             self._push(0, _MOVE)
         for t, n, what in self.sc.failures():
             self._push(t, _FAIL, n, what)
+        for t, a, b, what in self.sc.link_failures():
+            self._push(t, _LINK, (a, b), what)
+        if self.files and self.router_kind not in FILE_ROUTERS:
+            self.metrics.file_not_applicable = f"{self.router_kind} has no file transfer"
+        elif self.files:
+            for f in self.files:
+                self.hops.setdefault(f.seeder, self._hops_from(f.seeder))
+                self._push(f.share_ms, _SHARE, f.index)
+                for n in f.fetchers:
+                    self._push(f.fetch_ms, _FETCH, f.index, n)
         self._push(_SAMPLE_MS, _SAMPLE)
         next_forget = self.channel.longest_ms
         next_report = 0
@@ -134,6 +154,15 @@ class Simulation:
             elif kind == _SAMPLE:
                 self._sample(t)
                 self._push(t + _SAMPLE_MS, _SAMPLE)
+            elif kind == _SHARE:
+                self.events += 1
+                self._share(a, t)
+            elif kind == _FETCH:
+                self.events += 1
+                self._fetch(a, b, t)
+            elif kind == _LINK:
+                self.events += 1
+                self.channel.cut_link(a[0], a[1], b == "off")
             if t >= next_forget:
                 # frames that ended more than one longest frame ago overlap nothing new
                 self.channel.forget_before(t - self.channel.longest_ms)
@@ -162,6 +191,10 @@ class Simulation:
                 self._transmit(n, a[1], t)
             elif a[0] == "received":
                 self.metrics.received(n, a[1], t)
+            elif a[0] in ("fetched", "fetch_failed"):
+                i = self.cids.get(a[1]["cid"])
+                if i is not None:
+                    self.metrics.fetch_ended(i, n, t, a[0] == "fetched")
         w = r.next_wake_ms
         if w is not None:
             if w <= t:
@@ -178,7 +211,7 @@ class Simulation:
         for rx in sensed:
             if self.up[rx]:
                 self.routers[rx].channel_busy(end, t)
-        self.metrics.transmitted(n, air_us, sensed)
+        self.metrics.transmitted(n, air_us, sensed, frame[0] & 0x0F)
         self._push(end, _TX_END, tx)
 
     def _deliver(self, tx, t):
@@ -199,6 +232,62 @@ class Simulation:
             return
         self.metrics.sent(src, msg_id, dest, t, dest == BROADCAST)
         self._poll(src, t)
+
+    def _share(self, i, t):
+        # the seeder shares file i; if it is off, nobody has the file (its
+        # content id is still what the fetchers ask for)
+        f = self.files[i]
+        r = self.routers[f.seeder]
+        if self.up[f.seeder]:
+            try:
+                cid = r.share(f.name, MEDIA_TYPE, f.data, t)
+            except files.FileError as e:   # e.g. chunks too small for the file under a dwell limit
+                raise ValueError(f"scenario '{self.sc.name}': field 'files[{i}]': node "
+                                 f"{f.seeder} cannot share it: {e}") from None
+            self._poll(f.seeder, t)
+        else:
+            self.metrics.files_not_shared += 1
+            limit = self._settings(f.seeder).get("max_file_bytes", files.MAX_FILE_BYTES)
+            cid = files.content_id(files.make_manifest(f.name, MEDIA_TYPE, f.data, f.seeder, 0,
+                                                       r.file_chunk_bytes, limit))
+        self.cids[files.cid_str(cid)] = i
+        self.file_cid[i] = cid
+
+    def _fetch(self, i, n, t):
+        f = self.files[i]
+        if not self.up[n]:
+            self.metrics.file_not_started += 1
+            return
+        try:
+            self.routers[n].fetch(self.file_cid[i], t)
+        except ValueError:   # FileError: the node is fetching as many files as it can
+            self.metrics.file_not_started += 1
+            return
+        self.metrics.fetch_started(i, n, t, self._fetch_bound_us(f, n))
+        self._poll(n, t)
+
+    def _fetch_bound_us(self, f, n):
+        # the least airtime that can bring file f from its seeder to n: each
+        # chunk sent once per hop of the shortest path, in full-size chunk frames
+        hops = self.hops[f.seeder].get(n)
+        if hops is None:
+            return None
+        chunk_bytes = self.routers[f.seeder].file_chunk_bytes
+        payload = file_wire.pack_chunk(bytes(file_wire.CID_BYTES), 0, bytes(chunk_bytes))
+        frame_bytes = HEADER_BYTES + len(payload) + TAG_BYTES
+        return files.chunk_count(f.size_bytes, chunk_bytes) * hops \
+            * preset_time_on_air_us(frame_bytes, self.sc.preset)
+
+    def _hops_from(self, src):
+        # {node: hops} over the channel's links as they are now, breadth first
+        dist, todo = {src: 0}, deque([src])
+        while todo:
+            a = todo.popleft()
+            for b in self.channel.neighbours(a):
+                if b not in dist:
+                    dist[b] = dist[a] + 1
+                    todo.append(b)
+        return dist
 
     def _fail(self, n, what, t):
         if what == "off" and self.up[n]:

@@ -12,8 +12,18 @@ Definitions (docs/simulator.md has the full list):
   otherwise have succeeded or failed for another reason (demodulable links).
 - channel_utilisation: mean over nodes of the fraction of time the node was
   transmitting or sensed another transmission (capped at 1 per node).
+- file_completion: file fetches that ended in "fetched" / fetches started.
+- file_seconds: fetch start -> fetched, over completed fetches.
+- file_airtime_ratio: airtime of WANT, CHUNK and PART frames / the lower
+  bound of the completed fetches (chunks x shortest-path hops x time on air of
+  one full chunk frame, summed over them).
+- file_catalog_airtime_share: airtime of CATALOG frames / airtime of all frames.
 """
 from __future__ import annotations
+
+from pollen.wire import CATALOG, CHUNK, PART, WANT
+
+FETCH_TYPES = (WANT, CHUNK, PART)   # frame types a fetch costs (catalog gossip apart)
 
 
 def percentile(values, q):
@@ -36,6 +46,12 @@ class Metrics:
         self.peak_queue = 0
         self.not_sent = 0
         self.send_errors = 0
+        self.airtime_us_by_type: dict[int, int] = {}
+        # (file index, node) -> [start_ms, lower bound us or None, end_ms, fetched]
+        self.fetches: dict[tuple[int, int], list] = {}
+        self.files_not_shared = 0     # seeder off at share_at_s
+        self.file_not_started = 0     # fetcher off at fetch_at_s, or the core refused
+        self.file_not_applicable = None   # why the router reports no file metrics
 
     # ---- recording ----------------------------------------------------------
 
@@ -52,14 +68,24 @@ class Metrics:
         if m is not None and node != m["src"] and node not in m["got"]:
             m["got"][node] = t_ms
 
-    def transmitted(self, node, airtime_us, sensed_by):
+    def transmitted(self, node, airtime_us, sensed_by, frame_type=None):
         self.tx_frames += 1
         self.tx_airtime_us += airtime_us
+        self.airtime_us_by_type[frame_type] = self.airtime_us_by_type.get(frame_type, 0) \
+            + airtime_us
         self.airtime_us_by_node[node] += airtime_us
         ms = airtime_us / 1000
         self.busy_ms_by_node[node] += ms
         for rx in sensed_by:
             self.busy_ms_by_node[rx] += ms
+
+    def fetch_started(self, file_index, node, t_ms, bound_us):
+        self.fetches[(file_index, node)] = [t_ms, bound_us, None, False]
+
+    def fetch_ended(self, file_index, node, t_ms, fetched):
+        f = self.fetches.get((file_index, node))
+        if f is not None and f[2] is None:
+            f[2], f[3] = t_ms, fetched
 
     def sample(self, held, queue):
         if held > self.peak_held:
@@ -110,6 +136,37 @@ class Metrics:
             "peak_queue": self.peak_queue,
             "not_sent": self.not_sent,
             "send_errors": self.send_errors,
+            **self.file_summary(),
+        }
+
+    def fetch_airtime_us(self):
+        return sum(self.airtime_us_by_type.get(t, 0) for t in FETCH_TYPES)
+
+    def fetch_seconds(self):
+        # fetch start -> fetched, for each completed fetch
+        return [(f[2] - f[0]) / 1000 for f in self.fetches.values() if f[3]]
+
+    def file_summary(self) -> dict:
+        done = [f for f in self.fetches.values() if f[3]]
+        seconds = self.fetch_seconds()
+        bounds = [f[1] for f in done]
+        bound_us = sum(bounds) if done and None not in bounds else None
+        used_us = self.fetch_airtime_us()
+        cat_us = self.airtime_us_by_type.get(CATALOG, 0)
+        return {
+            "file_fetches": len(self.fetches),
+            "file_fetched": len(done),
+            "file_failed": len([f for f in self.fetches.values() if f[2] is not None and not f[3]]),
+            "file_completion": round(len(done) / len(self.fetches), 4) if self.fetches else None,
+            "file_seconds": {"p50": percentile(seconds, 50), "p95": percentile(seconds, 95)},
+            "file_airtime_ms": round(used_us / 1000, 1),
+            "file_lower_bound_ms": round(bound_us / 1000, 1) if bound_us is not None else None,
+            "file_airtime_ratio": round(used_us / bound_us, 3) if bound_us else None,
+            "file_catalog_airtime_share":
+                round(cat_us / self.tx_airtime_us, 4) if self.tx_airtime_us else 0.0,
+            "files_not_shared": self.files_not_shared,
+            "file_not_started": self.file_not_started,
+            "file_not_applicable": self.file_not_applicable,
         }
 
     def latencies_ms(self):

@@ -3,7 +3,7 @@
 A scenario is a YAML file in ``scenarios/``: nodes and where they stand, the
 radio and path-loss model, traffic, mobility, failures and router settings.
 Loading validates every field; a bad one raises ScenarioError naming its path.
-Everything random (placement, traffic, movement, failures) is drawn from
+Everything random (placement, traffic, movement, failures, file contents) is drawn from
 ``random.Random`` seeded by the scenario seed plus a name per use, so one
 scenario and seed always give the same run.
 """
@@ -15,6 +15,7 @@ import math
 import random
 from bisect import bisect_right
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -36,7 +37,7 @@ ROUTER_KEYS = tuple(k for k in FIELDS
 ROLES = ("client", "router")
 
 _TOP = ("name", "description", "seed", "duration_s", "nodes", "radio", "pathloss",
-        "traffic", "mobility", "failures", "router")
+        "traffic", "mobility", "failures", "files", "router")
 # placement: the keys it takes besides count and placement
 _PLACEMENTS = {
     "random": ("area_m", "scale_area"),
@@ -46,7 +47,10 @@ _PLACEMENTS = {
     "explicit": ("positions_m",),
 }
 _PATHLOSS = ("exponent", "pl_d0_db", "d0_m", "antenna_gain_dbi", "noise_figure_db",
-             "shadowing_sigma_db")
+             "shadowing_sigma_db", "frame_loss")
+_FILES = ("name", "seeder", "size_bytes", "share_at_s", "fetchers", "fetch_at_s")
+_DEFAULT_FETCH_DELAY_S = 60.0   # fetch_at_s after share_at_s: time for the catalog to spread
+_MAX_NAME_BYTES = 64            # a manifest's name (pollen.files)
 _TRAFFIC = ("broadcast_interval_s", "unicast_interval_s", "payload_bytes", "start_s",
             "stop_s", "unicast_dest")
 _UNICAST_DEST = ("random", "far", "other_cluster")
@@ -62,6 +66,20 @@ _REQUIRED = object()
 
 class ScenarioError(ValueError):
     pass
+
+
+class SharedFile(NamedTuple):
+    # One file of the scenario's `files` section: shared by `seeder` at
+    # share_ms, fetched by each of `fetchers` at fetch_ms; data is
+    # pseudo-random bytes drawn from the scenario seed.
+    index: int
+    name: str
+    seeder: int
+    size_bytes: int
+    share_ms: int
+    fetchers: tuple
+    fetch_ms: int
+    data: bytes
 
 
 def _fail(src, path, expected, got):
@@ -266,6 +284,7 @@ class Scenario:
         self._parse_traffic(_Fields(source, "traffic", top.get("traffic", {}), _TRAFFIC))
         self._parse_mobility(top)
         self._parse_failures(top)
+        self._parse_files(top)
         self.node_ids = tuple(self.placed_ids + self.extra_ids)
         self._positions = None
 
@@ -357,6 +376,9 @@ class Scenario:
             "shadowing_sigma_db": f.number("shadowing_sigma_db", 0.0, lo=0),
             "tx_power_dbm": self.tx_power_dbm,
         }
+        # not a path-loss model field: the channel's chance to lose any one frame
+        # at any one receiver on top of it (kept out of self.pathloss)
+        self.frame_loss = f.number("frame_loss", 0.0, lo=0, hi=0.9)
 
     def _parse_router(self, f):
         out = {}
@@ -475,7 +497,7 @@ class Scenario:
         raw = top.get("failures", [])
         if not isinstance(raw, list):
             top.fail("failures", "a list", raw)
-        self._failures, self._random_failures = [], []
+        self._failures, self._random_failures, self._link_failures = [], [], []
         spans = {}
         for i, item in enumerate(raw):
             path = f"failures[{i}]"
@@ -484,18 +506,66 @@ class Scenario:
                 self._random_failures.append((f.number("fraction", lo=0, hi=1),
                                               f.number("mean_downtime_s", above=0)))
                 continue
-            f = _Fields(self.source, path, item, ("node", "off_s", "on_s"))
-            n = f.get("node", expected="a node id (or use 'fraction' for random failures)")
-            if not isinstance(n, int) or isinstance(n, bool) \
-                    or n not in self.placed_ids + self.extra_ids:
-                f.fail("node", "a node id of this scenario", n)
+            if isinstance(item, dict) and "link" in item:
+                f = _Fields(self.source, path, item, ("link", "off_s", "on_s"))
+                pair = f.d["link"]
+                if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
+                    f.fail("link", "[a, b]: two different node ids", pair)
+                for j, n in enumerate(pair):
+                    self._node_id(f, f"link[{j}]", n)
+                what, key = f"link {min(pair)}-{max(pair)}", (min(pair), max(pair))
+            else:
+                f = _Fields(self.source, path, item, ("node", "off_s", "on_s"))
+                key = f.get("node", expected="a node id (or 'link' for a link, "
+                                             "'fraction' for random failures)")
+                self._node_id(f, "node", key)
+                what = f"node {key}"
             off_s = f.number("off_s", lo=0, hi=self.duration_s)
             on_s = f.number("on_s", math.inf, above=off_s)
-            for a, b in spans.get(n, ()):
+            for a, b in spans.get(key, ()):
                 if off_s < b and a < on_s:
-                    f.fail("off_s", f"a time outside node {n}'s other failure", off_s)
-            spans.setdefault(n, []).append((off_s, on_s))
-            self._failures.append((n, off_s, on_s))
+                    f.fail("off_s", f"a time outside {what}'s other failure", off_s)
+            spans.setdefault(key, []).append((off_s, on_s))
+            (self._link_failures if isinstance(key, tuple) else self._failures).append(
+                (key, off_s, on_s))
+
+    def _node_id(self, f, key, n):
+        if not isinstance(n, int) or isinstance(n, bool) \
+                or n not in self.placed_ids + self.extra_ids:
+            f.fail(key, "a node id of this scenario", n)
+        return n
+
+    def _parse_files(self, top):
+        raw = top.get("files", [])
+        if not isinstance(raw, list):
+            top.fail("files", "a list of files", raw)
+        node = Settings(dict({k: v for k, v in self.router_settings.items() if k != "role"},
+                             node_id=1, network_key=_NETWORK_KEY))
+        limit = min(node.max_file_bytes, node.file_quota_bytes)
+        self._files = []
+        for i, item in enumerate(raw):
+            f = _Fields(self.source, f"files[{i}]", item, _FILES)
+            name = f.get("name", f"file{i}.bin")
+            if not isinstance(name, str) or not 0 < len(name.encode()) <= _MAX_NAME_BYTES:
+                f.fail("name", f"text of 1..{_MAX_NAME_BYTES} bytes", name)
+            seeder = self._node_id(f, "seeder", f.get("seeder", expected="a node id"))
+            size = f.number("size_bytes", lo=1, integer=True)
+            if size > limit:
+                f.fail("size_bytes", f"an integer 1..{limit} (router.max_file_bytes "
+                                     f"{node.max_file_bytes}, router.file_quota_bytes "
+                                     f"{node.file_quota_bytes})", size)
+            share_s = f.number("share_at_s", self.traffic_start_s, lo=0, hi=self.duration_s)
+            fetchers = f.get("fetchers", expected="a list of node ids")
+            if not isinstance(fetchers, list) or not fetchers:
+                f.fail("fetchers", "a list of node ids", fetchers)
+            for j, n in enumerate(fetchers):
+                self._node_id(f, f"fetchers[{j}]", n)
+                if n == seeder or n in fetchers[:j]:
+                    f.fail(f"fetchers[{j}]", "a node other than the seeder, named once", n)
+            fetch_s = f.number("fetch_at_s", share_s + _DEFAULT_FETCH_DELAY_S, lo=share_s)
+            if fetch_s >= self.duration_s:
+                f.fail("fetch_at_s", f"a time before duration_s ({self.duration_s:g} s)", fetch_s)
+            self._files.append((name, seeder, size, share_s, tuple(fetchers), fetch_s))
 
     # ---- scaling ------------------------------------------------------------
 
@@ -640,6 +710,36 @@ class Scenario:
         xs = [pos[n][0] for n in self.placed_ids]
         ys = [pos[n][1] for n in self.placed_ids]
         return min(xs), min(ys), max(xs), max(ys)
+
+    def files(self):
+        # [SharedFile], in the order of the scenario's files section
+        out = []
+        for i, (name, seeder, size, share_s, fetchers, fetch_s) in enumerate(self._files):
+            data = self._rng("files", i).randbytes(size)
+            out.append(SharedFile(i, name, seeder, size, round(share_s * 1000), fetchers,
+                                  round(fetch_s * 1000), data))
+        return out
+
+    def with_single_fetch(self, index, fetcher):
+        # The same scenario with only file `index`, fetched by `fetcher` alone:
+        # what one fetch costs when nobody else fetches (pollen sim --separate).
+        data = copy.deepcopy(self._data)
+        item = data["files"][index]
+        if fetcher not in item["fetchers"]:
+            raise ScenarioError(f"scenario '{self.source}': field 'files[{index}].fetchers': "
+                                f"expected a list naming node {fetcher}, got {item['fetchers']!r}")
+        item["fetchers"] = [fetcher]
+        data["files"] = [item]
+        return Scenario(data, self.source)
+
+    def link_failures(self):
+        # [(t_ms, a, b, "off" | "on")] sorted, a < b: the link cut and restored
+        events = []
+        for (a, b), off_s, on_s in self._link_failures:
+            events += [(int(t_s * 1000), a, b, what) for t_s, what in ((off_s, "off"), (on_s, "on"))
+                       if t_s * 1000 < self._duration_ms]
+        events.sort()
+        return events
 
     def failures(self):
         # [(t_ms, node_id, "off" | "on")] sorted; events after the end are left out

@@ -25,6 +25,7 @@ class Plain:
         self.region = "EU868"
         self.router_settings = {"beacon_interval_ms": 10000} if router_settings is None else router_settings
         self.pathloss = {}
+        self.frame_loss = 0.0
         self._traffic = traffic
         self._failures = list(failures)
         self._movers = movers or {}
@@ -40,6 +41,12 @@ class Plain:
 
     def failures(self):
         return self._failures
+
+    def link_failures(self):
+        return []
+
+    def files(self):
+        return []
 
 
 def line(n, spacing=0.6 * RANGE_M):
