@@ -69,13 +69,18 @@ def demo(nodes, loss, seed, heap, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write topology.png and latency_cdf.png into this folder.")
-def sim(scenario, router, seed, nodes, as_json, plot_dir):
+@click.option("--separate", is_flag=True,
+              help="Also run each file fetch alone (same seed) and compare the airtime.")
+def sim(scenario, router, seed, nodes, as_json, plot_dir, separate):
     """Simulate SCENARIO (a name in scenarios/ or a YAML path) in virtual time.
 
     Every node runs the real protocol core (or the baseline router) on a LoRa
-    channel model; prints a summary table or, with --json, one object."""
+    channel model; prints a summary table or, with --json, one object. With
+    --separate (file scenarios, pollen), the fetches together are compared
+    with each fetch alone: "file_separate" in the JSON."""
     from pathlib import Path
 
+    from pollen_controller.sim import bench as b
     from pollen_controller.sim import plots
     from pollen_controller.sim.engine import Simulation
     from pollen_controller.sim.scenario import load_scenario
@@ -85,8 +90,16 @@ def sim(scenario, router, seed, nodes, as_json, plot_dir):
     sc = load_scenario(scenario)
     if nodes is not None:
         sc = sc.with_nodes(nodes)
+    if separate and router != "pollen":
+        raise click.BadParameter(f"needs --router pollen ({router} has no file transfer)",
+                                 param_hint="--separate")
+    if separate and not sc.files():
+        raise click.BadParameter(f"scenario '{sc.name}' has no files section",
+                                 param_hint="--separate")
     simulation = Simulation(sc, router, seed, progress=_progress_bar(sc.duration_s))
     result = simulation.run()
+    if separate:
+        result["file_separate"] = b.separate(sc, seed, result)
     if plot_dir:
         d = Path(plot_dir)
         d.mkdir(parents=True, exist_ok=True)
@@ -134,11 +147,38 @@ def render_sim(r: dict) -> str:
         ("channel utilisation", pct(r["channel_utilisation"])),
         ("duty cycle mean / max", f"{r['duty_cycle_pct']['mean']} / {r['duty_cycle_pct']['max']} %"),
         ("peak held / queue", f"{r['peak_held']} / {r['peak_queue']}"),
+        *_file_rows(r),
         ("simulated / wall", f"{r['sim_seconds']:.0f} s / {r['wall_seconds']} s, "
                              f"{r['events']} events ({r['events_per_second']}/s)"),
     ]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def _file_rows(r: dict) -> list:
+    if r["file_not_applicable"]:
+        return [("files", f"not applicable ({r['file_not_applicable']})")]
+    if not r["file_fetches"] and not r["file_not_started"]:
+        return []
+    fs, ratio = r["file_seconds"], r["file_airtime_ratio"]
+    rows = [
+        ("file fetches", f"{r['file_fetched']}/{r['file_fetches']} completed "
+                         f"({r['file_completion']:.1%}), {r['file_failed']} failed, "
+                         f"{r['file_not_started']} not started"),
+        ("file time p50 / p95", f"{fs['p50']} / {fs['p95']} s"),
+        ("file airtime", f"{r['file_airtime_ms']} ms = "
+                         + ("-" if ratio is None else f"{ratio}")
+                         + f" x the lower bound ({r['file_lower_bound_ms']} ms)"),
+        ("catalog airtime share", f"{r['file_catalog_airtime_share']:.1%} of all airtime"),
+    ]
+    sep = r.get("file_separate")
+    if sep:
+        rows.append(("together / separate",
+                     f"{sep['ratio']} ({sep['together_airtime_ms']} ms together, "
+                     f"{sep['separate_airtime_ms']} ms as {len(sep['runs'])} single fetches"
+                     + ("" if sep["comparable"] else "; NOT comparable: some fetch did not "
+                                                     "complete") + ")"))
+    return rows
 
 
 @main.command()
@@ -150,17 +190,28 @@ def render_sim(r: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write reach_vs_nodes.png into this folder.")
-def bench(quick, speed, curve, as_json, plot_dir):
+@click.option("--files", "file_bench", is_flag=True,
+              help="Instead: the file scenarios (pollen only) over seeds 1..--seeds.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="With --files: how many seeds.")
+def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds):
     """Run the standard scenarios with pollen and the baseline, same seeds.
 
     Prints a side-by-side table with the ratio pollen/baseline for each
-    metric, simulator speed, and the reach-vs-node-count curve."""
+    metric, simulator speed, and the reach-vs-node-count curve. With --files,
+    runs the file scenarios instead (the baseline has no file transfer):
+    completion, fetch time, airtime against the lower bound, and fetches
+    together against each alone."""
     from pathlib import Path
 
     from pollen_controller.sim import bench as b
     from pollen_controller.sim import plots
 
     say = (lambda s: click.echo(s, err=True))
+    if file_bench:
+        rows = b.files(seeds=seeds, progress=say)
+        click.echo(json.dumps({"files": rows}) if as_json else b.render_files(rows))
+        return
     rows = b.compare(b.QUICK if quick else b.STANDARD, progress=say)
     out = {"compare": [{k: v for k, v in r.items()} for r in rows]}
     if speed:

@@ -1,8 +1,11 @@
 """`pollen bench`: the standard scenarios with both routers on the same seeds,
-side by side, plus simulator speed and the baseline's reach-vs-size curve."""
+side by side, plus simulator speed and the baseline's reach-vs-size curve;
+`pollen bench --files`: the file scenarios over several seeds, and fetches
+together against each alone (`separate`)."""
 from __future__ import annotations
 
-from pollen_controller.sim.engine import ROUTERS, simulate
+from pollen_controller.sim.engine import FILE_ROUTERS, ROUTERS, Simulation, simulate
+from pollen_controller.sim.metrics import percentile
 from pollen_controller.sim.scenario import load_scenario
 
 STANDARD = ("line-10", "grid-50", "city-200", "villages-mule", "longfast-30")
@@ -18,6 +21,8 @@ COMPARED = (
     ("collision_ratio", "lower is better"),
     ("channel_utilisation", "lower is better"),
 )
+FILE_SCENARIOS = ("file-4hop", "file-swarm", "file-partition")
+FILE_SEEDS = 10
 SPEED_SIZES = (50, 100, 200, 500)
 CURVE_SIZES = (10, 20, 30, 50, 80)
 
@@ -80,6 +85,77 @@ def curve(sizes=CURVE_SIZES, scenario="longfast-30", progress=None) -> list[dict
     return out
 
 
+def separate(sc, seed=None, together=None, router="pollen") -> dict:
+    """The scenario's fetches all at once against each fetch alone (the same
+    scenario with only that file and fetcher, same seed): the airtime of their
+    WANT, CHUNK and PART frames, together / the sum of the single runs.
+    `together` is the scenario's own run if already done."""
+    if router not in FILE_ROUTERS:
+        raise ValueError(f"--separate: expected a router with file transfer "
+                         f"({', '.join(FILE_ROUTERS)}), got {router!r}")
+    if not sc.files():
+        raise ValueError(f"--separate: scenario '{sc.name}' has no files section")
+    if together is None:
+        together = simulate(sc, router, seed)
+    runs = []
+    for f in sc.files():
+        for n in f.fetchers:
+            r = simulate(sc.with_single_fetch(f.index, n), router, seed)
+            runs.append({"file": f.index, "fetcher": n, "file_completion": r["file_completion"],
+                         "file_seconds": r["file_seconds"]["p50"],
+                         "file_airtime_ms": r["file_airtime_ms"]})
+    alone_ms = round(sum(r["file_airtime_ms"] for r in runs), 1)
+    return {"together_airtime_ms": together["file_airtime_ms"], "separate_airtime_ms": alone_ms,
+            "ratio": ratio(together["file_airtime_ms"], alone_ms),
+            "together_completion": together["file_completion"],
+            "separate_completion": round(sum(r["file_completion"] for r in runs) / len(runs), 4),
+            # only when every fetch completed both ways do the airtimes buy the same
+            "comparable": together["file_completion"] == 1
+                          and all(r["file_completion"] == 1 for r in runs),
+            "runs": runs}
+
+
+def files(names=FILE_SCENARIOS, seeds=FILE_SEEDS, progress=None) -> list[dict]:
+    """Each file scenario over seeds 1..seeds (pollen): completion, time and
+    airtime against the lower bound; for scenarios with several fetchers, the
+    together / separate airtime ratio of `separate` per seed."""
+    rows = []
+    for name in names:
+        sc = load_scenario(name)
+        several = sum(len(f.fetchers) for f in sc.files()) > 1
+        fetches = fetched = 0
+        seconds, ratios, failed, sep, comparable = [], [], [], [], 0
+        for seed in range(1, seeds + 1):
+            if progress:
+                progress(f"{name}: seed {seed}...")
+            sim = Simulation(sc, "pollen", seed)
+            r = sim.run()
+            fetches += r["file_fetches"]
+            fetched += r["file_fetched"]
+            seconds += sim.metrics.fetch_seconds()
+            if r["file_airtime_ratio"] is not None:
+                ratios.append(r["file_airtime_ratio"])
+            if r["file_fetched"] < r["file_fetches"]:
+                failed.append(seed)
+            if several:
+                s = separate(sc, seed, r)
+                if s["comparable"]:
+                    comparable += 1
+                    sep.append(s["ratio"])
+        rows.append({
+            "scenario": name, "seeds": seeds, "fetches": fetches, "fetched": fetched,
+            "file_completion": round(fetched / fetches, 4) if fetches else None,
+            "incomplete_seeds": failed,
+            "file_seconds": {"p50": percentile(seconds, 50), "p95": percentile(seconds, 95)},
+            "file_airtime_ratio": {"min": min(ratios, default=None),
+                                   "max": max(ratios, default=None)},
+            "separate_ratio": {"comparable_seeds": comparable, "min": min(sep, default=None),
+                               "p50": percentile(sep, 50), "max": max(sep, default=None)}
+            if several else None,
+        })
+    return rows
+
+
 def _fmt(v):
     if v is None:
         return "-"
@@ -118,4 +194,21 @@ def render_curve(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r['nodes']:>6}  {r['router']:<15}{_fmt(r['broadcast_reach']):>8}"
                      f"{_fmt(r['unicast_delivery']):>10}{_fmt(r['tx_per_delivered']):>10}")
+    return "\n".join(lines)
+
+
+def render_files(rows: list[dict]) -> str:
+    lines = [f"{'scenario':<16}{'seeds':>6}{'complete':>14}{'s p50':>8}{'s p95':>8}"
+             f"{'air/bound':>12}  together/separate"]
+    for r in rows:
+        ar, sep = r["file_airtime_ratio"], r["separate_ratio"]
+        together = "-" if sep is None else (
+            f"{_fmt(sep['p50'])} ({_fmt(sep['min'])}..{_fmt(sep['max'])}) over "
+            f"{sep['comparable_seeds']} seeds where all completed")
+        lines.append(f"{r['scenario']:<16}{r['seeds']:>6}{r['fetched']:>6}/{r['fetches']:<3}"
+                     f"{_fmt(r['file_completion']):>5}{_fmt(r['file_seconds']['p50']):>8}"
+                     f"{_fmt(r['file_seconds']['p95']):>8}"
+                     f"{_fmt(ar['min']) + '..' + _fmt(ar['max']):>12}  {together}")
+        if r["incomplete_seeds"]:
+            lines.append(f"{'':<16}incomplete with seeds {r['incomplete_seeds']}")
     return "\n".join(lines)
