@@ -4,6 +4,8 @@ side by side, plus simulator speed and the baseline's reach-vs-size curve;
 together against each alone (`separate`)."""
 from __future__ import annotations
 
+from statistics import median
+
 from pollen_controller.sim.engine import FILE_ROUTERS, ROUTERS, Simulation, simulate
 from pollen_controller.sim.metrics import percentile
 from pollen_controller.sim.scenario import load_scenario
@@ -150,7 +152,7 @@ def files(names=FILE_SCENARIOS, seeds=FILE_SEEDS, progress=None) -> list[dict]:
             "file_airtime_ratio": {"min": min(ratios, default=None),
                                    "max": max(ratios, default=None)},
             "separate_ratio": {"comparable_seeds": comparable, "min": min(sep, default=None),
-                               "p50": percentile(sep, 50), "max": max(sep, default=None)}
+                               "median": round(median(sep), 3) if sep else None, "max": max(sep, default=None)}
             if several else None,
         })
     return rows
@@ -198,17 +200,18 @@ def render_curve(rows: list[dict]) -> str:
 
 
 def render_files(rows: list[dict]) -> str:
-    lines = [f"{'scenario':<16}{'seeds':>6}{'complete':>14}{'s p50':>8}{'s p95':>8}"
-             f"{'air/bound':>12}  together/separate"]
+    lines = [f"{'scenario':<16}{'seeds':>6}  {'completed':<15}{'s p50':>7}{'s p95':>7}"
+             f"{'airtime/bound':>15}  together/separate"]
     for r in rows:
         ar, sep = r["file_airtime_ratio"], r["separate_ratio"]
         together = "-" if sep is None else (
-            f"{_fmt(sep['p50'])} ({_fmt(sep['min'])}..{_fmt(sep['max'])}) over "
-            f"{sep['comparable_seeds']} seeds where all completed")
-        lines.append(f"{r['scenario']:<16}{r['seeds']:>6}{r['fetched']:>6}/{r['fetches']:<3}"
-                     f"{_fmt(r['file_completion']):>5}{_fmt(r['file_seconds']['p50']):>8}"
-                     f"{_fmt(r['file_seconds']['p95']):>8}"
-                     f"{_fmt(ar['min']) + '..' + _fmt(ar['max']):>12}  {together}")
+            f"median {_fmt(sep['median'])} ({_fmt(sep['min'])}..{_fmt(sep['max'])}) over the "
+            f"{sep['comparable_seeds']} seeds where every fetch completed both ways")
+        done = f"{r['fetched']}/{r['fetches']}" + (
+            f" ({r['file_completion']:.0%})" if r["fetches"] else "")
+        lines.append(f"{r['scenario']:<16}{r['seeds']:>6}  {done:<15}"
+                     f"{_fmt(r['file_seconds']['p50']):>7}{_fmt(r['file_seconds']['p95']):>7}"
+                     f"{_fmt(ar['min']) + '..' + _fmt(ar['max']):>15}  {together}")
         if r["incomplete_seeds"]:
             lines.append(f"{'':<16}incomplete with seeds {r['incomplete_seeds']}")
     return "\n".join(lines)
