@@ -10,7 +10,9 @@ import threading
 import time
 from pathlib import Path
 
+from pollen_controller import files_client
 from pollen_controller.emulation import Emulation
+from pollen_controller.node_link import LinkError, ProcessLink
 from pollen_controller.sim.metrics import percentile
 from pollen_controller.topology import ladder
 
@@ -19,7 +21,8 @@ DEMO_NODE_SETTINGS = {"beacon_interval_ms": 5000, "lifetime_ms": 300000,
                       "neighbour_expiry_ms": 30000}
 _DISCOVERY_S = 6.0
 _OFF_S = 8.0          # how long the store-and-forward target stays off
-_DEADLINE_S = 50.0    # the whole demo ends by then, delivered or not
+_DEADLINE_S = 50.0    # the message part ends by then, delivered or not
+_FILE_S_PER_KIB = 25.0  # the file part's deadline: generous for ShortFast, 5 hops
 
 
 class DemoError(ValueError):
@@ -37,10 +40,14 @@ class _Log:
         self.tx_data = 0
         self.tx_beacons = 0
         self.waiters = {}
+        self.links = {}
 
     def on_event(self, node, ev):
         with self.lock:
             self.events.append(ev)
+        link = self.links.get(ev["_node"])
+        if link is not None:
+            link.feed(ev)
         if self.progress and ev.get("event") in ("received", "delivered", "error"):
             self.progress(self._describe(ev))
 
@@ -81,7 +88,8 @@ def _send(emu, log, src, to, text):
 
 
 def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
-             heap: str = "128K", workdir: Path | None = None, progress=None) -> dict:
+             heap: str = "128K", workdir: Path | None = None, progress=None,
+             file_kib: int = 4) -> dict:
     if nodes < 6 or nodes > 40 or nodes % 2:
         raise DemoError(f"--nodes: expected an even number from 6 to 40 (two rows of nodes), got {nodes}")
     if not 0.0 <= loss < 1.0:
@@ -106,14 +114,17 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
                 f"finding neighbours...")
             time.sleep(_DISCOVERY_S)
             summary = _traffic(emu, log, ids, say)
+            file_result = _file_transfer(emu, log, ids, file_kib, seed, say) if file_kib else None
             say("collecting node status...")
             statuses = _collect_status(emu, log, ids)
         medium_stats = emu.medium.snapshot_stats()
     finally:
         if own_dir:
             shutil.rmtree(workdir, ignore_errors=True)
-    return _summarise(summary, statuses, log, ids, runtime, loss, medium_stats,
-                      time.monotonic() - t_begin)
+    result = _summarise(summary, statuses, log, ids, runtime, loss, medium_stats,
+                        time.monotonic() - t_begin)
+    result["file"] = file_result
+    return result
 
 
 def _traffic(emu, log, ids, say):
@@ -151,6 +162,53 @@ def _traffic(emu, log, ids, say):
             break
         time.sleep(0.1)
     return {"posts": posts, "unicasts": unicasts, "stored": stored, "t_on": t_on}
+
+
+def _file_transfer(emu, log, ids, kib, seed, say):
+    """Share a file at one end of the mesh, fetch it at the other through the
+    nodes' consoles (the same client `pollen share/fetch` use), read it out
+    and check it against what was shared."""
+    import random
+
+    seeder, fetcher = ids[0], ids[-1]
+    data = random.Random(seed).randbytes(kib * 1024)
+    links = {i: ProcessLink(emu.nodes[i]) for i in (seeder, fetcher)}
+    log.links.update(links)
+    result = {"size_bytes": len(data), "completed": False, "seconds": None,
+              "verified": False, "hops": emu.topology.hops(seeder, fetcher)}
+    try:
+        shared = files_client.share(links[seeder], data, "village-notice.bin")
+        say(f"node {seeder:08x} shares a {kib} KiB file, content id {shared['cid']}; "
+            f"node {fetcher:08x} fetches it {result['hops']} hops away...")
+        # as a user would: look for it in the catalog, then fetch it
+        end = time.monotonic() + 30
+        while not any(r["cid"] == shared["cid"] for r in files_client.catalog(links[fetcher])):
+            if time.monotonic() > end:
+                raise files_client.FilesError("the file did not appear in the far node's catalog")
+            time.sleep(1.0)
+        t0 = time.monotonic()
+
+        def progress(have, chunks):
+            say(f"{time.monotonic() - t0:6.1f}s  {fetcher:08x} has {have}/{chunks} chunks")
+
+        got = files_client.fetch(links[fetcher], shared["cid"], _FILE_S_PER_KIB * kib + 30,
+                                 progress)
+        result["completed"] = True
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        _, out = files_client.read_out(links[fetcher], shared["cid"])
+        result["verified"] = bool(got.get("verified")) and out == data
+        say(f"{result['seconds']:6.1f}s  {fetcher:08x} has the file; "
+            f"read out and {'verified' if result['verified'] else 'NOT matching'}")
+    except (LinkError, files_client.FilesError) as e:
+        result["error"] = str(e)
+        for i in links:  # a node that died says why on stderr
+            if emu.nodes[i].stderr_lines:
+                result["error"] += f"; node {i:08x}: {emu.nodes[i].stderr_lines[-1]}"
+        say(f"file transfer failed: {e}")
+    finally:
+        for i in links:
+            log.links.pop(i, None)
+    return result
 
 
 def _delivered_at(log, u):

@@ -21,12 +21,12 @@ from pollen.airtime import preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
 from pollen.tables import Seen, Neighbours, Routes
 from pollen import held as heldrec
-from pollen.settings import Settings
 from pollen.posts import RecentPosts
 from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED, MAX_JOBS
 from pollen.flooding import Flooding
 from pollen.custody import Custody
 from pollen.sharing import Sharing
+from pollen.ids import Values
 
 _BEACON_NEIGHBOURS = 32  # most neighbours a beacon lists
 _ID_BLOCK = 256          # message ids reserved in storage at a time
@@ -36,8 +36,9 @@ _BEACON_JOB = 0          # the job key of our beacon (message keys are never 0)
 
 class Node(Flooding, Custody, Sharing):
     def __init__(self, settings, storage, rng):
-        if not isinstance(settings, Settings):
-            settings = Settings(settings)
+        if not isinstance(settings, Values):
+            from pollen.settings import plain  # not kept: the app frees it after start
+            settings = plain(settings)
         s = settings
         self.s = s
         self.id = s.node_id

@@ -1,14 +1,15 @@
 # The node's settings, validated: every error names the field and what was
 # expected. Built from the "node" part of config.json (see docs/config.md).
+# Only needed while a node starts: the app drops this module afterwards
+# (pollen_io/boot.py), and Node keeps the values, not this code.
 from pollen.region import REGIONS
+from pollen.ids import ConfigError, Values, parse_node_id, fail as _fail
 from pollen.airtime import PRESETS, preset_time_on_air_us
 
 
 _MAX_BEACON_BYTES = 90
 
 
-class ConfigError(ValueError):
-    pass
 
 
 # field: (default, minimum, maximum) for integer settings
@@ -38,21 +39,6 @@ _INTS = {
     "fetch_patience_ms": (600000, 1000, 86400000),
 }
 FIELDS = ("node_id", "name", "network_key", "region", "preset") + tuple(_INTS)
-
-
-def _fail(field, expected, got):
-    raise ConfigError("config field '%s': expected %s, got %r" % (field, expected, got))
-
-
-def parse_node_id(v, field="node_id"):
-    if isinstance(v, str):
-        try:
-            v = int(v, 16)
-        except ValueError:
-            _fail(field, "a node id of up to 8 hex digits", v)
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 0xFFFFFFFF or v & 0xFF == 0:
-        _fail(field, "a 32-bit id, not 0 or ffffffff, whose last byte is not 00", v)
-    return v
 
 
 def _hex_key(v):
@@ -116,3 +102,13 @@ class Settings:
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 _fail(k, "an integer %d..%d" % (lo, hi), v)
             setattr(self, k, v)
+
+
+def plain(settings):
+    # Settings (or a dict to check) -> Values: what Node keeps
+    if not isinstance(settings, Settings):
+        settings = Settings(settings)
+    v = Values()
+    for k in FIELDS:
+        setattr(v, k, getattr(settings, k))
+    return v

@@ -10,15 +10,14 @@ import asyncio
 import time
 import os
 import random
+import binascii
 
 from pollen import VERSION
-from pollen.settings import Settings, ConfigError, parse_node_id
-from pollen.node import Node
+from pollen.ids import ConfigError, parse_node_id
 from pollen.wire import BROADCAST
+from pollen.files import parse_cid, cid_str
 
 CONFIG = "config.json"
-# config.json keys that are the adapters' business rather than the core's
-_IO_FIELDS = ("radio", "storage_dir", "status_interval_ms", "network", "board")
 
 
 def emit(event, **fields):
@@ -29,73 +28,6 @@ def emit(event, **fields):
 def runtime():
     v = sys.implementation.version
     return "%s %d.%d.%d" % (sys.implementation.name, v[0], v[1], v[2])
-
-
-def load_config(path):
-    try:
-        with open(path) as f:
-            raw = f.read()
-    except OSError:
-        raise ConfigError("%s: cannot be read" % path)
-    try:
-        d = json.loads(raw)
-    except ValueError:
-        raise ConfigError("%s: not valid JSON" % path)
-    if not isinstance(d, dict):
-        raise ConfigError("%s: expected a JSON object" % path)
-    io = {}
-    for k in _IO_FIELDS:
-        if k in d:
-            io[k] = d.pop(k)
-    radio = io.get("radio", {"kind": "udp"})
-    if not isinstance(radio, dict) or radio.get("kind") not in ("udp", "lora"):
-        raise ConfigError("config field 'radio': expected {\"kind\": \"lora\"} or {\"kind\": \"udp\", \"port\": ...}, got %r" % (radio,))
-    if radio["kind"] == "lora":
-        return Settings(d), radio, _folder(io), _interval(io)
-    port = radio.get("port", 47000)
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise ConfigError("config field 'radio.port': expected a UDP port 1..65535, got %r" % (port,))
-    host = radio.get("host", "127.0.0.1")
-    # the virtual medium runs on this machine; the radio only talks on loopback
-    if host not in ("127.0.0.1", "localhost"):
-        raise ConfigError("config field 'radio.host': expected 127.0.0.1 or localhost (the virtual medium), got %r" % (host,))
-    return Settings(d), radio, _folder(io), _interval(io)
-
-
-def _folder(io):
-    folder = io.get("storage_dir", "store")
-    if not isinstance(folder, str) or not folder:
-        raise ConfigError("config field 'storage_dir': expected a folder name, got %r" % (folder,))
-    return folder
-
-
-def _interval(io):
-    interval = io.get("status_interval_ms", 0)
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
-        raise ConfigError("config field 'status_interval_ms': expected an integer >= 0, got %r" % (interval,))
-    return interval
-
-
-def make_radio(settings, radio):
-    if radio["kind"] == "lora":
-        return _lora_radio(settings, radio)
-    from pollen_io.udp_radio import UdpRadio
-    try:
-        return UdpRadio(settings.node_id, radio.get("host", "127.0.0.1"), radio.get("port", 47000))
-    except OSError as e:
-        raise ConfigError("config field 'radio.host': expected a host name this machine resolves, got %r (%s)"
-                          % (radio.get("host"), e))
-
-
-def _lora_radio(settings, radio):
-    # the board profile that pollen flash installed next to config.json
-    try:
-        with open("board.json") as f:
-            board = json.loads(f.read())
-    except (OSError, ValueError):
-        raise ConfigError("config field 'radio': kind 'lora' needs board.json (run pollen flash --board B)")
-    from pollen_io.lora_radio import LoraRadio
-    return LoraRadio(settings, radio, board)
 
 
 class Clock:
@@ -115,6 +47,7 @@ class App:
     def __init__(self, settings, radio, storage, status_interval_ms):
         random.seed(int.from_bytes(os.urandom(4), "big"))
         self.clock = Clock()
+        from pollen.node import Node  # loaded after the start-up code has left the heap
         self.node = Node(settings, storage, random)
         self.radio = radio
         radio.on_busy = self.channel_busy
@@ -178,8 +111,11 @@ class App:
                 self.cmd_send(c, ref)
             elif cmd == "status":
                 self.emit_status(ref)
+            elif cmd in _FILE_CMDS:
+                getattr(self, "cmd_" + cmd)(c, ref)
             else:
-                emit("error", error="unknown cmd %r (known: send, status)" % cmd, ref=ref)
+                emit("error", error="unknown cmd %r (known: send, status, %s)"
+                     % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
         except (ValueError, TypeError) as e:
             emit("error", error="%s: %s" % (cmd, e), ref=ref)
 
@@ -197,6 +133,55 @@ class App:
                 raise ValueError(str(e).replace("config field", "field"))
         msg_id = self.node.send(dest, text, self.clock.now())
         emit("sent", id=msg_id, to="all" if dest == BROADCAST else "%08x" % dest, ref=ref)
+
+    # ---- the shared commons (docs/console.md#files) ---------------------------
+
+    def cmd_share(self, c, ref):
+        # the host sends the manifest, then each chunk with "put": a board
+        # never holds the whole file in RAM
+        cid = self.node.share_manifest(_b64(c, "manifest"), self.clock.now())
+        m = self.node.files.manifests[cid]
+        emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks,
+             missing=self.node.files.missing(cid), ref=ref)
+
+    def cmd_put(self, c, ref):
+        cid = _cid(c)
+        index = c.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValueError("field 'index': expected a chunk number")
+        done = self.node.share_chunk(cid, index, _b64(c, "data"), self.clock.now())
+        emit("put", cid=cid_str(cid), index=index, complete=done, ref=ref)
+
+    def cmd_fetch(self, c, ref):
+        cid = _cid(c)
+        emit("fetch_started", cid=cid_str(cid), ref=ref)
+        self.node.fetch(cid, self.clock.now())
+
+    def cmd_catalog(self, c, ref):
+        search = c.get("search")
+        if search is not None and not isinstance(search, str):
+            raise ValueError("field 'search': expected text")
+        rows = self.node.catalog_entries(self.clock.now(), search)
+        for r in rows:  # one line each: a long catalog never needs one big string
+            r["ref"] = ref
+            emit("catalog_entry", **r)
+        emit("catalog", count=len(rows), ref=ref)
+
+    def cmd_manifest(self, c, ref):
+        cid = _cid(c)
+        m = self.node.files.manifests.get(cid)
+        if m is None:
+            raise ValueError("content id %s: not on this node" % cid_str(cid))
+        emit("manifest", cid=cid_str(cid), data=_b64s(m.raw),
+             complete=self.node.files.complete(cid), ref=ref)
+
+    def cmd_get(self, c, ref):
+        cid = _cid(c)
+        index = c.get("index")
+        data = self.node.files.read_chunk(cid, index) if isinstance(index, int) else None
+        if data is None:
+            raise ValueError("content id %s: no chunk %r on this node" % (cid_str(cid), index))
+        emit("chunk", cid=cid_str(cid), index=index, data=_b64s(data), ref=ref)
 
     def emit_status(self, ref=None):
         s = self.node.status(self.clock.now())
@@ -232,6 +217,31 @@ class App:
             self.wake.clear()
 
 
+_FILE_CMDS = ("share", "put", "fetch", "catalog", "manifest", "get")
+
+
+def _b64(c, field):
+    v = c.get(field)
+    try:
+        return binascii.a2b_base64(v)
+    except (ValueError, TypeError):
+        raise ValueError("field '%s': expected base64" % field)
+
+
+def _b64s(data):
+    return binascii.b2a_base64(data).decode().strip()
+
+
+def _cid(c):
+    v = c.get("cid")
+    if not isinstance(v, str):
+        raise ValueError("field 'cid': expected a content id (26 letters a-z, 2-7)")
+    try:
+        return parse_cid(v)
+    except ValueError as e:
+        raise ValueError("field 'cid': %s" % e)
+
+
 def fail(e):
     sys.stderr.write("pollen: %s\n" % e)
     emit("error", error=str(e), fatal=True)
@@ -239,19 +249,29 @@ def fail(e):
 
 
 def main(path=CONFIG):
+    from pollen_io import boot  # config checking and set-up: freed once the node runs
     try:
-        settings, radio_cfg, folder, interval = load_config(path)
-        radio = make_radio(settings, radio_cfg)
+        settings, radio_cfg, folder, interval = boot.load_config(path)
+        radio = boot.make_radio(settings, radio_cfg)
+        storage = boot.open_storage(folder)
     except ConfigError as e:
         fail(e)
-    from pollen_io.filestore import FileStorage
-    try:
-        storage = FileStorage(folder)
-    except OSError as e:
-        fail(ConfigError("config field 'storage_dir': expected a folder the node can write, got %r (%s)"
-                         % (folder, e)))
+    boot = None
+    _unload("pollen_io.boot", "pollen.settings")
     app = App(settings, radio, storage, interval)
     try:
         asyncio.run(app.main())
     except KeyboardInterrupt:
         pass
+
+
+def _unload(*names):
+    # Drop modules only needed at start, so their code leaves the heap
+    # (bytecode loaded from .mpy lives in RAM).
+    for name in names:
+        sys.modules.pop(name, None)
+        pkg, _, attr = name.rpartition(".")
+        mod = sys.modules.get(pkg)
+        if mod is not None and attr in dir(mod):
+            delattr(mod, attr)
+    gc.collect()

@@ -12,7 +12,7 @@ import time
 import asyncio
 from pollen._compat import const
 from pollen.region import REGIONS
-from pollen.settings import ConfigError
+from pollen.ids import ConfigError
 
 _MAX_FRAME_BYTES = const(255)  # one LoRa packet: its length is one byte
 _TX_QUEUE_FRAMES = const(8)    # waiting for the air; when full a new frame is dropped,
