@@ -115,7 +115,9 @@ def parse_manifest(raw, max_bytes=MAX_FILE_BYTES):
         i += 46
     except (IndexError, UnicodeError):
         raise FileError("manifest truncated or garbled")
-    if not n or size == 0 or size > max_bytes or not 16 <= chunk <= CHUNK_BYTES:
+    if size > max_bytes:
+        raise FileError("file is %d bytes; the limit is %d" % (size, max_bytes))
+    if not n or size == 0 or not 16 <= chunk <= CHUNK_BYTES:
         raise FileError("manifest fields out of range")
     if len(raw) != i + chunk_count(size, chunk) * _SHORT or len(sha) != 32:
         raise FileError("manifest length does not match its chunk count")

@@ -7,7 +7,7 @@ import gc
 import sys
 
 MODULES = ("tests.core.test_wire", "tests.core.test_node", "tests.core.test_files",
-           "tests.core.test_held_files", "tests.core.test_file_wire")
+           "tests.core.test_held_files", "tests.core.test_file_wire", "tests.core.test_sharing")
 
 
 def _print_exc(e):
