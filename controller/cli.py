@@ -182,6 +182,7 @@ def _file_rows(r: dict) -> list:
                      f"{sep['separate_airtime_ms']} ms as {len(sep['runs'])} single fetches"
                      + ("" if sep["comparable"] else "; NOT comparable: some fetch did not "
                                                      "complete") + ")"))
+        rows.append(("  per completed fetch", f"{sep['per_fetched_ratio']}"))
     return rows
 
 

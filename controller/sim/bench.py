@@ -107,13 +107,17 @@ def separate(sc, seed=None, together=None, router="pollen") -> dict:
                          "file_seconds": r["file_seconds"]["p50"],
                          "file_airtime_ms": r["file_airtime_ms"]})
     alone_ms = round(sum(r["file_airtime_ms"] for r in runs), 1)
-    return {"together_airtime_ms": together["file_airtime_ms"], "separate_airtime_ms": alone_ms,
-            "ratio": ratio(together["file_airtime_ms"], alone_ms),
+    alone_fetched = sum(r["file_completion"] == 1 for r in runs)
+    together_ms, together_fetched = together["file_airtime_ms"], together["file_fetched"]
+    return {"together_airtime_ms": together_ms, "separate_airtime_ms": alone_ms,
+            "ratio": ratio(together_ms, alone_ms),
             "together_completion": together["file_completion"],
-            "separate_completion": round(sum(r["file_completion"] for r in runs) / len(runs), 4),
+            "separate_completion": round(alone_fetched / len(runs), 4),
             # only when every fetch completed both ways do the airtimes buy the same
-            "comparable": together["file_completion"] == 1
-                          and all(r["file_completion"] == 1 for r in runs),
+            "comparable": together_fetched == len(runs) == alone_fetched,
+            # airtime per completed fetch, together / alone
+            "per_fetched_ratio": ratio(together_ms / together_fetched, alone_ms / alone_fetched)
+            if together_fetched and alone_fetched else None,
             "runs": runs}
 
 
@@ -126,7 +130,7 @@ def files(names=FILE_SCENARIOS, seeds=FILE_SEEDS, progress=None) -> list[dict]:
         sc = load_scenario(name)
         several = sum(len(f.fetchers) for f in sc.files()) > 1
         fetches = fetched = 0
-        seconds, ratios, failed, sep, comparable = [], [], [], [], 0
+        seconds, ratios, failed, sep, per_fetched = [], [], [], [], []
         for seed in range(1, seeds + 1):
             if progress:
                 progress(f"{name}: seed {seed}...")
@@ -142,8 +146,9 @@ def files(names=FILE_SCENARIOS, seeds=FILE_SEEDS, progress=None) -> list[dict]:
             if several:
                 s = separate(sc, seed, r)
                 if s["comparable"]:
-                    comparable += 1
                     sep.append(s["ratio"])
+                if s["per_fetched_ratio"] is not None:
+                    per_fetched.append(s["per_fetched_ratio"])
         rows.append({
             "scenario": name, "seeds": seeds, "fetches": fetches, "fetched": fetched,
             "file_completion": round(fetched / fetches, 4) if fetches else None,
@@ -151,11 +156,16 @@ def files(names=FILE_SCENARIOS, seeds=FILE_SEEDS, progress=None) -> list[dict]:
             "file_seconds": {"p50": percentile(seconds, 50), "p95": percentile(seconds, 95)},
             "file_airtime_ratio": {"min": min(ratios, default=None),
                                    "max": max(ratios, default=None)},
-            "separate_ratio": {"comparable_seeds": comparable, "min": min(sep, default=None),
-                               "median": round(median(sep), 3) if sep else None, "max": max(sep, default=None)}
+            "separate_ratio": dict(_spread(sep), comparable_seeds=len(sep)) if several else None,
+            "separate_per_fetched_ratio": dict(_spread(per_fetched), seeds=len(per_fetched))
             if several else None,
         })
     return rows
+
+
+def _spread(values):
+    return {"min": min(values, default=None), "max": max(values, default=None),
+            "median": round(median(values), 3) if values else None}
 
 
 def _fmt(v):
@@ -199,14 +209,20 @@ def render_curve(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _spread_text(d):
+    return f"median {_fmt(d['median'])} ({_fmt(d['min'])}..{_fmt(d['max'])})"
+
+
 def render_files(rows: list[dict]) -> str:
     lines = [f"{'scenario':<16}{'seeds':>6}  {'completed':<15}{'s p50':>7}{'s p95':>7}"
              f"{'airtime/bound':>15}  together/separate"]
     for r in rows:
         ar, sep = r["file_airtime_ratio"], r["separate_ratio"]
+        per = r["separate_per_fetched_ratio"]
         together = "-" if sep is None else (
-            f"median {_fmt(sep['median'])} ({_fmt(sep['min'])}..{_fmt(sep['max'])}) over the "
-            f"{sep['comparable_seeds']} seeds where every fetch completed both ways")
+            f"{_spread_text(sep)} over the {sep['comparable_seeds']} seeds where every fetch "
+            f"completed both ways; per completed fetch {_spread_text(per)} over "
+            f"{per['seeds']} seeds")
         done = f"{r['fetched']}/{r['fetches']}" + (
             f" ({r['file_completion']:.0%})" if r["fetches"] else "")
         lines.append(f"{r['scenario']:<16}{r['seeds']:>6}  {done:<15}"
