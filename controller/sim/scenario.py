@@ -1,11 +1,11 @@
 """Scenario files: what the simulator runs (docs/scenarios.md).
 
 A scenario is a YAML file in ``scenarios/``: nodes and where they stand, the
-radio and path-loss model, traffic, mobility, failures and router settings.
-Loading validates every field; a bad one raises ScenarioError naming its path.
-Everything random (placement, traffic, movement, failures, file contents) is drawn from
-``random.Random`` seeded by the scenario seed plus a name per use, so one
-scenario and seed always give the same run.
+radio and path-loss model, traffic, shared files, mobility, failures (of nodes
+and links) and router settings. Loading validates every field; a bad one raises
+ScenarioError naming its path. Everything random (placement, traffic, movement,
+failures, file contents) is drawn from ``random.Random`` seeded by the scenario
+seed plus a name per use, so one scenario and seed always give the same run.
 """
 
 from __future__ import annotations
