@@ -40,14 +40,10 @@ class _Log:
         self.tx_data = 0
         self.tx_beacons = 0
         self.waiters = {}
-        self.links = {}
 
     def on_event(self, node, ev):
         with self.lock:
             self.events.append(ev)
-        link = self.links.get(ev["_node"])
-        if link is not None:
-            link.feed(ev)
         if self.progress and ev.get("event") in ("received", "delivered", "error"):
             self.progress(self._describe(ev))
 
@@ -173,7 +169,6 @@ def _file_transfer(emu, log, ids, kib, seed, say):
     seeder, fetcher = ids[0], ids[-1]
     data = random.Random(seed).randbytes(kib * 1024)
     links = {i: ProcessLink(emu.nodes[i]) for i in (seeder, fetcher)}
-    log.links.update(links)
     result = {"size_bytes": len(data), "completed": False, "seconds": None,
               "verified": False, "hops": emu.topology.hops(seeder, fetcher)}
     try:
@@ -205,9 +200,6 @@ def _file_transfer(emu, log, ids, kib, seed, say):
             if emu.nodes[i].stderr_lines:
                 result["error"] += f"; node {i:08x}: {emu.nodes[i].stderr_lines[-1]}"
         say(f"file transfer failed: {e}")
-    finally:
-        for i in links:
-            log.links.pop(i, None)
     return result
 
 

@@ -128,15 +128,12 @@ class SerialLink(Link):
 
 
 class ProcessLink(Link):
-    """An emulated node: its events arrive through NodeProcess.on_event, which
-    the owner forwards here with feed()."""
+    """An emulated node: reads the events its NodeProcess collects."""
 
     def __init__(self, node):
         super().__init__()
         self.node = node
-
-    def feed(self, ev: dict):
-        self.events.put(ev)
+        self.events = node.events
 
     def command(self, cmd: dict):
         try:

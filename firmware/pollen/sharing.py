@@ -611,6 +611,10 @@ class Sharing:
             self._fetch_tick(fe, now_ms)
 
     def _file_wake(self, t):
+        # (called after this poll's timers and transmission; the caller holds
+        # t back until our own transmission ends)
+        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
+            t = 0  # the next chunk is queued as soon as the radio is free
         if self.next_catalog_ms < t and _CATALOG_JOB not in self.jobs \
                 and self.s.catalog_share_per_mille:
             t = self.next_catalog_ms

@@ -1,0 +1,112 @@
+"""`pollen share`, `pollen catalog` and `pollen fetch` as a user runs them:
+through a virtual board's serial port (a real MicroPython node behind a
+pseudo-terminal), next to an emulated node on the same virtual radio medium."""
+import json
+import random
+import time
+
+import pytest
+import serial
+from click.testing import CliRunner
+
+from pollen_controller import files_client
+from pollen_controller import provisioning as pv
+from pollen_controller.build import build_bundle
+from pollen_controller.cli import main
+from pollen_controller.emulation import NodeProcess
+from pollen_controller.firmware import compile_firmware
+from pollen_controller.medium import Medium
+from pollen_controller.node_link import ProcessLink
+from pollen_controller.topology import line
+from pollen_controller.transport import Board
+from pollen_controller.virtual_board import VirtualBoard
+
+
+def _boot(port):
+    # Ctrl-D at the REPL: the board reboots into main.py; wait for "started"
+    s = serial.Serial(port, 115200, timeout=0.2)
+    s.write(b"\r\x04")
+    buf = b""
+    deadline = time.monotonic() + 10
+    while b'"started"' not in buf and time.monotonic() < deadline:
+        try:
+            buf += s.read(256)
+        except serial.SerialException:
+            time.sleep(0.05)
+    s.close()
+    assert b'"started"' in buf, buf[-300:]
+
+
+@pytest.fixture
+def board_and_neighbour(tmp_path):
+    net = pv.create_network("village", "EU868", "ShortFast")
+    with Medium(line(2)) as medium, VirtualBoard(tmp_path / "board") as vb:
+        time.sleep(0.3)
+        build_bundle(None, tmp_path / "bundle")
+        with Board(vb.port) as b:
+            pv.install_bundle(b, tmp_path / "bundle")
+            pv.provision(b, net, "board", 1, {"kind": "udp", "port": medium.port})
+        compile_firmware(tmp_path / "fw")
+        other = NodeProcess(2, tmp_path / "n2", {
+            "node_id": "00000002", "name": "emulated", "network_key": net["key"],
+            "region": "EU868", "preset": "ShortFast", "beacon_interval_ms": 2000,
+            "radio": {"kind": "udp", "port": medium.port}}, tmp_path / "fw")
+        other.start()
+        try:
+            _boot(vb.port)
+            time.sleep(3)  # beacons: each hears the other
+            yield vb.port, ProcessLink(other)
+        finally:
+            other.stop(hard=True)
+
+
+def test_share_catalog_and_fetch_through_a_virtual_board(tmp_path, board_and_neighbour):
+    port, neighbour = board_and_neighbour
+    run = CliRunner().invoke
+    # share from the board: the emulated neighbour hears of it
+    notice = tmp_path / "Bus timetable.txt"
+    notice.write_text("08:15 village hall\n17:40 market\n" * 40)
+    r = run(main, ["share", str(notice), "--port", port, "--json"])
+    assert r.exit_code == 0, r.output
+    shared = json.loads(r.output)
+    assert shared["size_bytes"] == notice.stat().st_size and shared["media_type"] == "text/plain"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(e["cid"] == shared["cid"] for e in files_client.catalog(neighbour)):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("the neighbour never heard of the shared file")
+    # the board's catalog: its own file, found by a search in any case
+    r = run(main, ["catalog", "--port", port, "--search", "TIMETABLE", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert [(x["cid"], x["held"], x["hops"]) for x in rows] == [(shared["cid"], "complete", 0)]
+    r = run(main, ["catalog", "--port", port])
+    assert "Bus timetable.txt" in r.output and shared["cid"] in r.output
+    # fetch through the board a file the neighbour shares
+    data = random.Random(4).randbytes(6000)
+    theirs = files_client.share(neighbour, data, "well map.png")
+    out = tmp_path / "got" / "map.png"
+    r = run(main, ["fetch", theirs["cid"], "--port", port, "-o", str(out), "--timeout", "120",
+                   "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert got["verified"] and got["name"] == "well map.png" and got["media_type"] == "image/png"
+    assert out.read_bytes() == data
+    # fetching again is immediate: the board holds it now
+    r = run(main, ["fetch", theirs["cid"], "--port", port, "-o", str(tmp_path / "again")])
+    assert r.exit_code == 0 and (tmp_path / "again").read_bytes() == data
+
+
+def test_bad_input_is_named(tmp_path, board_and_neighbour):
+    port, _ = board_and_neighbour
+    run = CliRunner().invoke
+    r = run(main, ["fetch", "not-a-content-id", "--port", port])
+    assert r.exit_code == 1 and "content id" in r.output and "26" in r.output
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(70000))
+    r = run(main, ["share", str(big), "--port", port])
+    assert r.exit_code == 1 and "70000 bytes" in r.output and "max_file_bytes" in r.output
+    r = run(main, ["catalog", "--port", str(tmp_path / "ttyNOPE")])
+    assert r.exit_code == 1 and "cannot open the port" in r.output
