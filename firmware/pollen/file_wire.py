@@ -8,13 +8,16 @@
 #             in 200-byte parts (a 64 KiB file's manifest is about 1.4 KB)
 #   CATALOG   entries of cid (16) | size in KiB, rounded up (1, 255 = more) |
 #             hops to the nearest holder (1, 0 = the sender holds it) |
+#             via: low byte of the neighbour the sender reaches it through
+#             (1, 0 = holds it; that neighbour ignores the entry: poisoned
+#             reverse, so no node takes its own echo for a way) |
 #             name length (1) | name (UTF-8, at most 24 bytes, cut short)
 from pollen._compat import const
 
 CID_BYTES = const(16)
 PART_BYTES = const(200)
 MAX_WANT_BITMAP = const(32)   # a window of 256 chunks
-CATALOG_FIXED = const(19)      # cid, size, hops, name length
+CATALOG_FIXED = const(20)      # cid, size, hops, via, name length
 CATALOG_NAME_BYTES = const(24)
 MAX_CATALOG_BYTES = const(231)  # a frame's whole payload
 
@@ -90,34 +93,35 @@ def _cut_utf8(b, n):
 
 
 def pack_catalog(entries, room=MAX_CATALOG_BYTES):
-    # entries: [(cid, size_bytes, hops, name)], as many as fit `room` bytes;
+    # entries: [(cid, size_bytes, hops, via, name)], as many as fit `room` bytes;
     # returns (payload, how many entries went in)
     out = bytearray()
     n = 0
-    for cid, size, hops, name in entries:
+    for cid, size, hops, via, name in entries:
         nb = _cut_utf8(name.encode(), CATALOG_NAME_BYTES)
         if len(out) + CATALOG_FIXED + len(nb) > room:
             break
         kib = (size + 1023) // 1024
-        out += bytes(cid) + bytes((kib if kib < 255 else 255, hops, len(nb))) + nb
+        out += bytes(cid) + bytes((kib if kib < 255 else 255, hops, via, len(nb))) + nb
         n += 1
     return bytes(out), n
 
 
 def unpack_catalog(p):
-    # -> [(cid, size_kib, hops, name)] or None if the payload does not parse
+    # -> [(cid, size_kib, hops, via, name)] or None if the payload does not parse
     out = []
     i = 0
     while i < len(p):
         if i + CATALOG_FIXED > len(p):
             return None
-        n = p[i + CID_BYTES + 2]
+        n = p[i + CID_BYTES + 3]
         if n > CATALOG_NAME_BYTES or i + CATALOG_FIXED + n > len(p):
             return None
         try:
             name = bytes(p[i + CATALOG_FIXED:i + CATALOG_FIXED + n]).decode()
         except UnicodeError:
             return None
-        out.append((bytes(p[i:i + CID_BYTES]), p[i + CID_BYTES], p[i + CID_BYTES + 1], name))
+        out.append((bytes(p[i:i + CID_BYTES]), p[i + CID_BYTES], p[i + CID_BYTES + 1],
+                    p[i + CID_BYTES + 2], name))
         i += CATALOG_FIXED + n
     return out if out else None

@@ -27,8 +27,7 @@ _CATALOG_JOB = const(3)
 _MAX_FETCHES = const(4)   # files fetched at once (the user's and for neighbours)
 _MAX_SERVING = const(8)   # files being sent at once
 _FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
-_MAX_QUERIES = const(5)   # "who has it?" asked this often before giving up
-_MAX_STRIKES = const(2)   # windows a source may leave unanswered
+_MAX_BACKOFF = const(4)   # a silent source is asked again after up to 2^4 answer times
 _NAV_CHUNKS = const(16)   # most answer frames an overheard WANT keeps us quiet for
 _FRAME_EXTRA = const(24)  # header and tag around a payload
 _CHUNK_HEAD = const(18)   # content id and index before a chunk's data
@@ -51,8 +50,9 @@ class Fetch:
         self.askers = set()     # neighbours we serve it to: never our sources for it
         self.next_ms = now_ms   # when to look at it again
         self.queries = 0
+        self.query_ms = now_ms  # no "who has it?" before then
         self.reported = -1      # chunks held at the last progress report
-        self.strikes = {}       # source id -> windows it left unanswered
+        self.strikes = {}       # source id -> [windows it left unanswered, not asked before ms]
         self.restarts = 0
 
 
@@ -65,6 +65,7 @@ class Sharing:
         self.serving = {}      # cid -> [manifest parts to send, chunks to send]
         self.bad_senders = {}  # neighbour id -> chunks/manifests it sent that failed verification
         self.cat_dirty = []    # cids to advertise first (new or nearer)
+        self.cat_again = []    # ... and once more soon after (a lost frame costs a period)
         self.cat_cursor = 0
         self.file_chunk_bytes = self._fitting_chunk_bytes()
         self.chunk_air_ms = self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD
@@ -201,14 +202,16 @@ class Sharing:
         if entries is None:
             self._drop("field")
             return
-        for cid, kib, hops, name in entries:
-            if self.files.complete(cid):
-                continue
+        for cid, kib, hops, through, name in entries:
+            if self.files.complete(cid) or through == self.low:
+                continue  # we hold it, or its way goes through us (our own echo)
             if self.catalog.heard(cid, name, kib, hops, via, now_ms):
                 self._catalog_dirty(cid, now_ms)
             fe = self.fetches.get(cid)
             if fe is not None:
                 fe.next_ms = now_ms  # a way to it, perhaps a new one
+                if fe.queries and cid not in self.files.manifests and not fe.parts:
+                    fe.progress_ms = now_ms  # found after asking around: patience anew
 
     def _on_want(self, f, via, now_ms):
         p = file_wire.unpack_want(f.payload)
@@ -343,6 +346,7 @@ class Sharing:
             if w[3] == parts and i in w[0]:
                 w[0].discard(i)
                 w[2] = True
+                fe.strikes.pop(src, None)  # it answers: no back-off
                 if not w[0]:
                     del fe.windows[src]
                     fe.next_ms = now_ms  # window done: ask for the next one
@@ -396,18 +400,23 @@ class Sharing:
             if now_ms >= w[1]:
                 del fe.windows[src]  # what did not come may be asked for again
                 if not w[2]:
-                    n = fe.strikes.get(src, 0) + 1
-                    fe.strikes[src] = n
-                    if n >= _MAX_STRIKES and len(self.catalog.sources(fe.cid, now_ms)) > 1:
-                        # ask the others; the last way we know of is kept (patience decides)
-                        fe.strikes.pop(src)
-                        self.catalog.forget_source(fe.cid, src)
+                    # nothing came: ask it again later and later (a partition,
+                    # a node gone), never forget it (it may be the only way)
+                    st = fe.strikes.get(src)
+                    n = st[0] + 1 if st else 1
+                    wait = self._answer_ms(4, w[4]) << (n if n < _MAX_BACKOFF else _MAX_BACKOFF)
+                    fe.strikes[src] = [n, now_ms + wait]
         parts = fe.cid not in self.files.manifests
         if not fe.own and not fe.windows and not fe.owed and not fe.owed_parts:
             self._end_fetch(fe, now_ms, None)  # a relay fetch with nothing left to do
             return
         if now_ms - fe.progress_ms > self.s.fetch_patience_ms:
-            self._end_fetch(fe, now_ms, "no progress for %d s" % (self.s.fetch_patience_ms // 1000))
+            if fe.queries and parts and not fe.parts:
+                self._end_fetch(fe, now_ms, "no node within reach has content id %s (asked for %d s)"
+                                % (cid_str(fe.cid), (now_ms - fe.started_ms) // 1000))
+            else:
+                self._end_fetch(fe, now_ms, "no progress for %d s"
+                                % (self.s.fetch_patience_ms // 1000))
             return
         if _WANT_JOB in self.jobs or len(self.jobs) >= MAX_JOBS:
             return  # the job queue wakes us when it moves
@@ -415,8 +424,19 @@ class Sharing:
         wanted = self._wanted(fe, parts)
         if not wanted:
             return
-        for src, hops in self.catalog.sources(fe.cid, now_ms, fe.askers):
-            if src in fe.windows or not self.neigh.is_live(src, now_ms):
+        # a neighbour we pass it to is no way to it, unless it holds it whole
+        sources = [x for x in self.catalog.sources(fe.cid, now_ms)
+                   if x[1] == 0 or x[0] not in fe.askers]
+        best = None
+        for src, hops in sources:
+            st = fe.strikes.get(src)
+            if st and now_ms < st[1]:
+                continue  # silent lately: its back-off runs (a gone source ends up here)
+            if best is None:
+                best = hops
+            if hops > best:
+                break  # several sources at once, but only the nearest ones
+            if src in fe.windows:
                 continue
             take = [i for i in wanted[:self.s.fetch_window] if i - wanted[0] < 256]
             self._want(fe.cid, src & 0xFF, take, parts, now_ms)
@@ -424,15 +444,20 @@ class Sharing:
                                False, parts, hops]
             fe.next_ms = now_ms  # another source may take the next window
             return
-        if fe.windows:
+        if sources or fe.windows:
+            return  # waiting for an answer, or for a silent source's back-off
+        if not fe.own:
+            self._end_fetch(fe, now_ms, None)  # no way left for the neighbours who asked
             return
-        # nobody we know of leads to it: ask our neighbours
-        if fe.queries >= _MAX_QUERIES:
-            self._end_fetch(fe, now_ms, "no node within reach has content id %s" % cid_str(fe.cid))
+        # nobody we know of leads to it: ask our neighbours, at a steady pace,
+        # until the catalog brings a way or our patience ends
+        if now_ms < fe.query_ms:
+            fe.next_ms = fe.query_ms
             return
         fe.queries += 1
         self._want(fe.cid, 0, list(range(_FIRST_PARTS)), True, now_ms)
-        fe.next_ms = now_ms + max(self.s.beacon_interval_ms // 4, self.slot_ms * 20)
+        fe.query_ms = now_ms + max(self.s.beacon_interval_ms // 4, self.slot_ms * 20)
+        fe.next_ms = min(fe.query_ms, fe.progress_ms + self.s.fetch_patience_ms + 1)
 
     def _hold_windows(self, ms):
         # The channel was taken for ms (by us, or by a frame we heard): an
@@ -447,6 +472,9 @@ class Sharing:
         for w in fe.windows.values():
             if w[1] < t:
                 t = w[1]
+        for st in fe.strikes.values():
+            if now_ms < st[1] < t:
+                t = st[1]
         return t
 
     def _wanted(self, fe, parts):
@@ -553,16 +581,16 @@ class Sharing:
             self.next_catalog_ms = soon
 
     def _advertised(self, now_ms):
-        # cid -> (size_bytes, hops, name) for everything we may tell of
+        # cid -> (size_bytes, hops, via, name) for everything we may tell of
         out = {}
         for cid in self.files.holdings():
             m = self.files.manifests[cid]
-            out[cid] = (m.size_bytes, 0, m.name)
+            out[cid] = (m.size_bytes, 0, 0, m.name)
         for cid, e in self.catalog.table.items():
             if cid not in out:
-                d = self.catalog.distance(cid, now_ms)
-                if d is not None and d < MAX_HOPS:
-                    out[cid] = (e[1] * 1024, d, e[0])
+                src = self.catalog.sources(cid, now_ms)
+                if src and src[0][1] + 1 < MAX_HOPS:
+                    out[cid] = (e[1] * 1024, src[0][1] + 1, src[0][0] & 0xFF, e[0])
         return out
 
     def _catalog_timer(self, now_ms):
@@ -578,26 +606,32 @@ class Sharing:
         ads = self._advertised(now_ms)
         if not ads:
             self.cat_dirty = []
+            self.cat_again = []
             self.next_catalog_ms = now_ms + interval
             return
         order = [c for c in self.cat_dirty if c in ads]
+        order += [c for c in self.cat_again if c in ads and c not in order]
         rest = sorted(c for c in ads if c not in order)
         if rest:
             k = self.cat_cursor % len(rest)
             order += rest[k:] + rest[:k]
-        payload, n = file_wire.pack_catalog([(c, ads[c][0], ads[c][1], ads[c][2]) for c in order])
+        payload, n = file_wire.pack_catalog([(c,) + ads[c] for c in order])
         air_us = self._airtime_us(len(payload) + _FRAME_EXTRA)
         if air_us > self.cat_budget_us:
             self.next_catalog_ms = now_ms + (air_us - self.cat_budget_us) // share + 1
             return
         self.cat_budget_us -= air_us
         sent = order[:n]
+        self.cat_again = [c for c in self.cat_again if c not in sent] + \
+            [c for c in self.cat_dirty if c in sent]
         self.cat_dirty = [c for c in self.cat_dirty if c not in sent]
         self.cat_cursor += len([c for c in sent if c in rest])
         self.counters["catalogs"] += 1
         self._add_job(Job(_CATALOG_JOB, J_ONCE, self._file_frame(CATALOG, payload), now_ms, 0))
         if self.cat_dirty:
             self.next_catalog_ms = now_ms + self.slot_ms * 4 + self._rand(self.slot_ms * 4)
+        elif self.cat_again:
+            self.next_catalog_ms = now_ms + self.slot_ms * 8 + self._rand(self.slot_ms * 16)
         else:
             self.next_catalog_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
 

@@ -36,20 +36,20 @@ def test_manifest_parts_reassemble():
 
 
 def test_catalog_entries():
-    p, n = fw.pack_catalog([(CID, 16384, 0, "map.png"), (bytes(16), 1, 3, "")])
+    p, n = fw.pack_catalog([(CID, 16384, 0, 0, "map.png"), (bytes(16), 1, 3, 0x2A, "")])
     assert n == 2
-    assert p == CID + b"\x10\x00\x07map.png" + bytes(16) + b"\x01\x03\x00"
-    assert fw.unpack_catalog(p) == [(CID, 16, 0, "map.png"), (bytes(16), 1, 3, "")]
+    assert p == CID + b"\x10\x00\x00\x07map.png" + bytes(16) + b"\x01\x03\x2a\x00"
+    assert fw.unpack_catalog(p) == [(CID, 16, 0, 0, "map.png"), (bytes(16), 1, 3, 0x2A, "")]
     assert fw.unpack_catalog(p[:-1]) is None and fw.unpack_catalog(b"") is None
-    assert fw.unpack_catalog(CID + b"\x01\x00\x02\xff\xfe") is None  # not UTF-8
+    assert fw.unpack_catalog(CID + b"\x01\x00\x00\x02\xff\xfe") is None  # not UTF-8
 
 
 def test_catalog_sizes_names_and_room():
-    p, _ = fw.pack_catalog([(CID, 10 ** 6, 1, "\u00e9" * 20)])
+    p, _ = fw.pack_catalog([(CID, 10 ** 6, 1, 5, "\u00e9" * 20)])
     got = fw.unpack_catalog(p)[0]
-    assert got[1] == 255 and got[3] == "\u00e9" * 12  # 24 bytes, no half character
+    assert got[1] == 255 and got[4] == "\u00e9" * 12  # 24 bytes, no half character
     # only whole entries that fit the room go in
-    many = [(CID, 100, 0, "timetable-%d" % i) for i in range(10)]
+    many = [(CID, 100, 0, 0, "timetable-%d" % i) for i in range(10)]
     p, n = fw.pack_catalog(many)
     assert n == 7 and len(p) <= fw.MAX_CATALOG_BYTES
     assert len(fw.unpack_catalog(p)) == 7

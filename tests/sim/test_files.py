@@ -199,28 +199,8 @@ def test_partition_stalls_the_fetch_until_the_link_is_restored():
     assert completed >= 1
 
 
-def _known_core_problem(why):
-    return pytest.mark.xfail(strict=True, reason="core: " + why)
-
-
-@pytest.mark.parametrize("name, seeds", [
-    pytest.param("file-4hop", 40, marks=_known_core_problem(
-        "on 4 of 40 seeds (21, 25, 31, 32 at the time of writing) the fetch fails: a relay "
-        "forgets its only upstream source after two unanswered windows because the downstream "
-        "asker, which learned of the file through it, counts as a second source (no split "
-        "horizon), spends its 'who has it?' queries within seconds and gives up silently; the "
-        "fetcher's patience then runs out before the upstream's next periodic catalog")),
-    pytest.param("file-swarm", 10, marks=_known_core_problem(
-        "fetchers that learned of the file advertise it to each other and to relay 3 (hops "
-        "3, 4, 5, ... counting up: no split horizon); relays forget the real upstream after two "
-        "unanswered windows and fetchers ask each other in a loop, so most seeds leave fetches "
-        "incomplete")),
-    pytest.param("file-partition", 10, marks=_known_core_problem(
-        "during the cut relay 4 asks relay 3 every ~3 s without backing off, then takes the "
-        "fetcher's echo of its own advertisement as a way to the file and drops its relay "
-        "fetch; after healing it learns the way again only from relay 3's next periodic "
-        "catalog (about 5 min), and on some seeds the fetcher's 10-min patience runs out first")),
-])
+@pytest.mark.parametrize("name, seeds", [("file-4hop", 40), ("file-swarm", 20),
+                                         ("file-partition", 20)])
 def test_every_fetch_completes(name, seeds):
     # the target: "completes every time"; seeds 1..seeds
     sc = load_scenario(name)
