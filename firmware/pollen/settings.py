@@ -33,6 +33,7 @@ _INTS = {
     "max_file_bytes": (65536, 1024, 262144),
     "file_quota_bytes": (262144, 0, 16777216),
     "catalog_share_per_mille": (10, 0, 100),
+    "catalog_interval_ms": (300000, 1000, 86400000),
     "catalog_capacity": (64, 4, 1024),
     "catalog_expiry_ms": (3600000, 1000, 7 * 86400000),
     "fetch_window": (16, 1, 64),

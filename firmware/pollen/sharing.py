@@ -88,7 +88,7 @@ class Sharing:
         self.cat_budget_at_ms = now_ms
         # something to tell from the start (our files), or nothing until we hear of some
         self.next_catalog_ms = now_ms + (self.slot_ms if self.files.holdings()
-                                         else self.s.beacon_interval_ms)
+                                         else self.s.catalog_interval_ms)
         # fetches the user asked for before a restart go on where they were
         for name in self.storage.names():
             if name[:1] == _Q and len(name) == 33:
@@ -602,7 +602,7 @@ class Sharing:
             self.cat_budget_us = self.cat_budget_cap_us
         if now_ms < self.next_catalog_ms or _CATALOG_JOB in self.jobs or share == 0:
             return
-        interval = self.s.beacon_interval_ms
+        interval = self.s.catalog_interval_ms
         ads = self._advertised(now_ms)
         if not ads:
             self.cat_dirty = []

@@ -424,7 +424,8 @@ def test_settings_every_field_error_names_the_field():
             "neighbour_expiry_ms": (999, 86400001), "route_capacity": (3, 1025),
             "route_expiry_ms": (999, 86400001), "repair_window_ms": (-1, 86400001),
             "max_file_bytes": (1023, 262145), "file_quota_bytes": (-1, 16777217),
-            "catalog_share_per_mille": (-1, 101), "catalog_capacity": (3, 1025),
+            "catalog_share_per_mille": (-1, 101), "catalog_interval_ms": (999, 86400001),
+            "catalog_capacity": (3, 1025),
             "catalog_expiry_ms": (999, 7 * 86400000 + 1), "fetch_window": (0, 65),
             "fetch_patience_ms": (999, 86400001)}
     for k in ints:
