@@ -29,7 +29,10 @@ def wait_event(node, pred, timeout_s=20.0):
 
 def status(node):
     node.command({"cmd": "status", "ref": "t"})
-    return wait_event(node, lambda e: e.get("event") == "status" and e.get("ref") == "t", 5)
+    try:
+        return wait_event(node, lambda e: e.get("event") == "status" and e.get("ref") == "t", 5)
+    except AssertionError as e:  # say why: a node that died leaves its reason on stderr
+        raise AssertionError(f"{e}; running={node.running}, stderr={node.stderr_lines[-6:]}")
 
 
 @pytest.fixture

@@ -21,8 +21,11 @@ CONFIG = "config.json"
 
 
 def emit(event, **fields):
+    # streamed to the console: no event is ever built whole as one string
+    # (a status or a long list would need a big block of a small heap)
     fields["event"] = event
-    sys.stdout.write(json.dumps(fields) + "\n")
+    json.dump(fields, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def runtime():
