@@ -39,6 +39,7 @@ class _Log:
         self.started_t = time.monotonic()
         self.tx_data = 0
         self.tx_beacons = 0
+        self.tx_files = 0
         self.waiters = {}
 
     def on_event(self, node, ev):
@@ -49,8 +50,11 @@ class _Log:
 
     def on_transmit(self, sender, frame, t_start):
         with self.lock:
-            if frame[0] & 0x0F == 1:
+            ftype = frame[0] & 0x0F
+            if ftype == 1:
                 self.tx_beacons += 1
+            elif ftype >= 5:  # the shared commons: catalog, want, chunk, part
+                self.tx_files += 1
             else:
                 self.tx_data += 1
 
@@ -272,7 +276,7 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):
                                   round(stored_t - s["t_on"], 1) if stored_t else None},
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
         "tx_per_delivered": round(log.tx_data / useful, 2) if useful else None,
-        "tx_frames": {"data": log.tx_data, "beacons": log.tx_beacons},
+        "tx_frames": {"data": log.tx_data, "beacons": log.tx_beacons, "files": log.tx_files},
         "collisions": medium.get("lost_collision", 0),
         "peak_heap_bytes": max((st.get("peak_heap_bytes", 0) for st in statuses.values()), default=None),
         "dropped": dropped,

@@ -32,8 +32,8 @@ class Link:
         raise NotImplementedError
 
     def wait(self, match, timeout_s: float):
-        """The next event for which match(event) is true, skipping the rest;
-        an `error` event carrying the same ref raises LinkError."""
+        """The next event for which match(event) is true, skipping the rest
+        (LinkError when none comes in time or the node is gone)."""
         end = time.monotonic() + timeout_s
         while True:
             left = end - time.monotonic()

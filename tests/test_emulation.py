@@ -76,6 +76,15 @@ def test_bad_console_commands_get_error_events_and_node_keeps_running(mesh):
     assert "'to'" in wait_event(n, lambda e: e.get("event") == "error")["error"]
     n.command({"cmd": "send", "to": "all", "text": "x" * 300})
     assert "at most 231" in wait_event(n, lambda e: e.get("event") == "error")["error"]
+    # files: a malformed content id, a bad chunk index, too many fetches at once
+    n.command({"cmd": "fetch", "cid": "abc", "ref": 1})
+    assert "'cid'" in wait_event(n, lambda e: e.get("ref") == 1)["error"]
+    n.command({"cmd": "get", "cid": "a" * 26, "index": True, "ref": 2})
+    assert "no chunk True" in wait_event(n, lambda e: e.get("ref") == 2)["error"]
+    for k in range(5):
+        n.command({"cmd": "fetch", "cid": "%sa" % (chr(ord("a") + k) * 25), "ref": 10 + k})
+    answers = [wait_event(n, lambda e, r=10 + k: e.get("ref") == r)["event"] for k in range(5)]
+    assert answers == ["fetch_started"] * 4 + ["error"]
     assert n.running and status(n)["id"] == f"{ids[0]:08x}"
 
 

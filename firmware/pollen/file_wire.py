@@ -66,12 +66,15 @@ def manifest_parts(cid, raw):
     return [manifest_part(cid, raw, i) for i in range(part_count(raw))]
 
 
-def part_count(raw):
-    return (len(raw) + PART_BYTES - 1) // PART_BYTES
+def part_count(raw, part_bytes=PART_BYTES):
+    return (len(raw) + part_bytes - 1) // part_bytes
 
 
-def manifest_part(cid, raw, i):
-    return bytes(cid) + bytes((i, part_count(raw))) + raw[i * PART_BYTES:(i + 1) * PART_BYTES]
+def manifest_part(cid, raw, i, part_bytes=PART_BYTES):
+    # parts are cut alike by every node of a network (its region's dwell
+    # time sets part_bytes), so parts from different senders fit together
+    return bytes(cid) + bytes((i, part_count(raw, part_bytes))) \
+        + raw[i * part_bytes:(i + 1) * part_bytes]
 
 
 def unpack_manifest_part(p):

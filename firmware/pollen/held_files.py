@@ -23,9 +23,10 @@ def _hex(cid):
 
 class HeldFiles:
     # The node's files: its own (shared) ones and those it fetched or cached.
-    def __init__(self, storage, quota_bytes=262144):
+    def __init__(self, storage, quota_bytes=262144, max_file_bytes=files.MAX_FILE_BYTES):
         self.storage = storage
         self.quota_bytes = quota_bytes
+        self.max_file_bytes = max_file_bytes
         self.state = {}     # cid -> [flags, last_use, bytes held, chunk bitmap]
         self.manifests = {}  # cid -> Manifest (small: parsed once)
         self.clock = 0
@@ -38,7 +39,7 @@ class HeldFiles:
                 try:
                     cid = bytes(int(name[1 + 2 * i:3 + 2 * i], 16) for i in range(16))
                     raw = self.storage.get(name[:-1] + "m")
-                    m = files.parse_manifest(raw)
+                    m = files.parse_manifest(raw, self.max_file_bytes)
                     st = self.storage.get(name)
                 except (ValueError, TypeError):
                     continue  # damaged: left for the next put to replace
@@ -87,7 +88,7 @@ class HeldFiles:
 
     def begin(self, manifest_raw, own=False, pinned=False):
         # Start holding a file (or resume one): returns its content id.
-        m = files.parse_manifest(manifest_raw)
+        m = files.parse_manifest(manifest_raw, self.max_file_bytes)
         cid = m.cid
         if cid not in self.state:
             self.storage.put("f" + _hex(cid) + "m", m.raw)

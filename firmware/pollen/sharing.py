@@ -59,7 +59,7 @@ class Fetch:
 class Sharing:
     def _init_sharing(self):
         s = self.s
-        self.files = HeldFiles(self.storage, s.file_quota_bytes)
+        self.files = HeldFiles(self.storage, s.file_quota_bytes, s.max_file_bytes)
         self.catalog = Catalog(s.catalog_capacity, s.catalog_expiry_ms)
         self.fetches = {}
         self.serving = {}      # cid -> [manifest parts to send, chunks to send]
@@ -68,6 +68,8 @@ class Sharing:
         self.cat_again = []    # ... and once more soon after (a lost frame costs a period)
         self.cat_cursor = 0
         self.file_chunk_bytes = self._fitting_chunk_bytes()
+        # catalog frames and manifest parts fit the dwell time too
+        self.file_payload_bytes = _CHUNK_HEAD + self.file_chunk_bytes
         self.chunk_air_ms = self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD
                                              + self.file_chunk_bytes) // 1000 + 1
         big = self._airtime_us(wire.MAX_FRAME_BYTES)
@@ -239,7 +241,7 @@ class Sharing:
         m = self.files.manifests.get(cid)
         if parts:
             if m is not None:
-                n = file_wire.part_count(m.raw)
+                n = file_wire.part_count(m.raw, self.file_chunk_bytes)
                 for i in idx:
                     if i < n:
                         self._serve(cid, True, i)
@@ -291,13 +293,13 @@ class Sharing:
             self.files.begin(raw, pinned=fe.own)
         except FileError as e:
             # too big for us, or a manifest with our hash that does not parse
-            self._drop("file_size" if "bytes" in str(e) or "range" in str(e) else "manifest")
+            self._drop("file_size" if str(e)[:8] == "file is " else "manifest")
             self._end_fetch(fe, now_ms, str(e))
             return
         fe.windows = {}
         if fe.owed_parts:
             fe.owed_parts = False
-            for i in range(file_wire.part_count(raw)):
+            for i in range(file_wire.part_count(raw, self.file_chunk_bytes)):
                 self._serve(cid, True, i)
         self._report(fe, now_ms)
 
@@ -556,7 +558,8 @@ class Sharing:
         if m is not None and e[0]:
             i = min(e[0])
             e[0].discard(i)
-            data = self._file_frame(PART, file_wire.manifest_part(cid, m.raw, i))
+            data = self._file_frame(PART, file_wire.manifest_part(cid, m.raw, i,
+                                                                  self.file_chunk_bytes))
         elif m is not None and e[1]:
             i = min(e[1])
             e[1].discard(i)
@@ -615,7 +618,8 @@ class Sharing:
         if rest:
             k = self.cat_cursor % len(rest)
             order += rest[k:] + rest[:k]
-        payload, n = file_wire.pack_catalog([(c,) + ads[c] for c in order])
+        payload, n = file_wire.pack_catalog([(c,) + ads[c] for c in order],
+                                            self.file_payload_bytes)
         air_us = self._airtime_us(len(payload) + _FRAME_EXTRA)
         if air_us > self.cat_budget_us:
             self.next_catalog_ms = now_ms + (air_us - self.cat_budget_us) // share + 1
@@ -665,6 +669,7 @@ class Sharing:
 
     def _sharing_status(self, now_ms):
         complete = len(self.files.holdings())
+        self.catalog.expire(now_ms)
         return {"held": complete, "partial": len(self.files.state) - complete,
                 "used_bytes": self.files.used_bytes(), "quota_bytes": self.files.quota_bytes,
                 "fetching": len(self.fetches), "catalog": len(self.catalog.table),

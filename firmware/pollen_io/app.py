@@ -121,6 +121,10 @@ class App:
                      % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
         except (ValueError, TypeError) as e:
             emit("error", error="%s: %s" % (cmd, e), ref=ref)
+        except MemoryError:
+            # the node goes on: what it holds is in storage, not in this command
+            gc.collect()
+            emit("error", error="%s: out of memory (%d bytes free)" % (cmd, gc.mem_free()), ref=ref)
 
     def cmd_send(self, c, ref):
         to = c.get("to", "all")
@@ -157,8 +161,8 @@ class App:
 
     def cmd_fetch(self, c, ref):
         cid = _cid(c)
+        self.node.fetch(cid, self.clock.now())  # refused (too many fetches): an error, no start
         emit("fetch_started", cid=cid_str(cid), ref=ref)
-        self.node.fetch(cid, self.clock.now())
 
     def cmd_catalog(self, c, ref):
         search = c.get("search")
@@ -181,7 +185,8 @@ class App:
     def cmd_get(self, c, ref):
         cid = _cid(c)
         index = c.get("index")
-        data = self.node.files.read_chunk(cid, index) if isinstance(index, int) else None
+        ok = isinstance(index, int) and not isinstance(index, bool)
+        data = self.node.files.read_chunk(cid, index) if ok else None
         if data is None:
             raise ValueError("content id %s: no chunk %r on this node" % (cid_str(cid), index))
         emit("chunk", cid=cid_str(cid), index=index, data=_b64s(data), ref=ref)

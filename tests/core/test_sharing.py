@@ -273,3 +273,41 @@ def test_full_store_refuses_without_damaging_what_is_held():
     failed = _events(m, 2, "fetch_failed")
     assert len(failed) == 1 and "full" in failed[0]["error"], failed
     assert m.nodes[2].files.complete(own) and _same(m.nodes[2], own, mine)
+
+
+def test_a_bigger_size_limit_is_honoured():
+    m = line(2, max_file_bytes=100000, **FAST)
+    _settle(m)
+    data = _data(70000, 11)
+    cid = m.nodes[1].share("big map", "image/png", data, m.now_ms)
+    m.run(20000)
+    _fetch(m, 2, cid, 1800000)
+    assert [e["size_bytes"] for e in _events(m, 2, "fetched")] == [70000]
+    assert _same(m.nodes[2], cid, data)
+
+
+def test_every_file_frame_fits_the_dwell_time():
+    # US915 allows 400 ms on air per frame: chunks, manifest parts and
+    # catalog frames are all cut to fit
+    longest = [0]
+
+    class Watched(FakeMesh):
+        def _transmit(self, i, frame):
+            air = preset_time_on_air_us(len(frame), self.nodes[i].preset)
+            if frame[0] & 0x0F >= CATALOG:
+                longest[0] = max(longest[0], air)
+            FakeMesh._transmit(self, i, frame)
+
+    m = Watched([1, 2], [(1, 2)], region="US915", preset="MediumFast")
+    _settle(m)
+    n = m.nodes[1]
+    assert 16 <= n.file_chunk_bytes < 200
+    data = _data(20000, 12)
+    cid = n.share("timetable", "text/plain", data, m.now_ms)
+    for k in range(8):  # enough names to fill a catalog frame
+        n.share("notice %d with a long name" % k, "text/plain", _data(100, k), m.now_ms)
+    m.run(60000)
+    _fetch(m, 2, cid, 1800000)
+    assert _same(m.nodes[2], cid, data)
+    assert 0 < longest[0] <= 400000, longest[0]
+    assert not m.nodes[1].drops.get("dwell") and not m.nodes[2].drops.get("dwell")
