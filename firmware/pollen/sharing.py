@@ -274,6 +274,11 @@ class Sharing:
         if fe.nparts and parts != fe.nparts:
             self._bad(via, "manifest", cid, now_ms)
             return
+        if not fe.nparts:
+            # now we know how many there are: nobody will send the rest we asked for
+            for src, w in list(fe.windows.items()):
+                if w[3]:
+                    w[0] = set(i for i in w[0] if i < parts)
         fe.nparts = parts
         fe.parts[part] = data
         self._arrived(fe, True, part, now_ms)
@@ -297,6 +302,7 @@ class Sharing:
             self._end_fetch(fe, now_ms, str(e))
             return
         fe.windows = {}
+        fe.next_ms = now_ms  # on to the chunks
         if fe.owed_parts:
             fe.owed_parts = False
             for i in range(file_wire.part_count(raw, self.file_chunk_bytes)):
@@ -391,9 +397,10 @@ class Sharing:
         return False
 
     def _answer_ms(self, n, hops):
-        # time for n answer frames from `hops` hops further on
+        # time for n answer frames from `hops` hops further on: relays pass
+        # each frame on as it comes, so the hops add a few frame times each
         per = self.chunk_air_ms + self.slot_ms
-        return (n + 2) * per * (hops + 1) + self.slot_ms * 4
+        return (n + 2 + 3 * hops) * per + self.slot_ms * 4
 
     def _fetch_tick(self, fe, now_ms):
         if now_ms < fe.next_ms:
@@ -436,8 +443,10 @@ class Sharing:
                 continue  # silent lately: its back-off runs (a gone source ends up here)
             if best is None:
                 best = hops
-            if hops > best:
-                break  # several sources at once, but only the nearest ones
+            elif hops > best or hops > 0:
+                # several sources at once only among neighbours holding it:
+                # two relay chains side by side would collide with each other
+                break
             if src in fe.windows:
                 continue
             take = [i for i in wanted[:self.s.fetch_window] if i - wanted[0] < 256]
