@@ -8,7 +8,7 @@ from pollen.crypto import NetworkKey
 from pollen.airtime import preset_time_on_air_us
 
 from .fakemesh import FakeMesh, KEY_HEX, line
-from .util import random_bytes
+from .util import random_bytes, file_storage
 
 KEY = NetworkKey(bytes.fromhex(KEY_HEX))
 FAST = {"region": "EU868-10"}  # 10 % duty cycle: file traffic is not held back by the budget
@@ -277,12 +277,15 @@ def test_full_store_refuses_without_damaging_what_is_held():
 
 def test_a_bigger_size_limit_is_honoured():
     m = line(2, max_file_bytes=100000, **FAST)
+    for i in (1, 2):  # files in files, as on a board: 330 chunks each
+        m.storage[i] = file_storage("big%d" % i)
+        m.boot(i)
     _settle(m)
-    data = _data(70000, 11)
+    data = _data(66000, 11)
     cid = m.nodes[1].share("big map", "image/png", data, m.now_ms)
     m.run(20000)
     _fetch(m, 2, cid, 1800000)
-    assert [e["size_bytes"] for e in _events(m, 2, "fetched")] == [70000]
+    assert [e["size_bytes"] for e in _events(m, 2, "fetched")] == [66000]
     assert _same(m.nodes[2], cid, data)
 
 

@@ -16,3 +16,17 @@ def file_error(fn, *args):
     except FileError as e:
         return str(e)
     raise AssertionError("no FileError")
+
+
+def file_storage(name):
+    # storage in files, as on a board (pollen_io/filestore.py), in a fresh
+    # folder under /tmp; CPython and MicroPython alike
+    import os
+    from pollen_io.filestore import FileStorage
+    path = "/tmp/pollen-test-" + name  # emptied first: runs do not pile up
+    try:
+        for f in os.listdir(path):
+            os.remove(path + "/" + f)
+    except OSError:
+        pass
+    return FileStorage(path)
