@@ -28,6 +28,8 @@ class VirtualBoard:
         self.proc: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._ready = threading.Event()  # the board has said something since its boot
+        self._tail = b""
         self.boots = 0
 
     # ---- lifecycle ----------------------------------------------------------
@@ -45,6 +47,10 @@ class VirtualBoard:
         self._boot()
         threading.Thread(target=self._bridge, daemon=True).start()
         threading.Thread(target=self._supervise, daemon=True).start()
+        # Input that arrives before the REPL has set up its terminal is thrown
+        # away (a real board's USB port is not there before it boots): wait
+        # for its prompt, or for the app's first line when it runs main.py.
+        self._ready.wait(10)
         return self.port
 
     def _boot(self):
@@ -52,6 +58,9 @@ class VirtualBoard:
             args = [micropython_binary(), "-X", f"heapsize={self.heap}"]
             if (self.folder / "main.py").exists():
                 args += ["-i", "main.py"]  # run the app, then the REPL (as a board does)
+            self._ready.clear()
+            self._tail = b""
+            self._app = (self.folder / "main.py").exists()
             env = dict(os.environ, MICROPYPATH=".frozen:.:lib")
             self.proc = subprocess.Popen(args, cwd=self.folder, env=env, stdin=self._mcu_slave,
                                          stdout=self._mcu_slave, stderr=self._mcu_slave,
@@ -81,6 +90,10 @@ class VirtualBoard:
                 except OSError:
                     continue  # no reader on the other end right now
                 if data:
+                    if fd == a and not self._ready.is_set():
+                        self._tail = (self._tail + data)[-16:]
+                        if b">>> " in self._tail or self._app and b"\n" in self._tail:
+                            self._ready.set()
                     try:
                         os.write(b if fd == a else a, data)
                     except OSError:
