@@ -55,6 +55,13 @@ class HeldFiles:
                 self.state[cid] = [st[0], use, held * m.chunk_bytes, bits]
                 self.manifests[cid] = m
                 self.clock = max(self.clock, use)
+                if held == m.chunks and not st[0] & _COMPLETE:
+                    # the power went between the last chunk and the "complete"
+                    # record: check the whole file now (a mismatch discards it)
+                    try:
+                        self._finish(cid)
+                    except files.FileError:
+                        pass
 
     # ---- records -----------------------------------------------------------
 
