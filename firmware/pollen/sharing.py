@@ -415,6 +415,11 @@ class Sharing:
                     n = st[0] + 1 if st else 1
                     wait = self._answer_ms(4, w[4]) << (n if n < _MAX_BACKOFF else _MAX_BACKOFF)
                     fe.strikes[src] = [n, now_ms + wait]
+        if self.files.complete(fe.cid):
+            # complete another way (shared here meanwhile, or a power cut
+            # before the fetch record went): nothing is left to ask for
+            self._fetch_complete(fe, now_ms)
+            return
         parts = fe.cid not in self.files.manifests
         if not fe.own and not fe.windows and not fe.owed and not fe.owed_parts:
             self._end_fetch(fe, now_ms, None)  # a relay fetch with nothing left to do

@@ -55,3 +55,24 @@ def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     store.put(name, bytes((st[0] & ~4,)) + st[1:])  # the last write did not happen
     s2 = HeldFiles(store)
     assert s2.complete(cid) and s2.holdings() == [cid]
+
+
+def test_a_fetch_record_left_for_a_complete_file_ends_as_fetched():
+    # the power goes after the file is complete but before its fetch record
+    # is deleted (or the file came complete another way, e.g. shared by the
+    # host meanwhile): the fetch finds nothing to ask for; it must end as
+    # fetched, not wait out its patience and report a failure
+    m = line(2, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, 3000)
+    m.run(20000)
+    m.nodes[2].fetch(cid, m.now_ms)
+    m._poll(2)
+    m.run(60000)
+    assert m.nodes[2].files.complete(cid)
+    m.storage[2].put("q" + "".join("%02x" % b for b in cid), b"")
+    n = m.boot(2)
+    assert cid in n.fetches
+    m.run(30000)
+    assert not n.fetches
+    assert [e[2] for e in m.events if e[1] == 2 and e[2] in ("fetched", "fetch_failed")] == ["fetched", "fetched"]
