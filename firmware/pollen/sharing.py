@@ -29,6 +29,7 @@ _MAX_SERVING = const(8)   # files being sent at once
 _FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
 _MAX_BACKOFF = const(4)   # a silent source is asked again after up to 2^4 answer times
 _NAV_CHUNKS = const(16)   # most answer frames an overheard WANT keeps us quiet for
+_MAX_ANSWER = const(64)   # most items one WANT gets (the biggest fetch_window)
 _FRAME_EXTRA = const(24)  # header and tag around a payload
 _CHUNK_HEAD = const(18)   # content id and index before a chunk's data
 _Q = "q"                  # record "q<cid hex>": a fetch the user asked for
@@ -233,10 +234,16 @@ class Sharing:
             self.channel_busy(now_ms + n * (self.chunk_air_ms + self.slot_ms // 2), now_ms)
             fe = self.fetches.get(cid)
             asked = self.neigh.by_low_byte(f.next_hop, now_ms)
-            if fe is not None and asked is not None and asked not in fe.windows:
-                # what it sends reaches us too: no need to ask for it ourselves
-                fe.windows[asked] = [set(idx), now_ms + self._answer_ms(len(idx), 0),
-                                     False, parts, 0]
+            if fe is not None and asked is not None and asked not in fe.windows \
+                    and parts == (cid not in self.files.manifests):
+                # what it sends reaches us too: no need to ask for what we
+                # want of it ourselves. Not our window: if no answer comes,
+                # `asked` may never have heard it, so no back-off ("came" set)
+                mine = self._wanted(fe, parts)
+                take = set(i for i in idx if i in mine)
+                if take:
+                    n = len(idx) if len(idx) < _MAX_ANSWER else _MAX_ANSWER
+                    fe.windows[asked] = [take, now_ms + self._answer_ms(n, 0), True, parts, 0]
             return
         m = self.files.manifests.get(cid)
         if parts:

@@ -38,6 +38,53 @@ def _shared(m, node, size_bytes, seed=1):
     return m.nodes[node].share("f", "application/octet-stream", data, m.now_ms), data
 
 
+def test_an_overheard_want_for_chunks_we_hold_does_not_hold_back_our_own():
+    # 2 has the first 16 chunks of a file held by 1 and fetches the rest. A
+    # neighbour further behind asks 1 for chunks 0..15: 2 must not wait for
+    # that answer (it wants none of it), nor count 1 silent if none comes.
+    m = line(2, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, 8000)
+    m.run(20000)
+    n = m.nodes[2]
+    raw = m.nodes[1].files.manifests[cid].raw
+    n.files.begin(raw)
+    for i in range(16):
+        n.files.put_chunk(cid, i, files.chunk_of(data, i))
+    wants = n.counters["wants"]
+    n.fetch(cid, m.now_ms)
+    behind = 0x0C000005
+    m.inject(2, _want(behind, 1, cid, 0, list(range(16))))
+    m.run(200)
+    assert n.counters["wants"] == wants + 1  # it asked 1 for the rest at once
+    assert n.fetches[cid].windows[1][0] == set(range(16, 32))
+    m.run(60000)
+    assert n.files.complete(cid)
+
+
+def test_an_overheard_want_that_goes_unanswered_is_no_strike_against_the_source():
+    # we wait for the answer to a WANT we overheard; the source never heard
+    # that WANT (a hidden or forged asker): it is not silent towards us, so
+    # it is not backed off, and we ask it ourselves at once
+    m = line(2, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, 8000)
+    m.run(20000)
+    n = m.nodes[2]
+    n.files.begin(m.nodes[1].files.manifests[cid].raw)
+    for i in range(16):
+        n.files.put_chunk(cid, i, files.chunk_of(data, i))
+    n.fetch(cid, m.now_ms)
+    m.inject(2, _want(0x0C000005, 1, cid, 16, list(range(16, 32))))
+    fe = n.fetches[cid]
+    w = fe.windows[1]
+    while fe.windows.get(1) is w:
+        m.run(50)
+    assert 1 not in fe.strikes, fe.strikes
+    m.run(60000)
+    assert n.files.complete(cid)
+
+
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # every chunk is stored, then the power goes before the state record
     # says "complete": at start-up the file is checked and marked complete
