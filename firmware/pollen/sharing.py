@@ -245,6 +245,7 @@ class Sharing:
                     n = len(idx) if len(idx) < _MAX_ANSWER else _MAX_ANSWER
                     fe.windows[asked] = [take, now_ms + self._answer_ms(n, 0), True, parts, 0]
             return
+        idx = idx[:_MAX_ANSWER]  # one frame asks for one window at most
         m = self.files.manifests.get(cid)
         if parts:
             if m is not None:

@@ -85,6 +85,17 @@ def test_an_overheard_want_that_goes_unanswered_is_no_strike_against_the_source(
     assert n.files.complete(cid)
 
 
+def test_one_want_gets_at_most_one_window_answered():
+    # a WANT asking for 100 chunks at once (a bitmap of 13 bytes) makes the
+    # holder send at most the biggest window a node asks for (64), not 100
+    m = FakeMesh([1], [], **FAST)
+    cid, data = _shared(m, 1, 20000)
+    m.inject(1, _want(FORGER, 1, cid, 0, list(range(100))))
+    m.run(120000)
+    sent = m.nodes[1].counters["chunks_sent"]
+    assert 0 < sent <= 64, sent
+
+
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # every chunk is stored, then the power goes before the state record
     # says "complete": at start-up the file is checked and marked complete
