@@ -30,6 +30,8 @@ _FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
 _MAX_BACKOFF = const(4)   # a silent source is asked again after up to 2^4 answer times
 _NAV_CHUNKS = const(16)   # most answer frames an overheard WANT keeps us quiet for
 _MAX_ANSWER = const(64)   # most items one WANT gets (the biggest fetch_window)
+_MAX_OWED = const(64)     # most chunks a fetch owes its askers
+_MAX_ASKERS = const(8)    # askers a fetch remembers (they are not its sources)
 _FRAME_EXTRA = const(24)  # header and tag around a payload
 _CHUNK_HEAD = const(18)   # content id and index before a chunk's data
 _Q = "q"                  # record "q<cid hex>": a fetch the user asked for
@@ -268,6 +270,8 @@ class Sharing:
             fe = self._relay_fetch(cid, via, now_ms)
             if fe is not None:
                 for i in lack:
+                    if len(fe.owed) >= _MAX_OWED:
+                        break  # the rest is asked for again when its window ends
                     fe.owed.add(i)
 
     def _on_part(self, f, via, now_ms):
@@ -311,6 +315,7 @@ class Sharing:
             return
         fe.windows = {}
         fe.next_ms = now_ms  # on to the chunks
+        fe.owed = set(i for i in fe.owed if i < m.chunks)  # asked for before we knew
         if fe.owed_parts:
             fe.owed_parts = False
             for i in range(file_wire.part_count(raw, self.file_chunk_bytes)):
@@ -391,7 +396,8 @@ class Sharing:
                 return None
             fe = Fetch(cid, False, now_ms)
             self.fetches[cid] = fe
-        fe.askers.add(asker)
+        if len(fe.askers) < _MAX_ASKERS:
+            fe.askers.add(asker)
         if not fe.own:
             fe.progress_ms = now_ms
         fe.next_ms = now_ms

@@ -96,6 +96,38 @@ def test_one_want_gets_at_most_one_window_answered():
     assert 0 < sent <= 64, sent
 
 
+def test_chunks_owed_before_the_manifest_stay_bounded():
+    # a relay asked for chunks of a file it lacks fetches it for the asker;
+    # what it owes is bounded, whatever indices the asker names
+    m = FakeMesh([2], [], **FAST)
+    cid = bytes(range(16))
+    holder = 0x0D000003
+    _advertise(m, 2, holder, cid)
+    for k in range(40):
+        m.inject(2, _want(FORGER, 2, cid, k * 256, [k * 256 + i for i in range(256)]))
+    fe = m.nodes[2].fetches[cid]
+    assert len(fe.owed) <= 64, len(fe.owed)
+    for k in range(100):  # many askers, each a new origin
+        m.inject(2, _want(0x0E000001 + k * 256, 2, cid, 0, [0]))
+    assert len(fe.askers) <= 8, len(fe.askers)
+    m.run(60000)
+
+
+def test_chunks_owed_beyond_the_file_are_forgotten_once_the_manifest_is_in():
+    # 3 asks relay 2 for chunk 0 and for chunks past the end of the file;
+    # once 2 has the manifest it owes only what exists: it passes chunk 0 on
+    # and stops, rather than asking 1 for chunks nobody has until its patience ends
+    m = line(2, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, 1000)
+    m.run(20000)
+    n = m.nodes[2]
+    m.inject(2, _want(FORGER, 2, cid, 0, [0, 100, 200]))
+    m.run(60000)
+    assert n.files.has_chunk(cid, 0)
+    assert cid not in n.fetches, n.fetches[cid].owed
+
+
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # every chunk is stored, then the power goes before the state record
     # says "complete": at start-up the file is checked and marked complete
