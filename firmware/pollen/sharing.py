@@ -32,6 +32,7 @@ _NAV_CHUNKS = const(16)   # most answer frames an overheard WANT keeps us quiet 
 _MAX_ANSWER = const(64)   # most items one WANT gets (the biggest fetch_window)
 _MAX_OWED = const(64)     # most chunks a fetch owes its askers
 _MAX_ASKERS = const(8)    # askers a fetch remembers (they are not its sources)
+_MAX_STRIKES = const(8)   # silent sources a fetch remembers backing off
 _FRAME_EXTRA = const(24)  # header and tag around a payload
 _CHUNK_HEAD = const(18)   # content id and index before a chunk's data
 _Q = "q"                  # record "q<cid hex>": a fetch the user asked for
@@ -427,6 +428,9 @@ class Sharing:
                     # a node gone), never forget it (it may be the only way)
                     st = fe.strikes.get(src)
                     n = st[0] + 1 if st else 1
+                    if st is None and len(fe.strikes) >= _MAX_STRIKES:
+                        # sources come and go: forget the one whose back-off ends first
+                        del fe.strikes[min(fe.strikes, key=lambda k: fe.strikes[k][1])]
                     wait = self._answer_ms(4, w[4]) << (n if n < _MAX_BACKOFF else _MAX_BACKOFF)
                     fe.strikes[src] = [n, now_ms + wait]
         if self.files.complete(fe.cid):

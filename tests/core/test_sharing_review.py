@@ -128,6 +128,20 @@ def test_chunks_owed_beyond_the_file_are_forgotten_once_the_manifest_is_in():
     assert cid not in n.fetches, n.fetches[cid].owed
 
 
+def test_strikes_stay_bounded_when_sources_come_and_go():
+    # sources that never answer (forged origins, or nodes gone for good):
+    # each is backed off, but the fetch remembers only a few of them
+    m = FakeMesh([2], [], **FAST)
+    cid = bytes(range(16))
+    n = m.nodes[2]
+    n.fetch(cid, m.now_ms)
+    for k in range(40):
+        _advertise(m, 2, 0x0F000001 + k * 256, cid)
+        m.run(4000)
+    fe = n.fetches[cid]
+    assert len(fe.strikes) <= 8, len(fe.strikes)
+
+
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # every chunk is stored, then the power goes before the state record
     # says "complete": at start-up the file is checked and marked complete
