@@ -65,6 +65,12 @@ def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK
     return bytes(out)
 
 
+def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
+    # the longest manifest of a file of at most max_bytes: longest name and
+    # media type, fixed fields, and a short hash per chunk of the smallest size
+    return 1 + 65 + 33 + 46 + chunk_count(max_bytes, 16) * _SHORT
+
+
 class Manifest:
     def __init__(self, raw, name, media_type, size_bytes, chunk_bytes, author, created_s,
                  file_sha256, hashes_at):

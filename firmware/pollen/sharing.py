@@ -48,6 +48,7 @@ class Fetch:
         self.progress_ms = now_ms
         self.parts = {}         # manifest parts so far: index -> bytes
         self.nparts = 0         # how many there are (0: not known yet)
+        self.part_from = 0      # the one neighbour they came from (0: several)
         self.windows = {}       # source id -> [indices asked, deadline_ms, any came, parts?, hops]
         self.owed = set()       # chunks neighbours asked us for that we lack
         self.owed_parts = False
@@ -74,6 +75,9 @@ class Sharing:
         self.file_chunk_bytes = self._fitting_chunk_bytes()
         # catalog frames and manifest parts fit the dwell time too
         self.file_payload_bytes = _CHUNK_HEAD + self.file_chunk_bytes
+        # parts of the longest manifest we could take (bounds what gathers in RAM)
+        n = files.max_manifest_bytes(s.max_file_bytes) // self.file_chunk_bytes + 1
+        self.max_parts = n if n < 255 else 255
         self.chunk_air_ms = self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD
                                              + self.file_chunk_bytes) // 1000 + 1
         big = self._airtime_us(wire.MAX_FRAME_BYTES)
@@ -284,9 +288,19 @@ class Sharing:
         fe = self.fetches.get(cid)
         if fe is None or cid in self.files.manifests:
             return  # not one we are fetching, or we have its manifest already
-        if fe.nparts and parts != fe.nparts:
-            self._bad(via, "manifest", cid, now_ms)
+        if parts > self.max_parts or len(data) > self.file_chunk_bytes:
+            self._drop("manifest")  # no part of a manifest we could take
             return
+        if fe.nparts and parts != fe.nparts:
+            # senders disagree on the count and we cannot tell who is wrong:
+            # start again from this part, blaming nobody
+            self._drop("manifest")
+            fe.parts = {}
+            fe.nparts = 0
+        if not fe.parts:
+            fe.part_from = via
+        elif via != fe.part_from:
+            fe.part_from = 0
         if not fe.nparts:
             # now we know how many there are: nobody will send the rest we asked for
             for src, w in list(fe.windows.items()):
@@ -301,7 +315,11 @@ class Sharing:
         fe.parts = {}
         fe.nparts = 0
         if files.content_id(raw) != cid:
-            self._bad(via, "manifest", cid, now_ms)  # forged or mixed-up parts
+            # forged or mixed-up parts: their sender is to blame if there was one
+            if fe.part_from:
+                self._bad(fe.part_from, "manifest", cid, now_ms)
+            else:
+                self._drop("manifest")
             return
         try:
             m = files.parse_manifest(raw, self.s.max_file_bytes)

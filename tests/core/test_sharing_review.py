@@ -142,6 +142,55 @@ def test_strikes_stay_bounded_when_sources_come_and_go():
     assert len(fe.strikes) <= 8, len(fe.strikes)
 
 
+def test_manifest_parts_no_manifest_can_have_are_dropped():
+    # a 64 KiB file's manifest is at most 83 parts of 200 bytes: 255 parts of
+    # 213 bytes (54 KB in RAM while they gather) are not kept
+    m = FakeMesh([2], [], **FAST)
+    n = m.nodes[2]
+    cid = bytes(range(16))
+    n.fetch(cid, m.now_ms)
+    for part in range(40):
+        m.inject(2, _frame(PART, FORGER, bytes(cid) + bytes((part, 255)) + b"x" * 213))
+    fe = n.fetches[cid]
+    assert sum(len(d) for d in fe.parts.values()) <= 200 * 83, len(fe.parts)
+    assert not fe.parts and n.drops.get("manifest") == 40
+    # a part longer than the parts a node cuts is no part either
+    m.inject(2, _frame(PART, FORGER, bytes(cid) + bytes((0, 2)) + b"x" * 213))
+    assert not fe.parts
+
+
+def test_a_stray_manifest_part_does_not_get_the_holder_blamed():
+    # one bad PART (another part count) arrives before the holder's answer:
+    # the holder is not counted as bad nor forgotten, and the fetch completes
+    m = line(2, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, 4000)
+    m.run(20000)
+    n = m.nodes[2]
+    n.fetch(cid, m.now_ms)
+    m.inject(2, _frame(PART, FORGER, bytes(cid) + bytes((2, 3)) + b"junk"))
+    m.run(120000)
+    assert n.files.complete(cid)
+    assert 1 not in n.bad_senders, n.bad_senders
+
+
+def test_mixed_up_parts_blame_nobody_in_particular():
+    # a forged part 0 and the holder's part 1: the manifest does not hash
+    # to its content id, but the holder sent nothing wrong
+    m = line(2, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, 8000)
+    m.run(20000)
+    n = m.nodes[2]
+    raw = m.nodes[1].files.manifests[cid].raw
+    assert file_wire.part_count(raw) == 2
+    n.fetch(cid, m.now_ms)
+    m.inject(2, _frame(PART, FORGER, bytes(cid) + bytes((0, 2)) + b"y" * 200))
+    m.run(120000)
+    assert n.files.complete(cid)
+    assert 1 not in n.bad_senders, n.bad_senders
+
+
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # every chunk is stored, then the power goes before the state record
     # says "complete": at start-up the file is checked and marked complete
