@@ -132,6 +132,9 @@ class Sharing:
         if m.chunks * m.chunk_bytes > self.files.quota_bytes:
             raise FileError("file is %d bytes; the file store holds %d"
                             % (m.size_bytes, self.files.quota_bytes))
+        if file_wire.part_count(raw, self.file_chunk_bytes) > 255:  # part numbers are a byte
+            raise FileError("manifest is %d bytes, over 255 parts of %d: use bigger chunks"
+                            % (len(raw), self.file_chunk_bytes))
         return self.files.begin(raw, own=True)
 
     def share_chunk(self, cid, index, data, now_ms):

@@ -229,3 +229,23 @@ def test_a_fetch_record_left_for_a_complete_file_ends_as_fetched():
     m.run(30000)
     assert not n.fetches
     assert [e[2] for e in m.events if e[1] == 2 and e[2] in ("fetched", "fetch_failed")] == ["fetched", "fetched"]
+
+
+
+def test_a_manifest_of_more_than_255_parts_is_refused_when_shared():
+    # part numbers are one byte: a manifest of 16-byte chunks of a 256 KiB
+    # file is 329 parts, and a WANT for its parts made poll() raise
+    m = FakeMesh([1], [], max_file_bytes=262144, **FAST)
+    size = 262144
+    raw = bytearray((1, 1)) + b"n" + bytes((0,)) + wire.be32(size) + bytes((0, 16)) \
+        + wire.be32(1) + wire.be32(0) + bytes(32) + bytes(4 * (size // 16))
+    n = m.nodes[1]
+    try:
+        n.share_manifest(bytes(raw), m.now_ms)
+    except files.FileError as e:
+        assert "parts" in str(e), str(e)
+    else:
+        cid = files.content_id(bytes(raw))
+        m.inject(1, _want(FORGER, 1, cid, 0, list(range(8)), parts=True))
+        m.run(10000)
+        raise AssertionError("shared a manifest of more than 255 parts")
