@@ -53,6 +53,7 @@ class Fetch:
         self.owed = set()       # chunks neighbours asked us for that we lack
         self.owed_parts = False
         self.askers = set()     # neighbours we serve it to: never our sources for it
+        self.bad = set()        # neighbours that sent parts or chunks of it failing their hash
         self.next_ms = now_ms   # when to look at it again
         self.queries = 0
         self.query_ms = now_ms  # no "who has it?" before then
@@ -403,6 +404,9 @@ class Sharing:
         if via in self.bad_senders or len(self.bad_senders) < 16:
             self.bad_senders[via] = self.bad_senders.get(via, 0) + 1
         self.catalog.forget_source(cid, via)
+        fe = self.fetches.get(cid)
+        if fe is not None and len(fe.bad) < _MAX_STRIKES:
+            fe.bad.add(via)  # its next catalog frame will not bring it back
 
     # ---- fetching ----------------------------------------------------------------
 
@@ -479,7 +483,7 @@ class Sharing:
             return
         # a neighbour we pass it to is no way to it, unless it holds it whole
         sources = [x for x in self.catalog.sources(fe.cid, now_ms)
-                   if x[1] == 0 or x[0] not in fe.askers]
+                   if (x[1] == 0 or x[0] not in fe.askers) and x[0] not in fe.bad]
         best = None
         for src, hops in sources:
             st = fe.strikes.get(src)

@@ -4,7 +4,7 @@
 # make many, and what is held is not lost or left half done. CPython (pytest)
 # and MicroPython (tests/core/mp_run.py): plain test_* functions.
 from pollen import wire, files, file_wire
-from pollen.wire import Frame, BROADCAST, WANT, PART, CATALOG, F_PARTS
+from pollen.wire import Frame, BROADCAST, WANT, PART, CHUNK, CATALOG, F_PARTS
 from pollen.crypto import NetworkKey
 from pollen.held_files import HeldFiles
 from pollen.storage import MemoryStorage
@@ -189,6 +189,35 @@ def test_mixed_up_parts_blame_nobody_in_particular():
     m.run(120000)
     assert n.files.complete(cid)
     assert 1 not in n.bad_senders, n.bad_senders
+
+
+def test_a_sender_of_a_bad_chunk_is_asked_no_more_for_that_file():
+    # a neighbour that sent a chunk failing its hash is "asked no more for
+    # this file" (docs/files.md), even when it advertises the file again
+    asked = []
+
+    class Watched(FakeMesh):
+        def _transmit(self, i, frame):
+            if frame[0] & 0x0F == WANT:
+                asked.append(frame[14])
+            FakeMesh._transmit(self, i, frame)
+
+    m = Watched([2], [], **FAST)
+    data = random_bytes(4000, 5)
+    raw = files.make_manifest("doc", "text/plain", data, 1)
+    n = m.nodes[2]
+    cid = n.files.begin(raw)
+    n.fetch(cid, m.now_ms)
+    _advertise(m, 2, FORGER, cid)
+    m.run(2000)
+    assert asked == [FORGER & 0xFF]
+    m.inject(2, _frame(CHUNK, FORGER, file_wire.pack_chunk(cid, 3, b"x" * 200)))
+    assert n.bad_senders == {FORGER: 1}
+    for k in range(10):
+        _advertise(m, 2, FORGER, cid)  # it says it has the file, again and again
+        m.run(10000)
+    assert asked.count(FORGER & 0xFF) == 1, asked
+
 
 
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
