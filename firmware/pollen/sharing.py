@@ -482,8 +482,11 @@ class Sharing:
         if not wanted:
             return
         # a neighbour we pass it to is no way to it, unless it holds it whole
-        sources = [x for x in self.catalog.sources(fe.cid, now_ms)
-                   if (x[1] == 0 or x[0] not in fe.askers) and x[0] not in fe.bad]
+        # or, for a file the user asked for, it is the only way there is
+        known = [x for x in self.catalog.sources(fe.cid, now_ms) if x[0] not in fe.bad]
+        sources = [x for x in known if x[1] == 0 or x[0] not in fe.askers]
+        if not sources and fe.own:
+            sources = known
         best = None
         for src, hops in sources:
             st = fe.strikes.get(src)

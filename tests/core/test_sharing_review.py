@@ -220,6 +220,25 @@ def test_a_sender_of_a_bad_chunk_is_asked_no_more_for_that_file():
 
 
 
+def test_a_want_from_our_only_way_does_not_cut_us_off():
+    # 3 fetches through relay 2, its only way. A WANT to 3 with 2 as its
+    # origin (a bug, or forged) makes 2 an asker, and askers are no sources;
+    # for our own fetch the only way must still be asked
+    m = line(3, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, 8000)
+    m.run(20000)
+    n = m.nodes[3]
+    n.fetch(cid, m.now_ms)
+    m._poll(3)
+    while cid not in n.files.manifests:
+        m.run(100)
+    m.inject(3, _want(2, 3, cid, 30, [30, 31]))
+    m.run(300000)
+    assert n.files.complete(cid)
+
+
+
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # every chunk is stored, then the power goes before the state record
     # says "complete": at start-up the file is checked and marked complete
