@@ -481,10 +481,13 @@ class Sharing:
         wanted = self._wanted(fe, parts)
         if not wanted:
             return
-        # a neighbour we pass it to is no way to it, unless it holds it whole
-        # or, for a file the user asked for, it is the only way there is
-        known = [x for x in self.catalog.sources(fe.cid, now_ms) if x[0] not in fe.bad]
-        sources = [x for x in known if x[1] == 0 or x[0] not in fe.askers]
+        # a neighbour we pass it to is no way to it, unless it holds it whole,
+        # and one that sent us something false is asked no more; but for a
+        # file the user asked for, the only ways there are are still tried
+        # (frames can be forged in a neighbour's name)
+        known = self.catalog.sources(fe.cid, now_ms)
+        sources = [x for x in known if (x[1] == 0 or x[0] not in fe.askers)
+                   and x[0] not in fe.bad]
         if not sources and fe.own:
             sources = known
         best = None
