@@ -6,7 +6,8 @@
 #   "f<cid>s"      state: flags (1 own, 2 pinned, 4 complete) and a use counter
 # "complete" is written only after every chunk and the whole-file SHA-256 check
 # out. A quota bounds the bytes held; when full, the least recently used
-# cached file (not our own, not pinned) goes first.
+# cached file (not our own, not pinned) goes first. At most _MAX_CACHED
+# cached files are kept, the least recently used going first too.
 import hashlib
 from pollen import files
 from pollen._compat import const
@@ -15,6 +16,7 @@ from pollen.wire import u32, be32
 _OWN = const(1)
 _PINNED = const(2)
 _COMPLETE = const(4)
+_MAX_CACHED = const(16)  # files kept for others (each has its manifest in RAM)
 
 
 def _hex(cid):
@@ -98,6 +100,8 @@ class HeldFiles:
         m = files.parse_manifest(manifest_raw, self.max_file_bytes)
         cid = m.cid
         if cid not in self.state:
+            if not (own or pinned):
+                self._limit_cached()
             self.storage.put("f" + _hex(cid) + "m", m.raw)
             self.state[cid] = [0, 0, 0, bytearray((m.chunks + 7) // 8)]
             self.manifests[cid] = m
@@ -188,6 +192,21 @@ class HeldFiles:
         for suffix in ("s", "m"):
             self.storage.delete("f" + _hex(cid) + suffix)
         self.state.pop(cid, None)
+
+    def _limit_cached(self):
+        # the quota bounds chunk bytes, not how many files: small files (or
+        # manifests whose chunks never came) would pile up in RAM
+        while True:
+            victim = None
+            n = 0
+            for cid, st in self.state.items():
+                if not st[0] & (_OWN | _PINNED):
+                    n += 1
+                    if victim is None or st[1] < self.state[victim][1]:
+                        victim = cid
+            if n < _MAX_CACHED:
+                return
+            self.remove(victim)
 
     def _make_room(self, need, keep):
         while self.used_bytes() + need > self.quota_bytes:

@@ -251,6 +251,29 @@ def test_a_want_from_our_only_way_does_not_cut_us_off():
 
 
 
+def test_cached_files_are_bounded_in_number():
+    # every file a relay passes on stays cached with its manifest in RAM;
+    # the quota bounds only chunk bytes, so small files (or manifests whose
+    # chunks never came) piled up without limit. Own files are never evicted
+    m = line(2, **FAST)
+    m.run(30000)
+    mine = m.nodes[2].share("mine", "text/plain", b"my own notice", m.now_ms)
+    cids = []
+    for k in range(40):
+        cid, data = _shared(m, 1, 150, k + 10)
+        cids.append(cid)
+    m.run(900000)  # the catalog brings them, a frame at a time
+    n = m.nodes[2]
+    cids = [c for c in cids if c in n.catalog.table]
+    assert len(cids) >= 24, len(cids)
+    for cid in cids:
+        m.inject(2, _want(FORGER, 2, cid, 0, [0]))
+        m.run(3000)
+    assert n.files.complete(cids[-1]) and n.files.complete(mine)
+    assert len(n.files.state) <= 17, len(n.files.state)
+
+
+
 def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # every chunk is stored, then the power goes before the state record
     # says "complete": at start-up the file is checked and marked complete
