@@ -26,6 +26,7 @@ _WANT_JOB = const(2)
 _CATALOG_JOB = const(3)
 _MAX_FETCHES = const(4)   # files fetched at once (the user's and for neighbours)
 _MAX_SERVING = const(8)   # files being sent at once
+_MAX_QUEUED = const(128)  # parts and chunks of one file waiting to be sent
 _FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
 _MAX_BACKOFF = const(4)   # a silent source is asked again after up to 2^4 answer times
 _NAV_CHUNKS = const(16)   # most answer frames an overheard WANT keeps us quiet for
@@ -610,7 +611,8 @@ class Sharing:
                 return
             e = [set(), set()]
             self.serving[cid] = e
-        e[0 if parts else 1].add(i)
+        if len(e[0]) + len(e[1]) < _MAX_QUEUED:  # else its asker asks again
+            e[0 if parts else 1].add(i)
 
     def _serve_next(self, now_ms):
         for cid in self.serving:

@@ -96,6 +96,20 @@ def test_one_want_gets_at_most_one_window_answered():
     assert 0 < sent <= 64, sent
 
 
+def test_what_waits_to_be_served_is_bounded():
+    # WANTs for one window after another of a big file: the chunks waiting
+    # to go out are bounded (the askers ask again for what did not come)
+    m = FakeMesh([1], [], **FAST)
+    cid, data = _shared(m, 1, 40000)
+    for k in range(3):
+        m.inject(1, _want(FORGER + k * 256, 1, cid, k * 64, [k * 64 + i for i in range(64)]))
+    e = m.nodes[1].serving[cid]
+    assert len(e[0]) + len(e[1]) <= 128, len(e[1])
+    m.run(120000)
+    assert not m.nodes[1].serving
+
+
+
 def test_chunks_owed_before_the_manifest_stay_bounded():
     # a relay asked for chunks of a file it lacks fetches it for the asker;
     # what it owes is bounded, whatever indices the asker names
