@@ -269,10 +269,11 @@ def render_summary(r: dict) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
-from pollen_controller import cli_boards, cli_files  # noqa: E402  (boards; files)
+from pollen_controller import cli_boards, cli_files, cli_gateway  # noqa: E402
 
 cli_boards.register(main)
 cli_files.register(main)
+cli_gateway.register(main)
 
 if __name__ == "__main__":
     main()
