@@ -404,10 +404,13 @@ class Sharing:
         self._drop(reason)
         if via in self.bad_senders or len(self.bad_senders) < 16:
             self.bad_senders[via] = self.bad_senders.get(via, 0) + 1
-        self.catalog.forget_source(cid, via)
         fe = self.fetches.get(cid)
         if fe is not None and len(fe.bad) < _MAX_STRIKES:
-            fe.bad.add(via)  # its next catalog frame will not bring it back
+            # passed over, but kept in the catalog: it may be the only way,
+            # and the frame may have been forged in its name
+            fe.bad.add(via)
+        else:
+            self.catalog.forget_source(cid, via)
 
     # ---- fetching ----------------------------------------------------------------
 
@@ -483,14 +486,20 @@ class Sharing:
         if not wanted:
             return
         # a neighbour we pass it to is no way to it, unless it holds it whole,
-        # and one that sent us something false is asked no more; but for a
-        # file the user asked for, the only ways there are are still tried
-        # (frames can be forged in a neighbour's name)
+        # and one that sent us something false is asked no more. For a file
+        # the user asked for, the false one is tried when no other way
+        # answers (a frame can be forged in its name), and one we pass it to
+        # when it is the only way there is
         known = self.catalog.sources(fe.cid, now_ms)
-        sources = [x for x in known if (x[1] == 0 or x[0] not in fe.askers)
-                   and x[0] not in fe.bad]
-        if not sources and fe.own:
-            sources = known
+        ways = [x for x in known if x[1] == 0 or x[0] not in fe.askers]
+        sources = [x for x in ways if x[0] not in fe.bad]
+        if fe.own:
+            for x in sources:
+                st = fe.strikes.get(x[0])
+                if not st or now_ms >= st[1]:
+                    break  # one answers, or may
+            else:
+                sources = ways or known
         best = None
         for src, hops in sources:
             st = fe.strikes.get(src)

@@ -243,9 +243,9 @@ def test_a_want_from_our_only_way_does_not_cut_us_off():
     # 3 fetches through relay 2, its only way. A WANT to 3 with 2 as its
     # origin (a bug, or forged: any member can forge any origin) makes 2 an
     # asker, a bad chunk with 2 as its origin a bad sender, and neither is
-    # asked while there is another way; for our own fetch the only way must
-    # still be asked
-    for frame in ("want", "chunk"):
+    # asked while another way answers; for our own fetch 2 must still be
+    # asked, also when a way that never answers is advertised beside it
+    for frame in ("want", "chunk", "chunk and a silent way"):
         m = line(3, **FAST)
         m.run(30000)
         cid, data = _shared(m, 1, 8000)
@@ -260,6 +260,8 @@ def test_a_want_from_our_only_way_does_not_cut_us_off():
         else:
             m.inject(3, _frame(CHUNK, 2, file_wire.pack_chunk(cid, 30, b"x" * 200)))
             assert n.bad_senders == {2: 1}
+        if frame == "chunk and a silent way":
+            _advertise(m, 3, FORGER, cid, hops=1)
         m.run(300000)
         assert n.files.complete(cid), frame
 
