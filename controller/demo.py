@@ -280,5 +280,10 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):
         "collisions": medium.get("lost_collision", 0),
         "peak_heap_bytes": max((st.get("peak_heap_bytes", 0) for st in statuses.values()), default=None),
         "dropped": dropped,
+        # exceptions a node's core caught while handling a frame (a bug, or
+        # out of memory): 0 in a healthy run
+        "internal_errors": sum(st.get("counters", {}).get("internal", 0) for st in statuses.values()),
+        "internal_error_texts": sorted({st["last_internal_error"] for st in statuses.values()
+                                        if st.get("last_internal_error")}),
         "wall_seconds": round(wall_s, 1),
     }

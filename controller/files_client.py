@@ -52,7 +52,9 @@ def share(link, data: bytes, name: str, media_type: str | None = None,
         raise FilesError(str(e)) from None
     ready = link.ask({"cmd": "share", "manifest": _b64(raw)}, "share_ready")
     m = files.parse_manifest(raw, max_bytes=len(data))
-    missing = ready.get("missing") or []
+    missing = ready.get("missing")
+    if missing is None:  # the node lists missing chunks only for a share cut short
+        missing = [] if ready.get("held", 0) >= m.chunks else list(range(m.chunks))
     for n, i in enumerate(missing):
         chunk = files.chunk_of(data, i, m.chunk_bytes)
         link.ask({"cmd": "put", "cid": ready["cid"], "index": i, "data": _b64(chunk)}, "put")

@@ -36,6 +36,7 @@ def test_demo_json_on_real_micropython_nodes():
     assert out["store_and_forward"]["delivered"] is True
     assert out["latency_ms"]["p50"] > 0 and out["latency_ms"]["p95"] >= out["latency_ms"]["p50"]
     assert 0 < out["peak_heap_bytes"] < 128 * 1024
+    assert out["internal_errors"] == 0
     assert out["tx_per_delivered"] > 0
     assert " got msg from " in r.stderr  # live progress went to stderr
     # a file shared at one end, fetched at the other, read out and checked

@@ -78,6 +78,7 @@ class Node(Flooding, Custody, Sharing):
                          "queue_full": 0, "internal": 0, "chunks_sent": 0,
                          "chunks_stored": 0, "wants": 0, "catalogs": 0}
         self.drops = {}
+        self.last_internal = None
         self._init_sharing()
 
     # ---- inputs -------------------------------------------------------------
@@ -146,8 +147,9 @@ class Node(Flooding, Custody, Sharing):
             return
         try:
             self._handle(f, data, rssi_dbm, snr_db, now_ms)
-        except Exception:  # an authenticated but nonsensical frame must not stop us
+        except Exception as e:  # an authenticated but nonsensical frame must not stop us
             self.counters["internal"] += 1
+            self.last_internal = "%s: %s" % (type(e).__name__, e)  # for status: what to fix
 
     def channel_busy(self, until_ms, now_ms):
         # The radio sensed another transmission (channel activity detection)
@@ -184,6 +186,7 @@ class Node(Flooding, Custody, Sharing):
             "airtime_ms": self.duty.total_us // 1000,
             "duty_headroom_pct": round(self.duty.headroom_per_mille(now_ms) / 10, 1),
             "files": self._sharing_status(now_ms),
+            "last_internal_error": self.last_internal,
         }
 
     # ---- frame handling -----------------------------------------------------

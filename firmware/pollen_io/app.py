@@ -121,8 +121,9 @@ class App:
                      % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
         except (ValueError, TypeError) as e:
             emit("error", error="%s: %s" % (cmd, e), ref=ref)
-        except MemoryError:
+        except MemoryError as e:
             # the node goes on: what it holds is in storage, not in this command
+            sys.print_exception(e, sys.stderr)
             gc.collect()
             emit("error", error="%s: out of memory (%d bytes free)" % (cmd, gc.mem_free()), ref=ref)
 
@@ -148,8 +149,12 @@ class App:
         # never holds the whole file in RAM
         cid = self.node.share_manifest(_b64(c, "manifest"), self.clock.now())
         m = self.node.files.manifests[cid]
-        emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks,
-             missing=self.node.files.missing(cid), ref=ref)
+        held = self.node.files.chunks_held(cid)
+        if 0 < held < m.chunks:  # a share cut short before: what is still to come
+            emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held,
+                 missing=self.node.files.missing(cid), ref=ref)
+        else:  # none or all of it: no list (it would need a block of a small heap)
+            emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held, ref=ref)
 
     def cmd_put(self, c, ref):
         cid = _cid(c)
