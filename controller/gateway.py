@@ -24,6 +24,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 _MAX_TEXT_BYTES = 231
+# A post another gateway bridged into this mesh starts with this mark and the
+# id of the node that first posted it: such posts are published (for
+# monitoring) but never bridged again, so nothing loops between meshes.
+BRIDGE_MARK = "\u21c4"
+_SEEN_UIDS = 1024
 
 
 class GatewayError(ValueError):
@@ -123,7 +128,8 @@ class Gateway:
         self.queued: set[int] = set()        # outbox seqs handed to paho
         self.lock = threading.Lock()
         self.connected = threading.Event()
-        self.stats = {"up": 0, "acked": 0, "down": 0, "refused": 0}
+        self.stats = {"up": 0, "acked": 0, "down": 0, "refused": 0, "bridged": 0}
+        self.bridged: dict[str, None] = {}  # uids already bridged in (ordered: oldest first)
         # a persistent session: the broker keeps our subscription and what
         # was published to it while we were away
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -146,6 +152,7 @@ class Gateway:
             self.log(f"broker refused the connection: {reason_code}")
             return
         client.subscribe(f"{self.prefix}/send", qos=1)
+        client.subscribe(f"{self.prefix}/+/message", qos=1)  # other meshes' posts
         self.connected.set()
         self.log(f"connected to {self.host}:{self.port}")
 
@@ -164,7 +171,7 @@ class Gateway:
             self.stats["acked"] += 1
 
     def _on_message(self, client, userdata, msg):
-        self.down.put(msg.payload)
+        self.down.put((msg.topic, msg.payload))
 
     # ---- running ----------------------------------------------------------------
 
@@ -199,6 +206,12 @@ class Gateway:
             body = {k: ev[k] for k in ("kind", "from", "to", "id", "text", "hops", "rssi_dbm", "snr_db")
                     if k in ev}
             body["uid"] = f"{ev['from']}-{ev['id']}"
+            text = ev.get("text", "")
+            if text.startswith(BRIDGE_MARK):  # bridged in by a gateway: never out again
+                body["bridged"] = True
+                first = text[1:].split(" ", 1)[0]
+                if len(first) == 8:  # the node that first posted it
+                    body["uid"] = f"{first}-bridged-{ev['id']}"
             topic = f"{self.prefix}/{ev['from']}/message"
         elif kind == "status":
             body = {k: v for k, v in ev.items() if not k.startswith("_") and k not in ("event", "ref")}
@@ -226,9 +239,12 @@ class Gateway:
     def _downlink(self):
         while True:
             try:
-                payload = self.down.get_nowait()
+                topic, payload = self.down.get_nowait()
             except queue.Empty:
                 return
+            if topic != f"{self.prefix}/send":
+                self._bridge_in(payload)
+                continue
             try:
                 cmd = check_send(payload)
             except GatewayError as e:
@@ -237,6 +253,27 @@ class Gateway:
             self.stats["down"] += 1
             cmd["ref"] = f"down{self.stats['down']}"
             self.link.command(cmd)
+
+    def _bridge_in(self, payload: bytes):
+        # A post another gateway heard in its mesh: post it in ours, once.
+        try:
+            body = json.loads(payload)
+            uid, text, kind, origin = body["uid"], body["text"], body["kind"], body["from"]
+        except (ValueError, KeyError, TypeError):
+            return  # not an uplink of ours; the errors topic is for sends
+        if body.get("gateway") == self.node or kind != "post" or body.get("bridged"):
+            return  # our own, a message for one node, or bridged already
+        if uid in self.bridged:
+            return  # heard by two gateways over there: once is enough
+        self.bridged[uid] = None
+        if len(self.bridged) > _SEEN_UIDS:
+            del self.bridged[next(iter(self.bridged))]
+        text = f"{BRIDGE_MARK}{origin} {text}"
+        while len(text.encode()) > _MAX_TEXT_BYTES:
+            text = text[:-1]
+        self.stats["bridged"] += 1
+        self.stats["down"] += 1
+        self.link.command({"cmd": "send", "to": "all", "text": text, "ref": f"down{self.stats['down']}"})
 
     def _refuse(self, error: str, ref=None, payload: bytes | None = None):
         self.stats["refused"] += 1

@@ -70,6 +70,7 @@ def mesh(tmp_path):
 
 
 def start_gateway(emu, node, broker, tmp_path):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     gw = Gateway(ProcessLink(emu.nodes[node]), broker.url, "test", tmp_path / "outbox.db",
                  status_interval_s=3600)
     stop = threading.Event()
@@ -173,3 +174,42 @@ def test_send_payloads_are_checked():
                       (b'{"to": "zz", "text": "x"}', "'to'"), (b"\xff", "JSON")):
         with pytest.raises(GatewayError, match=word):
             check_send(bad)
+
+
+def test_two_meshes_joined_through_one_broker_without_loops_or_doubles(mosquitto, tmp_path):
+    # mesh A: nodes 0x101..0x103; mesh B: 0x201..0x203; a gateway in each
+    a_topo, b_topo = line(3, first_id=0x101), line(3, first_id=0x201)
+    with Emulation(a_topo, tmp_path / "a", KEY, node_settings=FAST) as a, \
+            Emulation(b_topo, tmp_path / "b", KEY, node_settings=FAST) as b:
+        assert a.wait_started() == [] and b.wait_started() == []
+        time.sleep(3)
+        a_ids, b_ids = sorted(a_topo.node_ids), sorted(b_topo.node_ids)
+        gw_a, stop_a, t_a = start_gateway(a, a_ids[0], mosquitto, tmp_path / "ga")
+        gw_b, stop_b, t_b = start_gateway(b, b_ids[0], mosquitto, tmp_path / "gb")
+        try:
+            assert gw_a.connected.wait(10) and gw_b.connected.wait(10)
+            a.nodes[a_ids[-1]].command({"cmd": "send", "to": "all", "text": "market at noon"})
+            got = received_by(b.nodes[b_ids[-1]], f"\u21c4{a_ids[-1]:08x} market at noon", 30)
+            assert got["from"] == f"{b_ids[0]:08x}"  # posted in mesh B by B's gateway node
+            b.nodes[b_ids[-1]].command({"cmd": "send", "to": "all", "text": "bring apples"})
+            received_by(a.nodes[a_ids[-1]], f"\u21c4{b_ids[-1]:08x} bring apples", 30)
+            time.sleep(8)  # time for any loop or double to show
+            assert gw_a.stats["bridged"] == 1 and gw_b.stats["bridged"] == 1
+            # nothing came back: mesh A never got its own post bridged back to it
+            back = [e for e in _drain(a.nodes[a_ids[1]]) if "market at noon" in e.get("text", "")
+                    and e["text"].startswith("\u21c4")]
+            assert back == []
+        finally:
+            stop_a.set()
+            stop_b.set()
+            t_a.join(5)
+            t_b.join(5)
+
+
+def _drain(node):
+    out = []
+    while True:
+        try:
+            out.append(node.events.get_nowait())
+        except queue.Empty:
+            return out
