@@ -134,6 +134,16 @@ def content_id(manifest_raw):
     return _sha(manifest_raw)[:16]
 
 
+def cid_hex(cid):
+    # 16 bytes -> 32 hex digits: how a content id names storage records
+    return "".join("%02x" % b for b in cid)
+
+
+def cid_from_hex(text):
+    # 32 hex digits -> 16 bytes; ValueError if they are not
+    return bytes(int(text[2 * i:2 * i + 2], 16) for i in range(16))
+
+
 def cid_str(cid):
     # 16 bytes -> 26 lowercase base32 letters (no padding)
     bits = 0

@@ -19,10 +19,6 @@ _COMPLETE = const(4)
 _MAX_CACHED = const(16)  # files kept for others (each has its manifest in RAM)
 
 
-def _hex(cid):
-    return "".join("%02x" % b for b in cid)
-
-
 class HeldFiles:
     # The node's files: its own (shared) ones and those it fetched or cached.
     def __init__(self, storage, quota_bytes=262144, max_file_bytes=files.MAX_FILE_BYTES):
@@ -39,7 +35,7 @@ class HeldFiles:
         for name in names:
             if name[:1] == "f" and name[-1:] == "s" and len(name) == 34:
                 try:
-                    cid = bytes(int(name[1 + 2 * i:3 + 2 * i], 16) for i in range(16))
+                    cid = files.cid_from_hex(name[1:33])
                     raw = self.storage.get(name[:-1] + "m")
                     m = files.parse_manifest(raw, self.max_file_bytes)
                     st = self.storage.get(name)
@@ -68,11 +64,11 @@ class HeldFiles:
     # ---- records -----------------------------------------------------------
 
     def _chunk(self, cid, i):
-        return "f" + _hex(cid) + "c%d" % i
+        return "f" + files.cid_hex(cid) + "c%d" % i
 
     def _save_state(self, cid):
         flags, use = self.state[cid][0], self.state[cid][1]
-        self.storage.put("f" + _hex(cid) + "s", bytes((flags,)) + be32(use))
+        self.storage.put("f" + files.cid_hex(cid) + "s", bytes((flags,)) + be32(use))
 
     def _touch(self, cid):
         self.clock += 1
@@ -102,7 +98,7 @@ class HeldFiles:
         if cid not in self.state:
             if not (own or pinned):
                 self._limit_cached()
-            self.storage.put("f" + _hex(cid) + "m", m.raw)
+            self.storage.put("f" + files.cid_hex(cid) + "m", m.raw)
             self.state[cid] = [0, 0, 0, bytearray((m.chunks + 7) // 8)]
             self.manifests[cid] = m
         st = self.state[cid]
@@ -190,7 +186,7 @@ class HeldFiles:
             for i in range(m.chunks):
                 self.storage.delete(self._chunk(cid, i))
         for suffix in ("s", "m"):
-            self.storage.delete("f" + _hex(cid) + suffix)
+            self.storage.delete("f" + files.cid_hex(cid) + suffix)
         self.state.pop(cid, None)
 
     def _limit_cached(self):

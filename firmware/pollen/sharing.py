@@ -105,7 +105,7 @@ class Sharing:
         for name in self.storage.names():
             if name[:1] == _Q and len(name) == 33:
                 try:
-                    cid = bytes(int(name[1 + 2 * i:3 + 2 * i], 16) for i in range(16))
+                    cid = files.cid_from_hex(name[1:])
                 except ValueError:
                     self.storage.delete(name)
                     continue
@@ -165,7 +165,7 @@ class Sharing:
         fe.progress_ms = now_ms
         fe.next_ms = now_ms
         self.files.pin(cid)
-        self.storage.put(_Q + _hex(cid), b"")
+        self.storage.put(_Q + files.cid_hex(cid), b"")
 
     def catalog_entries(self, now_ms, search=None):
         # What this node holds and knows of, for the user: [dict], nearest first.
@@ -593,7 +593,7 @@ class Sharing:
     def _fetch_complete(self, fe, now_ms):
         self.fetches.pop(fe.cid, None)
         if fe.own:
-            self.storage.delete(_Q + _hex(fe.cid))
+            self.storage.delete(_Q + files.cid_hex(fe.cid))
             self._fetched(fe.cid, fe.started_ms, now_ms)
         self._catalog_dirty(fe.cid, now_ms)  # we hold it now: say so
 
@@ -608,7 +608,7 @@ class Sharing:
         # give up (a partial stays: fetching it again resumes)
         self.fetches.pop(fe.cid, None)
         if fe.own:
-            self.storage.delete(_Q + _hex(fe.cid))
+            self.storage.delete(_Q + files.cid_hex(fe.cid))
             self.out.append(("fetch_failed", {"cid": cid_str(fe.cid), "error": error}))
 
     # ---- serving -----------------------------------------------------------------
@@ -749,7 +749,3 @@ class Sharing:
                 "fetching": len(self.fetches), "catalog": len(self.catalog.table),
                 "chunk_bytes": self.file_chunk_bytes, "max_file_bytes": self.s.max_file_bytes,
                 "bad_senders": dict(("%08x" % k, v) for k, v in self.bad_senders.items())}
-
-
-def _hex(cid):
-    return "".join("%02x" % b for b in cid)
