@@ -75,16 +75,20 @@ def node(i):
 a, b = node(0x0A0B0C01), node(0x0A0B0C02)
 now = 0
 got = []
+def step():
+    # 20 ms on: each node's frames go to the other, its other actions to got
+    global now
+    now += 20
+    for x, y in ((a, b), (b, a)):
+        for act in x.poll(now):
+            if act[0] == "tx":
+                y.on_frame(act[1], -90, 5, now)
+            else:
+                got.append(act[0])
 for k in range(20):
     a.send(b.id, "message %d" % k, now)
-    for step in range(100):
-        now += 20
-        for x, y in ((a, b), (b, a)):
-            for act in x.poll(now):
-                if act[0] == "tx":
-                    y.on_frame(act[1], -90, 5, now)
-                else:
-                    got.append(act[0])
+    for i in range(100):
+        step()
 gc.collect()
 peak = gc.mem_alloc()
 # a board keeps files in its filesystem, and is handed a file chunk by chunk
@@ -94,24 +98,14 @@ b.files = HeldFiles(FileStorage(STORE + "/b"), 262144)
 cid = a.share_manifest(bytes.fromhex(MANIFEST), now)
 for i in range(82):
     a.share_chunk(cid, i, bytes(((i * 200 + j) * 7) & 0xFF for j in range(200 if i < 81 else 184)), now)
-for step in range(200):
-    now += 20
-    for x, y in ((a, b), (b, a)):
-        for act in x.poll(now):
-            if act[0] == "tx":
-                y.on_frame(act[1], -90, 5, now)
+for i in range(200):
+    step()
 b.fetch(cid, now)
-for step in range(20000):
-    now += 20
-    for x, y in ((a, b), (b, a)):
-        for act in x.poll(now):
-            if act[0] == "tx":
-                y.on_frame(act[1], -90, 5, now)
-            else:
-                got.append(act[0])
+for i in range(20000):
+    step()
     if "fetched" in got:
         break
-    if step % 50 == 0:
+    if i % 50 == 0:
         gc.collect()
         peak = max(peak, gc.mem_alloc())
 gc.collect()
