@@ -38,14 +38,20 @@ def _shared(m, node, size_bytes, seed=1):
     return m.nodes[node].share("f", "application/octet-stream", data, m.now_ms), data
 
 
+def _pair_sharing(size_bytes):
+    # nodes 1 and 2 hear each other; 1 shares a file and 2 has heard of it
+    m = line(2, **FAST)
+    m.run(30000)
+    cid, data = _shared(m, 1, size_bytes)
+    m.run(20000)
+    return m, cid, data
+
+
 def test_an_overheard_want_for_chunks_we_hold_does_not_hold_back_our_own():
     # 2 has the first 16 chunks of a file held by 1 and fetches the rest. A
     # neighbour further behind asks 1 for chunks 0..15: 2 must not wait for
     # that answer (it wants none of it), nor count 1 silent if none comes.
-    m = line(2, **FAST)
-    m.run(30000)
-    cid, data = _shared(m, 1, 8000)
-    m.run(20000)
+    m, cid, data = _pair_sharing(8000)
     n = m.nodes[2]
     raw = m.nodes[1].files.manifests[cid].raw
     n.files.begin(raw)
@@ -66,10 +72,7 @@ def test_an_overheard_want_that_goes_unanswered_is_no_strike_against_the_source(
     # we wait for the answer to a WANT we overheard; the source never heard
     # that WANT (a hidden or forged asker): it is not silent towards us, so
     # it is not backed off, and we ask it ourselves at once
-    m = line(2, **FAST)
-    m.run(30000)
-    cid, data = _shared(m, 1, 8000)
-    m.run(20000)
+    m, cid, data = _pair_sharing(8000)
     n = m.nodes[2]
     n.files.begin(m.nodes[1].files.manifests[cid].raw)
     for i in range(16):
@@ -131,10 +134,7 @@ def test_chunks_owed_beyond_the_file_are_forgotten_once_the_manifest_is_in():
     # 3 asks relay 2 for chunk 0 and for chunks past the end of the file;
     # once 2 has the manifest it owes only what exists: it passes chunk 0 on
     # and stops, rather than asking 1 for chunks nobody has until its patience ends
-    m = line(2, **FAST)
-    m.run(30000)
-    cid, data = _shared(m, 1, 1000)
-    m.run(20000)
+    m, cid, data = _pair_sharing(1000)
     n = m.nodes[2]
     m.inject(2, _want(FORGER, 2, cid, 0, [0, 100, 200]))
     m.run(60000)
@@ -176,10 +176,7 @@ def test_manifest_parts_no_manifest_can_have_are_dropped():
 def test_a_stray_manifest_part_does_not_get_the_holder_blamed():
     # one bad PART (another part count) arrives before the holder's answer:
     # the holder is not counted as bad nor forgotten, and the fetch completes
-    m = line(2, **FAST)
-    m.run(30000)
-    cid, data = _shared(m, 1, 4000)
-    m.run(20000)
+    m, cid, data = _pair_sharing(4000)
     n = m.nodes[2]
     n.fetch(cid, m.now_ms)
     m.inject(2, _frame(PART, FORGER, bytes(cid) + bytes((2, 3)) + b"junk"))
@@ -191,10 +188,7 @@ def test_a_stray_manifest_part_does_not_get_the_holder_blamed():
 def test_mixed_up_parts_blame_nobody_in_particular():
     # a forged part 0 and the holder's part 1: the manifest does not hash
     # to its content id, but the holder sent nothing wrong
-    m = line(2, **FAST)
-    m.run(30000)
-    cid, data = _shared(m, 1, 8000)
-    m.run(20000)
+    m, cid, data = _pair_sharing(8000)
     n = m.nodes[2]
     raw = m.nodes[1].files.manifests[cid].raw
     assert file_wire.part_count(raw) == 2
@@ -314,10 +308,7 @@ def test_a_fetch_record_left_for_a_complete_file_ends_as_fetched():
     # is deleted (or the file came complete another way, e.g. shared by the
     # host meanwhile): the fetch finds nothing to ask for; it must end as
     # fetched, not wait out its patience and report a failure
-    m = line(2, **FAST)
-    m.run(30000)
-    cid, data = _shared(m, 1, 3000)
-    m.run(20000)
+    m, cid, data = _pair_sharing(3000)
     m.nodes[2].fetch(cid, m.now_ms)
     m._poll(2)
     m.run(60000)
