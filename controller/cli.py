@@ -7,6 +7,7 @@ import sys
 import click
 
 from pollen import VERSION
+from pollen_controller.progress import progress_bar
 
 
 class _Group(click.Group):
@@ -100,7 +101,8 @@ def sim(scenario, router, seed, nodes, as_json, plot_dir, separate):
     if separate and not sc.files():
         raise click.BadParameter(f"scenario '{sc.name}' has no files section",
                                  param_hint="--separate")
-    simulation = Simulation(sc, router, seed, progress=_progress_bar(sc.duration_s))
+    simulation = Simulation(sc, router, seed,
+                            progress=progress_bar("simulating", show_eta=True))
     result = simulation.run()
     if separate:
         result["file_separate"] = b.separate(sc, seed, result)
@@ -115,25 +117,6 @@ def sim(scenario, router, seed, nodes, as_json, plot_dir, separate):
         click.echo(json.dumps(result))
     else:
         click.echo(render_sim(result))
-
-
-def _progress_bar(duration_s):
-    """A progress bar over simulated time on stderr, when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    state = {"bar": None, "done": 0}
-
-    def update(t_ms, end_ms):
-        if state["bar"] is None:
-            state["bar"] = click.progressbar(length=max(1, int(end_ms)), label="simulating",
-                                             file=sys.stderr, show_eta=True)
-            state["bar"].__enter__()
-        state["bar"].update(int(t_ms) - state["done"])
-        state["done"] = int(t_ms)
-        if t_ms >= end_ms:
-            state["bar"].__exit__(None, None, None)
-
-    return update
 
 
 def render_sim(r: dict) -> str:

@@ -3,10 +3,11 @@ catalog, fetch. Registered on the `pollen` group by cli.py."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
+
+from pollen_controller.progress import progress_bar
 
 _PORT_HELP = "Serial port of the attached node (a board, or a virtual board's port)."
 
@@ -21,25 +22,6 @@ def _link(port):
     from pollen_controller.node_link import SerialLink
 
     return SerialLink(port)
-
-
-def _bar(label, as_json):
-    # a progress bar on stderr (so --json output stays clean); None when not a terminal
-    state = {}
-
-    def update(done, total):
-        if as_json or not sys.stderr.isatty():
-            return
-        if "bar" not in state:
-            state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
-            state["bar"].__enter__()
-            state["n"] = 0
-        state["bar"].update(done - state["n"])
-        state["n"] = done
-        if done >= total:
-            state.pop("bar").__exit__(None, None, None)
-
-    return update
 
 
 @click.command()
@@ -58,7 +40,7 @@ def share(path, port, name, media_type, as_json):
     link = _link(port)
     try:
         info = files_client.share(link, data, name or path.name, media_type,
-                                  progress=_bar("sending to the node", as_json))
+                                  progress=progress_bar("sending to the node", not as_json))
     finally:
         link.close()
     if as_json:
@@ -120,8 +102,8 @@ def fetch(cid, port, out_path, timeout_s, as_json):
 
     link = _link(port)
     try:
-        got = files_client.fetch(link, cid, timeout_s, progress=_bar("fetching", as_json))
-        m, data = files_client.read_out(link, got["cid"], progress=_bar("reading out", as_json))
+        got = files_client.fetch(link, cid, timeout_s, progress=progress_bar("fetching", not as_json))
+        m, data = files_client.read_out(link, got["cid"], progress=progress_bar("reading out", not as_json))
     finally:
         link.close()
     path = out_path or Path(Path(m.name).name or got["cid"])
