@@ -55,7 +55,12 @@ def compile_firmware(out_dir: Path, root: Path | None = None, arch: str | None =
             continue
         dest = out_dir / rel.with_suffix(".mpy")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [exe, "-o", str(dest), "-s", str(rel)]
+        # the source name tracebacks show: the module's dotted name, which is
+        # a qstr the module has anyway (a path would be one more per module,
+        # each a few bytes of a small heap)
+        parts = rel.with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        cmd = [exe, "-o", str(dest), "-s", name]
         if arch:
             cmd.append(f"-march={arch}")
         r = subprocess.run(cmd + [str(src)], capture_output=True, text=True)

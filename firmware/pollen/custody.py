@@ -2,13 +2,14 @@
 # be reached (our own unicasts awaiting an ack, and copies carried for
 # others), persisted through the storage object (record format in held.py),
 # retried end to end, and sent on when the destination is heard again.
+from pollen._compat import const
 from pollen import wire
 from pollen.wire import MSG, F_STORED
 from pollen import held as heldrec
 from pollen.jobs import Job, J_FLOOD, J_ROUTED, J_STORED
 
-_MAX_OFFERS = 4  # times a carried copy is sent on before it is let go
-_OFFERS_PER_LINK = 4  # carried copies offered when a new neighbour appears
+_MAX_OFFERS = const(4)  # times a carried copy is sent on before it is let go
+_OFFERS_PER_LINK = const(4)  # carried copies offered when a new neighbour appears
 
 
 class Custody:

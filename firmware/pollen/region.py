@@ -1,6 +1,8 @@
 # Regional rules the core enforces: duty cycle over a sliding window and the
 # longest single transmission (dwell time).
 
+from pollen._compat import const
+
 # name: (frequency Hz, duty cycle per mille (0 = none), max tx power dBm, dwell ms (0 = none))
 REGIONS = {
     "EU868": (868100000, 10, 14, 0),  # ETSI EN 300 220 sub-band 868.0-868.6 MHz: 1 %, 25 mW
@@ -12,11 +14,11 @@ REGIONS = {
     "AS923": (923200000, 0, 16, 400),
 }
 
-_WINDOW_MS = 3600000  # duty cycle is averaged over one hour (ETSI)
+_WINDOW_MS = const(3600000)  # duty cycle is averaged over one hour (ETSI)
 # Bookkeeping resolution: one-minute buckets. The window holds 61 of them (the
 # hour plus the minute being filled) so that an entry is never forgotten before
 # it is a full hour old.
-_BUCKETS = 61
+_BUCKETS = const(61)
 
 
 class DutyCycle:
