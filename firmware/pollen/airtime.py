@@ -43,3 +43,27 @@ def time_on_air_us(payload_bytes, sf, bw_hz, cr=5, preamble=8, crc=True,
 def preset_time_on_air_us(payload_bytes, preset):
     sf, bw_hz, cr, preamble = preset
     return time_on_air_us(payload_bytes, sf, bw_hz, cr, preamble)
+
+
+class AirtimeBudget:
+    # A share of the time on air (per mille), saved up to cap_us: a token
+    # bucket for background frames (catalogs, status) that must stay within
+    # a share of the channel however busy the mesh is.
+    def __init__(self, per_mille, cap_us, saved_us):
+        self.per_mille = per_mille
+        self.cap_us = cap_us
+        self.saved_us = saved_us
+        self.at_ms = 0
+
+    def take(self, air_us, now_ms):
+        # Spend air_us if it is saved up and return 0; else return how many
+        # ms until it will be (spending nothing).
+        saved = self.saved_us + (now_ms - self.at_ms) * self.per_mille  # per mille of a ms = us
+        self.saved_us = saved if saved < self.cap_us else self.cap_us
+        self.at_ms = now_ms
+        if air_us <= self.saved_us:
+            self.saved_us -= air_us
+            return 0
+        if not self.per_mille:
+            return 3600000  # no share at all: ask again in an hour
+        return (air_us - self.saved_us) // self.per_mille + 1

@@ -11,11 +11,13 @@
 # Actions are tuples: ("tx", frame) transmit now; ("received", info) a message
 # for the app; ("delivered", info) our unicast was acknowledged; ("expired",
 # info) a held message ran out of lifetime; ("fetch_progress" | "fetched" |
-# "fetch_failed", info) a file fetch (node.fetch, see sharing.py) moved on.
+# "fetch_failed", info) a file fetch (node.fetch, see sharing.py) moved on;
+# ("telemetry", info) another node's status frame (telemetry.py).
 # The caller owns radio, clock, storage and randomness; nothing here blocks
 # or raises on input from the air.
+from pollen._compat import const
 from pollen import wire
-from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
+from pollen.wire import Frame, BEACON, POST, MSG, ACK, STATUS, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
 from pollen.crypto import NetworkKey
 from pollen.airtime import preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
@@ -26,15 +28,17 @@ from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED, MAX_JOBS
 from pollen.flooding import Flooding
 from pollen.custody import Custody
 from pollen.sharing import Sharing
+from pollen.telemetry import Telemetry
 from pollen.ids import Values
 
-_BEACON_NEIGHBOURS = 32  # most neighbours a beacon lists
-_ID_BLOCK = 256          # message ids reserved in storage at a time
+_BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
+_ID_BLOCK = const(256)          # message ids reserved in storage at a time
 _ID_RECORD = "ids"
-_BEACON_JOB = 0          # the job key of our beacon (message keys are never 0)
+_BEACON_JOB = const(0)          # the job key of our beacon (message keys are never 0)
+_STATUS_JOB = const(4)   # our status frame's (telemetry.py)
 
 
-class Node(Flooding, Custody, Sharing):
+class Node(Flooding, Custody, Sharing, Telemetry):
     def __init__(self, settings, storage, rng):
         if not isinstance(settings, Values):
             from pollen.settings import plain  # not kept: the app frees it after start
@@ -76,10 +80,13 @@ class Node(Flooding, Custody, Sharing):
                          "originated": 0, "held": 0, "expired": 0, "deferred": 0,
                          "repaired": 0, "offered": 0, "released": 0,
                          "queue_full": 0, "internal": 0, "chunks_sent": 0,
-                         "chunks_stored": 0, "wants": 0, "catalogs": 0}
+                         "chunks_stored": 0, "wants": 0, "catalogs": 0,
+                         "telemetry_skipped": 0}
         self.drops = {}
         self.last_internal = None
         self._init_sharing()
+        self.battery_mv = None       # the app sets these two where it can
+        self.heap_free_bytes = None  # measure them, for status frames
 
     # ---- inputs -------------------------------------------------------------
 
@@ -96,6 +103,7 @@ class Node(Flooding, Custody, Sharing):
             self.next_id = self.rng.getrandbits(32)
         self._reserve_ids()
         self._start_sharing(now_ms)
+        self._init_telemetry(now_ms)
 
     def send(self, dest, text, now_ms, hop_limit=None):
         # Accept a message from the app. Raises ValueError on misuse (too long,
@@ -184,6 +192,8 @@ class Node(Flooding, Custody, Sharing):
             "neighbours": nb, "routes": len(self.routes.table),
             "held": len(self.held), "queue": len(self.jobs),
             "airtime_ms": self.duty.total_us // 1000,
+            "airtime_pct": self.airtime_per_mille(now_ms) / 10,
+            "battery_mv": self.battery_mv,
             "duty_headroom_pct": round(self.duty.headroom_per_mille(now_ms) / 10, 1),
             "files": self._sharing_status(now_ms),
             "last_internal_error": self.last_internal,
@@ -193,7 +203,7 @@ class Node(Flooding, Custody, Sharing):
 
     def _handle(self, f, data, rssi_dbm, snr_db, now_ms):
         via = self._learn(f, rssi_dbm, snr_db, now_ms)
-        if f.ftype >= wire.CATALOG:
+        if wire.CATALOG <= f.ftype <= wire.PART:
             self._on_file_frame(f, via, now_ms)  # the shared commons: sharing.py
             return
         key = f.key()
@@ -219,6 +229,9 @@ class Node(Flooding, Custody, Sharing):
                 self._deliver(f, "msg", rssi_dbm, snr_db)
                 if f.flags & F_WANT_ACK:
                     self._send_ack(f, via, now_ms)
+            return
+        if f.ftype == STATUS:
+            self._on_status(f, data, rssi_dbm, snr_db, now_ms)
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:
@@ -362,6 +375,7 @@ class Node(Flooding, Custody, Sharing):
             self._beacon(now_ms)
         self._held_timers(now_ms)
         self._file_timers(now_ms)
+        self._telemetry_timer(now_ms)
         for job in list(self.jobs.values()):
             if job.watch_ms is not None and now_ms >= job.watch_ms:
                 self._watch_done(job, now_ms)
@@ -396,9 +410,14 @@ class Node(Flooding, Custody, Sharing):
             del self.jobs[best.key]
             self._drop("dwell")
             return
-        if at > now_ms and best.key == _BEACON_JOB:
+        if at > now_ms and (best.key == _BEACON_JOB or best.key == _STATUS_JOB):
             del self.jobs[best.key]  # no budget for a beacon: messages go first
             self.counters["deferred"] += 1
+            return
+        if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
+                and self.tele_budget.take(air_us, now_ms):
+            del self.jobs[best.key]  # a relay: telemetry has used its share of airtime
+            self.counters["telemetry_skipped"] += 1
             return
         if at > now_ms:
             # deferred by the duty-cycle budget; budget frees on minute
@@ -447,6 +466,8 @@ class Node(Flooding, Custody, Sharing):
             if h.retry_ms is not None and h.retry_ms < t and h.key not in self.jobs:
                 t = h.retry_ms
         t = self._file_wake(t)
+        if self.s.telemetry_interval_ms and self.next_status_ms < t:
+            t = self.next_status_ms
         if t < self.busy_until_ms:
             t = self.busy_until_ms
         self.next_wake_ms = max(t, now_ms)

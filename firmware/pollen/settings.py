@@ -2,12 +2,13 @@
 # expected. Built from the "node" part of config.json (see docs/config.md).
 # Only needed while a node starts: the app drops this module afterwards
 # (pollen_io/boot.py), and Node keeps the values, not this code.
+from pollen._compat import const
 from pollen.region import REGIONS
 from pollen.ids import ConfigError, Values, parse_node_id, fail as _fail
 from pollen.airtime import PRESETS, preset_time_on_air_us
 
 
-_MAX_BEACON_BYTES = 90
+_MAX_BEACON_BYTES = const(90)
 
 
 
@@ -38,6 +39,9 @@ _INTS = {
     "catalog_expiry_ms": (3600000, 1000, 7 * 86400000),
     "fetch_window": (16, 1, 64),
     "fetch_patience_ms": (600000, 1000, 86400000),
+    # telemetry (telemetry.py): 0 = send no status frames
+    "telemetry_interval_ms": (300000, 0, 86400000),
+    "telemetry_share_per_mille": (20, 0, 100),
 }
 FIELDS = ("node_id", "name", "network_key", "region", "preset") + tuple(_INTS)
 

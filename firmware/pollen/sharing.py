@@ -16,6 +16,7 @@
 from pollen import wire, files, file_wire
 from pollen.wire import Frame, BROADCAST, CATALOG, WANT, CHUNK, PART, F_PARTS
 from pollen.jobs import Job, J_ONCE, MAX_JOBS
+from pollen.airtime import AirtimeBudget
 from pollen.files import FileError, cid_str
 from pollen.held_files import HeldFiles
 from pollen.catalog import Catalog, MAX_HOPS
@@ -83,9 +84,8 @@ class Sharing:
         self.chunk_air_ms = self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD
                                              + self.file_chunk_bytes) // 1000 + 1
         big = self._airtime_us(wire.MAX_FRAME_BYTES)
-        self.cat_budget_cap_us = 4 * big
-        self.cat_budget_us = big  # a node just started may say what it has once
-        self.cat_budget_at_ms = 0
+        # a node just started may say what it has once
+        self.cat_budget = AirtimeBudget(s.catalog_share_per_mille, 4 * big, big)
         self.next_catalog_ms = 0
 
     def _fitting_chunk_bytes(self):
@@ -97,7 +97,7 @@ class Sharing:
         return c
 
     def _start_sharing(self, now_ms):
-        self.cat_budget_at_ms = now_ms
+        self.cat_budget.at_ms = now_ms
         # something to tell from the start (our files), or nothing until we hear of some
         self.next_catalog_ms = now_ms + (self.slot_ms if self.files.holdings()
                                          else self.s.catalog_interval_ms)
@@ -671,13 +671,8 @@ class Sharing:
         return out
 
     def _catalog_timer(self, now_ms):
-        share = self.s.catalog_share_per_mille
-        # the budget grows by `share` of the time passed (per mille of ms = us)
-        self.cat_budget_us += (now_ms - self.cat_budget_at_ms) * share
-        self.cat_budget_at_ms = now_ms
-        if self.cat_budget_us > self.cat_budget_cap_us:
-            self.cat_budget_us = self.cat_budget_cap_us
-        if now_ms < self.next_catalog_ms or _CATALOG_JOB in self.jobs or share == 0:
+        if now_ms < self.next_catalog_ms or _CATALOG_JOB in self.jobs \
+                or not self.s.catalog_share_per_mille:
             return
         interval = self.s.catalog_interval_ms
         ads = self._advertised(now_ms)
@@ -695,10 +690,10 @@ class Sharing:
         payload, n = file_wire.pack_catalog([(c,) + ads[c] for c in order],
                                             self.file_payload_bytes)
         air_us = self._airtime_us(len(payload) + _FRAME_EXTRA)
-        if air_us > self.cat_budget_us:
-            self.next_catalog_ms = now_ms + (air_us - self.cat_budget_us) // share + 1
+        wait_ms = self.cat_budget.take(air_us, now_ms)
+        if wait_ms:
+            self.next_catalog_ms = now_ms + wait_ms
             return
-        self.cat_budget_us -= air_us
         sent = order[:n]
         self.cat_again = [c for c in self.cat_again if c not in sent] + \
             [c for c in self.cat_dirty if c in sent]

@@ -29,9 +29,11 @@ CATALOG = const(5)  # files we hold or know of, with hops to the nearest holder
 WANT = const(6)     # a window of chunks (or manifest parts) asked of next_hop
 CHUNK = const(7)    # one chunk of a file, for whoever wants it
 PART = const(8)     # one part of a file's manifest
-TYPES = (BEACON, POST, MSG, ACK, CATALOG, WANT, CHUNK, PART)
+STATUS = const(9)   # a node's telemetry, flooded (telemetry.py)
+TYPES = (BEACON, POST, MSG, ACK, CATALOG, WANT, CHUNK, PART, STATUS)
 TYPE_NAMES = {BEACON: "beacon", POST: "post", MSG: "msg", ACK: "ack",
-              CATALOG: "catalog", WANT: "want", CHUNK: "chunk", PART: "part"}
+              CATALOG: "catalog", WANT: "want", CHUNK: "chunk", PART: "part",
+              STATUS: "status"}
 
 F_WANT_ACK = const(0x80)
 F_STORED = const(0x40)  # this copy was held by a node and sent on later

@@ -43,8 +43,10 @@ def max_hour_airtime_us(sent, hour_ms=3600000):
 
 
 def settings(node_id, **kw):
+    # status frames off unless a test turns them on (test_telemetry.py):
+    # the other tests count frames of their own protocol
     d = {"node_id": node_id, "network_key": KEY_HEX, "region": "EU868",
-         "preset": "ShortFast", "beacon_interval_ms": 10000}
+         "preset": "ShortFast", "beacon_interval_ms": 10000, "telemetry_interval_ms": 0}
     for k in kw:
         d[k] = kw[k]
     return d

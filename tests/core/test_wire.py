@@ -191,7 +191,7 @@ def test_every_single_bit_flip_is_caught():
 
 def test_unknown_type_with_valid_tag():
     body = bytearray(_valid()[:-8])
-    for t in (0, 9, 12, 15):
+    for t in (0, 10, 12, 15):
         body[0] = (wire.VERSION << 4) | t
         assert wire.unpack(_signed(body), KEY) == (None, wire.R_TYPE), t
 
@@ -427,7 +427,8 @@ def test_settings_every_field_error_names_the_field():
             "catalog_share_per_mille": (-1, 101), "catalog_interval_ms": (999, 86400001),
             "catalog_capacity": (3, 1025),
             "catalog_expiry_ms": (999, 7 * 86400000 + 1), "fetch_window": (0, 65),
-            "fetch_patience_ms": (999, 86400001)}
+            "fetch_patience_ms": (999, 86400001),
+            "telemetry_interval_ms": (-1, 86400001), "telemetry_share_per_mille": (-1, 101)}
     for k in ints:
         bad[k] = ints[k] + ("5", True, 2.0, None)
     for field in FIELDS:
