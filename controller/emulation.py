@@ -22,6 +22,7 @@ from pathlib import Path
 from pollen_controller.files_atomic import write_atomic
 from pollen_controller.firmware import compile_firmware
 from pollen_controller.medium import Medium
+from pollen_controller.node_events import decode_event
 
 _PR_SET_PDEATHSIG = 1
 
@@ -72,7 +73,8 @@ class NodeProcess:
         self.proc = subprocess.Popen(
             [micropython_binary(), "-X", f"heapsize={self.heap}", "-c", "import main"],
             cwd=self.folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=_die_with_parent)
+            stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
+            preexec_fn=_die_with_parent)
         threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True).start()
 
@@ -84,6 +86,10 @@ class NodeProcess:
             try:
                 ev = json.loads(line)
             except ValueError:
+                ev = {"event": "log", "text": line}
+            if isinstance(ev, dict):
+                decode_event(ev)
+            else:
                 ev = {"event": "log", "text": line}
             ev["_t"] = time.monotonic()
             ev["_node"] = self.node_id

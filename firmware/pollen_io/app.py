@@ -58,6 +58,7 @@ class App:
         self.status_interval_ms = status_interval_ms
         self.peak_heap = 0
         self.next_heap_check_ms = 0
+        self.next_battery_ms = 0
 
     def run_actions(self):
         now = self.clock.now()
@@ -66,6 +67,8 @@ class App:
                 self.radio.transmit(a[1])
             else:
                 info = a[1]
+                if a[0] == "telemetry":  # the host decodes it (pollen/status_wire.py)
+                    info["data"] = binascii.hexlify(info["data"]).decode()
                 emit(a[0], **info)
         if now >= self.next_heap_check_ms:
             # live heap: collect first, or garbage not yet swept counts as used
@@ -74,6 +77,14 @@ class App:
             used = gc.mem_alloc()
             if used > self.peak_heap:
                 self.peak_heap = used
+            self.node.heap_free_bytes = gc.mem_free()  # for its status frames
+            read_mv = getattr(self.radio, "battery_mv", None)
+            if read_mv is not None and now >= self.next_battery_ms:
+                self.next_battery_ms = now + 60000
+                try:
+                    self.node.battery_mv = read_mv()
+                except Exception as e:  # a bad reading must not stop the node
+                    sys.print_exception(e, sys.stderr)
 
     def channel_busy(self, airtime_ms):
         now = self.clock.now()

@@ -74,7 +74,10 @@ def _lora_radio(settings, radio):
     except (OSError, ValueError):
         raise ConfigError("config field 'radio': kind 'lora' needs board.json (run pollen flash --board B)")
     from pollen_io.lora_radio import LoraRadio
-    return LoraRadio(settings, radio, board)
+    from pollen_io import battery
+    r = LoraRadio(settings, radio, board)
+    r.battery_mv = battery.reader(board.get("battery_adc"))  # None: not measured
+    return r
 
 
 def open_storage(folder):

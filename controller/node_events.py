@@ -1,0 +1,25 @@
+"""Console events as the host uses them: a node's `telemetry` event carries
+another node's status frame as hex (`data`, docs/protocol.md §10); the host
+decodes it into named fields here, so a node never holds the decoder.
+Used by every reader of node consoles (node_link, emulation)."""
+from __future__ import annotations
+
+from pollen.status_wire import unpack_status
+
+
+def decode_event(ev: dict) -> dict:
+    """Expand a telemetry event's `data` into its fields, in place. A payload
+    that does not decode is marked `"malformed": true` (and keeps `data`)."""
+    if ev.get("event") != "telemetry" or not isinstance(ev.get("data"), str):
+        return ev
+    try:
+        fields = unpack_status(bytes.fromhex(ev["data"]))
+    except ValueError:
+        fields = None
+    if fields is None:
+        ev["malformed"] = True
+        return ev
+    del ev["data"]
+    for k, v in fields.items():
+        ev.setdefault(k, v)  # id, hops, rssi_dbm, snr_db are the receiver's
+    return ev
