@@ -1,0 +1,353 @@
+"""What the monitor knows of the mesh, built from console events
+(/docs/monitor.md, the events in docs/console.md). Pure logic, no IO: events
+and a time in, rows, messages, alerts and links out.
+
+    view = MeshView()
+    update = view.apply(event, t)      # t: Unix seconds when it was heard
+    view.rows(now); view.alerts(now); view.messages(20); view.links(now)
+
+Three events count:
+  status     the attached node (hops 0) and its neighbour table: each entry is
+             a direct neighbour (hops 1), heard last_heard_s before t
+  telemetry  another node's status frame heard over the mesh (hops as given)
+  received   a post or message: its sender was alive then (relays + 1 hops)
+
+For each node the freshest observation gives last heard, hops, RSSI/SNR and
+which node heard it (`via`); the freshest self-report (status or telemetry)
+gives battery, airtime, duty-cycle headroom, queue, held and uptime. Fields
+from the air are checked: a value of the wrong type is taken as unknown, an
+event without a valid node id is ignored and counted.
+
+apply() also returns what history keeps of the event (an Update): samples per
+node, links, the message (once per uid), and the node states it touched.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+GONE_AFTER_S = 900          # a neighbour-table entry older than this has expired
+SILENT_AFTER_S = 900        # default: 3 beacon intervals, 3 minimum telemetry intervals
+STATUS_SAMPLE_S = 55        # one sample of a node's own status per ~minute kept
+_NEIGHBOUR_SAMPLE_SLACK_S = 2.0   # last_heard_s is whole seconds
+_MESSAGES = 200             # recent messages kept in memory
+_UIDS = 4096                # message uids remembered, to drop QoS 1 repeats
+
+REPORT_FIELDS = ("battery_mv", "airtime_pct", "duty_headroom_pct", "queue", "held",
+                 "uptime_s", "heap_free_bytes")
+_INT_FIELDS = {"battery_mv", "queue", "held", "uptime_s", "heap_free_bytes"}
+# a node's state as history keeps it (absolute Unix times, no ages)
+STATE_FIELDS = ("id", "name", "seen_t", "hops", "rssi_dbm", "snr_db", "via", "heard_by",
+                "report_t", "interval_s", "attached_t") + REPORT_FIELDS
+
+
+def node_id(v) -> str | None:
+    """A node id as 8 lowercase hex digits, or None if v is not one."""
+    if not isinstance(v, str) or len(v) != 8:
+        return None
+    try:
+        n = int(v, 16)
+    except ValueError:
+        return None
+    return None if n in (0, 0xFFFFFFFF) else v.lower()
+
+
+def _num(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return v
+
+
+def _int(v):
+    v = _num(v)
+    return None if v is None else int(v)
+
+
+def _list(v) -> list:
+    return v if isinstance(v, list) else []
+
+
+def _name(v):
+    return v[:32] if isinstance(v, str) and v else None
+
+
+def fmt_age(s) -> str:
+    """12s, 4m, 3h05m, 2d04h; '-' for unknown."""
+    if s is None:
+        return "-"
+    s = int(max(0, s))
+    if s < 90:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+@dataclass
+class Update:
+    """What one event changed, for history."""
+    touched: set = field(default_factory=set)
+    samples: list = field(default_factory=list)
+    links: list = field(default_factory=list)
+    message: dict | None = None
+    node: str | None = None       # the node the event is about
+    keep_event: bool = True       # False: a status within STATUS_SAMPLE_S of the last kept
+
+
+class MeshView:
+    def __init__(self, silent_after_s: float = SILENT_AFTER_S,
+                 duty_headroom_alert_pct: float = 10.0, battery_low_mv: int = 3400):
+        self.silent_after_s = silent_after_s
+        self.duty_headroom_alert_pct = duty_headroom_alert_pct
+        self.battery_low_mv = battery_low_mv
+        self.nodes: dict[str, dict] = {}
+        self.attached: str | None = None      # the node whose status came last
+        self.ignored = 0                      # events dropped: no valid node id
+        self._links: dict[tuple, dict] = {}   # (rx, tx) -> link
+        self._messages: deque = deque(maxlen=_MESSAGES)
+        self._uids: OrderedDict = OrderedDict()
+        self._status_sampled: dict[str, float] = {}
+        self._neighbour_sampled: dict[tuple, float] = {}
+        self.first_shown: dict[str, float] = {}   # node -> t it first got a row
+
+    # ---- input ----------------------------------------------------------------
+
+    def apply(self, event: dict, t: float) -> Update:
+        kind = event.get("event") if isinstance(event, dict) else None
+        handler = {"status": self._status, "telemetry": self._telemetry,
+                   "received": self._received}.get(kind)
+        u = Update()
+        if handler is not None:
+            handler(event, t, u)
+        for nid in u.touched:
+            self.first_shown.setdefault(nid, t)
+        return u
+
+    def _node(self, nid: str, u: Update) -> dict:
+        n = self.nodes.get(nid)
+        if n is None:
+            n = self.nodes[nid] = dict.fromkeys(STATE_FIELDS)
+            n["id"] = nid
+        u.touched.add(nid)
+        return n
+
+    def _observe(self, n, seen_t, hops, rssi_dbm, snr_db, via, heard_by):
+        if n["seen_t"] is not None and seen_t < n["seen_t"]:
+            return  # older than what we know: the fresher observation stands
+        n.update(seen_t=seen_t, hops=hops, rssi_dbm=rssi_dbm, snr_db=snr_db, via=via,
+                 heard_by=heard_by)
+
+    def _report(self, n, t, ev):
+        if n["report_t"] is not None and t < n["report_t"]:
+            return
+        n["report_t"] = t
+        for k in REPORT_FIELDS:
+            n[k] = (_int if k in _INT_FIELDS else _num)(ev.get(k))
+
+    def _status(self, ev, t, u):
+        nid = node_id(ev.get("id"))
+        if nid is None:
+            self.ignored += 1
+            return
+        self.attached = nid
+        n = self._node(nid, u)
+        n["name"] = _name(ev.get("name")) or n["name"]
+        n["attached_t"] = t
+        n["interval_s"] = None
+        self._observe(n, t, 0, None, None, None, "status")
+        self._report(n, t, ev)
+        u.node = nid
+        last = self._status_sampled.get(nid)
+        u.keep_event = last is None or t - last >= STATUS_SAMPLE_S or t < last
+        if u.keep_event:
+            self._status_sampled[nid] = t
+            u.samples.append(self._sample(n, t, "status", 0, None, None, None))
+        for nb in _list(ev.get("neighbours")):
+            if not isinstance(nb, dict):
+                continue
+            bid, age = node_id(nb.get("id")), _num(nb.get("last_heard_s"))
+            if bid is None or bid == nid or age is None or age < 0:
+                continue
+            m = self._node(bid, u)
+            m["name"] = _name(nb.get("name")) or m["name"]
+            seen = t - age
+            rssi, snr = _num(nb.get("rssi_dbm")), _num(nb.get("snr_db"))
+            self._observe(m, seen, 1, rssi, snr, nid, "neighbour")
+            link = {"rx": nid, "tx": bid, "t": seen, "rssi_dbm": rssi, "snr_db": snr}
+            self._links[(nid, bid)] = link
+            u.links.append(link)
+            prev = self._neighbour_sampled.get((nid, bid))
+            if age <= GONE_AFTER_S and (prev is None or seen > prev + _NEIGHBOUR_SAMPLE_SLACK_S):
+                self._neighbour_sampled[(nid, bid)] = seen   # a frame heard anew
+                u.samples.append(self._sample(m, seen, "neighbour", 1, rssi, snr, nid))
+
+    def _telemetry(self, ev, t, u):
+        nid = node_id(ev.get("id"))
+        if nid is None:
+            self.ignored += 1
+            return
+        n = self._node(nid, u)
+        n["name"] = _name(ev.get("name")) or n["name"]
+        hops = _int(ev.get("hops"))
+        hops = hops if hops is not None and hops >= 1 else None
+        rssi, snr = _num(ev.get("rssi_dbm")), _num(ev.get("snr_db"))
+        via = node_id(ev.get("gateway")) or self.attached
+        self._observe(n, t, hops, rssi, snr, via, "telemetry")
+        self._report(n, t, ev)
+        interval = _num(ev.get("interval_s"))
+        n["interval_s"] = interval if interval is not None and interval > 0 else None
+        u.node = nid
+        u.samples.append(self._sample(n, t, "telemetry", hops, rssi, snr, via, ev))
+        for nb in _list(ev.get("neighbours"))[:16]:
+            bid = node_id(nb.get("id")) if isinstance(nb, dict) else None
+            if bid is None or bid == nid:
+                continue
+            link = {"rx": nid, "tx": bid, "t": t, "rssi_dbm": _num(nb.get("rssi_dbm")),
+                    "snr_db": _num(nb.get("snr_db"))}
+            self._links[(nid, bid)] = link
+            u.links.append(link)
+
+    def _received(self, ev, t, u):
+        src = node_id(ev.get("from"))
+        msg_id = _int(ev.get("id"))
+        if src is None or msg_id is None:
+            self.ignored += 1
+            return
+        via = node_id(ev.get("gateway")) or self.attached
+        relays = _int(ev.get("hops"))
+        hops = relays + 1 if relays is not None and relays >= 0 else None
+        rssi, snr = _num(ev.get("rssi_dbm")), _num(ev.get("snr_db"))
+        uid = f"{src}-{msg_id}"
+        if uid in self._uids:
+            return  # a repeat (MQTT QoS 1 is at least once)
+        self._uids[uid] = None
+        if len(self._uids) > _UIDS:
+            self._uids.popitem(last=False)
+        if src != via:
+            n = self._node(src, u)
+            self._observe(n, t, hops, rssi, snr, via, "message")
+            u.samples.append(self._sample(n, t, "message", hops, rssi, snr, via))
+        u.node = src
+        text = ev.get("text")
+        to = ev.get("to")
+        m = {"uid": uid, "t": t, "kind": ev.get("kind") if ev.get("kind") in ("post", "msg") else "?",
+             "from": src, "to": to if isinstance(to, str) else None, "id": msg_id,
+             "text": text if isinstance(text, str) else "", "hops": relays,
+             "rssi_dbm": rssi, "snr_db": snr, "via": via}
+        self._messages.append(m)
+        u.message = m
+
+    @staticmethod
+    def _sample(n, t, source, hops, rssi, snr, via, ev=None):
+        s = {"t": t, "node": n["id"], "source": source, "via": via, "hops": hops,
+             "rssi_dbm": rssi, "snr_db": snr}
+        for k in REPORT_FIELDS:
+            s[k] = n[k] if source in ("status", "telemetry") else None
+        return s
+
+    # ---- history in and out -----------------------------------------------------
+
+    def states(self, ids=None) -> list[dict]:
+        """Node states with absolute times, for history."""
+        ids = self.nodes if ids is None else ids
+        return [dict(self.nodes[i]) for i in ids if i in self.nodes]
+
+    def load(self, states, links=(), messages=()):
+        """Seed from history: node states, links and messages (oldest first)."""
+        for s in states:
+            nid = node_id(s.get("id"))
+            if nid is None:
+                continue
+            n = dict.fromkeys(STATE_FIELDS)
+            n.update({k: s.get(k) for k in STATE_FIELDS if k in s}, id=nid)
+            self.nodes[nid] = n
+            if n["seen_t"] is not None:
+                self.first_shown.setdefault(nid, n["seen_t"])
+        for link in links:
+            self._links[(link["rx"], link["tx"])] = dict(link)
+        for m in messages:
+            self._messages.append(dict(m))
+            self._uids[m["uid"]] = None
+
+    # ---- output -----------------------------------------------------------------
+
+    def name(self, nid) -> str | None:
+        n = self.nodes.get(nid)
+        return n["name"] if n else None
+
+    def label(self, nid) -> str:
+        name = self.name(nid)
+        return f"{name} ({nid})" if name else str(nid)
+
+    def silent_after(self, n) -> float:
+        # a node that said it reports seldom is given two of its intervals
+        iv = n.get("interval_s")
+        return max(self.silent_after_s, 2 * iv) if iv else self.silent_after_s
+
+    def _alert_kinds(self, n, now):
+        kinds = []
+        if n["seen_t"] is not None and now - n["seen_t"] > self.silent_after(n):
+            kinds.append("silent")
+        if n["duty_headroom_pct"] is not None and n["duty_headroom_pct"] < self.duty_headroom_alert_pct:
+            kinds.append("duty")
+        if n["battery_mv"] is not None and n["battery_mv"] < self.battery_low_mv:
+            kinds.append("battery")
+        return kinds
+
+    def rows(self, now: float) -> list[dict]:
+        """The nodes table: attached node(s) first, then by hops and name."""
+        out = []
+        for n in self.nodes.values():
+            # a node whose own status keeps coming is attached (a gateway): hops 0
+            attached = n["attached_t"] is not None and now - n["attached_t"] <= self.silent_after(n)
+            out.append({
+                "id": n["id"], "name": n["name"],
+                "last_heard_s": None if n["seen_t"] is None else max(0, round(now - n["seen_t"])),
+                "hops": 0 if attached else n["hops"],
+                "rssi_dbm": None if attached else n["rssi_dbm"],
+                "snr_db": None if attached else n["snr_db"],
+                **{k: n[k] for k in REPORT_FIELDS},
+                "via": None if attached else n["via"],
+                "heard_by": n["heard_by"],
+                "report_age_s": None if n["report_t"] is None else max(0, round(now - n["report_t"])),
+                "interval_s": n["interval_s"],
+                "alerts": self._alert_kinds(n, now),
+            })
+        out.sort(key=lambda r: (r["hops"] is None, r["hops"] if r["hops"] is not None else 0,
+                                (r["name"] or "~").lower(), r["id"]))
+        return out
+
+    def alerts(self, now: float) -> list[dict]:
+        out = []
+        for r in self.rows(now):
+            n = self.nodes[r["id"]]
+            label = self.label(r["id"])
+            for kind in r["alerts"]:
+                if kind == "silent":
+                    text = (f"{label} not heard for {fmt_age(r['last_heard_s'])} "
+                            f"(alert after {fmt_age(self.silent_after(n))})")
+                elif kind == "duty":
+                    text = (f"{label} near its duty-cycle limit: "
+                            f"{r['duty_headroom_pct']:.1f} % of the hourly budget left")
+                else:
+                    text = (f"{label} battery low: {r['battery_mv'] / 1000:.2f} V "
+                            f"(alert below {self.battery_low_mv / 1000:.2f} V)")
+                out.append({"id": r["id"], "name": r["name"], "kind": kind, "text": text})
+        return out
+
+    def messages(self, n: int = 20) -> list[dict]:
+        """The last n messages, newest first."""
+        return list(self._messages)[::-1][:n]
+
+    def links(self, now: float, max_age_s: float | None = GONE_AFTER_S) -> list[dict]:
+        """Links from neighbour tables: rx heard tx, with the age of that."""
+        out = []
+        for (rx, tx), link in sorted(self._links.items()):
+            age = now - link["t"]
+            if max_age_s is None or age <= max_age_s:
+                out.append({**link, "age_s": max(0, round(age)), "rx_name": self.name(rx),
+                            "tx_name": self.name(tx)})
+        return out

@@ -1,0 +1,265 @@
+"""MeshView (controller/mesh_view.py) from synthetic console events, and the
+monitor's screen rendered to text (monitor_render.render_text)."""
+import pytest
+
+from pollen_controller.mesh_view import MeshView, fmt_age, node_id
+from pollen_controller.monitor_render import clean, render_text
+
+T0 = 1_700_000_000.0
+
+
+def status(nid="00000001", name="hall", neighbours=(), **kw):
+    ev = {"event": "status", "id": nid, "name": name, "uptime_s": 3600, "queue": 2, "held": 1,
+          "airtime_pct": 0.4, "battery_mv": 4100, "duty_headroom_pct": 96.5,
+          "neighbours": list(neighbours)}
+    ev.update(kw)
+    return ev
+
+
+def nb(nid, name=None, rssi=-97, snr=5.25, age=3):
+    return {"id": nid, "name": name, "rssi_dbm": rssi, "snr_db": snr, "last_heard_s": age}
+
+
+def telemetry(nid="0000000c", name="farm", hops=2, **kw):
+    ev = {"event": "telemetry", "id": nid, "name": name, "hops": hops, "rssi_dbm": -101,
+          "snr_db": 2.0, "uptime_s": 500, "battery_mv": 3950, "heap_free_bytes": 40960,
+          "airtime_pct": 0.8, "duty_headroom_pct": 95.0, "queue": 1, "held": 3, "files_kib": 12,
+          "counters": {"rx": 1}, "neighbours": [{"id": "00000002", "rssi_dbm": -90, "snr_db": 7.5}],
+          "interval_s": 300}
+    ev.update(kw)
+    return ev
+
+
+def post(src="0000000c", msg_id=7, text="hello mesh", relays=1, **kw):
+    ev = {"event": "received", "kind": "post", "from": src, "to": "ffffffff", "id": msg_id,
+          "text": text, "hops": relays, "rssi_dbm": -99, "snr_db": 3.0}
+    ev.update(kw)
+    return ev
+
+
+def by_id(rows):
+    return {r["id"]: r for r in rows}
+
+
+def test_status_gives_the_attached_node_and_its_direct_neighbours():
+    v = MeshView()
+    u = v.apply(status(neighbours=[nb("00000002", "mill", -97, 5.25, 12)]), T0)
+    assert u.touched == {"00000001", "00000002"}
+    rows = v.rows(T0 + 20)
+    assert [r["id"] for r in rows] == ["00000001", "00000002"]
+    me, mill = rows
+    assert me["hops"] == 0 and me["name"] == "hall" and me["last_heard_s"] == 20
+    assert (me["battery_mv"], me["airtime_pct"], me["duty_headroom_pct"], me["queue"],
+            me["held"], me["uptime_s"]) == (4100, 0.4, 96.5, 2, 1, 3600)
+    assert me["rssi_dbm"] is None and me["via"] is None
+    # heard 12 s before the status came: 32 s ago at T0 + 20
+    assert mill["hops"] == 1 and mill["name"] == "mill" and mill["last_heard_s"] == 32
+    assert (mill["rssi_dbm"], mill["snr_db"], mill["via"]) == (-97, 5.25, "00000001")
+    assert mill["battery_mv"] is None and mill["queue"] is None   # it reported nothing itself
+
+
+def test_telemetry_and_messages_add_nodes_further_away():
+    v = MeshView()
+    v.apply(status(neighbours=[nb("00000002", "mill")]), T0)
+    v.apply(telemetry(), T0 + 5)
+    r = by_id(v.rows(T0 + 10))["0000000c"]
+    assert (r["name"], r["hops"], r["rssi_dbm"], r["snr_db"]) == ("farm", 2, -101, 2.0)
+    assert (r["battery_mv"], r["airtime_pct"], r["duty_headroom_pct"], r["queue"], r["held"],
+            r["uptime_s"], r["interval_s"]) == (3950, 0.8, 95.0, 1, 3, 500, 300)
+    assert r["last_heard_s"] == 5 and r["heard_by"] == "telemetry" and r["via"] == "00000001"
+    # a post from a node never heard before: relays + 1 radio hops
+    v.apply(post(src="0000000d", relays=2), T0 + 8)
+    d = by_id(v.rows(T0 + 10))["0000000d"]
+    assert d["hops"] == 3 and d["heard_by"] == "message" and d["name"] is None
+    assert [r["id"] for r in v.rows(T0 + 10)] == ["00000001", "00000002", "0000000c", "0000000d"]
+
+
+def test_the_freshest_observation_wins():
+    v = MeshView()
+    v.apply(telemetry(nid="00000002", name="mill", hops=2, rssi_dbm=-110, snr_db=-3.0), T0)
+    # the attached node heard it directly after that telemetry: hops 1 now
+    v.apply(status(neighbours=[nb("00000002", rssi=-95, snr=6.0, age=2)]), T0 + 10)
+    r = by_id(v.rows(T0 + 10))["00000002"]
+    assert (r["hops"], r["rssi_dbm"], r["snr_db"], r["heard_by"]) == (1, -95, 6.0, "neighbour")
+    # but a neighbour entry older than the telemetry does not override it
+    v2 = MeshView()
+    v2.apply(telemetry(nid="00000002", name="mill", hops=2), T0)
+    v2.apply(status(neighbours=[nb("00000002", rssi=-95, snr=6.0, age=60)]), T0 + 10)
+    r = by_id(v2.rows(T0 + 10))["00000002"]
+    assert (r["hops"], r["heard_by"], r["last_heard_s"]) == (2, "telemetry", 10)
+    # the self-report fields stay from the telemetry either way
+    assert r["battery_mv"] == 3950 and r["uptime_s"] == 500
+
+
+def test_alerts_silent_duty_battery():
+    v = MeshView(silent_after_s=600, duty_headroom_alert_pct=10.0, battery_low_mv=3400)
+    v.apply(status(neighbours=[nb("00000003", age=2000)]), T0)
+    v.apply(telemetry(battery_mv=3300, duty_headroom_pct=4.0), T0)
+    alerts = v.alerts(T0 + 30)
+    kinds = sorted((a["id"], a["kind"]) for a in alerts)
+    assert kinds == [("00000003", "silent"), ("0000000c", "battery"), ("0000000c", "duty")]
+    texts = {(a["id"], a["kind"]): a["text"] for a in alerts}
+    assert texts[("00000003", "silent")] == "00000003 not heard for 33m (alert after 10m)"
+    assert texts[("0000000c", "duty")] == ("farm (0000000c) near its duty-cycle limit: "
+                                           "4.0 % of the hourly budget left")
+    assert texts[("0000000c", "battery")] == "farm (0000000c) battery low: 3.30 V (alert below 3.40 V)"
+    assert by_id(v.rows(T0 + 30))["0000000c"]["alerts"] == ["duty", "battery"]
+    # farm's telemetry comes every 300 s: silent only after two of them (600 s here)
+    assert not any(a["kind"] == "silent" and a["id"] == "0000000c" for a in v.alerts(T0 + 599))
+    assert any(a["kind"] == "silent" and a["id"] == "0000000c" for a in v.alerts(T0 + 601))
+
+
+def test_a_node_announcing_a_long_interval_gets_two_of_them():
+    v = MeshView(silent_after_s=900)
+    v.apply(telemetry(interval_s=1800), T0)
+    assert v.alerts(T0 + 3500) == []
+    assert [a["kind"] for a in v.alerts(T0 + 3601)] == ["silent"]
+
+
+def test_the_attached_node_goes_silent_when_its_status_stops():
+    v = MeshView(silent_after_s=120)
+    v.apply(status(), T0)
+    assert v.alerts(T0 + 100) == []
+    assert [a["kind"] for a in v.alerts(T0 + 130)] == ["silent"]
+
+
+def test_messages_newest_first_and_repeats_dropped():
+    v = MeshView()
+    v.apply(status(), T0)
+    v.apply(post(msg_id=1, text="one"), T0 + 1)
+    v.apply(post(msg_id=2, text="two"), T0 + 2)
+    u = v.apply(post(msg_id=1, text="one"), T0 + 3)   # MQTT QoS 1 may repeat
+    assert u.message is None
+    assert [m["text"] for m in v.messages(10)] == ["two", "one"]
+    assert [m["text"] for m in v.messages(1)] == ["two"]
+    m = v.messages(1)[0]
+    assert (m["from"], m["kind"], m["hops"], m["via"], m["uid"]) == ("0000000c", "post", 1,
+                                                                      "00000001", "0000000c-2")
+
+
+def test_links_from_neighbour_tables_and_telemetry():
+    v = MeshView()
+    v.apply(status(neighbours=[nb("00000002", "mill", -97, 5.25, 10),
+                               nb("00000003", None, -120, -9.0, 1000)]), T0)
+    v.apply(telemetry(), T0 + 5)
+    links = {(x["rx"], x["tx"]): x for x in v.links(T0 + 5)}
+    assert set(links) == {("00000001", "00000002"), ("0000000c", "00000002")}  # 00000003: gone
+    assert links[("00000001", "00000002")]["snr_db"] == 5.25
+    assert links[("00000001", "00000002")]["age_s"] == 15
+    assert links[("0000000c", "00000002")]["tx_name"] == "mill"
+    assert len(v.links(T0 + 5, max_age_s=None)) == 3
+
+
+def test_bad_fields_from_the_air_are_unknown_not_errors():
+    v = MeshView()
+    assert v.apply({"event": "telemetry", "id": "zz"}, T0).touched == set()
+    assert v.apply({"event": "status", "id": 5}, T0).touched == set()
+    assert v.apply({"event": "received", "from": "0000000c"}, T0).touched == set()  # no id
+    assert v.ignored == 3
+    v.apply(telemetry(hops="two", battery_mv="full", queue=True, airtime_pct=float("nan"),
+                      neighbours="none", rssi_dbm=None), T0)
+    r = v.rows(T0)[0]
+    assert r["hops"] is None and r["battery_mv"] is None and r["queue"] is None
+    assert r["airtime_pct"] is None and r["rssi_dbm"] is None
+    v.apply({"event": "status", "id": "00000001", "neighbours": [5, {"id": "00000001"},
+                                                                 {"id": "00000009"}]}, T0)
+    assert "00000009" not in v.nodes            # no last_heard_s: not a usable entry
+    v.apply({"event": "sent", "id": 5}, T0)     # other events are not the view's business
+    assert v.apply({"not": "an event"}, T0).touched == set()
+
+
+def test_state_survives_export_and_load():
+    v = MeshView()
+    v.apply(status(neighbours=[nb("00000002", "mill")]), T0)
+    v.apply(telemetry(), T0 + 5)
+    v.apply(post(), T0 + 6)
+    w = MeshView()
+    w.load(v.states(), v.links(T0 + 6), v.messages(50)[::-1])
+    assert w.rows(T0 + 100) == v.rows(T0 + 100)
+    assert w.messages(5) == v.messages(5)
+    assert w.apply(post(), T0 + 7).message is None    # a repeat after a restart too
+
+
+def test_status_samples_are_kept_about_once_a_minute():
+    v = MeshView()
+    kept = [v.apply(status(neighbours=[nb("00000002", age=0)]), T0 + s).keep_event
+            for s in (0, 5, 10, 55, 60, 200)]
+    assert kept == [True, False, False, True, False, True]
+    # a neighbour heard anew gives a sample each time, the same hearing only once
+    v = MeshView()
+    n = [len([s for s in v.apply(status(neighbours=[nb("00000002", age=age)]), T0 + t).samples
+              if s["source"] == "neighbour"]) for t, age in ((0, 0), (5, 5), (10, 0))]
+    assert n == [1, 0, 1]
+
+
+def test_ids_and_ages():
+    assert node_id("0000000C") == "0000000c"
+    assert node_id("c") is None and node_id("ffffffff") is None and node_id(12) is None
+    assert [fmt_age(s) for s in (None, 5, 89, 90, 3599, 3600, 3725, 90000)] == \
+        ["-", "5s", "89s", "1m", "59m", "1h00m", "1h02m", "1d01h"]
+
+
+# ---- the screen as text -------------------------------------------------------------
+
+def test_render_text_shows_the_nodes_table_alerts_and_messages():
+    v = MeshView(silent_after_s=600)
+    v.apply(status(neighbours=[nb("00000002", "mill", -97, 5.25, 12),
+                               nb("00000003", None, -118, -6.5, 2000)]), T0)
+    v.apply(telemetry(battery_mv=3300, duty_headroom_pct=4.0, airtime_pct=8.1, queue=5), T0 + 5)
+    v.apply(post(text="market moved to friday"), T0 + 7)
+    text = render_text(v, T0 + 20, width=120, header="pollen monitor: test")
+    assert "\x1b" not in text                               # no colour codes
+    lines = [line.rstrip() for line in text.splitlines()]
+    assert lines[0].startswith("pollen monitor: test  4 nodes, 3 alerts")
+    head = lines.index(next(line for line in lines if line.startswith("node ")))
+    assert lines[head].split() == ["node", "id", "heard", "hops", "RSSI", "SNR", "batt", "V", "air",
+                                   "%", "duty", "left", "queue", "held", "up", "alerts"]
+    assert set(lines[head + 1]) == {"\u2500"}
+    table = lines[head + 2:lines.index("alerts", head)]
+    row = {line.split()[1]: line.split() for line in table}
+    assert row["00000001"] == ["hall", "00000001", "20s", "0", "-", "-", "4.10", "0.4", "96.5",
+                               "2", "1", "1h00m"]
+    assert row["00000002"] == ["mill", "00000002", "32s", "1", "-97", "5.2", "-", "-", "-", "-",
+                               "-", "-"]
+    assert row["00000003"][:4] == ["?", "00000003", "33m", "1"] and row["00000003"][-1] == "silent"
+    assert row["0000000c"] == ["farm", "0000000c", "13s", "2", "-99", "3.0", "3.30", "8.1",
+                               "4.0", "5", "3", "8m", "duty", "battery"]
+    # the table's order: attached, then hops, then name
+    assert [line.split()[1] for line in table] == ["00000001", "00000002", "00000003", "0000000c"]
+    assert "silent   00000003 not heard for 33m (alert after 10m)" in text
+    assert "battery  farm (0000000c) battery low: 3.30 V (alert below 3.40 V)" in text
+    msg = next(line for line in lines if "market moved" in line)
+    assert msg.split()[1:] == ["farm", "all", "1", "market", "moved", "to", "friday"]
+
+
+def test_a_narrow_terminal_drops_the_least_needed_columns():
+    v = MeshView()
+    v.apply(status(), T0)
+    head = next(line for line in render_text(v, T0, width=100).splitlines()
+                if line.startswith("node "))
+    assert "queue" in head and "up" not in head.split() and "alerts" not in head
+
+
+def test_names_and_texts_from_the_air_cannot_drive_the_terminal():
+    v = MeshView()
+    v.apply(telemetry(name="[red]y[/]\x1b[2J"), T0)
+    v.apply(post(text="hi\x1b]0;pwned\x07\nnext [link=file:///etc]z"), T0)
+    text = render_text(v, T0, width=160)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "[red]y[/]\ufffd[2J" in text                 # shown as typed, not as markup
+    assert "[link=file:///etc]z" in text
+    assert clean("a\nb\tc") == "a\ufffdb\ufffdc"
+
+
+def test_empty_view_says_so():
+    text = render_text(MeshView(), T0)
+    assert "0 nodes, 0 alerts" in text and "no nodes heard yet" in text
+    assert "recent messages: none yet" in text and "alerts: none" in text
+
+
+@pytest.mark.parametrize("width", [60, 80, 200])
+def test_render_text_fits_the_width(width):
+    v = MeshView()
+    v.apply(status(neighbours=[nb("00000002", "a-very-long-node-name-indeed")]), T0)
+    v.apply(post(text="x" * 300), T0)
+    assert max(len(line) for line in render_text(v, T0, width=width).splitlines()) <= width
