@@ -133,6 +133,8 @@ def render_sim(r: dict) -> str:
         ("collision ratio", pct(r["collision_ratio"])),
         ("channel utilisation", pct(r["channel_utilisation"])),
         ("duty cycle mean / max", f"{r['duty_cycle_pct']['mean']} / {r['duty_cycle_pct']['max']} %"),
+        ("telemetry airtime", f"{pct(r['telemetry_airtime_share'])} of all; "
+                              f"at most {r['telemetry_duty_pct']} % of a node's time"),
         ("peak held / queue", f"{r['peak_held']} / {r['peak_queue']}"),
         *_file_rows(r),
         ("simulated / wall", f"{r['sim_seconds']:.0f} s / {r['wall_seconds']} s, "
@@ -252,11 +254,12 @@ def render_summary(r: dict) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
-from pollen_controller import cli_boards, cli_files, cli_gateway  # noqa: E402
+from pollen_controller import cli_boards, cli_files, cli_gateway, cli_monitor  # noqa: E402
 
 cli_boards.register(main)
 cli_files.register(main)
 cli_gateway.register(main)
+cli_monitor.register(main)
 
 if __name__ == "__main__":
     main()

@@ -18,10 +18,12 @@ Definitions (docs/simulator.md has the full list):
   bound of the completed fetches (chunks x shortest-path hops x time on air of
   one full chunk frame, summed over them).
 - file_catalog_airtime_share: airtime of CATALOG frames / airtime of all frames.
+- telemetry_airtime_share: airtime of STATUS frames (own and relayed) / airtime of all
+  frames; telemetry_duty_pct: the most any one node spent on them, % of the time.
 """
 from __future__ import annotations
 
-from pollen.wire import CATALOG, CHUNK, PART, WANT
+from pollen.wire import CATALOG, CHUNK, PART, STATUS, WANT
 
 FETCH_TYPES = (WANT, CHUNK, PART)   # frame types a fetch costs (catalog gossip apart)
 
@@ -47,6 +49,7 @@ class Metrics:
         self.not_sent = 0
         self.send_errors = 0
         self.airtime_us_by_type: dict[int, int] = {}
+        self.status_us_by_node: dict[int, int] = {}
         # (file index, node) -> [start_ms, lower bound us or None, end_ms, fetched]
         self.fetches: dict[tuple[int, int], list] = {}
         self.files_not_shared = 0     # seeder off at share_at_s
@@ -73,6 +76,8 @@ class Metrics:
         self.tx_airtime_us += airtime_us
         self.airtime_us_by_type[frame_type] = self.airtime_us_by_type.get(frame_type, 0) \
             + airtime_us
+        if frame_type == STATUS:
+            self.status_us_by_node[node] = self.status_us_by_node.get(node, 0) + airtime_us
         self.airtime_us_by_node[node] += airtime_us
         ms = airtime_us / 1000
         self.busy_ms_by_node[node] += ms
@@ -132,6 +137,10 @@ class Metrics:
             "channel_utilisation": round(sum(util) / len(util), 4) if util else 0.0,
             "duty_cycle_pct": {"mean": round(sum(duty) / len(duty), 3) if duty else 0.0,
                                "max": round(max(duty), 3) if duty else 0.0},
+            "telemetry_airtime_share": round(self.airtime_us_by_type.get(STATUS, 0)
+                                             / self.tx_airtime_us, 4) if self.tx_airtime_us else 0.0,
+            "telemetry_duty_pct": round(max(self.status_us_by_node.values(), default=0)
+                                        / 1e6 / dur_s * 100, 3),
             "peak_held": self.peak_held,
             "peak_queue": self.peak_queue,
             "not_sent": self.not_sent,

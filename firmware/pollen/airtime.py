@@ -46,11 +46,11 @@ def preset_time_on_air_us(payload_bytes, preset):
 
 
 class AirtimeBudget:
-    # A share of the time on air (per mille), saved up to cap_us: a token
-    # bucket for background frames (catalogs, status) that must stay within
-    # a share of the channel however busy the mesh is.
-    def __init__(self, per_mille, cap_us, saved_us):
-        self.per_mille = per_mille
+    # A share of the time on air, per million of the time, saved up to
+    # cap_us: a token bucket for background frames (catalogs, status) that
+    # must stay within a share of the channel however busy the mesh is.
+    def __init__(self, per_million, cap_us, saved_us):
+        self.per_million = per_million
         self.cap_us = cap_us
         self.saved_us = saved_us
         self.at_ms = 0
@@ -58,12 +58,12 @@ class AirtimeBudget:
     def take(self, air_us, now_ms):
         # Spend air_us if it is saved up and return 0; else return how many
         # ms until it will be (spending nothing).
-        saved = self.saved_us + (now_ms - self.at_ms) * self.per_mille  # per mille of a ms = us
+        saved = self.saved_us + (now_ms - self.at_ms) * self.per_million // 1000
         self.saved_us = saved if saved < self.cap_us else self.cap_us
         self.at_ms = now_ms
         if air_us <= self.saved_us:
             self.saved_us -= air_us
             return 0
-        if not self.per_mille:
+        if not self.per_million:
             return 3600000  # no share at all: ask again in an hour
-        return (air_us - self.saved_us) // self.per_mille + 1
+        return (air_us - self.saved_us) * 1000 // self.per_million + 1

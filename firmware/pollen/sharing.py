@@ -85,7 +85,7 @@ class Sharing:
                                              + self.file_chunk_bytes) // 1000 + 1
         big = self._airtime_us(wire.MAX_FRAME_BYTES)
         # a node just started may say what it has once
-        self.cat_budget = AirtimeBudget(s.catalog_share_per_mille, 4 * big, big)
+        self.cat_budget = AirtimeBudget(s.catalog_share_per_mille * 1000, 4 * big, big)
         self.next_catalog_ms = 0
 
     def _fitting_chunk_bytes(self):

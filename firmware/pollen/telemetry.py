@@ -16,7 +16,8 @@
 # when many nodes are heard (RTCP-style: each status is relayed by about
 # every node, so one node's share grows with the number of nodes), and a
 # hard budget keeps own and relayed status frames within
-# telemetry_share_per_mille of the node's time.
+# telemetry_share_per_mille of the airtime the node may use (its duty-cycle
+# budget, or all the time where the region has none).
 from pollen import wire
 from pollen.wire import Frame, STATUS, BROADCAST
 from pollen.airtime import AirtimeBudget
@@ -38,8 +39,14 @@ class Telemetry:
         self.tele_interval_ms = s.telemetry_interval_ms
         self.next_status_ms = now_ms + 2000 + self._rand(_FIRST_MS)
         big = self._airtime_us(wire.MAX_FRAME_BYTES)
-        share = s.telemetry_share_per_mille
-        self.tele_budget = AirtimeBudget(share, 4 * big, big if share else 0)
+        # a share of the airtime the node may use: of its duty-cycle budget
+        # where the region has one, else of all the time
+        share = s.telemetry_share_per_mille * (self.duty.per_mille or 1000)
+        # it saves up a quarter of an hour's share, or one full frame if
+        # that is more, and starts full: the first round of status frames
+        # (every node sends one within seconds of power-on) gets through
+        cap = share * 900 if share * 900 > big else big
+        self.tele_budget = AirtimeBudget(share, cap, cap if share else 0)
         self.tele_budget.at_ms = now_ms
 
     def _telemetry_timer(self, now_ms):
@@ -58,7 +65,7 @@ class Telemetry:
         # the interval: one frame for each node we know a way to, and ours
         # (we send our own and relay theirs), within the share of airtime;
         # status frames teach routes, so the route table counts the mesh
-        need_ms = (len(self.routes.table) + 1) * air_us // (self.s.telemetry_share_per_mille or 1)
+        need_ms = (len(self.routes.table) + 1) * air_us * 1000 // (self.tele_budget.per_million or 1)
         interval = need_ms if need_ms > base else base
         self.tele_interval_ms = interval
         self.next_status_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
