@@ -196,11 +196,16 @@ class MeshView:
         rssi, snr = _num(ev.get("rssi_dbm")), _num(ev.get("snr_db"))
         via = node_id(ev.get("gateway")) or self.attached
         self._observe(n, t, hops, rssi, snr, via, "telemetry")
+        u.node = nid
+        if ev.get("malformed") or "data" in ev:
+            # a frame heard whose payload did not decode: the node was there,
+            # but what it said is unknown (another version?)
+            u.samples.append(self._sample(n, t, "undecoded", hops, rssi, snr, via))
+            return
         self._report(n, t, ev)
         interval = _num(ev.get("interval_s"))
         n["interval_s"] = interval if interval is not None and interval > 0 else None
-        u.node = nid
-        u.samples.append(self._sample(n, t, "telemetry", hops, rssi, snr, via, ev))
+        u.samples.append(self._sample(n, t, "telemetry", hops, rssi, snr, via))
         for nb in _list(ev.get("neighbours"))[:16]:
             bid = node_id(nb.get("id")) if isinstance(nb, dict) else None
             if bid is None or bid == nid:
@@ -241,7 +246,7 @@ class MeshView:
         u.message = m
 
     @staticmethod
-    def _sample(n, t, source, hops, rssi, snr, via, ev=None):
+    def _sample(n, t, source, hops, rssi, snr, via):
         s = {"t": t, "node": n["id"], "source": source, "via": via, "hops": hops,
              "rssi_dbm": rssi, "snr_db": snr}
         for k in REPORT_FIELDS:

@@ -263,3 +263,13 @@ def test_render_text_fits_the_width(width):
     v.apply(status(neighbours=[nb("00000002", "a-very-long-node-name-indeed")]), T0)
     v.apply(post(text="x" * 300), T0)
     assert max(len(line) for line in render_text(v, T0, width=width).splitlines()) <= width
+
+
+def test_telemetry_that_did_not_decode_counts_as_heard_only():
+    v = MeshView()
+    u = v.apply({"event": "telemetry", "id": "0000000c", "hops": 2, "rssi_dbm": -100,
+                 "snr_db": 1.0, "data": "01ff", "malformed": True}, T0)
+    r = v.rows(T0)[0]
+    assert (r["id"], r["hops"], r["rssi_dbm"], r["last_heard_s"]) == ("0000000c", 2, -100, 0)
+    assert r["battery_mv"] is None and r["queue"] is None and r["interval_s"] is None
+    assert [s["source"] for s in u.samples] == ["undecoded"]
