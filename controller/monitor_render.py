@@ -76,7 +76,9 @@ def nodes_table(rows: list[dict], title: str | None = None, width: int = 120) ->
                               style="red" if "duty" in alerts else ""),
             "queue": _f(r["queue"]),
             "held": _f(r["held"]),
-            "up": fmt_age(r["uptime_s"]),
+            # uptime as of its last report, carried on to now
+            "up": fmt_age(None if r["uptime_s"] is None
+                          else r["uptime_s"] + (r["report_age_s"] or 0)),
             "alerts": Text(" ".join(alerts), style="red"),
         }
         style = "red" if "silent" in alerts else ("bold" if r["hops"] == 0 else None)

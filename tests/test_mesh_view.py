@@ -273,3 +273,11 @@ def test_telemetry_that_did_not_decode_counts_as_heard_only():
     assert (r["id"], r["hops"], r["rssi_dbm"], r["last_heard_s"]) == ("0000000c", 2, -100, 0)
     assert r["battery_mv"] is None and r["queue"] is None and r["interval_s"] is None
     assert [s["source"] for s in u.samples] == ["undecoded"]
+
+
+def test_the_up_column_counts_on_from_the_last_report():
+    v = MeshView()
+    v.apply(telemetry(uptime_s=30), T0)
+    row = next(line for line in render_text(v, T0 + 100).splitlines() if "0000000c" in line)
+    assert row.split()[11] == "2m"          # 30 s when it reported, 100 s ago
+    assert v.rows(T0 + 100)[0]["uptime_s"] == 30 and v.rows(T0 + 100)[0]["report_age_s"] == 100

@@ -244,6 +244,30 @@ def test_monitor_once_json_from_a_node_on_a_serial_port(tmp_path):
     assert r.exit_code == 0 and ": 3 nodes, 2 links" in r.stdout
 
 
+def test_a_serial_port_that_goes_away_is_tried_again_and_the_view_stays():
+    from pollen_controller.monitor_sources import SerialSource
+
+    node = PtyNode()
+    src = SerialSource(node.port)
+    view = MeshView()
+    try:
+        end = time.monotonic() + 5
+        while "0000000c" not in view.nodes and time.monotonic() < end:
+            got = src.get(0.2)
+            if got:
+                view.apply(*got)
+        assert "0000000c" in view.nodes
+        node.close()                                   # unplugged
+        end = time.monotonic() + 5
+        while not src.notes() and time.monotonic() < end:
+            assert src.get(0.2) is None
+        assert src.notes() and src.notes()[0].startswith(f"{node.port}: ")
+        assert src.notes()[0].endswith("; trying again every 2 s")
+        assert "0000000c" in view.nodes                # what was known stays
+    finally:
+        src.close()
+
+
 # ---- MQTT -------------------------------------------------------------------------------------
 
 def test_mqtt_topics_map_back_to_console_events():
