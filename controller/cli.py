@@ -246,7 +246,10 @@ def render_summary(r: dict) -> str:
         ("file fetched", _file_line(r.get("file"))),
         ("frames per delivery", f"{r['tx_per_delivered']} (+{r['tx_frames']['beacons']} beacons)"),
         ("collisions", str(r["collisions"])),
-        ("peak heap per node", f"{r['peak_heap_bytes']} bytes"),
+        ("telemetry airtime", f"{r['airtime_share']['telemetry']:.1%} of all airtime "
+                              f"({r['tx_frames']['telemetry']} status frames)"),
+        ("peak heap per node", f"{r['peak_heap_bytes']} bytes ({r['status_answers']} of "
+                               f"{r['nodes']} nodes answered status)"),
         ("frames dropped", ", ".join(f"{k}: {v}" for k, v in r["dropped"].items()) or "none"),
         ("wall time", f"{r['wall_seconds']} s"),
     ]

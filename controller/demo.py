@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from pollen.airtime import PRESETS, preset_time_on_air_us
+from pollen.wire import BEACON, CATALOG, PART, STATUS
 from pollen_controller import files_client
 from pollen_controller.emulation import Emulation
 from pollen_controller.node_link import LinkError, ProcessLink
@@ -40,6 +42,8 @@ class _Log:
         self.tx_data = 0
         self.tx_beacons = 0
         self.tx_files = 0
+        self.tx_status = 0
+        self.air_us = {"data": 0, "beacons": 0, "files": 0, "telemetry": 0}
         self.waiters = {}
 
     def on_event(self, node, ev):
@@ -51,12 +55,20 @@ class _Log:
     def on_transmit(self, sender, frame, t_start):
         with self.lock:
             ftype = frame[0] & 0x0F
-            if ftype == 1:
+            if ftype == BEACON:
                 self.tx_beacons += 1
-            elif ftype >= 5:  # the shared commons: catalog, want, chunk, part
+                kind = "beacons"
+            elif CATALOG <= ftype <= PART:  # the shared commons: catalog, want, chunk, part
                 self.tx_files += 1
+                kind = "files"
+            elif ftype == STATUS:
+                self.tx_status += 1
+                kind = "telemetry"
             else:
                 self.tx_data += 1
+                kind = "data"
+            # the emulated nodes' preset (Emulation's default)
+            self.air_us[kind] += preset_time_on_air_us(len(frame), PRESETS["ShortFast"])
 
     def _describe(self, ev):
         t = ev["_t"] - self.started_t
@@ -276,9 +288,14 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):
                                   round(stored_t - s["t_on"], 1) if stored_t else None},
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
         "tx_per_delivered": round(log.tx_data / useful, 2) if useful else None,
-        "tx_frames": {"data": log.tx_data, "beacons": log.tx_beacons, "files": log.tx_files},
+        "tx_frames": {"data": log.tx_data, "beacons": log.tx_beacons, "files": log.tx_files,
+                      "telemetry": log.tx_status},
+        # each kind's share of all the airtime the run used
+        "airtime_share": {k: round(v / max(1, sum(log.air_us.values())), 4)
+                          for k, v in log.air_us.items()},
         "collisions": medium.get("lost_collision", 0),
         "peak_heap_bytes": max((st.get("peak_heap_bytes", 0) for st in statuses.values()), default=None),
+        "status_answers": len(statuses),  # nodes that answered the final status (all, when healthy)
         "dropped": dropped,
         # exceptions a node's core caught while handling a frame (a bug, or
         # out of memory): 0 in a healthy run

@@ -15,10 +15,10 @@
 from pollen._compat import const
 
 CID_BYTES = const(16)
-PART_BYTES = const(200)
-MAX_WANT_BITMAP = const(32)   # a window of 256 chunks
-CATALOG_FIXED = const(20)      # cid, size, hops, via, name length
-CATALOG_NAME_BYTES = const(24)
+_PART_BYTES = const(200)
+_MAX_WANT_BITMAP = const(32)   # a window of 256 chunks
+_CATALOG_FIXED = const(20)      # cid, size, hops, via, name length
+_CATALOG_NAME_BYTES = const(24)
 MAX_CATALOG_BYTES = const(231)  # a frame's whole payload
 
 
@@ -44,7 +44,7 @@ def pack_want(cid, first, wanted):
     bitmap = bytearray(top // 8 + 1)
     for i in wanted:
         k = i - first
-        if not 0 <= k < MAX_WANT_BITMAP * 8:
+        if not 0 <= k < _MAX_WANT_BITMAP * 8:
             raise ValueError("chunk %d outside the request window" % i)
         bitmap[k // 8] |= 1 << (k % 8)
     return bytes(cid) + bytes(((first >> 8) & 0xFF, first & 0xFF)) + bytes(bitmap)
@@ -52,7 +52,7 @@ def pack_want(cid, first, wanted):
 
 def unpack_want(p):
     n = len(p) - CID_BYTES - 2
-    if n < 1 or n > MAX_WANT_BITMAP:
+    if n < 1 or n > _MAX_WANT_BITMAP:
         return None
     first = _idx(p, CID_BYTES)
     wanted = []
@@ -66,11 +66,11 @@ def manifest_parts(cid, raw):
     return [manifest_part(cid, raw, i) for i in range(part_count(raw))]
 
 
-def part_count(raw, part_bytes=PART_BYTES):
+def part_count(raw, part_bytes=_PART_BYTES):
     return (len(raw) + part_bytes - 1) // part_bytes
 
 
-def manifest_part(cid, raw, i, part_bytes=PART_BYTES):
+def manifest_part(cid, raw, i, part_bytes=_PART_BYTES):
     # parts are cut alike by every node of a network (its region's dwell
     # time sets part_bytes), so parts from different senders fit together
     return bytes(cid) + bytes((i, part_count(raw, part_bytes))) \
@@ -101,8 +101,8 @@ def pack_catalog(entries, room=MAX_CATALOG_BYTES):
     out = bytearray()
     n = 0
     for cid, size, hops, via, name in entries:
-        nb = _cut_utf8(name.encode(), CATALOG_NAME_BYTES)
-        if len(out) + CATALOG_FIXED + len(nb) > room:
+        nb = _cut_utf8(name.encode(), _CATALOG_NAME_BYTES)
+        if len(out) + _CATALOG_FIXED + len(nb) > room:
             break
         kib = (size + 1023) // 1024
         out += bytes(cid) + bytes((kib if kib < 255 else 255, hops, via, len(nb))) + nb
@@ -115,16 +115,16 @@ def unpack_catalog(p):
     out = []
     i = 0
     while i < len(p):
-        if i + CATALOG_FIXED > len(p):
+        if i + _CATALOG_FIXED > len(p):
             return None
         n = p[i + CID_BYTES + 3]
-        if n > CATALOG_NAME_BYTES or i + CATALOG_FIXED + n > len(p):
+        if n > _CATALOG_NAME_BYTES or i + _CATALOG_FIXED + n > len(p):
             return None
         try:
-            name = bytes(p[i + CATALOG_FIXED:i + CATALOG_FIXED + n]).decode()
+            name = bytes(p[i + _CATALOG_FIXED:i + _CATALOG_FIXED + n]).decode()
         except UnicodeError:
             return None
         out.append((bytes(p[i:i + CID_BYTES]), p[i + CID_BYTES], p[i + CID_BYTES + 1],
                     p[i + CID_BYTES + 2], name))
-        i += CATALOG_FIXED + n
+        i += _CATALOG_FIXED + n
     return out if out else None

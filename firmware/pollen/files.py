@@ -15,7 +15,7 @@ import hashlib
 from pollen._compat import const
 from pollen.wire import u32, be32
 
-MANIFEST_VERSION = const(1)
+_MANIFEST_VERSION = const(1)
 CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
 MAX_FILE_BYTES = const(65536)   # default limit; a node may set a smaller one
 _SHORT = const(4)
@@ -53,7 +53,7 @@ def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK
         raise FileError("media type must be at most 32 bytes")
     if not 16 <= chunk_bytes <= CHUNK_BYTES:
         raise FileError("chunk size must be 16..%d bytes" % CHUNK_BYTES)
-    out = bytearray((MANIFEST_VERSION, len(n)))
+    out = bytearray((_MANIFEST_VERSION, len(n)))
     out += n
     out.append(len(m))
     out += m
@@ -104,7 +104,7 @@ class Manifest:
 def parse_manifest(raw, max_bytes=MAX_FILE_BYTES):
     # bytes -> Manifest; FileError names what is wrong (remote input: count it).
     try:
-        if raw[0] != MANIFEST_VERSION:
+        if raw[0] != _MANIFEST_VERSION:
             raise FileError("manifest version %d" % raw[0])
         i = 1
         n = raw[i]

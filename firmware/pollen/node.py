@@ -181,23 +181,32 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         return out
 
     def status(self, now_ms):
-        nb = []
-        for k, e in self.neigh.table.items():
-            nb.append({"id": "%08x" % k, "name": e[0], "rssi_dbm": e[1], "snr_db": e[2],
-                       "last_heard_s": (now_ms - e[3]) // 1000})
-        return {
-            "id": "%08x" % self.id, "name": self.s.name,
-            "uptime_s": (now_ms - self.started_ms) // 1000,
-            "counters": dict(self.counters), "dropped": dict(self.drops),
-            "neighbours": nb, "routes": len(self.routes.table),
-            "held": len(self.held), "queue": len(self.jobs),
-            "airtime_ms": self.duty.total_us // 1000,
-            "airtime_pct": self.airtime_per_mille(now_ms) / 10,
-            "battery_mv": self.battery_mv,
-            "duty_headroom_pct": round(self.duty.headroom_per_mille(now_ms) / 10, 1),
-            "files": self._sharing_status(now_ms),
-            "last_internal_error": self.last_internal,
-        }
+        # a snapshot of the node's state (docs/console.md, status fields)
+        s = dict(self.status_items(now_ms))
+        s["counters"] = dict(self.counters)
+        s["dropped"] = dict(self.drops)
+        return s
+
+    def status_items(self, now_ms):
+        # the same, as (field, value) pairs one at a time: the app streams
+        # them to its console, so a small heap never holds them all at once
+        yield "id", "%08x" % self.id
+        yield "name", self.s.name
+        yield "uptime_s", (now_ms - self.started_ms) // 1000
+        yield "counters", self.counters
+        yield "dropped", self.drops
+        yield "neighbours", [{"id": "%08x" % k, "name": e[0], "rssi_dbm": e[1], "snr_db": e[2],
+                              "last_heard_s": (now_ms - e[3]) // 1000}
+                             for k, e in self.neigh.table.items()]
+        yield "routes", len(self.routes.table)
+        yield "held", len(self.held)
+        yield "queue", len(self.jobs)
+        yield "airtime_ms", self.duty.total_us // 1000
+        yield "airtime_pct", self.airtime_per_mille(now_ms) / 10
+        yield "battery_mv", self.battery_mv
+        yield "duty_headroom_pct", round(self.duty.headroom_per_mille(now_ms) / 10, 1)
+        yield "files", self._sharing_status(now_ms)
+        yield "last_internal_error", self.last_internal
 
     # ---- frame handling -----------------------------------------------------
 

@@ -30,10 +30,7 @@ WANT = const(6)     # a window of chunks (or manifest parts) asked of next_hop
 CHUNK = const(7)    # one chunk of a file, for whoever wants it
 PART = const(8)     # one part of a file's manifest
 STATUS = const(9)   # a node's telemetry, flooded (telemetry.py)
-TYPES = (BEACON, POST, MSG, ACK, CATALOG, WANT, CHUNK, PART, STATUS)
-TYPE_NAMES = {BEACON: "beacon", POST: "post", MSG: "msg", ACK: "ack",
-              CATALOG: "catalog", WANT: "want", CHUNK: "chunk", PART: "part",
-              STATUS: "status"}
+# the types are 1..9, every one of them known
 
 F_WANT_ACK = const(0x80)
 F_STORED = const(0x40)  # this copy was held by a node and sent on later
@@ -113,7 +110,7 @@ def unpack(data, key):
     if not _equal(key.tag(body), data[n - TAG_BYTES:]):
         return None, R_TAG
     ftype = data[0] & 0x0F
-    if ftype not in TYPES:
+    if not BEACON <= ftype <= STATUS:
         return None, R_TYPE
     hop_limit = (data[1] >> 3) & 0x07
     hops = data[1] & 0x07

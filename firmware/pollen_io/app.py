@@ -208,15 +208,20 @@ class App:
         emit("chunk", cid=cid_str(cid), index=index, data=_b64s(data), ref=ref)
 
     def emit_status(self, ref=None):
-        s = self.node.status(self.clock.now())
-        s["heap_bytes"] = gc.mem_alloc()
-        s["heap_free_bytes"] = gc.mem_free()
-        s["peak_heap_bytes"] = self.peak_heap
-        s["runtime"] = runtime()
-        s["version"] = VERSION
+        # field by field: the status as one dict would need a big block of
+        # a small (and by now fragmented) heap
+        out = sys.stdout
+        out.write('{"event": "status"')
+        for k, v in self.node.status_items(self.clock.now()):
+            _field(k, v)
+        _field("heap_bytes", gc.mem_alloc())
+        _field("heap_free_bytes", gc.mem_free())
+        _field("peak_heap_bytes", self.peak_heap)
+        _field("runtime", runtime())
+        _field("version", VERSION)
         if ref is not None:
-            s["ref"] = ref
-        emit("status", **s)
+            _field("ref", ref)
+        out.write("}\n")
 
     async def status_loop(self):
         while True:
@@ -242,6 +247,11 @@ class App:
 
 
 _FILE_CMDS = ("share", "put", "fetch", "catalog", "manifest", "get")
+
+
+def _field(name, value):
+    sys.stdout.write(', "%s": ' % name)
+    json.dump(value, sys.stdout)
 
 
 def _b64(c, field):
