@@ -170,10 +170,8 @@ def _run(make_source, db, temporary, silent_min, duty_left_pct, battery_low_mv, 
                         r.update(extras.get(r["id"], {}))
                     click.echo(json.dumps(rows))
                 else:
-                    import shutil
-
-                    click.echo(render_text(view, now, shutil.get_terminal_size().columns,
-                                           _header(source, where), source.notes()), nl=False)
+                    click.echo(render_text(view, now, _width(), _header(source, where),
+                                           source.notes()), nl=False)
                 return
             _live(source, view, hist, where)
         finally:
@@ -220,22 +218,31 @@ def nodes(db, silent_min, as_json):
     """List every node the history knows, with what was last heard of it:
     the monitor's nodes table, from the history database (no node needed)."""
     from pollen_controller.history import History
-    from pollen_controller.monitor_render import nodes_table, to_text
+    from pollen_controller.monitor_render import alerts_table, nodes_table, to_text
 
     path = _db_path(db)
     with History(path, readonly=True) as h:
         view = _view(silent_min)
         view.load(h.node_states())
-    rows = view.rows(time.time())
+    now = time.time()
+    rows = view.rows(now)
     if as_json:
         click.echo(json.dumps(rows))
     elif not rows:
         click.echo(f"no nodes in {path} yet")
     else:
-        import shutil
+        from rich.console import Group
 
-        click.echo(to_text(nodes_table(rows, width=shutil.get_terminal_size().columns),
-                           shutil.get_terminal_size().columns), nl=False)
+        width = _width()
+        alerts = view.alerts(now)
+        click.echo(to_text(Group(nodes_table(rows, width=width),
+                                 *([alerts_table(alerts)] if alerts else [])), width), nl=False)
+
+
+def _width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns   # 120 when not a terminal
 
 
 @click.command()
@@ -295,10 +302,10 @@ def _samples_table(rows, names):
 
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1),
               collapse_padding=True)
-    for c in ("time", "node", "id", "from", "via", "hops", "RSSI", "SNR", "batt V", "air %",
+    for c in ("time", "node", "id", "source", "via", "hops", "RSSI", "SNR", "batt V", "air %",
               "duty left", "queue", "held", "up s"):
         t.add_column(c, no_wrap=True,
-                     justify="left" if c in ("time", "node", "id", "from", "via") else "right")
+                     justify="left" if c in ("time", "node", "id", "source", "via") else "right")
     for r in rows:
         t.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"])),
                   Text(clean(names.get(r["node"]) or "?", 16)), r["node"], r["source"],

@@ -78,7 +78,7 @@ def test_history_samples_and_messages(tmp_path):
     assert [x["battery_mv"] for x in json.loads(r.stdout)] == [None, 3290]
     r = run("history", "--db", db, "--node", "mill")
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["time", "node", "id", "from", "via", "hops", "RSSI", "SNR", "batt",
+    assert lines[0].split() == ["time", "node", "id", "source", "via", "hops", "RSSI", "SNR", "batt",
                                 "V", "air", "%", "duty", "left", "queue", "held", "up", "s"]
     assert [line.split()[2:9] for line in lines[2:]] == [
         ["mill", "00000002", "neighbour", "00000001", "1", "-97", "5.2"],
