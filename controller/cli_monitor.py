@@ -162,6 +162,10 @@ def _run(make_source, db, temporary, silent_min, duty_left_pct, battery_low_mv, 
             where = "a temporary file" if temporary else str(db)
             if once:
                 pump(source, view, hist, wait_s, stop=lambda: source.done(view))
+                problem = source.failed()
+                if problem:
+                    raise click.ClickException(f"{problem} (within --wait {wait_s:g} s); "
+                                               "nothing printed")
                 now = time.time()
                 if as_json:
                     rows = view.rows(now)

@@ -33,6 +33,8 @@ STATUS_SAMPLE_S = 55        # one sample of a node's own status per ~minute kept
 _NEIGHBOUR_SAMPLE_SLACK_S = 2.0   # last_heard_s is whole seconds
 _MESSAGES = 200             # recent messages kept in memory
 _UIDS = 4096                # message uids remembered, to drop QoS 1 repeats
+MAX_NODES = 4096            # nodes known; events about more new ones are ignored, counted
+_LINKS = 8 * MAX_NODES      # links known; more new ones are not kept
 
 REPORT_FIELDS = ("battery_mv", "airtime_pct", "duty_headroom_pct", "queue", "held",
                  "uptime_s", "heap_free_bytes")
@@ -126,9 +128,12 @@ class MeshView:
             self.first_shown.setdefault(nid, t)
         return u
 
-    def _node(self, nid: str, u: Update) -> dict:
+    def _node(self, nid: str, u: Update) -> dict | None:
         n = self.nodes.get(nid)
         if n is None:
+            if len(self.nodes) >= MAX_NODES:
+                self.ignored += 1
+                return None
             n = self.nodes[nid] = dict.fromkeys(STATE_FIELDS)
             n["id"] = nid
         u.touched.add(nid)
@@ -152,8 +157,10 @@ class MeshView:
         if nid is None:
             self.ignored += 1
             return
-        self.attached = nid
         n = self._node(nid, u)
+        if n is None:
+            return
+        self.attached = nid
         n["name"] = _name(ev.get("name")) or n["name"]
         n["attached_t"] = t
         n["interval_s"] = None
@@ -172,13 +179,13 @@ class MeshView:
             if bid is None or bid == nid or age is None or age < 0:
                 continue
             m = self._node(bid, u)
+            if m is None:
+                continue
             m["name"] = _name(nb.get("name")) or m["name"]
             seen = t - age
             rssi, snr = _num(nb.get("rssi_dbm")), _num(nb.get("snr_db"))
             self._observe(m, seen, 1, rssi, snr, nid, "neighbour")
-            link = {"rx": nid, "tx": bid, "t": seen, "rssi_dbm": rssi, "snr_db": snr}
-            self._links[(nid, bid)] = link
-            u.links.append(link)
+            self._link(nid, bid, seen, rssi, snr, u)
             prev = self._neighbour_sampled.get((nid, bid))
             if age <= GONE_AFTER_S and (prev is None or seen > prev + _NEIGHBOUR_SAMPLE_SLACK_S):
                 self._neighbour_sampled[(nid, bid)] = seen   # a frame heard anew
@@ -190,6 +197,8 @@ class MeshView:
             self.ignored += 1
             return
         n = self._node(nid, u)
+        if n is None:
+            return
         n["name"] = _name(ev.get("name")) or n["name"]
         hops = _int(ev.get("hops"))
         hops = hops if hops is not None and hops >= 1 else None
@@ -210,10 +219,14 @@ class MeshView:
             bid = node_id(nb.get("id")) if isinstance(nb, dict) else None
             if bid is None or bid == nid:
                 continue
-            link = {"rx": nid, "tx": bid, "t": t, "rssi_dbm": _num(nb.get("rssi_dbm")),
-                    "snr_db": _num(nb.get("snr_db"))}
-            self._links[(nid, bid)] = link
-            u.links.append(link)
+            self._link(nid, bid, t, _num(nb.get("rssi_dbm")), _num(nb.get("snr_db")), u)
+
+    def _link(self, rx, tx, t, rssi, snr, u):
+        if (rx, tx) not in self._links and len(self._links) >= _LINKS:
+            return
+        link = {"rx": rx, "tx": tx, "t": t, "rssi_dbm": rssi, "snr_db": snr}
+        self._links[(rx, tx)] = link
+        u.links.append(link)
 
     def _received(self, ev, t, u):
         src = node_id(ev.get("from"))
@@ -231,8 +244,8 @@ class MeshView:
         self._uids[uid] = None
         if len(self._uids) > _UIDS:
             self._uids.popitem(last=False)
-        if src != via:
-            n = self._node(src, u)
+        n = self._node(src, u) if src != via else None
+        if n is not None:
             self._observe(n, t, hops, rssi, snr, via, "message")
             u.samples.append(self._sample(n, t, "message", hops, rssi, snr, via))
         u.node = src

@@ -60,6 +60,10 @@ class Source:
     def done(self, view) -> bool:
         return False
 
+    def failed(self) -> str | None:
+        """After --once: why nothing could be heard at all, or None."""
+        return None
+
     def seen(self, view):
         pass
 
@@ -99,6 +103,11 @@ class _LinkSource(Source):
 
     def done(self, view) -> bool:
         return self.status_at is not None and time.monotonic() - self.status_at >= 2.0
+
+    def failed(self):
+        if self.status_at is None:
+            return self.problem or f"{self.description}: the node did not answer a status request"
+        return None
 
     def notes(self):
         return [self.problem] if self.problem else []
@@ -254,6 +263,11 @@ class MqttSource(Source):
             return self.q.get(timeout=timeout_s)
         except queue.Empty:
             return None
+
+    def failed(self):
+        if not self.connected.is_set():
+            return f"--mqtt {self.host}:{self.port}: {self.problem or 'not connected'}"
+        return None
 
     def notes(self):
         out = [self.problem] if self.problem else []

@@ -281,3 +281,17 @@ def test_the_up_column_counts_on_from_the_last_report():
     row = next(line for line in render_text(v, T0 + 100).splitlines() if "0000000c" in line)
     assert row.split()[11] == "2m"          # 30 s when it reported, 100 s ago
     assert v.rows(T0 + 100)[0]["uptime_s"] == 30 and v.rows(T0 + 100)[0]["report_age_s"] == 100
+
+
+def test_the_number_of_nodes_is_bounded(monkeypatch):
+    import pollen_controller.mesh_view as mv
+
+    monkeypatch.setattr(mv, "MAX_NODES", 3)
+    v = MeshView()
+    v.apply(status(neighbours=[nb("00000002"), nb("00000003"), nb("00000004")]), T0)
+    v.apply(telemetry(nid="0000000c"), T0)
+    v.apply(post(src="0000000d"), T0)
+    assert sorted(v.nodes) == ["00000001", "00000002", "00000003"]
+    assert v.ignored == 3
+    v.apply(telemetry(nid="00000002", battery_mv=3000), T0 + 1)   # known ones go on
+    assert v.nodes["00000002"]["battery_mv"] == 3000

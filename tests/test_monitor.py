@@ -153,6 +153,29 @@ def test_monitor_options_say_what_is_wrong(tmp_path):
     assert r.exit_code == 1 and "cannot open the port" in r.stderr
 
 
+def test_once_says_when_nothing_could_be_heard(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()   # nothing listens there
+    r = run("monitor", "--mqtt", f"mqtt://127.0.0.1:{port}", "--once", "--json", "--wait", "1.5",
+            "--db", tmp_path / "h.db")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"Error: --mqtt 127.0.0.1:{port}: ")
+    assert r.stderr.endswith("(within --wait 1.5 s); nothing printed\n")
+    master, slave = os.openpty()    # a port on which no node answers
+    try:
+        r = run("monitor", "--port", os.ttyname(slave), "--once", "--wait", "1",
+                "--db", tmp_path / "h.db")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.exit_code == 1
+    assert "the node did not answer a status request (within --wait 1 s)" in r.stderr
+
+
 def test_every_command_has_help():
     for cmd in ("monitor", "nodes", "history", "topology"):
         r = run(cmd, "--help")
