@@ -199,8 +199,12 @@ def _live(source, view, hist, where):
     header = _header(source, where)
 
     def draw():
-        return screen(view, time.time(), header, source.notes() + ["Ctrl-C quits"],
-                      width=console.width)
+        now = time.time()
+        notes = source.notes() + ["Ctrl-C quits"]
+        # the recent messages get the lines the table and alerts leave (3 to 8)
+        used = len(view.nodes) + len(view.alerts(now)) + len(notes) + 10
+        return screen(view, now, header, notes, width=console.width,
+                      messages=max(3, min(8, console.height - used)))
 
     try:
         with Live(draw(), console=console, auto_refresh=False) as live:
