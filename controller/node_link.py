@@ -1,7 +1,8 @@
 """A conversation with one node's JSON console (docs/console.md): commands
 out, events in. Two kinds of link, one interface:
 
-  SerialLink(port)        a board or virtual board on a serial port
+  SerialLink(port)        a board or virtual board on a serial port (reopen()
+                          after the port went away and came back)
   ProcessLink(node)       an emulated node (emulation.NodeProcess)
 
     link.command({"cmd": "status"})
@@ -13,6 +14,8 @@ import json
 import queue
 import threading
 import time
+
+from pollen_controller.node_events import decode_event
 
 
 class LinkError(RuntimeError):
@@ -61,11 +64,19 @@ class Link:
     def _check_alive(self):
         pass
 
+    # a link that can open its node again after losing it (SerialLink)
+    reopenable = False
+
+    def reopen(self):
+        raise LinkError("this link cannot be opened again")
+
     def close(self):
         pass
 
 
 def parse_line(line: str) -> dict | None:
+    """A console line -> its event (a telemetry event's status frame decoded
+    into named fields: node_events.py), or None for anything else."""
     line = line.strip()
     if not line.startswith("{"):
         return None  # boot chatter, a REPL banner: not an event
@@ -73,35 +84,48 @@ def parse_line(line: str) -> dict | None:
         ev = json.loads(line)
     except ValueError:
         return None
-    return ev if isinstance(ev, dict) else None
+    return decode_event(ev) if isinstance(ev, dict) else None
 
 
 class SerialLink(Link):
-    """A node on a serial port (USB on a board; a pty for a virtual board)."""
+    """A node on a serial port (USB on a board; a pty for a virtual board).
+    When the port goes away (unplugged, a board whose USB resets with it),
+    every call raises LinkError until reopen() opens the same path again (a
+    write the node does not take within 2 s counts as the port gone)."""
+
+    reopenable = True
 
     def __init__(self, port: str, baudrate: int = 115200):
         super().__init__()
+        self.port = port
+        self.baudrate = baudrate
+        self.serial = None
+        self._open()
+
+    def _open(self):
         import serial
 
         try:
-            self.serial = serial.Serial(port, baudrate, timeout=0.2)
-        except (serial.SerialException, OSError) as e:
-            raise LinkError(f"{port}: cannot open the port ({e})") from None
-        self.port = port
+            s = serial.Serial(self.port, self.baudrate, timeout=0.2, write_timeout=2)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise LinkError(f"{self.port}: cannot open the port ({e})") from None
+        self.serial = s
         self.gone = None
         self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(s, self._stop), daemon=True)
         self._reader.start()
 
-    def _read(self):
+    def _read(self, s, stop: threading.Event):
         import serial
 
         buf = b""
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
-                buf += self.serial.read(512)
-            except (serial.SerialException, OSError) as e:
-                self.gone = str(e)
+                buf += s.read(512)
+            except (serial.SerialException, OSError, TypeError) as e:
+                # TypeError: pyserial reading a port closed under it
+                if not stop.is_set():
+                    self.gone = str(e) or type(e).__name__
                 return
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
@@ -112,19 +136,36 @@ class SerialLink(Link):
     def command(self, cmd: dict):
         import serial
 
+        self._check_alive()
         try:
             self.serial.write(json.dumps(cmd).encode() + b"\n")
         except (serial.SerialException, OSError) as e:
+            self.gone = str(e)
             raise LinkError(f"{self.port}: the port went away ({e})") from None
 
     def _check_alive(self):
         if self.gone is not None:
             raise LinkError(f"{self.port}: the port went away ({self.gone})")
 
+    def reopen(self):
+        """Open the port again (after it went away); LinkError if it is not
+        there yet. Events already read stay in `events`; a line cut short by
+        the loss is dropped."""
+        self.close()
+        self._open()
+
     def close(self):
+        if self.serial is None:
+            return
         self._stop.set()
+        try:
+            self.serial.cancel_read()
+            self.serial.close()
+        except OSError:
+            pass
         self._reader.join(1)
-        self.serial.close()
+        self.serial = None
+        self.gone = "closed"
 
 
 class ProcessLink(Link):
