@@ -1,0 +1,137 @@
+"""The gateway's two queues, in one SQLite file (docs/gateway.md):
+
+  outbox   publications for the broker, each removed only when the broker
+           acknowledged it (QoS 1)
+  inbox    commands for the gateway's node (sends from the broker, posts
+           bridged in from another mesh), each removed only when the node
+           answered it
+
+Both keep their order and survive a restart of the gateway. Bounds, and what
+happens at them:
+
+  outbox   at most 100 000 rows; past that the oldest row goes. Of them at
+           most 1 000 status and telemetry rows (perishable: a newer one says
+           more); past that the oldest of those goes first
+  inbox    at most 1 000 commands; past that a new one is refused
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+MAX_OUTBOX = 100_000
+MAX_PERISHABLE = 1_000
+MAX_INBOX = 1_000
+
+
+class StoreError(ValueError):
+    pass
+
+
+class Store:
+    def __init__(self, path: Path):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(str(path), check_same_thread=False, timeout=5)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                       " topic TEXT NOT NULL, payload TEXT NOT NULL)")
+            columns = [r[1] for r in db.execute("PRAGMA table_info(outbox)")]
+            if "perishable" not in columns:  # an outbox of the first gateway version
+                db.execute("ALTER TABLE outbox ADD COLUMN perishable INTEGER NOT NULL DEFAULT 0")
+            db.execute("CREATE INDEX IF NOT EXISTS outbox_perishable ON outbox (seq)"
+                       " WHERE perishable = 1")
+            db.execute("CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                       " cmd TEXT NOT NULL)")
+            db.commit()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"outbox {path}: {e} (move the file away to start a new one)") from None
+        self.db = db
+        self.lock = threading.Lock()
+        self.outbox = Outbox(self)
+        self.inbox = Inbox(self)
+
+    def close(self):
+        with self.lock:
+            self.db.close()
+
+
+class Outbox:
+    """Publications waiting for the broker's acknowledgement."""
+
+    def __init__(self, store: Store):
+        self.db, self.lock = store.db, store.lock
+        self.count = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def add(self, topic: str, payload: str, perishable: bool = False) -> int:
+        """Queue one publication; returns how many older rows went to make room."""
+        with self.lock:
+            dropped = 0
+            if perishable:
+                n = self.db.execute("SELECT COUNT(*) FROM outbox WHERE perishable = 1").fetchone()[0]
+                if n >= MAX_PERISHABLE:
+                    dropped += self._drop("WHERE perishable = 1", n - MAX_PERISHABLE + 1)
+            if self.count >= MAX_OUTBOX:
+                dropped += self._drop("", self.count - MAX_OUTBOX + 1)
+            self.db.execute("INSERT INTO outbox (topic, payload, perishable) VALUES (?, ?, ?)",
+                            (topic, payload, int(perishable)))
+            self.db.commit()
+            self.count += 1
+            return dropped
+
+    def _drop(self, where: str, n: int) -> int:
+        cur = self.db.execute(f"DELETE FROM outbox WHERE seq IN"
+                              f" (SELECT seq FROM outbox {where} ORDER BY seq LIMIT ?)", (n,))
+        self.count -= cur.rowcount
+        return cur.rowcount
+
+    def pending(self, after: int = 0, limit: int = -1) -> list[tuple[int, str, str]]:
+        """(seq, topic, payload) in order, those after seq `after`."""
+        with self.lock:
+            return list(self.db.execute("SELECT seq, topic, payload FROM outbox WHERE seq > ?"
+                                        " ORDER BY seq LIMIT ?", (after, limit)))
+
+    def done(self, *seqs: int):
+        with self.lock:
+            n = 0
+            for seq in seqs:
+                n += self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
+            self.db.commit()
+            self.count -= n
+
+
+class Inbox:
+    """Commands waiting for the gateway's node to answer them."""
+
+    def __init__(self, store: Store):
+        self.db, self.lock = store.db, store.lock
+        self.count = self.db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+
+    def add(self, cmd: dict) -> int | None:
+        """Queue a command; its seq, or None when MAX_INBOX already wait."""
+        with self.lock:
+            if self.count >= MAX_INBOX:
+                return None
+            cur = self.db.execute("INSERT INTO inbox (cmd) VALUES (?)", (json.dumps(cmd),))
+            self.db.commit()
+            self.count += 1
+            return cur.lastrowid
+
+    def pending(self, limit: int = -1) -> list[tuple[int, dict]]:
+        with self.lock:
+            rows = list(self.db.execute("SELECT seq, cmd FROM inbox ORDER BY seq LIMIT ?", (limit,)))
+        return [(seq, json.loads(cmd)) for seq, cmd in rows]
+
+    def get(self, seq: int) -> dict | None:
+        with self.lock:
+            row = self.db.execute("SELECT cmd FROM inbox WHERE seq = ?", (seq,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def done(self, seq: int):
+        with self.lock:
+            cur = self.db.execute("DELETE FROM inbox WHERE seq = ?", (seq,))
+            self.db.commit()
+            self.count -= cur.rowcount

@@ -1,0 +1,64 @@
+"""The gateway's SQLite queues (controller/gateway_store.py): order, the
+bounds and what happens at them, surviving a restart, an old outbox file."""
+import sqlite3
+
+import pytest
+
+from pollen_controller import gateway_store
+from pollen_controller.gateway_store import Store, StoreError
+
+
+def test_outbox_keeps_order_and_survives_a_restart(tmp_path):
+    s = Store(tmp_path / "gw.db")
+    dropped = [s.outbox.add(f"t/{k}", f"p{k}") for k in range(5)]
+    assert dropped == [0] * 5  # nothing had to go
+    rows = s.outbox.pending()
+    assert [r[1] for r in rows] == [f"t/{k}" for k in range(5)]
+    s.outbox.done(rows[0][0], rows[2][0])
+    assert [r[2] for r in s.outbox.pending(after=rows[1][0], limit=1)] == ["p3"]
+    s.close()
+    s = Store(tmp_path / "gw.db")
+    assert [r[2] for r in s.outbox.pending()] == ["p1", "p3", "p4"] and s.outbox.count == 3
+
+
+def test_outbox_bounds_drop_the_oldest_perishable_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(gateway_store, "MAX_OUTBOX", 10)
+    monkeypatch.setattr(gateway_store, "MAX_PERISHABLE", 3)
+    s = Store(tmp_path / "gw.db")
+    s.outbox.add("m", "message 0")
+    dropped = [s.outbox.add("tele", f"telemetry {k}", perishable=True) for k in range(5)]
+    assert dropped == [0, 0, 0, 1, 1]
+    assert [r[2] for r in s.outbox.pending()] == ["message 0"] + [f"telemetry {k}" for k in (2, 3, 4)]
+    dropped = [s.outbox.add("m", f"message {k}") for k in range(1, 8)]
+    # 10 rows at most: then the oldest goes, whatever it is
+    assert dropped == [0] * 6 + [1]
+    assert s.outbox.count == 10 and [r[2] for r in s.outbox.pending()][0] == "telemetry 2"
+
+
+def test_inbox_refuses_past_its_bound_and_keeps_commands(tmp_path, monkeypatch):
+    monkeypatch.setattr(gateway_store, "MAX_INBOX", 2)
+    s = Store(tmp_path / "gw.db")
+    a = s.inbox.add({"cmd": "send", "to": "all", "text": "a"})
+    s.inbox.add({"cmd": "send", "to": "all", "text": "b"})
+    assert s.inbox.add({"cmd": "send", "to": "all", "text": "c"}) is None
+    s.inbox.done(a)
+    assert [c["text"] for _, c in s.inbox.pending()] == ["b"] and s.inbox.get(a) is None
+
+
+def test_an_outbox_of_the_first_version_is_taken_on(tmp_path):
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+               " topic TEXT NOT NULL, payload TEXT NOT NULL)")
+    db.execute("INSERT INTO outbox (topic, payload) VALUES ('pollen/x/1/message', '{}')")
+    db.commit()
+    db.close()
+    s = Store(tmp_path / "old.db")
+    assert [r[1] for r in s.outbox.pending()] == ["pollen/x/1/message"]
+    s.outbox.add("pollen/x/1/status", "{}", perishable=True)
+    assert s.outbox.count == 2
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path):
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="junk.db.*move the file away"):
+        Store(tmp_path / "junk.db")
