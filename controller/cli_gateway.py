@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import click
@@ -35,7 +34,9 @@ def _data_dir() -> Path:
 def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, status_interval_s):
     """Bridge the attached node to an MQTT broker (docs/gateway.md): what the
     mesh says goes up on pollen/NETWORK/NODE/..., and messages published to
-    pollen/NETWORK/send go into the mesh. Runs until Ctrl-C."""
+    pollen/NETWORK/send go into the mesh. Runs until Ctrl-C; when the broker
+    or the node's port goes away it waits for them, keeping what is to be
+    sent either way."""
     from pollen_controller.gateway import Gateway, parse_mqtt_url
 
     if (port is None) == (not demo):

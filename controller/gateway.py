@@ -4,24 +4,30 @@ paho-mqtt. Topics and payloads (JSON) are documented in docs/gateway.md:
   pollen/<network>/<node>/message   up: a post or message a node sent, as the
                                     gateway's node received it
   pollen/<network>/<node>/status    up: the gateway node's status
+  pollen/<network>/<node>/telemetry up: another node's status frame, as the
+                                    gateway's node heard it
   pollen/<network>/send             down: {"to": "all" | node id, "text": ...}
   pollen/<network>/errors           what the gateway refused, and why
 
-Uplink goes through an outbox in SQLite first (written before anything is
-published, removed only when the broker acknowledged it at QoS 1), so nothing
-the node heard is lost while the broker is away or the gateway restarts; it is
-published in order. Each uplink carries a `uid` (origin node and message id):
-a subscriber that sees the same uid twice (QoS 1 is at least once) drops it.
+Both ways go through SQLite (gateway_store): an uplink is written to the
+outbox before it is published and removed only when the broker acknowledged
+it at QoS 1; a send is written to the inbox before the broker gets its
+acknowledgement and removed only when the node answered it. So nothing is
+lost while the broker is away, the node's port is away (gateway_node opens it
+again), or the gateway restarts; uplink is published in order. Each message
+carries a `uid` (origin node and message id): a subscriber that sees the same
+uid twice (QoS 1 is at least once) drops it.
 """
 from __future__ import annotations
 
 import json
-import queue
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
+
+from pollen_controller.gateway_node import AttachedNode
+from pollen_controller.gateway_store import MAX_INBOX, MAX_OUTBOX, MAX_PERISHABLE, Store
 
 _MAX_TEXT_BYTES = 231
 # A post another gateway bridged into this mesh starts with this mark and the
@@ -29,6 +35,9 @@ _MAX_TEXT_BYTES = 231
 # monitoring) but never bridged again, so nothing loops between meshes.
 BRIDGE_MARK = "\u21c4"
 _SEEN_UIDS = 1024
+_HANDED = 100             # outbox rows paho holds at most (the rest wait on disk)
+_SENDING = 4              # commands written to the node and not answered yet, at most
+_ANSWER_TIMEOUT_S = 10.0  # a command unanswered this long is written again
 
 
 class GatewayError(ValueError):
@@ -45,42 +54,6 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     except ValueError:
         raise GatewayError(f"--mqtt: the port in {url!r} is not a number 1..65535") from None
     return u.hostname, port, tls
-
-
-class Outbox:
-    """Uplink messages waiting for the broker's acknowledgement, in SQLite."""
-
-    def __init__(self, path: Path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(str(path), check_same_thread=False, timeout=5)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                            " topic TEXT NOT NULL, payload TEXT NOT NULL)")
-            self.db.commit()
-        except sqlite3.DatabaseError as e:
-            raise GatewayError(f"outbox {path}: {e} (move the file away to start a new one)") from None
-        self.lock = threading.Lock()
-
-    def add(self, topic: str, payload: str) -> int:
-        with self.lock:
-            cur = self.db.execute("INSERT INTO outbox (topic, payload) VALUES (?, ?)", (topic, payload))
-            self.db.commit()
-            return cur.lastrowid
-
-    def pending(self) -> list[tuple[int, str, str]]:
-        with self.lock:
-            return list(self.db.execute("SELECT seq, topic, payload FROM outbox ORDER BY seq"))
-
-    def done(self, seq: int):
-        with self.lock:
-            self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-            self.db.commit()
-
-    def close(self):
-        with self.lock:
-            self.db.close()
 
 
 def check_send(payload: bytes) -> dict:
@@ -108,27 +81,46 @@ def check_send(payload: bytes) -> dict:
     return {"cmd": "send", "to": to, "text": text}
 
 
+def _is_node_id(x) -> bool:
+    return isinstance(x, str) and len(x) == 8 and all(c in "0123456789abcdef" for c in x)
+
+
+def _down_seq(ref) -> int | None:
+    # our commands to the node carry ref "down<inbox seq>"
+    if isinstance(ref, str) and ref.startswith("down") and ref[4:].isdigit():
+        return int(ref[4:])
+    return None
+
+
 class Gateway:
     def __init__(self, link, mqtt_url: str, network: str, outbox_path: Path,
                  username: str | None = None, password: str | None = None,
                  status_interval_s: float = 60.0, log=None):
         import paho.mqtt.client as mqtt
 
-        self.link = link
         self.host, self.port, tls = parse_mqtt_url(mqtt_url)
+        if not network or any(c in network for c in "/+#\0"):
+            raise GatewayError(f"--network: {network!r} cannot be a topic level (no '/', '+' or '#')")
         self.network = network
         self.log = log or (lambda s: None)
         self.status_interval_s = status_interval_s
-        st = link.ask({"cmd": "status"}, "status")
-        self.node = st["id"]
+        self.link = link
+        self.attached = AttachedNode(link, self.log)
         self.prefix = f"pollen/{network}"
-        self.outbox = Outbox(outbox_path)
-        self.down: queue.Queue = queue.Queue()
-        self.inflight: dict[int, int] = {}   # paho mid -> outbox seq
-        self.queued: set[int] = set()        # outbox seqs handed to paho
+        self.store = Store(outbox_path)
+        self.outbox, self.inbox = self.store.outbox, self.store.inbox
         self.lock = threading.Lock()
+        # paho's thread and ours share these under self.lock, which is never
+        # held while calling paho (paho calls on_publish holding its own lock)
+        self.inflight: dict[int, int] = {}   # paho mid -> outbox seq
+        self.early: set[int] = set()         # mids acknowledged before we knew their seq
+        self.acked: list[int] = []           # outbox seqs acknowledged, to remove from the outbox
+        self.handed: set[int] = set()        # outbox seqs paho has and the broker has not acknowledged
+        self.last_handed = 0
+        self.sending: dict[int, float] = {}  # inbox seq -> when it was written to the node
         self.connected = threading.Event()
-        self.stats = {"up": 0, "acked": 0, "down": 0, "refused": 0, "bridged": 0}
+        self.stats = {"up": 0, "acked": 0, "down": 0, "refused": 0, "bridged": 0, "telemetry": 0,
+                      "dropped": 0, "node_away": 0}
         self.bridged: dict[str, None] = {}  # uids already bridged in (ordered: oldest first)
         # a persistent session: the broker keeps our subscription and what
         # was published to it while we were away
@@ -144,6 +136,11 @@ class Gateway:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+
+    @property
+    def node(self) -> str:
+        """The gateway node's id (8 hex digits)."""
+        return self.attached.id
 
     # ---- MQTT side (paho's thread) -------------------------------------------
 
@@ -163,96 +160,33 @@ class Gateway:
         self.log(f"broker connection lost ({reason_code}); reconnecting")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
+        # paho holds its own lock here: take ours only briefly, and leave
+        # the outbox to the main loop (_flush_outbox)
         with self.lock:
             seq = self.inflight.pop(mid, None)
-        if seq is not None:
-            self.outbox.done(seq)
-            self.queued.discard(seq)
-            self.stats["acked"] += 1
+            if seq is None:
+                self.early.add(mid)  # acknowledged before publish() returned its mid
+            else:
+                self.acked.append(seq)
 
     def _on_message(self, client, userdata, msg):
-        self.down.put((msg.topic, msg.payload))
-
-    # ---- running ----------------------------------------------------------------
-
-    def run(self, stop: threading.Event):
+        # Written to the inbox before paho acknowledges it (when this returns):
+        # a send survives the node being away and the gateway restarting.
         try:
-            self.client.connect_async(self.host, self.port, keepalive=30)
-        except OSError as e:
-            raise GatewayError(f"--mqtt {self.host}:{self.port}: {e}") from None
-        self.client.loop_start()
-        next_status = 0.0
+            if msg.topic == f"{self.prefix}/send":
+                self._take_send(msg.payload)
+            else:
+                self._bridge_in(msg.payload)
+        except Exception as e:  # noqa: BLE001 (an exception here would stop paho's thread)
+            self.log(f"{msg.topic}: could not keep it: {e}")
+
+    def _take_send(self, payload: bytes):
         try:
-            while not stop.is_set():
-                self._flush_outbox()
-                self._downlink()
-                if time.monotonic() >= next_status:
-                    next_status = time.monotonic() + self.status_interval_s
-                    self.link.command({"cmd": "status", "ref": "gateway"})
-                try:
-                    ev = self.link.events.get(timeout=0.1)
-                except queue.Empty:
-                    self.link._check_alive()
-                    continue
-                self._uplink(ev)
-        finally:
-            self.client.loop_stop()
-            self.client.disconnect()
-            self.outbox.close()
-
-    def _uplink(self, ev: dict):
-        kind = ev.get("event")
-        if kind == "received":
-            body = {k: ev[k] for k in ("kind", "from", "to", "id", "text", "hops", "rssi_dbm", "snr_db")
-                    if k in ev}
-            body["uid"] = f"{ev['from']}-{ev['id']}"
-            text = ev.get("text", "")
-            if text.startswith(BRIDGE_MARK):  # bridged in by a gateway: never out again
-                body["bridged"] = True
-                first = text[1:].split(" ", 1)[0]
-                if len(first) == 8:  # the node that first posted it
-                    body["uid"] = f"{first}-bridged-{ev['id']}"
-            topic = f"{self.prefix}/{ev['from']}/message"
-        elif kind == "status":
-            body = {k: v for k, v in ev.items() if not k.startswith("_") and k not in ("event", "ref")}
-            topic = f"{self.prefix}/{self.node}/status"
-        elif kind == "error" and ev.get("ref", "").startswith("down"):
-            self._refuse(ev.get("error", "the node refused it"), ev.get("ref"))
+            cmd = check_send(payload)
+        except GatewayError as e:
+            self._refuse(str(e), payload)
             return
-        else:
-            return
-        body["gateway"] = self.node
-        body["t"] = round(time.time(), 3)
-        self.outbox.add(topic, json.dumps(body))
-        self.stats["up"] += 1
-
-    def _flush_outbox(self):
-        # hand paho what it does not have yet, in order (it queues while disconnected)
-        for seq, topic, payload in self.outbox.pending():
-            if seq in self.queued:
-                continue
-            with self.lock:
-                info = self.client.publish(topic, payload, qos=1)
-                self.inflight[info.mid] = seq
-            self.queued.add(seq)
-
-    def _downlink(self):
-        while True:
-            try:
-                topic, payload = self.down.get_nowait()
-            except queue.Empty:
-                return
-            if topic != f"{self.prefix}/send":
-                self._bridge_in(payload)
-                continue
-            try:
-                cmd = check_send(payload)
-            except GatewayError as e:
-                self._refuse(str(e), None, payload)
-                continue
-            self.stats["down"] += 1
-            cmd["ref"] = f"down{self.stats['down']}"
-            self.link.command(cmd)
+        self._to_node(cmd, payload)
 
     def _bridge_in(self, payload: bytes):
         # A post another gateway heard in its mesh: post it in ours, once.
@@ -271,14 +205,151 @@ class Gateway:
         text = f"{BRIDGE_MARK}{origin} {text}"
         while len(text.encode()) > _MAX_TEXT_BYTES:
             text = text[:-1]
-        self.stats["bridged"] += 1
-        self.stats["down"] += 1
-        self.link.command({"cmd": "send", "to": "all", "text": text, "ref": f"down{self.stats['down']}"})
+        if self._to_node({"cmd": "send", "to": "all", "text": text}, payload):
+            self.stats["bridged"] += 1
 
-    def _refuse(self, error: str, ref=None, payload: bytes | None = None):
+    def _to_node(self, cmd: dict, payload: bytes) -> bool:
+        if self.inbox.add(cmd) is None:
+            self._refuse(f"{MAX_INBOX} commands already wait for the gateway's node"
+                         f"{'' if self.attached.up else ' (it is away)'}; refused", payload)
+            return False
+        self.stats["down"] += 1
+        if not self.attached.up:
+            self.log(f"the node is away: a send waits for it ({self.inbox.count} waiting)")
+        return True
+
+    # ---- running ----------------------------------------------------------------
+
+    def run(self, stop: threading.Event):
+        try:
+            self.client.connect_async(self.host, self.port, keepalive=30)
+        except OSError as e:
+            raise GatewayError(f"--mqtt {self.host}:{self.port}: {e}") from None
+        self.client.loop_start()
+        next_status = 0.0
+        try:
+            while not stop.is_set():
+                self._flush_outbox()
+                self._downlink()
+                if self.attached.up and time.monotonic() >= next_status:
+                    next_status = time.monotonic() + self.status_interval_s
+                    self.attached.command({"cmd": "status", "ref": "gateway"})
+                for ev in self.attached.poll(0.1):
+                    self._on_node_event(ev)
+        finally:
+            self.client.loop_stop()
+            self.client.disconnect()
+            self.store.close()
+
+    def _on_node_event(self, ev: dict):
+        kind = ev.get("event")
+        down = _down_seq(ev.get("ref"))
+        if kind == "received":
+            self._uplink_message(ev)
+        elif kind == "status" and _is_node_id(ev.get("id")):
+            self._publish(f"{self.prefix}/{self.node}/status", _fields(ev), perishable=True)
+        elif kind == "telemetry":
+            if not _is_node_id(ev.get("id")):
+                self.log(f"a telemetry event without a node id: ignored ({str(ev)[:80]})")
+                return
+            self.stats["telemetry"] += 1
+            self._publish(f"{self.prefix}/{ev['id']}/telemetry", _fields(ev), perishable=True)
+        elif kind == "sent" and down is not None:
+            self.sending.pop(down, None)
+            self.inbox.done(down)
+        elif kind == "error" and down is not None:
+            cmd = self.inbox.get(down) or {}
+            self.sending.pop(down, None)
+            self.inbox.done(down)
+            self._refuse(ev.get("error") or "the node refused it",
+                         json.dumps({k: cmd[k] for k in ("to", "text") if k in cmd}).encode())
+        elif kind == "_away":
+            self.stats["node_away"] += 1
+            self.sending.clear()  # unanswered: written again when the node is back
+        elif kind in ("_back", "started"):
+            if kind == "started":
+                self.log(f"node {self.node} restarted")
+            self.sending.clear()
+
+    def _uplink_message(self, ev: dict):
+        if not (_is_node_id(ev.get("from")) and isinstance(ev.get("id"), int)):
+            self.log(f"a received event without from/id: ignored ({str(ev)[:80]})")
+            return
+        body = {k: ev[k] for k in ("kind", "from", "to", "id", "text", "hops", "rssi_dbm", "snr_db")
+                if k in ev}
+        body["uid"] = f"{ev['from']}-{ev['id']}"
+        text = ev.get("text", "")
+        if isinstance(text, str) and text.startswith(BRIDGE_MARK):  # bridged in: never out again
+            body["bridged"] = True
+            first = text[1:].split(" ", 1)[0]
+            if len(first) == 8:  # the node that first posted it
+                body["uid"] = f"{first}-bridged-{ev['id']}"
+        self._publish(f"{self.prefix}/{ev['from']}/message", body)
+
+    def _publish(self, topic: str, body: dict, perishable: bool = False):
+        body["gateway"] = self.node
+        body["t"] = round(time.time(), 3)
+        dropped = self.outbox.add(topic, json.dumps(body), perishable)
+        self.stats["up"] += 1
+        if dropped:
+            before = self.stats["dropped"]
+            self.stats["dropped"] += dropped
+            if before // 100 != self.stats["dropped"] // 100 or before == 0:
+                self.log(f"outbox full: {self.stats['dropped']} oldest publications dropped so far"
+                         f" (bounds: {MAX_OUTBOX}, of them {MAX_PERISHABLE} status and telemetry)")
+
+    def _flush_outbox(self):
+        # remove what the broker acknowledged; hand paho the next
+        # publications, in order, at most _HANDED at a time (it queues them
+        # while disconnected; the rest wait on disk)
+        with self.lock:
+            acked, self.acked = self.acked, []
+        if acked:
+            self.outbox.done(*acked)
+            self.handed.difference_update(acked)
+            self.stats["acked"] += len(acked)
+        room = _HANDED - len(self.handed)
+        if room <= 0:
+            return
+        for seq, topic, payload in self.outbox.pending(after=self.last_handed, limit=room):
+            info = self.client.publish(topic, payload, qos=1)
+            with self.lock:
+                if info.mid in self.early:
+                    self.early.discard(info.mid)
+                    self.acked.append(seq)
+                else:
+                    self.inflight[info.mid] = seq
+            self.handed.add(seq)
+            self.last_handed = seq
+
+    def _downlink(self):
+        # write the waiting commands to the node, at most _SENDING unanswered
+        if not self.attached.up or (not self.sending and self.inbox.count == 0):
+            return
+        now = time.monotonic()
+        for seq, t0 in list(self.sending.items()):
+            if now - t0 > _ANSWER_TIMEOUT_S:
+                del self.sending[seq]  # no answer: written again
+        if len(self.sending) >= _SENDING:
+            return
+        for seq, cmd in self.inbox.pending(limit=2 * _SENDING):
+            if seq in self.sending:
+                continue
+            if len(self.sending) >= _SENDING:
+                return
+            cmd["ref"] = f"down{seq}"
+            if not self.attached.command(cmd):
+                return
+            self.sending[seq] = now
+
+    def _refuse(self, error: str, payload: bytes | None = None):
         self.stats["refused"] += 1
-        body = {"error": error, "gateway": self.node, "t": round(time.time(), 3)}
+        body = {"error": error}
         if payload is not None:
             body["payload"] = payload[:200].decode(errors="replace")
         self.log(f"refused: {error}")
-        self.outbox.add(f"{self.prefix}/errors", json.dumps(body))
+        self._publish(f"{self.prefix}/errors", body)
+
+
+def _fields(ev: dict) -> dict:
+    return {k: v for k, v in ev.items() if not k.startswith("_") and k not in ("event", "ref")}
