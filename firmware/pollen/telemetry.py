@@ -28,7 +28,7 @@ _VERSION = const(1)
 _NEIGHBOURS = const(8)     # most neighbours one status lists
 _FIXED_BYTES = const(45)   # payload after the name, without neighbours
 _UNKNOWN32 = const(0xFFFFFFFF)
-_FIRST_MS = const(30000)   # the first status goes 5 s + up to this after start (spread:
+_FIRST_MS = const(17000)   # the first status goes 3 s + up to this after start (spread:
                            # a whole mesh powered on at once does not send them together)
 _STATUS_JOB = const(4)  # job key of our own status (sharing.py has 1..3; node.py has it too)
 
@@ -38,7 +38,7 @@ class Telemetry:
         # called by Node.start
         s = self.s
         self.tele_interval_ms = s.telemetry_interval_ms
-        self.next_status_ms = now_ms + 5000 + self._rand(_FIRST_MS)
+        self.next_status_ms = now_ms + 3000 + self._rand(_FIRST_MS)
         big = self._airtime_us(wire.MAX_FRAME_BYTES)
         # a share of the airtime the node may use: of its duty-cycle budget
         # where the region has one, else of all the time
