@@ -1,5 +1,5 @@
 """Console events as the host uses them: a node's `telemetry` event carries
-another node's status frame as hex (`data`, docs/protocol.md §10); the host
+another node's status frame as hex (`data`, docs/protocol.md §11); the host
 decodes it into named fields here, so a node never holds the decoder.
 Used by every reader of node consoles (node_link, emulation)."""
 from __future__ import annotations

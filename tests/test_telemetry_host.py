@@ -42,6 +42,13 @@ def test_battery_from_the_board_divider_and_switch():
                          pin_factory=None)
     assert 4940 <= rp2() <= 4960     # half of 3.3 V x 3
     assert battery.reader(None) is None
+    # Heltec V3: the switch's polarity depends on the revision: probed first
+    heltec = {"pin": 1, "divider": 4.9, "enable_pin": 37, "enable_value": None}
+    for floats_high, enable in ((1, 0), (0, 1)):
+        pin = FakePin()
+        read = battery.reader(heltec, adc_factory=lambda p: adc, pin_factory=lambda p: pin,
+                              read_pin=lambda p: floats_high)
+        assert read() == 3920 and pin.values == [enable, 1 - enable]
 
 
 def _node(name="hilltop"):

@@ -422,6 +422,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if at > now_ms and (best.key == _BEACON_JOB or best.key == _STATUS_JOB):
             del self.jobs[best.key]  # no budget for a beacon: messages go first
             self.counters["deferred"] += 1
+            if best.key == _STATUS_JOB:  # charged when queued (telemetry.py): not spent
+                self.tele_budget.saved_us += air_us
             return
         if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
                 and self.tele_budget.take(air_us, now_ms):

@@ -1,5 +1,5 @@
 # Status frames (STATUS, type 9) decoded: the payload telemetry.py packs,
-# as a dict of named fields (docs/protocol.md §10). Used by hosts (the
+# as a dict of named fields (docs/protocol.md §11). Used by hosts (the
 # controller decodes the `data` of a node's `telemetry` console events) and
 # by the tests; a node itself never loads this module, so its code and
 # names take no room in a small heap.

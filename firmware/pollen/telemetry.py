@@ -1,7 +1,7 @@
 # Telemetry, part of Node: each node floods a compact status frame (STATUS)
 # now and then, so that a monitor attached to any node sees the whole mesh:
 # who is alive, how well it hears its neighbours, its airtime, queue and
-# battery. Payload (docs/protocol.md §10), big-endian:
+# battery. Payload (docs/protocol.md §11), big-endian:
 #   0   payload version (1)
 #   1   name length n (0..16), then n bytes of name (UTF-8)
 #   +0  uptime s (u32)      +4 battery mV (u16, 0 = unknown)
@@ -9,7 +9,7 @@
 #   +10 airtime used in the last hour, per mille of the time (u16)
 #   +12 duty-cycle headroom, per mille (u16)
 #   +14 queue (u8)  +15 held (u8)  +16 file store used, KiB (u16)
-#   +18 seconds until its next status frame (u16)
+#   +18 seconds until its next status frame (u16; 65535: 18 h or more)
 #   +20 counters (u32 each): rx, tx, relayed, duplicates, dropped, auth failed
 #   +44 neighbour count k (0..8), then k x (id u32, RSSI dBm i8, SNR i8 in 1/4 dB)
 # Rate: every node aims at a status frame every telemetry_interval_ms, longer

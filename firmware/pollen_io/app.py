@@ -212,16 +212,20 @@ class App:
         # a small (and by now fragmented) heap
         out = sys.stdout
         out.write('{"event": "status"')
-        for k, v in self.node.status_items(self.clock.now()):
-            _field(k, v)
-        _field("heap_bytes", gc.mem_alloc())
-        _field("heap_free_bytes", gc.mem_free())
-        _field("peak_heap_bytes", self.peak_heap)
-        _field("runtime", runtime())
-        _field("version", VERSION)
-        if ref is not None:
-            _field("ref", ref)
-        out.write("}\n")
+        try:
+            for k, v in self.node.status_items(self.clock.now()):
+                _field(k, v)
+            _field("heap_bytes", gc.mem_alloc())
+            _field("heap_free_bytes", gc.mem_free())
+            _field("peak_heap_bytes", self.peak_heap)
+            _field("runtime", runtime())
+            _field("version", VERSION)
+        finally:
+            # the line always ends (a status cut short by an error is still
+            # one line, and the error event follows on its own)
+            if ref is not None:
+                _field("ref", ref)
+            out.write("}\n")
 
     async def status_loop(self):
         while True:

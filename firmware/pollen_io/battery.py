@@ -3,7 +3,7 @@
 # Boards without one (null: no divider, or a PMU that reads it) report none.
 
 
-def reader(cfg, adc_factory=None, pin_factory=None):
+def reader(cfg, adc_factory=None, pin_factory=None, read_pin=None):
     # -> a function returning the battery's millivolts, or None
     if not cfg:
         return None
@@ -18,15 +18,24 @@ def reader(cfg, adc_factory=None, pin_factory=None):
 
         def pin_factory(pin):
             return Pin(pin, Pin.OUT)
-    adc = adc_factory(cfg["pin"])
-    divider = cfg["divider"]
+
+        def read_pin(pin):
+            return Pin(pin, Pin.IN).value()
     en = cfg.get("enable_pin")
     on = cfg.get("enable_value")
-    switch = pin_factory(en) if en is not None and on is not None else None
+    if en is not None and on is None:
+        # the switch's polarity depends on the board's revision (Heltec V3,
+        # hardware/README.md): read as an input, the pin floats high through
+        # a pull-up on the revisions that enable the divider with LOW
+        on = 0 if read_pin(en) else 1
+    adc = adc_factory(cfg["pin"])
+    divider = cfg["divider"]
+    switch = pin_factory(en) if en is not None else None
 
     def read_mv():
         if switch is not None:
             switch.value(on)
+            _settle()
         if hasattr(adc, "read_uv"):
             uv = adc.read_uv()
         else:  # RP2040: 16-bit reading of 0..3.3 V
@@ -36,3 +45,12 @@ def reader(cfg, adc_factory=None, pin_factory=None):
         return int(uv * divider) // 1000
 
     return read_mv
+
+
+def _settle():
+    # the divider's capacitor charges after it is switched on
+    try:
+        import time
+        time.sleep_ms(10)
+    except AttributeError:  # CPython, in tests
+        pass
