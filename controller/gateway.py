@@ -56,6 +56,23 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     return u.hostname, port, tls
 
 
+def mqtt_client(client_id: str, clean_session: bool, username=None, password=None,
+                tls: bool = False):
+    """A paho-mqtt 2.x client as pollen uses it (gateway and monitor): MQTT
+    3.1.1, credentials and TLS if given, reconnecting with a back-off from 1
+    to 30 s."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=clean_session)
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
 def check_send(payload: bytes) -> dict:
     """A downlink payload -> the node's send command; GatewayError names what is wrong."""
     try:
@@ -96,8 +113,6 @@ class Gateway:
     def __init__(self, link, mqtt_url: str, network: str, outbox_path: Path,
                  username: str | None = None, password: str | None = None,
                  status_interval_s: float = 60.0, log=None):
-        import paho.mqtt.client as mqtt
-
         self.host, self.port, tls = parse_mqtt_url(mqtt_url)
         if not network or any(c in network for c in "/+#\0"):
             raise GatewayError(f"--network: {network!r} cannot be a topic level (no '/', '+' or '#')")
@@ -124,14 +139,8 @@ class Gateway:
         self.bridged: dict[str, None] = {}  # uids already bridged in (ordered: oldest first)
         # a persistent session: the broker keeps our subscription and what
         # was published to it while we were away
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"pollen-gw-{network}-{self.node}",
-                                  clean_session=False)
-        if username:
-            self.client.username_pw_set(username, password)
-        if tls:
-            self.client.tls_set()
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client = mqtt_client(f"pollen-gw-{network}-{self.node}", False,
+                                  username, password, tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish

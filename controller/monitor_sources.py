@@ -192,9 +192,7 @@ class MqttSource(Source):
 
     def __init__(self, url: str, network: str = "mesh", username=None, password=None,
                  client_id: str | None = None):
-        import paho.mqtt.client as mqtt
-
-        from pollen_controller.gateway import parse_mqtt_url
+        from pollen_controller.gateway import mqtt_client, parse_mqtt_url
 
         self.host, self.port, tls = parse_mqtt_url(url)
         self.network = network
@@ -206,14 +204,8 @@ class MqttSource(Source):
         self.dropped = 0
         self.last_error = None
         self.started = time.monotonic()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"pollen-monitor-{secrets.token_hex(4)}",
-                                  clean_session=client_id is None)
-        if username:
-            self.client.username_pw_set(username, password)
-        if tls:
-            self.client.tls_set()
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client = mqtt_client(client_id or f"pollen-monitor-{secrets.token_hex(4)}",
+                                  client_id is None, username, password, tls)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
