@@ -13,10 +13,15 @@ happens at them:
            most 1 000 status and telemetry rows (perishable: a newer one says
            more); past that the oldest of those goes first
   inbox    at most 1 000 commands; past that a new one is refused
+
+One gateway per file: the Store holds an flock on it while open, and a second
+gateway given the same file stops at start, saying so.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -24,6 +29,7 @@ from pathlib import Path
 MAX_OUTBOX = 100_000
 MAX_PERISHABLE = 1_000
 MAX_INBOX = 1_000
+_LOCK_WAIT_S = 5.0  # how long a write waits for another connection's lock on the file
 
 
 class StoreError(ValueError):
@@ -34,8 +40,22 @@ class Store:
     def __init__(self, path: Path):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # An flock (not SQLite's own POSIX locks, which it takes and drops per
+        # transaction) on the file, held while the store is open: two gateways
+        # on one file would each publish and send the other's rows.
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            db = sqlite3.connect(str(path), check_same_thread=False, timeout=5)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise StoreError(f"outbox {path}: another gateway has it open; give each gateway"
+                             f" its own file (--outbox PATH)") from None
+        try:
+            db = sqlite3.connect(str(path), check_same_thread=False, timeout=_LOCK_WAIT_S)
+        except sqlite3.Error as e:
+            os.close(self._fd)
+            raise StoreError(f"outbox {path}: {e}") from None
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                        " topic TEXT NOT NULL, payload TEXT NOT NULL)")
@@ -48,6 +68,11 @@ class Store:
                        " cmd TEXT NOT NULL)")
             db.commit()
         except sqlite3.DatabaseError as e:
+            db.close()
+            os.close(self._fd)
+            if is_locked(e):
+                raise StoreError(f"outbox {path}: another program holds a lock on it (waited"
+                                 f" {_LOCK_WAIT_S:g} s: {e}); close it and start again") from None
             raise StoreError(f"outbox {path}: {e} (move the file away to start a new one)") from None
         self.db = db
         self.lock = threading.Lock()
@@ -57,6 +82,12 @@ class Store:
     def close(self):
         with self.lock:
             self.db.close()
+            os.close(self._fd)  # after SQLite's: closing a file drops the process's locks on it
+
+
+def is_locked(e: Exception) -> bool:
+    """SQLite's "database is locked": another connection holds the file longer than we wait."""
+    return getattr(e, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class Outbox:

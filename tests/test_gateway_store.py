@@ -62,3 +62,24 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(StoreError, match="junk.db.*move the file away"):
         Store(tmp_path / "junk.db")
+
+
+def test_a_second_gateway_on_the_same_file_is_told_so(tmp_path):
+    s = Store(tmp_path / "gw.db")
+    with pytest.raises(StoreError, match=r"gw.db: another gateway has it open.*--outbox"):
+        Store(tmp_path / "gw.db")
+    s.close()
+    Store(tmp_path / "gw.db").close()  # free again once the first one closed it
+
+
+def test_a_file_another_program_holds_locked_is_named_and_not_called_broken(tmp_path, monkeypatch):
+    monkeypatch.setattr(gateway_store, "_LOCK_WAIT_S", 0.2)
+    other = sqlite3.connect(tmp_path / "held.db")
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    other.execute("BEGIN EXCLUSIVE")  # a program in the middle of a write
+    with pytest.raises(StoreError, match=r"held.db: another program holds a lock on it") as e:
+        Store(tmp_path / "held.db")
+    assert "move the file away" not in str(e.value)
+    other.rollback()
+    Store(tmp_path / "held.db").close()
