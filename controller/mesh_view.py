@@ -15,15 +15,16 @@ Three events count:
 For each node the freshest observation gives last heard, hops, RSSI/SNR and
 which node heard it (`via`); the freshest self-report (status or telemetry)
 gives battery, airtime, duty-cycle headroom, queue, held and uptime. Fields
-from the air are checked: a value of the wrong type is taken as unknown, an
-event without a valid node id is ignored and counted.
+from the air are checked: a value of the wrong type or out of its range
+(_RANGES) is taken as unknown; an event without a valid node id, or at a time
+that is not one (not finite, before 1970, after 2106), is ignored and counted.
+A node state loaded from history is checked the same way (clean_state).
 
 apply() also returns what history keeps of the event (an Update): samples per
 node, links, the message (once per uid), and the node states it touched.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -36,9 +37,24 @@ _UIDS = 4096                # message uids remembered, to drop QoS 1 repeats
 MAX_NODES = 4096            # nodes known; events about more new ones are ignored, counted
 _LINKS = 8 * MAX_NODES      # links known; more new ones are not kept
 
+INTERVAL_LONG_S = 65535     # a status frame's interval saturates here: "18 h or more"
 REPORT_FIELDS = ("battery_mv", "airtime_pct", "duty_headroom_pct", "queue", "held",
                  "uptime_s", "heap_free_bytes")
-_INT_FIELDS = {"battery_mv", "queue", "held", "uptime_s", "heap_free_bytes"}
+_INT_FIELDS = {"battery_mv", "queue", "held", "uptime_s", "heap_free_bytes", "hops"}
+_U32 = 2 ** 32 - 1
+# What a number from the air may be: the widths of the status frame's fields
+# (docs/protocol.md §11) and a message's, and radio figures no receiver
+# reports beyond. Outside its range a value is taken as unknown (None), not
+# clamped: no node sends it, and a clamped figure would look real. queue and
+# held go to 65535, not the frame's 255: a node's own status over its console
+# counts held messages up to its held_capacity (at most 1024).
+_RANGES = {"hops": (0, 255), "battery_mv": (0, 65535), "airtime_pct": (0, 100),
+           "duty_headroom_pct": (0, 100), "queue": (0, 65535), "held": (0, 65535),
+           "uptime_s": (0, _U32), "heap_free_bytes": (0, _U32), "rssi_dbm": (-200, 50),
+           "snr_db": (-50, 50), "last_heard_s": (0, _U32), "msg_id": (0, _U32)}
+_T_MAX = 2.0 ** 32          # Unix seconds: 2106
+_HEARD_BY = ("status", "neighbour", "telemetry", "message")
+_KINDS = ("post", "msg", "?")
 # a node's state as history keeps it (absolute Unix times, no ages)
 STATE_FIELDS = ("id", "name", "seen_t", "hops", "rssi_dbm", "snr_db", "via", "heard_by",
                 "report_t", "interval_s", "attached_t") + REPORT_FIELDS
@@ -55,15 +71,36 @@ def node_id(v) -> str | None:
     return None if n in (0, 0xFFFFFFFF) else v.lower()
 
 
-def _num(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+def unix_time(v) -> float | None:
+    """v as Unix seconds, or None if it is not a time: not a finite number,
+    before 1970 or after 2106."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < _T_MAX:
+        return None   # (NaN fails the comparison)
+    return float(v)
+
+
+def _num(v, key):
+    lo, hi = _RANGES[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
         return None
     return v
 
 
-def _int(v):
-    v = _num(v)
+def _int(v, key):
+    v = _num(v, key)
     return None if v is None else int(v)
+
+
+def _field(v, key):
+    return (_int if key in _INT_FIELDS else _num)(v, key)
+
+
+def _interval(v):
+    # seconds until a node's next status frame; the frame's u16 saturates at
+    # 65535 ("18 h or more"), and anything longer is taken as that too
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        return None
+    return INTERVAL_LONG_S if v >= INTERVAL_LONG_S else v
 
 
 def _list(v) -> list:
@@ -72,6 +109,24 @@ def _list(v) -> list:
 
 def _name(v):
     return v[:32] if isinstance(v, str) and v else None
+
+
+def clean_state(s) -> dict | None:
+    """A node state from history (STATE_FIELDS), checked like fields from the
+    air: a time that is not one, a number out of range or a value of the wrong
+    type becomes None. None for a state without a valid node id."""
+    nid = node_id(s.get("id")) if isinstance(s, dict) else None
+    if nid is None:
+        return None
+    n = dict.fromkeys(STATE_FIELDS)
+    n.update(id=nid, name=_name(s.get("name")), via=node_id(s.get("via")),
+             interval_s=_interval(s.get("interval_s")),
+             heard_by=s.get("heard_by") if s.get("heard_by") in _HEARD_BY else None)
+    for k in ("seen_t", "report_t", "attached_t"):
+        n[k] = unix_time(s.get(k))
+    for k in ("hops", "rssi_dbm", "snr_db") + REPORT_FIELDS:
+        n[k] = _field(s.get(k), k)
+    return n
 
 
 def fmt_age(s) -> str:
@@ -122,6 +177,12 @@ class MeshView:
         handler = {"status": self._status, "telemetry": self._telemetry,
                    "received": self._received}.get(kind)
         u = Update()
+        t = unix_time(t)
+        if t is None:
+            # no time, no use: its ages would be nonsense, and history keeps nothing of it
+            self.ignored += 1
+            u.keep_event = False
+            return u
         if handler is not None:
             handler(event, t, u)
         for nid in u.touched:
@@ -150,7 +211,7 @@ class MeshView:
             return
         n["report_t"] = t
         for k in REPORT_FIELDS:
-            n[k] = (_int if k in _INT_FIELDS else _num)(ev.get(k))
+            n[k] = _field(ev.get(k), k)
 
     def _status(self, ev, t, u):
         nid = node_id(ev.get("id"))
@@ -175,15 +236,15 @@ class MeshView:
         for nb in _list(ev.get("neighbours")):
             if not isinstance(nb, dict):
                 continue
-            bid, age = node_id(nb.get("id")), _num(nb.get("last_heard_s"))
-            if bid is None or bid == nid or age is None or age < 0:
+            bid, age = node_id(nb.get("id")), _num(nb.get("last_heard_s"), "last_heard_s")
+            if bid is None or bid == nid or age is None:
                 continue
             m = self._node(bid, u)
             if m is None:
                 continue
             m["name"] = _name(nb.get("name")) or m["name"]
             seen = t - age
-            rssi, snr = _num(nb.get("rssi_dbm")), _num(nb.get("snr_db"))
+            rssi, snr = _num(nb.get("rssi_dbm"), "rssi_dbm"), _num(nb.get("snr_db"), "snr_db")
             self._observe(m, seen, 1, rssi, snr, nid, "neighbour")
             self._link(nid, bid, seen, rssi, snr, u)
             prev = self._neighbour_sampled.get((nid, bid))
@@ -200,9 +261,9 @@ class MeshView:
         if n is None:
             return
         n["name"] = _name(ev.get("name")) or n["name"]
-        hops = _int(ev.get("hops"))
+        hops = _int(ev.get("hops"), "hops")
         hops = hops if hops is not None and hops >= 1 else None
-        rssi, snr = _num(ev.get("rssi_dbm")), _num(ev.get("snr_db"))
+        rssi, snr = _num(ev.get("rssi_dbm"), "rssi_dbm"), _num(ev.get("snr_db"), "snr_db")
         via = node_id(ev.get("gateway")) or self.attached
         self._observe(n, t, hops, rssi, snr, via, "telemetry")
         u.node = nid
@@ -212,14 +273,14 @@ class MeshView:
             u.samples.append(self._sample(n, t, "undecoded", hops, rssi, snr, via))
             return
         self._report(n, t, ev)
-        interval = _num(ev.get("interval_s"))
-        n["interval_s"] = interval if interval is not None and interval > 0 else None
+        n["interval_s"] = _interval(ev.get("interval_s"))
         u.samples.append(self._sample(n, t, "telemetry", hops, rssi, snr, via))
         for nb in _list(ev.get("neighbours"))[:16]:
             bid = node_id(nb.get("id")) if isinstance(nb, dict) else None
             if bid is None or bid == nid:
                 continue
-            self._link(nid, bid, t, _num(nb.get("rssi_dbm")), _num(nb.get("snr_db")), u)
+            self._link(nid, bid, t, _num(nb.get("rssi_dbm"), "rssi_dbm"),
+                       _num(nb.get("snr_db"), "snr_db"), u)
 
     def _link(self, rx, tx, t, rssi, snr, u):
         if (rx, tx) not in self._links and len(self._links) >= _LINKS:
@@ -230,14 +291,14 @@ class MeshView:
 
     def _received(self, ev, t, u):
         src = node_id(ev.get("from"))
-        msg_id = _int(ev.get("id"))
+        msg_id = _int(ev.get("id"), "msg_id")
         if src is None or msg_id is None:
             self.ignored += 1
             return
         via = node_id(ev.get("gateway")) or self.attached
-        relays = _int(ev.get("hops"))
-        hops = relays + 1 if relays is not None and relays >= 0 else None
-        rssi, snr = _num(ev.get("rssi_dbm")), _num(ev.get("snr_db"))
+        relays = _int(ev.get("hops"), "hops")
+        hops = relays + 1 if relays is not None and relays < 255 else None
+        rssi, snr = _num(ev.get("rssi_dbm"), "rssi_dbm"), _num(ev.get("snr_db"), "snr_db")
         uid = f"{src}-{msg_id}"
         if uid in self._uids:
             return  # a repeat (MQTT QoS 1 is at least once)
@@ -274,21 +335,41 @@ class MeshView:
         return [dict(self.nodes[i]) for i in ids if i in self.nodes]
 
     def load(self, states, links=(), messages=()):
-        """Seed from history: node states, links and messages (oldest first)."""
+        """Seed from history: node states, links and messages (oldest first).
+        What cannot be (clean_state) is taken as unknown; a link or message
+        without a valid time or ids is left out."""
         for s in states:
-            nid = node_id(s.get("id"))
-            if nid is None:
+            n = clean_state(s)
+            if n is None:
                 continue
-            n = dict.fromkeys(STATE_FIELDS)
-            n.update({k: s.get(k) for k in STATE_FIELDS if k in s}, id=nid)
-            self.nodes[nid] = n
+            self.nodes[n["id"]] = n
             if n["seen_t"] is not None:
-                self.first_shown.setdefault(nid, n["seen_t"])
+                self.first_shown.setdefault(n["id"], n["seen_t"])
         for link in links:
-            self._links[(link["rx"], link["tx"])] = dict(link)
+            rx, tx = node_id(link.get("rx")), node_id(link.get("tx"))
+            t = unix_time(link.get("t"))
+            if rx is None or tx is None or t is None:
+                continue
+            self._links[(rx, tx)] = {"rx": rx, "tx": tx, "t": t,
+                                     "rssi_dbm": _num(link.get("rssi_dbm"), "rssi_dbm"),
+                                     "snr_db": _num(link.get("snr_db"), "snr_db")}
         for m in messages:
-            self._messages.append(dict(m))
-            self._uids[m["uid"]] = None
+            m = self._clean_message(m)
+            if m is not None:
+                self._messages.append(m)
+                self._uids[m["uid"]] = None
+
+    @staticmethod
+    def _clean_message(m):
+        src, t = node_id(m.get("from")), unix_time(m.get("t"))
+        if src is None or t is None or not isinstance(m.get("uid"), str):
+            return None
+        text, to = m.get("text"), m.get("to")
+        return {"uid": m["uid"], "t": t, "kind": m.get("kind") if m.get("kind") in _KINDS else "?",
+                "from": src, "to": to if isinstance(to, str) else None,
+                "id": _int(m.get("id"), "msg_id"), "text": text if isinstance(text, str) else "",
+                "hops": _int(m.get("hops"), "hops"), "rssi_dbm": _num(m.get("rssi_dbm"), "rssi_dbm"),
+                "snr_db": _num(m.get("snr_db"), "snr_db"), "via": node_id(m.get("via"))}
 
     # ---- output -----------------------------------------------------------------
 
@@ -300,14 +381,20 @@ class MeshView:
         name = self.name(nid)
         return f"{name} ({nid})" if name else str(nid)
 
-    def silent_after(self, n) -> float:
-        # a node that said it reports seldom is given two of its intervals
+    def silent_after(self, n) -> float | None:
+        """Seconds unheard after which node state n is silent; None: never.
+        A node that said it reports seldom is given two of its intervals; one
+        that said "18 h or more" (INTERVAL_LONG_S) has not said when it is
+        due, so its silence cannot be told from its schedule."""
         iv = n.get("interval_s")
+        if iv is not None and iv >= INTERVAL_LONG_S:
+            return None
         return max(self.silent_after_s, 2 * iv) if iv else self.silent_after_s
 
     def _alert_kinds(self, n, now):
         kinds = []
-        if n["seen_t"] is not None and now - n["seen_t"] > self.silent_after(n):
+        after = self.silent_after(n)
+        if n["seen_t"] is not None and after is not None and now - n["seen_t"] > after:
             kinds.append("silent")
         if n["duty_headroom_pct"] is not None and n["duty_headroom_pct"] < self.duty_headroom_alert_pct:
             kinds.append("duty")
@@ -320,7 +407,7 @@ class MeshView:
         out = []
         for n in self.nodes.values():
             # a node whose own status keeps coming is attached (a gateway): hops 0
-            attached = n["attached_t"] is not None and now - n["attached_t"] <= self.silent_after(n)
+            attached = n["attached_t"] is not None and now - n["attached_t"] <= self.silent_after_s
             out.append({
                 "id": n["id"], "name": n["name"],
                 "last_heard_s": None if n["seen_t"] is None else max(0, round(now - n["seen_t"])),

@@ -295,3 +295,99 @@ def test_the_number_of_nodes_is_bounded(monkeypatch):
     assert v.ignored == 3
     v.apply(telemetry(nid="00000002", battery_mv=3000), T0 + 1)   # known ones go on
     assert v.nodes["00000002"]["battery_mv"] == 3000
+
+
+# ---- values from the air that no node sends ------------------------------------------
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), float("-inf"), -1.0, 2.0 ** 40,
+                               "1700000000", None, True])
+def test_an_event_at_a_time_that_is_not_a_time_is_ignored(t):
+    v = MeshView()
+    v.apply(status(), T0)
+    u = v.apply(telemetry(), t)
+    assert u.touched == set() and u.samples == [] and not u.keep_event
+    assert v.ignored == 1 and "0000000c" not in v.nodes
+    assert [r["id"] for r in v.rows(T0)] == ["00000001"]
+    assert v.states()[0]["seen_t"] == T0
+
+
+# field, a value out of its range (unknown), the edges of the range (kept)
+_RANGES = [("hops", 256, (1, 255)), ("battery_mv", 65536, (0, 65535)),
+           ("airtime_pct", 100.1, (0, 100.0)), ("duty_headroom_pct", -0.1, (0, 100)),
+           ("queue", 1e30, (0, 65535)), ("held", -1, (0, 65535)),
+           ("uptime_s", 2 ** 32, (0, 2 ** 32 - 1)), ("heap_free_bytes", 1e300, (0, 2 ** 32 - 1)),
+           ("rssi_dbm", -201, (-200, 50)), ("snr_db", 50.5, (-50, 50.0))]
+
+
+@pytest.mark.parametrize("key,bad,edges", _RANGES)
+def test_a_field_out_of_its_range_is_unknown(key, bad, edges):
+    v = MeshView()
+    v.apply(telemetry(**{key: bad}), T0)
+    assert v.rows(T0)[0][key] is None
+    for ok in edges:
+        v.apply(telemetry(**{key: ok}), T0 + 1)
+        assert v.rows(T0 + 1)[0][key] == ok
+
+
+def test_huge_numbers_in_a_message_or_a_neighbour_table_are_unknown():
+    v = MeshView()
+    assert v.apply(post(msg_id=2 ** 32), T0).message is None     # message ids are u32
+    assert v.ignored == 1
+    m = v.apply(post(msg_id=2 ** 32 - 1, relays=1e30, rssi_dbm=-1e30, snr_db=1e30), T0).message
+    assert (m["id"], m["hops"], m["rssi_dbm"], m["snr_db"]) == (2 ** 32 - 1, None, None, None)
+    v.apply(status(neighbours=[nb("00000002", age=1e30), nb("00000003", rssi=1e9, snr=-1e9)]), T0)
+    assert "00000002" not in v.nodes
+    n3 = v.nodes["00000003"]
+    assert n3["rssi_dbm"] is None and n3["snr_db"] is None and n3["seen_t"] == T0 - 3
+
+
+def test_a_node_announcing_18_hours_or_more_is_never_called_silent_for_it():
+    # 65535 s in a status frame means "18 h or more": when it is due is unknown
+    v = MeshView(silent_after_s=900)
+    v.apply(telemetry(interval_s=65535), T0)
+    assert v.silent_after(v.nodes["0000000c"]) is None
+    assert v.alerts(T0 + 40 * 3600) == [] and v.alerts(T0 + 30 * 86400) == []
+    assert v.rows(T0 + 40 * 3600)[0]["interval_s"] == 65535
+    v.apply(telemetry(interval_s=1e12), T0)            # more than the wire carries: the same
+    assert v.rows(T0)[0]["interval_s"] == 65535 and v.alerts(T0 + 40 * 3600) == []
+    v.apply(telemetry(interval_s=65534), T0)            # a known interval: two of them
+    assert v.alerts(T0 + 131068) == []
+    assert [a["kind"] for a in v.alerts(T0 + 131069)] == ["silent"]
+
+
+def test_a_node_once_attached_is_hops_0_while_its_status_comes_not_its_telemetry():
+    v = MeshView(silent_after_s=900)
+    v.apply(status(nid="0000000c", name="farm"), T0)
+    v.apply(telemetry(interval_s=65535), T0 + 1)         # later heard through another node
+    assert v.rows(T0 + 800)[0]["hops"] == 0
+    assert v.rows(T0 + 1000)[0]["hops"] == 2
+
+
+def test_load_ignores_values_in_a_stored_state_that_cannot_be():
+    good = MeshView()
+    good.apply(status(neighbours=[nb("00000002", "mill")]), T0)
+    good.apply(telemetry(), T0 + 5)
+    states = good.states()
+    nan, inf = float("nan"), float("inf")
+    states[0].update(seen_t=nan, attached_t=-inf, report_t="yesterday", hops=1e30, name=5,
+                     battery_mv=inf, via="somebody", heard_by="[bold]x[/]")
+    states[2].update(seen_t=1e300, interval_s=-4, queue=[1], uptime_s=True)
+    links = good.links(T0 + 5) + [{"rx": "00000002", "tx": "0000000c", "t": nan,
+                                   "rssi_dbm": -90, "snr_db": 1.0}]
+    msgs = [{"uid": "0000000c-1", "t": -inf, "kind": "post", "from": "0000000c", "to": None,
+             "id": 1, "text": "x", "hops": 1, "rssi_dbm": None, "snr_db": None, "via": None}]
+    v = MeshView()
+    v.load(states + [{"id": "nonsense"}, "not a dict"], links, msgs)
+    rows = by_id(v.rows(T0 + 100))
+    assert sorted(rows) == ["00000001", "00000002", "0000000c"]
+    hall, farm = rows["00000001"], rows["0000000c"]
+    assert hall["last_heard_s"] is None and hall["hops"] is None and hall["name"] is None
+    assert hall["battery_mv"] is None and hall["via"] is None and hall["heard_by"] is None
+    assert hall["report_age_s"] is None and hall["uptime_s"] == 3600
+    assert farm["last_heard_s"] is None and farm["interval_s"] is None
+    assert farm["queue"] is None and farm["uptime_s"] is None and farm["battery_mv"] == 3950
+    assert [(x["rx"], x["tx"]) for x in v.links(T0 + 100)] == [("00000001", "00000002"),
+                                                               ("0000000c", "00000002")]
+    assert v.messages(5) == []
+    render_text(v, T0 + 100)
+    v.alerts(T0 + 100)
