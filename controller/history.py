@@ -7,6 +7,11 @@ A file that is not SQLite, or SQLite but not this schema, is refused with its
 path named and never written to; so is a schema newer than this code. A file
 locked by another writer for longer than the busy timeout is an error that
 says so. Both are HistoryError (a RuntimeError: the CLI prints it).
+
+What is read back is checked as what comes from the air: a node state's
+values that cannot be are unknown (mesh_view.clean_state), and rows whose
+time is not between 1970 and 2106 (an older monitor may have stored a NaN or
+an infinite one) are not read.
 """
 from __future__ import annotations
 
@@ -17,13 +22,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from pollen_controller.mesh_view import STATE_FIELDS, node_id
+from pollen_controller.mesh_view import STATE_FIELDS, clean_state, node_id
 
 SCHEMA_VERSION = 1
 APP = "pollen-history"
 BUSY_TIMEOUT_S = 5.0
 KEEP_DAYS = 30
 _MAGIC = b"SQLite format 3\x00"
+_VALID_T = "t >= 0 AND t < 4294967296"   # mesh_view.unix_time: 1970 .. 2106
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -266,14 +272,17 @@ class History:
             raise self._error(e) from None
 
     def node_states(self) -> list[dict]:
+        """Each node's last state, checked (mesh_view.clean_state); a row
+        that is not JSON or has no valid id is left out."""
         out = []
         for r in self._query("SELECT id, state FROM nodes ORDER BY id"):
             try:
                 s = json.loads(r["state"])
             except ValueError:
                 continue
-            if isinstance(s, dict):
-                out.append(dict(s, id=r["id"]))
+            s = clean_state(dict(s, id=r["id"])) if isinstance(s, dict) else None
+            if s is not None:
+                out.append(s)
         return out
 
     def resolve_node(self, text: str) -> list[str]:
@@ -322,14 +331,14 @@ class History:
 
     @staticmethod
     def _where(nodes, column, since):
-        clauses, args = [], []
+        clauses, args = [_VALID_T], []
         if nodes:
             clauses.append(f"{column} IN ({', '.join('?' * len(nodes))})")
             args += list(nodes)
         if since is not None:
             clauses.append("t >= ?")
             args.append(since)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+        return " WHERE " + " AND ".join(clauses), args
 
     def close(self):
         if self.db is not None:

@@ -229,3 +229,75 @@ def test_since_iso_times():
 def test_since_refuses_what_it_cannot_read(bad):
     with pytest.raises(ValueError, match="expected a duration like 30m, 1h, 2d"):
         parse_since(bad, 1e9)
+
+
+# ---- values that cannot be ---------------------------------------------------------
+
+def test_huge_numbers_from_the_air_are_recorded_as_unknown(tmp_path):
+    huge = 1e30
+    events = [(telemetry(queue=huge, held=huge, uptime_s=huge, battery_mv=huge, hops=huge,
+                         heap_free_bytes=2 ** 70, rssi_dbm=-huge, snr_db=huge), T0),
+              (post(msg_id=2 ** 32 - 1, relays=huge), T0 + 1),
+              (post(msg_id=2 ** 70), T0 + 2),
+              (status(neighbours=[nb("00000002", rssi=huge, snr=huge, age=huge)]), T0 + 3)]
+    with History(tmp_path / "h.db") as h:
+        feed(h, MeshView(), events)           # raised OverflowError before: not an sqlite3.Error
+    with History(tmp_path / "h.db", readonly=True) as h:
+        tele, msg = h.samples(["0000000c"])
+        assert (tele["queue"], tele["held"], tele["uptime_s"], tele["battery_mv"], tele["hops"],
+                tele["heap_free_bytes"], tele["rssi_dbm"], tele["snr_db"]) == (None,) * 8
+        assert msg["hops"] is None
+        assert [(m["msg_id"], m["hops"]) for m in h.messages()] == [(2 ** 32 - 1, None)]
+
+
+def test_an_event_at_no_time_is_not_recorded(tmp_path):
+    with History(tmp_path / "h.db") as h:
+        view = MeshView()
+        feed(h, view, [(telemetry(), T0), (telemetry(battery_mv=3000), float("nan")),
+                       (telemetry(battery_mv=3100), float("-inf"))])
+        assert h.event_count() == 1 and len(h.samples()) == 1
+        assert [s["seen_t"] for s in h.node_states()] == [T0]
+
+
+def spoil(db):
+    """What a monitor before the checks could leave: a NaN time in a node's
+    state (written by json.dumps as NaN), times of no year, numbers too big."""
+    c = sqlite3.connect(db)
+    c.execute("""UPDATE nodes SET state = '{"id": "0000000c", "name": "farm", "seen_t": NaN,
+                 "report_t": -Infinity, "hops": 1e30, "queue": 1e300, "interval_s": "x",
+                 "battery_mv": 3950}' WHERE id = '0000000c'""")
+    c.execute("UPDATE nodes SET state = 'not json' WHERE id = '00000002'")
+    c.execute("INSERT INTO nodes VALUES ('nonsense', NULL, NULL, '{}')")
+    c.execute("INSERT INTO samples (t, node, source) VALUES (1e300, '0000000c', 'telemetry'),"
+              " (-1e300, '0000000c', 'telemetry'), (?, '0000000c', 'telemetry')", (float("-inf"),))
+    c.execute("INSERT INTO messages (uid, t, src, text) VALUES ('0000000c-9', 1e300, '0000000c', 'x'),"
+              " ('0000000c-8', ?, '0000000c', 'y')", (float("-inf"),))
+    c.execute("INSERT INTO links VALUES ('0000000c', '00000001', 1e300, -90, 1.0)")
+    c.commit()
+    c.close()
+
+
+def test_values_that_cannot_be_in_a_history_are_ignored_not_fatal(tmp_path):
+    db = tmp_path / "h.db"
+    with History(db) as h:
+        feed(h, MeshView(), some_events())
+    spoil(db)
+    with History(db, readonly=True) as h:
+        states = {s["id"]: s for s in h.node_states()}
+        assert sorted(states) == ["00000001", "0000000c"]       # unreadable ones left out
+        farm = states["0000000c"]
+        assert farm["name"] == "farm" and farm["battery_mv"] == 3950
+        assert (farm["seen_t"], farm["report_t"], farm["hops"], farm["queue"],
+                farm["interval_s"]) == (None,) * 5
+        # times of no year are not history's: only those from 1970 to 2106 are read
+        assert all(0 <= s["t"] < 2 ** 32 for s in h.samples(since=None))
+        assert [m["text"] for m in h.messages(since=None)] == ["one"]
+        assert {(x["rx"], x["tx"]) for x in h.links()} == {("00000001", "00000002"),
+                                                          ("0000000c", "00000002")}
+        view = MeshView()
+        view.load(h.node_states(), h.links(), h.recent_messages())
+        view.rows(T0 + 1000)
+        view.alerts(T0 + 1000)
+    with History(db) as h:                     # and the monitor goes on with it
+        feed(h, view, [(telemetry(), T0 + 2000)])
+        assert {s["id"]: s for s in h.node_states()}["0000000c"]["seen_t"] == T0 + 2000
