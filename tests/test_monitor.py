@@ -121,6 +121,30 @@ def test_topology_draws_the_links(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_names_from_the_air_are_plain_text_everywhere(tmp_path):
+    # matplotlib reads $...$ as mathtext (a$\\foo$ raised ValueError), rich reads [..] as markup
+    db = tmp_path / "h.db"
+    names = {"00000001": "a$\\foo$", "00000002": "[bold]x[/]", "0000000c": "$\\frac{1}{"}
+    events = [(status(name=names["00000001"],
+                      neighbours=[nb("00000002", names["00000002"], -97, 5.25, 2)]), time.time()),
+              (telemetry(name=names["0000000c"]), time.time())]
+    with History(db) as h:
+        view = MeshView()
+        for ev, t in events:
+            u = view.apply(ev, t)
+            h.record(ev, t, u, view.states(u.touched))
+    png = tmp_path / "mesh.png"
+    r = run("topology", "--png", png, "--db", db)
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run("nodes", "--db", db)
+    assert r.exit_code == 0, r.output
+    shown = {line.split()[1]: line.split()[0] for line in r.stdout.splitlines()[2:] if line.strip()}
+    assert shown == {"00000001": "a$\\foo$", "00000002": "[bold]x[/]", "0000000c": "$\\frac{1}{"}
+    r = run("history", "--db", db, "--node", "00000002")
+    assert r.exit_code == 0 and "[bold]x[/]" in r.stdout
+
+
 def test_commands_on_a_missing_or_foreign_history(tmp_path):
     r = run("nodes", "--db", tmp_path / "none.db")
     assert r.exit_code == 1
