@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 
+from pollen_controller.mesh_view import unix_time
 from pollen_controller.node_events import decode_event
 from pollen_controller.node_link import LinkError
 
@@ -158,8 +159,9 @@ class SerialSource(_LinkSource):
 def mqtt_event(topic: str, payload: bytes, network: str, now: float):
     """A message from pollen/NETWORK/... -> (event, t), or None for topics
     that are not node status, telemetry or messages. ValueError for a payload
-    that is not a JSON object. t is the gateway's `t` unless that lies more
-    than a minute in the future (then: now)."""
+    that is not a JSON object, or whose `t` is there but not a time (NaN and
+    Infinity pass json.loads; mesh_view.unix_time). t is the gateway's `t`
+    unless that is missing or lies more than a minute in the future (then: now)."""
     prefix = f"pollen/{network}/"
     if not topic.startswith(prefix):
         return None
@@ -174,7 +176,9 @@ def mqtt_event(topic: str, payload: bytes, network: str, now: float):
     if not isinstance(body, dict):
         raise ValueError(f"{topic}: payload is not a JSON object")
     t = body.get("t")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or t > now + 60:
+    if t is not None and unix_time(t) is None:
+        raise ValueError(f"{topic}: t is not a time: {str(t)[:40]}")
+    if t is None or t > now + 60:
         t = now
     if kind == "message":
         ev = dict(body, event="received")
@@ -264,7 +268,7 @@ class MqttSource(Source):
     def notes(self):
         out = [self.problem] if self.problem else []
         if self.malformed:
-            out.append(f"{self.malformed} MQTT payloads ignored (not JSON objects)")
+            out.append(f"{self.malformed} MQTT payloads ignored (not JSON objects, or no valid time)")
         if self.dropped:
             out.append(f"{self.dropped} MQTT events dropped (the monitor fell behind)")
         if self.last_error:

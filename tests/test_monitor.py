@@ -337,6 +337,12 @@ def test_mqtt_topics_map_back_to_console_events():
     for bad in (b"not json", b"[1, 2]", b"\xff\xfe"):
         with pytest.raises(ValueError, match="pollen/v/0000000c/status: payload is not"):
             mqtt_event("pollen/v/0000000c/status", bad, "v", now)
+    # json.loads takes NaN and Infinity; a time must be one (1970..2106)
+    for t in (b"NaN", b"Infinity", b"-Infinity", b"-1", b"1e300", b'"now"', b"true", b"[]"):
+        with pytest.raises(ValueError, match="pollen/v/0000000c/telemetry: t is not a time"):
+            mqtt_event("pollen/v/0000000c/telemetry", b'{"hops": 1, "t": ' + t + b"}", "v", now)
+    for body in (b'{"hops": 1}', b'{"hops": 1, "t": null}'):
+        assert mqtt_event("pollen/v/0000000c/telemetry", body, "v", now)[1] == now
 
 
 class Publisher:
@@ -396,6 +402,40 @@ def test_monitor_once_json_from_an_mqtt_broker(mosquitto, tmp_path):
     assert [m["text"] for m in json.loads(r.stdout)] == ["via the broker"]
 
 
+def test_bad_payloads_neither_stop_the_monitor_nor_stay_in_its_history(mosquitto, tmp_path):
+    t = time.time()
+    traffic = [("00000001/status", dict(status(), gateway="00000001", t=t)),
+               # a NaN or -Infinity time (json.dumps writes them, json.loads takes them)
+               ("0000000d/telemetry", dict(telemetry(nid="0000000d"), t=float("nan"))),
+               ("0000000e/status", dict(status(nid="0000000e"), t=float("-inf"))),
+               # numbers no node sends, that SQLite cannot store as integers
+               ("0000000c/telemetry", dict(telemetry(queue=1e30, uptime_s=-1e30, hops=1e30),
+                                           gateway="00000001", t=t)),
+               ("0000000c/message", {"kind": "post", "id": 2 ** 70, "text": "x", "t": t}),
+               ("0000000c/message", {"kind": "post", "id": 5, "hops": 1e30, "text": "y",
+                                     "uid": "0000000c-5", "t": t})]
+    pub = Publisher(mosquitto, "village", traffic)
+    try:
+        r = run("monitor", "--mqtt", mosquitto.url, "--network", "village", "--db",
+                tmp_path / "h.db", "--once", "--json", "--wait", "3")
+    finally:
+        pub.close()
+    assert r.exit_code == 0, r.output
+    rows = {x["id"]: x for x in json.loads(r.stdout)}
+    assert list(rows) == ["00000001", "0000000c"]
+    farm = rows["0000000c"]
+    assert (farm["queue"], farm["uptime_s"], farm["hops"], farm["battery_mv"]) == (None, None,
+                                                                                  None, 3950)
+    for args in (["nodes", "--json"], ["nodes"], ["history", "--json"], ["history"],
+                 ["history", "--messages"]):
+        r = run(*args, "--db", tmp_path / "h.db")
+        assert r.exit_code == 0, (args, r.output)
+    assert [x["id"] for x in json.loads(run("nodes", "--json", "--db", tmp_path / "h.db").stdout)] \
+        == ["00000001", "0000000c"]
+    r = run("history", "--messages", "--json", "--db", tmp_path / "h.db")
+    assert [(m["text"], m["hops"]) for m in json.loads(r.stdout)] == [("y", None)]
+
+
 def test_the_monitors_mqtt_session_keeps_what_came_while_it_was_away(mosquitto):
     src = MqttSource(mosquitto.url, "village", client_id="pollen-monitor-test")
     assert src.connected.wait(5)
@@ -419,7 +459,7 @@ def test_the_monitors_mqtt_session_keeps_what_came_while_it_was_away(mosquitto):
         while src.malformed == 0 and time.monotonic() < end:
             src.get(0.1)
         assert src.malformed == 1
-        assert "1 MQTT payloads ignored (not JSON objects)" in src.notes()
+        assert "1 MQTT payloads ignored (not JSON objects, or no valid time)" in src.notes()
     finally:
         src.close()
 
