@@ -12,7 +12,9 @@ paho-mqtt. Topics and payloads (JSON) are documented in docs/gateway.md:
 Both ways go through SQLite (gateway_store): an uplink is written to the
 outbox before it is published and removed only when the broker acknowledged
 it at QoS 1; a send is written to the inbox before the broker gets its
-acknowledgement and removed only when the node answered it. So nothing is
+acknowledgement (paho's manual_ack: paho's thread hands it to ours, which
+stores it and then acknowledges it; one the store refuses waits, not
+acknowledged) and removed only when the node answered it. So nothing is
 lost while the broker is away, the node's port is away (gateway_node opens it
 again), or the gateway restarts; uplink is published in order. Each message
 carries a `uid` (origin node and message id): a subscriber that sees the same
@@ -21,13 +23,15 @@ uid twice (QoS 1 is at least once) drops it.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pollen_controller.gateway_node import AttachedNode
-from pollen_controller.gateway_store import MAX_INBOX, MAX_OUTBOX, MAX_PERISHABLE, Store
+from pollen_controller.gateway_store import MAX_INBOX, MAX_OUTBOX, MAX_PERISHABLE, Store, is_locked
 
 _MAX_TEXT_BYTES = 231
 # A post another gateway bridged into this mesh starts with this mark and the
@@ -38,6 +42,8 @@ _SEEN_UIDS = 1024
 _HANDED = 100             # outbox rows paho holds at most (the rest wait on disk)
 _SENDING = 4              # commands written to the node and not answered yet, at most
 _ANSWER_TIMEOUT_S = 10.0  # a command unanswered this long is written again
+_TAKEN = 1000             # messages from the broker held, not yet stored (so not acknowledged)
+_RETRY_S = (1.0, 10.0)    # a message the store refused is tried again after 1 s, 2, 4 .. 10
 
 
 class GatewayError(ValueError):
@@ -57,14 +63,15 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
 
 
 def mqtt_client(client_id: str, clean_session: bool, username=None, password=None,
-                tls: bool = False):
+                tls: bool = False, manual_ack: bool = False):
     """A paho-mqtt 2.x client as pollen uses it (gateway and monitor): MQTT
     3.1.1, credentials and TLS if given, reconnecting with a back-off from 1
-    to 30 s."""
+    to 30 s. With manual_ack a QoS 1 message is acknowledged only by
+    client.ack(mid, qos), not when on_message returns."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         clean_session=clean_session)
+                         clean_session=clean_session, manual_ack=manual_ack)
     if username:
         client.username_pw_set(username, password)
     if tls:
@@ -133,6 +140,14 @@ class Gateway:
         self.handed: set[int] = set()        # outbox seqs paho has and the broker has not acknowledged
         self.last_handed = 0
         self.sending: dict[int, float] = {}  # inbox seq -> when it was written to the node
+        # messages from the broker, handed over by paho's thread, not yet
+        # stored and so not acknowledged: (connection, mid, qos, dup, topic, payload)
+        self.taken: deque = deque()
+        self.connection = 0                  # counts connections: an ack goes on its message's own
+        self.kept_unacked: dict[tuple[int, bytes], None] = {}  # stored after its connection went
+        self.direct: set[int] = set()        # mids of publications not from the outbox
+        self.retry_at = 0.0                  # while the store refuses a message: when to try again
+        self.retry_s = 0.0
         self.connected = threading.Event()
         self.stats = {"up": 0, "acked": 0, "down": 0, "refused": 0, "bridged": 0, "telemetry": 0,
                       "dropped": 0, "node_away": 0}
@@ -140,7 +155,7 @@ class Gateway:
         # a persistent session: the broker keeps our subscription and what
         # was published to it while we were away
         self.client = mqtt_client(f"pollen-gw-{network}-{self.node}", False,
-                                  username, password, tls)
+                                  username, password, tls, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
@@ -164,6 +179,8 @@ class Gateway:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
+        with self.lock:
+            self.connection += 1  # what it sent and we did not acknowledge, it sends again
         # paho keeps its unacknowledged messages in memory and sends them
         # again on reconnect; the outbox has them too, should we restart
         self.log(f"broker connection lost ({reason_code}); reconnecting")
@@ -172,6 +189,9 @@ class Gateway:
         # paho holds its own lock here: take ours only briefly, and leave
         # the outbox to the main loop (_flush_outbox)
         with self.lock:
+            if mid in self.direct:
+                self.direct.discard(mid)
+                return
             seq = self.inflight.pop(mid, None)
             if seq is None:
                 self.early.add(mid)  # acknowledged before publish() returned its mid
@@ -179,15 +199,71 @@ class Gateway:
                 self.acked.append(seq)
 
     def _on_message(self, client, userdata, msg):
-        # Written to the inbox before paho acknowledges it (when this returns):
-        # a send survives the node being away and the gateway restarting.
-        try:
-            if msg.topic == f"{self.prefix}/send":
-                self._take_send(msg.payload)
+        # paho's thread: hand it to ours (_take), which stores it and only
+        # then acknowledges it (manual_ack): a send survives the node being
+        # away, the store refusing a write for a while and the gateway restarting
+        with self.lock:
+            full = len(self.taken) >= _TAKEN
+            if not full:
+                self.taken.append((self.connection, msg.mid, msg.qos, msg.dup, msg.topic, msg.payload))
+        if full:  # not acknowledged: the broker sends it again when we next connect
+            self.log(f"{msg.topic}: {_TAKEN} messages from the broker wait to be stored; not taken")
+
+    def _take(self):
+        # store what paho handed over, in order, and acknowledge each once it
+        # is stored; while the store refuses one (another program holds the
+        # file locked, the disk is full) it and those after it wait,
+        # unacknowledged, and it is tried again after 1, 2, 4 .. 10 s
+        if time.monotonic() < self.retry_at:
+            return
+        while True:
+            with self.lock:
+                if not self.taken:
+                    return
+                connection, mid, qos, dup, topic, payload = self.taken[0]
+            if not (dup and (mid, payload) in self.kept_unacked):  # not stored already
+                try:
+                    if topic == f"{self.prefix}/send":
+                        self._take_send(payload)
+                    else:
+                        self._bridge_in(payload)
+                except sqlite3.Error as e:
+                    self._not_stored(e, topic, payload)
+                    return
             else:
-                self._bridge_in(msg.payload)
-        except Exception as e:  # noqa: BLE001 (an exception here would stop paho's thread)
-            self.log(f"{msg.topic}: could not keep it: {e}")
+                del self.kept_unacked[(mid, payload)]
+            if self.retry_s:
+                self.log(f"{topic}: stored now; going on")
+            self.retry_s, self.retry_at = 0.0, 0.0
+            with self.lock:  # paho takes no lock of its own in ack()
+                self.taken.popleft()
+                if connection == self.connection:
+                    self.client.ack(mid, qos)
+                elif qos:  # the broker sends it again (dup): acknowledged then, not stored twice
+                    self.kept_unacked[(mid, payload)] = None
+                    if len(self.kept_unacked) > _TAKEN:
+                        del self.kept_unacked[next(iter(self.kept_unacked))]
+
+    def _not_stored(self, e: sqlite3.Error, topic: str, payload: bytes):
+        first = self.retry_s == 0
+        self.retry_s = min(max(2 * self.retry_s, _RETRY_S[0]), _RETRY_S[1])
+        self.retry_at = time.monotonic() + self.retry_s
+        if not first:
+            return
+        why = f"another program holds {self.store.path} locked" if is_locked(e) else str(e)
+        error = (f"could not keep a message from {topic}: {why} ({e}); not acknowledged,"
+                 f" tried again every {_RETRY_S[0]:g}..{_RETRY_S[1]:g} s")
+        self.log(error)
+        # on the errors topic, but not through the outbox, which is what failed:
+        # paho keeps it (in memory) until the broker has it
+        body = {"error": error, "payload": payload[:200].decode(errors="replace"),
+                "gateway": self.node, "t": round(time.time(), 3)}
+        info = self.client.publish(f"{self.prefix}/errors", json.dumps(body), qos=1)
+        with self.lock:
+            if info.mid in self.early:
+                self.early.discard(info.mid)
+            else:
+                self.direct.add(info.mid)
 
     def _take_send(self, payload: bytes):
         try:
@@ -239,6 +315,7 @@ class Gateway:
         try:
             while not stop.is_set():
                 self._flush_outbox()
+                self._take()
                 self._downlink()
                 if self.attached.up and time.monotonic() >= next_status:
                     next_status = time.monotonic() + self.status_interval_s

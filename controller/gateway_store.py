@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 MAX_OUTBOX = 100_000
@@ -74,7 +75,7 @@ class Store:
                 raise StoreError(f"outbox {path}: another program holds a lock on it (waited"
                                  f" {_LOCK_WAIT_S:g} s: {e}); close it and start again") from None
             raise StoreError(f"outbox {path}: {e} (move the file away to start a new one)") from None
-        self.db = db
+        self.db, self.path = db, path
         self.lock = threading.Lock()
         self.outbox = Outbox(self)
         self.inbox = Inbox(self)
@@ -90,16 +91,35 @@ def is_locked(e: Exception) -> bool:
     return getattr(e, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-class Outbox:
+class _Queue:
+    def __init__(self, store: Store, table: str):
+        self.db, self.lock = store.db, store.lock
+        self.count = self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    @contextmanager
+    def _writing(self):
+        # one transaction: committed whole, or (locked, disk full) rolled back
+        # whole and the sqlite3.Error raised, the count as it was
+        with self.lock:
+            count = self.count
+            try:
+                yield
+                self.db.commit()
+            except BaseException:
+                self.db.rollback()
+                self.count = count
+                raise
+
+
+class Outbox(_Queue):
     """Publications waiting for the broker's acknowledgement."""
 
     def __init__(self, store: Store):
-        self.db, self.lock = store.db, store.lock
-        self.count = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        super().__init__(store, "outbox")
 
     def add(self, topic: str, payload: str, perishable: bool = False) -> int:
         """Queue one publication; returns how many older rows went to make room."""
-        with self.lock:
+        with self._writing():
             dropped = 0
             if perishable:
                 n = self.db.execute("SELECT COUNT(*) FROM outbox WHERE perishable = 1").fetchone()[0]
@@ -109,9 +129,8 @@ class Outbox:
                 dropped += self._drop("", self.count - MAX_OUTBOX + 1)
             self.db.execute("INSERT INTO outbox (topic, payload, perishable) VALUES (?, ?, ?)",
                             (topic, payload, int(perishable)))
-            self.db.commit()
             self.count += 1
-            return dropped
+        return dropped
 
     def _drop(self, where: str, n: int) -> int:
         cur = self.db.execute(f"DELETE FROM outbox WHERE seq IN"
@@ -126,30 +145,25 @@ class Outbox:
                                         " ORDER BY seq LIMIT ?", (after, limit)))
 
     def done(self, *seqs: int):
-        with self.lock:
-            n = 0
+        with self._writing():
             for seq in seqs:
-                n += self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
-            self.db.commit()
-            self.count -= n
+                self.count -= self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
 
 
-class Inbox:
+class Inbox(_Queue):
     """Commands waiting for the gateway's node to answer them."""
 
     def __init__(self, store: Store):
-        self.db, self.lock = store.db, store.lock
-        self.count = self.db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+        super().__init__(store, "inbox")
 
     def add(self, cmd: dict) -> int | None:
         """Queue a command; its seq, or None when MAX_INBOX already wait."""
-        with self.lock:
+        with self._writing():
             if self.count >= MAX_INBOX:
                 return None
-            cur = self.db.execute("INSERT INTO inbox (cmd) VALUES (?)", (json.dumps(cmd),))
-            self.db.commit()
+            seq = self.db.execute("INSERT INTO inbox (cmd) VALUES (?)", (json.dumps(cmd),)).lastrowid
             self.count += 1
-            return cur.lastrowid
+        return seq
 
     def pending(self, limit: int = -1) -> list[tuple[int, dict]]:
         with self.lock:
@@ -162,7 +176,5 @@ class Inbox:
         return json.loads(row[0]) if row else None
 
     def done(self, seq: int):
-        with self.lock:
-            cur = self.db.execute("DELETE FROM inbox WHERE seq = ?", (seq,))
-            self.db.commit()
-            self.count -= cur.rowcount
+        with self._writing():
+            self.count -= self.db.execute("DELETE FROM inbox WHERE seq = ?", (seq,)).rowcount

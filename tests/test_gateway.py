@@ -5,6 +5,7 @@ be unplugged and plugged again and is fast enough to load the gateway."""
 import json
 import os
 import queue
+import sqlite3
 import struct
 import threading
 import time
@@ -13,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from fakes.fake_console_node import FakeConsoleNode
 
+from pollen_controller import gateway_store
 from pollen_controller.emulation import Emulation
 from pollen_controller.gateway import Gateway, GatewayError, check_send
 from pollen_controller.node_link import ProcessLink, SerialLink
@@ -229,7 +231,7 @@ def test_two_meshes_joined_through_one_broker_without_loops_or_doubles(mosquitto
             time.sleep(8)  # time for any loop or double to show
             assert gw_a.stats["bridged"] == 1 and gw_b.stats["bridged"] == 1
             # nothing came back: mesh A never got its own post bridged back to it
-            back = [e for e in _drain(a.nodes[a_ids[1]]) if "market at noon" in e.get("text", "")
+            back = [e for e in _drain(a.nodes[a_ids[1]].events) if "market at noon" in e.get("text", "")
                     and e["text"].startswith("\u21c4")]
             assert back == []
         finally:
@@ -239,11 +241,11 @@ def test_two_meshes_joined_through_one_broker_without_loops_or_doubles(mosquitto
             t_b.join(5)
 
 
-def _drain(node):
+def _drain(q):
     out = []
     while True:
         try:
-            out.append(node.events.get_nowait())
+            out.append(q.get_nowait())
         except queue.Empty:
             return out
 
@@ -369,6 +371,52 @@ def test_serial_port_unplugged_and_back_nothing_lost(mosquitto, fake_node, tmp_p
         assert gw.stats["node_away"] == 1 and t.is_alive()
         assert any("is back" in s for s in said), said
     finally:
+        stop.set()
+        t.join(5)
+        link.close()
+        sub.close()
+
+
+def test_a_send_the_gateway_cannot_store_is_not_acknowledged_but_kept_for_later(
+        mosquitto, fake_node, tmp_path, monkeypatch):
+    """A send arrives while another program holds the outbox file locked: the
+    gateway cannot write it to its inbox, so it does not acknowledge it (paho
+    would have, once on_message returned), says so on the errors topic, and
+    stores and sends it when the file is free again."""
+    monkeypatch.setattr(gateway_store, "_LOCK_WAIT_S", 0.5)
+    sub = Subscriber(mosquitto, "pollen/test/#")
+    gw, stop, t, link = start_serial_gateway(fake_node, mosquitto, tmp_path)
+    other = sqlite3.connect(tmp_path / "outbox.db")
+    try:
+        sub.wait(lambda t, b: t.endswith("/status"))
+        deadline = time.monotonic() + 10
+        while gw.outbox.count and time.monotonic() < deadline:
+            time.sleep(0.05)  # the node's first status is acknowledged and removed
+        assert gw.outbox.count == 0
+        other.execute("BEGIN IMMEDIATE")  # another program in the middle of a write
+        publish(mosquitto, "pollen/test/send", json.dumps({"to": "0000000c", "text": "kept"}))
+        topic, body = sub.wait(lambda t, b: t == "pollen/test/errors", 10)
+        assert "could not keep" in body["error"] and "locked" in body["error"], body
+        assert json.loads(body["payload"])["text"] == "kept" and body["gateway"] == "0000000a"
+        time.sleep(2)  # tries again meanwhile, and fails
+        assert gw.inbox.count == 0 and t.is_alive()
+        assert [c for c in _drain(fake_node.commands) if c.get("cmd") == "send"] == []
+        other.rollback()  # the file is free
+        sends = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (sends and gw.inbox.count == 0):
+            try:
+                cmd = fake_node.commands.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if cmd.get("cmd") == "send":
+                sends.append(cmd)
+        time.sleep(1)
+        sends += [c for c in _drain(fake_node.commands) if c.get("cmd") == "send"]
+        assert [(c["to"], c["text"]) for c in sends] == [("0000000c", "kept")]
+        assert gw.inbox.count == 0 and t.is_alive()
+    finally:
+        other.close()
         stop.set()
         t.join(5)
         link.close()

@@ -83,3 +83,19 @@ def test_a_file_another_program_holds_locked_is_named_and_not_called_broken(tmp_
     assert "move the file away" not in str(e.value)
     other.rollback()
     Store(tmp_path / "held.db").close()
+
+
+def test_a_write_that_fails_changes_nothing_and_the_next_one_works(tmp_path):
+    s = Store(tmp_path / "gw.db")
+    s.inbox.add({"cmd": "send", "to": "all", "text": "a"})
+    pages = s.db.execute("PRAGMA page_count").fetchone()[0]
+    s.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+    for write in (lambda: s.inbox.add({"cmd": "send", "to": "all", "text": "b" * 5000}),
+                  lambda: s.outbox.add("t", "p" * 5000)):
+        with pytest.raises(sqlite3.Error, match="full"):
+            write()
+    assert (s.inbox.count, s.outbox.count) == (1, 0)
+    s.db.execute("PRAGMA max_page_count = 1000000")  # room again
+    s.inbox.add({"cmd": "send", "to": "all", "text": "c"})
+    assert [c["text"] for _, c in s.inbox.pending()] == ["a", "c"] and s.inbox.count == 2
+    s.close()
