@@ -28,6 +28,7 @@ _VERSION = const(1)
 _NEIGHBOURS = const(8)     # most neighbours one status lists
 _FIXED_BYTES = const(45)   # payload after the name, without neighbours
 _UNKNOWN32 = const(0xFFFFFFFF)
+_MAX_STATUS_FRAME = const(135)  # bytes: header, the longest payload (111), tag
 _FIRST_MS = const(17000)   # the first status goes 3 s + up to this after start (spread:
                            # a whole mesh powered on at once does not send them together)
 _STATUS_JOB = const(4)  # job key of our own status (sharing.py has 1..3; node.py has it too)
@@ -39,14 +40,15 @@ class Telemetry:
         s = self.s
         self.tele_interval_ms = s.telemetry_interval_ms
         self.next_status_ms = now_ms + 3000 + self._rand(_FIRST_MS)
-        big = self._airtime_us(wire.MAX_FRAME_BYTES)
         # a share of the airtime the node may use: of its duty-cycle budget
         # where the region has one, else of all the time
         share = s.telemetry_share_per_mille * (self.duty.per_mille or 1000)
-        # it saves up a quarter of an hour's share, or one full frame if
-        # that is more, and starts full: the first round of status frames
-        # (every node sends one within seconds of power-on) gets through
-        cap = share * 900 if share * 900 > big else big
+        # it saves up a quarter of an hour's share, or one status frame of
+        # the longest kind if that is more, and starts full: a node's first
+        # status goes at once (and where the share allows, relays of the
+        # first round of its neighbours' too)
+        one = self._airtime_us(_MAX_STATUS_FRAME)
+        cap = share * 900 if share * 900 > one else one
         self.tele_budget = AirtimeBudget(share, cap, cap if share else 0)
         self.tele_budget.at_ms = now_ms
 
