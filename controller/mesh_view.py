@@ -368,8 +368,9 @@ class MeshView:
         return {"uid": m["uid"], "t": t, "kind": m.get("kind") if m.get("kind") in _KINDS else "?",
                 "from": src, "to": to if isinstance(to, str) else None,
                 "id": _int(m.get("id"), "msg_id"), "text": text if isinstance(text, str) else "",
-                "hops": _int(m.get("hops"), "hops"), "rssi_dbm": _num(m.get("rssi_dbm"), "rssi_dbm"),
-                "snr_db": _num(m.get("snr_db"), "snr_db"), "via": node_id(m.get("via"))}
+                "hops": _int(m.get("hops"), "hops"), "via": node_id(m.get("via")),
+                "rssi_dbm": _num(m.get("rssi_dbm"), "rssi_dbm"),
+                "snr_db": _num(m.get("snr_db"), "snr_db")}
 
     # ---- output -----------------------------------------------------------------
 

@@ -268,7 +268,8 @@ class MqttSource(Source):
     def notes(self):
         out = [self.problem] if self.problem else []
         if self.malformed:
-            out.append(f"{self.malformed} MQTT payloads ignored (not JSON objects, or no valid time)")
+            out.append(f"{self.malformed} MQTT payloads ignored "
+                       "(not JSON objects, or no valid time)")
         if self.dropped:
             out.append(f"{self.dropped} MQTT events dropped (the monitor fell behind)")
         if self.last_error:

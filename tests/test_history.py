@@ -270,8 +270,9 @@ def spoil(db):
     c.execute("INSERT INTO nodes VALUES ('nonsense', NULL, NULL, '{}')")
     c.execute("INSERT INTO samples (t, node, source) VALUES (1e300, '0000000c', 'telemetry'),"
               " (-1e300, '0000000c', 'telemetry'), (?, '0000000c', 'telemetry')", (float("-inf"),))
-    c.execute("INSERT INTO messages (uid, t, src, text) VALUES ('0000000c-9', 1e300, '0000000c', 'x'),"
-              " ('0000000c-8', ?, '0000000c', 'y')", (float("-inf"),))
+    c.execute("INSERT INTO messages (uid, t, src, text) VALUES "
+              "('0000000c-9', 1e300, '0000000c', 'x'), ('0000000c-8', ?, '0000000c', 'y')",
+              (float("-inf"),))
     c.execute("INSERT INTO links VALUES ('0000000c', '00000001', 1e300, -90, 1.0)")
     c.commit()
     c.close()
