@@ -51,7 +51,8 @@ def _iso(t):
 
 _SILENT_HELP = ("Alert when a node has not been heard for this many minutes (default 15; "
                 "2 min with --demo). A node that announced a longer telemetry interval is "
-                "given two of its intervals.")
+                "given two of its intervals; one that announced 18 h or more (65535 s) is "
+                "not marked silent.")
 
 
 @click.command()
