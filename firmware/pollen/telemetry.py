@@ -9,7 +9,7 @@
 #   +10 airtime used in the last hour, per mille of the time (u16)
 #   +12 duty-cycle headroom, per mille (u16)
 #   +14 queue (u8)  +15 held (u8)  +16 file store used, KiB (u16)
-#   +18 seconds until its next status frame (u16; 65535: 18 h or more)
+#   +18 seconds until its next status frame is due (u16; 65535: 18 h or more)
 #   +20 counters (u32 each): rx, tx, relayed, duplicates, dropped, auth failed
 #   +44 neighbour count k (0..8), then k x (id u32, RSSI dBm i8, SNR i8 in 1/4 dB)
 # Rate: every node aims at a status frame every telemetry_interval_ms, longer
@@ -29,6 +29,7 @@ _NEIGHBOURS = const(8)     # most neighbours one status lists
 _FIXED_BYTES = const(45)   # payload after the name, without neighbours
 _UNKNOWN32 = const(0xFFFFFFFF)
 _MAX_STATUS_FRAME = const(135)  # bytes: header, the longest payload (111), tag
+_AGAIN_MS = const(20000)   # the second status goes 20-40 s after the first
 _FIRST_MS = const(17000)   # the first status goes 3 s + up to this after start (spread:
                            # a whole mesh powered on at once does not send them together)
 _STATUS_JOB = const(4)  # job key of our own status (sharing.py has 1..3; node.py has it too)
@@ -40,6 +41,7 @@ class Telemetry:
         s = self.s
         self.tele_interval_ms = s.telemetry_interval_ms
         self.next_status_ms = now_ms + 3000 + self._rand(_FIRST_MS)
+        self.tele_again = True
         # a share of the airtime the node may use: of its duty-cycle budget
         # where the region has one, else of all the time
         share = s.telemetry_share_per_mille * (self.duty.per_mille or 1000)
@@ -59,8 +61,7 @@ class Telemetry:
         if _STATUS_JOB in self.jobs:
             self.next_status_ms = now_ms + self.slot_ms
             return
-        payload = self._status_payload(now_ms)
-        air_us = self._airtime_us(wire.HEADER_BYTES + len(payload) + 8)
+        air_us = self._airtime_us(wire.HEADER_BYTES + len(self._status_payload(now_ms)) + 8)
         wait_ms = self.tele_budget.take(air_us, now_ms)  # spent now: ours goes first
         if wait_ms:
             self.next_status_ms = now_ms + wait_ms
@@ -71,9 +72,15 @@ class Telemetry:
         need_ms = (len(self.routes.table) + 1) * air_us * 1000 // (self.tele_budget.per_million or 1)
         interval = need_ms if need_ms > base else base
         self.tele_interval_ms = interval
-        self.next_status_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
+        gap_ms = interval - interval // 10 + self._rand(interval // 5)
+        if self.tele_again:  # a node just started says so twice: one may be lost
+            self.tele_again = False
+            again_ms = _AGAIN_MS + self._rand(_AGAIN_MS)
+            gap_ms = again_ms if again_ms < gap_ms else gap_ms
+        self.next_status_ms = now_ms + gap_ms
+        # built again: it tells when the next one is due, known only now
         f = Frame(STATUS, 0, self.s.hop_limit, 0, self.id, BROADCAST, self._new_id(),
-                  0, self.low, payload)
+                  0, self.low, self._status_payload(now_ms))
         self.seen.add(f.key())
         # like a beacon: one at a time, dropped rather than deferred by the duty cycle
         self._add_job(Job(_STATUS_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
@@ -111,7 +118,7 @@ class Telemetry:
             + _be16(self.duty.headroom_per_mille(now_ms)) \
             + bytes((min(len(self.jobs), 255), min(len(self.held), 255))) \
             + _be16(self.files.used_bytes() // 1024) \
-            + _be16(self.tele_interval_ms // 1000) \
+            + _be16((self.next_status_ms - now_ms) // 1000) \
             + wire.be32(c["rx"]) + wire.be32(c["tx"]) + wire.be32(c["relayed"]) \
             + wire.be32(c["duplicates"]) + wire.be32(dropped) \
             + wire.be32(self.drops.get("tag", 0)) + bytes((len(nb) // 6,)) + nb

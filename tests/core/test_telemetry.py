@@ -67,7 +67,7 @@ def test_status_frames_reach_every_node_with_their_fields():
         t = got[-1]
         assert t["hops"] == hops and t["name"] == "%08x" % origin
         assert t["counters"]["tx"] > 0 and t["counters"]["rx"] > 0
-        assert t["uptime_s"] > 0 and t["interval_s"] >= MIN_MS // 1000
+        assert t["uptime_s"] > 0 and t["interval_s"] > 0
         assert t["queue"] >= 0 and t["held"] == 0 and t["files_kib"] == 0
     far = _telemetry(m, 1, 4)[-1]
     assert far["battery_mv"] == 3712 and far["heap_free_bytes"] == 40000
@@ -190,3 +190,18 @@ def test_the_hard_cap_holds_when_relaying_would_take_more():
             assert m.status_air_ms(i) <= allowed_ms + saved_ms, (region, i)
         assert max(m.status_air_ms(i) for i in ids) > allowed_ms // 2, region  # it is used
         assert sum(m.nodes[i].counters["telemetry_skipped"] for i in ids) > 0, region
+
+
+def test_a_new_node_says_it_twice_and_each_frame_tells_when_the_next_is_due():
+    m = Mesh([1, 2], [(1, 2, 5)], telemetry_interval_ms=MIN_MS, region="EU868-10")
+    m.run(10 * MIN_MS)
+    got = [(e[0], unpack_status(e[3]["data"])["interval_s"]) for e in m.events
+           if e[1] == 1 and e[2] == "telemetry"]
+    assert len(got) >= 3
+    assert 3000 <= got[0][0] <= 20000 + 1000        # the first soon after start
+    assert 20000 <= got[1][0] - got[0][0] <= 41000   # the second 20-40 s later
+    for (t, due_s), (t_next, _) in zip(got, got[1:]):
+        # what a frame announced is when the next came (to the second; the
+        # frame goes on air a little after it is built)
+        assert abs((t_next - t) / 1000 - due_s) <= 2, (t, due_s, t_next)
+    assert got[2][1] >= MIN_MS // 1000 - MIN_MS // 10000   # then the interval
