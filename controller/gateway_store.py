@@ -4,7 +4,8 @@
            acknowledged it (QoS 1)
   inbox    commands for the gateway's node (sends from the broker, posts
            bridged in from another mesh), each removed only when the node
-           answered it
+           answered it. A bridged post is held back until its `after` time
+           (it may be cancelled meanwhile: gateway.Bridging)
 
 Both keep their order and survive a restart of the gateway. Bounds, and what
 happens at them:
@@ -67,6 +68,10 @@ class Store:
                        " WHERE perishable = 1")
             db.execute("CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                        " cmd TEXT NOT NULL)")
+            columns = [r[1] for r in db.execute("PRAGMA table_info(inbox)")]
+            if "after" not in columns:  # an inbox of an earlier version
+                db.execute("ALTER TABLE inbox ADD COLUMN after REAL NOT NULL DEFAULT 0")
+                db.execute("ALTER TABLE inbox ADD COLUMN uid TEXT")
             db.commit()
         except sqlite3.DatabaseError as e:
             db.close()
@@ -156,19 +161,37 @@ class Inbox(_Queue):
     def __init__(self, store: Store):
         super().__init__(store, "inbox")
 
-    def add(self, cmd: dict) -> int | None:
-        """Queue a command; its seq, or None when MAX_INBOX already wait."""
+    def add(self, cmd: dict, after_s: float = 0.0, uid: str | None = None) -> int | None:
+        """Queue a command; its seq, or None when MAX_INBOX already wait. One
+        with an `after_s` (Unix time, s) is not pending before then; its `uid`
+        names it for cancel()."""
         with self._writing():
             if self.count >= MAX_INBOX:
                 return None
-            seq = self.db.execute("INSERT INTO inbox (cmd) VALUES (?)", (json.dumps(cmd),)).lastrowid
+            seq = self.db.execute("INSERT INTO inbox (cmd, after, uid) VALUES (?, ?, ?)",
+                                  (json.dumps(cmd), after_s, uid)).lastrowid
             self.count += 1
         return seq
 
-    def pending(self, limit: int = -1) -> list[tuple[int, dict]]:
+    def pending(self, limit: int = -1, now_s: float = float("inf")) -> list[tuple[int, dict]]:
+        """(seq, command) in order, those whose `after` has come by now_s."""
         with self.lock:
-            rows = list(self.db.execute("SELECT seq, cmd FROM inbox ORDER BY seq LIMIT ?", (limit,)))
+            rows = list(self.db.execute("SELECT seq, cmd FROM inbox WHERE after <= ?"
+                                        " ORDER BY seq LIMIT ?", (now_s, limit)))
         return [(seq, json.loads(cmd)) for seq, cmd in rows]
+
+    def held(self, now_s: float) -> list[tuple[str, float]]:
+        """(uid, after) of the commands held back past now_s."""
+        with self.lock:
+            return list(self.db.execute("SELECT uid, after FROM inbox WHERE after > ? AND uid"
+                                        " IS NOT NULL ORDER BY seq", (now_s,)))
+
+    def cancel(self, uid: str, now_s: float) -> bool:
+        """Remove the command named uid if it is still held back at now_s."""
+        with self._writing():
+            n = self.db.execute("DELETE FROM inbox WHERE uid = ? AND after > ?", (uid, now_s)).rowcount
+            self.count -= n
+        return n > 0
 
     def get(self, seq: int) -> dict | None:
         with self.lock:

@@ -5,6 +5,7 @@ be unplugged and plugged again and is fast enough to load the gateway."""
 import json
 import os
 import queue
+import re
 import sqlite3
 import struct
 import threading
@@ -16,7 +17,7 @@ from fakes.fake_console_node import FakeConsoleNode
 
 from pollen_controller import gateway_store
 from pollen_controller.emulation import Emulation
-from pollen_controller.gateway import Gateway, GatewayError, check_send
+from pollen_controller.gateway import Bridging, Gateway, GatewayError, check_send, parse_mark
 from pollen_controller.node_link import ProcessLink, SerialLink
 from pollen_controller.topology import line
 
@@ -108,13 +109,15 @@ def start_gateway(emu, node, broker, tmp_path, heard=None):
 
 
 def received_by(node, text, timeout_s=20):
+    """The node's received event whose text is `text` (a str, or a regex to match whole)."""
+    same = text.fullmatch if isinstance(text, re.Pattern) else text.__eq__
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         try:
             ev = node.events.get(timeout=0.2)
         except queue.Empty:
             continue
-        if ev.get("event") == "received" and ev.get("text") == text:
+        if ev.get("event") == "received" and isinstance(ev.get("text"), str) and same(ev["text"]):
             return ev
     raise AssertionError(f"node never received {text!r}")
 
@@ -211,6 +214,75 @@ def test_send_payloads_are_checked():
             check_send(bad)
 
 
+# ---- which posts a gateway bridges in, and when (Bridging: no IO, times given) ------
+
+def _post(uid, gateway, origin="0000000c", text="market at noon", **kw):
+    # another gateway's publication on pollen/NETWORK/ORIGIN/message
+    return {"kind": "post", "from": origin, "to": "ffffffff", "uid": uid, "text": text,
+            "gateway": gateway, **kw}
+
+
+def test_bridging_decides_from_the_publication_alone():
+    t = 1000.0
+    br = Bridging("000000b1", hold_s=5.0, step_s=8.0, spread_s=2.0, rng=lambda: 0.5)
+    assert br.offer(_post("0000000c-1", "000000a1"), t) == 6.0  # 5 s + 0.5 * 2 s, rank 0
+    for body in (_post("0000000c-2", "000000b1"),                    # our own
+                 _post("0000000c-3", "000000a1", kind="msg"),        # a message: stays in its mesh
+                 _post("000000a1-4", "000000a1", bridged=True),      # bridged in over there already
+                 _post("000000a1-5", "000000a1", text="\u21c40000000f-9 x"),  # marked, flag or not
+                 _post("000000a1-6", "000000a1", text="\u21c40000000f x"),    # the first version's mark
+                 {"kind": "post", "text": "no uid"}):
+        assert br.offer(body, t) is None, body
+    assert parse_mark("\u21c40000000c-17 market at noon") == ("0000000c", "0000000c-17")
+    assert parse_mark("\u21c40000000c market") == ("0000000c", None)
+    assert parse_mark("\u21c4 odd") == ("", None) and parse_mark("plain") is None
+
+
+def test_bridging_a_post_heard_by_two_gateways_of_its_own_mesh_is_not_brought_back():
+    # a1 and a2 are gateways of mesh A; seen from a1. a2 heard post X first and
+    # published it; a1 holds it back, and drops it when its own node hears X
+    t = 1000.0
+    a1 = Bridging("000000a1", hold_s=5.0, step_s=8.0, spread_s=2.0, rng=lambda: 0.0)
+    assert a1.offer(_post("0000000c-1", "000000a2"), t) == 5.0
+    a1.took("0000000c-1", t + 5.0)
+    assert a1.heard("0000000c", "0000000c-1", "market at noon", t + 1.0) == ["0000000c-1"]  # drop it
+    assert a1.peers() == ["000000a2"]  # a2 published what a1's node heard: same mesh
+    # from now on whatever a2 publishes is of this mesh, whoever posted it
+    assert a1.offer(_post("0000000d-1", "000000a2", origin="0000000d"), t + 2) is None
+    # the other order: a1's node hears Y, then a2's publication of Y comes: not taken
+    a1.heard("0000000e", "0000000e-1", "hi", t + 3)
+    assert a1.offer(_post("0000000e-1", "000000a3", origin="0000000e"), t + 3.1) is None
+    assert a1.peers() == ["000000a2", "000000a3"]
+    # a post whose origin a1's node has heard is of this mesh too
+    assert a1.offer(_post("0000000c-2", "000000f1"), t + 4) is None
+    # too late to drop: its hold had ended, it has gone to the node
+    assert a1.offer(_post("0000000f-1", "000000f1", origin="0000000f"), t + 10) == 5.0
+    a1.took("0000000f-1", t + 15)
+    assert a1.heard("0000000f", "0000000f-1", "x", t + 16) == []
+
+
+def test_bridging_two_gateways_of_one_mesh_bring_a_post_in_once():
+    # b1 and b2 are gateways of mesh B and know it (b2's node heard b1's, and
+    # b1 published something); the lower id goes first, the other waits a
+    # step longer and drops the post when it hears b1's marked copy
+    t = 1000.0
+    b1 = Bridging("000000b1", hold_s=5.0, step_s=8.0, spread_s=2.0, rng=lambda: 1.0)
+    b2 = Bridging("000000b2", hold_s=5.0, step_s=8.0, spread_s=2.0, rng=lambda: 0.0)
+    for me, other in ((b1, "000000b2"), (b2, "000000b1")):
+        me.heard_node(other)
+        me.offer(_post(f"{other}-1", other, origin=other, kind="msg"), t)
+        assert me.peers() == [other]
+    x = _post("0000000c-7", "000000a1")
+    assert b1.offer(x, t) == 7.0       # 5 s + 2 s: rank 0, at most 7 s
+    assert b2.offer(x, t) == 13.0      # 5 s + 8 s: rank 1, at least 13 s
+    b1.took("0000000c-7", t + 7.0)
+    b2.took("0000000c-7", t + 13.0)
+    # b1's node posts "⇄0000000c-7 market at noon"; b2's node hears it
+    assert b2.heard("000000b1", "000000b1-40", "\u21c40000000c-7 market at noon", t + 8) == ["0000000c-7"]
+    # and the same post published by mesh A's other gateway is not taken again
+    assert b2.offer(_post("0000000c-7", "000000a2"), t + 9) is None
+
+
 def test_two_meshes_joined_through_one_broker_without_loops_or_doubles(mosquitto, tmp_path):
     # mesh A: nodes 0x101..0x103; mesh B: 0x201..0x203; a gateway in each
     a_topo, b_topo = line(3, first_id=0x101), line(3, first_id=0x201)
@@ -224,10 +296,12 @@ def test_two_meshes_joined_through_one_broker_without_loops_or_doubles(mosquitto
         try:
             assert gw_a.connected.wait(10) and gw_b.connected.wait(10)
             a.nodes[a_ids[-1]].command({"cmd": "send", "to": "all", "text": "market at noon"})
-            got = received_by(b.nodes[b_ids[-1]], f"\u21c4{a_ids[-1]:08x} market at noon", 30)
+            # "⇄ORIGIN-ID text": marked with the uid of the post it carries
+            got = received_by(b.nodes[b_ids[-1]],
+                              re.compile(f"\u21c4{a_ids[-1]:08x}-[0-9]+ market at noon"), 30)
             assert got["from"] == f"{b_ids[0]:08x}"  # posted in mesh B by B's gateway node
             b.nodes[b_ids[-1]].command({"cmd": "send", "to": "all", "text": "bring apples"})
-            received_by(a.nodes[a_ids[-1]], f"\u21c4{b_ids[-1]:08x} bring apples", 30)
+            received_by(a.nodes[a_ids[-1]], re.compile(f"\u21c4{b_ids[-1]:08x}-[0-9]+ bring apples"), 30)
             time.sleep(8)  # time for any loop or double to show
             assert gw_a.stats["bridged"] == 1 and gw_b.stats["bridged"] == 1
             # nothing came back: mesh A never got its own post bridged back to it
@@ -260,10 +334,10 @@ def fake_node(tmp_path):
         node.unplug()
 
 
-def start_serial_gateway(node, broker, tmp_path, log=None):
+def start_serial_gateway(node, broker, tmp_path, log=None, **kw):
     link = SerialLink(node.path)
     gw = Gateway(link, broker.url, "test", tmp_path / "outbox.db", status_interval_s=3600,
-                 log=log)
+                 log=log, **kw)
     stop = threading.Event()
     t = threading.Thread(target=gw.run, args=(stop,), daemon=True)
     t.start()
@@ -480,6 +554,68 @@ def test_broker_restarted_under_load_every_uid_arrives_in_order(mosquitto, fake_
         t.join(5)
         link.close()
         sub.close()
+
+
+def test_two_gateways_on_each_of_two_meshes_bridge_a_post_once_and_never_back(mosquitto, tmp_path):
+    """Meshes A and B with two gateways each, on fake nodes; the test is the
+    radio: a post is heard by both nodes of its mesh, and what a gateway's
+    node posts into its mesh the other node there hears. B's gateways know
+    they share a mesh (both heard a message); A's do not yet, and a2 hears
+    the post a second before a1."""
+    ids = {"a1": "000000a1", "a2": "000000a2", "b1": "000000b1", "b2": "000000b2"}
+    other = {"a1": "a2", "a2": "a1", "b1": "b2", "b2": "b1"}  # the other node of one's mesh
+    nodes, gws, running = {}, {}, []
+
+    def sends(name):
+        return [c for c in _drain(nodes[name].commands) if c.get("cmd") == "send"]
+
+    try:
+        for name, node_id in ids.items():
+            (tmp_path / name).mkdir()
+            nodes[name] = FakeConsoleNode(tmp_path / name, node_id=node_id, name=name).plug()
+            # held back 2 s, + 3 s a lower gateway of the mesh, + 0..0.5 s (5, 8, 2 by default)
+            gw, stop, t, link = start_serial_gateway(nodes[name], mosquitto, tmp_path / name,
+                                                     bridge_timing_s=(2.0, 3.0, 0.5))
+            gws[name] = gw
+            running.append((stop, t, link))
+        hello = received("0000000d", 1, "hello b") | {"kind": "msg", "to": "0000000e"}
+        nodes["b1"].emit(hello)
+        time.sleep(0.3)
+        nodes["b2"].emit(hello)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (gws["b1"].bridging.peers() == ["000000b2"]
+                                                   and gws["b2"].bridging.peers() == ["000000b1"]):
+            time.sleep(0.05)
+        assert gws["b1"].bridging.peers() == ["000000b2"] and gws["b2"].bridging.peers() == ["000000b1"]
+        assert gws["a1"].bridging.peers() == [] and not any(sends(n) for n in ids)
+        post = received("0000000c", 7, "market at noon")
+        nodes["a2"].emit(post)
+        time.sleep(1.0)
+        nodes["a1"].emit(post)
+        posted = {name: [] for name in ids}
+        end = time.monotonic() + 8  # b2 would post it 5..5.5 s after a2 published it
+        while time.monotonic() < end:
+            for name in ids:
+                for c in sends(name):
+                    posted[name].append(c["text"])
+                    nodes[other[name]].emit(received(ids[name], 5000 + len(posted[name]), c["text"]))
+            time.sleep(0.05)
+        assert posted == {"a1": [], "a2": [], "b1": ["\u21c40000000c-7 market at noon"], "b2": []}
+        assert gws["b2"].stats["bridge_dropped"] == 1  # held back, then heard from b1
+        assert gws["a1"].stats["bridge_dropped"] == 1  # a2's copy came first; then a1's node heard it
+        assert gws["a1"].bridging.peers() == ["000000a2"] and gws["a2"].bridging.peers() == ["000000a1"]
+        # a post stored to bridge in counts in "bridged", one dropped while held back also in "bridge_dropped"
+        assert [gws[n].stats["bridged"] for n in ids] == [1, 0, 1, 1]
+        assert all(t.is_alive() for _, t, _ in running)
+    finally:
+        for stop, t, link in running:
+            stop.set()
+        for stop, t, link in running:
+            t.join(5)
+            link.close()
+        for node in nodes.values():
+            if os.path.lexists(node.path):
+                node.unplug()
 
 
 def test_a_network_name_that_is_not_one_topic_level_is_refused(tmp_path):

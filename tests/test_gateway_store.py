@@ -99,3 +99,28 @@ def test_a_write_that_fails_changes_nothing_and_the_next_one_works(tmp_path):
     s.inbox.add({"cmd": "send", "to": "all", "text": "c"})
     assert [c["text"] for _, c in s.inbox.pending()] == ["a", "c"] and s.inbox.count == 2
     s.close()
+
+
+def test_a_held_command_waits_for_its_time_and_can_be_cancelled_until_then(tmp_path):
+    s = Store(tmp_path / "gw.db")
+    s.inbox.add({"cmd": "send", "to": "all", "text": "bridged 1"}, after_s=100.0, uid="0000000c-1")
+    s.inbox.add({"cmd": "send", "to": "0000000c", "text": "a send"})
+    s.inbox.add({"cmd": "send", "to": "all", "text": "bridged 2"}, after_s=100.0, uid="0000000c-2")
+    assert [c["text"] for _, c in s.inbox.pending(now_s=99.0)] == ["a send"]  # not held up behind
+    assert s.inbox.held(99.0) == [("0000000c-1", 100.0), ("0000000c-2", 100.0)]
+    assert s.inbox.cancel("0000000c-1", 99.0) and s.inbox.count == 2
+    assert not s.inbox.cancel("0000000c-2", 100.0)  # its time has come: it goes to the node
+    s.close()
+    s = Store(tmp_path / "gw.db")  # held back across a restart too
+    assert s.inbox.held(99.0) == [("0000000c-2", 100.0)]
+    assert [c["text"] for _, c in s.inbox.pending(now_s=100.0)] == ["a send", "bridged 2"]
+
+
+def test_an_inbox_of_an_earlier_version_is_taken_on(tmp_path):
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.execute("CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, cmd TEXT NOT NULL)")
+    db.execute("""INSERT INTO inbox (cmd) VALUES ('{"cmd": "send", "to": "all", "text": "old"}')""")
+    db.commit()
+    db.close()
+    s = Store(tmp_path / "old.db")
+    assert [c["text"] for _, c in s.inbox.pending(now_s=0.0)] == ["old"] and s.inbox.held(0.0) == []
