@@ -213,16 +213,23 @@ class MeshView:
         for k in REPORT_FIELDS:
             n[k] = _field(ev.get(k), k)
 
-    def _status(self, ev, t, u):
+    def _reporter(self, ev, u):
+        # the node a status or telemetry event is about, its name updated;
+        # None (counted as ignored) without a valid id
         nid = node_id(ev.get("id"))
         if nid is None:
             self.ignored += 1
-            return
+            return None, None
         n = self._node(nid, u)
+        if n is not None:
+            n["name"] = _name(ev.get("name")) or n["name"]
+        return nid, n
+
+    def _status(self, ev, t, u):
+        nid, n = self._reporter(ev, u)
         if n is None:
             return
         self.attached = nid
-        n["name"] = _name(ev.get("name")) or n["name"]
         n["attached_t"] = t
         n["interval_s"] = None
         self._observe(n, t, 0, None, None, None, "status")
@@ -253,14 +260,9 @@ class MeshView:
                 u.samples.append(self._sample(m, seen, "neighbour", 1, rssi, snr, nid))
 
     def _telemetry(self, ev, t, u):
-        nid = node_id(ev.get("id"))
-        if nid is None:
-            self.ignored += 1
-            return
-        n = self._node(nid, u)
+        nid, n = self._reporter(ev, u)
         if n is None:
             return
-        n["name"] = _name(ev.get("name")) or n["name"]
         hops = _int(ev.get("hops"), "hops")
         hops = hops if hops is not None and hops >= 1 else None
         rssi, snr = _num(ev.get("rssi_dbm"), "rssi_dbm"), _num(ev.get("snr_db"), "snr_db")
