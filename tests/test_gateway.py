@@ -17,7 +17,8 @@ from fakes.fake_console_node import FakeConsoleNode
 
 from pollen_controller import gateway_store
 from pollen_controller.emulation import Emulation
-from pollen_controller.gateway import Bridging, Gateway, GatewayError, check_send, parse_mark
+from pollen_controller.gateway import Gateway, GatewayError, check_send
+from pollen_controller.gateway_bridge import Bridging, parse_mark
 from pollen_controller.node_link import ProcessLink, SerialLink
 from pollen_controller.topology import line
 
