@@ -46,12 +46,13 @@ class Telemetry:
         # where the region has one, else of all the time
         share = s.telemetry_share_per_mille * (self.duty.per_mille or 1000)
         # it saves up a quarter of an hour's share, or one status frame of
-        # the longest kind if that is more, and starts full: a node's first
-        # status goes at once (and where the share allows, relays of the
-        # first round of its neighbours' too)
+        # the longest kind if that is more, and starts with two: a node's
+        # first status and its repeat go when due, and after a whole mesh is
+        # powered on at once, relays of the others' wait for the budget to
+        # grow (the channel is not flooded with them)
         one = self._airtime_us(_MAX_STATUS_FRAME)
-        cap = share * 900 if share * 900 > one else one
-        self.tele_budget = AirtimeBudget(share, cap, cap if share else 0)
+        cap = share * 900 if share * 900 > 2 * one else 2 * one
+        self.tele_budget = AirtimeBudget(share, cap, 2 * one if share else 0)
         self.tele_budget.at_ms = now_ms
 
     def _telemetry_timer(self, now_ms):
