@@ -15,7 +15,6 @@ import binascii
 from pollen import VERSION
 from pollen.ids import ConfigError, parse_node_id
 from pollen.wire import BROADCAST
-from pollen.files import parse_cid, cid_str
 
 CONFIG = "config.json"
 
@@ -126,7 +125,9 @@ class App:
             elif cmd == "status":
                 self.emit_status(ref)
             elif cmd in _FILE_CMDS:
-                getattr(self, "cmd_" + cmd)(c, ref)
+                # loaded when the host first uses files: a relay never needs it
+                from pollen_io import file_console
+                getattr(file_console, "cmd_" + cmd)(self, c, ref)
             else:
                 emit("error", error="unknown cmd %r (known: send, status, %s)"
                      % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
@@ -152,60 +153,6 @@ class App:
                 raise ValueError(str(e).replace("config field", "field"))
         msg_id = self.node.send(dest, text, self.clock.now())
         emit("sent", id=msg_id, to="all" if dest == BROADCAST else "%08x" % dest, ref=ref)
-
-    # ---- the shared commons (docs/console.md#files) ---------------------------
-
-    def cmd_share(self, c, ref):
-        # the host sends the manifest, then each chunk with "put": a board
-        # never holds the whole file in RAM
-        cid = self.node.share_manifest(_b64(c, "manifest"), self.clock.now())
-        m = self.node.files.manifests[cid]
-        held = self.node.files.chunks_held(cid)
-        if 0 < held < m.chunks:  # a share cut short before: what is still to come
-            emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held,
-                 missing=self.node.files.missing(cid), ref=ref)
-        else:  # none or all of it: no list (it would need a block of a small heap)
-            emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held, ref=ref)
-
-    def cmd_put(self, c, ref):
-        cid = _cid(c)
-        index = c.get("index")
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise ValueError("field 'index': expected a chunk number")
-        done = self.node.share_chunk(cid, index, _b64(c, "data"), self.clock.now())
-        emit("put", cid=cid_str(cid), index=index, complete=done, ref=ref)
-
-    def cmd_fetch(self, c, ref):
-        cid = _cid(c)
-        self.node.fetch(cid, self.clock.now())  # refused (too many fetches): an error, no start
-        emit("fetch_started", cid=cid_str(cid), ref=ref)
-
-    def cmd_catalog(self, c, ref):
-        search = c.get("search")
-        if search is not None and not isinstance(search, str):
-            raise ValueError("field 'search': expected text")
-        rows = self.node.catalog_entries(self.clock.now(), search)
-        for r in rows:  # one line each: a long catalog never needs one big string
-            r["ref"] = ref
-            emit("catalog_entry", **r)
-        emit("catalog", count=len(rows), ref=ref)
-
-    def cmd_manifest(self, c, ref):
-        cid = _cid(c)
-        m = self.node.files.manifests.get(cid)
-        if m is None:
-            raise ValueError("content id %s: not on this node" % cid_str(cid))
-        emit("manifest", cid=cid_str(cid), data=_b64s(m.raw),
-             complete=self.node.files.complete(cid), ref=ref)
-
-    def cmd_get(self, c, ref):
-        cid = _cid(c)
-        index = c.get("index")
-        ok = isinstance(index, int) and not isinstance(index, bool)
-        data = self.node.files.read_chunk(cid, index) if ok else None
-        if data is None:
-            raise ValueError("content id %s: no chunk %r on this node" % (cid_str(cid), index))
-        emit("chunk", cid=cid_str(cid), index=index, data=_b64s(data), ref=ref)
 
     def emit_status(self, ref=None):
         # field by field: the status as one dict would need a big block of
@@ -256,28 +203,6 @@ _FILE_CMDS = ("share", "put", "fetch", "catalog", "manifest", "get")
 def _field(name, value):
     sys.stdout.write(', "%s": ' % name)
     json.dump(value, sys.stdout)
-
-
-def _b64(c, field):
-    v = c.get(field)
-    try:
-        return binascii.a2b_base64(v)
-    except (ValueError, TypeError):
-        raise ValueError("field '%s': expected base64" % field)
-
-
-def _b64s(data):
-    return binascii.b2a_base64(data).decode().strip()
-
-
-def _cid(c):
-    v = c.get("cid")
-    if not isinstance(v, str):
-        raise ValueError("field 'cid': expected a content id (26 letters a-z, 2-7)")
-    try:
-        return parse_cid(v)
-    except ValueError as e:
-        raise ValueError("field 'cid': %s" % e)
 
 
 def fail(e):
