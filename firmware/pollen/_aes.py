@@ -1,15 +1,11 @@
 # The one place that knows which AES the interpreter has: MicroPython's
-# cryptolib, or the `cryptography` package on CPython. Exposes a single
-# function: aes_ecb(key16) -> encrypt(block16) -> bytes.
+# cryptolib, or the `cryptography` package on CPython (_aes_host.py, which a
+# node never loads). Exposes a single function: aes_ecb(key16) ->
+# encrypt(block16) -> bytes.
 try:
-    from cryptolib import aes as _mp_aes
+    from cryptolib import aes
 
     def aes_ecb(key):
-        c = _mp_aes(key, 1)  # mode 1 = ECB
-        return c.encrypt
+        return aes(key, 1).encrypt  # mode 1 = ECB
 except ImportError:
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    def aes_ecb(key):
-        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-        return enc.update
+    from pollen._aes_host import aes_ecb  # noqa: F401
