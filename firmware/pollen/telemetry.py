@@ -46,13 +46,14 @@ class Telemetry:
         # where the region has one, else of all the time
         share = s.telemetry_share_per_mille * (self.duty.per_mille or 1000)
         # it saves up a quarter of an hour's share, or one status frame of
-        # the longest kind if that is more, and starts with two: a node's
-        # first status and its repeat go when due, and after a whole mesh is
-        # powered on at once, relays of the others' wait for the budget to
-        # grow (the channel is not flooded with them)
+        # the longest kind if that is more, and starts with one: a node's
+        # first status goes when due; its repeat and relays of others' wait
+        # for the budget to grow, so a mesh powered on at once does not flood
+        # the channel with status frames (or spend a duty-cycle budget that
+        # messages need on them)
         one = self._airtime_us(_MAX_STATUS_FRAME)
-        cap = share * 900 if share * 900 > 2 * one else 2 * one
-        self.tele_budget = AirtimeBudget(share, cap, 2 * one if share else 0)
+        cap = share * 900 if share * 900 > one else one
+        self.tele_budget = AirtimeBudget(share, cap, one if share else 0)
         self.tele_budget.at_ms = now_ms
 
     def _telemetry_timer(self, now_ms):
@@ -74,7 +75,7 @@ class Telemetry:
         interval = need_ms if need_ms > base else base
         self.tele_interval_ms = interval
         gap_ms = interval - interval // 10 + self._rand(interval // 5)
-        if self.tele_again:  # a node just started says so twice: one may be lost
+        if self.tele_again:  # a node just started says so twice (one may be lost), budget allowing
             self.tele_again = False
             again_ms = _AGAIN_MS + self._rand(_AGAIN_MS)
             gap_ms = again_ms if again_ms < gap_ms else gap_ms
