@@ -23,7 +23,10 @@ from pollen_controller.node_link import ProcessLink, SerialLink
 from pollen_controller.topology import line
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-FAST = {"beacon_interval_ms": 1500, "neighbour_expiry_ms": 20000}
+# quick beacons; status frames every 20 s at most, with a tenth of the airtime
+# budget, so one comes within the tests' waits even if the first is lost
+FAST = {"beacon_interval_ms": 1500, "neighbour_expiry_ms": 20000,
+        "telemetry_interval_ms": 20000, "telemetry_share_per_mille": 100}
 
 
 class Subscriber:
@@ -153,7 +156,7 @@ def test_uplink_downlink_and_a_malformed_send(mosquitto, mesh, tmp_path):
         publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "still here"}))
         received_by(emu.nodes[ids[-1]], "still here")
         # telemetry: the far node's first status frame (seconds after its start), decoded
-        topic, body = tele.wait(lambda t, b: True, 45)
+        topic, body = tele.wait(lambda t, b: True, 60)
         assert body["id"] == f"{ids[-1]:08x}" and body["hops"] == 2 and body["name"]
         assert body["uptime_s"] > 0 and "data" not in body and body["gateway"] == f"{ids[0]:08x}"
         assert f"{ids[1]:08x}" in [n["id"] for n in body["neighbours"]]

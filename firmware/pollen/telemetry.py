@@ -46,14 +46,14 @@ class Telemetry:
         # where the region has one, else of all the time
         share = s.telemetry_share_per_mille * (self.duty.per_mille or 1000)
         # it saves up a quarter of an hour's share, or one status frame of
-        # the longest kind if that is more, and starts with one: a node's
-        # first status goes when due; its repeat and relays of others' wait
-        # for the budget to grow, so a mesh powered on at once does not flood
-        # the channel with status frames (or spend a duty-cycle budget that
-        # messages need on them)
+        # the longest kind if that is more, and starts full: a node's first
+        # status goes when due, and relays of its neighbours' first ones as
+        # far as a quarter hour's share goes. Where that is less than a
+        # frame (a 1 % region, a slow preset) it starts with its own first
+        # status only, and a duty-cycle budget messages need is not spent
         one = self._airtime_us(_MAX_STATUS_FRAME)
         cap = share * 900 if share * 900 > one else one
-        self.tele_budget = AirtimeBudget(share, cap, one if share else 0)
+        self.tele_budget = AirtimeBudget(share, cap, cap if share else 0)
         self.tele_budget.at_ms = now_ms
 
     def _telemetry_timer(self, now_ms):

@@ -193,10 +193,7 @@ def test_the_hard_cap_holds_when_relaying_would_take_more():
 
 
 def test_a_new_node_says_it_twice_and_each_frame_tells_when_the_next_is_due():
-    # a share that affords the repeat at once (at 2 % of EU868-10's 10 %,
-    # it waits about a minute for the budget)
-    m = Mesh([1, 2], [(1, 2, 5)], telemetry_interval_ms=MIN_MS, region="EU868-10",
-             telemetry_share_per_mille=100)
+    m = Mesh([1, 2], [(1, 2, 5)], telemetry_interval_ms=MIN_MS, region="EU868-10")
     m.run(10 * MIN_MS)
     got = [(e[0], unpack_status(e[3]["data"])["interval_s"]) for e in m.events
            if e[1] == 1 and e[2] == "telemetry"]
