@@ -35,12 +35,18 @@ class Board:
         except (_MpError, OSError) as e:
             raise BoardError(f"{port}: cannot open the port ({e}); is the board plugged in, "
                              "and is another program (a console, mpremote) using it?") from None
-        try:
-            self.t.enter_raw_repl(soft_reset=False, timeout_overall=5)
-        except (_MpError, OSError) as e:
-            self.t.close()
-            raise BoardError(f"{port}: the board does not answer the raw REPL ({e}); "
-                             "is MicroPython installed (pollen flash --micropython IMAGE)?") from None
+        for attempt in (1, 2):
+            # twice: a board busy starting (or a REPL still setting up its
+            # terminal) can drop the first Ctrl-C/Ctrl-A and answer the next
+            try:
+                self.t.enter_raw_repl(soft_reset=False, timeout_overall=5 if attempt == 1 else 3)
+                break
+            except (_MpError, OSError) as e:
+                if attempt == 2:
+                    self.t.close()
+                    raise BoardError(f"{port}: the board does not answer the raw REPL ({e}); "
+                                     "is MicroPython installed (pollen flash --micropython IMAGE)?"
+                                     ) from None
 
     def __enter__(self):
         return self
