@@ -41,7 +41,7 @@ _INTS = {
     "fetch_patience_ms": (600000, 1000, 86400000),
     # telemetry (telemetry.py): 0 = send no status frames
     "telemetry_interval_ms": (300000, 0, 86400000),
-    "telemetry_share_per_mille": (20, 0, 100),
+    "telemetry_share_per_mille": (20, 0, 500),
 }
 FIELDS = ("node_id", "name", "network_key", "region", "preset") + tuple(_INTS)
 

@@ -428,7 +428,7 @@ def test_settings_every_field_error_names_the_field():
             "catalog_capacity": (3, 1025),
             "catalog_expiry_ms": (999, 7 * 86400000 + 1), "fetch_window": (0, 65),
             "fetch_patience_ms": (999, 86400001),
-            "telemetry_interval_ms": (-1, 86400001), "telemetry_share_per_mille": (-1, 101)}
+            "telemetry_interval_ms": (-1, 86400001), "telemetry_share_per_mille": (-1, 501)}
     for k in ints:
         bad[k] = ints[k] + ("5", True, 2.0, None)
     for field in FIELDS:
