@@ -100,7 +100,7 @@ class _LinkSource(Source):
             return None
         if ev.get("event") == "status" and self.status_at is None:
             self.status_at = time.monotonic()
-        return decode_event(ev), time.time()   # (links may decode telemetry already)
+        return ev, time.time()  # telemetry comes decoded: links decode as they read
 
     def done(self, view) -> bool:
         return self.status_at is not None and time.monotonic() - self.status_at >= 2.0
