@@ -405,6 +405,20 @@ def test_telemetry_and_status_go_up_on_their_topics(mosquitto, fake_node, tmp_pa
         sub.close()
 
 
+def sends_to_node(fake_node, seconds, done):
+    # the send commands the gateway wrote to the fake node, until done(sends)
+    sends = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not done(sends):
+        try:
+            cmd = fake_node.commands.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if cmd.get("cmd") == "send":
+            sends.append(cmd)
+    return sends
+
+
 def test_serial_port_unplugged_and_back_nothing_lost(mosquitto, fake_node, tmp_path):
     said = []
     sub = Subscriber(mosquitto, "pollen/test/#")
@@ -431,15 +445,7 @@ def test_serial_port_unplugged_and_back_nothing_lost(mosquitto, fake_node, tmp_p
             published_while_away.append(sub.got.get())
         assert [x for x in published_while_away if not x[0].endswith("/errors")] == []
         fake_node.plug()  # back, on another pty behind the same path
-        sends = []
-        deadline = time.monotonic() + 20
-        while not sends and time.monotonic() < deadline:
-            try:
-                cmd = fake_node.commands.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if cmd.get("cmd") == "send":
-                sends.append(cmd)
+        sends = sends_to_node(fake_node, 20, lambda sends: sends)
         assert [(c["to"], c["text"]) for c in sends] == [("0000000c", "while away")]
         topic, body = sub.wait(lambda t, b: t.endswith("/status"))  # its identity, asked again
         assert topic == "pollen/test/0000000a/status"
@@ -484,15 +490,7 @@ def test_a_send_the_gateway_cannot_store_is_not_acknowledged_but_kept_for_later(
         assert gw.inbox.count == 0 and t.is_alive()
         assert [c for c in _drain(fake_node.commands) if c.get("cmd") == "send"] == []
         other.rollback()  # the file is free
-        sends = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not (sends and gw.inbox.count == 0):
-            try:
-                cmd = fake_node.commands.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if cmd.get("cmd") == "send":
-                sends.append(cmd)
+        sends = sends_to_node(fake_node, 15, lambda sends: sends and gw.inbox.count == 0)
         time.sleep(1)
         sends += [c for c in _drain(fake_node.commands) if c.get("cmd") == "send"]
         assert [(c["to"], c["text"]) for c in sends] == [("0000000c", "kept")]

@@ -383,15 +383,20 @@ def gateway_traffic():
             ("0000000c/message", b"garbage"), ("errors", {"error": "field 'text': too long"})]
 
 
+def monitor_once_over_mqtt(mosquitto, tmp_path, traffic):
+    # `pollen monitor --mqtt --once --json` while a publisher sends traffic
+    pub = Publisher(mosquitto, "village", traffic)
+    try:
+        return run("monitor", "--mqtt", mosquitto.url, "--network", "village", "--db",
+                   tmp_path / "h.db", "--once", "--json", "--wait", "3")
+    finally:
+        pub.close()
+
+
 def test_monitor_once_json_from_an_mqtt_broker(mosquitto, tmp_path):
     traffic = gateway_traffic()
     traffic[3] = ("0000000c/status", "not an object")
-    pub = Publisher(mosquitto, "village", traffic)
-    try:
-        r = run("monitor", "--mqtt", mosquitto.url, "--network", "village", "--db",
-                tmp_path / "h.db", "--once", "--json", "--wait", "3")
-    finally:
-        pub.close()
+    r = monitor_once_over_mqtt(mosquitto, tmp_path, traffic)
     assert r.exit_code == 0, r.output
     rows = {x["id"]: x for x in json.loads(r.stdout)}
     assert list(rows) == ["00000001", "00000002", "0000000c"]
@@ -414,12 +419,7 @@ def test_bad_payloads_neither_stop_the_monitor_nor_stay_in_its_history(mosquitto
                ("0000000c/message", {"kind": "post", "id": 2 ** 70, "text": "x", "t": t}),
                ("0000000c/message", {"kind": "post", "id": 5, "hops": 1e30, "text": "y",
                                      "uid": "0000000c-5", "t": t})]
-    pub = Publisher(mosquitto, "village", traffic)
-    try:
-        r = run("monitor", "--mqtt", mosquitto.url, "--network", "village", "--db",
-                tmp_path / "h.db", "--once", "--json", "--wait", "3")
-    finally:
-        pub.close()
+    r = monitor_once_over_mqtt(mosquitto, tmp_path, traffic)
     assert r.exit_code == 0, r.output
     rows = {x["id"]: x for x in json.loads(r.stdout)}
     assert list(rows) == ["00000001", "0000000c"]
