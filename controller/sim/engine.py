@@ -209,8 +209,10 @@ class Simulation:
         tx = self.channel.begin(n, frame, t, end)
         sensed = self.channel.sensing(tx)
         for rx in sensed:
-            if self.up[rx]:
-                self.routers[rx].channel_busy(end, t)
+            # at boot a node may transmit before every other node has a router
+            r = self.routers.get(rx)
+            if r is not None and self.up[rx]:
+                r.channel_busy(end, t)
         self.metrics.transmitted(n, air_us, sensed, frame[0] & 0x0F)
         self._push(end, _TX_END, tx)
 
