@@ -13,6 +13,7 @@ from pollen.airtime import preset_time_on_air_us
 from pollen.crypto import TAG_BYTES
 from pollen.storage import MemoryStorage
 from pollen.wire import HEADER_BYTES
+from pollen_controller.sim import frames
 from pollen_controller.sim.channel import Channel
 from pollen_controller.sim.metrics import Metrics
 from pollen_controller.topology import PathLossModel
@@ -62,6 +63,9 @@ class Simulation:
         self.channel = Channel(scenario.initial_positions(), scenario.preset, self.model,
                                sigma, self.seed, frame_loss=scenario.frame_loss)
         self.metrics = Metrics(self.ids)
+        self.classify = frames.classifier(router)   # frame -> (type name, unicast key)
+        self.topology_epoch = 0   # bumped when links change (movers, cuts)
+        self._hops_cache = {}     # source -> (epoch, {node: hops})
         self.files = scenario.files()
         self.file_cid = {}   # file index -> content id
         self.cids = {}       # content id (text) -> file index
@@ -147,6 +151,7 @@ class Simulation:
                 for n, mover in self.movers.items():
                     x, y = mover.position(t)
                     self.channel.move(n, x, y)
+                self.topology_epoch += 1
                 self._push(t + _MOVE_STEP_MS, _MOVE)
             elif kind == _FAIL:
                 self.events += 1
@@ -163,6 +168,7 @@ class Simulation:
             elif kind == _LINK:
                 self.events += 1
                 self.channel.cut_link(a[0], a[1], b == "off")
+                self.topology_epoch += 1
             if t >= next_forget:
                 # frames that ended more than one longest frame ago overlap nothing new
                 self.channel.forget_before(t - self.channel.longest_ms)
@@ -213,7 +219,8 @@ class Simulation:
             r = self.routers.get(rx)
             if r is not None and self.up[rx]:
                 r.channel_busy(end, t)
-        self.metrics.transmitted(n, air_us, sensed, frame[0] & 0x0F)
+        kind, msg_key = self.classify(frame)
+        self.metrics.transmitted(n, air_us, sensed, kind, msg_key)
         self._push(end, _TX_END, tx)
 
     def _deliver(self, tx, t):
@@ -232,7 +239,8 @@ class Simulation:
         except ValueError:
             self.metrics.send_errors += 1
             return
-        self.metrics.sent(src, msg_id, dest, t, dest == BROADCAST)
+        hops = None if dest == BROADCAST else self._hops_now(src).get(dest)
+        self.metrics.sent(src, msg_id, dest, t, dest == BROADCAST, hops)
         self._poll(src, t)
 
     def _share(self, i, t):
@@ -279,6 +287,13 @@ class Simulation:
         frame_bytes = HEADER_BYTES + len(payload) + TAG_BYTES
         return files.chunk_count(f.size_bytes, chunk_bytes) * hops \
             * preset_time_on_air_us(frame_bytes, self.sc.preset)
+
+    def _hops_now(self, src):
+        # _hops_from(src) over the links as they are now, once per topology epoch
+        got = self._hops_cache.get(src)
+        if got is None or got[0] != self.topology_epoch:
+            got = self._hops_cache[src] = (self.topology_epoch, self._hops_from(src))
+        return got[1]
 
     def _hops_from(self, src):
         # {node: hops} over the channel's links as they are now, breadth first

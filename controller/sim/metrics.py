@@ -20,20 +20,26 @@ Definitions (docs/simulator.md has the full list):
 - file_catalog_airtime_share: airtime of CATALOG frames / airtime of all frames.
 - telemetry_airtime_share: airtime of STATUS frames (own and relayed) / airtime of all
   frames; telemetry_duty_pct: the most any one node spent on them, % of the time.
+- tx_by_type, airtime_ms_by_type: frames put on air and their airtime, by the
+  type name `frames.classify` gives.
+- unicast_tx_over_hops: for each delivered unicast, the transmissions of every
+  frame carrying it or acknowledging it / the shortest-path hop count from its
+  source to its destination when it was sent; unicast_tx_per_delivered: the
+  mean of those transmissions over delivered unicasts.
 """
 from __future__ import annotations
 
-from pollen.wire import CATALOG, CHUNK, PART, STATUS, WANT
+# frame type names (frames.POLLEN_TYPES) the file and telemetry metrics count
+STATUS, CATALOG = "status", "catalog"
+FETCH_TYPES = ("want", "chunk", "part")   # frame types a fetch costs (catalog gossip apart)
 
-FETCH_TYPES = (WANT, CHUNK, PART)   # frame types a fetch costs (catalog gossip apart)
 
-
-def percentile(values, q):
+def percentile(values, q, digits=1):
     if not values:
         return None
     v = sorted(values)
     i = min(len(v) - 1, max(0, round(q / 100 * (len(v) - 1))))
-    return round(v[i], 1)
+    return round(v[i], digits)
 
 
 class Metrics:
@@ -48,7 +54,9 @@ class Metrics:
         self.peak_queue = 0
         self.not_sent = 0
         self.send_errors = 0
-        self.airtime_us_by_type: dict[int, int] = {}
+        self.airtime_us_by_type: dict[str, int] = {}
+        self.tx_by_type: dict[str, int] = {}
+        self.tx_by_msg: dict[tuple[int, int], int] = {}   # unicast (origin, id) -> frames
         self.status_us_by_node: dict[int, int] = {}
         # (file index, node) -> [start_ms, lower bound us or None, end_ms, fetched]
         self.fetches: dict[tuple[int, int], list] = {}
@@ -58,9 +66,10 @@ class Metrics:
 
     # ---- recording ----------------------------------------------------------
 
-    def sent(self, src, msg_id, dest, t_ms, broadcast):
+    def sent(self, src, msg_id, dest, t_ms, broadcast, hops=None):
+        # hops: the shortest path from src to dest at t_ms (None: no path, or a broadcast)
         self.messages[(src, msg_id)] = {"src": src, "dest": dest, "t": t_ms,
-                                        "broadcast": broadcast, "got": {}}
+                                        "broadcast": broadcast, "got": {}, "hops": hops}
 
     def received(self, node, info, t_ms):
         try:
@@ -71,11 +80,15 @@ class Metrics:
         if m is not None and node != m["src"] and node not in m["got"]:
             m["got"][node] = t_ms
 
-    def transmitted(self, node, airtime_us, sensed_by, frame_type=None):
+    def transmitted(self, node, airtime_us, sensed_by, frame_type="frame", msg_key=None):
+        # frame_type: a name (frames.classify); msg_key: the unicast it carries or acks
         self.tx_frames += 1
         self.tx_airtime_us += airtime_us
         self.airtime_us_by_type[frame_type] = self.airtime_us_by_type.get(frame_type, 0) \
             + airtime_us
+        self.tx_by_type[frame_type] = self.tx_by_type.get(frame_type, 0) + 1
+        if msg_key is not None:
+            self.tx_by_msg[msg_key] = self.tx_by_msg.get(msg_key, 0) + 1
         if frame_type == STATUS:
             self.status_us_by_node[node] = self.status_us_by_node.get(node, 0) + airtime_us
         self.airtime_us_by_node[node] += airtime_us
@@ -103,8 +116,9 @@ class Metrics:
     def summary(self, duration_ms, channel_stats) -> dict:
         others = max(1, len(self.node_ids) - 1)
         reach, latencies, bcast_latencies = [], [], []
-        unicasts = delivered = receptions = 0
-        for m in self.messages.values():
+        unicasts = delivered = receptions = unicast_tx = 0
+        tx_over_hops = []
+        for key, m in self.messages.items():
             if m["broadcast"]:
                 reach.append(len(m["got"]) / others)
                 receptions += len(m["got"])
@@ -115,6 +129,10 @@ class Metrics:
                 if t is not None:
                     delivered += 1
                     latencies.append(t - m["t"])
+                    tx = self.tx_by_msg.get(key, 0)
+                    unicast_tx += tx
+                    if m["hops"]:
+                        tx_over_hops.append(tx / m["hops"])
         useful = delivered + receptions
         attempted = (channel_stats["receptions"] - channel_stats["lost_down"])
         dur_s = max(1e-9, duration_ms / 1000)
@@ -130,6 +148,12 @@ class Metrics:
                                      "p95": percentile(bcast_latencies, 95)},
             "tx_frames": self.tx_frames,
             "tx_per_delivered": round(self.tx_frames / useful, 3) if useful else None,
+            "tx_by_type": dict(sorted(self.tx_by_type.items())),
+            "airtime_ms_by_type": {k: round(v / 1000, 1)
+                                   for k, v in sorted(self.airtime_us_by_type.items())},
+            "unicast_tx_over_hops": {"p50": percentile(tx_over_hops, 50, 3),
+                                     "p95": percentile(tx_over_hops, 95, 3)},
+            "unicast_tx_per_delivered": round(unicast_tx / delivered, 3) if delivered else None,
             "airtime_ms_per_delivered":
                 round(self.tx_airtime_us / 1000 / useful, 1) if useful else None,
             "collision_ratio":
