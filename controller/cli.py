@@ -69,7 +69,11 @@ def demo(nodes, loss, seed, heap, file_kib, as_json):
 @click.argument("scenario")
 @click.option("--router", type=click.Choice(["pollen", "managed-flood"]), default="pollen",
               show_default=True, help="pollen's core, or the Meshtastic-style baseline.")
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--seed", type=int, default=None,
+              help="Run as if the scenario's seed were SEED: another mesh (random and "
+                   "cluster placements; grid, line and explicit ones are fixed), other "
+                   "traffic, random failures and movements, shadowing and timing. "
+                   "Default: the scenario's own seed.")
 @click.option("--nodes", type=int, default=None, help="Scale the scenario to N nodes.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
@@ -184,7 +188,10 @@ def _file_rows(r: dict) -> list:
               help="Instead: the file scenarios (pollen only) over seeds 1..--seeds.")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="With --files: how many seeds.")
-def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds):
+@click.option("--sensitivity", is_flag=True,
+              help="Instead: each router under each capture rule, same seeds "
+                   "(docs/simulator.md).")
+def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, sensitivity=False):
     """Run the standard scenarios with pollen and the baseline, same seeds.
 
     Prints a side-by-side table with the ratio pollen/baseline for each
@@ -198,6 +205,13 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds):
     from pollen_controller.sim import plots
 
     say = (lambda s: click.echo(s, err=True))
+    if sensitivity:
+        from pollen_controller.sim import sensitivity as sens
+
+        rows = sens.sensitivity(seeds=tuple(range(1, (seeds or len(sens.SEEDS)) + 1)),
+                                progress=say)
+        click.echo(json.dumps({"sensitivity": rows}) if as_json else sens.render(rows))
+        return
     if file_bench:
         rows = b.files(seeds=seeds, progress=say)
         click.echo(json.dumps({"files": rows}) if as_json else b.render_files(rows))

@@ -5,15 +5,28 @@ Who hears whom comes from node positions: log-distance path loss
 nodes from the seed (so links are symmetric and reproducible). A receiver
 demodulates a frame when its SNR reaches the spreading factor's floor
 (`topology.SNR_FLOOR_DB`); weaker signals down to `capture_db` below that still
-count as interference.
+count as interference (weaker ones can never come within `capture_db` of a
+frame that can be demodulated, so they cannot decide a collision).
 
 A frame is lost at a receiver that
   - was transmitting at any moment of it (half-duplex), or
-  - heard another frame overlapping it, unless this frame is at least
-    `capture_db` stronger *and* locked its preamble first (started at least
-    `LOCK_SYMBOLS` symbols before the other began) — otherwise both are lost.
-    An interferer below the demodulation floor is never locked onto, so a frame
-    `capture_db` above it survives whichever started first.
+  - heard another frame overlapping it that the capture rule says it loses to.
+    Frames are compared in pairs; `capture` names the rule (CAPTURE_RULES,
+    docs/simulator.md "Collisions and capture" gives the sources):
+    "calibrated" (default): an overlap that touches only the first
+        preamble symbols of this frame (all but the last LOCK_SYMBOLS) does
+        not hurt it; otherwise this frame survives only if it is at least
+        `capture_db` stronger than the other and the receiver was not
+        committed to the other frame yet, i.e. the other frame had not
+        finished its preamble and explicit header when this one began (a
+        frame below the demodulation floor never commits the receiver).
+    "lock-first": the rule before: this frame survives only if it is at
+        least `capture_db` stronger and started LOCK_SYMBOLS symbols before
+        the other (unless the other is below the demodulation floor).
+    "power-only": LoRaSim's and Meshtasticator's rule: frames whose overlap
+        touches only the first preamble symbols of the later one do not
+        collide; otherwise the one `capture_db` stronger survives, whichever
+        came first.
 
 On top of that, each frame that would be received is lost at each receiver
 with probability `frame_loss`, independently (fading, interference from outside
@@ -22,7 +35,7 @@ not even interference.
 
 Carrier sense: when a transmission starts, every node that could demodulate it
 is told the channel is busy until it ends (what a radio's channel activity
-detection gives its node).
+detection gives its node; it detects the frame's body as well as its preamble).
 """
 from __future__ import annotations
 
@@ -32,7 +45,10 @@ import random
 from pollen.airtime import preset_time_on_air_us
 from pollen_controller.topology import SNR_FLOOR_DB, PathLossModel
 
-LOCK_SYMBOLS = 5  # preamble symbols a receiver needs before it is locked on a frame
+LOCK_SYMBOLS = 5     # preamble symbols a receiver needs to lock on a frame
+HEADER_SYMBOLS = 8   # the explicit header: the first block of 8 symbols after the preamble
+SYNC_SYMBOLS = 4.25  # sync word and start-of-frame delimiter after the preamble symbols
+CAPTURE_RULES = ("lock-first", "calibrated", "power-only")   # strictest first
 
 
 class Transmission:
@@ -49,14 +65,26 @@ class Transmission:
 class Channel:
     def __init__(self, positions, preset, model: PathLossModel | None = None,
                  shadowing_sigma_db: float = 0.0, seed: int = 0, capture_db: float = 6.0,
-                 frame_loss: float = 0.0):
+                 frame_loss: float = 0.0, capture: str = "calibrated"):
+        if capture not in CAPTURE_RULES:
+            raise ValueError(f"capture: expected one of {', '.join(CAPTURE_RULES)}, "
+                             f"got {capture!r}")
         self.model = model or PathLossModel()
         self.preset = preset
         sf, bw_hz = preset[0], preset[1]
         self.noise_dbm = self.model.noise_floor_dbm(bw_hz)
         self.floor_db = SNR_FLOOR_DB[sf]
         self.capture_db = capture_db
-        self.lock_ms = LOCK_SYMBOLS * (1 << sf) * 1000.0 / bw_hz
+        self.capture = capture
+        self._lost_to = _RULES[capture]
+        symbol_ms = (1 << sf) * 1000.0 / bw_hz
+        preamble = preset[3]
+        self.lock_ms = LOCK_SYMBOLS * symbol_ms
+        # the start of a frame that an overlap may touch without harm: its
+        # preamble symbols but the last LOCK_SYMBOLS
+        self.head_ms = max(0, preamble - LOCK_SYMBOLS) * symbol_ms
+        # from a frame's start until the receiver has its header: committed then
+        self.commit_ms = (preamble + SYNC_SYMBOLS + HEADER_SYMBOLS) * symbol_ms
         # no frame lasts longer than a 255-byte one: older bookkeeping can go
         self.longest_ms = preset_time_on_air_us(255, preset) // 1000 + 1
         self.sigma = shadowing_sigma_db
@@ -175,17 +203,13 @@ class Channel:
         return got
 
     def _collided(self, rx, start, end, rssi, sender) -> bool:
+        lost_to = self._lost_to
         for s, e, other_rssi, other, lockable in self._arrivals[rx]:
             if other == sender and s == start:
                 continue
             if s >= end or e <= start:
                 continue
-            if rssi < other_rssi + self.capture_db:
-                return True
-            # stronger by the capture margin: it survives unless the receiver
-            # had locked onto the other frame's preamble first (a frame below
-            # the demodulation floor is never locked onto)
-            if lockable and start + self.lock_ms > s:
+            if lost_to(self, start, end, rssi, s, e, other_rssi, lockable):
                 return True
         return False
 
@@ -195,6 +219,39 @@ class Channel:
             for n, entries in lists.items():
                 if entries and entries[0][1] < t_ms:
                     lists[n] = [x for x in entries if x[1] >= t_ms]
+
+
+# ---- capture rules ------------------------------------------------------------
+# Each answers: does a frame (start, end, rssi) lose to one other frame (s, e,
+# other_rssi) that overlaps it at this receiver? `lockable`: the other frame can
+# be demodulated there (is above the floor), so the receiver may lock onto it.
+
+def _lost_calibrated(ch, start, end, rssi, s, e, other_rssi, lockable):
+    if e <= start + ch.head_ms:
+        return False   # it ended before the preamble symbols this frame is locked on
+    if rssi < other_rssi + ch.capture_db:
+        return True    # not stronger by the capture margin
+    # stronger: it takes the receiver unless the receiver already had the
+    # other frame's header (then it is busy with that frame, and loses both)
+    return lockable and s + ch.commit_ms <= start
+
+
+def _lost_lock_first(ch, start, end, rssi, s, e, other_rssi, lockable):
+    if rssi < other_rssi + ch.capture_db:
+        return True
+    # stronger: it survives unless the receiver had locked onto the other
+    # frame's preamble first (a frame below the demodulation floor never is)
+    return lockable and start + ch.lock_ms > s
+
+
+def _lost_power_only(ch, start, end, rssi, s, e, other_rssi, lockable):
+    if min(e, end) <= max(s, start) + ch.head_ms:
+        return False   # only the first preamble symbols of the later frame overlap
+    return rssi < other_rssi + ch.capture_db
+
+
+_RULES = {"calibrated": _lost_calibrated, "lock-first": _lost_lock_first,
+          "power-only": _lost_power_only}
 
 
 def _pair(a: int, b: int) -> tuple[int, int]:

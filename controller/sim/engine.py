@@ -50,9 +50,12 @@ class Simulation:
     def __init__(self, scenario, router: str = "pollen", seed: int | None = None, progress=None):
         if router not in ROUTERS:
             raise ValueError(f"--router: expected one of {', '.join(ROUTERS)}, got {router!r}")
+        if seed is not None and seed != scenario.seed:
+            # another seed is another mesh: placement, traffic and failures too
+            scenario = scenario.with_seed(seed)
         self.sc = scenario
         self.router_kind = router
-        self.seed = scenario.seed if seed is None else seed
+        self.seed = scenario.seed
         self.progress = progress
         pl = dict(scenario.pathloss)
         sigma = pl.pop("shadowing_sigma_db", 0.0)
@@ -61,7 +64,8 @@ class Simulation:
         self.model = PathLossModel(**{k: v for k, v in pl.items() if k in model_keys})
         self.ids = list(scenario.node_ids)
         self.channel = Channel(scenario.initial_positions(), scenario.preset, self.model,
-                               sigma, self.seed, frame_loss=scenario.frame_loss)
+                               sigma, self.seed, frame_loss=scenario.frame_loss,
+                               capture=getattr(scenario, "capture", "calibrated"))
         self.metrics = Metrics(self.ids)
         self.classify = frames.classifier(router)   # frame -> (type name, unicast key)
         self.topology_epoch = 0   # bumped when links change (movers, cuts)

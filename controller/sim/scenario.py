@@ -25,6 +25,7 @@ from pollen.crypto import TAG_BYTES
 from pollen.region import REGIONS
 from pollen.settings import FIELDS, ConfigError, Settings
 from pollen.wire import HEADER_BYTES, MAX_PAYLOAD_BYTES
+from pollen_controller.sim.channel import CAPTURE_RULES
 from pollen_controller.topology import PathLossModel
 
 BROADCAST = 0xFFFFFFFF
@@ -47,7 +48,7 @@ _PLACEMENTS = {
     "explicit": ("positions_m",),
 }
 _PATHLOSS = ("exponent", "pl_d0_db", "d0_m", "antenna_gain_dbi", "noise_figure_db",
-             "shadowing_sigma_db", "frame_loss")
+             "shadowing_sigma_db", "frame_loss", "capture")
 _FILES = ("name", "seeder", "size_bytes", "share_at_s", "fetchers", "fetch_at_s")
 _DEFAULT_FETCH_DELAY_S = 60.0   # fetch_at_s after share_at_s: time for the catalog to spread
 _MAX_NAME_BYTES = 64            # a manifest's name (pollen.files)
@@ -379,6 +380,8 @@ class Scenario:
         # not a path-loss model field: the channel's chance to lose any one frame
         # at any one receiver on top of it (kept out of self.pathloss)
         self.frame_loss = f.number("frame_loss", 0.0, lo=0, hi=0.9)
+        # nor is the rule that decides which of two overlapping frames survives
+        self.capture = f.choice("capture", CAPTURE_RULES, "calibrated")
 
     def _parse_router(self, f):
         out = {}
@@ -588,6 +591,25 @@ class Scenario:
             nodes["radius_m"] = self.radius_m * factor
         elif self.placement == "grid" and "columns" in nodes:
             nodes["columns"] = max(1, round(self.columns * factor))
+        return Scenario(data, self.source)
+
+    def with_seed(self, seed):
+        # The same scenario with another seed: what a scenario file with that
+        # `seed` would give. Everything drawn from the seed is drawn anew:
+        # random and cluster placements, traffic, random failures and
+        # waypoints, file bytes (and, in the engine, shadowing and timing).
+        # grid, line and explicit placements are fixed by construction.
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ScenarioError(f"scenario '{self.source}': field 'seed': "
+                                f"expected an integer, got {seed!r}")
+        data = copy.deepcopy(self._data)
+        data["seed"] = seed
+        return Scenario(data, self.source)
+
+    def with_capture(self, rule):
+        # The same scenario under another capture rule (pathloss.capture)
+        data = copy.deepcopy(self._data)
+        data["pathloss"] = dict(data.get("pathloss") or {}, capture=rule)
         return Scenario(data, self.source)
 
     # ---- what the simulator asks --------------------------------------------

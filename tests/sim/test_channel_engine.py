@@ -2,8 +2,9 @@
 import pytest
 
 from pollen.airtime import PRESETS, time_on_air_us
-from pollen_controller.sim.channel import Channel
+from pollen_controller.sim.channel import CAPTURE_RULES, Channel
 from pollen_controller.sim.engine import Simulation, BROADCAST
+from pollen_controller.sim.scenario import Scenario
 from pollen_controller.topology import PathLossModel
 
 SF7 = PRESETS["ShortFast"]
@@ -72,34 +73,83 @@ def test_out_of_range_nodes_never_hear_each_other():
     assert [rx for rx, *_ in ch.end(tx)] == [2]
 
 
-def _three():
+def _three(capture="calibrated"):
     # 1 and 3 both in range of 2; 1 much closer to 2 than 3 is
-    return Channel({1: (0.05 * RANGE_M, 0), 2: (0, 0), 3: (-0.8 * RANGE_M, 0)}, SF7, MODEL)
+    return Channel({1: (0.05 * RANGE_M, 0), 2: (0, 0), 3: (-0.8 * RANGE_M, 0)}, SF7, MODEL,
+                   capture=capture)
+
+
+def _equal(capture="calibrated"):
+    # 1 and 3 at the same distance from 2: the same power there
+    return Channel({1: (0.5 * RANGE_M, 0), 2: (0, 0), 3: (-0.5 * RANGE_M, 0)}, SF7, MODEL,
+                   capture=capture)
 
 
 def test_overlap_at_equal_power_loses_both():
-    ch = Channel({1: (0.5 * RANGE_M, 0), 2: (0, 0), 3: (-0.5 * RANGE_M, 0)}, SF7, MODEL)
+    ch = _equal()
     a = ch.begin(1, b"a" * 20, 0, 60)
     b = ch.begin(3, b"b" * 20, 30, 90)
     assert ch.end(a) == [] and ch.end(b) == []
     assert ch.stats["lost_collision"] == 2
 
 
+# Capture vectors: two 60 ms frames at receiver 2 (ShortFast: SF7 at 250 kHz,
+# a symbol is 0.512 ms; the 16-symbol preamble ends at 10.4 ms, the explicit
+# header at 14.5 ms; the first 11 preamble symbols are 5.6 ms). "sw": node 1
+# is far stronger than node 3 at 2 (> 6 dB); "eq": the same power.
+# (case, geometry, [(sender, start_ms)], survivors under lock-first,
+#  calibrated, power-only)
+CAPTURE_VECTORS = [
+    ("strong first, weak 30 ms later", "sw", [(1, 0), (3, 30)], {1}, {1}, {1}),
+    ("strong first, weak 1 ms later (2 symbols: before a lock)", "sw", [(1, 0), (3, 1)],
+     set(), {1}, {1}),
+    ("same start, one stronger", "sw", [(1, 0), (3, 0)], set(), {1}, {1}),
+    ("weak first, strong in its preamble", "sw", [(3, 0), (1, 5)], set(), {1}, {1}),
+    ("weak first, strong in its header", "sw", [(3, 0), (1, 12)], set(), {1}, {1}),
+    ("weak first, strong after its header: the receiver is busy", "sw", [(3, 0), (1, 30)],
+     set(), set(), {1}),
+    ("strong ends in the weak one's first preamble symbols", "sw", [(1, 0), (3, 57)],
+     {1}, {1, 3}, {1, 3}),
+    ("equal power, overlapping", "eq", [(1, 0), (3, 30)], set(), set(), set()),
+    ("equal power, overlap in the later one's first preamble symbols", "eq",
+     [(1, 0), (3, 57)], set(), {3}, {1, 3}),
+]
+
+
+@pytest.mark.parametrize("case, geometry, frames, lock_first, calibrated, power_only",
+                         CAPTURE_VECTORS, ids=[v[0] for v in CAPTURE_VECTORS])
+def test_capture_rules(case, geometry, frames, lock_first, calibrated, power_only):
+    assert CAPTURE_RULES == ("lock-first", "calibrated", "power-only")
+    for rule, expected in zip(CAPTURE_RULES, (lock_first, calibrated, power_only)):
+        ch = _three(rule) if geometry == "sw" else _equal(rule)
+        txs = [ch.begin(n, bytes(20), t, t + 60) for n, t in frames]
+        got = {tx.sender for tx in txs if [rx for rx, *_ in ch.end(tx)] == [2]}
+        assert got == expected, (case, rule)
+
+
+def test_an_unknown_capture_rule_is_refused():
+    with pytest.raises(ValueError, match="capture: expected one of lock-first"):
+        Channel(line(2), SF7, MODEL, capture="first-come")
+
+
 def test_capture_needs_6_db_and_the_first_preamble():
-    ch = _three()
+    # the rule before the calibrated one, kept as "lock-first"
+    ch = _three("lock-first")
     strong_first = ch.begin(1, b"a" * 20, 0, 60)
     weak_later = ch.begin(3, b"b" * 20, 30, 90)
     assert [rx for rx, *_ in ch.end(strong_first)] == [2]
     assert ch.end(weak_later) == []
-    ch = _three()
+    ch = _three("lock-first")
     weak_first = ch.begin(3, b"b" * 20, 0, 60)
     strong_later = ch.begin(1, b"a" * 20, 30, 90)  # stronger, but did not lock first
     assert ch.end(weak_first) == [] and ch.end(strong_later) == []
 
 
-def test_an_interferer_below_the_floor_is_never_locked_onto():
+@pytest.mark.parametrize("rule", CAPTURE_RULES)
+def test_an_interferer_below_the_floor_is_never_locked_onto(rule):
     # 3 is heard at 2 only as interference (below the SNR floor, above floor - 6 dB)
-    ch = Channel({1: (0.3 * RANGE_M, 0), 2: (0, 0), 3: (-1.1 * RANGE_M, 0)}, SF7, MODEL)
+    ch = Channel({1: (0.3 * RANGE_M, 0), 2: (0, 0), 3: (-1.1 * RANGE_M, 0)}, SF7, MODEL,
+                 capture=rule)
     ((rx, _, snr, ok),) = [h for h in ch.hearers(3) if h[0] == 2]
     assert not ok and snr >= ch.floor_db - ch.capture_db
     weak_first = ch.begin(3, b"b" * 20, 0, 60)
@@ -166,3 +216,74 @@ def test_hop_counts_on_a_line_for_both_routers():
         sim.run()
         assert sorted(hops) == reached, (router, hops)
         assert all(hops[n] == n - 2 for n in hops), (router, hops)
+
+
+def test_a_node_that_transmits_while_others_still_boot_does_not_crash():
+    # `pollen sim line-10 --nodes 10140` raised KeyError: the engine boots the
+    # nodes one by one at 0 ms, and a node whose first beacon falls at 0 ms
+    # (1 in 2000) sent it before the later nodes had a router to tell the
+    # channel was busy. With seed 492 node 1's beacon goes at 0 ms.
+    sim = Simulation(Plain(line(3), [], duration_s=5, seed=492), "pollen")
+    starts = []
+    begin = sim.channel.begin
+
+    def recording(sender, frame, start_ms, end_ms):
+        starts.append((sender, start_ms))
+        return begin(sender, frame, start_ms, end_ms)
+
+    sim.channel.begin = recording
+    sim.run()
+    assert starts[0] == (1, 0)   # the case is still exercised
+
+
+def _random_mesh(seed=5, **pathloss):
+    return Scenario({"name": "mesh", "seed": seed, "duration_s": 240,
+                     "radio": {"preset": "ShortFast"},
+                     "nodes": {"count": 6, "placement": "random", "area_m": [2000, 2000]},
+                     "pathloss": pathloss,
+                     "traffic": {"broadcast_interval_s": 60, "start_s": 30}})
+
+
+def _result(sc, seed=None):
+    r = Simulation(sc, "pollen", seed).run()
+    r.pop("wall_seconds"), r.pop("events_per_second")
+    return r
+
+
+def test_a_seed_runs_another_mesh_and_no_seed_the_scenario_own():
+    sc = _random_mesh()
+    own = Simulation(sc, "pollen")
+    other = Simulation(sc, "pollen", 6)
+    assert own.seed == 5 and own.channel.pos == sc.initial_positions()
+    assert other.seed == 6 and other.sc.seed == 6
+    assert other.channel.pos == sc.with_seed(6).initial_positions() != sc.initial_positions()
+    assert other.sc.traffic() == sc.with_seed(6).traffic() != sc.traffic()
+    # the scenario's own seed given explicitly is the same as none
+    assert _result(sc, 5) == _result(sc)
+
+
+def test_same_seed_same_mesh_and_result():
+    sc = _random_mesh()
+    assert _result(sc, 9) == _result(sc, 9) == _result(sc.with_seed(9))
+
+
+def test_the_scenario_names_the_capture_rule_and_the_engine_uses_it():
+    assert _random_mesh().capture == "calibrated"
+    sim = Simulation(_random_mesh(capture="lock-first"), "pollen")
+    assert sim.channel.capture == "lock-first"
+    assert Simulation(_random_mesh().with_capture("power-only"), "pollen").channel.capture \
+        == "power-only"
+
+
+def test_sensitivity_runs_each_router_under_each_rule_on_the_same_seeds():
+    from pollen_controller.sim import sensitivity
+
+    kw = dict(cases=[("line-10", 4)], routers=("pollen", "managed-flood"), seeds=(1, 2))
+    rows = sensitivity.sensitivity(processes=2, **kw)
+    assert [(r["router"], r["rule"]) for r in rows] == \
+        [(router, rule) for router in ("pollen", "managed-flood") for rule in CAPTURE_RULES]
+    assert all(r["seeds"] == [1, 2] and r["nodes"] == 4 for r in rows)
+    assert all(0 <= r["broadcast_reach"] <= 1 and 0 <= r["unicast_delivery"] <= 1 for r in rows)
+    assert rows == sensitivity.sensitivity(processes=1, **kw)   # the pool changes nothing
+    table = sensitivity.render(rows)
+    assert "lock-first" in table and "line-10 (4)" in table and "seeds 1..2" in table

@@ -184,6 +184,8 @@ nodes: {count: 5, placement: line, spacing_m: 1000}
     ("failures: [{link: [1, 2], off_s: 10, on_s: 50}, {link: [2, 1], off_s: 20}]\n",
      "failures[1].off_s", "outside link 1-2's other failure"),
     ("pathloss: {frame_loss: 1}\n", "pathloss.frame_loss", "0..0.9"),
+    ("pathloss: {capture: strongest}\n", "pathloss.capture",
+     "one of lock-first, calibrated, power-only"),
 ])
 def test_invalid_field_is_named(tmp_path, extra, field, says):
     path = tmp_path / "bad.yaml"
@@ -246,6 +248,38 @@ def test_other_seed_differs_in_everything():
     a, b = snapshot(Scenario(small())), snapshot(Scenario(small(seed=8)))
     for part_a, part_b in zip(a, b):
         assert part_a != part_b
+
+
+def test_with_seed_is_the_scenario_with_that_seed():
+    a = Scenario(small())
+    assert snapshot(a.with_seed(8)) == snapshot(Scenario(small(seed=8)))
+    assert snapshot(a.with_seed(8)) == snapshot(a.with_seed(8))
+    assert snapshot(a.with_seed(7)) == snapshot(a)   # its own seed: the same
+    assert a.with_seed(8).seed == 8 and a.seed == 7
+    with pytest.raises(ScenarioError, match="field 'seed': expected an integer"):
+        a.with_seed("8")
+
+
+def test_with_seed_keeps_fixed_placements_and_redraws_traffic():
+    # grid, line and explicit placements are fixed by construction; random and
+    # cluster ones are drawn from the seed, cluster centres are not
+    for nodes in ({"count": 9, "placement": "grid", "spacing_m": 500},
+                  {"count": 5, "placement": "line", "spacing_m": 500},
+                  {"placement": "explicit", "positions_m": [[0, 0], [300, 0], [0, 400]]}):
+        sc = Scenario(small(nodes=nodes, mobility=[], failures=[]))
+        other = sc.with_seed(99)
+        assert other.initial_positions() == sc.initial_positions()
+        assert other.traffic() != sc.traffic()
+    sc = Scenario(small(nodes={"count": 9, "placement": "clusters", "clusters": 3,
+                               "spacing_m": 3000}, mobility=[], failures=[]))
+    other = sc.with_seed(99)
+    assert other.cluster_centres_m == sc.cluster_centres_m
+    assert other.initial_positions() != sc.initial_positions()
+
+
+def test_with_seed_and_with_nodes_compose():
+    sc = Scenario(small())
+    assert snapshot(sc.with_nodes(20).with_seed(3)) == snapshot(sc.with_seed(3).with_nodes(20))
 
 
 # --- what is generated ---------------------------------------------------------
