@@ -61,7 +61,15 @@ class App:
 
     def run_actions(self):
         now = self.clock.now()
-        for a in self.node.poll(now):
+        try:
+            actions = self.node.poll(now)
+        except MemoryError:
+            # a full heap must not end the node: what it holds is in storage
+            # and in its tables; counted, and tried again at the next wake
+            self.node._drop("memory")
+            gc.collect()
+            return
+        for a in actions:
             if a[0] == "tx":
                 self.radio.transmit(a[1])
             else:
@@ -93,7 +101,12 @@ class App:
     async def radio_loop(self):
         while True:
             frame, rssi, snr = await self.radio.receive()
-            self.node.on_frame(frame, rssi, snr, self.clock.now())
+            try:
+                self.node.on_frame(frame, rssi, snr, self.clock.now())
+            except MemoryError:  # that frame is lost, not the radio task
+                frame = None
+                self.node._drop("memory")
+                gc.collect()
             self.wake.set()
 
     async def console_loop(self):
@@ -177,7 +190,10 @@ class App:
     async def status_loop(self):
         while True:
             await asyncio.sleep_ms(self.status_interval_ms)
-            self.emit_status()
+            try:
+                self.emit_status()
+            except MemoryError:  # a status line lost, not the task
+                gc.collect()
 
     async def main(self):
         self.node.start(self.clock.now())
@@ -187,7 +203,11 @@ class App:
         if self.status_interval_ms:
             asyncio.create_task(self.status_loop())
         while not console.done():
-            self.run_actions()
+            try:
+                self.run_actions()
+            except MemoryError:  # an event line lost, not the node
+                self.node._drop("memory")
+                gc.collect()
             delay = self.node.next_wake_ms - self.clock.now()
             if delay > 0:
                 try:
