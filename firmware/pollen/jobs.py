@@ -14,9 +14,8 @@ MAX_JOBS = const(24)
 
 
 class Job:
-    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1, cls=0):
+    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1):
         self.key = key
-        self.cls = cls            # traffic class (congestion.py): what is shed first
         self.kind = kind
         self.frame = frame
         self.due_ms = due_ms      # transmit at or after; None once sent
@@ -24,7 +23,7 @@ class Job:
         self.hops = hops          # hop count in our copy
         self.dest = dest
         self.tries = tries        # transmissions left
-        self.copies = 1           # copies heard (ours included) before we sent
+        self.copies = 1           # copies heard (ours included) before we sent; 0: a retry
         self.onward = False       # a copy further along was heard after we sent
         self.heard_from = []      # low bytes of nodes heard sending this message
 
