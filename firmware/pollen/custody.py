@@ -7,6 +7,7 @@ from pollen import wire
 from pollen.wire import MSG, F_STORED
 from pollen import held as heldrec
 from pollen.jobs import Job, J_FLOOD, J_ROUTED, J_STORED
+from pollen.congestion import C_FIRST, C_RETRY
 
 _MAX_OFFERS = const(4)  # times a carried copy is sent on before it is let go
 _OFFERS_PER_LINK = const(4)  # carried copies offered when a new neighbour appears
@@ -118,8 +119,10 @@ class Custody:
             nh = self._next_hop(h.dest, now_ms)
         else:
             self.routes.forget(h.dest)  # the route did not deliver: flood this time
+        cls = C_FIRST
         if h.attempts > 1:
             self.counters["retries"] += 1
+            cls = C_RETRY
         h.triggered = False
         data = h.frame
         if h.attempts > 1:
@@ -128,10 +131,10 @@ class Custody:
         if nh is not None:
             data = wire.relayed(data, 0, nh & 0xFF, self.low, self.key)
             self._add_job(Job(h.key, J_ROUTED, data, now_ms, 0, h.dest,
-                              1 + self.s.relay_retries))
+                              1 + self.s.relay_retries, cls))
         else:
             self._add_job(Job(h.key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
-                              0, h.dest, 1))
+                              0, h.dest, 1, cls))
         n = h.attempts - 1 if h.attempts < 4 else 3
         wait = self._ack_timeout_ms(hops) << n
         lv = self.cong.level(now_ms)
@@ -160,7 +163,8 @@ class Custody:
         # a second try if nobody is heard taking it on (the link just came up:
         # the first may meet the newcomer's own frames)
         self._add_job(Job(h.key, J_STORED, data,
-                          now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 2))
+                          now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 2,
+                          C_RETRY))
 
     def _unacknowledged(self, job, now_ms):
         h = self.held.get(job.key)

@@ -2,7 +2,8 @@
 # distant receivers, pruning by the two-hop view from beacons, hop-level
 # implicit acknowledgement of routed copies and fallback to flooding.
 from pollen import wire
-from pollen.wire import BROADCAST, ACK
+from pollen.wire import BROADCAST, ACK, MSG, STATUS
+from pollen.congestion import C_FIRST, C_RETRY, C_GOSSIP
 from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED
 
 
@@ -23,37 +24,39 @@ class Flooding:
         if f.hops > job.hops:
             job.onward = True
 
-    def _relay_flood(self, f, data, snr_db, now_ms):
+    def _relay_flood(self, f, data, snr_db, now_ms, cls=C_FIRST):
         if f.dest != BROADCAST:
             # a unicast flood goes no further than the destination needs: if
             # we know it is d hops away and the copy has fewer left, it cannot
             # arrive through us
             d = self.routes.hops(f.dest)
             if d is not None and d > f.hop_limit - f.hops:
-                self._drop("out_of_scope")
+                self.counters["out_of_scope"] += 1
                 return
             # we know a way: hand it on along the route instead of flooding on
             # (the flood stops here; other relays may do the same)
             nh = self._next_hop(f.dest, now_ms)
             if nh is not None and nh & 0xFF != f.relayer:
-                self._forward_routed(f, data, now_ms, snr_db)
+                self._forward_routed(f, data, now_ms, snr_db, cls)
                 return
         copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
         # a relayed unicast is sent again if nobody is heard taking it on; a
         # post is not: beacons' post summaries repair what a neighbour missed
         retries = 0 if f.dest == BROADCAST else self.s.relay_retries
+        if f.ftype == STATUS:
+            cls = C_GOSSIP
         job = Job(f.key(), J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
-                  f.hops + 1, f.dest, 1 + retries)
+                  f.hops + 1, f.dest, 1 + retries, cls)
         job.heard_from.append(f.relayer)  # the copy we got counts for coverage too
         self._add_job(job)
         self._maybe_carry(f, copy, now_ms)
 
-    def _forward_routed(self, f, data, now_ms, snr_db=None):
+    def _forward_routed(self, f, data, now_ms, snr_db=None, cls=C_FIRST):
         nh = self._next_hop(f.dest, now_ms)
         if nh is None:
             # named as next hop but no way on (the route expired or failed):
             # flood it from here, within the copy's hop limit
-            self._relay_flood(f, data, 0, now_ms)
+            self._relay_flood(f, data, 0, now_ms, cls)
             return
         copy = wire.relayed(data, f.hops + 1, nh & 0xFF, self.low, self.key)
         # an ack handed to its destination is not taken further: nothing to hear
@@ -66,7 +69,7 @@ class Flooding:
             # down on hearing one of them (else they collide)
             kind = J_FLOOD
             due_ms = now_ms + self._contention_ms(snr_db)
-        self._add_job(Job(f.key(), kind, copy, due_ms, f.hops + 1, f.dest, tries))
+        self._add_job(Job(f.key(), kind, copy, due_ms, f.hops + 1, f.dest, tries, cls))
         self._maybe_carry(f, copy, now_ms)
 
     def _retried(self, f, data, now_ms):
@@ -80,16 +83,16 @@ class Flooding:
         if f.key() in self.jobs or f.hops >= f.hop_limit:
             return
         if self.seen.spent(f.key()) >= self.s.tx_budget:
-            self._drop("over_budget")
+            self.counters["over_budget"] += 1
             return
         if f.next_hop == self.low:
-            self._forward_routed(f, data, now_ms)
+            self._forward_routed(f, data, now_ms, None, C_RETRY)
             return
         if f.next_hop != 0:
             return
         d = self.routes.hops(f.origin)  # just learned from the shortest copy heard
         if d is not None and f.hops < d:
-            self._relay_flood(f, data, 0, now_ms)
+            self._relay_flood(f, data, 0, now_ms, C_RETRY)
 
     def _covered(self, job, now_ms):
         # Would our copy reach anyone new? Every live neighbour of ours either
@@ -127,7 +130,7 @@ class Flooding:
                 self._unacknowledged(job, now_ms)
             return
         self.counters["retries"] += 1
-        job.copies = 0  # a retry (Node._traffic_class)
+        job.cls = C_RETRY
         job.watch_ms = None
         # in whole slots across the window: two hidden nodes that collided
         # went at the same time, so their retries must not pick close times

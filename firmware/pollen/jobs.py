@@ -14,8 +14,9 @@ MAX_JOBS = const(24)
 
 
 class Job:
-    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1):
+    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1, cls=0):
         self.key = key
+        self.cls = cls            # traffic class (congestion.py): what is shed first
         self.kind = kind
         self.frame = frame
         self.due_ms = due_ms      # transmit at or after; None once sent
@@ -23,7 +24,7 @@ class Job:
         self.hops = hops          # hop count in our copy
         self.dest = dest
         self.tries = tries        # transmissions left
-        self.copies = 1           # copies heard (ours included) before we sent; 0: a retry
+        self.copies = 1           # copies heard (ours included) before we sent
         self.onward = False       # a copy further along was heard after we sent
         self.heard_from = []      # low bytes of nodes heard sending this message
 

@@ -30,14 +30,13 @@ from pollen.custody import Custody
 from pollen.sharing import Sharing
 from pollen.telemetry import Telemetry
 from pollen.ids import Values
-from pollen.congestion import Congestion
+from pollen.congestion import Congestion, C_FIRST, C_RETRY, C_GOSSIP
 
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
 _ID_BLOCK = const(256)          # message ids reserved in storage at a time
 _ID_RECORD = "ids"
 _BEACON_JOB = const(0)          # the job key of our beacon (message keys are never 0)
 _STATUS_JOB = const(4)   # our status frame's (telemetry.py)
-_CATALOG_JOB = const(3)  # our catalog frame's (sharing.py)
 _STORED_EXTRA = const(4)  # transmissions a relay may add for a held copy (custody._MAX_OFFERS)
 
 
@@ -64,7 +63,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.jobs = {}
         self.held = {}
         self.posts = RecentPosts(s.repair_window_ms)
-        self.cong = Congestion()  # channel utilisation; traffic classes 0..2
+        self.cong = Congestion()
         self.out = []
         self.busy_until_ms = 0     # our own transmission ends
         self.channel_until_ms = 0  # someone else's transmission ends
@@ -86,7 +85,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                          "repaired": 0, "offered": 0, "released": 0,
                          "queue_full": 0, "internal": 0, "chunks_sent": 0,
                          "chunks_stored": 0, "wants": 0, "catalogs": 0,
-                         "telemetry_skipped": 0}
+                         "telemetry_skipped": 0, "shed": 0, "over_budget": 0,
+                         "out_of_scope": 0}
         self.drops = {}
         self.last_internal = None
         self._init_sharing()
@@ -152,7 +152,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if self.fetches:
             self._hold_windows(self._airtime_us(len(data)) // 1000)
         if data:
-            self._status_credit(now_ms, data)
+            self._status_heard(data, now_ms)
         f, reason = wire.unpack(data, self.key)
         if f is None:
             self._drop(reason)
@@ -321,7 +321,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 it[3] += 1
                 self.counters["repaired"] += 1
                 self._add_job(Job(it[0], J_STORED, it[1], now_ms + self.slot_ms
-                                  + self._rand(self.slot_ms * 4), 1, BROADCAST, 1))
+                                  + self._rand(self.slot_ms * 4), 1, BROADCAST, 1, C_RETRY))
                 break
 
     def _neighbour_appeared(self, node_id, now_ms):
@@ -423,10 +423,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         best = None
         for job in self.jobs.values():
             if job.due_ms is not None and job.due_ms <= now_ms:
-                c = self._traffic_class(job)
-                if best is None or c < cls or c == cls and job.due_ms < best.due_ms:
+                if best is None or job.cls < best.cls \
+                        or job.cls == best.cls and job.due_ms < best.due_ms:
                     best = job
-                    cls = c
         if best is None:
             return
         if best.kind == J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
@@ -439,10 +438,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if relay and self.seen.spent(best.key) >= self.s.tx_budget \
                 + (_STORED_EXTRA if best.kind == J_STORED else 0):
             del self.jobs[best.key]  # this node has spent its share on this message
-            self._drop("over_budget")
+            self.counters["over_budget"] += 1
             return
-        if cls and best.key != _STATUS_JOB and self.cong.sheds(cls, now_ms):
-            self._drop("shed")
+        if best.cls != C_FIRST and best.key != _STATUS_JOB \
+                and self.cong.sheds(best.cls, now_ms):
+            self.counters["shed"] += 1
             h = self.held.get(best.key)
             if h is not None and h.own and best.hops == 0:
                 # our own retry waits for a quieter moment (the attempt is
@@ -466,7 +466,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self.tele_budget.saved_us += air_us
             return
         if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
-                and (self._status_credit(now_ms) < air_us
+                and (not self._status_room(air_us, now_ms)
                      or self.tele_budget.take(air_us, now_ms)):
             del self.jobs[best.key]  # a relay: telemetry has used its share of airtime
             self.counters["telemetry_skipped"] += 1
@@ -481,7 +481,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         air_ms = air_us // 1000 + 1
         self.busy_until_ms = now_ms + air_ms
         self.cong.busy(now_ms, now_ms + air_ms)
-        self._status_credit(now_ms, best.frame)
+        self._status_heard(best.frame, now_ms)
         if best.key > 0xFFFF:  # a message (job keys of our own are small)
             self.seen.spend(best.key)
         if self.fetches:
@@ -503,17 +503,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         else:
             wait = self.slot_ms * 2 + air_ms * 3
         best.watch_ms = now_ms + air_ms + wait
-
-    def _traffic_class(self, job):
-        # what congestion sheds first (congestion.py): 2 gossip (relayed
-        # status, catalog), 1 retries and repair (a held copy, a copy sent
-        # again: F_STORED, or a retry queued by _watch_done), 0 the rest
-        t = job.frame[0] & 0x0F
-        if t == STATUS and job.hops or job.key == _CATALOG_JOB:
-            return 2
-        if job.kind == J_STORED or not job.copies or t == MSG and job.frame[1] & F_STORED:
-            return 1
-        return 0
 
     def _plan_wake(self, now_ms):
         t = self.next_beacon_ms

@@ -71,22 +71,26 @@ class Telemetry:
         self.tele_credit_cap_us = 4 * one
         self.tele_credit_ms = now_ms
 
-    def _status_credit(self, now_ms, data=None):
-        # The channel credit now (see the top); with data, a frame on the
-        # channel (heard, or our own) is booked first: credit or cost
-        c = self.tele_credit_us + (now_ms - self.tele_credit_ms) \
+    def _status_heard(self, data, now_ms):
+        # a frame on the channel (heard, or our own): credit or cost
+        air_us = self._airtime_us(len(data))
+        c = self._status_credit(now_ms)
+        self.tele_credit_ms = now_ms
+        if data[0] & 0x0F == STATUS:
+            c -= air_us
+            if c < -self.tele_credit_cap_us:
+                c = -self.tele_credit_cap_us
+        else:
+            c += air_us * self.s.telemetry_share_per_mille // 1000
+        self.tele_credit_us = c if c < self.tele_credit_cap_us else self.tele_credit_cap_us
+
+    def _status_credit(self, now_ms):
+        return self.tele_credit_us + (now_ms - self.tele_credit_ms) \
             * self.tele_budget.per_million // 500
-        if data:
-            air_us = self._airtime_us(len(data))
-            if data[0] & 0x0F == STATUS:
-                c -= air_us
-                if c < -self.tele_credit_cap_us:
-                    c = -self.tele_credit_cap_us
-            else:
-                c += air_us * self.s.telemetry_share_per_mille // 1000
-            self.tele_credit_us = c if c < self.tele_credit_cap_us else self.tele_credit_cap_us
-            self.tele_credit_ms = now_ms
-        return c
+
+    def _status_room(self, air_us, now_ms):
+        # may a status frame of air_us go now, by the channel credit?
+        return self._status_credit(now_ms) >= air_us
 
     def _telemetry_timer(self, now_ms):
         base = self.s.telemetry_interval_ms
@@ -96,7 +100,7 @@ class Telemetry:
             self.next_status_ms = now_ms + self.slot_ms
             return
         air_us = self._airtime_us(wire.HEADER_BYTES + len(self._status_payload(now_ms)) + 8)
-        if self._status_credit(now_ms) < air_us:
+        if not self._status_room(air_us, now_ms):
             # the mesh's status frames have their share of the channel: later
             self.next_status_ms = now_ms + self.slot_ms * 64 + self._rand(self.slot_ms * 64)
             return
