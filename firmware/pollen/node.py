@@ -70,7 +70,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.backoff_until_ms = 0  # listen-before-talk: not before then
         self.next_offer_all_ms = 0
         self.beaconed = False      # a beacon has gone out since start
-        self.beacon_calm = 0       # 1: no new neighbour since the last beacon
         self.next_beacon_ms = 0
         self.next_wake_ms = 0
         self.started_ms = 0
@@ -277,12 +276,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             e = self.neigh.table.get(via)
             # back after missing more than two beacons (switched off, out of
             # range): as good as new for store-and-forward
-            back = e is not None and now_ms - e[3] > self.s.beacon_interval_ms * 5
+            back = e is not None and now_ms - e[3] > self.s.beacon_interval_ms * 5 // 2
             # or it says it has just started (it may have been off for a moment)
             fresh = f.ftype == BEACON and f.flags & F_FRESH
             if self.neigh.heard(via, rssi_dbm, snr_db, now_ms) or back or fresh:
                 self._neighbour_appeared(via, now_ms)
-                self.beacon_calm = 0  # the neighbourhood changed: beacon at the base rate
         else:
             via = self.neigh.by_low_byte(f.relayer, now_ms)
             if via is not None:
@@ -399,14 +397,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self._watch_done(job, now_ms)
 
     def _beacon(self, now_ms):
-        # Trickle-style: while the neighbourhood stays the same, every other
-        # beacon is left out (the interval doubles once); on a busy channel
-        # beacons come less often too (they are needed to find neighbours,
-        # and the traffic itself shows who is there). A new neighbour puts
-        # it back to the base rate.
-        lv = self.cong.level(now_ms) + self.beacon_calm
-        interval = self.s.beacon_interval_ms << (lv if lv < 2 else 2)
-        self.beacon_calm = 1
+        # on a busy channel beacons come less often (they are needed to find
+        # neighbours, and the traffic itself shows who is there)
+        interval = self.s.beacon_interval_ms << self.cong.level(now_ms)
         self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
         name = self.s.name.encode()[:16]
         heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])

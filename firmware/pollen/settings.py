@@ -21,7 +21,7 @@ _INTS = {
     "cancel_copies": (2, 1, 16),
     "contention_slots": (12, 2, 64),
     "post_retries": (1, 0, 3),
-    "relay_retries": (2, 0, 3),
+    "relay_retries": (1, 0, 3),
     "max_attempts": (3, 1, 10),
     # transmissions one node spends on one message as a relay (every copy,
     # retry and held-copy offer), so no message can take unbounded airtime
