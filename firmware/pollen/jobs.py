@@ -14,9 +14,8 @@ MAX_JOBS = const(24)
 
 
 class Job:
-    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1, cls=0):
+    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1):
         self.key = key
-        self.cls = cls            # traffic class (congestion.py): what is shed first
         self.kind = kind
         self.frame = frame
         self.due_ms = due_ms      # transmit at or after; None once sent

@@ -30,14 +30,12 @@ from pollen.custody import Custody
 from pollen.sharing import Sharing
 from pollen.telemetry import Telemetry
 from pollen.ids import Values
-from pollen.congestion import Congestion, C_FIRST, C_RETRY, C_GOSSIP
 
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
 _ID_BLOCK = const(256)          # message ids reserved in storage at a time
 _ID_RECORD = "ids"
 _BEACON_JOB = const(0)          # the job key of our beacon (message keys are never 0)
 _STATUS_JOB = const(4)   # our status frame's (telemetry.py)
-_STORED_EXTRA = const(4)  # transmissions a relay may add for a held copy (custody._MAX_OFFERS)
 
 
 class Node(Flooding, Custody, Sharing, Telemetry):
@@ -63,7 +61,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.jobs = {}
         self.held = {}
         self.posts = RecentPosts(s.repair_window_ms)
-        self.cong = Congestion()
         self.out = []
         self.busy_until_ms = 0     # our own transmission ends
         self.channel_until_ms = 0  # someone else's transmission ends
@@ -84,8 +81,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                          "repaired": 0, "offered": 0, "released": 0,
                          "queue_full": 0, "internal": 0, "chunks_sent": 0,
                          "chunks_stored": 0, "wants": 0, "catalogs": 0,
-                         "telemetry_skipped": 0, "shed": 0, "over_budget": 0,
-                         "out_of_scope": 0}
+                         "telemetry_skipped": 0}
         self.drops = {}
         self.last_internal = None
         self._init_sharing()
@@ -150,8 +146,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.counters["rx"] += 1
         if self.fetches:
             self._hold_windows(self._airtime_us(len(data)) // 1000)
-        if data:
-            self._status_heard(data, now_ms)
         f, reason = wire.unpack(data, self.key)
         if f is None:
             self._drop(reason)
@@ -170,7 +164,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # lasting until until_ms: listen before talk.
         if until_ms > self.channel_until_ms:
             self.channel_until_ms = until_ms
-        self.cong.busy(now_ms, until_ms)
 
     # ---- outputs ------------------------------------------------------------
 
@@ -319,7 +312,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 it[3] += 1
                 self.counters["repaired"] += 1
                 self._add_job(Job(it[0], J_STORED, it[1], now_ms + self.slot_ms
-                                  + self._rand(self.slot_ms * 4), 1, BROADCAST, 1, C_RETRY))
+                                  + self._rand(self.slot_ms * 4), 1, BROADCAST, 1))
                 break
 
     def _neighbour_appeared(self, node_id, now_ms):
@@ -397,9 +390,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self._watch_done(job, now_ms)
 
     def _beacon(self, now_ms):
-        # on a busy channel beacons come less often (they are needed to find
-        # neighbours, and the traffic itself shows who is there)
-        interval = self.s.beacon_interval_ms << self.cong.level(now_ms)
+        interval = self.s.beacon_interval_ms
         self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
         name = self.s.name.encode()[:16]
         heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
@@ -411,40 +402,16 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._add_job(Job(_BEACON_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
-        # the most valuable class first (acks and first sends before retries
-        # before gossip), then the earliest due
         best = None
         for job in self.jobs.values():
             if job.due_ms is not None and job.due_ms <= now_ms:
-                if best is None or job.cls < best.cls \
-                        or job.cls == best.cls and job.due_ms < best.due_ms:
+                if best is None or job.due_ms < best.due_ms:
                     best = job
         if best is None:
             return
         if best.kind == J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
             del self.jobs[best.key]  # every neighbour we know of has it already
             self.counters["cancelled"] += 1
-            return
-        relay = best.hops > 0 or best.kind == J_STORED
-        # a held copy handed on later (store-and-forward, post repair) has a
-        # few more, counted by custody.py and posts.py
-        if relay and self.seen.spent(best.key) >= self.s.tx_budget \
-                + (_STORED_EXTRA if best.kind == J_STORED else 0):
-            del self.jobs[best.key]  # this node has spent its share on this message
-            self.counters["over_budget"] += 1
-            return
-        if best.cls != C_FIRST and best.key != _STATUS_JOB \
-                and self.cong.sheds(best.cls, now_ms):
-            self.counters["shed"] += 1
-            h = self.held.get(best.key)
-            if h is not None and h.own and best.hops == 0:
-                # our own retry waits for a quieter moment (the attempt is
-                # not lost: its ack timeout runs from when it goes)
-                best.due_ms = now_ms + self._window_ms() + self._rand(self._window_ms() * 2)
-                if h.retry_ms is not None and h.retry_ms < best.due_ms:
-                    h.retry_ms = best.due_ms + self._ack_timeout_ms(self.routes.hops(h.dest) or 3)
-                return
-            del self.jobs[best.key]  # the channel is busy: less valuable traffic waits
             return
         air_us = self._airtime_us(len(best.frame))
         at = self.duty.earliest_ms(now_ms, air_us)
@@ -459,8 +426,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self.tele_budget.saved_us += air_us
             return
         if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
-                and (not self._status_room(air_us, now_ms)
-                     or self.tele_budget.take(air_us, now_ms)):
+                and self.tele_budget.take(air_us, now_ms):
             del self.jobs[best.key]  # a relay: telemetry has used its share of airtime
             self.counters["telemetry_skipped"] += 1
             return
@@ -473,14 +439,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.duty.record(now_ms, air_us)
         air_ms = air_us // 1000 + 1
         self.busy_until_ms = now_ms + air_ms
-        self.cong.busy(now_ms, now_ms + air_ms)
-        self._status_heard(best.frame, now_ms)
-        if best.key > 0xFFFF:  # a message (job keys of our own are small)
-            self.seen.spend(best.key)
         if self.fetches:
             self._hold_windows(air_ms)
         self.counters["tx"] += 1
-        if relay:
+        if best.hops > 0 or best.kind == J_STORED:
             self.counters["relayed"] += 1
         self.out.append(("tx", best.frame))
         if best.key == _BEACON_JOB:

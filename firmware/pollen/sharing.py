@@ -700,8 +700,7 @@ class Sharing:
         self.cat_dirty = [c for c in self.cat_dirty if c not in sent]
         self.cat_cursor += len([c for c in sent if c in rest])
         self.counters["catalogs"] += 1
-        self._add_job(Job(_CATALOG_JOB, J_ONCE, self._file_frame(CATALOG, payload), now_ms, 0,
-                          BROADCAST, 1, 2))  # class 2: gossip (congestion.py)
+        self._add_job(Job(_CATALOG_JOB, J_ONCE, self._file_frame(CATALOG, payload), now_ms, 0))
         if self.cat_dirty:
             self.next_catalog_ms = now_ms + self.slot_ms * 4 + self._rand(self.slot_ms * 4)
         elif self.cat_again:
