@@ -67,8 +67,9 @@ def demo(nodes, loss, seed, heap, file_kib, as_json):
 
 @main.command()
 @click.argument("scenario")
-@click.option("--router", type=click.Choice(["pollen", "managed-flood"]), default="pollen",
-              show_default=True, help="pollen's core, or the Meshtastic-style baseline.")
+@click.option("--router", type=click.Choice(["pollen", "managed-flood", "meshcore"]),
+              default="pollen", show_default=True,
+              help="pollen's core, or a baseline: Meshtastic 2.7 or MeshCore (docs/baseline.md).")
 @click.option("--seed", type=int, default=None,
               help="Run as if the scenario's seed were SEED: another mesh (random and "
                    "cluster placements; grid, line and explicit ones are fixed), other "
@@ -80,7 +81,10 @@ def demo(nodes, loss, seed, heap, file_kib, as_json):
               help="Write topology.png and latency_cdf.png into this folder.")
 @click.option("--separate", is_flag=True,
               help="Also run each file fetch alone (same seed) and compare the airtime.")
-def sim(scenario, router, seed, nodes, as_json, plot_dir, separate):
+@click.option("--background", type=click.Choice(["on", "off"]), default=None,
+              help="Baselines only: what a default node sends by itself (Meshtastic NodeInfo "
+                   "and telemetry, MeshCore adverts). Default: on, as deployed.")
+def sim(scenario, router, seed, nodes, as_json, plot_dir, separate, background):
     """Simulate SCENARIO (a name in scenarios/ or a YAML path) in virtual time.
 
     Every node runs the real protocol core (or the baseline router) on a LoRa
@@ -105,9 +109,17 @@ def sim(scenario, router, seed, nodes, as_json, plot_dir, separate):
     if separate and not sc.files():
         raise click.BadParameter(f"scenario '{sc.name}' has no files section",
                                  param_hint="--separate")
+    if background is not None and router == "pollen":
+        raise click.BadParameter("applies to the baselines (pollen's own status frames: "
+                                 "router setting telemetry_interval_ms)", param_hint="--background")
     simulation = Simulation(sc, router, seed,
                             progress=progress_bar("simulating", show_eta=True))
+    if background is not None:
+        simulation.sc.router_settings = dict(simulation.sc.router_settings,
+                                             background=background == "on")
     result = simulation.run()
+    if router != "pollen":
+        result["background"] = simulation.sc.router_settings.get("background", True)
     if separate:
         result["file_separate"] = b.separate(sc, seed, result)
     if plot_dir:
@@ -128,7 +140,9 @@ def render_sim(r: dict) -> str:
         return "-" if v is None else f"{v:.1%}"
 
     rows = [
-        ("scenario", f"{r['scenario']} ({r['nodes']} nodes, seed {r['seed']}), router {r['router']}"),
+        ("scenario", f"{r['scenario']} ({r['nodes']} nodes, seed {r['seed']}), router {r['router']}"
+                     + ("" if "background" not in r else
+                        f", background {'on' if r['background'] else 'off'}")),
         ("broadcast reach", f"{pct(r['broadcast_reach'])} over {r['broadcasts']} broadcasts"),
         ("unicast delivery", f"{pct(r['unicast_delivery'])} over {r['unicasts']} unicasts"),
         ("latency p50 / p95", f"{r['latency_ms']['p50']} / {r['latency_ms']['p95']} ms"),

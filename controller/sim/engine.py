@@ -19,13 +19,15 @@ from pollen_controller.sim.metrics import Metrics
 from pollen_controller.topology import PathLossModel
 
 BROADCAST = 0xFFFFFFFF
-ROUTERS = ("pollen", "managed-flood")
+ROUTERS = ("pollen", "managed-flood", "meshcore")
 NETWORK_KEY = "5e" * 32  # simulated community key
 
 _WAKE, _TX_END, _TRAFFIC, _MOVE, _FAIL, _SAMPLE, _SHARE, _FETCH, _LINK = range(9)
 _MOVE_STEP_MS = 5000
 _SAMPLE_MS = 60000
-_BASELINE_ONLY = ("role",)
+# settings of the baseline routers (docs/baseline.md) that pollen does not take
+_BASELINE_ONLY = ("role", "background", "next_hop", "pki", "repeat", "flood_max", "msg_attempts",
+                  "flood_after", "flood_attempts")
 MEDIA_TYPE = "application/octet-stream"   # of the scenario's files
 FILE_ROUTERS = ("pollen",)                 # routers that share and fetch files
 
@@ -39,6 +41,10 @@ def make_router(kind, settings, storage, rng):
         from pollen_controller.sim.baseline import ManagedFlood
 
         return ManagedFlood(settings, storage, rng)
+    if kind == "meshcore":
+        from pollen_controller.sim.meshcore import MeshCore
+
+        return MeshCore(settings, storage, rng)
     raise ValueError(f"--router: expected one of {', '.join(ROUTERS)}, got {kind!r}")
 
 
