@@ -66,19 +66,23 @@ class Custody:
                     continue
                 offers += 1
             if h.own:
-                if h.attempts + 2 > self.s.max_attempts + 2 * _MAX_OFFERS:
-                    continue  # tried enough: carriers near the destination may still deliver
-                # the way may be open again: two more attempts (one may collide)
+                if h.attempts < self.s.max_attempts or h.bonus > 0 \
+                        or h.attempts + 1 > self.s.max_attempts + 2 * _MAX_OFFERS:
+                    continue  # its retries still run, or tried enough
+                # the way may be open again: one more attempt, along the route
                 h.triggered = True
-                h.bonus = 2
+                h.bonus = 1
                 h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
             else:
                 self._send_held(h, now_ms)
 
     def _maybe_carry(self, f, copy, now_ms):
-        # Unicast we relay: remember it until we see it acknowledged, so that
-        # if the destination is away we can hand it over when it comes back.
-        if f.ftype != MSG or f.key() in self.held or f.key() in self.acked:
+        # Unicast we relay without knowing a way to its destination: remember
+        # it until we see it acknowledged, so that if the destination is away
+        # (another village, switched off) we can hand it over when it comes
+        # back. With a route, the origin's own retries are what recovers it.
+        if f.ftype != MSG or f.key() in self.held or f.key() in self.acked \
+                or self._next_hop(f.dest, now_ms) is not None:
             return
         if len(self.held) >= self.s.held_capacity and not self._evict_held():
             return
@@ -102,13 +106,17 @@ class Custody:
         self.storage.delete(heldrec.record_name(h.key))
 
     def _attempt(self, h, now_ms):
-        # One end-to-end attempt for our own unicast: routed if we know a way,
-        # flooded otherwise (and from the second attempt on).
+        # One end-to-end attempt for our own unicast: along the route while we
+        # know one (learned from the destination's own floods, or from the ack
+        # of an earlier message), flooded when we do not, and on the last
+        # attempt (as Meshtastic's NextHopRouter does): the flood finds a new
+        # way and its ack teaches it to every node on it. Retries wait
+        # longer each time, and longer on a busy channel.
         h.attempts += 1
         nh = None
-        if h.attempts == 1 or h.triggered:
+        if h.attempts < self.s.max_attempts or h.triggered:
             nh = self._next_hop(h.dest, now_ms)
-        elif not h.triggered:
+        else:
             self.routes.forget(h.dest)  # the route did not deliver: flood this time
         if h.attempts > 1:
             self.counters["retries"] += 1
@@ -119,11 +127,17 @@ class Custody:
         hops = self.routes.hops(h.dest) or self.s.hop_limit
         if nh is not None:
             data = wire.relayed(data, 0, nh & 0xFF, self.low, self.key)
-            self._add_job(Job(h.key, J_ROUTED, data, now_ms, 0, h.dest, 2))
+            self._add_job(Job(h.key, J_ROUTED, data, now_ms, 0, h.dest,
+                              1 + self.s.relay_retries))
         else:
             self._add_job(Job(h.key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
                               0, h.dest, 1))
-        h.retry_ms = now_ms + self._ack_timeout_ms(hops)
+        n = h.attempts - 1 if h.attempts < 4 else 3
+        wait = self._ack_timeout_ms(hops) << n
+        lv = self.cong.level(now_ms)
+        if lv >= 3:
+            wait *= 2
+        h.retry_ms = now_ms + wait + self._rand(wait // 4 + 1)
         self._persist(h, now_ms)
 
     def _send_held(self, h, now_ms):
@@ -150,6 +164,15 @@ class Custody:
 
     def _unacknowledged(self, job, now_ms):
         h = self.held.get(job.key)
+        if h is None and job.frame[14] and job.hops > 0 and job.frame[0] & 0x0F == MSG \
+                and job.key not in self.acked \
+                and (len(self.held) < self.s.held_capacity or self._evict_held()):
+            # we sent it along our route (header byte 14: a next hop) and it
+            # was not heard taken on: the way may be cut or the destination
+            # away, so keep it for when it (or a way to it) is heard again
+            h = heldrec.Held(job.key, job.dest, job.frame, now_ms + self.s.lifetime_ms, False)
+            self.held[h.key] = h
+            self.counters["held"] += 1
         if h is not None and not h.own and job.key not in self.acked:
             h.custody = True
             self._persist(h, now_ms)  # custody: keep it for when the destination returns

@@ -24,6 +24,20 @@ class Flooding:
             job.onward = True
 
     def _relay_flood(self, f, data, snr_db, now_ms):
+        if f.dest != BROADCAST:
+            # a unicast flood goes no further than the destination needs: if
+            # we know it is d hops away and the copy has fewer left, it cannot
+            # arrive through us
+            d = self.routes.hops(f.dest)
+            if d is not None and d > f.hop_limit - f.hops:
+                self._drop("out_of_scope")
+                return
+            # we know a way: hand it on along the route instead of flooding on
+            # (the flood stops here; other relays may do the same)
+            nh = self._next_hop(f.dest, now_ms)
+            if nh is not None and nh & 0xFF != f.relayer:
+                self._forward_routed(f, data, now_ms, snr_db)
+                return
         copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
         # a relayed unicast is sent again if nobody is heard taking it on; a
         # post is not: beacons' post summaries repair what a neighbour missed
@@ -37,17 +51,19 @@ class Flooding:
     def _forward_routed(self, f, data, now_ms, snr_db=None):
         nh = self._next_hop(f.dest, now_ms)
         if nh is None:
+            # named as next hop but no way on (the route expired or failed):
+            # flood it from here, within the copy's hop limit
             self._relay_flood(f, data, 0, now_ms)
             return
         copy = wire.relayed(data, f.hops + 1, nh & 0xFF, self.low, self.key)
         # an ack handed to its destination is not taken further: nothing to hear
         kind = J_ONCE if f.ftype == ACK and nh == f.dest else J_ROUTED
-        tries = 1 if kind == J_ONCE else 2
+        tries = 1 if kind == J_ONCE else 1 + self.s.relay_retries
         due_ms = now_ms + self._rand(self.slot_ms // 2)
         if snr_db is not None:
-            # a flooded copy handed to its destination: other neighbours of the
-            # destination may do the same, so contend like a flood relay and
-            # stand down on hearing one of them (else they collide at it)
+            # a flooded copy we take on along our route: other relays of the
+            # flood may do the same, so contend like a flood relay and stand
+            # down on hearing one of them (else they collide)
             kind = J_FLOOD
             due_ms = now_ms + self._contention_ms(snr_db)
         self._add_job(Job(f.key(), kind, copy, due_ms, f.hops + 1, f.dest, tries))
@@ -57,9 +73,19 @@ class Flooding:
         # A retry or stored copy (F_STORED) of a unicast we passed on before:
         # its origin has had no ack (even if we saw one go by, it may have
         # been lost after us), so pass it on again; the destination acks
-        # duplicates. Only a copy from nearer the origin than we are is taken
-        # on (hops only grow), so relays never bounce it between them.
-        if f.key() in self.jobs or f.hops >= f.hop_limit or f.next_hop not in (0, self.low):
+        # duplicates. A routed copy is taken on by the node it names; a
+        # flooded one only from nearer the origin than we are (hops only
+        # grow), so relays never bounce it between them. What we spend on it
+        # is charged to the message's budget (Node._transmit_due).
+        if f.key() in self.jobs or f.hops >= f.hop_limit:
+            return
+        if self.seen.spent(f.key()) >= self.s.tx_budget:
+            self._drop("over_budget")
+            return
+        if f.next_hop == self.low:
+            self._forward_routed(f, data, now_ms)
+            return
+        if f.next_hop != 0:
             return
         d = self.routes.hops(f.origin)  # just learned from the shortest copy heard
         if d is not None and f.hops < d:
@@ -92,14 +118,16 @@ class Flooding:
         if done or job.tries <= 0 or job.kind == J_ONCE:
             del self.jobs[job.key]
             if not done:
+                if job.kind == J_ROUTED:
+                    # the next hop was not heard taking it on: the route is
+                    # suspect. The origin's next attempt finds another way
+                    # (no flood from the middle of the path: that is what
+                    # made retries storms)
+                    self.routes.forget(job.dest)
                 self._unacknowledged(job, now_ms)
             return
         self.counters["retries"] += 1
-        if job.kind == J_ROUTED and job.tries == 1:
-            # the route failed twice: forget it and flood the last try
-            self.routes.forget(job.dest)
-            job.kind = J_FLOOD
-            job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
+        job.copies = 0  # a retry (Node._traffic_class)
         job.watch_ms = None
         # in whole slots across the window: two hidden nodes that collided
         # went at the same time, so their retries must not pick close times

@@ -23,7 +23,7 @@ class Job:
         self.hops = hops          # hop count in our copy
         self.dest = dest
         self.tries = tries        # transmissions left
-        self.copies = 1           # copies heard (ours included) before we sent
+        self.copies = 1           # copies heard (ours included) before we sent; 0: a retry
         self.onward = False       # a copy further along was heard after we sent
         self.heard_from = []      # low bytes of nodes heard sending this message
 

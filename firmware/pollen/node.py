@@ -30,12 +30,15 @@ from pollen.custody import Custody
 from pollen.sharing import Sharing
 from pollen.telemetry import Telemetry
 from pollen.ids import Values
+from pollen.congestion import Congestion
 
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
 _ID_BLOCK = const(256)          # message ids reserved in storage at a time
 _ID_RECORD = "ids"
 _BEACON_JOB = const(0)          # the job key of our beacon (message keys are never 0)
 _STATUS_JOB = const(4)   # our status frame's (telemetry.py)
+_CATALOG_JOB = const(3)  # our catalog frame's (sharing.py)
+_STORED_EXTRA = const(4)  # transmissions a relay may add for a held copy (custody._MAX_OFFERS)
 
 
 class Node(Flooding, Custody, Sharing, Telemetry):
@@ -61,12 +64,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.jobs = {}
         self.held = {}
         self.posts = RecentPosts(s.repair_window_ms)
+        self.cong = Congestion()  # channel utilisation; traffic classes 0..2
         self.out = []
         self.busy_until_ms = 0     # our own transmission ends
         self.channel_until_ms = 0  # someone else's transmission ends
         self.backoff_until_ms = 0  # listen-before-talk: not before then
         self.next_offer_all_ms = 0
         self.beaconed = False      # a beacon has gone out since start
+        self.beacon_calm = 0       # 1: no new neighbour since the last beacon
         self.next_beacon_ms = 0
         self.next_wake_ms = 0
         self.started_ms = 0
@@ -146,6 +151,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.counters["rx"] += 1
         if self.fetches:
             self._hold_windows(self._airtime_us(len(data)) // 1000)
+        if data:
+            self._status_credit(now_ms, data)
         f, reason = wire.unpack(data, self.key)
         if f is None:
             self._drop(reason)
@@ -164,6 +171,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # lasting until until_ms: listen before talk.
         if until_ms > self.channel_until_ms:
             self.channel_until_ms = until_ms
+        self.cong.busy(now_ms, until_ms)
 
     # ---- outputs ------------------------------------------------------------
 
@@ -269,11 +277,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             e = self.neigh.table.get(via)
             # back after missing more than two beacons (switched off, out of
             # range): as good as new for store-and-forward
-            back = e is not None and now_ms - e[3] > self.s.beacon_interval_ms * 5 // 2
+            back = e is not None and now_ms - e[3] > self.s.beacon_interval_ms * 5
             # or it says it has just started (it may have been off for a moment)
             fresh = f.ftype == BEACON and f.flags & F_FRESH
             if self.neigh.heard(via, rssi_dbm, snr_db, now_ms) or back or fresh:
                 self._neighbour_appeared(via, now_ms)
+                self.beacon_calm = 0  # the neighbourhood changed: beacon at the base rate
         else:
             via = self.neigh.by_low_byte(f.relayer, now_ms)
             if via is not None:
@@ -390,7 +399,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self._watch_done(job, now_ms)
 
     def _beacon(self, now_ms):
-        interval = self.s.beacon_interval_ms
+        # Trickle-style: while the neighbourhood stays the same, every other
+        # beacon is left out (the interval doubles once); on a busy channel
+        # beacons come less often too (they are needed to find neighbours,
+        # and the traffic itself shows who is there). A new neighbour puts
+        # it back to the base rate.
+        lv = self.cong.level(now_ms) + self.beacon_calm
+        interval = self.s.beacon_interval_ms << (lv if lv < 2 else 2)
+        self.beacon_calm = 1
         self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
         name = self.s.name.encode()[:16]
         heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
@@ -402,16 +418,40 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._add_job(Job(_BEACON_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
+        # the most valuable class first (acks and first sends before retries
+        # before gossip), then the earliest due
         best = None
         for job in self.jobs.values():
             if job.due_ms is not None and job.due_ms <= now_ms:
-                if best is None or job.due_ms < best.due_ms:
+                c = self._traffic_class(job)
+                if best is None or c < cls or c == cls and job.due_ms < best.due_ms:
                     best = job
+                    cls = c
         if best is None:
             return
         if best.kind == J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
             del self.jobs[best.key]  # every neighbour we know of has it already
             self.counters["cancelled"] += 1
+            return
+        relay = best.hops > 0 or best.kind == J_STORED
+        # a held copy handed on later (store-and-forward, post repair) has a
+        # few more, counted by custody.py and posts.py
+        if relay and self.seen.spent(best.key) >= self.s.tx_budget \
+                + (_STORED_EXTRA if best.kind == J_STORED else 0):
+            del self.jobs[best.key]  # this node has spent its share on this message
+            self._drop("over_budget")
+            return
+        if cls and best.key != _STATUS_JOB and self.cong.sheds(cls, now_ms):
+            self._drop("shed")
+            h = self.held.get(best.key)
+            if h is not None and h.own and best.hops == 0:
+                # our own retry waits for a quieter moment (the attempt is
+                # not lost: its ack timeout runs from when it goes)
+                best.due_ms = now_ms + self._window_ms() + self._rand(self._window_ms() * 2)
+                if h.retry_ms is not None and h.retry_ms < best.due_ms:
+                    h.retry_ms = best.due_ms + self._ack_timeout_ms(self.routes.hops(h.dest) or 3)
+                return
+            del self.jobs[best.key]  # the channel is busy: less valuable traffic waits
             return
         air_us = self._airtime_us(len(best.frame))
         at = self.duty.earliest_ms(now_ms, air_us)
@@ -426,7 +466,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self.tele_budget.saved_us += air_us
             return
         if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
-                and self.tele_budget.take(air_us, now_ms):
+                and (self._status_credit(now_ms) < air_us
+                     or self.tele_budget.take(air_us, now_ms)):
             del self.jobs[best.key]  # a relay: telemetry has used its share of airtime
             self.counters["telemetry_skipped"] += 1
             return
@@ -439,10 +480,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.duty.record(now_ms, air_us)
         air_ms = air_us // 1000 + 1
         self.busy_until_ms = now_ms + air_ms
+        self.cong.busy(now_ms, now_ms + air_ms)
+        self._status_credit(now_ms, best.frame)
+        if best.key > 0xFFFF:  # a message (job keys of our own are small)
+            self.seen.spend(best.key)
         if self.fetches:
             self._hold_windows(air_ms)
         self.counters["tx"] += 1
-        if best.hops > 0 or best.kind == J_STORED:
+        if relay:
             self.counters["relayed"] += 1
         self.out.append(("tx", best.frame))
         if best.key == _BEACON_JOB:
@@ -458,6 +503,17 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         else:
             wait = self.slot_ms * 2 + air_ms * 3
         best.watch_ms = now_ms + air_ms + wait
+
+    def _traffic_class(self, job):
+        # what congestion sheds first (congestion.py): 2 gossip (relayed
+        # status, catalog), 1 retries and repair (a held copy, a copy sent
+        # again: F_STORED, or a retry queued by _watch_done), 0 the rest
+        t = job.frame[0] & 0x0F
+        if t == STATUS and job.hops or job.key == _CATALOG_JOB:
+            return 2
+        if job.kind == J_STORED or not job.copies or t == MSG and job.frame[1] & F_STORED:
+            return 1
+        return 0
 
     def _plan_wake(self, now_ms):
         t = self.next_beacon_ms

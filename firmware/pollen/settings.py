@@ -21,13 +21,16 @@ _INTS = {
     "cancel_copies": (2, 1, 16),
     "contention_slots": (12, 2, 64),
     "post_retries": (1, 0, 3),
-    "relay_retries": (1, 0, 3),
+    "relay_retries": (2, 0, 3),
     "max_attempts": (3, 1, 10),
+    # transmissions one node spends on one message as a relay (every copy,
+    # retry and held-copy offer), so no message can take unbounded airtime
+    "tx_budget": (3, 1, 8),
     "held_capacity": (32, 1, 1024),
     "seen_capacity": (128, 16, 4096),
     "neighbour_capacity": (32, 4, 256),
     "neighbour_expiry_ms": (900000, 1000, 86400000),
-    "route_capacity": (64, 4, 1024),
+    "route_capacity": (128, 4, 1024),
     "route_expiry_ms": (1800000, 1000, 86400000),
     "repair_window_ms": (600000, 0, 86400000),
     # the shared commons (sharing.py)

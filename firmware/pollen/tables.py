@@ -6,9 +6,13 @@ class Seen:
     # Duplicate suppression: the last `capacity` message keys, in arrival
     # order. A list alone (no set beside it): `in` on a list runs in C, fast
     # enough for a few hundred keys, and a set would double the memory.
+    # Beside each key, the transmissions this node has spent on that message
+    # (one byte): every copy, relay and retry is charged to it, and a node
+    # stops spending on a message at its budget (Node._within_budget).
     def __init__(self, capacity=128):
         self.capacity = capacity
         self._ring = [None] * capacity
+        self._spent = bytearray(capacity)
         self._i = 0
 
     def __contains__(self, key):
@@ -18,7 +22,24 @@ class Seen:
         if key in self._ring:
             return
         self._ring[self._i] = key
+        self._spent[self._i] = 0
         self._i = (self._i + 1) % self.capacity
+
+    def spent(self, key):
+        # transmissions charged to this message so far (0 if not remembered)
+        try:
+            return self._spent[self._ring.index(key)]
+        except ValueError:
+            return 0
+
+    def spend(self, key):
+        try:
+            j = self._ring.index(key)
+        except ValueError:
+            self.add(key)
+            j = (self._i - 1) % self.capacity
+        if self._spent[j] < 255:
+            self._spent[j] += 1
 
 
 class Neighbours:

@@ -18,6 +18,16 @@
 # hard budget keeps own and relayed status frames within
 # telemetry_share_per_mille of the airtime the node may use (its duty-cycle
 # budget, or all the time where the region has none).
+# And the mesh's status frames together stay a small share of what is on the
+# channel (RTCP keeps its reports at 5 % of the session's traffic the same
+# way): every frame a node hears or sends that is not a status earns
+# telemetry_share_per_mille of its airtime in credit (2 % by default),
+# every status frame heard or sent (anyone's) costs its airtime, plus twice
+# the node's own share of the time (above) so a quiet mesh still reports:
+# what one node may spend becomes what its whole neighbourhood may spend,
+# however many nodes it has. Own and relayed status frames go only while
+# the credit covers them. It saves up at most four status frames, and starts
+# with two (our own first status and one relay).
 from pollen import wire
 from pollen.wire import Frame, STATUS, BROADCAST
 from pollen.airtime import AirtimeBudget
@@ -33,6 +43,7 @@ _AGAIN_MS = const(20000)   # the second status goes 20-40 s after the first
 _FIRST_MS = const(17000)   # the first status goes 3 s + up to this after start (spread:
                            # a whole mesh powered on at once does not send them together)
 _STATUS_JOB = const(4)  # job key of our own status (sharing.py has 1..3; node.py has it too)
+
 
 
 class Telemetry:
@@ -55,6 +66,27 @@ class Telemetry:
         cap = share * 900 if share * 900 > one else one
         self.tele_budget = AirtimeBudget(share, cap, cap if share else 0)
         self.tele_budget.at_ms = now_ms
+        # the channel credit (see the top): starts with our own first status
+        self.tele_credit_us = 2 * one
+        self.tele_credit_cap_us = 4 * one
+        self.tele_credit_ms = now_ms
+
+    def _status_credit(self, now_ms, data=None):
+        # The channel credit now (see the top); with data, a frame on the
+        # channel (heard, or our own) is booked first: credit or cost
+        c = self.tele_credit_us + (now_ms - self.tele_credit_ms) \
+            * self.tele_budget.per_million // 500
+        if data:
+            air_us = self._airtime_us(len(data))
+            if data[0] & 0x0F == STATUS:
+                c -= air_us
+                if c < -self.tele_credit_cap_us:
+                    c = -self.tele_credit_cap_us
+            else:
+                c += air_us * self.s.telemetry_share_per_mille // 1000
+            self.tele_credit_us = c if c < self.tele_credit_cap_us else self.tele_credit_cap_us
+            self.tele_credit_ms = now_ms
+        return c
 
     def _telemetry_timer(self, now_ms):
         base = self.s.telemetry_interval_ms
@@ -64,6 +96,10 @@ class Telemetry:
             self.next_status_ms = now_ms + self.slot_ms
             return
         air_us = self._airtime_us(wire.HEADER_BYTES + len(self._status_payload(now_ms)) + 8)
+        if self._status_credit(now_ms) < air_us:
+            # the mesh's status frames have their share of the channel: later
+            self.next_status_ms = now_ms + self.slot_ms * 64 + self._rand(self.slot_ms * 64)
+            return
         wait_ms = self.tele_budget.take(air_us, now_ms)  # spent now: ours goes first
         if wait_ms:
             self.next_status_ms = now_ms + wait_ms
