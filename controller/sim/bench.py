@@ -1,27 +1,65 @@
-"""`pollen bench`: the standard scenarios with both routers on the same seeds,
-side by side, plus simulator speed and the baseline's reach-vs-size curve;
-`pollen bench --files`: the file scenarios over several seeds, and fetches
-together against each alone (`separate`)."""
+"""`pollen bench`: the standard scenarios with every router over the same
+seeds, run in parallel, summarised per router (mean, min, max) against the
+best baseline with pass/fail targets; simulator speed and the reach-vs-size
+curve; `--load-sweep`: one scenario's traffic scaled from light to about twice
+what the channel carries; `--files`: the file scenarios over several seeds,
+and fetches together against each alone (`separate`)."""
 from __future__ import annotations
 
-from statistics import median
+import copy
+import math
+import multiprocessing
+from collections import deque
+from pathlib import Path
+from statistics import mean, median
 
-from pollen_controller.sim.engine import FILE_ROUTERS, ROUTERS, Simulation, simulate
+import yaml
+
+from pollen.airtime import preset_time_on_air_us
+from pollen.crypto import TAG_BYTES
+from pollen.region import REGIONS
+from pollen.wire import HEADER_BYTES
+from pollen_controller.sim.engine import BROADCAST, FILE_ROUTERS, ROUTERS, Simulation, simulate
 from pollen_controller.sim.metrics import percentile
-from pollen_controller.sim.scenario import load_scenario
+from pollen_controller.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
 
-STANDARD = ("line-10", "grid-50", "city-200", "villages-mule", "longfast-30")
+STANDARD = ("line-10", "grid-50", "city-200", "villages-mule", "longfast-30", "town-100",
+            "rural-400", "city-200-lossy")
 QUICK = ("line-10", "grid-50", "villages-mule", "longfast-30")
-# metrics compared side by side: (key, how to read it)
+SEEDS = 10           # the standard set: seeds 1..SEEDS, the same for every router
+QUICK_SEEDS = 3
+SWEEP_SEEDS = 3
+SWEEP_LOADS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0)   # offered load, x the capacity (offered_load)
+ALOHA_THROUGHPUT = 1 / (2 * math.e)   # the most of its time a random-access channel carries
+REFERENCE = "pollen"  # the router measured against the best of the others
+# metrics compared side by side: (key, which way is better, shown as)
 COMPARED = (
-    ("broadcast_reach", "higher is better"),
-    ("unicast_delivery", "higher is better"),
-    ("latency_ms.p50", "lower is better"),
-    ("latency_ms.p95", "lower is better"),
-    ("tx_per_delivered", "lower is better"),
-    ("airtime_ms_per_delivered", "lower is better"),
-    ("collision_ratio", "lower is better"),
-    ("channel_utilisation", "lower is better"),
+    ("unicast_delivery", "higher", "unicast delivery"),
+    ("broadcast_reach", "higher", "broadcast reach"),
+    ("latency_ms.p50", "lower", "latency p50 (s)"),
+    ("latency_ms.p95", "lower", "latency p95 (s)"),
+    ("airtime_ms_per_delivered", "lower", "airtime/delivered (ms)"),
+    ("tx_per_delivered", "lower", "frames/delivered"),
+    ("unicast_tx_over_hops.p50", "lower", "unicast tx/hops p50"),
+    ("unicast_tx_per_delivered", "lower", "unicast tx/delivered"),
+    ("collision_ratio", "lower", "collision ratio"),
+    ("channel_utilisation", "lower", "channel utilisation"),
+    ("telemetry_airtime_share", "lower", "status airtime share"),
+)
+BETTER = {k: b for k, b, _ in COMPARED}
+LABEL = {k: s for k, _, s in COMPARED}
+# pollen's targets: (metric, rule, bound). "best": at least (higher is better)
+# or at most (lower) bound x the best baseline; "at_most": an absolute bound;
+# "at_least_where_best": at least bound[0] where the best baseline reaches bound[1]
+TARGETS = (
+    ("unicast_delivery", "best", 1.0),
+    ("unicast_delivery", "at_least_where_best", (0.99, 0.95)),
+    ("broadcast_reach", "best", 1.0),
+    ("airtime_ms_per_delivered", "best", 0.8),
+    ("latency_ms.p50", "best", 1.2),
+    ("latency_ms.p95", "best", 2.0),
+    ("unicast_tx_over_hops.p50", "at_most", 1.5),
+    ("telemetry_airtime_share", "at_most", 0.05),
 )
 FILE_SCENARIOS = ("file-4hop", "file-swarm", "file-partition")
 FILE_SEEDS = 10
@@ -42,21 +80,300 @@ def ratio(a, b):
     return round(a / b, 3)
 
 
-def compare(names=STANDARD, progress=None) -> list[dict]:
-    """Each scenario with every router, same seed. Returns one row per scenario."""
+# ---- running (scenario, router, seed) jobs in parallel ----------------------
+
+def _scenario(spec):
+    # a scenario name or path, or (data dict, source) for a modified one
+    return load_scenario(spec) if isinstance(spec, str) else Scenario(*spec)
+
+
+def _run_job(indexed):
+    i, (spec, router, seed) = indexed
+    return i, simulate(_scenario(spec), router, seed)
+
+
+def _spec_name(spec):
+    return spec if isinstance(spec, str) else spec[0]["name"]
+
+
+def run_jobs(jobs, workers=2, progress=None) -> list[dict]:
+    """Results of simulate() for each (scenario spec, router, seed), in order;
+    `workers` processes; the costliest (nodes x duration, then traffic) first."""
+    cost = {}
+    for spec, _, _ in jobs:
+        if _spec_name(spec) not in cost:
+            sc = _scenario(spec)
+            cost[_spec_name(spec)] = (len(sc.node_ids) * sc.duration_s, len(sc.traffic()))
+    order = sorted(enumerate(jobs), key=lambda j: cost[_spec_name(j[1][0])], reverse=True)
+    results = [None] * len(jobs)
+
+    def done(i, r, n):
+        results[i] = r
+        if progress:
+            progress(f"[{n}/{len(jobs)}] {r['scenario']} {r['router']} seed {r['seed']}: "
+                     f"{r['wall_seconds']} s")
+
+    if workers <= 1 or len(jobs) <= 1:
+        for n, job in enumerate(order, 1):
+            done(*_run_job(job), n)
+        return results
+    with multiprocessing.get_context().Pool(min(workers, len(jobs))) as pool:
+        for n, (i, r) in enumerate(pool.imap_unordered(_run_job, order), 1):
+            done(i, r, n)
+    return results
+
+
+# ---- the standard set: every router, the same seeds --------------------------
+
+def standard(names=STANDARD, seeds=SEEDS, workers=2, routers=ROUTERS, progress=None) -> dict:
+    """Each scenario with every router over seeds 1..seeds (the same for every
+    router); `aggregate` of the runs, and the runs' main figures."""
+    seed_list = list(range(1, seeds + 1))
+    jobs = [(name, router, seed) for name in names for router in routers for seed in seed_list]
+    results = run_jobs(jobs, workers, progress)
+    return {"seeds": seed_list, "routers": list(routers), "scenarios": aggregate(results),
+            "runs": [_brief(r) for r in results]}
+
+
+def _brief(r):
+    out = {k: r.get(k) for k in ("scenario", "router", "seed", "nodes", "unicasts",
+                                 "broadcasts", "tx_frames", "wall_seconds")}
+    for key, _, _ in COMPARED:
+        out[key] = get(r, key)
+    out["airtime_ms_by_type"] = r.get("airtime_ms_by_type")
+    return out
+
+
+def spread(values) -> dict:
+    """mean, min, max of the values that are not None, and how many there were."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return {"mean": None, "min": None, "max": None, "n": 0}
+    return {"mean": round(mean(v), 4), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def aggregate(results, reference=REFERENCE) -> list[dict]:
+    """Runs (simulate() results, or dicts with the COMPARED keys, as dotted
+    names or nested) -> one row per scenario, in the order met: per router and
+    metric the spread over seeds; per metric the best router other than
+    `reference` (on the mean), the ratio reference/best, and the targets."""
+    by: dict[str, dict[str, list]] = {}
+    for r in results:
+        by.setdefault(r["scenario"], {}).setdefault(r["router"], []).append(r)
     rows = []
-    for name in names:
-        sc = load_scenario(name)
-        runs = {}
-        for router in ROUTERS:
-            if progress:
-                progress(f"{name}: {router}...")
-            runs[router] = simulate(sc, router)
-        row = {"scenario": name, "nodes": len(sc.node_ids), "seed": sc.seed, "runs": runs,
-               "ratio": {k: ratio(get(runs["pollen"], k), get(runs["managed-flood"], k))
-                         for k, _ in COMPARED}}
+    for name, runs in by.items():
+        stats = {router: {key: spread([_value(r, key) for r in rs]) for key, _, _ in COMPARED}
+                 for router, rs in runs.items()}
+        airtime = {router: _mean_by_type([r.get("airtime_ms_by_type") for r in rs])
+                   for router, rs in runs.items()}
+        best = {key: _best([(router, st[key]["mean"]) for router, st in stats.items()
+                            if router != reference], BETTER[key])
+                for key, _, _ in COMPARED}
+        mine = stats.get(reference, {})
+        row = {"scenario": name, "nodes": runs[next(iter(runs))][0].get("nodes"),
+               "seeds": sorted({r.get("seed") for rs in runs.values() for r in rs}),
+               "stats": stats, "airtime_ms_by_type": airtime, "best": best,
+               "ratio": {key: ratio(mine.get(key, {}).get("mean"),
+                                    stats[best[key]][key]["mean"] if best[key] else None)
+                         for key, _, _ in COMPARED}}
+        row["targets"] = targets(
+            {key: mine.get(key, {}).get("mean") for key, _, _ in COMPARED},
+            {key: (best[key], stats[best[key]][key]["mean"]) if best[key] else (None, None)
+             for key, _, _ in COMPARED}) if reference in stats else []
         rows.append(row)
     return rows
+
+
+def _value(r, key):
+    return r[key] if key in r else get(r, key)
+
+
+def _mean_by_type(dicts):
+    dicts = [d for d in dicts if d]
+    keys = sorted({k for d in dicts for k in d})
+    return {k: round(sum(d.get(k, 0) for d in dicts) / len(dicts), 1) for k in keys}
+
+
+def _best(candidates, better):
+    # the router with the better mean; None when none has a value
+    have = [(v, router) for router, v in candidates if v is not None]
+    if not have:
+        return None
+    return (max(have) if better == "higher" else min(have))[1]
+
+
+def targets(mine: dict, best: dict) -> list[dict]:
+    """pollen's means against TARGETS. mine: {metric: mean}; best: {metric:
+    (router, mean)} of the best baseline. Each target: what it asks, the
+    figures, and pass True/False, or None when it does not apply (no value)."""
+    out = []
+    for key, rule, bound in TARGETS:
+        v = mine.get(key)
+        router, b = best.get(key, (None, None))
+        label = LABEL[key]
+        if rule == "best":
+            cmp = ">=" if BETTER[key] == "higher" else "<="
+            what = f"{label} {cmp} " + (f"{bound:g} x " if bound != 1 else "") + "best baseline"
+            limit = None if b is None else b * bound
+        elif rule == "at_most":
+            what, limit = f"{label} <= {bound:g}", bound
+        else:   # at_least_where_best
+            what = f"{label} >= {bound[0]:g} where the best baseline reaches {bound[1]:g}"
+            limit = bound[0] if b is not None and b >= bound[1] else None
+        if v is None or limit is None:
+            ok = None
+        elif rule == "at_most" or (rule == "best" and BETTER[key] == "lower"):
+            ok = v <= limit
+        else:
+            ok = v >= limit
+        out.append({"metric": key, "target": what, "value": v, "limit": limit,
+                    "best_router": router, "best_value": b, "pass": ok})
+    return out
+
+
+# ---- the load sweep -----------------------------------------------------------
+
+def scenario_data(name) -> tuple[dict, str]:
+    """A scenario's fields as a dict and its source, to build modified copies."""
+    source = load_scenario(name).source   # a bad name or field is reported here
+    s = str(name)
+    path = Path(s) if "/" in s or s.endswith((".yaml", ".yml")) else SCENARIO_DIR / f"{s}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("name", path.stem)
+    return data, source
+
+
+def scale_traffic(data: dict, factor: float) -> dict:
+    """The scenario dict with `factor` x the posts and direct messages (both
+    mean intervals divided by it), named "<name> x<factor>"."""
+    d = copy.deepcopy(data)
+    traffic = d.setdefault("traffic", {})
+    for k in ("broadcast_interval_s", "unicast_interval_s"):
+        if traffic.get(k):
+            traffic[k] = traffic[k] / factor
+    d["name"] = f"{data['name']} x{factor:.3g}"
+    return d
+
+
+def offered_load(sc, seed=None) -> dict:
+    """The scenario's traffic (with that seed) against what the channel can
+    carry, estimated from airtime. The least airtime the traffic needs: a post
+    sent by a connected dominating set of its part of the mesh (greedy) and
+    heard once by every node of it; a direct message and its ack sent once per
+    hop of the shortest path, each heard by the sender's neighbours (mean
+    degree). Then
+    channel_load: the airtime each node hears (or sends), as a share of time,
+    over what a random-access channel delivers at best (pure ALOHA, 1/2e: hidden
+    nodes leave carrier sense little to add in a multi-hop mesh);
+    duty_load: each node's time on air over what its region's duty cycle allows.
+    load: the larger (1 = the capacity); messages_per_hour: offered."""
+    sim = Simulation(sc, ROUTERS[0], seed)   # the mesh and traffic of that seed
+    sc, ch = sim.sc, sim.channel
+    nbrs = {x: set(ch.neighbours(x)) for x in sc.node_ids}
+    n = len(nbrs)
+    degree = mean(len(v) for v in nbrs.values())
+    flood = _flood_costs(nbrs)
+    window_s = max(1e-9, sc.traffic_stop_s - sc.traffic_start_s)
+    ack_s = preset_time_on_air_us(HEADER_BYTES + 4 + TAG_BYTES, sc.preset) / 1e6
+    heard_s = sent_s = 0.0   # node-seconds hearing or sending; seconds on air
+    hops, messages = {}, 0
+    for _, src, dest, size in sc.traffic():
+        messages += 1
+        frame_s = preset_time_on_air_us(HEADER_BYTES + size + TAG_BYTES, sc.preset) / 1e6
+        if dest == BROADCAST:
+            reached, senders = flood[src]
+            heard_s += frame_s * reached
+            sent_s += frame_s * senders
+        else:
+            if src not in hops:
+                hops[src] = _hops(nbrs, src)
+            h = hops[src].get(dest) or 0
+            heard_s += h * (frame_s + ack_s) * (degree + 1)
+            sent_s += h * (frame_s + ack_s)
+    duty = REGIONS[sc.region][1] / 1000
+    channel_load = heard_s / (n * window_s) / ALOHA_THROUGHPUT
+    duty_load = sent_s / (n * window_s * duty) if duty else 0.0
+    return {"load": round(max(channel_load, duty_load), 4),
+            "binding": "channel" if channel_load >= duty_load else "duty cycle",
+            "channel_load": round(channel_load, 4), "duty_load": round(duty_load, 4),
+            "messages_per_hour": round(messages / window_s * 3600, 1),
+            "mean_degree": round(degree, 2), "traffic_hours": window_s / 3600}
+
+
+def _hops(nbrs, src):
+    # {node: hops} from src, breadth first
+    dist, todo = {src: 0}, deque([src])
+    while todo:
+        a = todo.popleft()
+        for b in nbrs[a]:
+            if b not in dist:
+                dist[b] = dist[a] + 1
+                todo.append(b)
+    return dist
+
+
+def _flood_costs(nbrs):
+    """{node: (nodes in its connected part, transmissions a post from it needs
+    at least)}: the size of a greedy connected dominating set of that part —
+    grown from its best-connected node, each step the covered node that covers
+    the most nodes not yet covered."""
+    out, left = {}, set(nbrs)
+    while left:
+        start = max(left, key=lambda x: (len(nbrs[x]), -x))
+        part = set(_hops(nbrs, start))
+        left -= part
+        chosen, covered = {start}, {start} | nbrs[start]
+        while len(covered) < len(part):
+            best = max(covered - chosen, key=lambda c: (len(nbrs[c] - covered), -c))
+            chosen.add(best)
+            covered |= nbrs[best]
+        for x in part:
+            out[x] = (len(part), len(chosen))
+    return out
+
+
+def goodput_per_hour(r: dict, traffic_hours: float) -> float:
+    """Messages delivered per hour of traffic: unicasts that reached their
+    destination, plus each broadcast counted as the fraction of the other
+    nodes it reached (so a post that reaches everyone is one message)."""
+    unicasts = (r.get("unicast_delivery") or 0) * r.get("unicasts", 0)
+    broadcasts = (r.get("broadcast_reach") or 0) * r.get("broadcasts", 0)
+    return round((unicasts + broadcasts) / traffic_hours, 1)
+
+
+def load_sweep(name, loads=SWEEP_LOADS, seeds=SWEEP_SEEDS, workers=2, routers=ROUTERS,
+               progress=None) -> dict:
+    """The scenario with its traffic scaled so that the offered load
+    (`offered_load`, mean over the seeds) is each of `loads`; every router over
+    seeds 1..seeds: unicast delivery, broadcast reach and goodput per hour."""
+    data, source = scenario_data(name)
+    seed_list = list(range(1, seeds + 1))
+    base = mean(offered_load(Scenario(data, source), s)["load"] for s in seed_list)
+    if not base:
+        raise ValueError(f"--load-sweep: scenario '{name}' has no traffic to scale")
+    points, jobs = [], []
+    for load in loads:
+        factor = load / base
+        d = scale_traffic(data, factor)
+        est = [offered_load(Scenario(d, source), s) for s in seed_list]
+        points.append({"scenario": d["name"], "factor": round(factor, 4),
+                       **{k: round(mean(e[k] for e in est), 4)
+                          for k in ("load", "channel_load", "duty_load", "messages_per_hour",
+                                    "traffic_hours")},
+                       "binding": est[0]["binding"]})
+        jobs += [((d, source), router, seed) for router in routers for seed in seed_list]
+    results = run_jobs(jobs, workers, progress)
+    for p in points:
+        p["routers"] = {}
+        for router in routers:
+            rs = [r for r in results if r["scenario"] == p["scenario"] and r["router"] == router]
+            p["routers"][router] = {
+                "unicast_delivery": spread([r["unicast_delivery"] for r in rs]),
+                "broadcast_reach": spread([r["broadcast_reach"] for r in rs]),
+                "goodput_per_hour": spread([goodput_per_hour(r, p["traffic_hours"])
+                                            for r in rs])}
+    return {"scenario": name, "seeds": seed_list, "routers": list(routers),
+            "base_load": round(base, 4), "points": points}
 
 
 def speed(sizes=SPEED_SIZES, scenario="city-200", router="pollen", progress=None) -> list[dict]:
@@ -176,20 +493,83 @@ def _fmt(v):
     return str(v)
 
 
-def render_compare(rows: list[dict]) -> str:
-    lines = []
-    head = f"{'scenario':<21}{'metric':<26}{'pollen':>12}{'baseline':>12}{'pollen/base':>13}"
-    lines.append(head)
-    lines.append("-" * len(head))
-    for row in rows:
-        p, b = row["runs"]["pollen"], row["runs"]["managed-flood"]
-        first = True
-        for key, _ in COMPARED:
-            name = f"{row['scenario']} ({row['nodes']})" if first else ""
-            lines.append(f"{name:<21}{key:<26}{_fmt(get(p, key)):>12}{_fmt(get(b, key)):>12}"
+def _shown(key, v):
+    # latencies in seconds, not raw ms
+    if v is None:
+        return None
+    return v / 1000 if key.startswith("latency_ms") else v
+
+
+def _cell(key, st):
+    if not st or st["mean"] is None:
+        return "-"
+    m, lo, hi = (_shown(key, st[k]) for k in ("mean", "min", "max"))
+    return _fmt(m) if lo == hi else f"{_fmt(m)} ({_fmt(lo)}..{_fmt(hi)})"
+
+
+def render_standard(out: dict) -> str:
+    """One block per scenario: each router's mean (min..max) over the seeds,
+    the best baseline and pollen/best per metric, then the targets."""
+    routers = out["routers"]
+    others = [r for r in routers if r != REFERENCE]
+    lines = [f"{len(out['seeds'])} seeds ({out['seeds'][0]}..{out['seeds'][-1]}), the same for "
+             f"every router; each cell: mean (min..max) over the seeds.",
+             f"pollen/best: pollen's mean / the best baseline's ({', '.join(others)}) on that "
+             f"metric; 'better' says which way: for 'higher' a ratio above 1 favours pollen, "
+             f"for 'lower' one below 1.", ""]
+    head = f"{'metric':<24}{'better':<8}" + "".join(f"{r:>24}" for r in routers) \
+        + f"{'best baseline':>16}{'pollen/best':>13}"
+    passed = failed = 0
+    for row in out["scenarios"]:
+        lines.append(f"{row['scenario']} ({row['nodes']} nodes)")
+        lines.append(head)
+        lines.append("-" * len(head))
+        for key, better, label in COMPARED:
+            cells = "".join(f"{_cell(key, row['stats'].get(r, {}).get(key)):>24}"
+                            for r in routers)
+            lines.append(f"{label:<24}{better:<8}{cells}{row['best'][key] or '-':>16}"
                          f"{_fmt(row['ratio'][key]):>13}")
-            first = False
+        for r in routers:
+            by_type = row["airtime_ms_by_type"].get(r) or {}
+            total = sum(by_type.values())
+            if total:
+                shares = sorted(by_type.items(), key=lambda kv: -kv[1])
+                lines.append(f"airtime by type, {r}: " + ", ".join(
+                    f"{k} {v / total:.0%}" for k, v in shares if v / total >= 0.005))
+        for t in row["targets"]:
+            mark = {True: "PASS", False: "FAIL", None: "n/a "}[t["pass"]]
+            passed += t["pass"] is True
+            failed += t["pass"] is False
+            got = "no value" if t["value"] is None else _fmt(_shown(t["metric"], t["value"]))
+            vs = "" if t["limit"] is None else f" vs {_fmt(_shown(t['metric'], t['limit']))}"
+            if t["best_router"] and "best" in t["target"]:
+                vs += f" ({t['best_router']}" + ("" if t["limit"] == t["best_value"] else
+                                                 f": {_fmt(_shown(t['metric'], t['best_value']))}") + ")"
+            lines.append(f"  {mark} {t['target']}: {got}{vs}")
         lines.append("")
+    lines.append(f"targets: {passed} passed, {failed} failed (latencies in s)")
+    return "\n".join(lines)
+
+
+def render_sweep(out: dict) -> str:
+    routers = out["routers"]
+    lines = [f"{out['scenario']}: traffic scaled ('x traffic'); offered load: the least airtime "
+             f"the traffic needs / what the channel and duty cycle allow (1 = capacity; "
+             f"x1 offers {_fmt(out['base_load'])}); {len(out['seeds'])} seeds, means.",
+             "goodput: messages delivered per hour of traffic (unicasts delivered + "
+             "broadcasts x their reach).", ""]
+    head = f"{'load':>6}{'x traffic':>10}{'offered/h':>11}  " + "".join(
+        f"{r + ' deliv/reach/goodput':>36}" for r in routers)
+    lines += [head, "-" * len(head)]
+    for p in out["points"]:
+        cells = ""
+        for r in routers:
+            g = p["routers"][r]
+            cells += f"{_fmt(g['unicast_delivery']['mean']):>16} " \
+                     f"{_fmt(g['broadcast_reach']['mean']):>8} " \
+                     f"{_fmt(g['goodput_per_hour']['mean']):>10}"
+        lines.append(f"{_fmt(p['load']):>6}{_fmt(p['factor']):>10}"
+                     f"{_fmt(p['messages_per_hour']):>11}  {cells}  ({p['binding']})")
     return "\n".join(lines)
 
 

@@ -12,9 +12,8 @@ relay, retry, held copy sent again) or acknowledges, else None — the key
   (with the simulation's network key; once per ack, not per copy); the acked
   message's origin is the ack's destination.
 - another router: its class's static `frame_info(frame) -> (type_name,
-  msg_key)`; until the class has one, managed-flood frames are read with
-  `baseline.parse_frame` ("text" broadcast, "msg" unicast, "ack" routing),
-  and any other router's frames are "frame".
+  msg_key)` (`ManagedFlood`, `MeshCore`); a router class without one has its
+  frames counted as "frame".
 """
 from __future__ import annotations
 
@@ -58,22 +57,6 @@ class PollenFrames:
         return got
 
 
-def flood_frame_info(frame: bytes):
-    """Managed-flood frames, best effort with baseline.py's own parser."""
-    from pollen_controller.sim import baseline as b
-
-    p, _ = b.parse_frame(frame)
-    if p is None:
-        return "invalid", None
-    if p.port == b.PORT_ROUTING:
-        return "ack", (p.dest, p.request_id)
-    if p.port == b.PORT_TEXT:
-        if p.dest == b.BROADCAST:
-            return "text", None
-        return "msg", (p.sender, p.pkt_id)
-    return f"port{p.port}", None
-
-
 def classifier(router_kind: str, router_cls=None):
     """A function frame -> (type_name, msg_key) for this router's frames;
     `router_cls` is the class of its routers (found from the kind if not given)."""
@@ -84,11 +67,7 @@ def classifier(router_kind: str, router_cls=None):
     if router_cls is None:
         router_cls = _router_class(router_kind)
     info = getattr(router_cls, "frame_info", None)
-    if info is not None:
-        return info
-    if router_kind == "managed-flood":
-        return flood_frame_info
-    return lambda frame: ("frame", None)
+    return info if info is not None else (lambda frame: ("frame", None))
 
 
 def _router_class(router_kind):

@@ -18,8 +18,9 @@ Definitions (docs/simulator.md has the full list):
   bound of the completed fetches (chunks x shortest-path hops x time on air of
   one full chunk frame, summed over them).
 - file_catalog_airtime_share: airtime of CATALOG frames / airtime of all frames.
-- telemetry_airtime_share: airtime of STATUS frames (own and relayed) / airtime of all
-  frames; telemetry_duty_pct: the most any one node spent on them, % of the time.
+- telemetry_airtime_share: airtime of telemetry frames (pollen's STATUS, the
+  baseline's TELEMETRY_APP; own and relayed) / airtime of all frames;
+  telemetry_duty_pct: the most any one node spent on them, % of the time.
 - tx_by_type, airtime_ms_by_type: frames put on air and their airtime, by the
   type name `frames.classify` gives.
 - unicast_tx_over_hops: for each delivered unicast, the transmissions of every
@@ -29,8 +30,9 @@ Definitions (docs/simulator.md has the full list):
 """
 from __future__ import annotations
 
-# frame type names (frames.POLLEN_TYPES) the file and telemetry metrics count
-STATUS, CATALOG = "status", "catalog"
+# frame type names (sim/frames.py) the file and telemetry metrics count
+TELEMETRY_TYPES = ("status", "telemetry")   # pollen's STATUS, the baseline's TELEMETRY_APP
+CATALOG = "catalog"
 FETCH_TYPES = ("want", "chunk", "part")   # frame types a fetch costs (catalog gossip apart)
 
 
@@ -89,7 +91,7 @@ class Metrics:
         self.tx_by_type[frame_type] = self.tx_by_type.get(frame_type, 0) + 1
         if msg_key is not None:
             self.tx_by_msg[msg_key] = self.tx_by_msg.get(msg_key, 0) + 1
-        if frame_type == STATUS:
+        if frame_type in TELEMETRY_TYPES:
             self.status_us_by_node[node] = self.status_us_by_node.get(node, 0) + airtime_us
         self.airtime_us_by_node[node] += airtime_us
         ms = airtime_us / 1000
@@ -161,7 +163,8 @@ class Metrics:
             "channel_utilisation": round(sum(util) / len(util), 4) if util else 0.0,
             "duty_cycle_pct": {"mean": round(sum(duty) / len(duty), 3) if duty else 0.0,
                                "max": round(max(duty), 3) if duty else 0.0},
-            "telemetry_airtime_share": round(self.airtime_us_by_type.get(STATUS, 0)
+            "telemetry_airtime_share": round(sum(self.airtime_us_by_type.get(t, 0)
+                                                 for t in TELEMETRY_TYPES)
                                              / self.tx_airtime_us, 4) if self.tx_airtime_us else 0.0,
             "telemetry_duty_pct": round(max(self.status_us_by_node.values(), default=0)
                                         / 1e6 / dur_s * 100, 3),

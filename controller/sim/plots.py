@@ -87,3 +87,46 @@ def reach_vs_nodes(rows: list[dict], path: Path, title: str = "") -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def load_sweep(sweep: dict, path: Path, title: str = "") -> Path:
+    """bench.load_sweep's result: delivery and reach (left) and goodput (right)
+    against the offered load, one colour per router."""
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    points = sweep["points"]
+    x = [p["load"] for p in points]
+    for i, router in enumerate(sweep["routers"]):
+        colour = f"C{i}"
+        g = [p["routers"][router] for p in points]
+        for key, style, what in (("unicast_delivery", "-", "unicast delivery"),
+                                 ("broadcast_reach", "--", "broadcast reach")):
+            y = [r[key]["mean"] for r in g]
+            if any(v is not None for v in y):
+                left.plot(x, [float("nan") if v is None else v for v in y], style,
+                          marker="o", color=colour, label=f"{router}: {what}")
+        right.plot(x, [r["goodput_per_hour"]["mean"] for r in g], marker="o", color=colour,
+                   label=router)
+    right.plot(x, [p["messages_per_hour"] for p in points], ":", color="black",
+               label="offered")
+    for ax in (left, right):
+        ax.axvline(1.0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("offered load (least airtime needed / capacity)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    left.set_ylabel("fraction")
+    left.set_ylim(0, 1.05)
+    right.set_yscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    right.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    for axis in (right.xaxis, right.yaxis, left.xaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    right.set_ylabel("messages delivered per hour (log scale)")
+    fig.suptitle(title or f"{sweep['scenario']}: load sweep, {len(sweep['seeds'])} seeds (means)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -4,6 +4,7 @@ import json
 from click.testing import CliRunner
 
 from pollen_controller.cli import main
+from pollen_controller.sim.engine import ROUTERS
 
 FIELDS = ("scenario", "router", "nodes", "seed", "broadcast_reach", "unicast_delivery",
           "latency_ms", "tx_per_delivered", "airtime_ms_per_delivered", "collision_ratio",
@@ -51,14 +52,33 @@ def test_sim_rejects_a_bad_scenario_naming_the_field(tmp_path):
     assert r.exit_code != 0 and "--router" in r.output
 
 
-def test_bench_quick_compares_both_routers_side_by_side():
-    r = run("bench", "--quick", "--no-speed", "--no-curve", "--json")
-    out = json.loads(r.output.splitlines()[-1])
-    names = [row["scenario"] for row in out["compare"]]
+def test_bench_quick_runs_every_router_on_the_same_seeds():
+    r = run("bench", "--quick", "--seeds", "1", "--no-speed", "--no-curve", "--json")
+    out = json.loads(r.output.splitlines()[-1])["standard"]
+    assert out["seeds"] == [1] and out["routers"] == list(ROUTERS)
+    names = [row["scenario"] for row in out["scenarios"]]
     assert names == ["line-10", "grid-50", "villages-mule", "longfast-30"]
-    for row in out["compare"]:
-        assert set(row["runs"]) == {"pollen", "managed-flood"}
-        p, b = row["runs"]["pollen"], row["runs"]["managed-flood"]
-        assert p["seed"] == b["seed"]
-        if b["tx_per_delivered"]:
-            assert row["ratio"]["tx_per_delivered"] == round(p["tx_per_delivered"] / b["tx_per_delivered"], 3)
+    runs = {(x["scenario"], x["router"]): x for x in out["runs"]}
+    assert len(runs) == len(out["runs"]) == 4 * len(ROUTERS)
+    for row in out["scenarios"]:
+        assert set(row["stats"]) == set(ROUTERS)
+        assert {x["seed"] for (name, _), x in runs.items() if name == row["scenario"]} == {1}
+        best = row["best"]["tx_per_delivered"]
+        p = runs[(row["scenario"], "pollen")]["tx_per_delivered"]
+        b = runs[(row["scenario"], best)]["tx_per_delivered"] if best else None
+        if b:
+            assert row["ratio"]["tx_per_delivered"] == round(p / b, 3)
+        assert [t["metric"] for t in row["targets"]][:2] == ["unicast_delivery"] * 2
+
+
+def test_bench_load_sweep_prints_a_table_and_draws_it(tmp_path):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("name: tiny\nduration_s: 300\nradio: {preset: ShortFast}\n"
+                    "nodes: {count: 4, placement: line, spacing_m: 5100}\n"
+                    "traffic: {broadcast_interval_s: 60, unicast_interval_s: 60, start_s: 30, "
+                    "stop_s: 240}\n")
+    r = run("bench", "--load-sweep", str(tiny), "--seeds", "1", "--plot", str(tmp_path))
+    assert "goodput" in r.output and "offered/h" in r.output
+    assert len([x for x in r.output.splitlines() if x.endswith(("(channel)", "(duty cycle)"))]) \
+        == 6
+    assert (tmp_path / "load_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
