@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from pollen import files
+from pollen import file_author
 from pollen_controller.files_atomic import write_atomic
 from pollen_controller.node_link import LinkError
 
@@ -45,7 +46,7 @@ def share(link, data: bytes, name: str, media_type: str | None = None,
     media_type = media_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
     author = int(st["id"], 16)
     try:
-        raw = files.make_manifest(name, media_type, data, author,
+        raw = file_author.make_manifest(name, media_type, data, author,
                                   int(time.time()) if created_s is None else created_s,
                                   chunk_bytes=limits["chunk_bytes"])
     except files.FileError as e:

@@ -118,9 +118,9 @@ def test_core_fits_in_128k(tmp_path):
     from pollen_controller.firmware import compile_firmware
     compile_firmware(tmp_path / "fw")
     sys.path.insert(0, str(ROOT / "firmware"))
-    from pollen import files
+    from pollen import file_author
     data = bytes((i * 7) & 0xFF for i in range(16384))
-    raw = files.make_manifest("map.bin", "application/octet-stream", data, 0x0A0B0C01)
+    raw = file_author.make_manifest("map.bin", "application/octet-stream", data, 0x0A0B0C01)
     script = "STORE = %r\nMANIFEST = %r\n" % (str(tmp_path), raw.hex()) + CORE_SCRIPT
     r = _run(["-c", script], CORE_HEAP, timeout_s=120, firmware=tmp_path / "fw")
     out = r.stdout + r.stderr

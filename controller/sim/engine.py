@@ -9,6 +9,7 @@ import time
 from collections import deque
 
 from pollen import file_wire, files
+from pollen import file_author
 from pollen.airtime import preset_time_on_air_us
 from pollen.crypto import TAG_BYTES
 from pollen.storage import MemoryStorage
@@ -268,7 +269,7 @@ class Simulation:
         else:
             self.metrics.files_not_shared += 1
             limit = self._settings(f.seeder).get("max_file_bytes", files.MAX_FILE_BYTES)
-            cid = files.content_id(files.make_manifest(f.name, MEDIA_TYPE, f.data, f.seeder, 0,
+            cid = files.content_id(file_author.make_manifest(f.name, MEDIA_TYPE, f.data, f.seeder, 0,
                                                        r.file_chunk_bytes, limit))
         self.cids[files.cid_str(cid)] = i
         self.file_cid[i] = cid

@@ -38,33 +38,6 @@ def chunk_of(data, index, chunk_bytes=CHUNK_BYTES):
     return data[index * chunk_bytes:(index + 1) * chunk_bytes]
 
 
-def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK_BYTES,
-                  max_bytes=MAX_FILE_BYTES):
-    # Raises FileError on local misuse: over the size limit, names too long.
-    if len(data) > max_bytes:
-        raise FileError("file is %d bytes; the limit is %d" % (len(data), max_bytes))
-    if not data:
-        raise FileError("file is empty")
-    n = name.encode()
-    m = media_type.encode()
-    if not 0 < len(n) <= 64:
-        raise FileError("name must be 1..64 bytes")
-    if len(m) > 32:
-        raise FileError("media type must be at most 32 bytes")
-    if not 16 <= chunk_bytes <= CHUNK_BYTES:
-        raise FileError("chunk size must be 16..%d bytes" % CHUNK_BYTES)
-    out = bytearray((_MANIFEST_VERSION, len(n)))
-    out += n
-    out.append(len(m))
-    out += m
-    out += be32(len(data))
-    out += bytes(((chunk_bytes >> 8) & 0xFF, chunk_bytes & 0xFF))
-    out += be32(author) + be32(created_s) + _sha(data)
-    for i in range(chunk_count(len(data), chunk_bytes)):
-        out += _sha(chunk_of(data, i, chunk_bytes))[:_SHORT]
-    return bytes(out)
-
-
 def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
     # the longest manifest of a file of at most max_bytes: longest name and
     # media type, fixed fields, and a short hash per chunk of the smallest size

@@ -76,21 +76,6 @@ class HeldFiles:
 
     # ---- adding ------------------------------------------------------------
 
-    def add_own(self, name, media_type, data, author, created_s=0, max_bytes=files.MAX_FILE_BYTES):
-        # Share a file of ours: kept until unshared, never evicted.
-        raw = files.make_manifest(name, media_type, data, author, created_s, max_bytes=max_bytes)
-        known = files.content_id(raw) in self.state
-        cid = self.begin(raw, own=True)
-        m = self.manifests[cid]
-        try:
-            for i in range(m.chunks):
-                self.put_chunk(cid, i, files.chunk_of(data, i, m.chunk_bytes))
-        except files.FileError:
-            if not known:
-                self.remove(cid)  # nothing half-shared is left behind
-            raise
-        return cid
-
     def begin(self, manifest_raw, own=False, pinned=False):
         # Start holding a file (or resume one): returns its content id.
         m = files.parse_manifest(manifest_raw, self.max_file_bytes)

@@ -483,7 +483,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.cong.busy(now_ms, now_ms + air_ms)
         self._status_credit(now_ms, best.frame)
         if best.key > 0xFFFF:  # a message (job keys of our own are small)
-            self.seen.spend(best.key)
+            self.seen.spent(best.key, 1)
         if self.fetches:
             self._hold_windows(air_ms)
         self.counters["tx"] += 1

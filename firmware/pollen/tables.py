@@ -25,21 +25,19 @@ class Seen:
         self._spent[self._i] = 0
         self._i = (self._i + 1) % self.capacity
 
-    def spent(self, key):
-        # transmissions charged to this message so far (0 if not remembered)
-        try:
-            return self._spent[self._ring.index(key)]
-        except ValueError:
-            return 0
-
-    def spend(self, key):
+    def spent(self, key, charge=0):
+        # transmissions charged to this message so far (0 if not remembered),
+        # after charging it `charge` more
         try:
             j = self._ring.index(key)
         except ValueError:
+            if not charge:
+                return 0
             self.add(key)
             j = (self._i - 1) % self.capacity
-        if self._spent[j] < 255:
-            self._spent[j] += 1
+        n = self._spent[j] + charge
+        self._spent[j] = n if n < 255 else 255
+        return n
 
 
 class Neighbours:

@@ -1,6 +1,7 @@
 # Files held by a node: partials that survive a restart, verification,
 # quota with least-recently-used eviction. CPython and MicroPython.
 from pollen import files
+from pollen import file_author
 from pollen.held_files import HeldFiles
 from pollen.storage import MemoryStorage
 
@@ -10,7 +11,7 @@ from .util import random_bytes as _data, file_error as _refused
 def test_own_file_is_complete_and_readable():
     s = HeldFiles(MemoryStorage())
     data = _data(5000)
-    cid = s.add_own("map.png", "image/png", data, 7)
+    cid = file_author.add_own(s, "map.png", "image/png", data, 7)
     assert s.complete(cid) and s.missing(cid) == [] and s.holdings() == [cid]
     m = s.manifests[cid]
     assert b"".join(s.read_chunk(cid, i) for i in range(m.chunks)) == data
@@ -19,7 +20,7 @@ def test_own_file_is_complete_and_readable():
 def test_fetched_out_of_order_resumes_after_a_restart():
     store = MemoryStorage()
     data = _data(3000, 2)
-    raw = files.make_manifest("notice.txt", "text/plain", data, 9)
+    raw = file_author.make_manifest("notice.txt", "text/plain", data, 9)
     s = HeldFiles(store)
     cid = s.begin(raw)
     m = s.manifests[cid]
@@ -38,8 +39,8 @@ def test_fetched_out_of_order_resumes_after_a_restart():
 def test_bad_chunks_and_unknown_files_are_refused_and_nothing_is_damaged():
     s = HeldFiles(MemoryStorage())
     data = _data(1000, 3)
-    cid = s.add_own("a", "", data, 1)
-    other = s.begin(files.make_manifest("b", "", _data(600, 4), 2))
+    cid = file_author.add_own(s, "a", "", data, 1)
+    other = s.begin(file_author.make_manifest("b", "", _data(600, 4), 2))
     bad = bytearray(files.chunk_of(data, 1))
     bad[0] ^= 0xFF
     assert "hash" in _refused(s.put_chunk, other, 1, bytes(bad))
@@ -50,17 +51,17 @@ def test_bad_chunks_and_unknown_files_are_refused_and_nothing_is_damaged():
 
 def test_quota_evicts_least_recently_used_cached_files_not_own_ones():
     s = HeldFiles(MemoryStorage(), quota_bytes=3000)
-    own = s.add_own("mine", "", _data(1000, 5), 1)
+    own = file_author.add_own(s, "mine", "", _data(1000, 5), 1)
     cached = []
     for k in range(2):
         d = _data(800, 10 + k)
-        cid = s.begin(files.make_manifest("c%d" % k, "", d, 2))
+        cid = s.begin(file_author.make_manifest("c%d" % k, "", d, 2))
         for i in range(4):
             s.put_chunk(cid, i, files.chunk_of(d, i))
         cached.append(cid)
     s.read_chunk(cached[0], 0)  # the first cached file was used lately
     d = _data(800, 20)
-    newest = s.begin(files.make_manifest("new", "", d, 3))
+    newest = s.begin(file_author.make_manifest("new", "", d, 3))
     for i in range(4):
         s.put_chunk(newest, i, files.chunk_of(d, i))
     assert s.complete(own) and s.complete(cached[0]) and s.complete(newest)
@@ -70,6 +71,6 @@ def test_quota_evicts_least_recently_used_cached_files_not_own_ones():
 
 def test_a_full_store_of_own_files_says_so():
     s = HeldFiles(MemoryStorage(), quota_bytes=1000)
-    s.add_own("mine", "", _data(1000, 6), 1)
-    assert "full" in _refused(s.add_own, "more", "", _data(200, 7), 1)
+    file_author.add_own(s, "mine", "", _data(1000, 6), 1)
+    assert "full" in _refused(file_author.add_own, s, "more", "", _data(200, 7), 1)
     assert len(s.state) == 1  # the refused file left nothing behind

@@ -2,6 +2,7 @@
 # gossip, fetching across hops with loss, several sources, overhearing,
 # resume after a restart, and bad input from the air. Runs under CPython
 # (pytest) and MicroPython (tests/core/mp_run.py): plain test_* functions.
+from pollen import file_author
 from pollen import wire, files, file_wire
 from pollen.wire import Frame, BROADCAST, CHUNK, PART, CATALOG
 from pollen.crypto import NetworkKey
@@ -223,7 +224,7 @@ def test_forged_manifest_is_dropped():
     m = line(2, **FAST)
     _settle(m)
     cid = m.nodes[1].share("doc", "text/plain", _data(1000, 8), m.now_ms)
-    other = files.make_manifest("evil", "text/plain", b"not the file", 0x0A0B0C07)
+    other = file_author.make_manifest("evil", "text/plain", b"not the file", 0x0A0B0C07)
     n = m.nodes[2]
     n.fetch(cid, 0)  # before it could ask anyone: the forger answers first
     m.inject(2, _frame(PART, 0x0A0B0C07, 78, bytes(cid) + bytes((0, 1)) + other))

@@ -3,6 +3,7 @@
 # loss: state keyed by values from the air stays bounded, one frame does not
 # make many, and what is held is not lost or left half done. CPython (pytest)
 # and MicroPython (tests/core/mp_run.py): plain test_* functions.
+from pollen import file_author
 from pollen import wire, files, file_wire
 from pollen.wire import Frame, BROADCAST, WANT, PART, CHUNK, CATALOG, F_PARTS
 from pollen.crypto import NetworkKey
@@ -290,7 +291,7 @@ def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     # (a fetch of it would otherwise find nothing to ask for and give up)
     store = MemoryStorage()
     data = random_bytes(3000, 4)
-    raw = files.make_manifest("notice.txt", "text/plain", data, 9)
+    raw = file_author.make_manifest("notice.txt", "text/plain", data, 9)
     s = HeldFiles(store)
     cid = s.begin(raw, pinned=True)
     for i in range(s.manifests[cid].chunks):
