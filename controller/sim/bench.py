@@ -41,6 +41,7 @@ COMPARED = (
     ("airtime_ms_per_delivered", "lower", "airtime/delivered (ms)"),
     ("tx_per_delivered", "lower", "frames/delivered"),
     ("unicast_tx_over_hops.p50", "lower", "unicast tx/hops p50"),
+    ("unicast_ack_tx_over_hops.p50", "lower", "ack tx/hops p50"),
     ("unicast_tx_per_delivered", "lower", "unicast tx/delivered"),
     ("collision_ratio", "lower", "collision ratio"),
     ("channel_utilisation", "lower", "channel utilisation"),

@@ -24,9 +24,12 @@ Definitions (docs/simulator.md has the full list):
 - tx_by_type, airtime_ms_by_type: frames put on air and their airtime, by the
   type name `frames.classify` gives.
 - unicast_tx_over_hops: for each delivered unicast, the transmissions of every
-  frame carrying it or acknowledging it / the shortest-path hop count from its
-  source to its destination when it was sent; unicast_tx_per_delivered: the
-  mean of those transmissions over delivered unicasts.
+  frame carrying it (first copy, relays, retries, held copies) / the
+  shortest-path hop count from its source to its destination when it was
+  sent; unicast_ack_tx_over_hops: the same for the frames acknowledging it
+  (acks, MeshCore's path returns), so one transmission per hop each way is
+  1.0 and 1.0; unicast_tx_per_delivered: the mean of both together over
+  delivered unicasts.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 TELEMETRY_TYPES = ("status", "telemetry")   # pollen's STATUS, the baseline's TELEMETRY_APP
 CATALOG = "catalog"
 FETCH_TYPES = ("want", "chunk", "part")   # frame types a fetch costs (catalog gossip apart)
+ACK_TYPES = ("ack", "path")   # frames that acknowledge a unicast (MeshCore: path returns)
 
 
 def percentile(values, q, digits=1):
@@ -59,6 +63,7 @@ class Metrics:
         self.airtime_us_by_type: dict[str, int] = {}
         self.tx_by_type: dict[str, int] = {}
         self.tx_by_msg: dict[tuple[int, int], int] = {}   # unicast (origin, id) -> frames
+        self.ack_tx_by_msg: dict[tuple[int, int], int] = {}   # ... -> frames acknowledging it
         self.status_us_by_node: dict[int, int] = {}
         # (file index, node) -> [start_ms, lower bound us or None, end_ms, fetched]
         self.fetches: dict[tuple[int, int], list] = {}
@@ -90,7 +95,8 @@ class Metrics:
             + airtime_us
         self.tx_by_type[frame_type] = self.tx_by_type.get(frame_type, 0) + 1
         if msg_key is not None:
-            self.tx_by_msg[msg_key] = self.tx_by_msg.get(msg_key, 0) + 1
+            per = self.ack_tx_by_msg if frame_type in ACK_TYPES else self.tx_by_msg
+            per[msg_key] = per.get(msg_key, 0) + 1
         if frame_type in TELEMETRY_TYPES:
             self.status_us_by_node[node] = self.status_us_by_node.get(node, 0) + airtime_us
         self.airtime_us_by_node[node] += airtime_us
@@ -119,7 +125,7 @@ class Metrics:
         others = max(1, len(self.node_ids) - 1)
         reach, latencies, bcast_latencies = [], [], []
         unicasts = delivered = receptions = unicast_tx = 0
-        tx_over_hops = []
+        tx_over_hops, ack_over_hops = [], []
         for key, m in self.messages.items():
             if m["broadcast"]:
                 reach.append(len(m["got"]) / others)
@@ -132,9 +138,11 @@ class Metrics:
                     delivered += 1
                     latencies.append(t - m["t"])
                     tx = self.tx_by_msg.get(key, 0)
-                    unicast_tx += tx
+                    ack_tx = self.ack_tx_by_msg.get(key, 0)
+                    unicast_tx += tx + ack_tx
                     if m["hops"]:
                         tx_over_hops.append(tx / m["hops"])
+                        ack_over_hops.append(ack_tx / m["hops"])
         useful = delivered + receptions
         attempted = (channel_stats["receptions"] - channel_stats["lost_down"])
         dur_s = max(1e-9, duration_ms / 1000)
@@ -155,6 +163,8 @@ class Metrics:
                                    for k, v in sorted(self.airtime_us_by_type.items())},
             "unicast_tx_over_hops": {"p50": percentile(tx_over_hops, 50, 3),
                                      "p95": percentile(tx_over_hops, 95, 3)},
+            "unicast_ack_tx_over_hops": {"p50": percentile(ack_over_hops, 50, 3),
+                                         "p95": percentile(ack_over_hops, 95, 3)},
             "unicast_tx_per_delivered": round(unicast_tx / delivered, 3) if delivered else None,
             "airtime_ms_per_delivered":
                 round(self.tx_airtime_us / 1000 / useful, 1) if useful else None,
