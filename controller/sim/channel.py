@@ -4,9 +4,11 @@ Who hears whom comes from node positions: log-distance path loss
 (`topology.PathLossModel`) minus log-normal shadowing drawn once per pair of
 nodes from the seed (so links are symmetric and reproducible). A receiver
 demodulates a frame when its SNR reaches the spreading factor's floor
-(`topology.SNR_FLOOR_DB`); weaker signals down to `capture_db` below that still
-count as interference (weaker ones can never come within `capture_db` of a
-frame that can be demodulated, so they cannot decide a collision).
+(`topology.SNR_FLOOR_DB`); weaker signals down to `interference_db` below that
+still count as interference. By default that is `capture_db`: a weaker signal
+can never come within `capture_db` of a frame that can be demodulated, so it
+cannot decide a collision; 0 counts only frames that can be demodulated
+(Meshtasticator's choice).
 
 A frame is lost at a receiver that
   - was transmitting at any moment of it (half-duplex), or
@@ -65,7 +67,8 @@ class Transmission:
 class Channel:
     def __init__(self, positions, preset, model: PathLossModel | None = None,
                  shadowing_sigma_db: float = 0.0, seed: int = 0, capture_db: float = 6.0,
-                 frame_loss: float = 0.0, capture: str = "calibrated"):
+                 frame_loss: float = 0.0, capture: str = "calibrated",
+                 interference_db: float | None = None):
         if capture not in CAPTURE_RULES:
             raise ValueError(f"capture: expected one of {', '.join(CAPTURE_RULES)}, "
                              f"got {capture!r}")
@@ -75,6 +78,7 @@ class Channel:
         self.noise_dbm = self.model.noise_floor_dbm(bw_hz)
         self.floor_db = SNR_FLOOR_DB[sf]
         self.capture_db = capture_db
+        self.interference_db = capture_db if interference_db is None else interference_db
         self.capture = capture
         self._lost_to = _RULES[capture]
         symbol_ms = (1 << sf) * 1000.0 / bw_hz
@@ -126,7 +130,7 @@ class Channel:
         links = self._links.get(tx)
         if links is None:
             links = []
-            weakest = self.floor_db - self.capture_db
+            weakest = self.floor_db - self.interference_db
             for rx in self.pos:
                 if rx == tx or _pair(tx, rx) in self._cut:
                     continue
@@ -150,7 +154,8 @@ class Channel:
             if other != node:
                 self._links[other] = [h for h in self._links[other] if h[0] != node]
                 rssi, snr = self.link(other, node)
-                if snr >= self.floor_db - self.capture_db and _pair(other, node) not in self._cut:
+                if snr >= self.floor_db - self.interference_db \
+                        and _pair(other, node) not in self._cut:
                     self._links[other].append((node, rssi, snr, snr >= self.floor_db))
 
     def cut_link(self, a: int, b: int, cut: bool = True):

@@ -72,7 +72,8 @@ class Simulation:
         self.ids = list(scenario.node_ids)
         self.channel = Channel(scenario.initial_positions(), scenario.preset, self.model,
                                sigma, self.seed, frame_loss=scenario.frame_loss,
-                               capture=getattr(scenario, "capture", "calibrated"))
+                               capture=getattr(scenario, "capture", "calibrated"),
+                               interference_db=getattr(scenario, "interference_db", None))
         self.metrics = Metrics(self.ids)
         self.classify = frames.classifier(router)   # frame -> (type name, unicast key)
         self.topology_epoch = 0   # bumped when links change (movers, cuts)

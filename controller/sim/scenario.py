@@ -48,7 +48,7 @@ _PLACEMENTS = {
     "explicit": ("positions_m",),
 }
 _PATHLOSS = ("exponent", "pl_d0_db", "d0_m", "antenna_gain_dbi", "noise_figure_db",
-             "shadowing_sigma_db", "frame_loss", "capture")
+             "shadowing_sigma_db", "frame_loss", "capture", "interference_db")
 _FILES = ("name", "seeder", "size_bytes", "share_at_s", "fetchers", "fetch_at_s")
 _DEFAULT_FETCH_DELAY_S = 60.0   # fetch_at_s after share_at_s: time for the catalog to spread
 _MAX_NAME_BYTES = 64            # a manifest's name (pollen.files)
@@ -380,8 +380,10 @@ class Scenario:
         # not a path-loss model field: the channel's chance to lose any one frame
         # at any one receiver on top of it (kept out of self.pathloss)
         self.frame_loss = f.number("frame_loss", 0.0, lo=0, hi=0.9)
-        # nor is the rule that decides which of two overlapping frames survives
+        # nor are the rule that decides which of two overlapping frames survives
+        # and how far below the demodulation floor a frame still interferes
         self.capture = f.choice("capture", CAPTURE_RULES, "calibrated")
+        self.interference_db = f.number("interference_db", 6.0, lo=0, hi=30)
 
     def _parse_router(self, f):
         out = {}
@@ -606,10 +608,13 @@ class Scenario:
         data["seed"] = seed
         return Scenario(data, self.source)
 
-    def with_capture(self, rule):
-        # The same scenario under another capture rule (pathloss.capture)
+    def with_capture(self, rule, interference_db=None):
+        # The same scenario under another capture rule (pathloss.capture) and,
+        # if given, another interference floor (pathloss.interference_db)
         data = copy.deepcopy(self._data)
         data["pathloss"] = dict(data.get("pathloss") or {}, capture=rule)
+        if interference_db is not None:
+            data["pathloss"]["interference_db"] = interference_db
         return Scenario(data, self.source)
 
     # ---- what the simulator asks --------------------------------------------

@@ -2,9 +2,10 @@
 same scenarios and seeds, so that a router's advantage can be seen not to rest
 on one modelling choice (docs/simulator.md "Sensitivity to the capture rule").
 
-One run is (scenario, nodes, rule, router, seed); runs go to a pool of
-processes and come back in a fixed order, so the table does not depend on the
-number of processes."""
+A rule is a channel variant: a capture rule and an interference floor
+(RULES). One run is (scenario, nodes, rule, router, seed); runs go to a pool
+of processes and come back in a fixed order, so the table does not depend on
+the number of processes."""
 from __future__ import annotations
 
 import multiprocessing
@@ -14,6 +15,12 @@ from pollen_controller.sim.channel import CAPTURE_RULES
 from pollen_controller.sim.engine import ROUTERS, simulate
 from pollen_controller.sim.scenario import load_scenario
 
+# label -> (capture rule, interference_db: how far below the demodulation floor
+# a frame still interferes; None: the channel's default, its capture margin)
+RULES = {rule: (rule, None) for rule in CAPTURE_RULES}
+# Meshtasticator's channel: power-only capture, and a frame it cannot
+# demodulate does not interfere either
+RULES["meshtasticator"] = ("power-only", 0.0)
 # (scenario, nodes or None for the scenario's own count)
 CASES = (("longfast-30", None), ("longfast-30", 50), ("grid-50", None), ("line-10", None))
 SEEDS = tuple(range(1, 11))
@@ -26,19 +33,19 @@ def _run(job):
     sc = load_scenario(name)
     if nodes is not None:
         sc = sc.with_nodes(nodes)
-    r = simulate(sc.with_capture(rule), router, seed)
+    r = simulate(sc.with_capture(*RULES[rule]), router, seed)
     return {k: r[k] for k in METRICS + ("collision_ratio",)}
 
 
-def sensitivity(cases=CASES, routers=ROUTERS, seeds=SEEDS, rules=CAPTURE_RULES,
+def sensitivity(cases=CASES, routers=ROUTERS, seeds=SEEDS, rules=tuple(RULES),
                 processes=PROCESSES, progress=None) -> list[dict]:
     """One row per (case, router, rule): the metrics' means over the seeds (a
     metric that is null in a run, e.g. no unicasts, is left out of its mean;
-    null when null in all). `seeds` None items mean the scenario's own seed."""
+    null when null in all). `rules` are labels of RULES; `seeds` None items
+    mean the scenario's own seed."""
     for rule in rules:
-        if rule not in CAPTURE_RULES:
-            raise ValueError(f"capture rule: expected one of {', '.join(CAPTURE_RULES)}, "
-                             f"got {rule!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule: expected one of {', '.join(RULES)}, got {rule!r}")
     for router in routers:
         if router not in ROUTERS:
             raise ValueError(f"router: expected one of {', '.join(ROUTERS)}, got {router!r}")
@@ -58,8 +65,10 @@ def sensitivity(cases=CASES, routers=ROUTERS, seeds=SEEDS, rules=CAPTURE_RULES,
     for (name, nodes, rule, router, seed), r in zip(jobs, results):
         key = (name, nodes, router, rule)
         if key not in by_key:
+            capture, interference_db = RULES[rule]
             by_key[key] = {"scenario": name, "nodes": nodes or len(load_scenario(name).node_ids),
-                           "router": router, "rule": rule, "seeds": [], "runs": []}
+                           "router": router, "rule": rule, "capture": capture,
+                           "interference_db": interference_db, "seeds": [], "runs": []}
             rows.append(by_key[key])
         by_key[key]["seeds"].append(seed)
         by_key[key]["runs"].append(r)
@@ -92,6 +101,9 @@ def render(rows) -> str:
     seeds = sorted({s for r in rows for s in r["seeds"]}, key=lambda s: (s is None, s))
     lines.append(f"means over seeds {_seed_text(seeds)}; reach = broadcast_reach, "
                  f"deliv. = unicast_delivery ('-': no unicasts)")
+    if "meshtasticator" in rules:
+        lines.append("meshtasticator: power-only capture, and only frames that can be "
+                     "demodulated interfere")
     return "\n".join(lines)
 
 

@@ -158,6 +158,21 @@ def test_an_interferer_below_the_floor_is_never_locked_onto(rule):
     assert ch.end(weak_first) == []  # never demodulable at 2 anyway
 
 
+def test_the_interference_floor_is_the_capture_margin_unless_set():
+    # 3 reaches 2 between the demodulation floor and 6 dB below it
+    where = {1: (0.3 * RANGE_M, 0), 2: (0, 0), 3: (-1.1 * RANGE_M, 0)}
+    assert Channel(where, SF7, MODEL).interference_db == 6.0
+    assert 2 in [rx for rx, *_ in Channel(where, SF7, MODEL).hearers(3)]
+    assert 2 not in [rx for rx, *_ in Channel(where, SF7, MODEL, interference_db=0).hearers(3)]
+    # a frame 0.6 dB above the floor and one 0.6 dB below it overlap at 2:
+    # both lost, unless only demodulable frames interfere
+    for interference_db, got in ((None, []), (0, [2])):
+        ch = Channel({1: (0.95 * RANGE_M, 0), 2: (0, 0), 3: (-1.05 * RANGE_M, 0)}, SF7, MODEL,
+                     interference_db=interference_db)
+        a, b = ch.begin(1, bytes(20), 0, 60), ch.begin(3, bytes(20), 30, 90)
+        assert [rx for rx, *_ in ch.end(a)] == got and ch.end(b) == []
+
+
 def test_half_duplex_receiver_misses_what_arrives_while_it_sends():
     ch = Channel(line(2), SF7, MODEL)
     a = ch.begin(1, b"a" * 20, 0, 60)
@@ -268,11 +283,11 @@ def test_same_seed_same_mesh_and_result():
 
 
 def test_the_scenario_names_the_capture_rule_and_the_engine_uses_it():
-    assert _random_mesh().capture == "calibrated"
-    sim = Simulation(_random_mesh(capture="lock-first"), "pollen")
-    assert sim.channel.capture == "lock-first"
-    assert Simulation(_random_mesh().with_capture("power-only"), "pollen").channel.capture \
-        == "power-only"
+    assert (_random_mesh().capture, _random_mesh().interference_db) == ("calibrated", 6.0)
+    sim = Simulation(_random_mesh(capture="lock-first", interference_db=3), "pollen")
+    assert (sim.channel.capture, sim.channel.interference_db) == ("lock-first", 3.0)
+    ch = Simulation(_random_mesh().with_capture("power-only", 0), "pollen").channel
+    assert (ch.capture, ch.interference_db) == ("power-only", 0)
 
 
 def test_sensitivity_runs_each_router_under_each_rule_on_the_same_seeds():
@@ -280,8 +295,11 @@ def test_sensitivity_runs_each_router_under_each_rule_on_the_same_seeds():
 
     kw = dict(cases=[("line-10", 4)], routers=("pollen", "managed-flood"), seeds=(1, 2))
     rows = sensitivity.sensitivity(processes=2, **kw)
+    rules = CAPTURE_RULES + ("meshtasticator",)
     assert [(r["router"], r["rule"]) for r in rows] == \
-        [(router, rule) for router in ("pollen", "managed-flood") for rule in CAPTURE_RULES]
+        [(router, rule) for router in ("pollen", "managed-flood") for rule in rules]
+    assert [(r["capture"], r["interference_db"]) for r in rows[:4]] == \
+        [("lock-first", None), ("calibrated", None), ("power-only", None), ("power-only", 0.0)]
     assert all(r["seeds"] == [1, 2] and r["nodes"] == 4 for r in rows)
     assert all(0 <= r["broadcast_reach"] <= 1 and 0 <= r["unicast_delivery"] <= 1 for r in rows)
     assert rows == sensitivity.sensitivity(processes=1, **kw)   # the pool changes nothing

@@ -186,6 +186,7 @@ nodes: {count: 5, placement: line, spacing_m: 1000}
     ("pathloss: {frame_loss: 1}\n", "pathloss.frame_loss", "0..0.9"),
     ("pathloss: {capture: strongest}\n", "pathloss.capture",
      "one of lock-first, calibrated, power-only"),
+    ("pathloss: {interference_db: -1}\n", "pathloss.interference_db", "0..30"),
 ])
 def test_invalid_field_is_named(tmp_path, extra, field, says):
     path = tmp_path / "bad.yaml"
