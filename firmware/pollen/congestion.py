@@ -37,10 +37,13 @@ class Congestion:
         # the channel was (or will be) busy from start_ms to end_ms
         if start_ms < self.counted_ms:
             start_ms = self.counted_ms
-        if end_ms > start_ms:
+        while end_ms > start_ms:  # each bucket gets its part
             self._advance(start_ms)
-            self.busy_ms[self.bucket % _BUCKETS] += end_ms - start_ms
-            self.counted_ms = end_ms
+            t = (self.bucket + 1) * _BUCKET_MS
+            if t > end_ms:
+                t = end_ms
+            self.busy_ms[self.bucket % _BUCKETS] += t - start_ms
+            start_ms = self.counted_ms = t
 
     def _advance(self, now_ms):
         b = now_ms // _BUCKET_MS

@@ -56,8 +56,14 @@ class Flooding:
             self._relay_flood(f, data, 0, now_ms)
             return
         copy = wire.relayed(data, f.hops + 1, nh & 0xFF, self.low, self.key)
-        # an ack handed to its destination is not taken further: nothing to hear
-        kind = J_ONCE if f.ftype == ACK and nh == f.dest else J_ROUTED
+        # an ack handed to its destination is not taken further: nothing to
+        # hear, so it goes once, or twice over a weak link (a lost ack costs
+        # the origin a retry)
+        kind = J_ROUTED
+        if f.ftype == ACK and nh == f.dest:
+            e = self.neigh.table.get(nh)
+            if e is not None and e[2] >= self.weak_snr_db:
+                kind = J_ONCE
         tries = 1 if kind == J_ONCE else 1 + self.s.relay_retries
         due_ms = now_ms + self._rand(self.slot_ms // 2)
         if snr_db is not None:
@@ -118,7 +124,7 @@ class Flooding:
         if done or job.tries <= 0 or job.kind == J_ONCE:
             del self.jobs[job.key]
             if not done:
-                if job.kind == J_ROUTED:
+                if job.kind == J_ROUTED and job.frame[0] & 0x0F != ACK:
                     # the next hop was not heard taking it on: the route is
                     # suspect. The origin's next attempt finds another way
                     # (no flood from the middle of the path: that is what
@@ -129,6 +135,13 @@ class Flooding:
         self.counters["retries"] += 1
         job.copies = 0  # a retry (Node._traffic_class)
         job.watch_ms = None
+        if job.kind == J_ROUTED and job.tries == 1 and job.frame[0] & 0x0F == ACK \
+                and job.hops > 0 and job.frame[14] != job.dest & 0xFF:
+            # an ack our route did not carry on: its last try floods from
+            # here (within its hop limit), where relays that know a way to
+            # the origin take it on; cheaper than the retry a lost ack causes
+            job.kind = J_FLOOD
+            job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
         # in whole slots across the window: two hidden nodes that collided
         # went at the same time, so their retries must not pick close times
         job.due_ms = now_ms + self.slot_ms // 2 + self._rand(self.s.contention_slots) * self.slot_ms

@@ -80,6 +80,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # slot: one frame of typical size on air plus turnaround; contention
         # windows are counted in slots so relays in different slots do not overlap
         self.slot_ms = preset_time_on_air_us(64, self.preset) // 1000 + 8
+        # a link within 6 dB of what the spreading factor can demodulate
+        # (SX126x/SX127x: -7.5 dB at SF7, 2.5 dB lower per step) is weak
+        self.weak_snr_db = -1.5 - 2.5 * (self.preset[0] - 7)
         self.counters = {"rx": 0, "tx": 0, "relayed": 0, "duplicates": 0,
                          "cancelled": 0, "retries": 0, "delivered": 0,
                          "originated": 0, "held": 0, "expired": 0, "deferred": 0,
@@ -234,7 +237,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self.counters["duplicates"] += 1
             if f.ftype == MSG and f.dest == self.id:
                 if f.flags & F_STORED and f.flags & F_WANT_ACK:  # a retry: our ack was lost
-                    self._send_ack(f, via, now_ms)
+                    self._send_ack(f, via, snr_db, now_ms)
             elif f.ftype == MSG and f.flags & F_STORED:
                 self._retried(f, data, now_ms)
             return
@@ -245,7 +248,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             if f.ftype == MSG:
                 self._deliver(f, "msg", rssi_dbm, snr_db)
                 if f.flags & F_WANT_ACK:
-                    self._send_ack(f, via, now_ms)
+                    self._send_ack(f, via, snr_db, now_ms)
             return
         if f.ftype == STATUS:
             self._on_status(f, data, rssi_dbm, snr_db, now_ms)
@@ -290,9 +293,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # routes come from the first copy of a message, or a later one that
         # came a shorter way; other later copies took longer ways or are our
         # own forward overheard from the next hop (a route pointing back)
-        if via is not None and f.origin != self.id and (
+        # A relayer not in our neighbour table (full, in a dense mesh) is
+        # still a next hop: frames name next hops by their low byte anyway
+        nh = f.relayer if via is None else via
+        if nh and f.origin != self.id and (
                 f.key() not in self.seen or f.hops + 1 < (self.routes.hops(f.origin) or 0)):
-            if self.routes.learn(f.origin, via, f.hops + 1, now_ms):
+            if self.routes.learn(f.origin, nh, f.hops + 1, now_ms):
                 # it is alive and we know a way: what waits for it can go
                 self._destination_reachable(f.origin, now_ms, True)
         return via
@@ -365,8 +371,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                                       "text": text, "hops": f.hops,
                                       "rssi_dbm": rssi_dbm, "snr_db": snr_db}))
 
-    def _send_ack(self, f, via, now_ms):
-        # an ack may come back a longer way than the message went: full hop limit
+    def _send_ack(self, f, via, snr_db, now_ms):
+        # an ack may come back a longer way than the message went: full hop
+        # limit. It goes back to the node we heard the message from (by its
+        # low byte if it is not in our neighbour table)
+        if via is None:
+            via = f.relayer or None
         a = Frame(ACK, 0, wire.MAX_HOPS, 0, self.id, f.origin, self._new_id(),
                   (via or 0) & 0xFF, self.low, wire.be32(f.msg_id))
         if via is not None and f.hops > 0:
@@ -375,7 +385,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.seen.add(a.key())
         kind = J_FLOOD
         if a.next_hop:
-            kind = J_ONCE if via == f.origin else J_ROUTED
+            # straight back to the origin: once, or twice over a weak link
+            # (nothing can tell us it arrived; a lost ack costs a retry)
+            kind = J_ONCE if via == f.origin and snr_db >= self.weak_snr_db else J_ROUTED
         self._add_job(Job(a.key(), kind, data, now_ms + self._rand(self.slot_ms // 2),
                           0, f.origin, 2))
 
