@@ -212,8 +212,8 @@ def _file_rows(r: dict) -> list:
               help="Instead: SCENARIO's traffic scaled from light to about twice the "
                    "channel's capacity, every router: delivery, reach and goodput.")
 @click.option("--sensitivity", is_flag=True,
-              help="Instead: each router under each capture rule, same seeds "
-                   "(docs/simulator.md).")
+              help="Instead: each router under each channel variant (capture rule, "
+                   "interference floor), same seeds (docs/simulator.md).")
 def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep,
           sensitivity=False):
     """Run the standard scenarios with every router over the same seeds.
@@ -236,7 +236,7 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
         from pollen_controller.sim import sensitivity as sens
 
         rows = sens.sensitivity(seeds=tuple(range(1, (seeds or len(sens.SEEDS)) + 1)),
-                                progress=say)
+                                processes=jobs, progress=say)
         click.echo(json.dumps({"sensitivity": rows}) if as_json else sens.render(rows))
         return
     if file_bench:
