@@ -133,7 +133,7 @@ class Custody:
             self._add_job(Job(h.key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
                               0, h.dest, 1))
         n = h.attempts - 1 if h.attempts < 4 else 3
-        wait = self._ack_timeout_ms(hops) << n
+        wait = self._ack_timeout_ms(hops, nh is not None) << n
         lv = self.cong.level(now_ms)
         if lv >= 3:
             wait *= 2

@@ -60,8 +60,8 @@ class Flooding:
         # hear, so it goes once, or twice over a weak link (a lost ack costs
         # the origin a retry)
         kind = J_ROUTED
-        if f.ftype == ACK and nh == f.dest:
-            e = self.neigh.table.get(nh)
+        if f.ftype == ACK and nh & 0xFF == f.dest & 0xFF:
+            e = self.neigh.table.get(f.dest)
             if e is not None and e[2] >= self.weak_snr_db:
                 kind = J_ONCE
         tries = 1 if kind == J_ONCE else 1 + self.s.relay_retries

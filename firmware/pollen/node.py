@@ -589,7 +589,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     def _airtime_us(self, frame_bytes):
         return preset_time_on_air_us(frame_bytes, self.preset)
 
-    def _ack_timeout_ms(self, hops):
-        # there and back, each hop waiting half a contention window on average
-        per_hop = self._window_ms() // 2 + self.slot_ms
+    def _ack_timeout_ms(self, hops, routed=False):
+        # there and back: a flooded hop waits half a contention window on
+        # average, a routed one half a slot (and a hop retry sometimes)
+        per_hop = self.slot_ms * 3 if routed else self._window_ms() // 2 + self.slot_ms
         return 2 * (hops + 1) * per_hop + self.slot_ms * 4

@@ -23,15 +23,16 @@ _INTS = {
     "post_retries": (1, 0, 3),
     "relay_retries": (2, 0, 3),
     "max_attempts": (3, 1, 10),
-    # transmissions one node spends on one message as a relay (every copy,
-    # retry and held-copy offer), so no message can take unbounded airtime
-    "tx_budget": (3, 1, 8),
+    # transmissions one node spends on one message as a relay (every copy
+    # and retry; held copies offered later have 4 more), so no message can
+    # take unbounded airtime: two end-to-end attempts of three tries a hop
+    "tx_budget": (6, 1, 16),
     "held_capacity": (32, 1, 1024),
     "seen_capacity": (128, 16, 4096),
     "neighbour_capacity": (32, 4, 256),
     "neighbour_expiry_ms": (900000, 1000, 86400000),
-    "route_capacity": (128, 4, 1024),
-    "route_expiry_ms": (1800000, 1000, 86400000),
+    "route_capacity": (256, 4, 1024),
+    "route_expiry_ms": (7200000, 60000, 86400000),
     "repair_window_ms": (600000, 0, 86400000),
     # the shared commons (sharing.py)
     "max_file_bytes": (65536, 1024, 262144),

@@ -100,35 +100,46 @@ class Neighbours:
 
 class Routes:
     # Next hop towards a destination, learned from overheard traffic:
-    # dest -> [next_hop_id, hops, learned_ms]
-    def __init__(self, capacity=64, expiry_ms=1800000):
+    #   dest -> learned_min << 12 | hops << 8 | next hop's low byte
+    # one small int per route (no object: a full table of 256 costs a few
+    # KB), as frames name next hops by their low byte anyway. learned_min is
+    # minutes since start, modulo 2**18 (182 days).
+    def __init__(self, capacity=256, expiry_ms=7200000):
         self.capacity = capacity
-        self.expiry_ms = expiry_ms
+        self.expiry_min = expiry_ms // 60000 or 1
         self.table = {}
 
+    def _age_min(self, v, now_ms):
+        return (now_ms // 60000 - (v >> 12)) & 0x3FFFF
+
     def learn(self, dest, via, hops, now_ms):
-        e = self.table.get(dest)
-        if e is not None and now_ms - e[2] <= self.expiry_ms and e[1] < hops and e[0] != via:
+        via &= 0xFF
+        v = self.table.get(dest)
+        if v is not None and self._age_min(v, now_ms) < self.expiry_min \
+                and (v >> 8) & 0xF < hops and v & 0xFF != via:
             return False  # keep the shorter route while it is fresh
-        changed = e is None or e[0] != via
-        if e is None and len(self.table) >= self.capacity:
+        changed = v is None or v & 0xFF != via
+        if v is None and len(self.table) >= self.capacity:
             oldest = None
+            age = -1
             for k, r in self.table.items():
-                if oldest is None or r[2] < self.table[oldest][2]:
-                    oldest = k
+                a = self._age_min(r, now_ms)
+                if a > age:
+                    oldest, age = k, a
             del self.table[oldest]
-        self.table[dest] = [via, hops, now_ms]
+        self.table[dest] = ((now_ms // 60000) & 0x3FFFF) << 12 | (hops & 0xF) << 8 | via
         return changed
 
     def next_hop(self, dest, now_ms):
-        e = self.table.get(dest)
-        if e is None or now_ms - e[2] > self.expiry_ms:
+        # the low byte of the next hop, or None
+        v = self.table.get(dest)
+        if v is None or self._age_min(v, now_ms) >= self.expiry_min:
             return None
-        return e[0]
+        return v & 0xFF
 
     def hops(self, dest):
-        e = self.table.get(dest)
-        return e[1] if e else None
+        v = self.table.get(dest)
+        return (v >> 8) & 0xF if v is not None else None
 
     def forget(self, dest):
         self.table.pop(dest, None)
