@@ -135,11 +135,15 @@ class Flooding:
         self.counters["retries"] += 1
         job.copies = 0  # a retry (Node._traffic_class)
         job.watch_ms = None
-        if job.kind == J_ROUTED and job.tries == 1 and job.frame[0] & 0x0F == ACK \
-                and job.hops > 0 and job.frame[14] != job.dest & 0xFF:
-            # an ack our route did not carry on: its last try floods from
-            # here (within its hop limit), where relays that know a way to
-            # the origin take it on; cheaper than the retry a lost ack causes
+        if job.kind == J_ROUTED and job.tries == 1 and job.frame[14] != job.dest & 0xFF \
+                and (job.hops == 0 or job.frame[0] & 0x0F == ACK):
+            # our own message, or an ack, that the route did not carry on:
+            # its last try floods from here (within its hop limit), where
+            # relays that know a way take it on. At the origin this is what
+            # Meshtastic's NextHopRouter does; for an ack it is cheaper than
+            # the retry a lost ack causes. (Never for a relayed message: a
+            # flood from the middle of every broken path made storms.)
+            self.routes.forget(job.dest)
             job.kind = J_FLOOD
             job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
         # in whole slots across the window: two hidden nodes that collided

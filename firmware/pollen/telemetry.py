@@ -21,7 +21,7 @@
 # And the mesh's status frames together stay a small share of what is on the
 # channel (RTCP keeps its reports at 5 % of the session's traffic the same
 # way): every frame a node hears or sends that is not a status earns
-# telemetry_share_per_mille of its airtime in credit (2 % by default),
+# 3/4 of telemetry_share_per_mille of its airtime in credit (1.5 % by default),
 # every status frame heard or sent (anyone's) costs its airtime, plus twice
 # the node's own share of the time (above) so a quiet mesh still reports:
 # what one node may spend becomes what its whole neighbourhood may spend,
@@ -83,7 +83,7 @@ class Telemetry:
                 if c < -self.tele_credit_cap_us:
                     c = -self.tele_credit_cap_us
             else:
-                c += air_us * self.s.telemetry_share_per_mille // 1000
+                c += air_us * self.s.telemetry_share_per_mille * 3 // 4000
             self.tele_credit_us = c if c < self.tele_credit_cap_us else self.tele_credit_cap_us
             self.tele_credit_ms = now_ms
         return c
