@@ -689,3 +689,98 @@ def test_a_node_back_after_a_short_outage_gets_what_was_held_for_it():
     m.boot(3)
     m.run(6000)  # its first beacon goes within 2 s of boot
     assert _texts(m, 3, "msg") == ["while you rebooted"]
+
+
+# ---- cost of a direct message, budgets, congestion (issue 11) -------------------
+
+def test_a_routed_message_costs_its_path_and_its_ack_comes_back_the_same_way():
+    # ladder of 5 (1 to 10 is 5 hops): once routes are known, one copy of the
+    # message per hop and one copy of the ack per hop, nothing flooded
+    m = ladder(5)
+    m.warm()
+    m.send(1, 10, "learn the way")
+    m.run(30000)
+    mid = m.send(1, 10, "along the route")
+    m.run(30000)
+    assert _texts(m, 10, "msg") == ["learn the way", "along the route"]
+    copies = m.copies(_key(1, mid))
+    assert len(copies) == 5 and all(f.next_hop != 0 for _, _, f in copies), _path(copies)
+    acks = [f for f in _acks(m) if wire.u32(f.payload, 0) == mid]
+    assert len(acks) == 5 and all(f.next_hop != 0 for f in acks)
+
+
+def test_a_retry_goes_along_the_route_not_through_the_whole_mesh():
+    # the ack is lost on its last hop; the origin's retry (STORED) is routed
+    # like the first attempt: no node floods it
+    m = ladder(5)
+    m.warm()
+    m.send(1, 10, "learn the way")
+    m.run(30000)
+    n1 = m.nodes[1]
+    lost = []
+
+    def deaf_to_first_ack(data, rssi_dbm, snr_db, now_ms):
+        f, _ = wire.unpack(data, KEY)
+        if f is not None and f.ftype == ACK and not lost:
+            lost.append(f)
+            return
+        Node.on_frame(n1, data, rssi_dbm, snr_db, now_ms)
+
+    n1.on_frame = deaf_to_first_ack
+    mid = m.send(1, 10, "ack me twice")
+    m.run(60000)
+    assert lost and [d["id"] for d in m.delivered(1)][-1] == mid
+    copies = m.copies(_key(1, mid))
+    retries = [(i, f) for _, i, f in copies if f.flags & wire.F_STORED]
+    assert retries and all(f.next_hop != 0 for _, f in retries), _path(copies)
+    assert len(copies) <= 10   # two routed attempts over 5 hops
+
+
+def test_a_relay_spends_at_most_its_budget_on_one_message():
+    # replayed retries of a message (STORED copies naming node 2 as next hop)
+    # make node 2 forward it again, but never more than tx_budget times
+    m = line(3, tx_budget=4)
+    m.warm()
+    f = _frame(MSG, 1, 3, 777, b"again and again", flags=F_WANT_ACK | wire.F_STORED, next_hop=2)
+    for _ in range(12):
+        m.inject(2, f)
+        m.run(3000)
+    sent = [1 for _, i, g in m.copies(_key(1, 777)) if i == 2]
+    assert 0 < len(sent) <= 4
+    assert m.nodes[2].drops.get("over_budget", 0) > 0
+
+
+def test_a_flood_stops_where_it_cannot_reach_its_destination():
+    # node 5 knows 9 is 4 hops away; a flooded unicast for 9 with 2 hops left
+    # is not relayed (counted), one with enough hops left is
+    m = Mesh([5], [])
+    n = m.nodes[5]
+    m.inject(5, _frame(BEACON, 6, BROADCAST, 50, b"\x01x"))
+    m.inject(5, wire.relayed(_frame(POST, 9, BROADCAST, 60, b"hello", hop_limit=7), 3, 0, 6, KEY))
+    assert n.routes.hops(9) == 4
+    far = wire.relayed(_frame(MSG, 1, 9, 61, b"far", hop_limit=5, flags=F_WANT_ACK), 3, 0, 6, KEY)
+    m.inject(5, far)
+    assert n.drops.get("out_of_scope") == 1 and _key(1, 61) not in n.jobs
+    near = wire.relayed(_frame(MSG, 1, 9, 62, b"near", hop_limit=7, flags=F_WANT_ACK), 2, 0, 6, KEY)
+    m.inject(5, near)
+    assert _key(1, 62) in n.jobs
+
+
+def test_gossip_is_shed_on_a_busy_channel_but_first_sends_are_not():
+    m = Mesh([5], [], telemetry_interval_ms=60000)
+    n = m.nodes[5]
+    m.run(70000)
+    # carrier sense: someone else's transmissions fill the next 45 s
+    n.channel_busy(m.now_ms + 45000, m.now_ms)
+    m.run(45000)
+    assert n.cong.level(m.now_ms) == 3
+    status = _frame(wire.STATUS, 7, BROADCAST, 70, bytes((1, 0)) + bytes(45), hop_limit=6)
+    n.tele_credit_us = 10 ** 9   # the channel credit is not what stops it here
+    m.inject(5, status)
+    post = _frame(POST, 8, BROADCAST, 71, b"news", hop_limit=6)
+    m.inject(5, post)
+    m.run(20000)
+    sent = [wire.unpack(d, KEY)[0] for _, i, d in m.log if i == 5]
+    assert any(f.ftype == POST and f.origin == 8 for f in sent)        # relayed
+    assert not any(f.ftype == wire.STATUS and f.origin == 7 for f in sent)   # shed
+    assert n.drops.get("shed", 0) >= 1
