@@ -6,7 +6,7 @@
 # counted once. Meshtastic measures the same thing the same way (six 10 s
 # periods, airtime.cpp) and holds back its own broadcasts above 25 %.
 #
-# Every job has a traffic class (jobs.py Job.cls), most valuable first:
+# Every frame has a traffic class (Node._traffic_class), most valuable first:
 #   0  first transmissions, relays of them, acks   never shed
 #   1  retries, post repair, held-copy offers
 #   2  gossip: relayed status, catalog
@@ -18,6 +18,8 @@
 #   level 3 (>= 70 %): our own retries back off twice as long
 # What the channel can carry is still delivered: goodput plateaus at
 # capacity instead of collapsing under retries and gossip.
+# (Attribute names are ones the core has anyway: each new name is a qstr,
+# and a node's heap is near the point where MicroPython adds a pool of them.)
 from pollen._compat import const
 
 _BUCKETS = const(6)
@@ -29,36 +31,37 @@ _L3 = const(700)
 
 class Congestion:
     def __init__(self):
-        self.busy_ms = [0] * _BUCKETS  # a ring: bucket b counts [b*_BUCKET_MS, ...)
-        self.bucket = 0                # the current bucket's number (time // _BUCKET_MS)
-        self.counted_ms = 0            # busy time is counted up to here
+        self.used = [0] * _BUCKETS  # busy ms per bucket, a ring: bucket b is used[b % _BUCKETS]
+        self.stamp = 0              # the current bucket's number (time // _BUCKET_MS)
+        self.at_ms = 0              # busy time is counted up to here
 
-    def busy(self, start_ms, end_ms):
+    def record(self, start_ms, end_ms):
         # the channel was (or will be) busy from start_ms to end_ms
-        if start_ms < self.counted_ms:
-            start_ms = self.counted_ms
+        if start_ms < self.at_ms:
+            start_ms = self.at_ms
         while end_ms > start_ms:  # each bucket gets its part
-            self._advance(start_ms)
-            t = (self.bucket + 1) * _BUCKET_MS
+            self._slot(start_ms)
+            t = (self.stamp + 1) * _BUCKET_MS
             if t > end_ms:
                 t = end_ms
-            self.busy_ms[self.bucket % _BUCKETS] += t - start_ms
-            start_ms = self.counted_ms = t
+            self.used[self.stamp % _BUCKETS] += t - start_ms
+            start_ms = self.at_ms = t
 
-    def _advance(self, now_ms):
+    def _slot(self, now_ms):
+        # move the ring on to now's bucket, emptying the buckets it passes
         b = now_ms // _BUCKET_MS
-        while self.bucket < b:
-            self.bucket += 1
-            self.busy_ms[self.bucket % _BUCKETS] = 0
-            if b - self.bucket > _BUCKETS:
-                self.bucket = b - _BUCKETS
+        while self.stamp < b:
+            self.stamp += 1
+            self.used[self.stamp % _BUCKETS] = 0
+            if b - self.stamp > _BUCKETS:
+                self.stamp = b - _BUCKETS
 
     def level(self, now_ms):
-        self._advance(now_ms)
+        self._slot(now_ms)
         span = (_BUCKETS - 1) * _BUCKET_MS + now_ms % _BUCKET_MS
-        busy = sum(self.busy_ms)
-        if self.counted_ms > now_ms:
-            busy -= self.counted_ms - now_ms  # a frame still on air is not past yet
+        busy = sum(self.used)
+        if self.at_ms > now_ms:
+            busy -= self.at_ms - now_ms  # a frame still on air is not past yet
         u = busy * 1000 // span if span else 0
         return (u >= _L1) + (u >= _L2) + (u >= _L3)
 

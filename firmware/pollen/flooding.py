@@ -62,7 +62,7 @@ class Flooding:
         kind = J_ROUTED
         if f.ftype == ACK and nh & 0xFF == f.dest & 0xFF:
             e = self.neigh.table.get(f.dest)
-            if e is not None and e[2] >= self.weak_snr_db:
+            if e is not None and not self._weak(e[2]):
                 kind = J_ONCE
         tries = 1 if kind == J_ONCE else 1 + self.s.relay_retries
         due_ms = now_ms + self._rand(self.slot_ms // 2)

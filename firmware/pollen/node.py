@@ -80,9 +80,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # slot: one frame of typical size on air plus turnaround; contention
         # windows are counted in slots so relays in different slots do not overlap
         self.slot_ms = preset_time_on_air_us(64, self.preset) // 1000 + 8
-        # a link within 6 dB of what the spreading factor can demodulate
-        # (SX126x/SX127x: -7.5 dB at SF7, 2.5 dB lower per step) is weak
-        self.weak_snr_db = -1.5 - 2.5 * (self.preset[0] - 7)
         self.counters = {"rx": 0, "tx": 0, "relayed": 0, "duplicates": 0,
                          "cancelled": 0, "retries": 0, "delivered": 0,
                          "originated": 0, "held": 0, "expired": 0, "deferred": 0,
@@ -174,7 +171,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # lasting until until_ms: listen before talk.
         if until_ms > self.channel_until_ms:
             self.channel_until_ms = until_ms
-        self.cong.busy(now_ms, until_ms)
+        self.cong.record(now_ms, until_ms)
 
     # ---- outputs ------------------------------------------------------------
 
@@ -387,11 +384,16 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if a.next_hop:
             # straight back to the origin: once, or twice over a weak link
             # (nothing can tell us it arrived; a lost ack costs a retry)
-            kind = J_ONCE if via == f.origin and snr_db >= self.weak_snr_db else J_ROUTED
+            kind = J_ONCE if via == f.origin and not self._weak(snr_db) else J_ROUTED
         self._add_job(Job(a.key(), kind, data, now_ms + self._rand(self.slot_ms // 2),
                           0, f.origin, 2))
 
     # ---- relaying -----------------------------------------------------------
+
+    def _weak(self, snr_db):
+        # a link within 6 dB of what the spreading factor can demodulate
+        # (SX126x/SX127x: -7.5 dB at SF7, 2.5 dB lower per step) is weak
+        return snr_db < 16 - 2.5 * self.preset[0]
 
     def _next_hop(self, dest, now_ms):
         if self.neigh.is_live(dest, now_ms):
@@ -492,7 +494,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.duty.record(now_ms, air_us)
         air_ms = air_us // 1000 + 1
         self.busy_until_ms = now_ms + air_ms
-        self.cong.busy(now_ms, now_ms + air_ms)
+        self.cong.record(now_ms, now_ms + air_ms)
         self._status_credit(now_ms, best.frame)
         if best.key > 0xFFFF:  # a message (job keys of our own are small)
             self.seen.spent(best.key, 1)

@@ -103,19 +103,18 @@ class Routes:
     #   dest -> learned_min << 12 | hops << 8 | next hop's low byte
     # one small int per route (no object: a full table of 256 costs a few
     # KB), as frames name next hops by their low byte anyway. learned_min is
-    # minutes since start, modulo 2**18 (182 days).
+    # minutes since start, modulo 2**18 (182 days); an age is
+    # (now_min - learned_min) & 0x3FFFF.
     def __init__(self, capacity=256, expiry_ms=7200000):
         self.capacity = capacity
-        self.expiry_min = expiry_ms // 60000 or 1
+        self.expiry_ms = expiry_ms
         self.table = {}
-
-    def _age_min(self, v, now_ms):
-        return (now_ms // 60000 - (v >> 12)) & 0x3FFFF
 
     def learn(self, dest, via, hops, now_ms):
         via &= 0xFF
+        now = now_ms // 60000
         v = self.table.get(dest)
-        if v is not None and self._age_min(v, now_ms) < self.expiry_min \
+        if v is not None and ((now - (v >> 12)) & 0x3FFFF) * 60000 < self.expiry_ms \
                 and (v >> 8) & 0xF < hops and v & 0xFF != via:
             return False  # keep the shorter route while it is fresh
         changed = v is None or v & 0xFF != via
@@ -123,17 +122,17 @@ class Routes:
             oldest = None
             age = -1
             for k, r in self.table.items():
-                a = self._age_min(r, now_ms)
+                a = (now - (r >> 12)) & 0x3FFFF
                 if a > age:
                     oldest, age = k, a
             del self.table[oldest]
-        self.table[dest] = ((now_ms // 60000) & 0x3FFFF) << 12 | (hops & 0xF) << 8 | via
+        self.table[dest] = (now & 0x3FFFF) << 12 | (hops & 0xF) << 8 | via
         return changed
 
     def next_hop(self, dest, now_ms):
         # the low byte of the next hop, or None
         v = self.table.get(dest)
-        if v is None or self._age_min(v, now_ms) >= self.expiry_min:
+        if v is None or ((now_ms // 60000 - (v >> 12)) & 0x3FFFF) * 60000 >= self.expiry_ms:
             return None
         return v & 0xFF
 

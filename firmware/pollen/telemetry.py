@@ -66,26 +66,26 @@ class Telemetry:
         cap = share * 900 if share * 900 > one else one
         self.tele_budget = AirtimeBudget(share, cap, cap if share else 0)
         self.tele_budget.at_ms = now_ms
-        # the channel credit (see the top): starts with our own first status
-        self.tele_credit_us = 2 * one
-        self.tele_credit_cap_us = 4 * one
-        self.tele_credit_ms = now_ms
+        # the channel credit (see the top), kept in an AirtimeBudget's fields
+        # (saved_us may go below 0 here): starts with two status frames
+        self.tele_chan = AirtimeBudget(share * 2, 4 * one, 2 * one)
+        self.tele_chan.at_ms = now_ms
 
     def _status_credit(self, now_ms, data=None):
         # The channel credit now (see the top); with data, a frame on the
         # channel (heard, or our own) is booked first: credit or cost
-        c = self.tele_credit_us + (now_ms - self.tele_credit_ms) \
-            * self.tele_budget.per_million // 500
+        b = self.tele_chan
+        c = b.saved_us + (now_ms - b.at_ms) * b.per_million // 1000
         if data:
             air_us = self._airtime_us(len(data))
             if data[0] & 0x0F == STATUS:
                 c -= air_us
-                if c < -self.tele_credit_cap_us:
-                    c = -self.tele_credit_cap_us
+                if c < -b.cap_us:
+                    c = -b.cap_us
             else:
                 c += air_us * self.s.telemetry_share_per_mille * 3 // 4000
-            self.tele_credit_us = c if c < self.tele_credit_cap_us else self.tele_credit_cap_us
-            self.tele_credit_ms = now_ms
+            b.saved_us = c if c < b.cap_us else b.cap_us
+            b.at_ms = now_ms
         return c
 
     def _telemetry_timer(self, now_ms):

@@ -9,45 +9,45 @@ NOW = 70000
 def test_utilisation_levels_from_busy_time():
     c = Congestion()
     assert c.level(NOW) == 0
-    c.busy(20000, 35000)             # 15 s of 50: 30 %
+    c.record(20000, 35000)             # 15 s of 50: 30 %
     assert c.level(NOW) == 0
-    c.busy(35000, 47000)             # 27 s: 54 %
+    c.record(35000, 47000)             # 27 s: 54 %
     assert c.level(NOW) == 2
-    c.busy(47000, 57000)             # 37 s: 74 %
+    c.record(47000, 57000)             # 37 s: 74 %
     assert c.level(NOW) == 3
 
 
 def test_overlapping_busy_periods_count_once():
     c = Congestion()
     for _ in range(5):               # the same frame sensed five times
-        c.busy(30000, 50000)
-    c.busy(40000, 50000)             # and one inside it
+        c.record(30000, 50000)
+    c.record(40000, 50000)             # and one inside it
     assert c.level(NOW) == 1         # 20 s of 50 (40 %): level 1, not 3
 
 
 def test_the_window_slides():
     c = Congestion()
-    c.busy(20000, 65000)
+    c.record(20000, 65000)
     assert c.level(NOW) == 3
     assert c.level(NOW + 60000) == 0   # a minute later it is forgotten
     assert c.level(10 ** 9) == 0       # and after a long sleep too
-    c.busy(10 ** 9, 10 ** 9 + 40000)
+    c.record(10 ** 9, 10 ** 9 + 40000)
     assert c.level(10 ** 9 + 50000) == 3
 
 
 def test_a_frame_still_on_air_is_not_counted_ahead():
     c = Congestion()
-    c.busy(20000, 40000)             # 40 %: level 1
-    c.busy(68000, 80000)             # started 2 s ago, 10 s still to go
+    c.record(20000, 40000)             # 40 %: level 1
+    c.record(68000, 80000)             # started 2 s ago, 10 s still to go
     assert c.level(NOW) == 1         # 22 s of 50, not 32
 
 
 def test_what_is_shed_at_each_level():
     c = Congestion()
     assert not c.sheds(0, NOW) and not c.sheds(1, NOW) and not c.sheds(2, NOW)
-    c.busy(20000, 40000)             # level 1: gossip only
+    c.record(20000, 40000)             # level 1: gossip only
     assert not c.sheds(0, NOW) and not c.sheds(1, NOW) and c.sheds(2, NOW)
-    c.busy(40000, 47000)             # level 2: retries and repair too
+    c.record(40000, 47000)             # level 2: retries and repair too
     assert not c.sheds(0, NOW) and c.sheds(1, NOW) and c.sheds(2, NOW)
-    c.busy(47000, NOW)               # never first transmissions and acks
+    c.record(47000, NOW)               # never first transmissions and acks
     assert c.level(NOW) == 3 and not c.sheds(0, NOW)
