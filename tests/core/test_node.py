@@ -270,6 +270,21 @@ def test_retry_under_loss():
     assert sum(n.counters["retries"] for n in m.nodes.values()) > 0
 
 
+def _deaf_to_first_ack(node):
+    # the node misses the first ACK it would hear; returns the list it goes in
+    lost = []
+
+    def deaf(data, rssi_dbm, snr_db, now_ms):
+        f, _ = wire.unpack(data, KEY)
+        if f is not None and f.ftype == ACK and not lost:
+            lost.append(f)
+            return
+        Node.on_frame(node, data, rssi_dbm, snr_db, now_ms)
+
+    node.on_frame = deaf
+    return lost
+
+
 def test_lost_ack_is_recovered_by_a_retry():
     # The ack is lost on its last hop. The relays have seen both the message
     # and its ack, yet they must carry the origin's retry (marked F_STORED)
@@ -277,16 +292,7 @@ def test_lost_ack_is_recovered_by_a_retry():
     m = line(4)
     m.warm()
     n1 = m.nodes[1]
-    lost = []
-
-    def deaf_to_first_ack(data, rssi_dbm, snr_db, now_ms):
-        f, _ = wire.unpack(data, KEY)
-        if f is not None and f.ftype == ACK and not lost:
-            lost.append(f)
-            return
-        Node.on_frame(n1, data, rssi_dbm, snr_db, now_ms)
-
-    n1.on_frame = deaf_to_first_ack
+    lost = _deaf_to_first_ack(n1)
     mid = m.send(1, 4, "ack me")
     m.run(60000)
     assert len(lost) == 1
@@ -716,17 +722,7 @@ def test_a_retry_goes_along_the_route_not_through_the_whole_mesh():
     m.warm()
     m.send(1, 10, "learn the way")
     m.run(30000)
-    n1 = m.nodes[1]
-    lost = []
-
-    def deaf_to_first_ack(data, rssi_dbm, snr_db, now_ms):
-        f, _ = wire.unpack(data, KEY)
-        if f is not None and f.ftype == ACK and not lost:
-            lost.append(f)
-            return
-        Node.on_frame(n1, data, rssi_dbm, snr_db, now_ms)
-
-    n1.on_frame = deaf_to_first_ack
+    lost = _deaf_to_first_ack(m.nodes[1])
     mid = m.send(1, 10, "ack me twice")
     m.run(60000)
     assert lost and [d["id"] for d in m.delivered(1)][-1] == mid

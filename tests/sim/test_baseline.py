@@ -18,30 +18,15 @@ from pollen_controller.sim.baseline import (
     encode_telemetry, encode_text, pack_frame, parse_frame, public_key, response_hop_limit,
     slot_time_ms,
 )
-from core.fakemesh import FakeMesh, XorShift, max_hour_airtime_us, settings
+from core.fakemesh import max_hour_airtime_us, settings
+
+from .router_mesh import RouterMesh
 
 
-class BaselineMesh(FakeMesh):
+class BaselineMesh(RouterMesh):
     # FakeMesh with ManagedFlood routers; records every transmission.
-    def boot(self, i, **kw):
-        s = {"background": False}
-        s.update(self.kw)
-        s.update(kw)
-        n = ManagedFlood(settings(i, **s), self.storage[i], XorShift(self.seed * 7919 + i))
-        n.start(self.now_ms)
-        self.nodes[i] = n
-        self.up[i] = True
-        return n
-
-    def _transmit(self, i, frame):
-        self.__dict__.setdefault("sent", []).append((self.now_ms, i, frame))
-        super()._transmit(i, frame)
-
-    def sent_by(self, i):
-        return [s for s in self.__dict__.get("sent", []) if s[1] == i]
-
-    def events_of(self, i, kind):
-        return [e[3] for e in self.events if e[1] == i and e[2] == kind]
+    ROUTER = ManagedFlood
+    DEFAULTS = {"background": False}
 
 
 def line(n, **kw):

@@ -17,29 +17,15 @@ from pollen_controller.sim.meshcore import (
     ROUTE_FLOOD, T_ACK, T_ADVERT, T_PATH, T_TXT, MeshCore, ack_crc, advert_payload,
     pack_packet, packet_hash, parse_packet, public_key, seal, text_plain,
 )
-from core.fakemesh import FakeMesh, XorShift, settings
+from core.fakemesh import settings
+
+from .router_mesh import RouterMesh
 
 
-class MeshCoreMesh(FakeMesh):
+class MeshCoreMesh(RouterMesh):
     # FakeMesh with MeshCore routers; records every transmission.
-    def boot(self, i, **kw):
-        s = dict(self.kw)
-        s.update(kw)
-        n = MeshCore(settings(i, **s), self.storage[i], XorShift(self.seed * 7919 + i))
-        n.start(self.now_ms)
-        self.nodes[i] = n
-        self.up[i] = True
-        return n
-
-    def _transmit(self, i, frame):
-        self.__dict__.setdefault("sent", []).append((self.now_ms, i, frame))
-        super()._transmit(i, frame)
-
-    def sent_by(self, i):
-        return [s for s in self.__dict__.get("sent", []) if s[1] == i]
-
-    def events_of(self, i, kind):
-        return [e[3] for e in self.events if e[1] == i and e[2] == kind]
+    ROUTER = MeshCore
+    DEFAULTS = {}
 
 
 def line(n, **kw):
