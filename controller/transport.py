@@ -31,7 +31,9 @@ class Board:
         self.port = port
         try:
             # a read timeout, or waiting for a silent device (a pty) never ends
-            self.t = SerialTransport(port, baudrate=baudrate, timeout=1)
+            # (3 s: a virtual board on a loaded machine can answer the raw-paste
+            # request later than 1 s, and mpremote then fails the command)
+            self.t = SerialTransport(port, baudrate=baudrate, timeout=3)
         except (_MpError, OSError) as e:
             raise BoardError(f"{port}: cannot open the port ({e}); is the board plugged in, "
                              "and is another program (a console, mpremote) using it?") from None
