@@ -27,3 +27,14 @@ class RouterMesh(FakeMesh):
 
     def events_of(self, i, kind):
         return [e[3] for e in self.events if e[1] == i and e[2] == kind]
+
+
+def run_until_tx(r, t, limit_ms=600000):
+    # poll one router at each wake-up until it transmits; -> (time, frame) or None
+    end = t + limit_ms
+    while t <= end:
+        for a in r.poll(t):
+            if a[0] == "tx":
+                return t, a[1]
+        t = r.next_wake_ms if r.next_wake_ms > t else t + 1
+    return None

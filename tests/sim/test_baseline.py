@@ -20,7 +20,7 @@ from pollen_controller.sim.baseline import (
 )
 from core.fakemesh import max_hour_airtime_us, settings
 
-from .router_mesh import RouterMesh
+from .router_mesh import RouterMesh, run_until_tx
 
 
 class BaselineMesh(RouterMesh):
@@ -45,17 +45,6 @@ def router(node_id=2, **kw):
 def post_frame(sender=1, pkt_id=77, hop_limit=3, hop_start=3, text=b"hi", relay=1):
     return pack_frame(BROADCAST, sender, pkt_id, hop_limit, hop_start, False,
                       encode_text(text), relay)
-
-
-def run_until_tx(r, t, limit_ms=600000):
-    # poll at each wake-up until r transmits; -> (time, frame) or None
-    end = t + limit_ms
-    while t <= end:
-        for a in r.poll(t):
-            if a[0] == "tx":
-                return t, a[1]
-        t = r.next_wake_ms if r.next_wake_ms > t else t + 1
-    return None
 
 
 # ---- wire -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pollen_controller.sim.meshcore import (
 )
 from core.fakemesh import settings
 
-from .router_mesh import RouterMesh
+from .router_mesh import RouterMesh, run_until_tx
 
 
 class MeshCoreMesh(RouterMesh):
@@ -43,16 +43,6 @@ def router(node_id=2, **kw):
 
 def h(node_id):
     return public_key(node_id)[0]
-
-
-def run_until_tx(r, t, limit_ms=600000):
-    end = t + limit_ms
-    while t <= end:
-        for a in r.poll(t):
-            if a[0] == "tx":
-                return t, a[1]
-        t = r.next_wake_ms if r.next_wake_ms > t else t + 1
-    return None
 
 
 def dm_frame(origin=1, dest=5, msg_id=0x11223344, text=b"hello", path=b"", attempt=0):
