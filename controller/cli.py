@@ -214,8 +214,12 @@ def _file_rows(r: dict) -> list:
 @click.option("--sensitivity", is_flag=True,
               help="Instead: each router under each channel variant (capture rule, "
                    "interference floor), same seeds (docs/simulator.md).")
+@click.option("--background", type=click.Choice(["on", "off"]), default=None,
+              help="The baselines' own periodic traffic (Meshtastic's NodeInfo and "
+                   "telemetry; MeshCore's adverts). Default: each baseline's default, on "
+                   "as deployed. Applies to the standard set and --load-sweep.")
 def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep,
-          sensitivity=False):
+          sensitivity=False, background=None):
     """Run the standard scenarios with every router over the same seeds.
 
     Prints, per scenario, each router's mean (min..max) over the seeds, the
@@ -244,7 +248,9 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
         click.echo(json.dumps({"files": rows}) if as_json else b.render_files(rows))
         return
     if sweep:
-        out = b.load_sweep(sweep, seeds=seeds or b.SWEEP_SEEDS, workers=jobs, progress=say)
+        bg = None if background is None else background == "on"
+        out = b.load_sweep(sweep, seeds=seeds or b.SWEEP_SEEDS, workers=jobs, progress=say,
+                           background=bg)
         if plot_dir:
             Path(plot_dir).mkdir(parents=True, exist_ok=True)
             plots.load_sweep(out, Path(plot_dir) / "load_sweep.png")
@@ -252,7 +258,8 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
         return
     out = {"standard": b.standard(b.QUICK if quick else b.STANDARD,
                                   seeds or (b.QUICK_SEEDS if quick else b.SEEDS), jobs,
-                                  progress=say)}
+                                  progress=say,
+                                  background=None if background is None else background == "on")}
     if speed:
         out["speed"] = b.speed(b.SPEED_SIZES[:3] if quick else b.SPEED_SIZES, progress=say)
     if curve:

@@ -89,8 +89,13 @@ def _scenario(spec):
 
 
 def _run_job(indexed):
-    i, (spec, router, seed) = indexed
-    return i, simulate(_scenario(spec), router, seed)
+    # a job is (scenario spec, router, seed) or (..., baseline settings): e.g.
+    # {"background": False}, given to every router but pollen
+    i, (spec, router, seed, *extra) = indexed
+    sc = _scenario(spec)
+    if extra and extra[0] and router != REFERENCE:
+        sc.router_settings = dict(sc.router_settings, **extra[0])
+    return i, simulate(sc, router, seed)
 
 
 def _spec_name(spec):
@@ -101,7 +106,7 @@ def run_jobs(jobs, workers=2, progress=None) -> list[dict]:
     """Results of simulate() for each (scenario spec, router, seed), in order;
     `workers` processes; the costliest (nodes x duration, then traffic) first."""
     cost = {}
-    for spec, _, _ in jobs:
+    for spec, *_ in jobs:
         if _spec_name(spec) not in cost:
             sc = _scenario(spec)
             cost[_spec_name(spec)] = (len(sc.node_ids) * sc.duration_s, len(sc.traffic()))
@@ -126,14 +131,18 @@ def run_jobs(jobs, workers=2, progress=None) -> list[dict]:
 
 # ---- the standard set: every router, the same seeds --------------------------
 
-def standard(names=STANDARD, seeds=SEEDS, workers=2, routers=ROUTERS, progress=None) -> dict:
+def standard(names=STANDARD, seeds=SEEDS, workers=2, routers=ROUTERS, progress=None,
+             background=None) -> dict:
     """Each scenario with every router over seeds 1..seeds (the same for every
-    router); `aggregate` of the runs, and the runs' main figures."""
+    router); `aggregate` of the runs, and the runs' main figures. background:
+    None (each baseline's default: on, as deployed), True or False."""
     seed_list = list(range(1, seeds + 1))
-    jobs = [(name, router, seed) for name in names for router in routers for seed in seed_list]
+    extra = None if background is None else {"background": background}
+    jobs = [(name, router, seed, extra) for name in names for router in routers
+            for seed in seed_list]
     results = run_jobs(jobs, workers, progress)
-    return {"seeds": seed_list, "routers": list(routers), "scenarios": aggregate(results),
-            "runs": [_brief(r) for r in results]}
+    return {"seeds": seed_list, "routers": list(routers), "background": background,
+            "scenarios": aggregate(results), "runs": [_brief(r) for r in results]}
 
 
 def _brief(r):
@@ -343,7 +352,7 @@ def goodput_per_hour(r: dict, traffic_hours: float) -> float:
 
 
 def load_sweep(name, loads=SWEEP_LOADS, seeds=SWEEP_SEEDS, workers=2, routers=ROUTERS,
-               progress=None) -> dict:
+               progress=None, background=None) -> dict:
     """The scenario with its traffic scaled so that the offered load
     (`offered_load`, mean over the seeds) is each of `loads`; every router over
     seeds 1..seeds: unicast delivery, broadcast reach and goodput per hour."""
@@ -362,7 +371,8 @@ def load_sweep(name, loads=SWEEP_LOADS, seeds=SWEEP_SEEDS, workers=2, routers=RO
                           for k in ("load", "channel_load", "duty_load", "messages_per_hour",
                                     "traffic_hours")},
                        "binding": est[0]["binding"]})
-        jobs += [((d, source), router, seed) for router in routers for seed in seed_list]
+        extra = None if background is None else {"background": background}
+        jobs += [((d, source), router, seed, extra) for router in routers for seed in seed_list]
     results = run_jobs(jobs, workers, progress)
     for p in points:
         p["routers"] = {}
@@ -374,7 +384,7 @@ def load_sweep(name, loads=SWEEP_LOADS, seeds=SWEEP_SEEDS, workers=2, routers=RO
                 "goodput_per_hour": spread([goodput_per_hour(r, p["traffic_hours"])
                                             for r in rs])}
     return {"scenario": name, "seeds": seed_list, "routers": list(routers),
-            "base_load": round(base, 4), "points": points}
+            "background": background, "base_load": round(base, 4), "points": points}
 
 
 def speed(sizes=SPEED_SIZES, scenario="city-200", router="pollen", progress=None) -> list[dict]:
@@ -513,8 +523,10 @@ def render_standard(out: dict) -> str:
     the best baseline and pollen/best per metric, then the targets."""
     routers = out["routers"]
     others = [r for r in routers if r != REFERENCE]
+    bg = out.get("background")
     lines = [f"{len(out['seeds'])} seeds ({out['seeds'][0]}..{out['seeds'][-1]}), the same for "
-             f"every router; each cell: mean (min..max) over the seeds.",
+             f"every router; each cell: mean (min..max) over the seeds. Baselines' background "
+             f"traffic: {'their default (on)' if bg is None else ('on' if bg else 'off')}.",
              f"pollen/best: pollen's mean / the best baseline's ({', '.join(others)}) on that "
              f"metric; 'better' says which way: for 'higher' a ratio above 1 favours pollen, "
              f"for 'lower' one below 1.", ""]
