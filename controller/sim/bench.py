@@ -92,10 +92,11 @@ def _run_job(indexed):
     # a job is (scenario spec, router, seed) or (..., baseline settings): e.g.
     # {"background": False}, given to every router but pollen
     i, (spec, router, seed, *extra) = indexed
-    sc = _scenario(spec)
+    sim = Simulation(_scenario(spec), router, seed)
     if extra and extra[0] and router != REFERENCE:
-        sc.router_settings = dict(sc.router_settings, **extra[0])
-    return i, simulate(sc, router, seed)
+        # on the simulation's scenario: a seed makes a new one (Scenario.with_seed)
+        sim.sc.router_settings = dict(sim.sc.router_settings, **extra[0])
+    return i, sim.run()
 
 
 def _spec_name(spec):
