@@ -118,7 +118,12 @@ class App:
                 return
             line = line.strip()
             if line:
-                self.command(line)
+                try:
+                    self.command(line)
+                except MemoryError:  # even its error event did not fit: the node goes on
+                    line = None
+                    self.node._drop("memory")
+                    gc.collect()
                 self.wake.set()
 
     def command(self, line):
