@@ -82,11 +82,9 @@ class Flooding:
         # duplicates. A routed copy is taken on by the node it names; a
         # flooded one only from nearer the origin than we are (hops only
         # grow), so relays never bounce it between them. What we spend on it
-        # is charged to the message's budget (Node._transmit_due).
+        # is charged to the message's budget (Node._transmit_due), however
+        # often the copy is replayed.
         if f.key() in self.jobs or f.hops >= f.hop_limit:
-            return
-        if self.seen.spent(f.key()) >= self.s.tx_budget:
-            self._drop("over_budget")
             return
         if f.next_hop == self.low:
             self._forward_routed(f, data, now_ms)
