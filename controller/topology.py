@@ -41,6 +41,19 @@ _LADDER_COLUMN_SPACING = 0.55
 _LADDER_COLUMN_HEIGHT = 0.35   # first to last row; the far diagonal is 0.65 of range
 
 
+def hop_distances(neighbours, start) -> dict:
+    """{node: fewest hops from start} for the nodes start can reach, breadth
+    first; neighbours(node) gives the nodes one hop from it."""
+    dist, todo = {start: 0}, deque([start])
+    while todo:
+        n = todo.popleft()
+        for m in neighbours(n):
+            if m not in dist:
+                dist[m] = dist[n] + 1
+                todo.append(m)
+    return dist
+
+
 @dataclass(frozen=True)
 class Link:
     rssi_dbm: float
@@ -166,15 +179,7 @@ class Topology:
 
     def _distances_from(self, start, adj=None):
         adj = adj if adj is not None else self._adjacency()
-        dist = {start: 0}
-        todo = deque([start])
-        while todo:
-            n = todo.popleft()
-            for m in adj[n]:
-                if m not in dist:
-                    dist[m] = dist[n] + 1
-                    todo.append(m)
-        return dist
+        return hop_distances(adj.__getitem__, start)
 
     def hops(self, a, b):
         # Fewest hops from a to b, or None if b cannot be reached.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import math
 import multiprocessing
-from collections import deque
 from pathlib import Path
 from statistics import mean, median
 
@@ -19,6 +18,7 @@ from pollen.airtime import preset_time_on_air_us
 from pollen.crypto import TAG_BYTES
 from pollen.region import REGIONS
 from pollen.wire import HEADER_BYTES
+from pollen_controller.topology import hop_distances
 from pollen_controller.sim.engine import BROADCAST, FILE_ROUTERS, ROUTERS, Simulation, simulate
 from pollen_controller.sim.metrics import percentile
 from pollen_controller.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
@@ -297,7 +297,7 @@ def offered_load(sc, seed=None) -> dict:
             sent_s += frame_s * senders
         else:
             if src not in hops:
-                hops[src] = _hops(nbrs, src)
+                hops[src] = hop_distances(nbrs.__getitem__, src)
             h = hops[src].get(dest) or 0
             heard_s += h * (frame_s + ack_s) * (degree + 1)
             sent_s += h * (frame_s + ack_s)
@@ -311,18 +311,6 @@ def offered_load(sc, seed=None) -> dict:
             "mean_degree": round(degree, 2), "traffic_hours": window_s / 3600}
 
 
-def _hops(nbrs, src):
-    # {node: hops} from src, breadth first
-    dist, todo = {src: 0}, deque([src])
-    while todo:
-        a = todo.popleft()
-        for b in nbrs[a]:
-            if b not in dist:
-                dist[b] = dist[a] + 1
-                todo.append(b)
-    return dist
-
-
 def _flood_costs(nbrs):
     """{node: (nodes in its connected part, transmissions a post from it needs
     at least)}: the size of a greedy connected dominating set of that part —
@@ -331,7 +319,7 @@ def _flood_costs(nbrs):
     out, left = {}, set(nbrs)
     while left:
         start = max(left, key=lambda x: (len(nbrs[x]), -x))
-        part = set(_hops(nbrs, start))
+        part = set(hop_distances(nbrs.__getitem__, start))
         left -= part
         chosen, covered = {start}, {start} | nbrs[start]
         while len(covered) < len(part):

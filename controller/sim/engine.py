@@ -6,7 +6,6 @@ from __future__ import annotations
 import heapq
 import random
 import time
-from collections import deque
 
 from pollen import file_wire, files
 from pollen import file_author
@@ -17,7 +16,7 @@ from pollen.wire import HEADER_BYTES
 from pollen_controller.sim import frames
 from pollen_controller.sim.channel import Channel
 from pollen_controller.sim.metrics import Metrics
-from pollen_controller.topology import PathLossModel
+from pollen_controller.topology import PathLossModel, hop_distances
 
 BROADCAST = 0xFFFFFFFF
 ROUTERS = ("pollen", "managed-flood", "meshcore")
@@ -308,15 +307,8 @@ class Simulation:
         return got[1]
 
     def _hops_from(self, src):
-        # {node: hops} over the channel's links as they are now, breadth first
-        dist, todo = {src: 0}, deque([src])
-        while todo:
-            a = todo.popleft()
-            for b in self.channel.neighbours(a):
-                if b not in dist:
-                    dist[b] = dist[a] + 1
-                    todo.append(b)
-        return dist
+        # {node: hops} over the channel's links as they are now
+        return hop_distances(self.channel.neighbours, src)
 
     def _fail(self, n, what, t):
         if what == "off" and self.up[n]:
