@@ -51,10 +51,13 @@ class Custody:
                 else:
                     h.retry_ms = None  # wait until the destination is heard of again
 
-    def _destination_reachable(self, dest, now_ms, custody_only=False):
+    def _destination_reachable(self, dest, now_ms, custody_only=False, via=None):
         # Store-and-forward: send what we hold for a destination that is back.
-        # dest None (a new link came up): what we took custody of, a few at a
-        # time, since the new neighbour may be a way towards its destination.
+        # dest None (a link to neighbour `via` came up): our own messages get
+        # one more attempt, and what we took custody of goes on where there
+        # is evidence of a way: a route, or the newcomer's beacon naming the
+        # destination among the nodes it hears (_offer_via). A copy is not
+        # offered blindly to every node a mule meets on its way.
         offers = 0
         for h in list(self.held.values()):  # _send_held may let one go
             if dest is not None and h.dest != dest or h.key in self.jobs:
@@ -62,7 +65,9 @@ class Custody:
             if not h.own and (dest is None or custody_only) and not h.custody:
                 continue  # a copy still in flight, not one we took custody of
             if dest is None and not h.own:
-                if offers >= _OFFERS_PER_LINK:
+                if offers >= _OFFERS_PER_LINK or (
+                        h.dest != via and self._next_hop(h.dest, now_ms) is None
+                        and not self._hears(via, h.dest, now_ms)):
                     continue
                 offers += 1
             if h.own:
@@ -75,6 +80,23 @@ class Custody:
                 h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
             else:
                 self._send_held(h, now_ms)
+
+    def _hears(self, neighbour, dest, now_ms):
+        # its last beacon named dest among the nodes it hears (by low byte)
+        e = self.neigh.table.get(neighbour)
+        return e is not None and (dest & 0xFF) in e[5]
+
+    def _offer_via(self, neighbour, now_ms):
+        # A neighbour's beacon named the nodes it hears: what we carry for
+        # one of them, with no route of our own, goes to it for the last hop.
+        offers = 0
+        for h in list(self.held.values()):
+            if h.own or not h.custody or h.key in self.jobs or offers >= _OFFERS_PER_LINK \
+                    or not self._hears(neighbour, h.dest, now_ms) \
+                    or self._next_hop(h.dest, now_ms) is not None:
+                continue
+            offers += 1
+            self._send_held(h, now_ms, neighbour)
 
     def _maybe_carry(self, f, copy, now_ms):
         # Unicast we relay without knowing a way to its destination: remember
@@ -140,7 +162,7 @@ class Custody:
         h.retry_ms = now_ms + wait + self._rand(wait // 4 + 1)
         self._persist(h, now_ms)
 
-    def _send_held(self, h, now_ms):
+    def _send_held(self, h, now_ms, nh=None):
         # a copy carried for someone else is offered a few times at most: an
         # ack that went by out of our hearing must not cost airtime for a day
         h.attempts += 1
@@ -149,7 +171,7 @@ class Custody:
             self.counters["released"] += 1
             return
         self.counters["offered"] += 1
-        nh = self._next_hop(h.dest, now_ms)
+        nh = self._next_hop(h.dest, now_ms) or nh
         f, _ = wire.unpack(h.frame, self.key)
         if f is None:
             self._forget_held(h)

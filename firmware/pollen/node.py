@@ -316,7 +316,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         except Exception:
             e[0] = ""
         k = p[1 + n]
-        e[5] = bytes(p[2 + n:2 + n + k])
+        heard = bytes(p[2 + n:2 + n + k])
+        if heard != e[5]:
+            e[5] = heard
+            self._offer_via(f.origin, now_ms)  # it may hear what we carry for
         for it in self.posts.missing_from(p[2 + n + k:], f.origin, now_ms):
             if it[0] not in self.jobs:
                 # it missed a post we have: send it again, unless another
@@ -335,7 +338,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # time: offer everything at most once a beacon interval.
         if now_ms >= self.next_offer_all_ms:
             self.next_offer_all_ms = now_ms + self.s.beacon_interval_ms
-            self._destination_reachable(None, now_ms)
+            self._destination_reachable(None, now_ms, via=node_id)
         else:
             self._destination_reachable(node_id, now_ms)
 

@@ -667,6 +667,37 @@ def test_a_carried_copy_is_offered_a_few_times_then_let_go():
     assert len(m.copies(key)) <= (3 + 8) * 4 + 4
 
 
+def test_a_mule_carries_a_message_past_a_village_where_its_destination_is_not():
+    # villages A (1, 2), C (3, 4) and B (5, 6), out of range of each other;
+    # mule 7 drives A -> C -> B. A message from 1 to 6 goes with the mule and
+    # is not offered to C's nodes (their beacons do not name 6), so it is not
+    # used up on the way; in B, 6 is the mule's neighbour and gets it.
+    m = Mesh(list(range(1, 8)), [(1, 2), (3, 4), (5, 6), (1, 7), (2, 7)])
+    m.warm()
+    mid = m.send(1, 6, "over the hills")
+    m.run(120000)
+    key = _key(1, mid)
+    assert 7 in m.held_by(key)
+    for a in (1, 2):
+        m.cut(a, 7)
+    for c in (3, 4):
+        m.join(c, 7)
+    m.log = []  # (a long log does not fit MicroPython's test heap)
+    m.run(600000)  # 10 minutes in C: beacons heard both ways
+    assert 3 in m.nodes[7].neigh.table and 4 in m.nodes[7].neigh.table
+    offered_in_c = [f for t, i, f in m.copies(key) if i == 7]
+    assert offered_in_c == [] and 7 in m.held_by(key)
+    assert _texts(m, 3) == [] and _texts(m, 4) == []
+    for c in (3, 4):
+        m.cut(c, 7)
+    for b in (5, 6):
+        m.join(b, 7)
+    m.log = []
+    m.run(600000)
+    assert _texts(m, 6, "msg") == ["over the hills"]
+    assert key not in m.nodes[7].held
+
+
 def test_no_busy_wait_while_a_message_waits_for_duty_cycle_budget():
     n = Node(settings(1), MemoryStorage(), XorShift(9))
     n.start(0)
