@@ -100,10 +100,13 @@ class App:
 
     async def radio_loop(self):
         while True:
-            frame, rssi, snr = await self.radio.receive()
+            frame = None
             try:
+                # receiving allocates too (the frame, the socket read): a full
+                # heap there loses that frame, never the radio task
+                frame, rssi, snr = await self.radio.receive()
                 self.node.on_frame(frame, rssi, snr, self.clock.now())
-            except MemoryError:  # that frame is lost, not the radio task
+            except MemoryError:
                 frame = None
                 self.node._drop("memory")
                 gc.collect()
@@ -112,7 +115,12 @@ class App:
     async def console_loop(self):
         reader = asyncio.StreamReader(sys.stdin)
         while True:
-            line = await reader.readline()
+            try:
+                line = await reader.readline()
+            except MemoryError:  # that line is lost (the host times out), not the node
+                self.node._drop("memory")
+                gc.collect()
+                continue
             if not line:
                 self.wake.set()  # host closed the console: stop the node now
                 return
