@@ -56,6 +56,7 @@ class App:
         self.wake = asyncio.Event()
         self.status_interval_ms = status_interval_ms
         self.peak_heap = 0
+        self.small_heap = gc.mem_free() + gc.mem_alloc() < 262144  # see main()
         self.next_heap_check_ms = 0
         self.next_battery_ms = 0
 
@@ -106,6 +107,9 @@ class App:
                 # heap there loses that frame, never the radio task
                 frame, rssi, snr = await self.radio.receive()
                 self.node.on_frame(frame, rssi, snr, self.clock.now())
+                frame = None
+                if self.small_heap:
+                    gc.collect()  # see main()
             except MemoryError:
                 frame = None
                 self.node._drop("memory")
@@ -255,6 +259,15 @@ def main(path=CONFIG):
     boot = None
     _unload("pollen_io.boot", "pollen.settings")
     app = App(settings, radio, storage, interval)
+    # A small heap (128K in emulation, about 110 KB on an ESP32 without
+    # PSRAM) fragments: garbage left lying about makes long-lived objects
+    # land all over it, and later a few hundred bytes in one piece are not
+    # to be had with 10 KB free. Collecting often (after a quarter of what
+    # is free has been allocated, and after each frame handled) keeps what
+    # lives packed low. On a PSRAM board a collection is slow and the heap
+    # is large: left to MicroPython.
+    if app.small_heap and hasattr(gc, "threshold"):
+        gc.threshold(gc.mem_free() // 4)
     try:
         asyncio.run(app.main())
     except KeyboardInterrupt:
