@@ -130,3 +130,29 @@ def test_core_fits_in_128k(tmp_path):
     assert m, out
     assert int(m.group(1)) == 20 and int(m.group(2)) == 20 and int(m.group(3)) == 1, out
     assert int(m.group(6)) > 16 * 1024, out   # headroom left for the board's own code
+
+
+# The node app's console under MicroPython: a command that fails with an
+# exception the app does not expect (a bug) answers with an error event and
+# the node takes the next command; the console is the host's only way in.
+APP_SCRIPT = """
+from pollen_io import app as A
+class Radio:
+    on_busy = None
+app = A.App({"node_id": 0x0A0B0C01, "network_key": "%s", "preset": "ShortFast"},
+            Radio(), __import__("pollen.storage").storage.MemoryStorage(), 0)
+def broken(ref=None):
+    raise KeyError("boom")
+app.emit_status = broken
+app.command('{"cmd": "status", "ref": 7}')
+del app.emit_status
+app.command('{"cmd": "send", "to": "all", "text": "still here", "ref": 8}')
+"""
+
+
+def test_a_console_command_that_hits_a_bug_answers_with_an_error_and_the_node_goes_on():
+    r = _run(["-c", APP_SCRIPT % ("11" * 32)], SUITE_HEAP, timeout_s=60)  # compiled from source here
+    events = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert any('internal error: KeyError' in e and '"ref": 7' in e for e in events), events
+    assert any('"event": "sent"' in e and '"ref": 8' in e for e in events), events

@@ -168,6 +168,11 @@ class App:
             sys.print_exception(e, sys.stderr)
             gc.collect()
             emit("error", error="%s: out of memory (%d bytes free)" % (cmd, gc.mem_free()), ref=ref)
+        except Exception as e:
+            # a bug, not the host's mistake: said as such, and the console
+            # (the host's only way to the node) stays open
+            sys.print_exception(e, sys.stderr)
+            emit("error", error="%s: internal error: %r" % (cmd, e), ref=ref)
 
     def cmd_send(self, c, ref):
         to = c.get("to", "all")
