@@ -251,8 +251,20 @@ class Simulation:
             self.metrics.send_errors += 1
             return
         hops = None if dest == BROADCAST else self._hops_now(src).get(dest)
-        self.metrics.sent(src, msg_id, dest, t, dest == BROADCAST, hops)
+        routed = None if dest == BROADCAST else self._route_known(r, dest, t)
+        self.metrics.sent(src, msg_id, dest, t, dest == BROADCAST, hops, routed)
         self._poll(src, t)
+
+    def _route_known(self, r, dest, t):
+        # did the sender know a way to dest as it sent (a next hop, a
+        # returned path)? None: this router keeps no such table
+        if self.router_kind == "pollen":
+            return r._next_hop(dest, t) is not None
+        for table in ("next_hops", "paths"):   # Meshtastic 2.7, MeshCore
+            known = getattr(r, table, None)
+            if known is not None:
+                return dest in known
+        return None
 
     def _share(self, i, t):
         # the seeder shares file i; if it is off, nobody has the file (its

@@ -29,7 +29,10 @@ Definitions (docs/simulator.md has the full list):
   sent; unicast_ack_tx_over_hops: the same for the frames acknowledging it
   (acks, MeshCore's path returns), so one transmission per hop each way is
   1.0 and 1.0; unicast_tx_per_delivered: the mean of both together over
-  delivered unicasts.
+  delivered unicasts. unicast_tx_over_hops_routed: unicast_tx_over_hops over
+  the delivered unicasts whose sender knew a way to the destination as it
+  sent (a next hop; MeshCore: a returned path), the condition of issue 11's
+  target; the rest pay a route discovery.
 """
 from __future__ import annotations
 
@@ -73,10 +76,12 @@ class Metrics:
 
     # ---- recording ----------------------------------------------------------
 
-    def sent(self, src, msg_id, dest, t_ms, broadcast, hops=None):
-        # hops: the shortest path from src to dest at t_ms (None: no path, or a broadcast)
+    def sent(self, src, msg_id, dest, t_ms, broadcast, hops=None, routed=None):
+        # hops: the shortest path from src to dest at t_ms (None: no path, or a broadcast);
+        # routed: src knew a way to dest as it sent (None: a broadcast, or not known)
         self.messages[(src, msg_id)] = {"src": src, "dest": dest, "t": t_ms,
-                                        "broadcast": broadcast, "got": {}, "hops": hops}
+                                        "broadcast": broadcast, "got": {}, "hops": hops,
+                                        "routed": routed}
 
     def received(self, node, info, t_ms):
         try:
@@ -125,7 +130,7 @@ class Metrics:
         others = max(1, len(self.node_ids) - 1)
         reach, latencies, bcast_latencies = [], [], []
         unicasts = delivered = receptions = unicast_tx = 0
-        tx_over_hops, ack_over_hops = [], []
+        tx_over_hops, ack_over_hops, routed_over_hops = [], [], []
         for key, m in self.messages.items():
             if m["broadcast"]:
                 reach.append(len(m["got"]) / others)
@@ -143,6 +148,8 @@ class Metrics:
                     if m["hops"]:
                         tx_over_hops.append(tx / m["hops"])
                         ack_over_hops.append(ack_tx / m["hops"])
+                        if m["routed"]:
+                            routed_over_hops.append(tx / m["hops"])
         useful = delivered + receptions
         attempted = (channel_stats["receptions"] - channel_stats["lost_down"])
         dur_s = max(1e-9, duration_ms / 1000)
@@ -165,6 +172,9 @@ class Metrics:
                                      "p95": percentile(tx_over_hops, 95, 3)},
             "unicast_ack_tx_over_hops": {"p50": percentile(ack_over_hops, 50, 3),
                                          "p95": percentile(ack_over_hops, 95, 3)},
+            "unicast_tx_over_hops_routed": {"p50": percentile(routed_over_hops, 50, 3),
+                                            "p95": percentile(routed_over_hops, 95, 3),
+                                            "n": len(routed_over_hops)},
             "unicast_tx_per_delivered": round(unicast_tx / delivered, 3) if delivered else None,
             "airtime_ms_per_delivered":
                 round(self.tx_airtime_us / 1000 / useful, 1) if useful else None,

@@ -96,3 +96,17 @@ def test_a_unicast_without_a_path_is_left_out_of_the_ratio():
     assert r["unicasts"] == 2 and r["unicast_delivery"] == 0.5
     assert r["unicast_tx_over_hops"]["p50"] + r["unicast_ack_tx_over_hops"]["p50"] \
         == r["unicast_tx_per_delivered"] / 1
+
+
+def test_messages_sent_with_a_route_known_are_counted_apart():
+    # 1 -> 4 twice: the first finds the way (flooded), the second goes along
+    # it; only the second is in the "route known" ratio, at one copy per hop
+    sim = Simulation(Plain(line(4), [(60000, 1, 4, 30), (90000, 1, 4, 30)], duration_s=150),
+                     "pollen")
+    r = sim.run()
+    first, second = sorted(sim.metrics.messages.values(), key=lambda m: m["t"])
+    assert r["unicast_delivery"] == 1.0
+    assert first["routed"] is False and second["routed"] is True
+    routed = r["unicast_tx_over_hops_routed"]
+    assert routed["n"] == 1 and routed["p50"] == 1.0
+    assert r["unicast_tx_over_hops"]["p50"] >= routed["p50"]
