@@ -86,13 +86,14 @@ class Custody:
         e = self.neigh.table.get(neighbour)
         return e is not None and (dest & 0xFF) in e[5]
 
-    def _offer_via(self, neighbour, now_ms):
-        # A neighbour's beacon named the nodes it hears: what we carry for
-        # one of them, with no route of our own, goes to it for the last hop.
+    def _offer_via(self, neighbour, before, now_ms):
+        # A neighbour's beacon names nodes it did not hear before: what we
+        # carry for one of them, with no route of our own, goes to it for
+        # the last hop (once per newly named node, not at every beacon)
         offers = 0
         for h in list(self.held.values()):
             if h.own or not h.custody or h.key in self.jobs or offers >= _OFFERS_PER_LINK \
-                    or not self._hears(neighbour, h.dest, now_ms) \
+                    or h.dest & 0xFF in before or not self._hears(neighbour, h.dest, now_ms) \
                     or self._next_hop(h.dest, now_ms) is not None:
                 continue
             offers += 1

@@ -318,8 +318,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         k = p[1 + n]
         heard = bytes(p[2 + n:2 + n + k])
         if heard != e[5]:
+            before = e[5]
             e[5] = heard
-            self._offer_via(f.origin, now_ms)  # it may hear what we carry for
+            self._offer_via(f.origin, before, now_ms)  # it may hear what we carry for
         for it in self.posts.missing_from(p[2 + n + k:], f.origin, now_ms):
             if it[0] not in self.jobs:
                 # it missed a post we have: send it again, unless another

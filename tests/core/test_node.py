@@ -698,6 +698,37 @@ def test_a_mule_carries_a_message_past_a_village_where_its_destination_is_not():
     assert key not in m.nodes[7].held
 
 
+def test_a_carried_copy_is_offered_once_when_a_neighbour_first_names_its_destination():
+    # node 1 carries a message for 0x33 (custody, no route). Neighbour 2's
+    # beacons name 0x33 among the nodes it hears: the copy goes to 2 once,
+    # not again at each later beacon whose list merely changed around it.
+    from pollen import held as heldrec
+    n = Node(settings(1), MemoryStorage(), XorShift(3))
+    n.start(0)
+    msg = wire.pack(Frame(MSG, F_WANT_ACK, 5, 1, 0x44, 0x33, 77, 0, 0x44, b"carried"), KEY)
+    h = heldrec.Held((0x44 << 32) | 77, 0x33, msg, HOUR_MS * 10, False)
+    h.custody = True
+    n.held[h.key] = h
+
+    def beacon(msg_id, heard, t):
+        p = bytes((2,)) + b"n2" + bytes((len(heard),)) + bytes(heard)
+        n.on_frame(wire.pack(Frame(BEACON, 0, 0, 0, 2, BROADCAST, msg_id, 0, 2, p), KEY),
+                   -90, 5, t)
+        for step in range(20):  # let whatever it sends go out
+            n.poll(t + step * 1000)
+
+    # beacons 20 s apart: 2 stays a neighbour (it is "back" after 5 beacon
+    # intervals of silence, 50 s here, and then everything is offered again)
+    beacon(1, [0x33], 1000)
+    assert n.counters["offered"] == 1
+    beacon(2, [0x33, 0x55], 21000)   # the list changed, 0x33 was named before
+    beacon(3, [0x55, 0x33], 41000)
+    assert n.counters["offered"] == 1
+    beacon(4, [0x55], 61000)
+    beacon(5, [0x55, 0x33], 81000)   # named again after it was gone: once more
+    assert n.counters["offered"] == 2
+
+
 def test_no_busy_wait_while_a_message_waits_for_duty_cycle_budget():
     n = Node(settings(1), MemoryStorage(), XorShift(9))
     n.start(0)
