@@ -65,9 +65,8 @@ class Custody:
             if not h.own and (dest is None or custody_only) and not h.custody:
                 continue  # a copy still in flight, not one we took custody of
             if dest is None and not h.own:
-                if offers >= _OFFERS_PER_LINK or (
-                        h.dest != via and self._next_hop(h.dest, now_ms) is None
-                        and not self._hears(via, h.dest, now_ms)):
+                if offers >= _OFFERS_PER_LINK or (  # (via itself is a next hop now)
+                        self._next_hop(h.dest, now_ms) is None and not self._hears(via, h.dest)):
                     continue
                 offers += 1
             if h.own:
@@ -81,7 +80,7 @@ class Custody:
             else:
                 self._send_held(h, now_ms)
 
-    def _hears(self, neighbour, dest, now_ms):
+    def _hears(self, neighbour, dest):
         # its last beacon named dest among the nodes it hears (by low byte)
         e = self.neigh.table.get(neighbour)
         return e is not None and (dest & 0xFF) in e[5]
@@ -93,7 +92,7 @@ class Custody:
         offers = 0
         for h in list(self.held.values()):
             if h.own or not h.custody or h.key in self.jobs or offers >= _OFFERS_PER_LINK \
-                    or h.dest & 0xFF in before or not self._hears(neighbour, h.dest, now_ms) \
+                    or h.dest & 0xFF in before or not self._hears(neighbour, h.dest) \
                     or self._next_hop(h.dest, now_ms) is not None:
                 continue
             offers += 1

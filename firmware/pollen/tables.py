@@ -28,9 +28,9 @@ class Seen:
     def spent(self, key, charge=0):
         # transmissions charged to this message so far (0 if not remembered),
         # after charging it `charge` more
-        if key in self._ring:  # (no ValueError to allocate on a miss)
-            j = self._ring.index(key)
-        else:
+        try:
+            j = self._ring.index(key)  # one scan: a message we transmit is nearly always here
+        except ValueError:
             if not charge:
                 return 0
             self.add(key)

@@ -101,7 +101,6 @@ class App:
 
     async def radio_loop(self):
         while True:
-            frame = None
             try:
                 # receiving allocates too (the frame, the socket read): a full
                 # heap there loses that frame, never the radio task
