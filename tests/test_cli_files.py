@@ -37,8 +37,11 @@ def _boot(port):
     assert b'"started"' in buf, buf[-300:]
 
 
-@pytest.fixture
-def board_and_neighbour(tmp_path):
+@pytest.fixture(scope="module")
+def board_and_neighbour(tmp_path_factory):
+    # one board and neighbour for the module's tests (booting them is most of
+    # a test's time); the bad-input test runs after the share and fetch
+    tmp_path = tmp_path_factory.mktemp("board")
     net = pv.create_network("village", "EU868", "ShortFast")
     with Medium(line(2)) as medium, VirtualBoard(tmp_path / "board") as vb:
         time.sleep(0.3)
