@@ -73,6 +73,11 @@ def node(i):
     n.start(0)
     return n
 a, b = node(0x0A0B0C01), node(0x0A0B0C02)
+# as the node app does once its node has started (app._unload): the
+# settings validator's code leaves the heap
+import sys, pollen
+sys.modules.pop("pollen.settings")
+delattr(pollen, "settings")
 now = 0
 got = []
 def step():

@@ -118,19 +118,26 @@ def cid_from_hex(text):
 
 
 def cid_str(cid):
-    # 16 bytes -> 26 lowercase base32 letters (no padding)
-    bits = 0
-    value = 0
-    out = []
+    # 16 bytes -> 26 lowercase base32 letters (no padding): _ALPHABET, built
+    # in one small buffer (it runs for every chunk a node reports, and a
+    # growing list and a 128-bit number need heap a busy node may not have)
+    out = bytearray(26)
+    bits = value = k = 0
     for b in cid:
-        value = (value << 8) | b
+        value = (value << 8 | b) & 0xFFF  # at most 12 bits are pending
         bits += 8
         while bits >= 5:
             bits -= 5
-            out.append(_ALPHABET[(value >> bits) & 31])
+            out[k] = _letter((value >> bits) & 31)
+            k += 1
     if bits:
-        out.append(_ALPHABET[(value << (5 - bits)) & 31])
-    return "".join(out)
+        out[k] = _letter((value << (5 - bits)) & 31)
+    return out.decode()
+
+
+def _letter(v):
+    # 0..31 -> the byte of _ALPHABET[v]: a..z, then 2..7
+    return 97 + v if v < 26 else 24 + v
 
 
 def parse_cid(text):
