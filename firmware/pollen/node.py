@@ -484,7 +484,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self.tele_budget.saved_us += air_us
             return
         if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
-                and (not self._status_covered(now_ms, air_us, best.key in self.tele_hello)
+                and (self._status_credit(now_ms) < air_us
                      or self.tele_budget.take(air_us, now_ms)):
             del self.jobs[best.key]  # a relay: telemetry has used its share of airtime
             self.counters["telemetry_skipped"] += 1

@@ -28,13 +28,6 @@
 # however many nodes it has. Own and relayed status frames go only while
 # the credit covers them. It saves up at most four status frames, and starts
 # with two (our own first status and one relay).
-# Hellos may borrow: the status of a node that has just started (uptime
-# under _HELLO_S: its first two), its own or relayed, goes while the credit
-# is above minus its cap (four frames of debt) instead of while it covers
-# the frame, so a monitor shows a node switched on within seconds, not at
-# its next status minutes later. The debt is paid back before any other
-# status goes, and a whole mesh switched on at once borrows no more than
-# that at any node; the hard budget above still applies.
 from pollen import wire
 from pollen.wire import Frame, STATUS, BROADCAST
 from pollen.airtime import AirtimeBudget
@@ -49,8 +42,6 @@ _MAX_STATUS_FRAME = const(135)  # bytes: header, the longest payload (111), tag
 _AGAIN_MS = const(20000)   # the second status goes 20-40 s after the first
 _FIRST_MS = const(17000)   # the first status goes 3 s + up to this after start (spread:
                            # a whole mesh powered on at once does not send them together)
-_HELLO_S = const(60)       # a status from a node up for less than this: see the top
-_HELLOS = const(4)         # hello statuses a node remembers relaying (see the top)
 _STATUS_JOB = const(4)  # job key of our own status (sharing.py has 1..3; node.py has it too)
 
 
@@ -79,7 +70,6 @@ class Telemetry:
         # (saved_us may go below 0 here): starts with two status frames
         self.tele_chan = AirtimeBudget(share * 2, 4 * one, 2 * one)
         self.tele_chan.at_ms = now_ms
-        self.tele_hello = []  # keys of hello statuses we relay (see the top)
 
     def _status_credit(self, now_ms, data=None):
         # The channel credit now (see the top); with data, a frame on the
@@ -98,10 +88,6 @@ class Telemetry:
             b.at_ms = now_ms
         return c
 
-    def _status_covered(self, now_ms, air_us, hello):
-        # may a status frame of air_us go now (see the top)?
-        return self._status_credit(now_ms) >= air_us - (self.tele_chan.cap_us if hello else 0)
-
     def _telemetry_timer(self, now_ms):
         base = self.s.telemetry_interval_ms
         if not base or now_ms < self.next_status_ms:
@@ -110,7 +96,7 @@ class Telemetry:
             self.next_status_ms = now_ms + self.slot_ms
             return
         air_us = self._airtime_us(wire.HEADER_BYTES + len(self._status_payload(now_ms)) + 8)
-        if not self._status_covered(now_ms, air_us, now_ms - self.started_ms < _HELLO_S * 1000):
+        if self._status_credit(now_ms) < air_us:
             # the mesh's status frames have their share of the channel: later
             self.next_status_ms = now_ms + self.slot_ms * 64 + self._rand(self.slot_ms * 64)
             return
@@ -148,12 +134,6 @@ class Telemetry:
         self.out.append(("telemetry", {"id": "%08x" % f.origin, "hops": f.hops + 1,
                                        "rssi_dbm": rssi_dbm, "snr_db": snr_db, "data": p}))
         if f.hops < f.hop_limit:
-            n = 2 + p[1]
-            if (p[n] << 24 | p[n + 1] << 16 | p[n + 2] << 8 | p[n + 3]) < _HELLO_S:
-                h = self.tele_hello
-                h.append(f.key())
-                if len(h) > _HELLOS:
-                    h.pop(0)
             self._relay_flood(f, data, snr_db, now_ms)
 
     def _status_payload(self, now_ms):
