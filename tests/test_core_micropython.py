@@ -161,3 +161,73 @@ def test_a_console_command_that_hits_a_bug_answers_with_an_error_and_the_node_go
     assert r.returncode == 0, r.stdout + r.stderr
     assert any('internal error: KeyError' in e and '"ref": 7' in e for e in events), events
     assert any('"event": "sent"' in e and '"ref": 8' in e for e in events), events
+
+
+# A node that holds a full store of messages for a node that is away
+# restarts at 128K: its memory at start does not grow with what it holds
+# (frames stay in storage) and it retries a few at a time. 16 or more held
+# messages used to crash-loop it after a power cut.
+HELD_SCRIPT = """
+import gc, sys
+from pollen.node import Node
+from pollen_io.filestore import FileStorage
+sys.modules.pop("pollen.settings", None)
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+class Rng:
+    def __init__(self, s):
+        self.s = s
+    def getrandbits(self, n):
+        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+        return self.s >> (31 - n) if n < 31 else self.s
+n = Node({"node_id": 0x0A0B0C01, "network_key": KEY, "preset": "ShortFast", "held_capacity": HELD},
+         FileStorage(STORE), Rng(SEED))
+n.start(0)
+gc.collect()
+gc.threshold(gc.mem_free() // 4)   # as the node app sets it on a small heap (app.main)
+now = 0
+if SEND:
+    for k in range(HELD):   # as the app takes them from its console: one by one
+        n.send(0x0A0B0C02, "message %d for a node that is away: " % k + "x" * 150, now)
+        for i in range(20):
+            now += 50
+            n.poll(now)
+gc.collect()
+start = gc.mem_alloc()
+peak = start
+most = 0
+while now < 120000:
+    now += 50
+    n.poll(now)
+    most = max(most, len(n.jobs))
+    if now % 1000 == 0:
+        gc.collect()
+        peak = max(peak, gc.mem_alloc())
+print("held", len(n.held), "start", start, "peak", peak, "jobs", most, "internal", n.counters["internal"])
+"""
+
+
+def test_a_node_holding_a_full_store_restarts_in_128k(tmp_path):
+    from pollen_controller.firmware import compile_firmware
+    compile_firmware(tmp_path / "fw")
+    store = tmp_path / "store"
+    store.mkdir()
+    got = []
+    for held, send, seed in ((32, True, 1), (32, False, 2), (1, False, 3)):
+        if not send and held == 1:   # an empty store, for comparison
+            for p in store.iterdir():
+                p.unlink()
+        script = "STORE = %r\nHELD = %d\nSEND = %r\nSEED = %d\n" % (str(store), held, send, seed)
+        r = _run(["-c", script + HELD_SCRIPT], CORE_HEAP, timeout_s=120, firmware=tmp_path / "fw")
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out
+        m = re.search(r"held (\d+) start (\d+) peak (\d+) jobs (\d+) internal (\d+)", r.stdout)
+        assert m, out
+        got.append([int(x) for x in m.groups()])
+    (_, _, _, _, _), (held, start, peak, jobs, internal), (_, empty_start, empty_peak, _, _) = got
+    assert held == 32 and internal == 0
+    assert jobs <= 4 + 3          # a few retries at once, beside beacon, status and catalog
+    # what 32 held messages add to the heap: their bookkeeping (about 250 B
+    # each), not their frames (up to 255 B more each)
+    assert start - empty_start < 32 * 300, (start, empty_start)
+    assert peak < 120 * 1024
+    print("start-up heap, empty store %d B, 32 held %d B; peak %d B" % (empty_start, start, peak))

@@ -10,12 +10,20 @@ from pollen.jobs import Job, J_FLOOD, J_ROUTED, J_STORED
 
 _MAX_OFFERS = const(4)  # times a carried copy is sent on before it is let go
 _OFFERS_PER_LINK = const(4)  # carried copies offered when a new neighbour appears
+_AT_ONCE = const(4)     # own messages retried at the same time (each retry is a queued frame)
+_START_GAP_SLOTS = const(8)  # after a restart, own messages are retried this many slots apart
+_QUIET_MS = const(600000)  # past max_attempts: at most one attempt per message this often,
+_QUIET_DEST_MS = const(120000)  # or this often when it is its destination that is heard
 
 
 class Custody:
-    def _load_held(self, now_ms):
-        # after a restart: every record in storage is a message still owed
-        for name in self.storage.names():
+    def _load_held(self, names, now_ms):
+        # after a restart: every record in storage is a message still owed.
+        # Its frame stays in storage (read back when it is sent), and our
+        # own are retried a few slots apart, not all at once: what a node
+        # holds does not all come into its heap when it starts
+        k = 0
+        for name in names:
             if not heldrec.is_record(name):
                 continue
             rec = heldrec.decode(name, self.storage.get(name) or b"", now_ms)
@@ -26,14 +34,33 @@ class Custody:
                 self.storage.delete(name)
                 self._drop("store")
                 continue
-            h = heldrec.Held(rec[0], f.dest, rec[4], rec[2], rec[1], rec[3])
+            if len(self.held) >= self.s.held_capacity:
+                break  # the store holds more than the setting now allows: the rest wait
+            h = heldrec.Held(rec[0], f.dest, None, rec[2], rec[1], rec[3])
             if h.own:
-                h.retry_ms = now_ms + self._rand(self.slot_ms * 4)
+                h.retry_ms = now_ms + self.slot_ms * (4 + _START_GAP_SLOTS * k) \
+                    + self._rand(self.slot_ms * 4)
+                k += 1
             h.custody = True
             self.held[h.key] = h
             self.seen.add(h.key)
 
+    def _held_frame(self, h):
+        # the sealed frame of a held message: in the heap while it is new,
+        # else read back from its record (None if the record is gone)
+        if h.frame is not None:
+            return h.frame
+        name = heldrec.record_name(h.key)
+        rec = heldrec.decode(name, self.storage.get(name) or b"", 0)
+        return rec[4] if rec else None
+
     def _held_timers(self, now_ms):
+        # held messages with a frame queued: a few at a time (_AT_ONCE), so
+        # what a node holds does not all come into its heap at once
+        busy = 0
+        for h in self.held.values():
+            if h.key in self.jobs and (h.own or h.custody):  # (not a relay's copy in flight)
+                busy += 1
         for h in list(self.held.values()):
             if now_ms >= h.expires_ms:
                 self._forget_held(h)
@@ -45,11 +72,24 @@ class Custody:
             elif h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
                     and h.key not in self.jobs:
                 if h.attempts < self.s.max_attempts or h.bonus > 0:
+                    if busy >= _AT_ONCE:
+                        h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
+                        continue  # a few at a time: each queued retry holds a frame
                     if h.attempts >= self.s.max_attempts:
                         h.bonus -= 1
+                    busy += 1
                     self._attempt(h, now_ms)
                 else:
                     h.retry_ms = None  # wait until the destination is heard of again
+            elif not h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
+                    and h.key not in self.jobs:
+                # a carried copy due to be handed on (_destination_reachable)
+                if busy >= _AT_ONCE:
+                    h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
+                    continue
+                busy += 1
+                h.retry_ms = None
+                self._send_held(h, now_ms)
 
     def _destination_reachable(self, dest, now_ms, custody_only=False, via=None):
         # Store-and-forward: send what we hold for a destination that is back.
@@ -70,15 +110,26 @@ class Custody:
                     continue
                 offers += 1
             if h.own:
-                if h.attempts < self.s.max_attempts or h.bonus > 0 \
-                        or h.attempts + 1 > self.s.max_attempts + 2 * _MAX_OFFERS:
-                    continue  # its retries still run, or tried enough
-                # the way may be open again: one more attempt, along the route
+                if h.attempts < self.s.max_attempts or h.bonus > 0:
+                    continue  # its retries still run, or one more is on its way
+                # the way may be open again: one more attempt, along the
+                # route; as often as that happens while the message lives
+                # (restarts do not use these up), but no more than once per
+                # _QUIET_MS for a new neighbour, _QUIET_DEST_MS for the
+                # destination heard of again (then it waits for its turn)
+                wait = h.quiet_ms - now_ms - (0 if dest is None else _QUIET_MS - _QUIET_DEST_MS)
+                if wait > 0 and dest is None:
+                    continue
                 h.triggered = True
                 h.bonus = 1
-                h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
-            else:
+                h.retry_ms = now_ms + (wait if wait > 0 else 0) + self._rand(self.slot_ms * 2)
+                h.quiet_ms = h.retry_ms + _QUIET_MS
+            elif dest is None:
                 self._send_held(h, now_ms)
+            else:
+                # every copy for a destination that is back: a few at a
+                # time (_held_timers), not all queued at once
+                h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
 
     def _hears(self, neighbour, dest):
         # its last beacon named dest among the nodes it hears (by low byte)
@@ -143,7 +194,10 @@ class Custody:
         if h.attempts > 1:
             self.counters["retries"] += 1
         h.triggered = False
-        data = h.frame
+        data = frame = self._held_frame(h)
+        if frame is None:  # its record is gone (a damaged store): nothing to send
+            self._forget_held(h)
+            return
         if h.attempts > 1:
             data = wire.with_flags(data, F_STORED, self.key)
         hops = self.routes.hops(h.dest) or self.s.hop_limit
@@ -160,7 +214,7 @@ class Custody:
         if lv >= 3:
             wait *= 2
         h.retry_ms = now_ms + wait + self._rand(wait // 4 + 1)
-        self._persist(h, now_ms)
+        self._persist(h, now_ms, frame)
 
     def _send_held(self, h, now_ms, nh=None):
         # a copy carried for someone else is offered a few times at most: an
@@ -172,12 +226,13 @@ class Custody:
             return
         self.counters["offered"] += 1
         nh = self._next_hop(h.dest, now_ms) or nh
-        f, _ = wire.unpack(h.frame, self.key)
+        frame = self._held_frame(h)
+        f, _ = wire.unpack(frame or b"", self.key)
         if f is None:
             self._forget_held(h)
             return
         hops = f.hops if f.hops < f.hop_limit else f.hop_limit - 1
-        data = wire.relayed(h.frame, hops, (nh or 0) & 0xFF, self.low, self.key)
+        data = wire.relayed(frame, hops, (nh or 0) & 0xFF, self.low, self.key)
         data = wire.with_flags(data, F_STORED, self.key)
         # a second try if nobody is heard taking it on (the link just came up:
         # the first may meet the newcomer's own frames)
@@ -197,7 +252,10 @@ class Custody:
             self.counters["held"] += 1
         if h is not None and not h.own and job.key not in self.acked:
             h.custody = True
-            self._persist(h, now_ms)  # custody: keep it for when the destination returns
+            # custody: keep it for when the destination returns
+            self._persist(h, now_ms, self._held_frame(h))
 
-    def _persist(self, h, now_ms):
-        self.storage.put(heldrec.record_name(h.key), heldrec.encode(h, now_ms))
+    def _persist(self, h, now_ms, frame):
+        # the record holds the frame from now on: the heap does not
+        self.storage.put(heldrec.record_name(h.key), heldrec.encode(h, now_ms, frame))
+        h.frame = None

@@ -19,13 +19,14 @@ class Held:
     def __init__(self, key, dest, frame, expires_ms, own, attempts=0):
         self.key = key
         self.dest = dest
-        self.frame = frame
+        self.frame = frame  # None once it is in storage: read back when sent (Custody._held_frame)
         self.expires_ms = expires_ms
         self.own = own
         self.attempts = attempts
         self.retry_ms = None  # own messages: next end-to-end retry
         self.triggered = False  # own messages: the destination was heard of again
         self.bonus = 0          # own messages: attempts granted past max_attempts
+        self.quiet_ms = 0       # own messages: no attempt granted past max_attempts before this
         self.custody = False    # carried copies: kept after no ack was heard
 
 
@@ -33,12 +34,12 @@ def record_name(key):
     return _PREFIX + "%016x" % key
 
 
-def encode(h, now_ms):
+def encode(h, now_ms, frame):
     left = max(0, h.expires_ms - now_ms)
     if left > 0xFFFFFFFF:
         left = 0xFFFFFFFF
     return (bytes((_REC_VERSION, 1 if h.own else 0)) + be32(left)
-            + bytes((min(h.attempts, 255),)) + h.frame)
+            + bytes((min(h.attempts, 255),)) + frame)
 
 
 def decode(name, data, now_ms):

@@ -98,7 +98,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     def start(self, now_ms):
         self.started_ms = now_ms
         self.next_beacon_ms = now_ms + self._rand(2000)
-        self._load_held(now_ms)
+        self._load_held(self.storage.names(), now_ms)
         # message ids count up from a block reserved in storage, so an id (and
         # with it the cipher's nonce) is never used twice, across restarts too
         rec = self.storage.get(_ID_RECORD)
@@ -143,8 +143,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.seen.add(key)
         h = heldrec.Held(key, dest, data, now_ms + self.s.lifetime_ms, True)
         self.held[key] = h
-        self._persist(h, now_ms)
-        self._attempt(h, now_ms)
+        self._persist(h, now_ms, data)
+        # accepted: it is in storage. Anything that goes wrong from here is
+        # the node's trouble, not a failed send: the retry timer sends it
+        h.retry_ms = now_ms
+        try:
+            self._attempt(h, now_ms)
+        except MemoryError:
+            self.counters["internal"] += 1
+            self.last_internal = "MemoryError: first attempt of %08x" % msg_id
         return msg_id
 
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
@@ -333,15 +340,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
 
     def _neighbour_appeared(self, node_id, now_ms):
         # A link came up (a node new to us, or back after expiring): what we
-        # hold for any destination may have a way through it now (a healed
-        # partition, a data mule arriving), not only what is for that node.
-        # In a dense mesh neighbours come and go from a full table all the
-        # time: offer everything at most once a beacon interval.
+        # hold for that node goes to it, and what we hold for any other
+        # destination may have a way through it now (a healed partition, a
+        # data mule arriving). In a dense mesh neighbours come and go from a
+        # full table all the time: the latter at most once a beacon interval.
+        self._destination_reachable(node_id, now_ms)
         if now_ms >= self.next_offer_all_ms:
             self.next_offer_all_ms = now_ms + self.s.beacon_interval_ms
             self._destination_reachable(None, now_ms, via=node_id)
-        else:
-            self._destination_reachable(node_id, now_ms)
 
     def _on_ack(self, f, now_ms):
         if len(f.payload) != 4:
