@@ -78,6 +78,7 @@ class Custody:
                     if h.attempts >= self.s.max_attempts:
                         h.bonus -= 1
                     busy += 1
+                    h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS  # if it fails (no heap)
                     self._attempt(h, now_ms)
                 else:
                     h.retry_ms = None  # wait until the destination is heard of again

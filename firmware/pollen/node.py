@@ -146,32 +146,48 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._persist(h, now_ms, data)
         # accepted: it is in storage. Anything that goes wrong from here is
         # the node's trouble, not a failed send: the retry timer sends it
-        h.retry_ms = now_ms
         try:
             self._attempt(h, now_ms)
         except MemoryError:
-            self.counters["internal"] += 1
-            self.last_internal = "MemoryError: first attempt of %08x" % msg_id
+            h.retry_ms = now_ms + self.slot_ms * 8
+            self._internal("MemoryError: first attempt of %08x" % msg_id)
         return msg_id
 
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
         self.counters["rx"] += 1
-        if self.fetches:
-            self._hold_windows(self._airtime_us(len(data)) // 1000)
-        if data:
-            self._status_credit(now_ms, data)
-        f, reason = wire.unpack(data, self.key)
+        try:
+            if self.fetches:
+                self._hold_windows(self._airtime_us(len(data)) // 1000)
+            if data:
+                self._status_credit(now_ms, data)
+            f, reason = wire.unpack(data, self.key)
+        except MemoryError:
+            # no heap to check it (decryption builds the plaintext): this
+            # frame is lost, counted; the node goes on with the next
+            self._drop("memory")
+            return
         if f is None:
             self._drop(reason)
             return
         if f.origin == self.id and f.hops == 0:
             self._drop("loop")  # our own frame echoed back by a misbehaving radio
             return
+        if not f.origin & 0xFF or f.origin == BROADCAST or not f.dest & 0xFF:
+            # no node has such an id (00000000, ffffffff, or a last byte
+            # of 00: Settings refuse them), and a message key from one could
+            # name one of our own jobs (their keys are small numbers)
+            self._drop("reserved")
+            return
         try:
             self._handle(f, data, rssi_dbm, snr_db, now_ms)
         except Exception as e:  # an authenticated but nonsensical frame must not stop us
-            self.counters["internal"] += 1
-            self.last_internal = "%s: %s" % (type(e).__name__, e)  # for status: what to fix
+            self._internal("%s: %s" % (type(e).__name__, e))
+
+    def _internal(self, what):
+        # an exception the core caught: counted, and the last one kept for
+        # status (what to fix)
+        self.counters["internal"] += 1
+        self.last_internal = what
 
     def channel_busy(self, until_ms, now_ms):
         # The radio sensed another transmission (channel activity detection)
@@ -183,14 +199,20 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     # ---- outputs ------------------------------------------------------------
 
     def poll(self, now_ms):
-        self._timers(now_ms)
-        if now_ms < self.channel_until_ms:
-            # back off: nothing goes until a random slot after the channel frees
-            if self.backoff_until_ms < self.channel_until_ms:
-                self.backoff_until_ms = self.channel_until_ms + self._rand(self.slot_ms * 2)
-        elif now_ms >= self.busy_until_ms and now_ms >= self.backoff_until_ms:
-            self._transmit_due(now_ms)
-        self._plan_wake(now_ms)
+        try:
+            self._timers(now_ms)
+            if now_ms < self.channel_until_ms:
+                # back off: nothing goes until a random slot after the channel frees
+                if self.backoff_until_ms < self.channel_until_ms:
+                    self.backoff_until_ms = self.channel_until_ms + self._rand(self.slot_ms * 2)
+            elif now_ms >= self.busy_until_ms and now_ms >= self.backoff_until_ms:
+                self._transmit_due(now_ms)
+            self._plan_wake(now_ms)
+        except Exception as e:
+            # out of heap, or a bug: counted and said in status, and the
+            # node goes on (the timer that failed runs again later)
+            self._internal("%s: %s" % (type(e).__name__, e))
+            self.next_wake_ms = now_ms + self.slot_ms
         out = self.out
         self.out = []
         return out

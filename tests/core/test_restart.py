@@ -61,3 +61,67 @@ def test_restarts_do_not_use_up_a_message_s_retries():
     m.run(120000)
     assert [r["id"] for r in m.received(3, "msg")] == [mid]
     assert m.nodes[2].held == {}
+
+
+def test_send_answers_accepted_once_stored_even_if_its_first_attempt_fails():
+    # the heap runs out while the first attempt is built: the message is
+    # stored, so send says it is accepted (it used to raise "out of
+    # memory" for a message that then went out), and its retry sends it
+    m = line(2)
+    m.run(30000)
+    n = m.nodes[1]
+
+    def no_heap(h, now_ms):
+        raise MemoryError("test")
+    n._attempt = no_heap
+    mid = m.send(1, 2, "stored before the trouble")
+    del n._attempt
+    assert _key(1, mid) in n.held and n.counters["internal"] == 1
+    n.counters["internal"] = 0   # (FakeMesh.run fails on any other)
+    m.run(60000)
+    assert [r["id"] for r in m.received(2, "msg")] == [mid]
+
+
+def test_frames_from_reserved_ids_are_dropped_and_cannot_touch_the_node_s_jobs():
+    # an ACK "for" origin 00000000 whose payload names a small id used to
+    # delete the node's beacon, want, catalog or status job; a POST from
+    # origin 00000000 replaced one. Now such frames are dropped, counted
+    from pollen import wire
+    from pollen.wire import Frame, ACK, POST, BROADCAST
+    from pollen.crypto import NetworkKey
+    from .fakemesh import KEY_HEX
+    key = NetworkKey(bytes.fromhex(KEY_HEX))
+    m = line(2)
+    m.run(30000)
+    n = m.nodes[1]
+    jobs = dict(n.jobs)
+    bad = []
+    for k in range(5):
+        bad.append(Frame(ACK, 0, 3, 0, 2, 0, 100 + k, 0, 2, wire.be32(k)))
+        bad.append(Frame(POST, 0, 3, 0, 0, BROADCAST, k, 0, 2, b"x"))
+        bad.append(Frame(POST, 0, 3, 0, BROADCAST, BROADCAST, k, 0, 2, b"x"))
+        bad.append(Frame(POST, 0, 3, 0, 0x0A0B0C00, BROADCAST, k, 0, 2, b"x"))
+    for f in bad:
+        m.inject(1, wire.pack(f, key))
+    assert n.drops.get("reserved") == len(bad)
+    assert n.jobs == jobs and m.received(1, "post") == []
+
+
+def test_an_exception_in_a_timer_is_counted_and_poll_goes_on():
+    # a bug (or no heap) in one of the core's timers no longer escapes
+    # poll, where it would end the node app's main loop for good
+    m = line(2)
+    m.run(10000)
+    n = m.nodes[1]
+
+    def broken(now_ms):
+        raise KeyError("boom")
+    n._held_timers = broken
+    out = n.poll(m.now_ms)
+    assert isinstance(out, list) and n.counters["internal"] == 1
+    assert "KeyError" in n.last_internal and n.next_wake_ms > m.now_ms
+    del n._held_timers
+    n.counters["internal"] = 0
+    before = n.counters["tx"]
+    m.run(1200000)
+    assert n.counters["tx"] > before   # beacons still go
