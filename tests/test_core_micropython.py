@@ -61,6 +61,7 @@ import gc
 from pollen.node import Node
 from pollen.held_files import HeldFiles
 from pollen.storage import MemoryStorage
+from pollen_io.filestore import FileStorage  # imported at start, as the node app does
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 class Rng:
     def __init__(self, s):
@@ -68,16 +69,21 @@ class Rng:
     def getrandbits(self, n):
         self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
         return self.s >> (31 - n) if n < 31 else self.s
-def node(i):
-    n = Node({"node_id": i, "network_key": KEY, "preset": "ShortFast"}, MemoryStorage(), Rng(i))
-    n.start(0)
-    return n
-a, b = node(0x0A0B0C01), node(0x0A0B0C02)
-# as the node app does once its node has started (app._unload): the
-# settings validator's code leaves the heap
+# as the node app does (boot.py, app._unload): the config is checked, and
+# the validator's code leaves the heap before the nodes run
+from pollen.settings import plain
+conf = [plain({"node_id": i, "network_key": KEY, "preset": "ShortFast"})
+        for i in (0x0A0B0C01, 0x0A0B0C02)]
 import sys, pollen
+del plain
 sys.modules.pop("pollen.settings")
 delattr(pollen, "settings")
+gc.collect()
+def node(c):
+    n = Node(c, MemoryStorage(), Rng(c.node_id))
+    n.start(0)
+    return n
+a, b = node(conf[0]), node(conf[1])
 now = 0
 got = []
 def step():
@@ -97,7 +103,6 @@ for k in range(20):
 gc.collect()
 peak = gc.mem_alloc()
 # a board keeps files in its filesystem, and is handed a file chunk by chunk
-from pollen_io.filestore import FileStorage
 a.files = HeldFiles(FileStorage(STORE + "/a"), 262144)
 b.files = HeldFiles(FileStorage(STORE + "/b"), 262144)
 cid = a.share_manifest(bytes.fromhex(MANIFEST), now)

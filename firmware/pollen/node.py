@@ -31,6 +31,7 @@ from pollen.sharing import Sharing
 from pollen.telemetry import Telemetry
 from pollen.ids import Values
 from pollen.congestion import Congestion
+from pollen.delivered import Delivered
 
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
 _ID_BLOCK = const(256)          # message ids reserved in storage at a time
@@ -98,6 +99,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     def start(self, now_ms):
         self.started_ms = now_ms
         self.next_beacon_ms = now_ms + self._rand(2000)
+        self.delivered = Delivered(self.storage)
         self._load_held(self.storage.names(), now_ms)
         # message ids count up from a block reserved in storage, so an id (and
         # with it the cipher's nonce) is never used twice, across restarts too
@@ -272,7 +274,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self._on_ack(f, now_ms)
         if f.dest == self.id:
             if f.ftype == MSG:
-                self._deliver(f, "msg", rssi_dbm, snr_db)
+                if self.delivered.add(key):  # not if the app had it before a restart
+                    self._deliver(f, "msg", rssi_dbm, snr_db)
+                else:
+                    self.counters["duplicates"] += 1
                 if f.flags & F_WANT_ACK:
                     self._send_ack(f, via, snr_db, now_ms)
             return
@@ -281,7 +286,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:
-                self._deliver(f, "post", rssi_dbm, snr_db)
+                if self.delivered.add(key):
+                    self._deliver(f, "post", rssi_dbm, snr_db)
+                else:
+                    self.counters["duplicates"] += 1
                 if f.hops < f.hop_limit:
                     # within the hop limit our neighbours may be owed a repair
                     self.posts.add(key, wire.relayed(data, f.hops + 1, 0, self.low, self.key),

@@ -125,3 +125,38 @@ def test_an_exception_in_a_timer_is_counted_and_poll_goes_on():
     before = n.counters["tx"]
     m.run(1200000)
     assert n.counters["tx"] > before   # beacons still go
+
+
+def test_a_message_or_post_delivered_before_a_restart_is_not_delivered_again():
+    # the receiver restarts (forgetting what it has seen) and the same
+    # message comes again (its ack was lost, so the sender retries) and the
+    # same post (a neighbour repairs it): acked again, not handed to the app
+    from pollen import wire
+    from pollen.wire import Frame, MSG, ACK, POST, BROADCAST, F_WANT_ACK, F_STORED
+    from pollen.crypto import NetworkKey
+    from .fakemesh import KEY_HEX
+    key = NetworkKey(bytes.fromhex(KEY_HEX))
+    m = line(2)
+    m.run(30000)
+    sent = []
+    transmit = m._transmit
+    def logged(i, frame):
+        f, _ = wire.unpack(frame, key)
+        sent.append((i, f.ftype, wire.u32(f.payload, 0) if f.ftype == ACK else None))
+        transmit(i, frame)
+    m._transmit = logged
+    msg = wire.pack(Frame(MSG, F_WANT_ACK, 3, 0, 1, 2, 77, 0, 1, b"once"), key)
+    again = wire.pack(Frame(MSG, F_WANT_ACK | F_STORED, 3, 0, 1, 2, 77, 0, 1, b"once"), key)
+    post = wire.pack(Frame(POST, 0, 3, 0, 1, BROADCAST, 78, 0, 1, b"once too"), key)
+    m.inject(2, msg)
+    m.inject(2, post)
+    m.run(5000)
+    m.power_off(2)
+    n = m.boot(2)
+    acks = len([s for s in sent if s == (2, ACK, 77)])
+    m.inject(2, again)
+    m.inject(2, post)
+    m.run(5000)
+    assert [r["id"] for r in m.received(2)] == [77, 78]
+    assert n.counters["duplicates"] == 2
+    assert len([s for s in sent if s == (2, ACK, 77)]) == acks + 1   # acked again
