@@ -5,7 +5,13 @@
 #   "f<cid>c<i>"   chunk i (each verified against the manifest before it is kept)
 #   "f<cid>s"      state: flags (1 own, 2 pinned, 4 complete) and a use counter
 # "complete" is written only after every chunk and the whole-file SHA-256 check
-# out. A quota bounds the bytes held; when full, the least recently used
+# out. The state record is what makes a file held: it is written after the
+# manifest when a file starts, and deleted first when one goes (then the
+# manifest, then the chunks), and at start-up what a power cut left of a
+# file without its state is deleted, and a file whose state says complete
+# but whose chunks are not all there is complete no more. So any cut leaves
+# the old state or the new one (docs/files.md). A quota bounds the bytes
+# held; when full, the least recently used
 # cached file (not our own, not pinned) goes first. At most _MAX_CACHED
 # cached files are kept, the least recently used going first too.
 import hashlib
@@ -32,6 +38,10 @@ class HeldFiles:
 
     def _load(self):
         names = set(self.storage.names())
+        kept = set(n[1:33] for n in names if n[:1] == "f" and n[-1:] == "s" and len(n) == 34)
+        for name in names:
+            if name[:1] == "f" and len(name) > 33 and name[1:33] not in kept:
+                self.storage.delete(name)  # what a cut left of a file that was starting or going
         for name in names:
             if name[:1] == "f" and name[-1:] == "s" and len(name) == 34:
                 try:
@@ -51,6 +61,11 @@ class HeldFiles:
                         bits[i >> 3] |= 1 << (i & 7)
                 use = u32(st, 1)
                 self.state[cid] = [st[0], use, held * m.chunk_bytes, bits]
+                if held < m.chunks and st[0] & _COMPLETE:
+                    # complete no more (a store damaged, or written by an
+                    # older version that deleted chunks first): fetched again
+                    self.state[cid][0] &= ~_COMPLETE
+                    self._save_state(cid)
                 self.manifests[cid] = m
                 self.clock = max(self.clock, use)
                 if held == m.chunks and not st[0] & _COMPLETE:
@@ -166,12 +181,15 @@ class HeldFiles:
     # ---- room --------------------------------------------------------------
 
     def remove(self, cid):
+        # the state record first: a cut after it leaves records without a
+        # state, which the next start deletes (_load)
+        name = "f" + files.cid_hex(cid)
+        self.storage.delete(name + "s")
+        self.storage.delete(name + "m")
         m = self.manifests.pop(cid, None)
         if m is not None:
             for i in range(m.chunks):
                 self.storage.delete(self._chunk(cid, i))
-        for suffix in ("s", "m"):
-            self.storage.delete("f" + files.cid_hex(cid) + suffix)
         self.state.pop(cid, None)
 
     def _limit_cached(self):

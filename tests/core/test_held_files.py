@@ -74,3 +74,67 @@ def test_a_full_store_of_own_files_says_so():
     file_author.add_own(s, "mine", "", _data(1000, 6), 1)
     assert "full" in _refused(file_author.add_own, s, "more", "", _data(200, 7), 1)
     assert len(s.state) == 1  # the refused file left nothing behind
+
+
+class _Cut(Exception):
+    pass
+
+
+class _CutStorage(MemoryStorage):
+    # the power goes after `left` more writes (put or delete)
+    def __init__(self):
+        MemoryStorage.__init__(self)
+        self.left = -1
+
+    def _op(self):
+        if self.left == 0:
+            raise _Cut()
+        self.left -= 1
+
+    def put(self, name, data):
+        self._op()
+        MemoryStorage.put(self, name, data)
+
+    def delete(self, name):
+        self._op()
+        MemoryStorage.delete(self, name)
+
+
+def _check_after_restart(store):
+    # what a restart finds: every file it says is complete has all its
+    # chunks and checks out, and nothing is left of a file it does not hold
+    store.left = -1
+    s = HeldFiles(store)
+    for cid in s.holdings():
+        m = s.manifests[cid]
+        assert s.missing(cid) == [], "complete, with chunks missing"
+        assert all(s.read_chunk(cid, i) is not None for i in range(m.chunks))
+    for name in store.names():
+        if name[:1] == "f":
+            assert files.cid_from_hex(name[1:33]) in s.state, "orphan record " + name
+    return s
+
+
+def test_a_power_cut_at_any_write_of_an_eviction_or_a_start_leaves_the_old_state_or_the_new():
+    data = [_data(2500, k) for k in range(3)]
+    raws = [file_author.make_manifest("f%d" % k, "text/plain", data[k], 9) for k in range(3)]
+    n = 0
+    while True:
+        store = _CutStorage()
+        s = HeldFiles(store, quota_bytes=6000)
+        for k in (0, 1):   # two cached files fill the quota
+            cid = s.begin(raws[k])
+            for i in range(s.manifests[cid].chunks):
+                s.put_chunk(cid, i, files.chunk_of(data[k], i))
+        store.left = n   # then the power goes at the n-th write of the third
+        try:
+            cid = s.begin(raws[2])   # evicts the least recently used to make room
+            for i in range(s.manifests[cid].chunks):
+                s.put_chunk(cid, i, files.chunk_of(data[2], i))
+        except _Cut:
+            _check_after_restart(store)
+            n += 1
+            continue
+        s = _check_after_restart(store)
+        assert len(s.holdings()) == 2 and n > 10
+        break
