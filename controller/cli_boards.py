@@ -57,7 +57,8 @@ def flash(board_id, port, image, uf2_drive, cache):
     """Install pollen onto a board: optionally MicroPython itself, then the app
     bundle and the board profile. Every file is verified by its hash after
     writing; files whose hash already matches are skipped, so running again
-    after an unplug finishes the job."""
+    after an unplug finishes the job. A board whose filesystem is FAT is
+    refused: pollen needs LittleFS, whose renames are atomic."""
     from pollen_controller import deps as deps_mod
     from pollen_controller.boards import load_board
     from pollen_controller.build import build_bundle
@@ -83,6 +84,10 @@ def flash(board_id, port, image, uf2_drive, cache):
             result = install_bundle(b, bundle, progress)
             click.echo(f"{port}: {len(result['written'])} files written, "
                        f"{len(result['skipped'])} already up to date")
+            if result["filesystem"] not in ("VfsLfs2", "VfsLfs1", "VfsPosix"):
+                click.echo(f"{port}: warning: could not tell the board's filesystem "
+                           f"({result['filesystem']}); pollen needs LittleFS (docs/boards.md)",
+                           err=True)
             if manifest["requires"]:
                 got = deps_mod.install(b, manifest["requires"], Path(cache) if cache else None)
                 click.echo(f"{port}: radio drivers ({', '.join(manifest['requires'])}): "

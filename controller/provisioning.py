@@ -105,6 +105,7 @@ def install_bundle(board: Board, bundle: Path, progress=None) -> dict:
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
     _check_mpy(board, manifest)
+    filesystem = check_filesystem(board)
     written, skipped = [], []
     files = manifest["files"]
     for i, f in enumerate(files):
@@ -118,7 +119,31 @@ def install_bundle(board: Board, bundle: Path, progress=None) -> dict:
     board.write_atomic(MANIFEST, (bundle / MANIFEST).read_bytes())
     if progress:
         progress(len(files), len(files), "")
-    return {"written": written, "skipped": skipped, "files": len(files)}
+    return {"written": written, "skipped": skipped, "files": len(files), "filesystem": filesystem}
+
+
+# The filesystem the node's records live on (root). Records are replaced by
+# writing NAME.tmp and renaming it over NAME: atomic on LittleFS (the
+# default on ESP32 and RP2040 builds) and on the unix port's POSIX files, but
+# FAT's rename over an existing file is delete-then-rename, so a power cut
+# between the two loses the record (the id counter among them: then the
+# message ids, and the cipher's nonces, could repeat). docs/boards.md.
+_ATOMIC_FS = ("VfsLfs2", "VfsLfs1", "VfsPosix")
+_FS_PROBE = ("try:\n import vfs\n print([type(f).__name__ for f, p in vfs.mount() if p == '/'][0])\n"
+             "except Exception:\n print('?')")
+
+
+def check_filesystem(board: Board) -> str:
+    """The class name of the board's root filesystem; BoardError if it is FAT
+    (renames are not atomic there). '?' where the board cannot say (a
+    MicroPython without vfs.mount())."""
+    kind = board.exec(_FS_PROBE).strip() or "?"
+    if kind == "VfsFat":
+        raise BoardError(f"{board.port}: the board's filesystem is FAT; pollen needs LittleFS "
+                         "(FAT renames over a file as delete-then-rename, so a power cut can lose "
+                         "a record, the message id counter among them). Reformat the flash as "
+                         "LittleFS (docs/boards.md, 'Storage') and flash again")
+    return kind
 
 
 def _check_mpy(board: Board, manifest: dict):

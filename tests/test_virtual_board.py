@@ -31,6 +31,7 @@ def test_install_is_verified_and_a_second_run_skips_everything(tmp_path, vboard)
     with Board(vboard.port) as b:
         first = pv.install_bundle(b, tmp_path / "bundle")
         assert len(first["written"]) == len(manifest["files"]) and first["skipped"] == []
+        assert first["filesystem"] == "VfsPosix"   # the unix port: renames are atomic
         # a file damaged on the board (an unplug mid-write) is written again
         b.write_atomic("pollen/node.mpy", b"half a file")
         again = pv.install_bundle(b, tmp_path / "bundle")
@@ -195,3 +196,16 @@ def test_a_network_for_another_band_than_the_boards_radio_is_refused(tmp_path, v
             pv.provision(b, pv.create_network("village", "EU868"), "n", 0x101)
         cfg = pv.provision(b, pv.create_network("hills", "EU433"), "n", 0x101)
     assert cfg["board"] == "some-433-board" and cfg["radio"] == {"kind": "lora"}
+
+
+def test_a_board_with_a_fat_filesystem_is_refused_by_name():
+    # FAT renames over a file as delete-then-rename: a power cut between the
+    # two loses the record, so pollen refuses it (docs/boards.md)
+    class Fat:
+        port = "/dev/ttyFAT"
+
+        def exec(self, code):
+            assert "vfs.mount()" in code
+            return "VfsFat\r\n"
+    with pytest.raises(pv.BoardError, match="filesystem is FAT; pollen needs LittleFS"):
+        pv.check_filesystem(Fat())
