@@ -86,6 +86,10 @@ def node(c):
 a, b = node(conf[0]), node(conf[1])
 now = 0
 got = []
+# and as it collects on a small heap (app.main, App.radio_loop): a
+# threshold of a quarter of what is free, and after every frame handled
+gc.collect()
+gc.threshold(gc.mem_free() // 4)
 def step():
     # 20 ms on: each node's frames go to the other, its other actions to got
     global now
@@ -94,6 +98,7 @@ def step():
         for act in x.poll(now):
             if act[0] == "tx":
                 y.on_frame(act[1], -90, 5, now)
+                gc.collect()
             else:
                 got.append(act[0])
 for k in range(20):
@@ -186,9 +191,9 @@ class Rng:
         return self.s >> (31 - n) if n < 31 else self.s
 n = Node({"node_id": 0x0A0B0C01, "network_key": KEY, "preset": "ShortFast", "held_capacity": HELD},
          FileStorage(STORE), Rng(SEED))
-n.start(0)
 gc.collect()
-gc.threshold(gc.mem_free() // 4)   # as the node app sets it on a small heap (app.main)
+gc.threshold(gc.mem_free() // 4)   # as the node app sets it on a small heap, before it starts the node
+n.start(0)
 now = 0
 if SEND:
     for k in range(HELD):   # as the app takes them from its console: one by one

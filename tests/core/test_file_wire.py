@@ -23,6 +23,9 @@ def test_want_bitmap_both_ways():
         raise AssertionError("window not enforced")
     assert fw.unpack_want(CID + b"\x00\x00") is None
     assert fw.unpack_want(CID + b"\x00\x00" + bytes(33)) is None
+    # a full bitmap of 256 asks is read as far as anyone answers: 64
+    full = fw.unpack_want(CID + b"\x01\x00" + b"\xff" * 32)
+    assert full == (CID, list(range(256, 256 + 64)))
 
 
 def test_manifest_parts_reassemble():
