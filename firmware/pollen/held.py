@@ -38,8 +38,14 @@ def encode(h, now_ms, frame):
     left = max(0, h.expires_ms - now_ms)
     if left > 0xFFFFFFFF:
         left = 0xFFFFFFFF
-    return (bytes((_REC_VERSION, 1 if h.own else 0)) + be32(left)
-            + bytes((min(h.attempts, 255),)) + frame)
+    # in one buffer: no intermediate copies of the frame on a small heap
+    out = bytearray(7 + len(frame))
+    out[0] = _REC_VERSION
+    out[1] = 1 if h.own else 0
+    out[2:6] = be32(left)
+    out[6] = min(h.attempts, 255)
+    out[7:] = frame
+    return out
 
 
 def decode(name, data, now_ms):

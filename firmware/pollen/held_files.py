@@ -1,17 +1,22 @@
-# Files on a node, through the core's storage object (get/put/delete/names,
-# each put atomic). A file is kept as records, so a board never needs it
-# whole in RAM and a power cut mid-file leaves a resumable partial:
+# Files on a node, through the core's storage object. A file is kept as
+# three records, so a board never needs it whole in RAM, a power cut
+# mid-file leaves a resumable partial, and a file of 330 chunks does not
+# cost 330 records (nor 330 names when the store is listed at start):
 #   "f<cid>m"      its manifest
-#   "f<cid>c<i>"   chunk i (each verified against the manifest before it is kept)
-#   "f<cid>s"      state: flags (1 own, 2 pinned, 4 complete) and a use counter
-# "complete" is written only after every chunk and the whole-file SHA-256 check
+#   "f<cid>d"      its data: chunk i at i * chunk_bytes, written in place
+#                  (each chunk verified against the manifest before)
+#   "f<cid>s"      state: flags (1 own, 2 pinned, 4 complete), a use counter
+#                  (u32) and the bitmap of the chunks there
+# A chunk is written into the data record first and marked in the state
+# record after: a cut between them costs that chunk, fetched again.
+# "complete" is set only after every chunk and the whole-file SHA-256 check
 # out. The state record is what makes a file held: it is written after the
 # manifest when a file starts, and deleted first when one goes (then the
-# manifest, then the chunks), and at start-up what a power cut left of a
-# file without its state is deleted, and a file whose state says complete
-# but whose chunks are not all there is complete no more. So any cut leaves
-# the old state or the new one (docs/files.md). A quota bounds the bytes
-# held; when full, the least recently used
+# manifest, then the data), and at start-up what a power cut left of a
+# file without its state is deleted. So any cut leaves the old state or the
+# new one (docs/files.md). Stores of the first layout (a record per chunk,
+# "f<cid>c<i>", and a 5-byte state) are moved to this one at start-up.
+# A quota bounds the bytes held; when full, the least recently used
 # cached file (not our own, not pinned) goes first. At most _MAX_CACHED
 # cached files are kept, the least recently used going first too.
 import hashlib
@@ -37,57 +42,59 @@ class HeldFiles:
         self._load()
 
     def _load(self):
-        names = set(self.storage.names())
+        names = self.storage.names()
         kept = set(n[1:33] for n in names if n[:1] == "f" and n[-1:] == "s" and len(n) == 34)
         for name in names:
             if name[:1] == "f" and len(name) > 33 and name[1:33] not in kept:
                 self.storage.delete(name)  # what a cut left of a file that was starting or going
-        for name in names:
-            if name[:1] == "f" and name[-1:] == "s" and len(name) == 34:
+        for h in kept:
+            name = "f" + h + "s"
+            try:
+                cid = files.cid_from_hex(h)
+                m = files.parse_manifest(self.storage.get("f" + h + "m"), self.max_file_bytes)
+                st = self.storage.get(name)
+            except (ValueError, TypeError):
+                continue  # damaged: left for the next put to replace
+            nbits = (m.chunks + 7) // 8
+            if st is not None and len(st) == 5:
+                # the first layout: moved (its code is loaded only for this)
+                from pollen.file_store_upgrade import upgrade
+                st = upgrade(self.storage, cid, m, st, names)
+            if st is None or len(st) != 5 + nbits:
+                continue
+            bits = bytearray(st[5:])
+            held = 0
+            for i in range(m.chunks):
+                if bits[i >> 3] & (1 << (i & 7)):
+                    held += 1
+            use = u32(st, 1)
+            self.state[cid] = [st[0], use, held * m.chunk_bytes, bits]
+            self.manifests[cid] = m
+            self.clock = max(self.clock, use)
+            if held < m.chunks and st[0] & _COMPLETE:
+                # complete no more (a damaged store): fetched again
+                self.state[cid][0] &= ~_COMPLETE
+                self._save_state(cid)
+            if held == m.chunks and not st[0] & _COMPLETE:
+                # the power went between the last chunk and the "complete"
+                # flag: check the whole file now (a mismatch discards it)
                 try:
-                    cid = files.cid_from_hex(name[1:33])
-                    raw = self.storage.get(name[:-1] + "m")
-                    m = files.parse_manifest(raw, self.max_file_bytes)
-                    st = self.storage.get(name)
-                except (ValueError, TypeError):
-                    continue  # damaged: left for the next put to replace
-                if st is None or len(st) != 5:
-                    continue
-                held = 0
-                bits = bytearray((m.chunks + 7) // 8)
-                for i in range(m.chunks):  # which chunks are there, without reading them
-                    if self._chunk(cid, i) in names:
-                        held += 1
-                        bits[i >> 3] |= 1 << (i & 7)
-                use = u32(st, 1)
-                self.state[cid] = [st[0], use, held * m.chunk_bytes, bits]
-                if held < m.chunks and st[0] & _COMPLETE:
-                    # complete no more (a store damaged, or written by an
-                    # older version that deleted chunks first): fetched again
-                    self.state[cid][0] &= ~_COMPLETE
-                    self._save_state(cid)
-                self.manifests[cid] = m
-                self.clock = max(self.clock, use)
-                if held == m.chunks and not st[0] & _COMPLETE:
-                    # the power went between the last chunk and the "complete"
-                    # record: check the whole file now (a mismatch discards it)
-                    try:
-                        self._finish(cid)
-                    except files.FileError:
-                        pass
+                    self._finish(cid)
+                except files.FileError:
+                    pass
 
     # ---- records -----------------------------------------------------------
 
-    def _chunk(self, cid, i):
-        return "f" + files.cid_hex(cid) + "c%d" % i
-
     def _save_state(self, cid):
-        flags, use = self.state[cid][0], self.state[cid][1]
-        self.storage.put("f" + files.cid_hex(cid) + "s", bytes((flags,)) + be32(use))
+        st = self.state[cid]
+        self.storage.put("f" + files.cid_hex(cid) + "s", bytes((st[0],)) + be32(st[1]) + st[3])
 
     def _touch(self, cid):
         self.clock += 1
         self.state[cid][1] = self.clock
+
+    def _chunk_size(self, m, index):
+        return m.size_bytes - index * m.chunk_bytes if index == m.chunks - 1 else m.chunk_bytes
 
     # ---- adding ------------------------------------------------------------
 
@@ -118,19 +125,22 @@ class HeldFiles:
         if self.has_chunk(cid, index):
             return False
         self._make_room(m.chunk_bytes, cid)
-        self.storage.put(self._chunk(cid, index), data)
+        # the data first, then the state that marks it there
+        self.storage.write_at("f" + files.cid_hex(cid) + "d", index * m.chunk_bytes, data)
         st = self.state[cid]
         st[2] += m.chunk_bytes
         st[3][index >> 3] |= 1 << (index & 7)
         if st[2] >= m.chunks * m.chunk_bytes:
-            self._finish(cid)
+            self._finish(cid)  # saves the state, complete
+        else:
+            self._save_state(cid)
         return True
 
     def _finish(self, cid):
         m = self.manifests[cid]
         h = hashlib.sha256()
         for i in range(m.chunks):
-            h.update(self.storage.get(self._chunk(cid, i)))
+            h.update(self.read_chunk(cid, i) or b"")
         if h.digest() != m.file_sha256:  # chunk hashes are short: the whole-file check decides
             self.remove(cid)
             raise files.FileError("file does not match its SHA-256; discarded")
@@ -167,7 +177,11 @@ class HeldFiles:
             self._save_state(cid)
 
     def read_chunk(self, cid, index):
-        data = self.storage.get(self._chunk(cid, index))
+        m = self.manifests.get(cid)
+        if m is None or not self.has_chunk(cid, index):
+            return None
+        data = self.storage.read_at("f" + files.cid_hex(cid) + "d", index * m.chunk_bytes,
+                                    self._chunk_size(m, index))
         if data is not None:
             self._touch(cid)
         return data
@@ -184,12 +198,9 @@ class HeldFiles:
         # the state record first: a cut after it leaves records without a
         # state, which the next start deletes (_load)
         name = "f" + files.cid_hex(cid)
-        self.storage.delete(name + "s")
-        self.storage.delete(name + "m")
-        m = self.manifests.pop(cid, None)
-        if m is not None:
-            for i in range(m.chunks):
-                self.storage.delete(self._chunk(cid, i))
+        for suffix in ("s", "m", "d"):
+            self.storage.delete(name + suffix)
+        self.manifests.pop(cid, None)
         self.state.pop(cid, None)
 
     def _limit_cached(self):

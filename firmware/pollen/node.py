@@ -146,6 +146,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         h = heldrec.Held(key, dest, data, now_ms + self.s.lifetime_ms, True)
         self.held[key] = h
         self._persist(h, now_ms, data)
+        h.frame = data  # (for its first attempt: not read back from storage)
         # accepted: it is in storage. Anything that goes wrong from here is
         # the node's trouble, not a failed send: the retry timer sends it
         try:

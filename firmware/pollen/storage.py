@@ -1,7 +1,10 @@
 # The storage interface the core uses, and an in-memory implementation for
 # the simulator and tests. Boards and emulation pass a file-backed one with the
-# same four methods (see firmware/pollen_io/filestore.py). A put must be
-# atomic: after a power cut a record is either the old or the new one.
+# same methods (see firmware/pollen_io/filestore.py). A put must be atomic:
+# after a power cut a record is either the old or the new one. write_at and
+# read_at change and read part of a record in place (a file's chunks, kept
+# in one data record): not atomic, so what they write is marked done only
+# afterwards, in a record that is put (held_files.py).
 
 
 class MemoryStorage:
@@ -9,7 +12,13 @@ class MemoryStorage:
         self.records = {}
 
     def get(self, name):
-        return self.records.get(name)
+        r = self.records.get(name)
+        if isinstance(r, dict):  # a record written in pieces (write_at), whole
+            out = bytearray(max(o + len(d) for o, d in r.items()) if r else 0)
+            for o, d in r.items():
+                out[o:o + len(d)] = d
+            return bytes(out)
+        return r
 
     def put(self, name, data):
         self.records[name] = bytes(data)
@@ -19,3 +28,21 @@ class MemoryStorage:
 
     def names(self):
         return list(self.records)
+
+    def write_at(self, name, offset, data):
+        # kept as pieces by offset, not one block that grows (a 64 KiB file
+        # would need 64 KiB in one piece of a fragmented heap); read back
+        # as written: whole pieces (held_files reads whole chunks)
+        r = self.records.get(name)
+        if not isinstance(r, dict):
+            r = self.records[name] = {0: r} if r else {}
+        r[offset] = bytes(data)
+
+    def read_at(self, name, offset, n):
+        r = self.records.get(name)
+        if isinstance(r, dict):
+            r = r.get(offset)
+            offset = 0
+        if r is None or len(r) < offset + n:
+            return None
+        return bytes(r[offset:offset + n])

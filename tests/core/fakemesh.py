@@ -154,7 +154,7 @@ class FakeMesh:
 
     def run(self, duration_ms, max_steps=500000):
         self._run(duration_ms, max_steps)
-        assert self.internal_errors() == 0, "the core caught an exception: a bug"
+        assert self.internal_errors() == 0, "the core caught an exception: a bug: " + str([n.last_internal for n in self.nodes.values() if n.counters.get("internal")])
 
     def _run(self, duration_ms, max_steps):
         end = self.now_ms + duration_ms

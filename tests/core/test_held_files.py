@@ -138,3 +138,23 @@ def test_a_power_cut_at_any_write_of_an_eviction_or_a_start_leaves_the_old_state
         s = _check_after_restart(store)
         assert len(s.holdings()) == 2 and n > 10
         break
+
+
+def test_a_store_of_the_first_layout_is_moved_to_one_data_record_per_file():
+    # a record per chunk ("f<cid>c<i>") and a 5-byte state, as nodes kept
+    # files before: read at start-up into the data record, nothing lost
+    from pollen.wire import be32
+    data = _data(3000, 5)
+    raw = file_author.make_manifest("old.txt", "text/plain", data, 9)
+    m = files.parse_manifest(raw)
+    h = "f" + files.cid_hex(m.cid)
+    store = MemoryStorage()
+    store.put(h + "m", raw)
+    for i in range(m.chunks):
+        store.put(h + "c%d" % i, files.chunk_of(data, i, m.chunk_bytes))
+    store.put(h + "s", bytes((1 | 4,)) + be32(3))   # own, complete, used 3 times
+    s = HeldFiles(store)
+    assert s.complete(m.cid) and s.holdings() == [m.cid]
+    assert b"".join(s.read_chunk(m.cid, i) for i in range(m.chunks)) == data
+    assert sorted(store.names()) == [h + "d", h + "m", h + "s"]
+    assert HeldFiles(store).complete(m.cid)   # and so it stays
