@@ -32,17 +32,20 @@ _MAX_CACHED = const(16)  # files kept for others (each has its manifest in RAM)
 
 class HeldFiles:
     # The node's files: its own (shared) ones and those it fetched or cached.
-    def __init__(self, storage, quota_bytes=262144, max_file_bytes=files.MAX_FILE_BYTES):
+    def __init__(self, storage, quota_bytes=262144, max_file_bytes=files.MAX_FILE_BYTES,
+                 load=True):
         self.storage = storage
         self.quota_bytes = quota_bytes
         self.max_file_bytes = max_file_bytes
         self.state = {}     # cid -> [flags, last_use, bytes held, chunk bitmap]
         self.manifests = {}  # cid -> Manifest (small: parsed once)
         self.clock = 0
-        self._load()
+        if load:
+            self.load(storage.names())
 
-    def _load(self):
-        names = self.storage.names()
+    def load(self, names):
+        # what the store holds (names: its listing; a node lists it once
+        # when it starts, for everything it keeps there)
         kept = set(n[1:33] for n in names if n[:1] == "f" and n[-1:] == "s" and len(n) == 34)
         for name in names:
             if name[:1] == "f" and len(name) > 33 and name[1:33] not in kept:

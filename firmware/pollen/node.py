@@ -100,7 +100,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.started_ms = now_ms
         self.next_beacon_ms = now_ms + self._rand(2000)
         self.delivered = Delivered(self.storage)
-        self._load_held(self.storage.names(), now_ms)
+        names = self.storage.names()  # listed once, for everything kept there
+        self._load_held(names, now_ms)
         # message ids count up from a block reserved in storage, so an id (and
         # with it the cipher's nonce) is never used twice, across restarts too
         rec = self.storage.get(_ID_RECORD)
@@ -109,7 +110,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         else:
             self.next_id = self.rng.getrandbits(32)
         self._reserve_ids()
-        self._start_sharing(now_ms)
+        self._start_sharing(names, now_ms)
         self._init_telemetry(now_ms)
 
     def send(self, dest, text, now_ms, hop_limit=None):

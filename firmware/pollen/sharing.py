@@ -67,7 +67,7 @@ class Fetch:
 class Sharing:
     def _init_sharing(self):
         s = self.s
-        self.files = HeldFiles(self.storage, s.file_quota_bytes, s.max_file_bytes)
+        self.files = HeldFiles(self.storage, s.file_quota_bytes, s.max_file_bytes, False)
         self.catalog = Catalog(s.catalog_capacity, s.catalog_expiry_ms)
         self.fetches = {}
         self.serving = {}      # cid -> [manifest parts to send, chunks to send]
@@ -96,13 +96,14 @@ class Sharing:
             c -= 8
         return c
 
-    def _start_sharing(self, now_ms):
+    def _start_sharing(self, names, now_ms):
+        self.files.load(names)
         self.cat_budget.at_ms = now_ms
         # something to tell from the start (our files), or nothing until we hear of some
         self.next_catalog_ms = now_ms + (self.slot_ms if self.files.holdings()
                                          else self.s.catalog_interval_ms)
         # fetches the user asked for before a restart go on where they were
-        for name in self.storage.names():
+        for name in names:
             if name[:1] == _Q and len(name) == 33:
                 try:
                     cid = files.cid_from_hex(name[1:])
