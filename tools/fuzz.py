@@ -104,6 +104,8 @@ class Driver:
             _unload("pollen.settings")
         self.c = dict((k, 0) for k in COUNTS)
         self.errors = {}  # "kind type innermost-frame" -> [record, count]
+        self.escaped = dict((k, 0) for k in ("on_frame", "poll", "channel_busy", "status",
+                                             "catalog_entries"))  # uncaught, by call
         self.index = -1
         self.data = b""
         self.actions = {}
@@ -182,6 +184,7 @@ class Driver:
             out = fn(*args)
         except Exception as e:
             self.c["uncaught"] += 1
+            self.escaped[where] = self.escaped.get(where, 0) + 1  # told or not
             self.error("uncaught", where, e)
         self.c["internal_errors"] += node.counters["internal"] - internal
         self.c["memory_errors"] += node.drops.get("memory", 0) - memory
@@ -276,30 +279,39 @@ class Driver:
         return self._polls(now)
 
     def console(self, now):
-        # what the node app's console asks for, turned into JSON: its status
-        # field by field, and the catalog
+        # what the node app's console asks for: its status, field by field,
+        # and the catalog. Turning them into JSON is the app's part: a
+        # MemoryError there counts as the driver's
         def status():
             for _, v in self.node.status_items(now):
-                json.dumps(v)
+                self._json(v)
         self._call("status", status)
-        self._call("catalog_entries", lambda: json.dumps(self.node.catalog_entries(now)))
+        self._json(self._call("catalog_entries", self.node.catalog_entries, now))
         return self._polls(now)
+
+    def _json(self, v):
+        try:
+            json.dumps(v)
+        except MemoryError as e:
+            self.error("harness", "console JSON", e)
 
     def finish(self):
         # -> the summary dict. The node goes first (its tables measured):
-        # on a full heap its room is what the summary's text needs
+        # on a full heap its room is what the summary needs
         self.reserve = None
         self._sample()
         node = self.node
+        drops, counters, last = node.drops, node.counters, node.last_internal
+        self.node = node = None
+        gc.collect()
         errors = []
         for rec, n in self.errors.values():
             rec["count"] = n
             errors.append(rec)
-        out = {"tables": self.tables, "peak_tables": self.peak, "drops": node.drops,
-               "actions": self.actions, "counters": node.counters,
-               "last_internal": node.last_internal, "harness_bytes": self.harness_bytes,
-               "min_free_heap": self.min_free, "errors": errors, "free_heap": self.free}
-        self.node = node = None
+        out = {"tables": self.tables, "peak_tables": self.peak, "drops": drops,
+               "actions": self.actions, "counters": counters, "last_internal": last,
+               "harness_bytes": self.harness_bytes, "min_free_heap": self.min_free,
+               "errors": errors, "free_heap": self.free, "uncaught_by_call": self.escaped}
         for k in COUNTS:
             out[k] = self.c[k]
         return out
@@ -349,15 +361,12 @@ def serve(seed, folder, code_bytes):
         op, n, now, num, rssi, snr4 = struct.unpack_from(">BHqIhh", mv, 0)
         if not _read(mv, 19, 19 + n):
             return
+        if op == 0x71:  # q
+            _summary(d)
+            return
         tx = ()
         try:
             data = bytes(mv[19:19 + n])
-            if op == 0x71:  # q
-                out = d.finish()
-                d = None
-                gc.collect()
-                _say("r", json.dumps(out))
-                return
             if op == 0x66:  # f
                 tx = d.frame(num, data, rssi, snr4 / 4, now)
             elif op == 0x73:  # s
@@ -377,6 +386,35 @@ def serve(seed, folder, code_bytes):
             _say("t", t)
         tx = None
         _say(".", json.dumps([d.c[k] for k in COUNTS]))
+
+
+def _summary(d):
+    # the summary as a line of JSON written a field at a time (as the node
+    # app streams its status): no one string of all of it in a small heap,
+    # and the node gone first (Driver.finish). Cut short by a full heap, the
+    # line does not parse, and the host keeps the counts it has
+    w = sys.stdout.buffer.write
+    try:
+        out = d.finish()
+        d = None
+        w("r")
+        sep = "{"
+        for k, v in out.items():
+            w(sep)
+            sep = ","
+            w(json.dumps(k))
+            w(":")
+            if isinstance(v, list):  # the errors: one at a time
+                w("[")
+                for i, x in enumerate(v):
+                    w("," if i else "")
+                    w(json.dumps(x))
+                w("]")
+            else:
+                w(json.dumps(v))
+        w("}\n")
+    except MemoryError:
+        w("\n")
 
 
 def _read(mv, a, b):
@@ -932,7 +970,10 @@ class Piped:
             elif tag == "r":
                 self.p.stdin.close()
                 self.p.wait(30)
-                return json.loads(data)
+                try:
+                    return json.loads(data)
+                except ValueError:
+                    return None  # cut short by a full heap: the counts will do
 
     def start(self, now, manifest):
         return self._ask("a", now, 0, manifest)
@@ -1003,9 +1044,11 @@ def fuzz(frames, seed, open_driver, emit):
     if drv is not None:
         try:
             s = drv.finish()
-        except Crashed:
+        except Crashed as e:
             crashes += 1
-        if not isinstance(s, dict):  # no room left for it: its counts at least
+            emit({"kind": "crash", "where": "summary", "type": "Crashed", "message": str(e)[:200],
+                  "count": 1, "frame_index": frames, "frame_hex": "", "trace": str(e)})
+        if not s or not isinstance(s, dict):  # no summary: its counts at least
             s = dict(drv.counts)
     for k in COUNTS:
         v = dead.get(k, 0)
@@ -1056,6 +1099,9 @@ def _print_readable(s):
     if s.get("free_heap") is not None:
         print("heap %s: %d bytes free at the end, %s at the least; the driver took %s"
               % (s.get("heap"), s["free_heap"], s.get("min_free_heap"), s.get("harness_bytes")))
+    if s.get("uncaught"):
+        print("uncaught, by call: " + ", ".join(
+            "%s %d" % kv for kv in sorted(s.get("uncaught_by_call", {}).items()) if kv[1]))
     for e in s.get("errors", []):
         print("  %s %s in %s x%d: %s"
               % (e["kind"], e["type"], e["where"], e["count"], e["message"]))
