@@ -229,25 +229,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         return s
 
     def status_items(self, now_ms):
-        # the same, as (field, value) pairs one at a time: the app streams
-        # them to its console, so a small heap never holds them all at once
-        yield "id", "%08x" % self.id
-        yield "name", self.s.name
-        yield "uptime_s", (now_ms - self.started_ms) // 1000
-        yield "counters", self.counters
-        yield "dropped", self.drops
-        yield "neighbours", [{"id": "%08x" % k, "name": e[0], "rssi_dbm": e[1], "snr_db": e[2],
-                              "last_heard_s": (now_ms - e[3]) // 1000}
-                             for k, e in self.neigh.table.items()]
-        yield "routes", len(self.routes.table)
-        yield "held", len(self.held)
-        yield "queue", len(self.jobs)
-        yield "airtime_ms", self.duty.total_us // 1000
-        yield "airtime_pct", self.airtime_per_mille(now_ms) / 10
-        yield "battery_mv", self.battery_mv
-        yield "duty_headroom_pct", round(self.duty.headroom_per_mille(now_ms) / 10, 1)
-        yield "files", self._sharing_status(now_ms)
-        yield "last_internal_error", self.last_internal
+        # the same, as (field, value) pairs one at a time (node_report.py:
+        # code for the console and hosts, loaded when asked for)
+        from pollen.node_report import status_items
+        return status_items(self, now_ms)
 
     # ---- frame handling -----------------------------------------------------
 

@@ -164,33 +164,9 @@ class Sharing:
         self.storage.put(_Q + files.cid_hex(cid), b"")
 
     def catalog_entries(self, now_ms, search=None):
-        # What this node holds and knows of, for the user: [dict], nearest first.
-        out = {}
-        for cid, m in self.files.manifests.items():
-            complete = self.files.complete(cid)
-            out[cid] = {"cid": cid_str(cid), "name": m.name, "size_bytes": m.size_bytes,
-                        "media_type": m.media_type, "hops": 0 if complete else None,
-                        "holders": 1 if complete else 0, "last_seen_s": 0,
-                        "held": "complete" if complete else "partial",
-                        "chunks": m.chunks, "have": self.files.chunks_held(cid)}
-        self.catalog.expire(now_ms)
-        for cid, e in self.catalog.table.items():
-            src = self.catalog.sources(cid, now_ms)
-            d = out.get(cid)
-            if d is None:
-                d = {"cid": cid_str(cid), "name": e[0], "size_bytes": e[1] * 1024,
-                     "media_type": None, "hops": None, "holders": 0, "held": None}
-                out[cid] = d
-            d["holders"] += len([1 for s in src if s[1] == 0])
-            d["last_seen_s"] = (now_ms - e[2]) // 1000 if d["hops"] != 0 else 0
-            if src and d["hops"] is None:
-                d["hops"] = src[0][1] + 1
-        rows = list(out.values())
-        if search:
-            q = search.lower()
-            rows = [r for r in rows if q in r["name"].lower()]
-        rows.sort(key=lambda r: (r["hops"] if r["hops"] is not None else 99, r["name"]))
-        return rows
+        # what this node holds and knows of, for the user (node_report.py)
+        from pollen.node_report import catalog_entries
+        return catalog_entries(self, now_ms, search)
 
     # ---- frames in -------------------------------------------------------------
 
@@ -732,11 +708,3 @@ class Sharing:
                   self.low, payload)
         return wire.pack(f, self.key)
 
-    def _sharing_status(self, now_ms):
-        complete = len(self.files.holdings())
-        self.catalog.expire(now_ms)
-        return {"held": complete, "partial": len(self.files.state) - complete,
-                "used_bytes": self.files.used_bytes(), "quota_bytes": self.files.quota_bytes,
-                "fetching": len(self.fetches), "catalog": len(self.catalog.table),
-                "chunk_bytes": self.file_chunk_bytes, "max_file_bytes": self.s.max_file_bytes,
-                "bad_senders": dict(("%08x" % k, v) for k, v in self.bad_senders.items())}

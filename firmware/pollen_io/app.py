@@ -156,7 +156,10 @@ class App:
             elif cmd in _FILE_CMDS:
                 # loaded when the host first uses files: a relay never needs it
                 from pollen_io import file_console
-                getattr(file_console, "cmd_" + cmd)(self, c, ref)
+                try:
+                    getattr(file_console, "cmd_" + cmd)(self, c, ref)
+                finally:
+                    _unload("pollen.node_report")  # (the catalog's code: not kept)
             else:
                 emit("error", error="unknown cmd %r (known: send, status, %s)"
                      % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
@@ -207,6 +210,7 @@ class App:
             if ref is not None:
                 _field("ref", ref)
             out.write("}\n")
+            _unload("pollen.node_report")  # the status code: loaded when asked, not kept
 
     async def status_loop(self):
         while True:
