@@ -113,8 +113,12 @@ def cid_hex(cid):
 
 
 def cid_from_hex(text):
-    # 32 hex digits -> 16 bytes; ValueError if they are not
-    return bytes(int(text[2 * i:2 * i + 2], 16) for i in range(16))
+    # 32 lowercase hex digits -> 16 bytes; ValueError if they are not (int()
+    # alone would also take "+", "-", "_" and spaces)
+    cid = bytes(int(text[2 * i:2 * i + 2], 16) for i in range(16)) if len(text) == 32 else None
+    if cid is None or cid_hex(cid) != text:
+        raise ValueError("a content id is 32 lowercase hex digits")
+    return cid
 
 
 def cid_str(cid):

@@ -58,9 +58,12 @@ def decode(name, data, now_ms):
         key = int(name[1:], 16)
     except ValueError:
         return None
+    if "%016x" % key != name[1:]:
+        return None  # not a name we write (int() also takes "+", "-", "_", "0x", spaces)
     left = u32(data, 2)
     return key, bool(data[1] & 1), now_ms + left, data[6], bytes(data[7:])
 
 
 def is_record(name):
     return name.startswith(_PREFIX)
+

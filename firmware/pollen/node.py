@@ -212,9 +212,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             elif now_ms >= self.busy_until_ms and now_ms >= self.backoff_until_ms:
                 self._transmit_due(now_ms)
             self._plan_wake(now_ms)
+        except MemoryError:
+            # out of heap: counted, said in status without building a
+            # message (that needs heap too), and the node goes on (the
+            # timer that failed runs again later)
+            self.counters["internal"] += 1
+            self.last_internal = "MemoryError in poll"
+            self.next_wake_ms = now_ms + self.slot_ms
         except Exception as e:
-            # out of heap, or a bug: counted and said in status, and the
-            # node goes on (the timer that failed runs again later)
+            # a bug: the same, with what it was
             self._internal("%s: %s" % (type(e).__name__, e))
             self.next_wake_ms = now_ms + self.slot_ms
         out = self.out
@@ -328,8 +334,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # payload: name length, name, neighbour count, low bytes of the nodes
         # it hears, then 2-byte tags of the posts it has (see posts.py)
         p = f.payload
-        if not p or p[0] + 2 > len(p) or p[0] + 2 + p[p[0] + 1] > len(p):
-            self._drop("field")
+        if not p or p[0] > 16 or p[0] + 2 > len(p) or p[p[0] + 1] > _BEACON_NEIGHBOURS \
+                or p[0] + 2 + p[p[0] + 1] > len(p):
+            self._drop("field")  # (a name of 16 bytes at most, 32 neighbours at most)
             return
         e = self.neigh.table.get(f.origin)
         if e is None:
