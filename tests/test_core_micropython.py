@@ -54,6 +54,18 @@ def test_mp_run_reports_failures(tmp_path):
     assert r.stdout.strip().splitlines()[-1] == "1 passed, 1 failed"
 
 
+# What the MicroPython scripts below share: the network key and a seeded
+# random source
+PRELUDE = """
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+class Rng:
+    def __init__(self, s):
+        self.s = s
+    def getrandbits(self, n):
+        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+        return self.s >> (31 - n) if n < 31 else self.s
+"""
+
 # Two nodes, frames passed by hand: unicasts and their acks, then a 16 KiB
 # file shared by one and fetched by the other, within 128K. The core runs as
 # .mpy, as on a board (compiling the source needs more heap than running it).
@@ -62,14 +74,7 @@ import gc
 from pollen.node import Node
 from pollen.held_files import HeldFiles
 from pollen_io.filestore import FileStorage  # a board's storage, imported at start as the app does
-KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-class Rng:
-    def __init__(self, s):
-        self.s = s
-    def getrandbits(self, n):
-        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
-        return self.s >> (31 - n) if n < 31 else self.s
-# as the node app does (boot.py, app._unload): the config is checked, and
+""" + PRELUDE + """# as the node app does (boot.py, app._unload): the config is checked, and
 # the validator's code leaves the heap before the nodes run
 from pollen.settings import plain
 conf = [plain({"node_id": i, "network_key": KEY, "preset": "ShortFast"})
@@ -181,14 +186,7 @@ HELD_SCRIPT = """
 import gc
 from pollen.node import Node
 from pollen_io.filestore import FileStorage
-KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-class Rng:
-    def __init__(self, s):
-        self.s = s
-    def getrandbits(self, n):
-        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
-        return self.s >> (31 - n) if n < 31 else self.s
-n = Node({"node_id": 0x0A0B0C01, "network_key": KEY, "preset": "ShortFast", "held_capacity": 32},
+""" + PRELUDE + """n = Node({"node_id": 0x0A0B0C01, "network_key": KEY, "preset": "ShortFast", "held_capacity": 32},
          FileStorage(STORE), Rng(7))
 import sys, pollen
 sys.modules.pop("pollen.settings")   # as the node app does (app._unload)
