@@ -59,6 +59,16 @@ POOL_BYTES = (600, 1000, 1400)
 RELAY_QUOTA_BYTES = 3200           # two files cached at a relay: the third evicts
 ARM_AT_START = 0.3                 # share of restarts run armed (a cut at a storage call)
 MAX_EVIDENCE = 40
+PROBE_S = 10.0                     # every node is asked for its status this often
+
+
+def _cpu_s(p):
+    # CPU seconds the node's process has used (Linux /proc)
+    try:
+        fields = Path(f"/proc/{p.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / 100
+    except (OSError, IndexError, ValueError, AttributeError):
+        return 0.0
 
 
 def _kind(record):
@@ -76,7 +86,7 @@ def _kind(record):
 
 class Harness:
     def __init__(self, cycles, heap, full_store, seed, workdir, say, settle_s=None,
-                 share_over_console=True, neighbours_s=3.0):
+                 share_over_console=True, neighbours_s=3.0, no_strace=False):
         from powercut_node import strace_usable
 
         self.cycles = cycles
@@ -89,7 +99,7 @@ class Harness:
         self.settle_s = settle_s or (240.0 if full_store else 90.0)
         self.share_over_console = share_over_console
         self.neighbours_s = neighbours_s
-        self.no_strace = strace_usable()
+        self.no_strace = "--no-strace" if no_strace else strace_usable()
         self.key_hex = "%064x" % self.rng.getrandbits(256)
         self.ledger = Ledger()
         self.air = AirWatch()
@@ -106,6 +116,8 @@ class Harness:
         self.recent = {}          # node -> its last few console events (for evidence)
         self.looping = set()      # nodes in a crash loop, left off
         self.idle = 0             # cycles in a row with no node on
+        self.next_probe = 0.0     # when to ask every node whether it is still there
+        self.hung = set()         # (node, start time) of lives seen hung
         self.leaked = set()
         self.ref = 0
         self.n = {k: 0 for k in (
@@ -113,7 +125,7 @@ class Harness:
             "crash_loops", "unexpected_exits", "corrupt", "torn_complete", "orphans_at_cut",
             "orphans_leaked", "tmp_left", "sends", "refused", "fetches_requested",
             "fetches_started", "fetches_done", "fetches_failed", "fetches_interrupted",
-            "fetches_resumed", "wipes", "shares_failed")}
+            "fetches_resumed", "wipes", "shares_failed", "mute_at_end", "hangs", "probes")}
         self.cut_by = {}          # why a timed cut: "send", "relay", ... -> count
         self.write_points = {}    # "rename held before" -> cuts there
         self.evidence = []
@@ -186,6 +198,7 @@ class Harness:
                 raise RuntimeError("the nodes did not start")
             self._setup()
             t_cycles = time.monotonic()
+            self.next_probe = t_cycles + PROBE_S
             while self.n["cuts"] < self.cycles and self.idle < 20:
                 self._cycle()
                 self._drain()
@@ -265,6 +278,8 @@ class Harness:
 
     def _cycle(self):
         self._watch()
+        if time.monotonic() >= self.next_probe:
+            self._probe()
         if not self.full and self.rng.random() < 0.1:
             self._switch_d(off=not self.away)
             return
@@ -509,6 +524,37 @@ class Harness:
             elif not self.finishing or i not in self.looping:
                 self._start(i)
 
+    def _probe(self, wait_s=1.0, why="probe"):
+        """Ask every running node for its status: one that does not answer in
+        wait_s is mute; busy on the CPU all the while, it is hung."""
+        self.next_probe = time.monotonic() + PROBE_S
+        self.n["probes"] += 1
+        refs = {}
+        for i in self._up():
+            refs[i] = f"live{self.n['probes']}-{i}"
+            self._command(i, {"cmd": "status", "ref": refs[i]})
+        cpu0 = {i: _cpu_s(self.emu.nodes[i]) for i in refs}
+        t0 = time.monotonic()
+        self._sleep(wait_s)
+        mute = []
+        for i, ref in refs.items():
+            with self.lock:
+                answered = self.answers.pop(ref, None)
+            p = self.emu.nodes[i]
+            if answered is not None or not p.running or i in self.down:
+                continue
+            busy = (_cpu_s(p) - cpu0[i]) / (time.monotonic() - t0)
+            life = (i, self.started_t.get(i))
+            mute.append(i)
+            if life not in self.hung:
+                self.hung.add(life)
+                self.n["hangs"] += 1
+                self._evidence("mute: no answer to a status" + (" and busy on the CPU (hung)"
+                               if busy > 0.8 else ""), node=i, when=why, cpu_share=round(busy, 2),
+                               seconds_after_start=round(time.monotonic() - (life[1] or 0), 1),
+                               stderr=p.stderr_lines[-3:])
+        return mute
+
     # ---- helpers ------------------------------------------------------------------------
 
     def _up(self, nodes=None):
@@ -621,31 +667,34 @@ class Harness:
                         if not self.ledger.delivered(k[0], k[1], d)]
             if not left and not self.fetching:
                 break
+        mute = self._probe(wait_s=2.0, why="end of run")
+        self.n["mute_at_end"] = len(mute)
         for i in self.ids:
-            self._command(i, {"cmd": "status", "ref": f"final-{i}"})
-        self._sleep(1.0)
-        for i in self.ids:
-            st = self.answers.get(f"final-{i}") or {}
+            st = self.ledger.last_status.get(i) or {}
             self.final[f"{i:08x}"] = {k: st.get(k) for k in (
                 "uptime_s", "held", "queue", "files", "heap_free_bytes", "peak_heap_bytes",
                 "dropped", "last_internal_error")}
-        held = set()
+            if i in mute:
+                self.final[f"{i:08x}"]["mute"] = True
+        held = {}
         for i in self.ids:
             self.down.add(i)
             self.emu.nodes[i].stop(hard=True)
         time.sleep(0.1)
         for i in self.ids:
-            held |= self._scan(i, "end of run").held_keys
+            for k in self._scan(i, "end of run").held_keys:
+                held.setdefault(k, []).append(f"{i:08x}")
         return held
 
     def _summary(self, held_at_end, cycles_s, wall_s):
         led = self.ledger
-        lost, held = [], 0
+        lost, held = [], []
         for (origin, mid), dest in led.unicasts.items():
             if led.delivered(origin, mid, dest):
                 continue
             if (origin, mid) in held_at_end:
-                held += 1
+                held.append({"from": f"{origin:08x}", "id": mid, "to": f"{dest:08x}",
+                             "held_by": held_at_end[(origin, mid)]})
             else:
                 lost.append({"from": f"{origin:08x}", "id": mid, "to": f"{dest:08x}"})
         reuses = self.air.reuses
@@ -659,13 +708,17 @@ class Harness:
             "no_storage_call_cuts_because": self.no_strace,
             "unexpected_exits": n["unexpected_exits"],
             "crash_looping_nodes": sorted(f"{i:08x}" for i in self.looping),
+            "nodes_mute_at_end": n["mute_at_end"], "hangs": n["hangs"],
             "corrupt": n["corrupt"], "complete_but_not_whole": n["torn_complete"],
             "orphans_at_cut": n["orphans_at_cut"], "orphans_left_by_restart": n["orphans_leaked"],
             "tmp_files_at_cut": n["tmp_left"],
-            "unicasts_accepted": len(led.unicasts), "unicasts_held_at_end": held,
+            "unicasts_accepted": len(led.unicasts), "unicasts_held_at_end": len(held),
+            "held_at_end_examples": held[:10],
             "lost_examples": lost[:10], "expired": len(led.expired),
             "posts_accepted": len(led.posts),
             "posts_heard_by_none": sum(1 for got in led.posts.values() if not got),
+            "posts_never_on_air": sum(1 for k, got in led.posts.items()
+                                      if not got and k not in self.air.first),
             "sends_refused": n["refused"],
             "duplicate_examples": led.duplicate_examples(),
             "id_reuse_examples": [{"origin": f"{o:08x}", "id": i, "type_before": a, "type_now": b}
@@ -676,6 +729,10 @@ class Harness:
             "fetches_failed": n["fetches_failed"],
             "fetches_interrupted": n["fetches_interrupted"],
             "fetches_unfinished": len(self.fetching), "fetcher_wipes": n["wipes"],
+            "fetches_unfinished_examples": [
+                {"node": f"{i:08x}", "cid": cid, "cut_meanwhile": f["interrupted"],
+                 "files_at_the_end": (self.final.get(f"{i:08x}") or {}).get("files")}
+                for (i, cid), f in list(self.fetching.items())[:5]],
             "heap_free_least_bytes": led.least_free,
             "shares_over_console_failed": n["shares_failed"],
             "internal_errors": {f"{k:08x}": v for k, v in led.internal.items()},
@@ -697,6 +754,7 @@ class Harness:
             "fetches_started": n["fetches_started"],
             "fetches_resumed": n["fetches_resumed"],
             "duplicates": led.duplicates(),
+            "hangs": n["hangs"],
             "peak_heap_bytes": led.peak_heap or None,
             "seconds_per_cycle": round(cycles_s / cuts, 2) if cuts else None,
             "details": d,
@@ -711,7 +769,8 @@ def render(s: dict) -> str:
         f"those in a start-up), {s['seconds_per_cycle']} s per cut; heap {d['heap']}"
         f"{', full store' if d['full_store'] else ''}, seed {d['seed']}, {d['seconds']} s in all",
         f"failed starts {s['failed_starts']}, crash loops {s['crash_loops']}, "
-        f"exits of their own {d['unexpected_exits']}",
+        f"exits of their own {d['unexpected_exits']}, mute or hung {s['hangs']} "
+        f"({d['nodes_mute_at_end']} at the end)",
         f"corrupt records {s['corrupt_records']}: undecodable {d['corrupt']}, complete but not "
         f"whole {d['complete_but_not_whole']}, orphans a restart left {d['orphans_left_by_restart']}"
         f" (orphans at a cut {d['orphans_at_cut']}, .tmp files at a cut {d['tmp_files_at_cut']})",
@@ -733,7 +792,9 @@ def render(s: dict) -> str:
             out.append(f"{k}: {json.dumps(d[k])}")
     for e in d["evidence"]:
         out.append("  ! " + json.dumps(e))
-    for name, k in (("lost", "lost_examples"), ("duplicate", "duplicate_examples"),
+    for name, k in (("lost", "lost_examples"), ("held at the end", "held_at_end_examples"),
+                    ("fetch unfinished", "fetches_unfinished_examples"),
+                    ("duplicate", "duplicate_examples"),
                     ("id reuse", "id_reuse_examples")):
         for e in d[k]:
             out.append(f"  {name}: {json.dumps(e)}")
@@ -751,6 +812,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--settle-s", type=float, help="longest wait for delivery at the end "
                     "(default 90, 240 with --full-store)")
+    ap.add_argument("--no-strace", action="store_true",
+                    help="cut at random moments only (no cuts at storage calls)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (stores, evidence)")
     args = ap.parse_args(argv)
@@ -760,7 +823,7 @@ def main(argv=None):
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pollen-powercut-"))
     try:
         summary = Harness(args.cycles, args.heap, args.full_store, args.seed, workdir, say,
-                          args.settle_s).run()
+                          args.settle_s, no_strace=args.no_strace).run()
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -24,7 +24,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pollen import delivered, files, held, wire
+from pollen import files, held, wire
+
+try:
+    from pollen import delivered
+except ImportError:  # a firmware from before the delivered ring
+    delivered = None
 
 # pollen/held_files.py's state flags and record names ("f<cid hex>m|s|c<i>")
 _COMPLETE = 4
@@ -77,7 +82,7 @@ def scan_store(folder, key, max_file_bytes: int = files.MAX_FILE_BYTES) -> Store
         if name == "ids":
             if len(raw) != 4:
                 out.corrupt.append((name, f"id record of {len(raw)} bytes, not 4"))
-        elif name == delivered._RECORD:
+        elif delivered is not None and name == delivered._RECORD:
             # pollen/delivered.py: where the next goes, then _COUNT message keys
             if len(raw) != 1 + 8 * delivered._COUNT or raw[0] >= delivered._COUNT:
                 out.corrupt.append((name, f"delivered ring of {len(raw)} bytes, next {raw[:1]!r}"))
@@ -223,6 +228,7 @@ class Ledger:
         self.least_free = None
         self.internal = {}     # node -> (count, last error text)
         self.memory_drops = {}  # node -> dropped "memory" at its last status
+        self.last_status = {}   # node -> its last status event
 
     def sent(self, node: int, ev: dict):
         k = (node, ev["id"])
@@ -242,6 +248,7 @@ class Ledger:
 
     def status(self, node: int, ev: dict):
         with self.lock:
+            self.last_status[node] = ev
             self.peak_heap = max(self.peak_heap, ev.get("peak_heap_bytes") or 0)
             free = ev.get("heap_free_bytes")
             if free is not None and (self.least_free is None or free < self.least_free):
