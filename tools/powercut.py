@@ -125,7 +125,8 @@ class Harness:
             "crash_loops", "unexpected_exits", "corrupt", "torn_complete", "orphans_at_cut",
             "orphans_leaked", "tmp_left", "sends", "refused", "fetches_requested",
             "fetches_started", "fetches_done", "fetches_failed", "fetches_interrupted",
-            "fetches_resumed", "wipes", "shares_failed", "mute_at_end", "hangs", "probes")}
+            "fetches_resumed", "wipes", "shares_failed", "mute_at_end", "hangs", "probes",
+            "fetch_commands_lost")}
         self.cut_by = {}          # why a timed cut: "send", "relay", ... -> count
         self.write_points = {}    # "rename held before" -> cuts there
         self.evidence = []
@@ -146,6 +147,10 @@ class Harness:
             self.started_t[i] = ev["_t"]
         elif kind == "fetch_started":
             self.n["fetches_started"] += 1
+            with self.lock:
+                f = self.fetching.get((i, ev.get("cid")))
+                if f is not None:
+                    f["started"] = True
         elif kind in ("fetched", "fetch_failed"):
             self._fetch_ended(i, ev)
         elif kind == "expired":
@@ -394,7 +399,18 @@ class Harness:
                     f["interrupted"] = True
                     self.n["fetches_interrupted"] += 1
         time.sleep(0.05)  # the console reader takes what the node said last
-        self._scan(i, when, point)
+        s = self._scan(i, when, point)
+        # a fetch asked for and not yet confirmed goes on if its record was written
+        from pollen.files import cid_hex, parse_cid
+
+        with self.lock:
+            for (node, cid), f in list(self.fetching.items()):
+                if node == i and not f["started"]:
+                    if cid_hex(parse_cid(cid)) in s.fetch_cids:
+                        f["started"] = True
+                    else:
+                        del self.fetching[(node, cid)]
+                        self.n["fetch_commands_lost"] += 1
         if when.startswith("cut"):
             self._maybe_wipe(i)
 
@@ -630,7 +646,7 @@ class Harness:
             return None
         cid = self.rng.choice(todo)
         with self.lock:
-            self.fetching[(fetcher, cid)] = {"interrupted": False}
+            self.fetching[(fetcher, cid)] = {"interrupted": False, "started": False}
         self.n["fetches_requested"] += 1
         self.ref += 1
         self._command(fetcher, {"cmd": "fetch", "cid": cid, "ref": self.ref})
@@ -728,11 +744,15 @@ class Harness:
             "fetches_requested": n["fetches_requested"], "fetches_completed": n["fetches_done"],
             "fetches_failed": n["fetches_failed"],
             "fetches_interrupted": n["fetches_interrupted"],
-            "fetches_unfinished": len(self.fetching), "fetcher_wipes": n["wipes"],
+            # started (or its fetch record written: it ended after all) and not ended
+            "fetches_unfinished": sum(1 for f in self.fetching.values() if f["started"]),
+            "fetch_commands_lost": n["fetch_commands_lost"]
+            + sum(1 for f in self.fetching.values() if not f["started"]),
+            "fetcher_wipes": n["wipes"],
             "fetches_unfinished_examples": [
                 {"node": f"{i:08x}", "cid": cid, "cut_meanwhile": f["interrupted"],
                  "files_at_the_end": (self.final.get(f"{i:08x}") or {}).get("files")}
-                for (i, cid), f in list(self.fetching.items())[:5]],
+                for (i, cid), f in list(self.fetching.items())[:5] if f["started"]],
             "heap_free_least_bytes": led.least_free,
             "shares_over_console_failed": n["shares_failed"],
             "internal_errors": {f"{k:08x}": v for k, v in led.internal.items()},

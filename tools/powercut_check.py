@@ -47,6 +47,7 @@ class StoreScan:
     own_files: int = 0                               # files with a state record
     complete_files: int = 0
     fetch_records: int = 0
+    fetch_cids: set = field(default_factory=set)     # content ids (hex) of fetches asked for
 
     def problems(self):
         return ([("corrupt", n, w) for n, w in self.corrupt]
@@ -107,6 +108,7 @@ def scan_store(folder, key, max_file_bytes: int = files.MAX_FILE_BYTES) -> Store
                 ok = False
             if ok:
                 out.fetch_records += 1
+                out.fetch_cids.add(name[1:])
             else:
                 out.corrupt.append((name, "fetch record garbled"))
         elif name[:1] == "f" and len(name) > 1 + _CID_HEX:
