@@ -25,7 +25,7 @@ def test_bad_demo_options_name_the_option():
 
 
 def test_demo_json_on_real_micropython_nodes():
-    r = subprocess.run([POLLEN, "demo", "--nodes", "8", "--file-kib", "2", "--json"],
+    r = subprocess.run([POLLEN, "demo", "--nodes", "8", "--file-kib", "1", "--json"],
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
@@ -41,13 +41,13 @@ def test_demo_json_on_real_micropython_nodes():
     assert " got msg from " in r.stderr  # live progress went to stderr
     # a file shared at one end, fetched at the other, read out and checked
     f = out["file"]
-    assert f["size_bytes"] == 2048 and f["completed"] is True and f["verified"] is True, \
+    assert f["size_bytes"] == 1024 and f["completed"] is True and f["verified"] is True, \
         f.get("error")  # the whole dict's repr is cut short, and the error is what tells
     assert f["seconds"] > 0 and f["hops"] == 3
     assert " has the file; read out and verified" in r.stderr
     text = render_summary(out)
     assert "messages delivered   7/7" in text
-    assert "file fetched         2048 bytes across 3 hops in" in text
+    assert "file fetched         1024 bytes across 3 hops in" in text
 
 
 def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind():

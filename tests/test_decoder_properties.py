@@ -32,8 +32,8 @@ NEIGHBOUR = 0x0A0B0C22
 # run, kept nowhere: a failure here is reproduced by running it again
 FEW = settings(max_examples=50, deadline=None, derandomize=True, database=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SOME = settings(FEW, max_examples=120)
-MANY = settings(FEW, max_examples=250)
+SOME = settings(FEW, max_examples=60)
+MANY = settings(FEW, max_examples=120)
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
