@@ -113,6 +113,10 @@ class App:
                 frame = None
                 self.node._drop("memory")
                 gc.collect()
+                # and let the other tasks run before trying again: the frame
+                # may still wait in the radio, and retrying at once spun
+                # the CPU for good (seen at 128K: a silent node at 100 %)
+                await asyncio.sleep_ms(20)
             self.wake.set()
 
     async def console_loop(self):
@@ -239,6 +243,10 @@ class App:
                     await asyncio.wait_for_ms(self.wake.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
+                except MemoryError:  # waiting allocates too: a wait lost, not the node
+                    self.node._drop("memory")
+                    gc.collect()
+                    await asyncio.sleep_ms(20)
             self.wake.clear()
 
 
