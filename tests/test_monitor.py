@@ -468,7 +468,7 @@ def test_the_monitors_mqtt_session_keeps_what_came_while_it_was_away(mosquitto):
 
 def test_monitor_demo_shows_the_mesh_and_measures_new_nodes(tmp_path):
     t = time.monotonic()
-    r = run("monitor", "--demo", "--once", "--json", "--hold-back", "4", "--wait", "55",
+    r = run("monitor", "--demo", "--once", "--json", "--hold-back", "8", "--wait", "55",
             "--db", tmp_path / "h.db")
     took = time.monotonic() - t
     assert r.exit_code == 0, r.output
