@@ -6,4 +6,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 def aes_ecb(key):
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    return enc.update
+
+    def encrypt(block, out):
+        out[:] = enc.update(bytes(block))
+        return out
+    return encrypt

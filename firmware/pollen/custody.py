@@ -158,8 +158,8 @@ class Custody:
         if f.ftype != MSG or f.key() in self.held or f.key() in self.acked \
                 or self._next_hop(f.dest, now_ms) is not None:
             return
-        if len(self.held) >= self.s.held_capacity and not self._evict_held():
-            return
+        if self._heap_low() or len(self.held) >= self.s.held_capacity and not self._evict_held():
+            return  # (no room: Node.heap_free)
         h = heldrec.Held(f.key(), f.dest, copy, now_ms + self.s.lifetime_ms, False)
         self.held[h.key] = h
         self.counters["held"] += 1
