@@ -55,12 +55,7 @@ class Custody:
         return rec[4] if rec else None
 
     def _held_timers(self, now_ms):
-        # held messages with a frame queued: a few at a time (_AT_ONCE), so
-        # what a node holds does not all come into its heap at once
-        busy = 0
-        for h in self.held.values():
-            if h.key in self.jobs and (h.own or h.custody):  # (not a relay's copy in flight)
-                busy += 1
+        busy = -1  # held messages with a frame queued (counted when first needed)
         for h in list(self.held.values()):
             if now_ms >= h.expires_ms:
                 self._forget_held(h)
@@ -69,26 +64,30 @@ class Custody:
                 if h.own:
                     self.out.append(("expired", {"id": h.key & 0xFFFFFFFF,
                                                  "to": "%08x" % h.dest}))
-            elif h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
-                    and h.key not in self.jobs:
-                if h.attempts < self.s.max_attempts or h.bonus > 0:
-                    if busy >= _AT_ONCE:
-                        h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
-                        continue  # a few at a time: each queued retry holds a frame
-                    if h.attempts >= self.s.max_attempts:
-                        h.bonus -= 1
-                    busy += 1
-                    h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS  # if it fails (no heap)
-                    self._attempt(h, now_ms)
-                else:
-                    h.retry_ms = None  # wait until the destination is heard of again
-            elif not h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
-                    and h.key not in self.jobs:
-                # a carried copy due to be handed on (_destination_reachable)
-                if busy >= _AT_ONCE:
-                    h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
-                    continue
-                busy += 1
+                continue
+            if h.retry_ms is None or now_ms < h.retry_ms or h.key in self.jobs:
+                continue
+            if h.own and h.attempts >= self.s.max_attempts and h.bonus <= 0:
+                h.retry_ms = None  # wait until the destination is heard of again
+                continue
+            # due: our own retry, or a carried copy to hand on
+            # (_destination_reachable); a few at a time (_AT_ONCE): each
+            # queued one holds a frame in the heap
+            if busy < 0:
+                busy = 0
+                for o in self.held.values():
+                    if o.key in self.jobs and (o.own or o.custody):  # (not a relay's copy in flight)
+                        busy += 1
+            if busy >= _AT_ONCE:
+                h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
+                continue
+            busy += 1
+            if h.own:
+                if h.attempts >= self.s.max_attempts:
+                    h.bonus -= 1
+                h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS  # if it fails (no heap)
+                self._attempt(h, now_ms)
+            else:
                 h.retry_ms = None
                 self._send_held(h, now_ms)
 

@@ -157,7 +157,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         try:
             self._attempt(h, now_ms)
         except MemoryError:
-            h.retry_ms = now_ms + self.slot_ms * 8
+            h.retry_ms = now_ms + self.slot_ms * 8  # (custody._START_GAP_SLOTS)
             self._internal("MemoryError: first attempt of %08x" % msg_id)
         return msg_id
 
@@ -315,10 +315,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self._on_ack(f, now_ms)
         if f.dest == self.id:
             if f.ftype == MSG:
-                if self.delivered.add(key):  # not if the app had it before a restart
-                    self._deliver(f, "msg", rssi_dbm, snr_db)
-                else:
-                    self.counters["duplicates"] += 1
+                self._deliver(f, "msg", rssi_dbm, snr_db)
                 if f.flags & F_WANT_ACK:
                     self._send_ack(f, via, snr_db, now_ms)
             return
@@ -327,10 +324,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:
-                if self.delivered.add(key):
-                    self._deliver(f, "post", rssi_dbm, snr_db)
-                else:
-                    self.counters["duplicates"] += 1
+                self._deliver(f, "post", rssi_dbm, snr_db)
                 if f.hops < f.hop_limit:
                     # within the hop limit our neighbours may be owed a repair
                     self.posts.add(key, wire.relayed(data, f.hops + 1, 0, self.low, self.key),
@@ -440,6 +434,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                                                "hops": f.hops + 1}))
 
     def _deliver(self, f, kind, rssi_dbm, snr_db):
+        if not self.delivered.add(f.key()):
+            self.counters["duplicates"] += 1  # the app had it before a restart
+            return
         try:
             text = f.payload.decode()
         except Exception:
