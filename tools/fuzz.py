@@ -178,7 +178,7 @@ class Driver:
         # and frames dropped for want of heap ("memory")
         node = self.node
         internal = node.counters["internal"]
-        memory = node.drops.get("memory", 0)
+        memory = node.drops.get("memory", 0) + node.counters.get("no_heap", 0)
         out = ()
         try:
             out = fn(*args)
@@ -187,7 +187,8 @@ class Driver:
             self.escaped[where] = self.escaped.get(where, 0) + 1  # told or not
             self.error("uncaught", where, e)
         self.c["internal_errors"] += node.counters["internal"] - internal
-        self.c["memory_errors"] += node.drops.get("memory", 0) - memory
+        self.c["memory_errors"] += node.drops.get("memory", 0) + node.counters.get("no_heap", 0) \
+            - memory
         return out
 
     def start(self, now, manifest):

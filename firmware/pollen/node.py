@@ -89,7 +89,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                          "repaired": 0, "offered": 0, "released": 0,
                          "queue_full": 0, "internal": 0, "chunks_sent": 0,
                          "chunks_stored": 0, "wants": 0, "catalogs": 0,
-                         "telemetry_skipped": 0, "heap_low": 0}
+                         "telemetry_skipped": 0, "heap_low": 0, "no_heap": 0}
         self.drops = {}
         self.last_internal = None
         self._init_sharing()
@@ -158,7 +158,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self._attempt(h, now_ms)
         except MemoryError:
             h.retry_ms = now_ms + self.slot_ms * 8  # (custody._START_GAP_SLOTS)
-            self._internal("MemoryError: first attempt of %08x" % msg_id)
+            self.counters["no_heap"] += 1
         return msg_id
 
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
@@ -188,6 +188,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             return
         try:
             self._handle(f, data, rssi_dbm, snr_db, now_ms)
+        except MemoryError:
+            self._drop("memory")  # no heap to finish with it: lost, counted, no bug
         except Exception as e:  # an authenticated but nonsensical frame must not stop us
             self._internal("%s: %s" % (type(e).__name__, e))
 
@@ -246,16 +248,13 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self._plan_wake(now_ms)
             if starved:
                 # counted as below, and tried again a slot later, not at once
-                self.counters["internal"] += 1
-                self.last_internal = "MemoryError in a timer"
+                self.counters["no_heap"] += 1
                 if self.next_wake_ms < now_ms + self.slot_ms:
                     self.next_wake_ms = now_ms + self.slot_ms
         except MemoryError:
-            # out of heap: counted, said in status without building a
-            # message (that needs heap too), and the node goes on (the
-            # timer that failed runs again later)
-            self.counters["internal"] += 1
-            self.last_internal = "MemoryError in poll"
+            # out of heap: counted (not as "internal": no bug), and the node
+            # goes on (the timer that failed runs again later)
+            self.counters["no_heap"] += 1
             self.next_wake_ms = now_ms + self.slot_ms
         except Exception as e:
             # a bug: the same, with what it was
