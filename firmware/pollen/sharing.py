@@ -291,6 +291,9 @@ class Sharing:
                 if w[3]:
                     w[0] = set(i for i in w[0] if i < parts)
         fe.nparts = parts
+        if part not in fe.parts and self._heap_low():
+            self._drop("memory")  # no room to gather more of it now: asked for again later
+            return
         fe.parts[part] = data
         self._arrived(fe, True, part, now_ms)
         if len(fe.parts) < parts:
