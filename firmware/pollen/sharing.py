@@ -291,9 +291,6 @@ class Sharing:
                 if w[3]:
                     w[0] = set(i for i in w[0] if i < parts)
         fe.nparts = parts
-        if part not in fe.parts and self._heap_low():
-            self._drop("memory")  # no room to gather more of it now: asked for again later
-            return
         fe.parts[part] = data
         self._arrived(fe, True, part, now_ms)
         if len(fe.parts) < parts:
@@ -598,8 +595,8 @@ class Sharing:
     def _serve(self, cid, parts, i):
         e = self.serving.get(cid)
         if e is None:
-            if len(self.serving) >= _MAX_SERVING or self.serving and self._heap_low():
-                return  # its asker asks again
+            if len(self.serving) >= _MAX_SERVING:
+                return
             e = [set(), set()]
             self.serving[cid] = e
         if len(e[0]) + len(e[1]) < _MAX_QUEUED:  # else its asker asks again

@@ -62,25 +62,3 @@ def test_with_the_heap_low_a_relay_fetches_and_carries_nothing_for_others_but_ke
     n._maybe_carry(f, wire.pack(f, n.key), m.now_ms)
     assert f.key() in n.held
 
-
-def test_with_the_heap_low_a_fetch_gathers_no_more_manifest_parts():
-    from pollen import file_wire
-    from pollen.wire import PART, BROADCAST
-    m = line(2)
-    m.run(20000)
-    n = m.nodes[2]
-    cid = b"\x09" * 16
-    n.catalog.heard(cid, "map", 4, 0, 1, m.now_ms)
-    n.fetch(cid, m.now_ms)
-    raw = bytes(range(250))   # two parts of a manifest (not a real one: it never completes)
-
-    def part(i):
-        p = file_wire.manifest_part(cid, raw, i)
-        f = Frame(PART, 0, 0, 0, m.nodes[1].id, BROADCAST, 900 + i, 0, m.nodes[1].low, p)
-        return wire.pack(f, n.key)
-    n.heap_free(2048)
-    m.inject(2, part(0))
-    assert n.fetches[cid].parts == {} and n.drops.get("memory") == 1
-    n.heap_free(40000)
-    m.inject(2, part(0))
-    assert list(n.fetches[cid].parts) == [0]
