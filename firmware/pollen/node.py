@@ -211,10 +211,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # measure that, the core cannot). A budget for everything that grows
         # from what the air says, in total: below _LOW_HEAP_BYTES the
         # neighbour, route and catalog tables stop growing (a newcomer takes
-        # the place of the oldest entry), no fetch is started on a
-        # neighbour's behalf and no copy is carried for others, until the
-        # heap has room again. Our own messages and fetches, serving files
-        # to neighbours, and what is already held, go on.
+        # the place of the oldest entry) and no copy is carried for others,
+        # until the heap has room again. Our own messages, file transfers
+        # (ours and those relayed for neighbours: refusing them stalled
+        # fetches, as nodes at 128K dip under the mark between frames) and
+        # what is already held go on.
         # (no attribute of its own: the Node's attribute table is at a size
         # where one more makes it grow, and that is 1.2 KB in one piece)
         was = self._heap_low()

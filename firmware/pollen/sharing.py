@@ -400,7 +400,7 @@ class Sharing:
             if not self.catalog.sources(cid, now_ms, (asker,)):
                 self._drop("unknown_cid")
                 return None
-            if len(self.fetches) >= _MAX_FETCHES or self._heap_low():  # (Node.heap_free)
+            if len(self.fetches) >= _MAX_FETCHES:
                 self.counters["queue_full"] += 1
                 return None
             fe = Fetch(cid, False, now_ms)
