@@ -178,7 +178,7 @@ class Driver:
         # and frames dropped for want of heap ("memory")
         node = self.node
         internal = node.counters["internal"]
-        memory = node.drops.get("memory", 0) + node.counters.get("no_heap", 0)
+        memory = node.drops.get("memory", 0)
         out = ()
         try:
             out = fn(*args)
@@ -187,8 +187,7 @@ class Driver:
             self.escaped[where] = self.escaped.get(where, 0) + 1  # told or not
             self.error("uncaught", where, e)
         self.c["internal_errors"] += node.counters["internal"] - internal
-        self.c["memory_errors"] += node.drops.get("memory", 0) + node.counters.get("no_heap", 0) \
-            - memory
+        self.c["memory_errors"] += node.drops.get("memory", 0) - memory
         return out
 
     def start(self, now, manifest):
@@ -218,7 +217,6 @@ class Driver:
         us = ticks_diff(ticks_us(), t0)
         if self.small:
             gc.collect()  # the node app's, not the node's: not timed
-            self.node.heap_free(gc.mem_free())  # as the app tells it
         t0 = ticks_us()
         tx = self._polls(now)
         ms = (us + ticks_diff(ticks_us(), t0)) // 1000
@@ -257,7 +255,7 @@ class Driver:
                 self.peak[k] = t[k]
         free = self.free = _free()
         if free is not None:
-            self.node.heap_free(free)
+            self.node.heap_free_bytes = free
             if self.min_free is None or free < self.min_free:
                 self.min_free = free
 
@@ -324,7 +322,7 @@ def _sizes(node, storage, t):
     # change to the core renamed keep their last value)
     try:
         t["neighbours"] = len(node.neigh.table)
-        t["routes"] = len(node.routes)
+        t["routes"] = len(node.routes.table)
         t["seen"] = node.seen.capacity - node.seen._ring.count(None)
         t["held"] = len(node.held)
         t["jobs"] = len(node.jobs)
@@ -582,11 +580,11 @@ class Hostile:
             self.mine.append(f.msg_id)  # its own message: ack it now and then
             del self.mine[:-16]
         if f.ftype == WANT and f.next_hop:
-            from pollen.file_wire import unpack_want, want_indices
+            from pollen.file_wire import unpack_want
             p = unpack_want(f.payload)
             src = self._by_low(f.next_hop)
             if p is not None and src is not None:
-                for i in want_indices(p[1], p[2], 16):
+                for i in p[1][:16]:
                     self.owed.append((src, p[0], i, bool(f.flags & F_PARTS)))
                 del self.owed[:-48]
 

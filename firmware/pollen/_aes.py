@@ -1,9 +1,7 @@
 # The one place that knows which AES the interpreter has: MicroPython's
 # cryptolib, or the `cryptography` package on CPython (_aes_host.py, which a
 # node never loads). Exposes a single function: aes_ecb(key16) ->
-# encrypt(block16, out16), which writes the encrypted block into the
-# bytearray out16 (cryptolib's own form: nothing is allocated per block,
-# and it runs for every 16 bytes on air).
+# encrypt(block16) -> bytes.
 try:
     from cryptolib import aes
 

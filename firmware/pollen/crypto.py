@@ -22,8 +22,6 @@ class NetworkKey:
         k = self._mac + bytes(32)
         self._ipad = bytes(b ^ 0x36 for b in k)
         self._opad = bytes(b ^ 0x5C for b in k)
-        self._block = bytearray(16)  # CTR's counter block and key stream, made
-        self._stream = bytearray(16)  # once (ctr runs for every frame)
 
     def tag(self, data):
         inner = hashlib.sha256(self._ipad)
@@ -37,8 +35,7 @@ class NetworkKey:
         # for one key; the wire format builds it from origin + message id + type.
         out = bytearray(data)
         n = len(out)
-        block = self._block
-        ks = self._stream
+        block = bytearray(16)
         block[:12] = nonce12
         i = 0
         counter = 0
@@ -47,7 +44,7 @@ class NetworkKey:
             block[13] = (counter >> 16) & 0xFF
             block[14] = (counter >> 8) & 0xFF
             block[15] = counter & 0xFF
-            self._enc(block, ks)
+            ks = self._enc(bytes(block))
             j = 0
             while j < 16 and i < n:
                 out[i] ^= ks[j]

@@ -55,7 +55,12 @@ class Custody:
         return rec[4] if rec else None
 
     def _held_timers(self, now_ms):
-        busy = -1  # held messages with a frame queued (counted when first needed)
+        # held messages with a frame queued: a few at a time (_AT_ONCE), so
+        # what a node holds does not all come into its heap at once
+        busy = 0
+        for h in self.held.values():
+            if h.key in self.jobs and (h.own or h.custody):  # (not a relay's copy in flight)
+                busy += 1
         for h in list(self.held.values()):
             if now_ms >= h.expires_ms:
                 self._forget_held(h)
@@ -64,30 +69,26 @@ class Custody:
                 if h.own:
                     self.out.append(("expired", {"id": h.key & 0xFFFFFFFF,
                                                  "to": "%08x" % h.dest}))
-                continue
-            if h.retry_ms is None or now_ms < h.retry_ms or h.key in self.jobs:
-                continue
-            if h.own and h.attempts >= self.s.max_attempts and h.bonus <= 0:
-                h.retry_ms = None  # wait until the destination is heard of again
-                continue
-            # due: our own retry, or a carried copy to hand on
-            # (_destination_reachable); a few at a time (_AT_ONCE): each
-            # queued one holds a frame in the heap
-            if busy < 0:
-                busy = 0
-                for o in self.held.values():
-                    if o.key in self.jobs and (o.own or o.custody):  # (not a relay's copy in flight)
-                        busy += 1
-            if busy >= _AT_ONCE:
-                h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
-                continue
-            busy += 1
-            if h.own:
-                if h.attempts >= self.s.max_attempts:
-                    h.bonus -= 1
-                h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS  # if it fails (no heap)
-                self._attempt(h, now_ms)
-            else:
+            elif h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
+                    and h.key not in self.jobs:
+                if h.attempts < self.s.max_attempts or h.bonus > 0:
+                    if busy >= _AT_ONCE:
+                        h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
+                        continue  # a few at a time: each queued retry holds a frame
+                    if h.attempts >= self.s.max_attempts:
+                        h.bonus -= 1
+                    busy += 1
+                    h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS  # if it fails (no heap)
+                    self._attempt(h, now_ms)
+                else:
+                    h.retry_ms = None  # wait until the destination is heard of again
+            elif not h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
+                    and h.key not in self.jobs:
+                # a carried copy due to be handed on (_destination_reachable)
+                if busy >= _AT_ONCE:
+                    h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS
+                    continue
+                busy += 1
                 h.retry_ms = None
                 self._send_held(h, now_ms)
 
@@ -157,8 +158,8 @@ class Custody:
         if f.ftype != MSG or f.key() in self.held or f.key() in self.acked \
                 or self._next_hop(f.dest, now_ms) is not None:
             return
-        if self._heap_low() or len(self.held) >= self.s.held_capacity and not self._evict_held():
-            return  # (no room: Node.heap_free)
+        if len(self.held) >= self.s.held_capacity and not self._evict_held():
+            return
         h = heldrec.Held(f.key(), f.dest, copy, now_ms + self.s.lifetime_ms, False)
         self.held[h.key] = h
         self.counters["held"] += 1

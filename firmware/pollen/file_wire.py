@@ -17,7 +17,7 @@ from pollen._compat import const
 CID_BYTES = const(16)
 _PART_BYTES = const(200)
 _MAX_WANT_BITMAP = const(32)   # a window of 256 chunks
-_MAX_WANTED = const(64)        # indices of one WANT read (want_indices)
+_MAX_WANTED = const(64)        # indices of one WANT read (unpack_want)
 _CATALOG_FIXED = const(20)      # cid, size, hops, via, name length
 _CATALOG_NAME_BYTES = const(24)
 MAX_CATALOG_BYTES = const(231)  # a frame's whole payload
@@ -51,26 +51,26 @@ def pack_want(cid, first, wanted):
     return bytes(cid) + bytes(((first >> 8) & 0xFF, first & 0xFF)) + bytes(bitmap)
 
 
-def unpack_want(p):
-    # -> (cid, first index, bitmap) or None. The bitmap (at most 32 bytes)
-    # is read in place by want_indices: a list of up to 256 numbers (about
-    # 2 KB) for one frame would fragment a small heap
+def unpack_want(p, limit=_MAX_WANTED):
+    # -> (cid, the first `limit` indices asked for) or None. No node answers
+    # more than 64 items of one WANT (sharing._MAX_ANSWER), so a bitmap of
+    # 256 set bits does not become a list of 256 numbers (about 2 KB that
+    # fragment a small heap): the bitmap is read in place
     n = len(p) - CID_BYTES - 2
     if n < 1 or n > _MAX_WANT_BITMAP:
         return None
-    return bytes(p[:CID_BYTES]), _idx(p, CID_BYTES), bytes(p[CID_BYTES + 2:])
+    first = _idx(p, CID_BYTES)
+    wanted = []
+    for k in range(n * 8):
+        if p[CID_BYTES + 2 + (k >> 3)] & (1 << (k & 7)):
+            if len(wanted) >= limit:
+                break
+            wanted.append(first + k)
+    return bytes(p[:CID_BYTES]), wanted
 
 
-def want_indices(first, bitmap, limit=_MAX_WANTED):
-    # the chunk indices a WANT asks for, lowest first, at most `limit` of
-    # them (no node answers more than 64 items of one WANT: sharing._MAX_ANSWER)
-    n = 0
-    for k in range(len(bitmap) * 8):
-        if bitmap[k >> 3] & (1 << (k & 7)):
-            if n >= limit:
-                return
-            n += 1
-            yield first + k
+def manifest_parts(cid, raw):
+    return [manifest_part(cid, raw, i) for i in range(part_count(raw))]
 
 
 def part_count(raw, part_bytes=_PART_BYTES):

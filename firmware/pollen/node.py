@@ -40,8 +40,6 @@ _BEACON_JOB = const(0)          # the job key of our beacon (message keys are ne
 _STATUS_JOB = const(4)   # our status frame's (telemetry.py)
 _CATALOG_JOB = const(3)  # our catalog frame's (sharing.py)
 _STORED_EXTRA = const(4)  # transmissions a relay may add for a held copy (custody._MAX_OFFERS)
-_LOW_HEAP_BYTES = const(3072)  # free heap below which what the air grows stops growing (heap_free)
-_MIN_TABLE = const(4)     # entries a table keeps room for however low the heap
 
 
 class Node(Flooding, Custody, Sharing, Telemetry):
@@ -89,12 +87,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                          "repaired": 0, "offered": 0, "released": 0,
                          "queue_full": 0, "internal": 0, "chunks_sent": 0,
                          "chunks_stored": 0, "wants": 0, "catalogs": 0,
-                         "telemetry_skipped": 0, "heap_low": 0, "no_heap": 0}
+                         "telemetry_skipped": 0}
         self.drops = {}
         self.last_internal = None
         self._init_sharing()
         self.battery_mv = None       # the app sets these two where it can
-        self.heap_free_bytes = None  # measure them, for status frames (heap_free)
+        self.heap_free_bytes = None  # measure them, for status frames
 
     # ---- inputs -------------------------------------------------------------
 
@@ -117,9 +115,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
 
     def send(self, dest, text, now_ms, hop_limit=None):
         # Accept a message from the app. Raises ValueError on misuse (too long,
-        # bad destination). Once this returns, a unicast is persisted (a power
-        # cut loses none: it is retried after the restart); a post is not: it
-        # goes from the heap, and a cut before its first transmission loses it.
+        # bad destination); once this returns, the message is persisted.
         payload = text.encode() if isinstance(text, str) else bytes(text)
         if len(payload) > wire.MAX_PAYLOAD_BYTES:
             raise ValueError("text is %d bytes; at most %d fit in a frame"
@@ -157,8 +153,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         try:
             self._attempt(h, now_ms)
         except MemoryError:
-            h.retry_ms = now_ms + self.slot_ms * 8  # (custody._START_GAP_SLOTS)
-            self.counters["no_heap"] += 1
+            h.retry_ms = now_ms + self.slot_ms * 8
+            self._internal("MemoryError: first attempt of %08x" % msg_id)
         return msg_id
 
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
@@ -188,8 +184,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             return
         try:
             self._handle(f, data, rssi_dbm, snr_db, now_ms)
-        except MemoryError:
-            self._drop("memory")  # no heap to finish with it: lost, counted, no bug
         except Exception as e:  # an authenticated but nonsensical frame must not stop us
             self._internal("%s: %s" % (type(e).__name__, e))
 
@@ -206,40 +200,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self.channel_until_ms = until_ms
         self.cong.record(now_ms, until_ms)
 
-    def heap_free(self, free_bytes):
-        # The app says how much heap is free (after a collection: it can
-        # measure that, the core cannot). A budget for everything that grows
-        # from what the air says, in total: below _LOW_HEAP_BYTES the
-        # neighbour, route and catalog tables stop growing (a newcomer takes
-        # the place of the oldest entry) and no copy is carried for others,
-        # until the heap has room again. Our own messages, file transfers
-        # (ours and those relayed for neighbours: refusing them stalled
-        # fetches, as nodes at 128K dip under the mark between frames) and
-        # what is already held go on.
-        # (no attribute of its own: the Node's attribute table is at a size
-        # where one more makes it grow, and that is 1.2 KB in one piece)
-        was = self._heap_low()
-        self.heap_free_bytes = free_bytes
-        low = self._heap_low()
-        if low == was:
-            return
-        if low:
-            self.counters["heap_low"] += 1
-        s = self.s
-        for t, cap in ((self.neigh, s.neighbour_capacity), (self.routes, s.route_capacity),
-                       (self.catalog, s.catalog_capacity)):
-            n = len(t.table)
-            t.capacity = (n if n > _MIN_TABLE else _MIN_TABLE) if low else cap
-
-    def _heap_low(self):
-        f = self.heap_free_bytes
-        return f is not None and f < _LOW_HEAP_BYTES
-
     # ---- outputs ------------------------------------------------------------
 
     def poll(self, now_ms):
         try:
-            starved = self._timers(now_ms)
+            self._timers(now_ms)
             if now_ms < self.channel_until_ms:
                 # back off: nothing goes until a random slot after the channel frees
                 if self.backoff_until_ms < self.channel_until_ms:
@@ -247,15 +212,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             elif now_ms >= self.busy_until_ms and now_ms >= self.backoff_until_ms:
                 self._transmit_due(now_ms)
             self._plan_wake(now_ms)
-            if starved:
-                # counted as below, and tried again a slot later, not at once
-                self.counters["no_heap"] += 1
-                if self.next_wake_ms < now_ms + self.slot_ms:
-                    self.next_wake_ms = now_ms + self.slot_ms
         except MemoryError:
-            # out of heap: counted (not as "internal": no bug), and the node
-            # goes on (the timer that failed runs again later)
-            self.counters["no_heap"] += 1
+            # out of heap: counted, said in status without building a
+            # message (that needs heap too), and the node goes on (the
+            # timer that failed runs again later)
+            self.counters["internal"] += 1
+            self.last_internal = "MemoryError in poll"
             self.next_wake_ms = now_ms + self.slot_ms
         except Exception as e:
             # a bug: the same, with what it was
@@ -266,27 +228,17 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         return out
 
     def status(self, now_ms):
-        # a snapshot of the node's state as a dict (docs/console.md, status
-        # fields), for hosts (node_report.py)
-        from pollen.node_report import status
-        return status(self, now_ms)
+        # a snapshot of the node's state (docs/console.md, status fields)
+        s = dict(self.status_items(now_ms))
+        s["counters"] = dict(self.counters)
+        s["dropped"] = dict(self.drops)
+        return s
 
     def status_items(self, now_ms):
-        # the same, as (field, value) pairs one at a time. Who it is and its
-        # counters always; the rest comes from node_report.py, code for the
-        # console and hosts loaded when asked for. When a full heap has no
-        # room for that code, the status says so ("partial") and ends there
-        yield "id", "%08x" % self.id
-        yield "name", self.s.name
-        yield "uptime_s", (now_ms - self.started_ms) // 1000
-        yield "counters", self.counters
-        yield "dropped", self.drops
-        try:
-            from pollen.node_report import status_items
-        except MemoryError:
-            yield "partial", True
-            return
-        yield from status_items(self, now_ms)
+        # the same, as (field, value) pairs one at a time (node_report.py:
+        # code for the console and hosts, loaded when asked for)
+        from pollen.node_report import status_items
+        return status_items(self, now_ms)
 
     # ---- frame handling -----------------------------------------------------
 
@@ -315,7 +267,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self._on_ack(f, now_ms)
         if f.dest == self.id:
             if f.ftype == MSG:
-                self._deliver(f, "msg", rssi_dbm, snr_db)
+                if self.delivered.add(key):  # not if the app had it before a restart
+                    self._deliver(f, "msg", rssi_dbm, snr_db)
+                else:
+                    self.counters["duplicates"] += 1
                 if f.flags & F_WANT_ACK:
                     self._send_ack(f, via, snr_db, now_ms)
             return
@@ -324,7 +279,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:
-                self._deliver(f, "post", rssi_dbm, snr_db)
+                if self.delivered.add(key):
+                    self._deliver(f, "post", rssi_dbm, snr_db)
+                else:
+                    self.counters["duplicates"] += 1
                 if f.hops < f.hop_limit:
                     # within the hop limit our neighbours may be owed a repair
                     self.posts.add(key, wire.relayed(data, f.hops + 1, 0, self.low, self.key),
@@ -434,9 +392,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                                                "hops": f.hops + 1}))
 
     def _deliver(self, f, kind, rssi_dbm, snr_db):
-        if not self.delivered.add(f.key()):
-            self.counters["duplicates"] += 1  # the app had it before a restart
-            return
         try:
             text = f.payload.decode()
         except Exception:
@@ -482,33 +437,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     # ---- timers -------------------------------------------------------------
 
     def _timers(self, now_ms):
-        # Each timer on its own: one that finds no heap does not keep those
-        # after it from running (at 128K under hostile frames, the status
-        # timer failed at every poll, and nothing after it ran: no retries,
-        # no file transfers). Returns True if one did; it runs again at the
-        # next poll, a slot later (poll).
-        starved = False
         if now_ms >= self.next_beacon_ms:
-            try:
-                self._beacon(now_ms)
-            except MemoryError:
-                starved = True
-        try:
-            self._held_timers(now_ms)
-        except MemoryError:
-            starved = True
-        try:
-            self._file_timers(now_ms)
-        except MemoryError:
-            starved = True
-        try:
-            self._telemetry_timer(now_ms)
-        except MemoryError:
-            starved = True
+            self._beacon(now_ms)
+        self._held_timers(now_ms)
+        self._file_timers(now_ms)
+        self._telemetry_timer(now_ms)
         for job in list(self.jobs.values()):
             if job.watch_ms is not None and now_ms >= job.watch_ms:
                 self._watch_done(job, now_ms)
-        return starved
 
     def _beacon(self, now_ms):
         # Trickle-style: while the neighbourhood stays the same, every other
@@ -521,7 +457,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.beacon_calm = 1
         self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
         name = self.s.name.encode()[:16]
-        heard = bytes(n & 0xFF for n in self.neigh.live(now_ms, _BEACON_NEIGHBOURS))
+        heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
         flags = 0 if self.beaconed else F_FRESH
         f = Frame(BEACON, flags, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
                   bytes((len(name),)) + name + bytes((len(heard),)) + heard

@@ -5,21 +5,18 @@
 from pollen.files import cid_str
 
 
-def status(node, now_ms):
-    s = dict(node.status_items(now_ms))
-    s["counters"] = dict(node.counters)
-    s["dropped"] = dict(node.drops)
-    return s
-
-
 def status_items(node, now_ms):
-    # the fields after Node.status_items' own, as (field, value) pairs one
-    # at a time: the app streams them to its console, so a small heap never
-    # holds them all at once
+    # (field, value) pairs one at a time: the app streams them to its
+    # console, so a small heap never holds them all at once
+    yield "id", "%08x" % node.id
+    yield "name", node.s.name
+    yield "uptime_s", (now_ms - node.started_ms) // 1000
+    yield "counters", node.counters
+    yield "dropped", node.drops
     yield "neighbours", [{"id": "%08x" % k, "name": e[0], "rssi_dbm": e[1], "snr_db": e[2],
                           "last_heard_s": (now_ms - e[3]) // 1000}
                          for k, e in node.neigh.table.items()]
-    yield "routes", len(node.routes)
+    yield "routes", len(node.routes.table)
     yield "held", len(node.held)
     yield "queue", len(node.jobs)
     yield "airtime_ms", node.duty.total_us // 1000

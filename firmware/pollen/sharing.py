@@ -43,29 +43,25 @@ _Q = "q"                  # record "q<cid hex>": a fetch the user asked for
 class Fetch:
     # One file being fetched: for the user (own) or, on a node along the way,
     # for the neighbours that asked us for chunks we lack (into our cache).
-    # The counts and flags below start as the class's: an instance gets its
-    # own only when one changes, so a new fetch needs a smaller attribute
-    # table (one block of a small, fragmented heap; 18 attributes took 368 B)
-    nparts = 0         # how many manifest parts there are (0: not known yet)
-    part_from = 0      # the one neighbour they came from (0: several)
-    owed_parts = False
-    queries = 0
-    reported = -1      # chunks held at the last progress report
-    restarts = 0
-
     def __init__(self, cid, own, now_ms):
         self.cid = cid
         self.own = own
         self.started_ms = now_ms
         self.progress_ms = now_ms
         self.parts = {}         # manifest parts so far: index -> bytes
+        self.nparts = 0         # how many there are (0: not known yet)
+        self.part_from = 0      # the one neighbour they came from (0: several)
         self.windows = {}       # source id -> [indices asked, deadline_ms, any came, parts?, hops]
         self.owed = set()       # chunks neighbours asked us for that we lack
+        self.owed_parts = False
         self.askers = set()     # neighbours we serve it to: never our sources for it
         self.bad = set()        # neighbours that sent parts or chunks of it failing their hash
         self.next_ms = now_ms   # when to look at it again
+        self.queries = 0
         self.query_ms = now_ms  # no "who has it?" before then
+        self.reported = -1      # chunks held at the last progress report
         self.strikes = {}       # source id -> [windows it left unanswered, not asked before ms]
+        self.restarts = 0
 
 
 class Sharing:
@@ -209,7 +205,7 @@ class Sharing:
         if p is None:
             self._drop("field")
             return
-        cid, first, bits = p  # the indices asked for: file_wire.want_indices(first, bits)
+        cid, idx = p
         parts = bool(f.flags & F_PARTS)
         if f.next_hop == 0:
             # a query: say what we know of it (if anything) in a catalog frame
@@ -218,11 +214,8 @@ class Sharing:
             return
         if f.next_hop != self.low:
             # our neighbour `via` is about to receive: keep quiet meanwhile
-            n = 0  # the items asked for, as far as one answer goes
-            for _ in file_wire.want_indices(first, bits, _MAX_ANSWER):
-                n += 1
-            self.channel_busy(now_ms + (n if n < _NAV_CHUNKS else _NAV_CHUNKS)
-                              * (self.chunk_air_ms + self.slot_ms // 2), now_ms)
+            n = len(idx) if len(idx) < _NAV_CHUNKS else _NAV_CHUNKS
+            self.channel_busy(now_ms + n * (self.chunk_air_ms + self.slot_ms // 2), now_ms)
             fe = self.fetches.get(cid)
             asked = self.neigh.by_low_byte(f.next_hop, now_ms)
             if fe is not None and asked is not None and asked not in fe.windows \
@@ -231,16 +224,17 @@ class Sharing:
                 # want of it ourselves. Not our window: if no answer comes,
                 # `asked` may never have heard it, so no back-off ("came" set)
                 mine = self._wanted(fe, parts)
-                take = set(i for i in file_wire.want_indices(first, bits) if i in mine)
+                take = set(i for i in idx if i in mine)
                 if take:
+                    n = len(idx) if len(idx) < _MAX_ANSWER else _MAX_ANSWER
                     fe.windows[asked] = [take, now_ms + self._answer_ms(n, 0), True, parts, 0]
             return
-        # one frame asks for one window at most (_MAX_ANSWER items)
+        idx = idx[:_MAX_ANSWER]  # one frame asks for one window at most
         m = self.files.manifests.get(cid)
         if parts:
             if m is not None:
                 n = file_wire.part_count(m.raw, self.file_chunk_bytes)
-                for i in file_wire.want_indices(first, bits, _MAX_ANSWER):
+                for i in idx:
                     if i < n:
                         self._serve(cid, True, i)
                 return
@@ -248,20 +242,19 @@ class Sharing:
             if fe is not None:
                 fe.owed_parts = True
             return
-        lack = False
-        for i in file_wire.want_indices(first, bits, _MAX_ANSWER):
+        lack = []
+        for i in idx:
             if m is not None and self.files.has_chunk(cid, i):
                 self._serve(cid, False, i)
             elif m is None or i < m.chunks:
-                lack = True
+                lack.append(i)
         if lack:
             fe = self._relay_fetch(cid, via, now_ms)
             if fe is not None:
-                for i in file_wire.want_indices(first, bits, _MAX_ANSWER):
+                for i in lack:
                     if len(fe.owed) >= _MAX_OWED:
                         break  # the rest is asked for again when its window ends
-                    if m is None or i < m.chunks and not self.files.has_chunk(cid, i):
-                        fe.owed.add(i)
+                    fe.owed.add(i)
 
     def _on_part(self, f, via, now_ms):
         p = file_wire.unpack_manifest_part(f.payload)

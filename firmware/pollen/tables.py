@@ -94,15 +94,8 @@ class Neighbours:
         n = self.by_low_byte(low, now_ms)
         return self.table[n][5] if n is not None else b""
 
-    def live(self, now_ms, most=256):
-        # the ids of live neighbours, at most `most`, one at a time (a list
-        # of them would need a block of a busy heap at every transmission)
-        for k, e in self.table.items():
-            if most <= 0:
-                return
-            if now_ms - e[3] <= self.expiry_ms:
-                most -= 1
-                yield k
+    def live(self, now_ms):
+        return [k for k, e in self.table.items() if now_ms - e[3] <= self.expiry_ms]
 
 
 class Routes:
@@ -116,9 +109,6 @@ class Routes:
         self.capacity = capacity
         self.expiry_ms = expiry_ms
         self.table = {}
-
-    def __len__(self):
-        return len(self.table)
 
     def learn(self, dest, via, hops, now_ms):
         via &= 0xFF

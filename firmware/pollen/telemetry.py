@@ -107,7 +107,7 @@ class Telemetry:
         # the interval: one frame for each node we know a way to, and ours
         # (we send our own and relay theirs), within the share of airtime;
         # status frames teach routes, so the route table counts the mesh
-        need_ms = (len(self.routes) + 1) * air_us * 1000 // (self.tele_budget.per_million or 1)
+        need_ms = (len(self.routes.table) + 1) * air_us * 1000 // (self.tele_budget.per_million or 1)
         interval = need_ms if need_ms > base else base
         self.tele_interval_ms = interval
         gap_ms = interval - interval // 10 + self._rand(interval // 5)
@@ -137,50 +137,29 @@ class Telemetry:
             self._relay_flood(f, data, snr_db, now_ms)
 
     def _status_payload(self, now_ms):
-        # written into one buffer of its final size: a status is made on a
-        # busy node, and many small pieces joined would each need heap
         c = self.counters
         name = self.s.name.encode()[:16]
-        neigh = self.neigh
-        n = 0
-        for e in neigh.table.values():
-            if now_ms - e[3] <= neigh.expiry_ms:
-                n += 1
-        n = n if n < _NEIGHBOURS else _NEIGHBOURS
-        p = bytearray(2 + len(name) + _FIXED_BYTES + 6 * n)
-        p[0] = _VERSION
-        p[1] = len(name)
-        p[2:2 + len(name)] = name
-        i = 2 + len(name)
+        nb = b""
+        for k in self.neigh.live(now_ms)[:_NEIGHBOURS]:
+            e = self.neigh.table[k]
+            rssi = min(max(int(e[1]), -128), 127)
+            snr = min(max(int(e[2] * 4), -128), 127)
+            nb += wire.be32(k) + bytes((rssi & 0xFF, snr & 0xFF))
         dropped = 0
         for v in self.drops.values():
             dropped += v
-        _put(p, i, 4, (now_ms - self.started_ms) // 1000)
-        _put(p, i + 4, 2, self.battery_mv or 0, True)
-        _put(p, i + 6, 4, _UNKNOWN32 if self.heap_free_bytes is None else self.heap_free_bytes)
-        _put(p, i + 10, 2, self.airtime_per_mille(now_ms), True)
-        _put(p, i + 12, 2, self.duty.headroom_per_mille(now_ms), True)
-        _put(p, i + 14, 1, len(self.jobs), True)
-        _put(p, i + 15, 1, len(self.held), True)
-        _put(p, i + 16, 2, self.files.used_bytes() // 1024, True)
-        _put(p, i + 18, 2, (self.next_status_ms - now_ms) // 1000, True)
-        _put(p, i + 20, 4, c["rx"])
-        _put(p, i + 24, 4, c["tx"])
-        _put(p, i + 28, 4, c["relayed"])
-        _put(p, i + 32, 4, c["duplicates"])
-        _put(p, i + 36, 4, dropped)
-        _put(p, i + 40, 4, self.drops.get("tag", 0))
-        p[i + 44] = n
-        i += _FIXED_BYTES
-        for k, e in neigh.table.items():
-            if i >= len(p):
-                break
-            if now_ms - e[3] <= neigh.expiry_ms:
-                _put(p, i, 4, k)
-                p[i + 4] = min(max(int(e[1]), -128), 127) & 0xFF
-                p[i + 5] = min(max(int(e[2] * 4), -128), 127) & 0xFF
-                i += 6
-        return p
+        heap = _UNKNOWN32 if self.heap_free_bytes is None else self.heap_free_bytes
+        return bytes((_VERSION, len(name))) + name \
+            + wire.be32((now_ms - self.started_ms) // 1000) \
+            + _be16(self.battery_mv or 0) + wire.be32(heap) \
+            + _be16(self.airtime_per_mille(now_ms)) \
+            + _be16(self.duty.headroom_per_mille(now_ms)) \
+            + bytes((min(len(self.jobs), 255), min(len(self.held), 255))) \
+            + _be16(self.files.used_bytes() // 1024) \
+            + _be16((self.next_status_ms - now_ms) // 1000) \
+            + wire.be32(c["rx"]) + wire.be32(c["tx"]) + wire.be32(c["relayed"]) \
+            + wire.be32(c["duplicates"]) + wire.be32(dropped) \
+            + wire.be32(self.drops.get("tag", 0)) + bytes((len(nb) // 6,)) + nb
 
     def airtime_per_mille(self, now_ms):
         # our time on air over the last hour (or since start, if sooner)
@@ -190,13 +169,5 @@ class Telemetry:
         return min(1000, self.duty.used_us(now_ms) // max(1, span_ms))
 
 
-def _put(p, i, n, v, clamp=False):
-    # v into p[i:i + n], big-endian: its low bytes (counters wrap), or with
-    # clamp, held between 0 and the largest value n bytes take
-    if clamp:
-        top = (1 << (8 * n)) - 1
-        v = top if v > top else (0 if v < 0 else v)
-    while n:
-        n -= 1
-        p[i + n] = v & 0xFF
-        v >>= 8
+def _be16(v):
+    return wire.be32(min(max(v, 0), 0xFFFF))[2:]

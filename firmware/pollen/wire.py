@@ -106,7 +106,7 @@ def unpack(data, key):
         return None, R_OVERSIZE
     if data[0] >> 4 != VERSION:
         return None, R_VERSION
-    body = memoryview(data)[:n - TAG_BYTES]  # (no copy of the frame)
+    body = data[:n - TAG_BYTES]
     if not _equal(key.tag(body), data[n - TAG_BYTES:]):
         return None, R_TAG
     ftype = data[0] & 0x0F

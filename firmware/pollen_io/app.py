@@ -85,7 +85,7 @@ class App:
             used = gc.mem_alloc()
             if used > self.peak_heap:
                 self.peak_heap = used
-            self.node.heap_free(gc.mem_free())  # its heap budget, and for status frames
+            self.node.heap_free_bytes = gc.mem_free()  # for its status frames
             read_mv = getattr(self.radio, "battery_mv", None)
             if read_mv is not None and now >= self.next_battery_ms:
                 self.next_battery_ms = now + 60000
@@ -109,7 +109,6 @@ class App:
                 frame = None
                 if self.small_heap:
                     gc.collect()  # see main()
-                    self.node.heap_free(gc.mem_free())
             except MemoryError:
                 frame = None
                 self.node._drop("memory")
@@ -121,16 +120,7 @@ class App:
             self.wake.set()
 
     async def console_loop(self):
-        # the console's reader (asyncio loads its stream code on first use):
-        # a full heap then must not end this task, for the node stops when
-        # it ends (a power-cut run saw nodes at 128K exit here at start)
-        reader = None
-        while reader is None:
-            try:
-                reader = asyncio.StreamReader(sys.stdin)
-            except MemoryError:
-                gc.collect()
-                await asyncio.sleep_ms(50)
+        reader = asyncio.StreamReader(sys.stdin)
         while True:
             try:
                 line = await reader.readline()
@@ -168,14 +158,12 @@ class App:
             elif cmd == "status":
                 self.emit_status(ref)
             elif cmd in _FILE_CMDS:
-                # loaded for each file command and dropped after it, with
-                # the catalog's code it may use: a relay never needs either,
-                # and a node fetching files needs the room
+                # loaded when the host first uses files: a relay never needs it
                 from pollen_io import file_console
                 try:
                     getattr(file_console, "cmd_" + cmd)(self, c, ref)
                 finally:
-                    _unload("pollen.node_report")
+                    _unload("pollen.node_report")  # (the catalog's code: not kept)
             else:
                 emit("error", error="unknown cmd %r (known: send, status, %s)"
                      % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
@@ -309,9 +297,6 @@ def _unload(*names):
         sys.modules.pop(name, None)
         pkg, _, attr = name.rpartition(".")
         mod = sys.modules.get(pkg)
-        if mod is not None:
-            try:  # (not "attr in dir(mod)": that builds a list, and the heap may be full)
-                delattr(mod, attr)
-            except (AttributeError, KeyError):  # (MicroPython: KeyError)
-                pass
+        if mod is not None and attr in dir(mod):
+            delattr(mod, attr)
     gc.collect()

@@ -32,13 +32,9 @@ class FileStorage:
         return self.folder + "/" + name
 
     def get(self, name):
-        # read in one piece of the record's size: read() with no size grows
-        # its buffer in 256-byte steps (a 300-byte record needs 512 in one
-        # piece meanwhile, which a busy small heap may not have)
-        path = self._path(name)
         try:
-            with open(path, "rb") as f:
-                return f.read(os.stat(path)[6])
+            with open(self._path(name), "rb") as f:
+                return f.read()
         except OSError:
             return None
 

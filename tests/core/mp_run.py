@@ -9,8 +9,7 @@ import sys
 MODULES = ("tests.core.test_wire", "tests.core.test_node", "tests.core.test_files",
            "tests.core.test_held_files", "tests.core.test_file_wire", "tests.core.test_sharing",
            "tests.core.test_sharing_review", "tests.core.test_telemetry",
-           "tests.core.test_congestion", "tests.core.test_restart",
-           "tests.core.test_heap_budget")
+           "tests.core.test_congestion", "tests.core.test_restart")
 
 
 def _print_exc(e):

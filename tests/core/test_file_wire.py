@@ -14,8 +14,7 @@ def test_chunk_both_ways():
 def test_want_bitmap_both_ways():
     p = fw.pack_want(CID, 8, [8, 10, 17])
     assert p == CID + b"\x00\x08" + bytes((0b00000101, 0b00000010))
-    cid, first, bits = fw.unpack_want(p)
-    assert (cid, list(fw.want_indices(first, bits))) == (CID, [8, 10, 17])
+    assert fw.unpack_want(p) == (CID, [8, 10, 17])
     try:
         fw.pack_want(CID, 0, [256])
     except ValueError:
@@ -25,14 +24,13 @@ def test_want_bitmap_both_ways():
     assert fw.unpack_want(CID + b"\x00\x00") is None
     assert fw.unpack_want(CID + b"\x00\x00" + bytes(33)) is None
     # a full bitmap of 256 asks is read as far as anyone answers: 64
-    cid, first, bits = fw.unpack_want(CID + b"\x01\x00" + b"\xff" * 32)
-    assert list(fw.want_indices(first, bits)) == list(range(256, 256 + 64))
-    assert list(fw.want_indices(first, bits, 16)) == list(range(256, 256 + 16))
+    full = fw.unpack_want(CID + b"\x01\x00" + b"\xff" * 32)
+    assert full == (CID, list(range(256, 256 + 64)))
 
 
 def test_manifest_parts_reassemble():
     raw = bytes(i % 251 for i in range(450))
-    parts = [fw.manifest_part(CID, raw, i) for i in range(fw.part_count(raw))]
+    parts = fw.manifest_parts(CID, raw)
     assert len(parts) == 3 and all(len(p) <= 16 + 2 + 200 for p in parts)
     got = [fw.unpack_manifest_part(p) for p in parts]
     assert [(g[1], g[2]) for g in got] == [(0, 3), (1, 3), (2, 3)]
