@@ -30,6 +30,9 @@ def _b64(data: bytes) -> str:
 
 def node_status(link) -> dict:
     st = link.ask({"cmd": "status"}, "status")
+    if st.get("partial"):
+        raise FilesError("the node is short of memory: its status came back partial "
+                         "(without its file store); try again in a moment")
     if not isinstance(st.get("files"), dict):
         raise FilesError("the node's firmware has no file support (update it with pollen flash)")
     return st

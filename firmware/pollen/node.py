@@ -235,10 +235,21 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         return s
 
     def status_items(self, now_ms):
-        # the same, as (field, value) pairs one at a time (node_report.py:
-        # code for the console and hosts, loaded when asked for)
-        from pollen.node_report import status_items
-        return status_items(self, now_ms)
+        # the same, as (field, value) pairs one at a time. Who it is and its
+        # counters always; the rest comes from node_report.py, code for the
+        # console and hosts loaded when asked for. When a full heap has no
+        # room for that code, the status says so ("partial") and ends there
+        yield "id", "%08x" % self.id
+        yield "name", self.s.name
+        yield "uptime_s", (now_ms - self.started_ms) // 1000
+        yield "counters", self.counters
+        yield "dropped", self.drops
+        try:
+            from pollen.node_report import status_items
+        except MemoryError:
+            yield "partial", True
+            return
+        yield from status_items(self, now_ms)
 
     # ---- frame handling -----------------------------------------------------
 

@@ -6,13 +6,9 @@ from pollen.files import cid_str
 
 
 def status_items(node, now_ms):
-    # (field, value) pairs one at a time: the app streams them to its
-    # console, so a small heap never holds them all at once
-    yield "id", "%08x" % node.id
-    yield "name", node.s.name
-    yield "uptime_s", (now_ms - node.started_ms) // 1000
-    yield "counters", node.counters
-    yield "dropped", node.drops
+    # the fields after Node.status_items' own, as (field, value) pairs one
+    # at a time: the app streams them to its console, so a small heap never
+    # holds them all at once
     yield "neighbours", [{"id": "%08x" % k, "name": e[0], "rssi_dbm": e[1], "snr_db": e[2],
                           "last_heard_s": (now_ms - e[3]) // 1000}
                          for k, e in node.neigh.table.items()]

@@ -120,7 +120,16 @@ class App:
             self.wake.set()
 
     async def console_loop(self):
-        reader = asyncio.StreamReader(sys.stdin)
+        # the console's reader (asyncio loads its stream code on first use):
+        # a full heap then must not end this task, for the node stops when
+        # it ends (a power-cut run saw nodes at 128K exit here at start)
+        reader = None
+        while reader is None:
+            try:
+                reader = asyncio.StreamReader(sys.stdin)
+            except MemoryError:
+                gc.collect()
+                await asyncio.sleep_ms(50)
         while True:
             try:
                 line = await reader.readline()
@@ -297,6 +306,9 @@ def _unload(*names):
         sys.modules.pop(name, None)
         pkg, _, attr = name.rpartition(".")
         mod = sys.modules.get(pkg)
-        if mod is not None and attr in dir(mod):
-            delattr(mod, attr)
+        if mod is not None:
+            try:  # (not "attr in dir(mod)": that builds a list, and the heap may be full)
+                delattr(mod, attr)
+            except (AttributeError, KeyError):  # (MicroPython: KeyError)
+                pass
     gc.collect()
