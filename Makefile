@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/pollen demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadscope
 
 clean:
 	rm -rf $(VENV) build *.egg-info
