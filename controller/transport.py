@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import time
 
 from mpremote.transport import TransportError as _MpError
 from mpremote.transport import TransportExecError as _MpExecError
@@ -42,6 +43,8 @@ class Board:
             # terminal) can drop the first Ctrl-C/Ctrl-A and answer the next
             try:
                 self.t.enter_raw_repl(soft_reset=False, timeout_overall=5 if attempt == 1 else 3)
+                if attempt == 2:
+                    self._drain_late_answers()
                 break
             except (_MpError, OSError) as e:
                 if attempt == 2:
@@ -49,6 +52,24 @@ class Board:
                     raise BoardError(f"{port}: the board does not answer the raw REPL ({e}); "
                                      "is MicroPython installed (pollen flash --micropython IMAGE)?"
                                      ) from None
+
+    def _drain_late_answers(self, quiet_s: float = 0.5, most_s: float = 3.0):
+        """Throw away what a slow board still says to the first attempt.
+
+        A board that answers late answers both attempts: the second banner
+        would then be read as the answer to the next command (mpremote saw
+        "could not exec command (response: b'R\\x01')"). Read until the line
+        has been quiet for quiet_s (at most most_s), then ask for the raw
+        REPL once more: its prompt is what the next command waits for."""
+        ser = self.t.serial
+        timeout, ser.timeout = ser.timeout, quiet_s
+        try:
+            end = time.monotonic() + most_s
+            while time.monotonic() < end and ser.read(max(1, ser.in_waiting)):
+                pass
+        finally:
+            ser.timeout = timeout
+        self.t.enter_raw_repl(soft_reset=False, timeout_overall=3)
 
     def __enter__(self):
         return self

@@ -134,6 +134,25 @@ def test_a_busy_port_and_a_silent_device_are_named(tmp_path, vboard):
         os.close(slave)
 
 
+def test_a_board_that_answers_late_answers_both_attempts_and_still_works(vboard):
+    """A board too busy to answer the first raw-REPL request within its 5 s
+    (a loaded machine: the process is stopped here for 6.5 s) later answers
+    it and the second one: the extra banner must not be taken for the answer
+    to the first command (mpremote failed with "could not exec command
+    (response: b'R\\x01')")."""
+    import os
+    import signal
+
+    os.kill(vboard.proc.pid, signal.SIGSTOP)
+    wake = threading.Timer(6.5, os.kill, (vboard.proc.pid, signal.SIGCONT))
+    wake.start()
+    try:
+        with Board(vboard.port) as b:
+            assert b.eval("1 + 1") == 2 and b.eval("'x' * 3") == "xxx"
+    finally:
+        wake.join()
+
+
 def test_micropython_too_old_for_the_bundle(tmp_path, vboard):
     manifest = build_bundle(None, tmp_path / "bundle")
     major, minor = (int(x) for x in manifest["mpy_version"].split("."))
