@@ -8,14 +8,17 @@
 #
 # Every frame has a traffic class (Node._traffic_class), most valuable first:
 #   0  first transmissions, relays of them, acks   never shed
-#   1  retries, post repair, held-copy offers
-#   2  gossip: relayed status, catalog
+#   1  the hop retries of our own message or ack (its first attempt)
+#   2  retries, post repair, held-copy offers
+#   3  gossip: relayed status, catalog
 # and as utilisation rises the node sheds the least valuable first
 # (Node._transmit_due asks `sheds`):
 #   level 1 (>= 35 %): gossip; beacons come less often
 #   level 2 (>= 50 %): also post repair, held-copy offers and relays' retries
-#                      (dropped); our own retries wait for a quieter moment
-#   level 3 (>= 70 %): our own retries back off twice as long
+#                      (dropped); our own end-to-end retries wait for a
+#                      quieter moment
+#   level 3 (>= 70 %): our own hop retries wait too, and our own retries
+#                      back off twice as long
 # What the channel can carry is still delivered: goodput plateaus at
 # capacity instead of collapsing under retries and gossip.
 # (Attribute names are ones the core has anyway: each new name is a qstr,
@@ -67,4 +70,4 @@ class Congestion:
 
     def sheds(self, cls, now_ms):
         # should a frame of this class stay off the air now?
-        return cls and self.level(now_ms) >= 3 - cls
+        return cls and self.level(now_ms) >= 4 - cls

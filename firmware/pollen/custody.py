@@ -201,7 +201,9 @@ class Custody:
             return
         if h.attempts > 1:
             data = wire.with_flags(data, F_STORED, self.key)
-        hops = self.routes.hops(h.dest) or self.s.hop_limit
+        # the ack comes back from as far as the destination is known to be
+        # (a neighbour: one hop, whatever the route table says)
+        hops = 1 if nh == h.dest else self.routes.hops(h.dest) or self.s.hop_limit
         if nh is not None:
             data = wire.relayed(data, 0, nh & 0xFF, self.low, self.key)
             self._add_job(Job(h.key, J_ROUTED, data, now_ms, 0, h.dest,

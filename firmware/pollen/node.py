@@ -564,15 +564,20 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         best.watch_ms = now_ms + air_ms + wait
 
     def _traffic_class(self, job):
-        # what congestion sheds first (congestion.py): 2 gossip (relayed
-        # status, catalog), 1 retries and repair (a held copy, a copy sent
-        # again: F_STORED, or a retry queued by _watch_done), 0 the rest
+        # what congestion sheds first (congestion.py): 3 gossip (relayed
+        # status, catalog); 2 retries and repair (a held copy, a copy sent
+        # again: F_STORED, a relay's retry queued by _watch_done); 1 the hop
+        # retries of our own message or ack, and the flood its last one
+        # becomes (its first attempt still: shedding them at level 2 made
+        # the end-to-end retry wait, 30 s p95 in town-100, and then flood
+        # anyway); 0 the rest
         t = job.frame[0] & 0x0F
         if t == STATUS and job.hops or job.key == _CATALOG_JOB:
+            return 3
+        if job.kind == J_STORED or t == MSG and job.frame[1] & F_STORED \
+                or not job.copies and (job.hops or t != MSG and t != ACK):
             return 2
-        if job.kind == J_STORED or not job.copies or t == MSG and job.frame[1] & F_STORED:
-            return 1
-        return 0
+        return 0 if job.copies else 1
 
     def _plan_wake(self, now_ms):
         t = self.next_beacon_ms

@@ -43,11 +43,14 @@ def test_a_frame_still_on_air_is_not_counted_ahead():
 
 
 def test_what_is_shed_at_each_level():
+    # classes: 0 first transmissions and acks, 1 our own hop retries,
+    # 2 retries and repair, 3 gossip
     c = Congestion()
-    assert not c.sheds(0, NOW) and not c.sheds(1, NOW) and not c.sheds(2, NOW)
+    assert not any(c.sheds(k, NOW) for k in range(4))
     c.record(20000, 40000)             # level 1: gossip only
-    assert not c.sheds(0, NOW) and not c.sheds(1, NOW) and c.sheds(2, NOW)
+    assert [c.sheds(k, NOW) for k in range(4)] == [False, False, False, True]
     c.record(40000, 47000)             # level 2: retries and repair too
-    assert not c.sheds(0, NOW) and c.sheds(1, NOW) and c.sheds(2, NOW)
-    c.record(47000, NOW)               # never first transmissions and acks
-    assert c.level(NOW) == 3 and not c.sheds(0, NOW)
+    assert [c.sheds(k, NOW) for k in range(4)] == [False, False, True, True]
+    c.record(47000, NOW)               # level 3: our own hop retries wait too,
+    assert c.level(NOW) == 3           # never first transmissions and acks
+    assert [c.sheds(k, NOW) for k in range(4)] == [False, True, True, True]

@@ -824,6 +824,30 @@ def test_a_flood_stops_where_it_cannot_reach_its_destination():
     assert _key(1, 62) in n.jobs
 
 
+def test_traffic_classes_put_our_own_hop_retries_just_after_first_sends():
+    # congestion.py: 0 never shed, 1 at level 3, 2 at level 2, 3 at level 1
+    from pollen.jobs import Job, J_ROUTED, J_FLOOD, J_STORED
+    n = Mesh([5], []).nodes[5]
+
+    def job(ftype, origin, kind, hops, retry, flags=0):
+        j = Job(1 << 40, kind, _frame(ftype, origin, 9, 1, b"x", hops=hops, flags=flags), 0, hops, 9)
+        if retry:
+            j.copies = 0
+        return n._traffic_class(j)
+
+    assert job(MSG, 5, J_ROUTED, 0, False) == 0          # our message, first try
+    assert job(MSG, 1, J_ROUTED, 2, False) == 0          # a relay's first try
+    assert job(ACK, 5, J_ROUTED, 0, False) == 0
+    assert job(MSG, 5, J_ROUTED, 0, True) == 1           # our hop retry
+    assert job(MSG, 5, J_FLOOD, 0, True) == 1            # ... its last try, flooded
+    assert job(ACK, 5, J_ROUTED, 0, True) == 1           # our ack's hop retry
+    assert job(MSG, 1, J_ROUTED, 2, True) == 2           # a relay's hop retry
+    assert job(POST, 5, J_FLOOD, 0, True) == 2           # a post's coverage retry
+    assert job(MSG, 5, J_ROUTED, 0, False, wire.F_STORED) == 2   # an end-to-end retry
+    assert job(MSG, 1, J_STORED, 2, False) == 2          # a held copy offered
+    assert job(wire.STATUS, 1, J_FLOOD, 2, False) == 3   # relayed telemetry
+
+
 def test_gossip_is_shed_on_a_busy_channel_but_first_sends_are_not():
     m = Mesh([5], [], telemetry_interval_ms=60000)
     n = m.nodes[5]
