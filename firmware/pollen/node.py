@@ -477,15 +477,17 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._add_job(Job(_BEACON_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
-        # the most valuable class first (acks and first sends before retries
-        # before gossip), then the earliest due
+        # the most valuable class first (acks, first sends and our own hop
+        # retries before other retries before gossip), then the earliest due
         best = None
         for job in self.jobs.values():
             if job.due_ms is not None and job.due_ms <= now_ms:
                 c = self._traffic_class(job)
-                if best is None or c < cls or c == cls and job.due_ms < best.due_ms:
+                o = c - 1 if c else 0
+                if best is None or o < order or o == order and job.due_ms < best.due_ms:
                     best = job
                     cls = c
+                    order = o
         if best is None:
             return
         if best.kind == J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
