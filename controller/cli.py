@@ -218,8 +218,11 @@ def _file_rows(r: dict) -> list:
               help="The baselines' own periodic traffic (Meshtastic's NodeInfo and "
                    "telemetry; MeshCore's adverts). Default: each baseline's default, on "
                    "as deployed. Applies to the standard set and --load-sweep.")
+@click.option("--routers", "router_list", metavar="R1,R2", default=None,
+              help="With --load-sweep: only these routers, comma-separated (default: "
+                   "every router; pollen alone takes a third of the time).")
 def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep,
-          sensitivity=False, background=None):
+          sensitivity=False, background=None, router_list=None):
     """Run the standard scenarios with every router over the same seeds.
 
     Prints, per scenario, each router's mean (min..max) over the seeds, the
@@ -236,6 +239,9 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
     from pollen_controller.sim import plots
 
     say = (lambda s: click.echo(s, err=True))
+    if router_list is not None and not sweep:
+        raise click.BadParameter("applies to --load-sweep only", param_hint="--routers")
+    routers = b.ROUTERS if router_list is None else _router_names(router_list)
     if sensitivity:
         from pollen_controller.sim import sensitivity as sens
 
@@ -249,8 +255,8 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
         return
     if sweep:
         bg = None if background is None else background == "on"
-        out = b.load_sweep(sweep, seeds=seeds or b.SWEEP_SEEDS, workers=jobs, progress=say,
-                           background=bg)
+        out = b.load_sweep(sweep, seeds=seeds or b.SWEEP_SEEDS, workers=jobs, routers=routers,
+                           progress=say, background=bg)
         if plot_dir:
             Path(plot_dir).mkdir(parents=True, exist_ok=True)
             plots.load_sweep(out, Path(plot_dir) / "load_sweep.png")
@@ -278,6 +284,19 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
     if curve:
         click.echo("\nreach vs node count (longfast-30 area):")
         click.echo(b.render_curve(out["curve"]))
+
+
+def _router_names(text: str) -> tuple:
+    from pollen_controller.sim.engine import ROUTERS
+
+    names = [n.strip() for n in text.split(",")]
+    for n in names:
+        if n not in ROUTERS:
+            raise click.BadParameter(f"expected router names from {', '.join(ROUTERS)}, "
+                                     f"comma-separated; got {n!r}", param_hint="--routers")
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"a router named twice in {text!r}", param_hint="--routers")
+    return tuple(names)
 
 
 def _file_line(f) -> str:

@@ -82,3 +82,20 @@ def test_bench_load_sweep_prints_a_table_and_draws_it(tmp_path):
     assert len([x for x in r.output.splitlines() if x.endswith(("(channel)", "(duty cycle)"))]) \
         == 6
     assert (tmp_path / "load_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_load_sweep_for_some_routers_only(tmp_path):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("name: tiny\nduration_s: 120\nradio: {preset: ShortFast}\n"
+                    "nodes: {count: 3, placement: line, spacing_m: 5100}\n"
+                    "traffic: {broadcast_interval_s: 60, unicast_interval_s: 60, start_s: 10, "
+                    "stop_s: 100}\n")
+    r = run("bench", "--load-sweep", str(tiny), "--seeds", "1", "--routers", "pollen", "--json")
+    out = json.loads(r.stdout)["load_sweep"]
+    assert out["routers"] == ["pollen"]
+    assert all(list(p["routers"]) == ["pollen"] for p in out["points"])
+    for bad, word in (("pollen,nosuch", "'nosuch'"), ("pollen,pollen", "twice")):
+        r = run("bench", "--load-sweep", str(tiny), "--routers", bad)
+        assert r.exit_code == 2 and "--routers" in r.output and word in r.output, r.output
+    r = run("bench", "--quick", "--routers", "pollen")
+    assert r.exit_code == 2 and "--load-sweep only" in r.output, r.output
