@@ -186,11 +186,16 @@ HELD_SCRIPT = """
 import gc
 from pollen.node import Node
 from pollen_io.filestore import FileStorage
-""" + PRELUDE + """n = Node({"node_id": 0x0A0B0C01, "network_key": KEY, "preset": "ShortFast", "held_capacity": 32},
-         FileStorage(STORE), Rng(7))
+""" + PRELUDE + """# as the node app does (app.main): the config is checked, and the
+# validator's code leaves the heap (app._unload) before the node is made
+from pollen.settings import plain
+conf = plain({"node_id": 0x0A0B0C01, "network_key": KEY, "preset": "ShortFast", "held_capacity": 32})
 import sys, pollen
-sys.modules.pop("pollen.settings")   # as the node app does (app._unload)
+del plain
+sys.modules.pop("pollen.settings")
 delattr(pollen, "settings")
+gc.collect()
+n = Node(conf, FileStorage(STORE), Rng(7))
 gc.collect()
 gc.threshold(gc.mem_free() // 4)   # as the node app sets it on a small heap, before it starts the node
 n.start(0)

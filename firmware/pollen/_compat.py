@@ -4,3 +4,17 @@ try:
 except ImportError:
     def const(x):
         return x
+
+
+def unload(name):
+    # drop a module whose code runs rarely (pollen.restart): its bytecode
+    # leaves the heap once nothing refers to it. Imported again when needed
+    import sys
+    sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    mod = sys.modules.get(pkg)
+    if mod is not None:
+        try:
+            delattr(mod, attr)
+        except (AttributeError, KeyError):  # (MicroPython: KeyError)
+            pass

@@ -17,34 +17,6 @@ _QUIET_DEST_MS = const(120000)  # or this often when it is its destination that 
 
 
 class Custody:
-    def _load_held(self, names, now_ms):
-        # after a restart: every record in storage is a message still owed.
-        # Its frame stays in storage (read back when it is sent), and our
-        # own are retried a few slots apart, not all at once: what a node
-        # holds does not all come into its heap when it starts
-        k = 0
-        for name in names:
-            if not heldrec.is_record(name):
-                continue
-            rec = heldrec.decode(name, self.storage.get(name) or b"", now_ms)
-            f = None
-            if rec:
-                f, _ = wire.unpack(rec[4], self.key)
-            if f is None:
-                self.storage.delete(name)
-                self._drop("store")
-                continue
-            if len(self.held) >= self.s.held_capacity:
-                break  # the store holds more than the setting now allows: the rest wait
-            h = heldrec.Held(rec[0], f.dest, None, rec[2], rec[1], rec[3])
-            if h.own:
-                h.retry_ms = now_ms + self.slot_ms * (4 + _START_GAP_SLOTS * k) \
-                    + self._rand(self.slot_ms * 4)
-                k += 1
-            h.custody = True
-            self.held[h.key] = h
-            self.seen.add(h.key)
-
     def _held_frame(self, h):
         # the sealed frame of a held message: in the heap while it is new,
         # else read back from its record (None if the record is gone)

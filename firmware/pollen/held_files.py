@@ -21,8 +21,8 @@
 # cached files are kept, the least recently used going first too.
 import hashlib
 from pollen import files
-from pollen._compat import const
-from pollen.wire import u32, be32
+from pollen._compat import const, unload
+from pollen.wire import be32
 
 _OWN = const(1)
 _PINNED = const(2)
@@ -44,47 +44,10 @@ class HeldFiles:
             self.load(storage.names())
 
     def load(self, names):
-        # what the store holds (names: its listing; a node lists it once
-        # when it starts, for everything it keeps there)
-        kept = set(n[1:33] for n in names if n[:1] == "f" and n[-1:] == "s" and len(n) == 34)
-        for name in names:
-            if name[:1] == "f" and len(name) > 33 and name[1:33] not in kept:
-                self.storage.delete(name)  # what a cut left of a file that was starting or going
-        for h in kept:
-            name = "f" + h + "s"
-            try:
-                cid = files.cid_from_hex(h)
-                m = files.parse_manifest(self.storage.get("f" + h + "m"), self.max_file_bytes)
-                st = self.storage.get(name)
-            except (ValueError, TypeError):
-                continue  # damaged: left for the next put to replace
-            nbits = (m.chunks + 7) // 8
-            if st is not None and len(st) == 5:
-                # the first layout: moved (its code is loaded only for this)
-                from pollen.file_store_upgrade import upgrade
-                st = upgrade(self.storage, cid, m, st, names)
-            if st is None or len(st) != 5 + nbits:
-                continue
-            bits = bytearray(st[5:])
-            held = 0
-            for i in range(m.chunks):
-                if bits[i >> 3] & (1 << (i & 7)):
-                    held += 1
-            use = u32(st, 1)
-            self.state[cid] = [st[0], use, held * m.chunk_bytes, bits]
-            self.manifests[cid] = m
-            self.clock = max(self.clock, use)
-            if held < m.chunks and st[0] & _COMPLETE:
-                # complete no more (a damaged store): fetched again
-                self.state[cid][0] &= ~_COMPLETE
-                self._save_state(cid)
-            if held == m.chunks and not st[0] & _COMPLETE:
-                # the power went between the last chunk and the "complete"
-                # flag: check the whole file now (a mismatch discards it)
-                try:
-                    self._finish(cid)
-                except files.FileError:
-                    pass
+        # what the store holds (its code is loaded only for this: restart.py)
+        from pollen.restart import load_files
+        load_files(self, names)
+        unload("pollen.restart")
 
     # ---- records -----------------------------------------------------------
 

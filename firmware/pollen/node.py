@@ -15,7 +15,7 @@
 # ("telemetry", info) another node's status frame (telemetry.py).
 # The caller owns radio, clock, storage and randomness; nothing here blocks
 # or raises on input from the air.
-from pollen._compat import const
+from pollen._compat import const, unload
 from pollen import wire
 from pollen.wire import Frame, BEACON, POST, MSG, ACK, STATUS, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
 from pollen.crypto import NetworkKey
@@ -101,7 +101,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.next_beacon_ms = now_ms + self._rand(2000)
         self.delivered = Delivered(self.storage)
         names = self.storage.names()  # listed once, for everything kept there
-        self._load_held(names, now_ms)
+        from pollen.restart import load_held  # code run once: restart.py
+        load_held(self, names, now_ms)
         # message ids count up from a block reserved in storage, so an id (and
         # with it the cipher's nonce) is never used twice, across restarts too
         rec = self.storage.get(_ID_RECORD)
@@ -112,6 +113,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._reserve_ids()
         self._start_sharing(names, now_ms)
         self._init_telemetry(now_ms)
+        unload("pollen.restart")  # its code leaves the heap
 
     def send(self, dest, text, now_ms, hop_limit=None):
         # Accept a message from the app. Raises ValueError on misuse (too long,

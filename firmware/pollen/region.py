@@ -1,6 +1,7 @@
 # Regional rules the core enforces: duty cycle over a sliding window and the
 # longest single transmission (dwell time).
 
+from array import array
 from pollen._compat import const
 
 # name: (frequency Hz, duty cycle per mille (0 = none), max tx power dBm, dwell ms (0 = none))
@@ -29,8 +30,9 @@ class DutyCycle:
         self.budget_us = window_ms * 1000 * per_mille // 1000
         self.window_ms = window_ms
         self.bucket_ms = window_ms // (_BUCKETS - 1)
-        self.used = [0] * _BUCKETS       # airtime us per bucket
-        self.stamp = [-1] * _BUCKETS     # bucket index (absolute) each slot holds
+        # (arrays of 32-bit ints: 4 bytes an entry, not a list's 8 or 16)
+        self.used = array("i", [0] * _BUCKETS)    # airtime us per bucket
+        self.stamp = array("i", [-1] * _BUCKETS)  # bucket index (absolute) each slot holds
         self.total_us = 0                # airtime ever spent, for telemetry
 
     def _slot(self, now_ms):

@@ -2,35 +2,50 @@
 # routes learned. Each has a fixed capacity and evicts the oldest entry.
 
 
+def _fold(key):
+    # a message key (origin << 32 | id) as 4 bytes (30 bits, never all zero)
+    k = (key ^ key >> 30 ^ key >> 60) & 0x3FFFFFFF
+    return bytes((k >> 24 | 0x40, k >> 16 & 0xFF, k >> 8 & 0xFF, k & 0xFF))
+
+
 class Seen:
     # Duplicate suppression: the last `capacity` message keys, in arrival
-    # order. A list alone (no set beside it): `in` on a list runs in C, fast
-    # enough for a few hundred keys, and a set would double the memory.
+    # order, each folded to 4 bytes in one bytearray (searched in C; a
+    # 64-bit key would be an object of its own on the heap, about 32 bytes,
+    # and a list holding them 8 bytes more each). Two messages fold alike
+    # once in 2**30 / capacity.
     # Beside each key, the transmissions this node has spent on that message
     # (one byte): every copy, relay and retry is charged to it, and a node
     # stops spending on a message at its budget (Node._within_budget).
     def __init__(self, capacity=128):
         self.capacity = capacity
-        self._ring = [None] * capacity
+        self._ring = bytearray(4 * capacity)
         self._spent = bytearray(capacity)
         self._i = 0
 
+    def _find(self, k):
+        # the slot holding folded key k, or -1 (a match must start on a slot)
+        i = self._ring.find(k)
+        while i > 0 and i & 3:
+            i = self._ring.find(k, i + 1)
+        return i >> 2 if i >= 0 else -1
+
     def __contains__(self, key):
-        return key in self._ring
+        return self._find(_fold(key)) >= 0
 
     def add(self, key):
-        if key in self._ring:
+        k = _fold(key)
+        if self._find(k) >= 0:
             return
-        self._ring[self._i] = key
+        self._ring[4 * self._i:4 * self._i + 4] = k
         self._spent[self._i] = 0
         self._i = (self._i + 1) % self.capacity
 
     def spent(self, key, charge=0):
         # transmissions charged to this message so far (0 if not remembered),
         # after charging it `charge` more
-        try:
-            j = self._ring.index(key)  # one scan: a message we transmit is nearly always here
-        except ValueError:
+        j = self._find(_fold(key))  # one scan: a message we transmit is nearly always here
+        if j < 0:
             if not charge:
                 return 0
             self.add(key)
