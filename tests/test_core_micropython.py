@@ -245,3 +245,31 @@ def test_a_node_holding_a_full_store_restarts_in_128k(tmp_path):
     assert start - empty_start < 32 * 300, (start, empty_start)
     assert peak < 120 * 1024
     print("start-up heap, empty store %d B, 32 held %d B; peak %d B" % (empty_start, start, peak))
+
+
+# The names the core brings (attributes, methods, module names, public
+# constants, keyword parameters) are interned as qstrs in pools on the heap.
+# When a pool is full MicroPython allocates the next, twice as big: the sixth
+# pool costs about 7 KB at once, which a 128K node does not have (a branch
+# that added 25 names failed pollen demo's file share for it). The core
+# started at 600 qstrs in five pools and has room for about a dozen more:
+# a new name should reuse one the core or MicroPython already has.
+QSTR_SCRIPT = """
+import gc, micropython
+from pollen.node import Node
+from pollen.storage import MemoryStorage
+from pollen.settings import plain
+""" + PRELUDE + """n = Node(plain({"node_id": 0x8A0B0C01, "network_key": KEY, "preset": "ShortFast"}),
+         MemoryStorage(), Rng(3))
+n.start(0)
+micropython.qstr_info()
+"""
+
+
+def test_the_core_s_names_fit_five_qstr_pools(tmp_path):
+    from pollen_controller.firmware import compile_firmware
+    compile_firmware(tmp_path / "fw")
+    r = _run(["-c", QSTR_SCRIPT], SUITE_HEAP, timeout_s=60, firmware=tmp_path / "fw")
+    m = re.search(r"n_pool=(\d+), n_qstr=(\d+)", r.stdout)
+    assert r.returncode == 0 and m, r.stdout + r.stderr
+    assert int(m.group(1)) <= 5, "a sixth qstr pool (%s qstrs): reuse existing names" % m.group(2)
