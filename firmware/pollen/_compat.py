@@ -7,14 +7,15 @@ except ImportError:
 
 
 def unload(name):
-    # drop a module whose code runs rarely (pollen.restart): its bytecode
+    # drop a module whose code runs rarely (pollen.restart; the app's
+    # start-up modules): its bytecode
     # leaves the heap once nothing refers to it. Imported again when needed
     import sys
     sys.modules.pop(name, None)
     pkg, _, attr = name.rpartition(".")
     mod = sys.modules.get(pkg)
     if mod is not None:
-        try:
+        try:  # (not "attr in dir(mod)": that builds a list, and the heap may be full)
             delattr(mod, attr)
         except (AttributeError, KeyError):  # (MicroPython: KeyError)
             pass

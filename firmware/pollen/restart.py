@@ -40,10 +40,9 @@ def load_held(node, names, now_ms):
         node.seen.add(h.key)
 
 
-def load_files(held_files, names):
-    # what the file store holds (names: its listing; a node lists it once
-    # when it starts, for everything it keeps there)
-    self = held_files
+def load_files(self, names):
+    # what the file store holds (self: the HeldFiles; names: its listing, a
+    # node lists it once when it starts, for everything it keeps there)
     kept = set(n[1:33] for n in names if n[:1] == "f" and n[-1:] == "s" and len(n) == 34)
     for name in names:
         if name[:1] == "f" and len(name) > 33 and name[1:33] not in kept:

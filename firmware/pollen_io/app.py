@@ -13,6 +13,7 @@ import random
 import binascii
 
 from pollen import VERSION
+from pollen._compat import unload
 from pollen.ids import ConfigError, parse_node_id
 from pollen.wire import BROADCAST
 
@@ -301,14 +302,7 @@ def main(path=CONFIG):
 
 def _unload(*names):
     # Drop modules only needed at start, so their code leaves the heap
-    # (bytecode loaded from .mpy lives in RAM).
+    # (bytecode loaded from .mpy lives in RAM; pollen._compat.unload)
     for name in names:
-        sys.modules.pop(name, None)
-        pkg, _, attr = name.rpartition(".")
-        mod = sys.modules.get(pkg)
-        if mod is not None:
-            try:  # (not "attr in dir(mod)": that builds a list, and the heap may be full)
-                delattr(mod, attr)
-            except (AttributeError, KeyError):  # (MicroPython: KeyError)
-                pass
+        unload(name)
     gc.collect()
