@@ -168,12 +168,14 @@ class App:
             elif cmd == "status":
                 self.emit_status(ref)
             elif cmd in _FILE_CMDS:
-                # loaded when the host first uses files: a relay never needs it
+                # loaded for each file command and dropped after it (the
+                # catalog's code too): a relay never holds it, nor does a
+                # node serving a file between the host's commands
                 from pollen_io import file_console
                 try:
                     getattr(file_console, "cmd_" + cmd)(self, c, ref)
                 finally:
-                    _unload("pollen.node_report")  # (the catalog's code: not kept)
+                    _unload("pollen_io.file_console", "pollen.node_report")
             else:
                 emit("error", error="unknown cmd %r (known: send, status, %s)"
                      % (cmd, ", ".join(_FILE_CMDS)), ref=ref)

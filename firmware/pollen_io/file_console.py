@@ -1,6 +1,7 @@
 # The console's file commands (docs/console.md#files): share, put, fetch,
-# catalog, manifest, get. Loaded by the app when the host first uses one,
-# so a node that only relays never holds this code.
+# catalog, manifest, get. Loaded by the app for each such command and
+# dropped after it, so a node that only relays never holds this code, and
+# one serving a file holds it only while it answers its host.
 import binascii
 
 from pollen.files import parse_cid, cid_str
