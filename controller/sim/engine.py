@@ -248,7 +248,11 @@ class Simulation:
         try:
             msg_id = r.send(dest, "x" * size, t)
         except ValueError:
+            # refused (a full store or queue): the user was told, and it
+            # counts as a message that did not arrive
             self.metrics.send_errors += 1
+            self.metrics.sent(src, ("refused", self.metrics.send_errors), dest, t,
+                              dest == BROADCAST)
             return
         hops = None if dest == BROADCAST else self._hops_now(src).get(dest)
         routed = None if dest == BROADCAST else self._route_known(r, dest, t)

@@ -2,8 +2,9 @@
 # distant receivers, pruning by the two-hop view from beacons, hop-level
 # implicit acknowledgement of routed copies and fallback to flooding.
 from pollen import wire
-from pollen.wire import BROADCAST, ACK
+from pollen.wire import BROADCAST, ACK, POST
 from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED
+from pollen import held as heldrec
 
 
 class Flooding:
@@ -16,6 +17,9 @@ class Flooding:
             if job.kind == J_FLOOD and job.copies >= self._cancel_threshold():
                 del self.jobs[job.key]
                 self.counters["cancelled"] += 1
+                if not job.hops and job.frame[0] & 0x0F == POST:
+                    # our own post, sent before a restart: on air already
+                    self.storage.delete(heldrec.record_name(job.key))
             elif job.kind == J_STORED:
                 del self.jobs[job.key]  # someone else is delivering it
                 self.counters["cancelled"] += 1

@@ -137,10 +137,21 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             f = Frame(POST, 0, limit, 0, self.id, BROADCAST, msg_id, 0, self.low, payload)
             data = wire.pack(f, self.key)
             key = f.key()
-            self.seen.add(key)
-            self.posts.add(key, data, now_ms)
             self._add_job(Job(key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
                               0, BROADCAST, 1 + self.s.post_retries))
+            if key not in self.jobs:
+                raise ValueError("queue full: %d frames wait to go on air" % len(self.jobs))
+            # kept in storage (as a held record) until it first goes on air:
+            # a power cut before then does not lose it (restart.py sends it)
+            try:
+                self.storage.put(heldrec.record_name(key), heldrec.encode(
+                    heldrec.Held(key, BROADCAST, None, now_ms + self.s.lifetime_ms, True),
+                    now_ms, data))
+            except Exception:
+                del self.jobs[key]  # not accepted: nothing goes
+                raise
+            self.seen.add(key)
+            self.posts.add(key, data, now_ms)
             return msg_id
         f = Frame(MSG, F_WANT_ACK, limit, 0, self.id, dest, msg_id, 0, self.low, payload)
         data = wire.pack(f, self.key)
@@ -555,6 +566,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.out.append(("tx", best.frame))
         if best.key == _BEACON_JOB:
             self.beaconed = True
+        elif not best.hops and best.tries > self.s.post_retries and best.kind == J_FLOOD \
+                and best.frame[0] & 0x0F == POST and best.key >> 32 == self.id:
+            # our own post is on air: its record has done its job (send())
+            self.storage.delete(heldrec.record_name(best.key))
         best.tries -= 1
         best.due_ms = None
         if best.kind == J_ONCE:

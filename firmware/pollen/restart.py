@@ -6,6 +6,7 @@ from pollen._compat import const
 from pollen import wire, files
 from pollen import held as heldrec
 from pollen.wire import u32
+from pollen.jobs import Job, J_FLOOD
 
 _START_GAP_SLOTS = const(8)  # own messages are retried this many slots apart (custody.py)
 _COMPLETE = const(4)         # a file's state flag (held_files.py)
@@ -24,9 +25,18 @@ def load_held(node, names, now_ms):
         f = None
         if rec:
             f, _ = wire.unpack(rec[4], node.key)
-        if f is None:
+        if f is None or f.ftype == wire.POST and f.origin != node.id:
             node.storage.delete(name)
             node._drop("store")
+            continue
+        if f.ftype == wire.POST:
+            # our own post, accepted but not yet on air when the node went
+            # down (Node.send): it goes now. The record goes once it has
+            node.seen.add(rec[0])
+            node.posts.add(rec[0], rec[4], now_ms)
+            node._add_job(Job(rec[0], J_FLOOD, rec[4], now_ms + node.slot_ms * (4 + k)
+                              + node._rand(node.slot_ms * 4), 0, f.dest, 1 + node.s.post_retries))
+            k += 1
             continue
         if len(node.held) >= node.s.held_capacity:
             break  # the store holds more than the setting now allows: the rest wait

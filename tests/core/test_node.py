@@ -632,15 +632,28 @@ def test_status():
         assert k in s, k
 
 
+def _posts_on_air(node, text, count):
+    # `count` posts, each let go on air before the next (the queue holds
+    # MAX_JOBS frames; a post waiting in it is a record in storage)
+    ids = []
+    t = 0
+    for i in range(count):
+        ids.append(node.send(BROADCAST, "%s%d" % (text, i), t))
+        while any(not j.hops and j.due_ms is not None for j in node.jobs.values()):
+            t += 100
+            node.poll(t)
+    return ids
+
+
 def test_message_ids_never_repeat_across_a_restart():
     store = MemoryStorage()
     a = Node(settings(1), store, XorShift(5))
     a.start(0)
-    first = [a.send(BROADCAST, "p%d" % i, 0) for i in range(300)]  # crosses a block
+    first = _posts_on_air(a, "p", 300)  # crosses a block
     # same random source again: without the reserved block ids would repeat
     b = Node(settings(1), store, XorShift(5))
     b.start(0)
-    again = [b.send(BROADCAST, "q%d" % i, 0) for i in range(300)]
+    again = _posts_on_air(b, "q", 300)
     assert len(set(first)) == 300 and not set(first) & set(again)
     assert 0 not in first + again
 

@@ -160,3 +160,37 @@ def test_a_message_or_post_delivered_before_a_restart_is_not_delivered_again():
     assert [r["id"] for r in m.received(2)] == [77, 78]
     assert n.counters["duplicates"] == 2
     assert len([s for s in sent if s == (2, ACK, 77)]) == acks + 1   # acked again
+
+
+def test_a_post_accepted_just_before_a_power_cut_goes_out_after_the_restart_once():
+    # send() returns once a post is in storage; the power goes before it is
+    # on air. The restarted node sends it, and its record goes once it has
+    # (a second restart does not send it again)
+    from pollen import wire
+    from pollen.wire import POST, BROADCAST
+    from .fakemesh import KEY_HEX
+    from pollen.crypto import NetworkKey
+    key = NetworkKey(bytes.fromhex(KEY_HEX))
+    m = line(3)
+    m.run(60000)   # neighbours known
+    m.log = []
+    mid = m.send(1, BROADCAST, "the well by the school is dry")
+    m.power_off(1)
+
+    def posts_sent_by_1():
+        return [f for f in (wire.unpack(d, key)[0] for _, i, d in m.log if i == 1)
+                if f is not None and f.ftype == POST]
+    assert posts_sent_by_1() == []   # cut before it went on air
+    assert len(_held_records(m.storage[1])) == 1
+    m.run(5000)
+    _power_cycle(m, 1)
+    m.run(60000)
+    for i in (2, 3):
+        assert [r["id"] for r in m.received(i, "post")] == [mid], i
+    assert _held_records(m.storage[1]) == []
+    sent = len(posts_sent_by_1())
+    _power_cycle(m, 1)
+    m.run(60000)
+    assert len(posts_sent_by_1()) == sent   # not sent again
+    for i in (2, 3):
+        assert [r["id"] for r in m.received(i, "post")] == [mid], i
