@@ -47,7 +47,8 @@ def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
 class Manifest:
     def __init__(self, raw, name, media_type, size_bytes, chunk_bytes, author, created_s,
                  file_sha256, hashes_at):
-        self.raw = raw
+        self._raw = raw
+        self._record = None  # (storage, name) once it is kept there (kept())
         self.name = name
         self.media_type = media_type
         self.size_bytes = size_bytes
@@ -59,9 +60,24 @@ class Manifest:
         self.chunks = chunk_count(size_bytes, chunk_bytes)
         self.cid = content_id(raw)
 
+    @property
+    def raw(self):
+        # its bytes: in RAM until it is kept in storage, then read back when
+        # used (a node's memory does not grow with the files it holds)
+        if self._raw is None:
+            return self._record[0].get(self._record[1])
+        return self._raw
+
+    def kept(self, storage, name):
+        # it is in storage as record `name`: its bytes leave the heap
+        self._raw = None
+        self._record = (storage, name)
+
     def chunk_hash(self, index):
         i = self._hashes_at + index * _SHORT
-        return self.raw[i:i + _SHORT]
+        if self._raw is None:
+            return self._record[0].read_at(self._record[1], i, _SHORT)
+        return self._raw[i:i + _SHORT]
 
     def chunk_ok(self, index, data):
         if not 0 <= index < self.chunks:

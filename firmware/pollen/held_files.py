@@ -27,7 +27,7 @@ from pollen.wire import be32
 _OWN = const(1)
 _PINNED = const(2)
 _COMPLETE = const(4)
-_MAX_CACHED = const(16)  # files kept for others (each has its manifest in RAM)
+_MAX_CACHED = const(16)  # files kept for others (each has a Manifest object in RAM; its bytes stay in storage)
 
 
 class HeldFiles:
@@ -71,7 +71,9 @@ class HeldFiles:
         if cid not in self.state:
             if not (own or pinned):
                 self._limit_cached()
-            self.storage.put("f" + files.cid_hex(cid) + "m", m.raw)
+            name = "f" + files.cid_hex(cid) + "m"
+            self.storage.put(name, m.raw)
+            m.kept(self.storage, name)
             self.state[cid] = [0, 0, 0, bytearray((m.chunks + 7) // 8)]
             self.manifests[cid] = m
         st = self.state[cid]
