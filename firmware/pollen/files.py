@@ -68,6 +68,11 @@ class Manifest:
             return self._record[0].get(self._record[1])
         return self._raw
 
+    def __len__(self):
+        # its length in bytes, known from its fields (parse_manifest checks
+        # it): counting its parts needs no read from storage
+        return self._hashes_at + self.chunks * _SHORT
+
     def kept(self, storage, name):
         # it is in storage as record `name`: its bytes leave the heap
         self._raw = None

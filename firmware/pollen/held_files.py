@@ -27,7 +27,7 @@ from pollen.wire import be32
 _OWN = const(1)
 _PINNED = const(2)
 _COMPLETE = const(4)
-_MAX_CACHED = const(16)  # files kept for others (each has a Manifest object in RAM; its bytes stay in storage)
+_MAX_CACHED = const(16)  # files kept for others (each a Manifest in RAM, its bytes in storage)
 
 
 class HeldFiles:

@@ -566,9 +566,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.out.append(("tx", best.frame))
         if best.key == _BEACON_JOB:
             self.beaconed = True
-        elif not best.hops and best.tries > self.s.post_retries and best.kind == J_FLOOD \
-                and best.frame[0] & 0x0F == POST and best.key >> 32 == self.id:
-            # our own post is on air: its record has done its job (send())
+        elif not best.hops and best.tries > self.s.post_retries \
+                and best.frame[0] & 0x0F == POST:
+            # our own post (a POST at hop 0 is only ever ours) is on air for
+            # the first time: its record has done its job (send())
             self.storage.delete(heldrec.record_name(best.key))
         best.tries -= 1
         best.due_ms = None

@@ -61,8 +61,9 @@ def load_files(self, names):
         name = "f" + h + "s"
         try:
             cid = files.cid_from_hex(h)
-            m = files.parse_manifest(self.storage.get("f" + h + "m"), self.max_file_bytes)
-            m.kept(self.storage, "f" + h + "m")  # its bytes are read back when used
+            mname = "f" + h + "m"
+            m = files.parse_manifest(self.storage.get(mname), self.max_file_bytes)
+            m.kept(self.storage, mname)  # its bytes are read back when used
             st = self.storage.get(name)
         except (ValueError, TypeError):
             continue  # damaged: left for the next put to replace

@@ -237,7 +237,7 @@ class Sharing:
         m = self.files.manifests.get(cid)
         if parts:
             if m is not None:
-                n = file_wire.part_count(m.raw, self.file_chunk_bytes)
+                n = file_wire.part_count(m, self.file_chunk_bytes)  # (len(m): no read)
                 for i in idx:
                     if i < n:
                         self._serve(cid, True, i)

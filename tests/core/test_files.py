@@ -19,6 +19,14 @@ def test_manifest_round_trip_and_chunks_verify():
     for i in range(m.chunks):
         assert m.chunk_ok(i, files.chunk_of(data, i))
     assert m.file_ok(data)
+    # kept in storage: its bytes are read back, its length known without them
+    from pollen.storage import MemoryStorage
+    st = MemoryStorage()
+    st.put("fm", raw)
+    m.kept(st, "fm")
+    assert len(m) == len(raw) and m.raw == raw
+    assert all(m.chunk_ok(i, files.chunk_of(data, i)) for i in range(m.chunks))
+    assert not m.chunk_ok(1, files.chunk_of(data, 2))
 
 
 def test_a_bad_chunk_or_file_is_caught():
