@@ -6,7 +6,14 @@ board.json, and manifest.json:
 
     {"pollen_version", "board", "mpy_version": "6.3", "arch",
      "requires": [micropython-lib packages to install with mip],
-     "files": [{"path", "sha256", "size_bytes"}]}
+     "files": [{"path", "sha256", "size_bytes"}],
+     "romfs": {"path": "pollen.romfs", "sha256", "size_bytes",
+               "packages": ["pollen", "pollen_io"]}}   (with --romfs only)
+
+With romfs, the bundle also holds a ROMFS image of the compiled packages: a
+board with a ROMFS partition gets the image there (its code then runs in place,
+not from the heap) and only main.py and board.json as files; a board without
+one gets the .mpy files (docs/boards.md, "ROMFS").
 """
 from __future__ import annotations
 
@@ -17,9 +24,10 @@ import zipfile
 from pathlib import Path
 
 import pollen
-from pollen_controller.firmware import compile_firmware, mpy_version
+from pollen_controller.firmware import ROMFS_PACKAGES, compile_firmware, mpy_version, romfs_image
 
 MANIFEST = "manifest.json"
+ROMFS_IMAGE = "pollen.romfs"
 # micropython-lib packages each radio chip needs (installed with mip, never copied here)
 RADIO_PACKAGES = {"sx1261": ["lora-sx126x", "lora-async"],
                   "sx1262": ["lora-sx126x", "lora-async"],
@@ -31,7 +39,8 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def build_bundle(board_id: str | None, out_dir: Path, make_zip: bool = False) -> dict:
+def build_bundle(board_id: str | None, out_dir: Path, make_zip: bool = False,
+                 romfs: bool = False) -> dict:
     """Compile the firmware for a board (or generic bytecode) into out_dir."""
     out_dir = Path(out_dir)
     board = None
@@ -57,6 +66,11 @@ def build_bundle(board_id: str | None, out_dir: Path, make_zip: bool = False) ->
         "files": [{"path": p.relative_to(out_dir).as_posix(), "sha256": sha256_file(p),
                    "size_bytes": p.stat().st_size} for p in sorted(files)],
     }
+    if romfs:
+        image = out_dir / ROMFS_IMAGE
+        image.write_bytes(romfs_image(out_dir))
+        manifest["romfs"] = {"path": ROMFS_IMAGE, "sha256": sha256_file(image),
+                             "size_bytes": image.stat().st_size, "packages": list(ROMFS_PACKAGES)}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     if make_zip:
         zpath = out_dir.with_suffix(".zip")

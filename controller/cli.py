@@ -44,8 +44,11 @@ def main():
               help="MicroPython heap size of each node (-X heapsize).")
 @click.option("--file-kib", default=4, show_default=True, type=click.IntRange(0, 64),
               help="Size of the file shared at one end and fetched at the other (0: none).")
+@click.option("--romfs", is_flag=True,
+              help="Run the nodes as boards with a ROMFS partition: the firmware's bytecode "
+                   "from a ROMFS image, in place, not loaded into the heap (docs/emulation.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def demo(nodes, loss, seed, heap, file_kib, as_json):
+def demo(nodes, loss, seed, heap, file_kib, romfs, as_json):
     """Run an emulated mesh of real MicroPython nodes and report what arrived.
 
     Starts a virtual radio medium and NODES real MicroPython unix-port
@@ -58,7 +61,7 @@ def demo(nodes, loss, seed, heap, file_kib, as_json):
 
     progress = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(nodes=nodes, loss=loss, seed=seed, heap=heap, file_kib=file_kib,
-                      progress=progress)
+                      romfs=romfs, progress=progress)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -324,7 +327,8 @@ def render_summary(r: dict) -> str:
         ("telemetry airtime", f"{r['airtime_share']['telemetry']:.1%} of all airtime "
                               f"({r['tx_frames']['telemetry']} status frames)"),
         ("peak heap per node", f"{r['peak_heap_bytes']} bytes ({r['status_answers']} of "
-                               f"{r['nodes']} nodes answered status)"),
+                               f"{r['nodes']} nodes answered status)"
+                               + (", firmware from ROMFS" if r.get("romfs") else "")),
         ("frames dropped", ", ".join(f"{k}: {v}" for k, v in r["dropped"].items()) or "none"),
         ("wall time", f"{r['wall_seconds']} s"),
     ]

@@ -26,18 +26,25 @@ def register(main):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/bundle",
               show_default=True, help="Bundle folder to write.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write the bundle as OUT.zip.")
+@click.option("--romfs", is_flag=True,
+              help="Also write a ROMFS image of the compiled packages (pollen.romfs), for boards "
+                   "whose MicroPython has a ROMFS partition: their code then runs from flash, "
+                   "not from the heap (docs/boards.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def build(board_id, out_dir, make_zip, as_json):
+def build(board_id, out_dir, make_zip, romfs, as_json):
     """Compile firmware/ to .mpy with mpy-cross into an app bundle with a manifest."""
     from pollen_controller.build import build_bundle
 
-    m = build_bundle(board_id, Path(out_dir), make_zip)
+    m = build_bundle(board_id, Path(out_dir), make_zip, romfs=romfs)
     if as_json:
         click.echo(json.dumps(m))
         return
     total = sum(f["size_bytes"] for f in m["files"])
     click.echo(f"{out_dir}: {len(m['files'])} files, {total} bytes, .mpy {m['mpy_version']}"
                f"{', arch ' + m['arch'] if m['arch'] else ''}, board {m['board'] or 'any'}")
+    if m.get("romfs"):
+        click.echo(f"ROMFS image: {m['romfs']['path']}, {m['romfs']['size_bytes']} bytes "
+                   f"({', '.join(m['romfs']['packages'])})")
     if m["requires"]:
         click.echo("needs from micropython-lib: " + ", ".join(m["requires"]))
     if make_zip:
@@ -53,12 +60,19 @@ def build(board_id, out_dir, make_zip, as_json):
               help="RP2040: the mounted RPI-RP2 drive to copy a UF2 image to.")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="Offline package cache (default ~/.cache/pollen/mip).")
-def flash(board_id, port, image, uf2_drive, cache):
+@click.option("--romfs", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Put the firmware's packages in the board's ROMFS partition, where its "
+                   "MicroPython has one large enough (auto; on: or fail; off: never).")
+def flash(board_id, port, image, uf2_drive, cache, romfs):
     """Install pollen onto a board: optionally MicroPython itself, then the app
     bundle and the board profile. Every file is verified by its hash after
     writing; files whose hash already matches are skipped, so running again
     after an unplug finishes the job. A board whose filesystem is FAT is
-    refused: pollen needs LittleFS, whose renames are atomic."""
+    refused: pollen needs LittleFS, whose renames are atomic.
+
+    Where the board's MicroPython has a ROMFS partition (mpremote romfs query),
+    the packages go there as one image and run from flash, leaving the heap
+    to the node; elsewhere they are .mpy files on the filesystem."""
     from pollen_controller import deps as deps_mod
     from pollen_controller.boards import load_board
     from pollen_controller.build import build_bundle
@@ -72,18 +86,19 @@ def flash(board_id, port, image, uf2_drive, cache):
         write_image(board, port, Path(image), uf2_drive)
     with tempfile.TemporaryDirectory() as d:
         bundle = Path(d) / "bundle"
-        manifest = build_bundle(board.id, bundle)
+        manifest = build_bundle(board.id, bundle, romfs=romfs != "off")
         with Board(port) as b, click.progressbar(length=len(manifest["files"]),
                                                  label="installing", file=sys.stderr) as bar:
             done = {"n": 0}
 
             def progress(i, n, path):
+                bar.length = n  # fewer files when the packages went into ROMFS
                 bar.update(i - done["n"])
                 done["n"] = i
 
-            result = install_bundle(b, bundle, progress)
+            result = install_bundle(b, bundle, progress, romfs=romfs)
             click.echo(f"{port}: {len(result['written'])} files written, "
-                       f"{len(result['skipped'])} already up to date")
+                       f"{len(result['skipped'])} already up to date; ROMFS: {result['romfs']}")
             if result["filesystem"] not in ("VfsLfs2", "VfsLfs1", "VfsPosix"):
                 click.echo(f"{port}: warning: could not tell the board's filesystem "
                            f"({result['filesystem']}); pollen needs LittleFS (docs/boards.md)",

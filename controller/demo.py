@@ -101,7 +101,7 @@ def _send(emu, log, src, to, text):
 
 def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
              heap: str = "128K", workdir: Path | None = None, progress=None,
-             file_kib: int = 4) -> dict:
+             file_kib: int = 4, romfs: bool = False) -> dict:
     if nodes < 6 or nodes > 40 or nodes % 2:
         raise DemoError(f"--nodes: expected an even number from 6 to 40 (two rows of nodes), got {nodes}")
     if not 0.0 <= loss < 1.0:
@@ -116,7 +116,7 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
     t_begin = time.monotonic()
     try:
         emu = Emulation(topo, workdir, key, loss=loss, seed=seed, heap=heap,
-                        node_settings=DEMO_NODE_SETTINGS, on_event=log.on_event)
+                        node_settings=DEMO_NODE_SETTINGS, on_event=log.on_event, romfs=romfs)
         emu.medium.on_transmit = log.on_transmit
         with emu:
             if emu.wait_started():
@@ -136,6 +136,7 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
     result = _summarise(summary, statuses, log, ids, runtime, loss, medium_stats,
                         time.monotonic() - t_begin)
     result["file"] = file_result
+    result["romfs"] = romfs  # peak heap then leaves out the image (a board has it in flash)
     return result
 
 

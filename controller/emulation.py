@@ -4,6 +4,14 @@ config.json, their "udp" radios connected through the virtual radio medium.
 
 Every process is stopped when the Emulation closes (also on Ctrl-C and if
 the controller itself dies: children get SIGKILL from the kernel then).
+
+With romfs=True the nodes run the firmware as a board with a ROMFS partition
+does: the packages' bytecode from a ROMFS image mounted at /rom, executed in
+place (docs/emulation.md, "ROMFS"). A board keeps that image in flash; the
+unix port has no flash, so the image is read into the process's memory first
+and the heap is made larger by what it takes. The node then has the heap free
+that a board of the given heap size has, and its heap figures leave the image
+out.
 """
 from __future__ import annotations
 
@@ -20,7 +28,7 @@ import time
 from pathlib import Path
 
 from pollen_controller.files_atomic import write_atomic
-from pollen_controller.firmware import compile_firmware
+from pollen_controller.firmware import ROMFS_PACKAGES, compile_firmware, romfs_image
 from pollen_controller.medium import Medium
 from pollen_controller.node_events import decode_event
 
@@ -44,17 +52,60 @@ def _die_with_parent():  # runs in the child between fork and exec
         pass
 
 
+def heap_size_bytes(heap: str) -> int:
+    """A -X heapsize value ("128K", "1M", "65536") in bytes."""
+    text = str(heap).strip()
+    scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) == 0:
+        raise ValueError(f"heap: expected a size such as 128K, 1M or 65536, got {heap!r}")
+    return int(digits) * scale
+
+
+# The heap added to hold a ROMFS image besides the image itself: the
+# bytearray's header and the gc's block tables for the added blocks. Measured
+# with a 66 KB image: a 128K heap then has about 100 bytes less free after
+# the mount than a plain 128K heap (never more, so a node is not flattered).
+_ROMFS_HEAP_EXTRA_BYTES = 1024
+
+
+def heap_with_romfs(heap: str, image_bytes: int) -> int:
+    """The -X heapsize that leaves a node as much heap as a board of `heap`
+    once a ROMFS image of image_bytes has been read into it."""
+    return heap_size_bytes(heap) + image_bytes + _ROMFS_HEAP_EXTRA_BYTES
+
+# Run as `micropython -c`: read the image into one bytearray (the first thing
+# in the heap, so it does not fragment it), mount it at /rom as a board's
+# ROMFS partition is, say how much heap it took, then boot as a board does.
+_ROMFS_BOOT = """import gc, sys, vfs
+gc.collect()
+before = gc.mem_alloc()
+rom = bytearray(%(size)d)
+f = open(%(path)r, "rb")
+f.readinto(rom)
+f.close()
+vfs.mount(vfs.VfsRom(rom), "/rom")
+sys.path.insert(0, "/rom")
+del f
+gc.collect()
+print('{"event": "romfs", "heap_bytes": %%d}' %% (gc.mem_alloc() - before))
+import main
+"""
+
+
 class NodeProcess:
     """One node: a micropython process, its console (JSON lines) and folder."""
 
     def __init__(self, node_id: int, folder: Path, config: dict, fw_dir: Path,
-                 heap: str = "128K", on_event=None):
+                 heap: str = "128K", on_event=None, rom_image: Path | None = None):
         self.node_id = node_id
         self.folder = Path(folder)
         self.config = config
         self.fw_dir = Path(fw_dir)
         self.heap = heap
         self.on_event = on_event
+        self.rom_image = Path(rom_image) if rom_image else None
+        self.rom_heap_bytes = 0  # what the ROMFS image takes of the heap (said at boot)
         self.proc: subprocess.Popen | None = None
         self.events: queue.Queue = queue.Queue()
         self.stderr_lines: list[str] = []
@@ -67,12 +118,24 @@ class NodeProcess:
     def write_config(self):
         write_atomic(self.folder / "config.json", json.dumps(self.config, indent=1))
 
+    def launch_argv(self) -> list[str]:
+        """The command that runs this node: MicroPython with its heap, booting main."""
+        if not self.rom_image:
+            return [micropython_binary(), "-X", f"heapsize={self.heap}", "-c", "import main"]
+        size = self.rom_image.stat().st_size
+        heap = heap_with_romfs(self.heap, size)
+        boot = _ROMFS_BOOT % {"size": size, "path": str(self.rom_image.resolve())}
+        return [micropython_binary(), "-X", f"heapsize={heap}", "-c", boot]
+
     def start(self):
         self.write_config()
+        self.spawn(self.launch_argv())
+
+    def spawn(self, argv: list[str]):
+        """Run argv (launch_argv(), or a tool wrapped around it) as this node's process."""
         env = dict(os.environ, MICROPYPATH=f".frozen:{self.fw_dir}")
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", f"heapsize={self.heap}", "-c", "import main"],
-            cwd=self.folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            argv, cwd=self.folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
             preexec_fn=_die_with_parent)
         threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
@@ -91,6 +154,12 @@ class NodeProcess:
                 decode_event(ev)
             else:
                 ev = {"event": "log", "text": line}
+            if ev.get("event") == "romfs" and isinstance(ev.get("heap_bytes"), int):
+                self.rom_heap_bytes = ev["heap_bytes"]
+            elif self.rom_heap_bytes:  # a board keeps the image in flash
+                for k in ("heap_bytes", "peak_heap_bytes"):
+                    if isinstance(ev.get(k), int) and ev[k] >= self.rom_heap_bytes:
+                        ev[k] -= self.rom_heap_bytes
             ev["_t"] = time.monotonic()
             ev["_node"] = self.node_id
             self.events.put(ev)
@@ -138,7 +207,7 @@ class Emulation:
     def __init__(self, topology, workdir: Path, network_key_hex: str, preset="ShortFast",
                  loss: float = 0.0, seed: int | None = None, heap: str = "128K",
                  node_settings: dict | None = None, names: dict | None = None, on_event=None,
-                 region: str = "EU868-10"):
+                 region: str = "EU868-10", romfs: bool = False):
         # EU868-10 (869.525 MHz, 10 % duty cycle), the sub-band community
         # meshes use in Europe: the demo's short beacon interval alone would
         # take the 1 % of the 868.0-868.6 MHz sub-band
@@ -154,6 +223,8 @@ class Emulation:
         self.node_settings = node_settings or {}
         self.names = names or {}
         self.on_event = on_event
+        self.romfs = romfs
+        self.rom_image: Path | None = None
         self.nodes: dict[int, NodeProcess] = {}
 
     def __enter__(self):
@@ -167,6 +238,13 @@ class Emulation:
         self.workdir.mkdir(parents=True, exist_ok=True)
         fw = self.workdir / "firmware"
         compile_firmware(fw)
+        if self.romfs:
+            # as after `pollen flash` onto a board with a ROMFS partition: the
+            # packages only in the image, main on the filesystem
+            self.rom_image = self.workdir / "firmware.romfs"
+            write_atomic(self.rom_image, romfs_image(fw))
+            for name in ROMFS_PACKAGES:
+                shutil.rmtree(fw / name)
         self.medium.start()
         for node_id in self.topology.node_ids:
             cfg = {"node_id": f"{node_id:08x}",
@@ -178,7 +256,7 @@ class Emulation:
             folder = self.workdir / f"node-{node_id:08x}"
             if folder.exists():
                 shutil.rmtree(folder)
-            n = NodeProcess(node_id, folder, cfg, fw, self.heap, self.on_event)
+            n = NodeProcess(node_id, folder, cfg, fw, self.heap, self.on_event, self.rom_image)
             self.nodes[node_id] = n
             n.start()
 

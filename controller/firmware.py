@@ -81,3 +81,39 @@ def mpy_version(path: Path) -> tuple[int, int]:
     # byte 2: native arch << 2 | sub-version; 0 for bytecode only, which any
     # MicroPython of the same major .mpy version runs
     return head[1], head[2] & 0x03
+
+
+# The packages a ROMFS image holds. main.py stays on the board's filesystem:
+# MicroPython boots it from there, and it imports the rest from /rom.
+ROMFS_PACKAGES = ("pollen", "pollen_io")
+
+
+def romfs_image(compiled_dir: Path) -> bytes:
+    """A ROMFS image of the compiled packages in compiled_dir (.mpy files).
+
+    ROMFS is MicroPython's read-only filesystem in a flash partition, mounted
+    at /rom (vfs.VfsRom, MicroPython >= 1.25). Bytecode imported from it runs
+    in place: it does not get copied into the heap as bytecode from a .mpy
+    file on LittleFS does (docs/boards.md, "ROMFS"). The image format is
+    written by mpremote's VfsRomWriter, the writer `mpremote romfs build` uses.
+    """
+    from mpremote.romfs import VfsRomWriter
+
+    writer = VfsRomWriter()
+
+    def add(folder: Path):
+        for p in sorted(folder.iterdir()):
+            if p.is_dir():
+                writer.opendir(p.name)
+                add(p)
+                writer.closedir()
+            elif p.suffix == ".mpy":
+                writer.mkfile(p.name, p.read_bytes())
+
+    for name in ROMFS_PACKAGES:
+        if not (Path(compiled_dir) / name).is_dir():
+            raise BuildError(f"{compiled_dir}: no compiled package {name}/ for the ROMFS image")
+        writer.opendir(name)
+        add(Path(compiled_dir) / name)
+        writer.closedir()
+    return writer.finalise()

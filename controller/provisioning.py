@@ -98,16 +98,44 @@ def parse_share_string(s: str) -> dict:
 
 # ---- app bundle -------------------------------------------------------------
 
-def install_bundle(board: Board, bundle: Path, progress=None) -> dict:
+def install_bundle(board: Board, bundle: Path, progress=None, romfs: str = "auto") -> dict:
     """Copy a bundle's files onto a board, skipping those whose hash matches;
     every written file is read back and verified. The manifest goes last, so a
-    run cut short is finished by running again."""
+    run cut short is finished by running again.
+
+    romfs ("auto", "on", "off"): a bundle built with a ROMFS image puts it in
+    the board's ROMFS partition where there is one large enough ("on": or
+    fails), and then copies only the files outside its packages, removing
+    copies of them left on the filesystem by an earlier install (they would
+    take the heap again). Without one, the .mpy files are copied."""
+    from pollen_controller import board_romfs
+
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
     _check_mpy(board, manifest)
     filesystem = check_filesystem(board)
-    written, skipped = [], []
+    rom = manifest.get("romfs")
+    if romfs == "on" and not rom:
+        raise BoardError(f"{bundle}: the bundle has no ROMFS image (pollen build --romfs)")
+    rom_state = "not used"
     files = manifest["files"]
+    if rom and romfs != "off":
+        size = board_romfs.partition_bytes(board)
+        if size >= rom["size_bytes"]:
+            rom_state = board_romfs.deploy(board, (bundle / rom["path"]).read_bytes())
+            in_rom = tuple(name + "/" for name in rom["packages"])
+            for f in files:
+                if f["path"].startswith(in_rom) and board.sha256(f["path"]) is not None:
+                    board.remove(f["path"])
+            files = [f for f in files if not f["path"].startswith(in_rom)]
+        elif romfs == "on":
+            raise BoardError(f"{board.port}: the ROMFS image is {rom['size_bytes']} bytes, the "
+                             f"board's ROMFS partition {size} bytes" if size else
+                             f"{board.port}: the board's MicroPython has no ROMFS partition "
+                             "(docs/boards.md, 'ROMFS'); flash without --romfs")
+        else:
+            rom_state = f"no partition for it ({size} bytes)" if size else "no partition"
+    written, skipped = [], []
     for i, f in enumerate(files):
         if progress:
             progress(i, len(files), f["path"])
@@ -119,7 +147,8 @@ def install_bundle(board: Board, bundle: Path, progress=None) -> dict:
     board.write_atomic(MANIFEST, (bundle / MANIFEST).read_bytes())
     if progress:
         progress(len(files), len(files), "")
-    return {"written": written, "skipped": skipped, "files": len(files), "filesystem": filesystem}
+    return {"written": written, "skipped": skipped, "files": len(files), "filesystem": filesystem,
+            "romfs": rom_state}
 
 
 # The filesystem the node's records live on (root). Records are replaced by

@@ -1,22 +1,41 @@
 """Measure the live heap of the pollen core inside real MicroPython.
 
-    .venv/bin/python tools/heap_report.py [--heap 128K] [--messages 200]
+    .venv/bin/python tools/heap_report.py [--heap 128K] [--messages 200] [--romfs]
 
 Compiles firmware/ to .mpy, then runs a MicroPython script that builds a Node,
 feeds it frames from a second in-process node (posts and acknowledged
-messages), and reports gc.mem_alloc() after gc.collect() at its peak.
+messages), and reports gc.mem_alloc() after gc.collect(): after importing the
+core (import_bytes) and at its peak (peak_bytes).
+
+--romfs: the core is imported from a ROMFS image, as on a board with a ROMFS
+partition. The image is read into the heap first (the unix port has no
+flash), the heap is made larger by what it takes, and the figures leave it out.
 """
 import argparse
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from pollen_controller.emulation import micropython_binary
-from pollen_controller.firmware import compile_firmware
+from pollen_controller.emulation import heap_with_romfs, micropython_binary
+from pollen_controller.firmware import ROMFS_PACKAGES, compile_firmware, romfs_image
+
+ROMFS_PRELUDE = r"""
+import gc, sys, vfs
+gc.collect()
+_before = gc.mem_alloc()
+rom = open(%(image)r, "rb").read()
+vfs.mount(vfs.VfsRom(rom), "/rom")
+sys.path.insert(0, "/rom")
+gc.collect()
+rom_bytes = gc.mem_alloc() - _before
+"""
 
 SCRIPT = r"""
 import gc
+gc.collect()
+before_import = gc.mem_alloc()
 from pollen.node import Node
 from pollen.storage import MemoryStorage
 from pollen.wire import BROADCAST
@@ -47,8 +66,9 @@ for i in range(%(messages)d):
     used = gc.mem_alloc()
     if used > peak:
         peak = used
-print("baseline_bytes", base, "peak_bytes", peak, "free_bytes", gc.mem_free(),
-      "delivered", a.counters["delivered"])
+rom = globals().get("rom_bytes", 0)
+print("import_bytes", base - before_import, "baseline_bytes", base - rom, "peak_bytes", peak - rom,
+      "free_bytes", gc.mem_free(), "delivered", a.counters["delivered"])
 """
 
 
@@ -56,14 +76,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heap", default="128K")
     ap.add_argument("--messages", type=int, default=200)
+    ap.add_argument("--romfs", action="store_true", help="import the core from a ROMFS image")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         fw = Path(d) / "fw"
         compile_firmware(fw)
         script = Path(d) / "heap.py"
-        script.write_text(SCRIPT % {"messages": args.messages})
+        text = SCRIPT % {"messages": args.messages}
+        heap = args.heap
+        if args.romfs:
+            image = Path(d) / "pollen.romfs"
+            image.write_bytes(romfs_image(fw))
+            for name in ROMFS_PACKAGES:
+                shutil.rmtree(fw / name)
+            text = ROMFS_PRELUDE % {"image": str(image)} + text
+            heap = heap_with_romfs(args.heap, image.stat().st_size)  # as the emulation does
+        script.write_text(text)
         env = dict(os.environ, MICROPYPATH=f".frozen:{fw}")
-        r = subprocess.run([micropython_binary(), "-X", f"heapsize={args.heap}", str(script)],
+        r = subprocess.run([micropython_binary(), "-X", f"heapsize={heap}", str(script)],
                            env=env, capture_output=True, text=True)
         print(r.stdout.strip() or r.stderr.strip())
 

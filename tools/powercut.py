@@ -1,7 +1,7 @@
 """Power cuts on an emulated mesh: does every node come back from any of them?
 
     .venv/bin/python tools/powercut.py [--cycles N] [--heap 128K] [--full-store]
-                                       [--seed S] [--json] [--keep DIR]
+                                       [--romfs] [--seed S] [--json] [--keep DIR]
 
 Four real MicroPython nodes in a line (A - B - C - D, EU868-10, ShortFast) on
 the virtual radio medium carry direct messages (also to D while it is switched
@@ -86,12 +86,13 @@ def _kind(record):
 
 class Harness:
     def __init__(self, cycles, heap, full_store, seed, workdir, say, settle_s=None,
-                 share_over_console=True, neighbours_s=3.0, no_strace=False):
+                 share_over_console=True, neighbours_s=3.0, no_strace=False, romfs=False):
         from powercut_node import strace_usable
 
         self.cycles = cycles
         self.heap = heap
         self.full = full_store
+        self.romfs = romfs
         self.seed = seed
         self.rng = random.Random(seed)
         self.workdir = Path(workdir)
@@ -195,7 +196,7 @@ class Harness:
         self.ids = sorted(topo.node_ids)
         self.A, self.B, self.C, self.D = self.ids
         self.emu = Emulation(topo, self.workdir, self.key_hex, seed=self.seed, heap=self.heap,
-                             node_settings=SETTINGS, on_event=self.on_event)
+                             node_settings=SETTINGS, on_event=self.on_event, romfs=self.romfs)
         self.emu.medium.on_transmit = lambda sender, frame, t: self.air.frame(sender, frame)
         t0 = time.monotonic()
         with self.emu:
@@ -227,7 +228,7 @@ class Harness:
         for i, old in list(self.emu.nodes.items()):
             old.stop(hard=True)
             p = CutNode(i, old.folder, dict(old.config, file_quota_bytes=quota[i]), old.fw_dir,
-                        self.heap, self.on_event)
+                        self.heap, self.on_event, old.rom_image)
             self.emu.nodes[i] = p
             if i == self.A and not self.share_over_console:
                 self.pool = [self._share_offline(i, data, k, quota[i])
@@ -253,7 +254,7 @@ class Harness:
                 self.pool.append(self._share_offline(self.A, data, k, quota[self.A]))
                 self._start(self.A, count=False)
         self.say(f"A shares {len(self.pool)} files ({sum(map(len, pool))} bytes); heap "
-                 f"{self.heap}{', full store' if self.full else ''}"
+                 f"{self.heap}{', full store' if self.full else ''}{', ROMFS' if self.romfs else ''}"
                  + (f"; no cuts at storage calls: {self.no_strace}" if self.no_strace else ""))
         if self.full:
             self._switch_d(off=True)
@@ -761,7 +762,7 @@ class Harness:
                              if p.stderr_lines},
             "evidence": self.evidence,
             "final_status": self.final,
-            "heap": self.heap, "full_store": self.full, "seed": self.seed,
+            "heap": self.heap, "full_store": self.full, "romfs": self.romfs, "seed": self.seed,
             "seconds": round(wall_s, 1),
         }
         return {
@@ -787,7 +788,7 @@ def render(s: dict) -> str:
         f"power cuts: {s['cycles']} ({d['cuts_timed']} at random moments, "
         f"{d['cuts_at_storage_call']} at a storage rename/unlink, {d['cuts_in_startup']} of "
         f"those in a start-up), {s['seconds_per_cycle']} s per cut; heap {d['heap']}"
-        f"{', full store' if d['full_store'] else ''}, seed {d['seed']}, {d['seconds']} s in all",
+        f"{', full store' if d['full_store'] else ''}{', ROMFS' if d.get('romfs') else ''}, seed {d['seed']}, {d['seconds']} s in all",
         f"failed starts {s['failed_starts']}, crash loops {s['crash_loops']}, "
         f"exits of their own {d['unexpected_exits']}, mute or hung {s['hangs']} "
         f"({d['nodes_mute_at_end']} at the end)",
@@ -834,6 +835,9 @@ def main(argv=None):
                     "(default 90, 240 with --full-store)")
     ap.add_argument("--no-strace", action="store_true",
                     help="cut at random moments only (no cuts at storage calls)")
+    ap.add_argument("--romfs", action="store_true",
+                    help="nodes run the firmware from a ROMFS image, as boards with a ROMFS "
+                         "partition do (docs/emulation.md)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (stores, evidence)")
     args = ap.parse_args(argv)
@@ -843,7 +847,7 @@ def main(argv=None):
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pollen-powercut-"))
     try:
         summary = Harness(args.cycles, args.heap, args.full_store, args.seed, workdir, say,
-                          args.settle_s, no_strace=args.no_strace).run()
+                          args.settle_s, no_strace=args.no_strace, romfs=args.romfs).run()
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -17,10 +17,9 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
-from pollen_controller.emulation import NodeProcess, micropython_binary
+from pollen_controller.emulation import NodeProcess
 
 SYSCALLS = ("rename", "unlink")
 _LINE = re.compile(r'^(?:\d+ +)?(rename|unlink)\("([^"]*)"(?:, "([^"]*)")?\) += \?')
@@ -61,20 +60,11 @@ class CutNode(NodeProcess):
         self.log.unlink(missing_ok=True)
         if self.armed is None:
             return super().start()
-        # NodeProcess.start, the command run by strace. -D: strace is a
-        # grandchild, so the node keeps its pid (and dies with us)
-        from pollen_controller.emulation import _die_with_parent
-
+        # the node's own command, run by strace. -D: strace is a grandchild,
+        # so the node keeps its pid (and dies with us)
         self.write_config()
-        env = dict(os.environ, MICROPYPATH=f".frozen:{self.fw_dir}")
-        cmd = (["strace", "-D", "-qq", "-y", "-s", "0", "-o", str(self.log)] + _inject(*self.armed)
-               + [micropython_binary(), "-X", f"heapsize={self.heap}", "-c", "import main"])
-        self.proc = subprocess.Popen(
-            cmd, cwd=self.folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
-            preexec_fn=_die_with_parent)
-        threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True).start()
+        self.spawn(["strace", "-D", "-qq", "-y", "-s", "0", "-o", str(self.log)]
+                   + _inject(*self.armed) + self.launch_argv())
 
     def arm_running(self, syscall, n, when):
         if not self.running or self.armed is not None:
