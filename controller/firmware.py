@@ -88,8 +88,9 @@ def mpy_version(path: Path) -> tuple[int, int]:
 ROMFS_PACKAGES = ("pollen", "pollen_io")
 
 
-def romfs_image(compiled_dir: Path) -> bytes:
-    """A ROMFS image of the compiled packages in compiled_dir (.mpy files).
+def romfs_image(compiled_dir: Path, extra: tuple[str, ...] = ()) -> bytes:
+    """A ROMFS image of the compiled packages in compiled_dir (.mpy files),
+    and of the extra files named (at the image's root; a tool's driver).
 
     ROMFS is MicroPython's read-only filesystem in a flash partition, mounted
     at /rom (vfs.VfsRom, MicroPython >= 1.25). Bytecode imported from it runs
@@ -116,4 +117,6 @@ def romfs_image(compiled_dir: Path) -> bytes:
         writer.opendir(name)
         add(Path(compiled_dir) / name)
         writer.closedir()
+    for name in extra:
+        writer.mkfile(name, (Path(compiled_dir) / name).read_bytes())
     return writer.finalise()

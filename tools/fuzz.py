@@ -1,7 +1,7 @@
 """Hostile frames against one pollen node: does anything escape, crash or grow?
 
     python tools/fuzz.py [--frames N] [--seed S] [--json] [--storage memory|file]
-    python tools/fuzz.py --micropython [--heap 128K] [--frames N] [--seed S] [--json]
+    python tools/fuzz.py --micropython [--heap 128K] [--romfs] [--frames N] [--seed S] [--json]
 
 Drives one Node (firmware/pollen/node.py) with frames a neighbour holding the
 network key, or anyone at all, could send: random bytes; valid frames of every
@@ -16,7 +16,11 @@ The frames are made here, on the host. The node and its driver (which counts
 what goes wrong) run in this process under CPython; with --micropython they
 run in the real MicroPython unix port with the given heap (the firmware and
 the driver part of this file compiled to .mpy), fed frame by frame over a
-pipe. See tools/README.md for what each count means.
+pipe. With --romfs the firmware and the driver run from a ROMFS image, as on a
+board with a ROMFS partition (docs/boards.md): the image is read into the
+process first and the heap made larger by what it takes (as the emulation
+does), so the node has the heap a board of --heap has. See tools/README.md for
+what each count means.
 """
 # ---- the driver: where the node runs --------------------------------------------
 # Under CPython this process; under MicroPython the part of this file from
@@ -880,23 +884,31 @@ DRIVER_END = "# ---- the host: the frames and the run"
 RUNNER = ("import gc\ngc.collect()\nfree = gc.mem_free()\nimport fuzz_driver\ngc.collect()\n"
           "free -= gc.mem_free()\nimport pollen.node\ngc.collect()\n"
           "fuzz_driver.serve(%d, %r, free)\n")
+# before RUNNER with --romfs: the image mounted at /rom, first on the path
+ROMFS_PRELUDE = ("import gc, sys, vfs\nrom = bytearray(%d)\nf = open(%r, 'rb')\nf.readinto(rom)\n"
+                 "f.close()\ndel f\nvfs.mount(vfs.VfsRom(rom), '/rom')\nsys.path.insert(0, '/rom')\n")
 
 
 class Piped:
     # A Driver in a MicroPython process (serve() above), with the same
     # methods. Crashed: the process died or hung; self.counts holds its
     # counts as it last told them.
-    def __init__(self, fw, heap, seed, folder, emit, timeout_s):
+    def __init__(self, fw, heap, seed, folder, emit, timeout_s, rom_image=None):
         import os
         import subprocess
-        from pollen_controller.emulation import micropython_binary
+        from pollen_controller.emulation import heap_with_romfs, micropython_binary
         self.emit = emit
         self.timeout_s = timeout_s
         self.counts = {}
         self.buf = b""
         env = dict(os.environ, MICROPYPATH=".frozen:%s" % fw)
+        code = RUNNER % (seed, str(folder))
+        if rom_image:
+            size = os.path.getsize(rom_image)
+            heap = str(heap_with_romfs(heap, size))
+            code = ROMFS_PRELUDE % (size, str(rom_image)) + code
         self.p = subprocess.Popen([micropython_binary(), "-X", "heapsize=" + heap, "-c",
-                                   RUNNER % (seed, str(folder))], env=env, cwd=str(fw),
+                                   code], env=env, cwd=str(fw),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
         try:
@@ -1119,6 +1131,8 @@ def main(argv=None):
     ap.add_argument("--micropython", action="store_true",
                     help="run the node in the MicroPython unix port, the firmware as .mpy")
     ap.add_argument("--heap", default="128K", help="MicroPython's heap (with --micropython)")
+    ap.add_argument("--romfs", action="store_true",
+                    help="with --micropython: the firmware and the driver from a ROMFS image")
     ap.add_argument("--storage", choices=("memory", "file"), default=None,
                     help="the node's storage under CPython: in memory (the default) or files "
                          "in a temporary folder (always files under MicroPython)")
@@ -1143,10 +1157,19 @@ def main(argv=None):
             part.unlink()
             if r.returncode:
                 raise SystemExit("fuzz: mpy-cross failed: " + r.stderr.strip())
+            rom = None
+            if args.romfs:
+                import shutil
+                from pollen_controller.firmware import ROMFS_PACKAGES, romfs_image
+                rom = Path(d) / "fuzz.romfs"
+                rom.write_bytes(romfs_image(fw, extra=("fuzz_driver.mpy",)))
+                for name in ROMFS_PACKAGES:
+                    shutil.rmtree(fw / name)
+                (fw / "fuzz_driver.mpy").unlink()
 
             def open_driver(n):
                 return Piped(fw, args.heap, args.seed, Path(d) / ("store%d" % n), traces.append,
-                             args.timeout)
+                             args.timeout, rom)
         else:
             def open_driver(n):
                 storage = None
@@ -1157,6 +1180,7 @@ def main(argv=None):
         s = fuzz(args.frames, args.seed, open_driver, traces.append)
     s["seconds"] = round(time.monotonic() - t0, 1)
     s["heap"] = args.heap if args.micropython else None
+    s["romfs"] = bool(args.micropython and args.romfs)
     for kind in ("crash", "uncaught", "internal", "api", "harness"):
         for e in [e for e in traces if e["kind"] == kind][:MAX_TRACES]:
             _print_trace(e)
