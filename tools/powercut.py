@@ -17,7 +17,8 @@ After each cut, before the restart, every record in the node's storage is
 decoded with the firmware's own decoders (tools/powercut_check.py). Every
 frame on air is checked for id reuse. At the end every node is started, the
 mesh is given time to deliver, and every direct message a node accepted must
-have been delivered or still be held in storage.
+have been delivered or still be held in storage, and every post it accepted
+must have gone on air or still be in storage (`lost` counts both).
 
 --full-store: D stays off until the end; A, B and C are kept at held_capacity
 (messages to D, topped up before every cut), A's file store is at its quota
@@ -714,6 +715,12 @@ class Harness:
                              "held_by": held_at_end[(origin, mid)]})
             else:
                 lost.append({"from": f"{origin:08x}", "id": mid, "to": f"{dest:08x}"})
+        # a post is kept in storage from send() until it first goes on air
+        # (docs/protocol.md section 7): one never on air and not in storage
+        # at the end was lost
+        for (origin, mid), got in led.posts.items():
+            if not got and (origin, mid) not in self.air.first and (origin, mid) not in held_at_end:
+                lost.append({"from": f"{origin:08x}", "id": mid, "to": "all"})
         reuses = self.air.reuses
         cuts = self.n["cuts"]
         n = self.n
