@@ -58,7 +58,7 @@ COUNTS = ("frames", "uncaught", "internal_errors", "memory_errors", "slow_frames
           "api_errors", "untold", "max_frame_ms")
 TABLES = ("neighbours", "routes", "seen", "held", "jobs", "posts", "catalog", "files",
           "manifest_bytes", "bad_senders", "serving_queued", "fetches", "fetch_parts",
-          "fetch_part_bytes", "storage_records")
+          "storage_records")
 OWN_FILE = 768  # bytes of the node's own file: byte j is j & 0xFF
 TRACED_MEMORY_ERRORS = 32  # past these a MemoryError the node caught is counted, not traced
 
@@ -333,13 +333,12 @@ def _sizes(node, storage, t):
         t["posts"] = len(node.posts.items)
         t["catalog"] = len(node.catalog.table)
         t["files"] = len(node.files.state)
-        t["manifest_bytes"] = sum(len(m.raw) for m in node.files.manifests.values())
+        t["manifest_bytes"] = sum(len(m) for m in node.files.manifests.values())  # in storage
         t["bad_senders"] = len(node.bad_senders)
         t["serving_queued"] = sum(len(e[0]) + len(e[1]) for e in node.serving.values())
         fe = node.fetches.values()
         t["fetches"] = len(fe)
-        t["fetch_parts"] = sum(len(x.parts) for x in fe)
-        t["fetch_part_bytes"] = sum(len(p) for x in fe for p in x.parts.values())
+        t["fetch_parts"] = sum(x.parts for x in fe)  # gathered in storage (sharing._on_part)
         t["storage_records"] = len(storage.names())
     except Exception:  # MemoryError too: measured another time
         pass

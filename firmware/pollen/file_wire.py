@@ -79,9 +79,15 @@ def part_count(raw, part_bytes=_PART_BYTES):
 
 def manifest_part(cid, raw, i, part_bytes=_PART_BYTES):
     # parts are cut alike by every node of a network (its region's dwell
-    # time sets part_bytes), so parts from different senders fit together
-    return bytes(cid) + bytes((i, part_count(raw, part_bytes))) \
-        + raw[i * part_bytes:(i + 1) * part_bytes]
+    # time sets part_bytes), so parts from different senders fit together.
+    # raw: the manifest's bytes, or a files.Manifest (only that part is read
+    # from storage, not the whole: up to 16.5 KB)
+    at = i * part_bytes
+    if hasattr(raw, "read_at"):
+        data = raw.read_at(at, min(part_bytes, len(raw) - at))
+    else:
+        data = raw[at:at + part_bytes]
+    return bytes(cid) + bytes((i, part_count(raw, part_bytes))) + data
 
 
 def unpack_manifest_part(p):

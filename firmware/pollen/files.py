@@ -19,6 +19,7 @@ _MANIFEST_VERSION = const(1)
 CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
 MAX_FILE_BYTES = const(65536)   # default limit; a node may set a smaller one
 _SHORT = const(4)
+_HEAD_MAX = const(559)  # the longest fields a manifest can have before its chunk hashes
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
@@ -46,7 +47,7 @@ def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
 
 class Manifest:
     def __init__(self, raw, name, media_type, size_bytes, chunk_bytes, author, created_s,
-                 file_sha256, hashes_at):
+                 file_sha256, hashes_at, cid):
         self._raw = raw
         self._record = None  # (storage, name) once it is kept there (kept())
         self.name = name
@@ -58,7 +59,7 @@ class Manifest:
         self.file_sha256 = file_sha256
         self._hashes_at = hashes_at
         self.chunks = chunk_count(size_bytes, chunk_bytes)
-        self.cid = content_id(raw)
+        self.cid = cid
 
     @property
     def raw(self):
@@ -78,11 +79,15 @@ class Manifest:
         self._raw = None
         self._record = (storage, name)
 
-    def chunk_hash(self, index):
-        i = self._hashes_at + index * _SHORT
+    def read_at(self, offset, n):
+        # n of its bytes from offset (a manifest part): only those are read
+        # from storage
         if self._raw is None:
-            return self._record[0].read_at(self._record[1], i, _SHORT)
-        return self._raw[i:i + _SHORT]
+            return self._record[0].read_at(self._record[1], offset, n)
+        return self._raw[offset:offset + n]
+
+    def chunk_hash(self, index):
+        return self.read_at(self._hashes_at + index * _SHORT, _SHORT)
 
     def chunk_ok(self, index, data):
         if not 0 <= index < self.chunks:
@@ -95,8 +100,14 @@ class Manifest:
         return len(data) == self.size_bytes and _sha(data) == self.file_sha256
 
 
-def parse_manifest(raw, max_bytes=MAX_FILE_BYTES):
+def parse_manifest(raw, max_bytes=MAX_FILE_BYTES, size=None, cid=None):
     # bytes -> Manifest; FileError names what is wrong (remote input: count it).
+    # With size (and cid): raw is only the manifest's first bytes, the
+    # manifest is size bytes long and has that content id (files.load)
+    if size is None:
+        size = len(raw)
+        cid = content_id(raw)
+        raw = bytes(raw)
     try:
         if raw[0] != _MANIFEST_VERSION:
             raise FileError("manifest version %d" % raw[0])
@@ -107,7 +118,7 @@ def parse_manifest(raw, max_bytes=MAX_FILE_BYTES):
         m = raw[i]
         media = bytes(raw[i + 1:i + 1 + m]).decode()
         i += 1 + m
-        size = u32(raw, i)
+        size_bytes = u32(raw, i)
         chunk = (raw[i + 4] << 8) | raw[i + 5]
         author = u32(raw, i + 6)
         created = u32(raw, i + 10)
@@ -115,13 +126,40 @@ def parse_manifest(raw, max_bytes=MAX_FILE_BYTES):
         i += 46
     except (IndexError, UnicodeError):
         raise FileError("manifest truncated or garbled")
-    if size > max_bytes:
-        raise FileError("file is %d bytes; the limit is %d" % (size, max_bytes))
-    if not n or size == 0 or not 16 <= chunk <= CHUNK_BYTES:
+    if size_bytes > max_bytes:
+        raise FileError("file is %d bytes; the limit is %d" % (size_bytes, max_bytes))
+    if not n or size_bytes == 0 or not 16 <= chunk <= CHUNK_BYTES:
         raise FileError("manifest fields out of range")
-    if len(raw) != i + chunk_count(size, chunk) * _SHORT or len(sha) != 32:
+    if size != i + chunk_count(size_bytes, chunk) * _SHORT or len(sha) != 32:
         raise FileError("manifest length does not match its chunk count")
-    return Manifest(bytes(raw), name, media, size, chunk, author, created, sha, i)
+    return Manifest(raw if len(raw) == size else None, name, media, size_bytes, chunk, author,
+                    created, sha, i, cid)
+
+
+def load(storage, name, max_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=None):
+    # Load the manifest in storage record `name` -> Manifest kept there: read and
+    # hashed a piece at a time (pieces of chunk_bytes: how it was written),
+    # so a long one (16.5 KB, a 64 KiB file in 16-byte chunks) never needs
+    # its length in one block of the heap. FileError as parse_manifest;
+    # None if cid is given and the record's content id is another.
+    size = storage.stat(name)
+    if not size:
+        raise FileError("manifest truncated or garbled")
+    h = hashlib.sha256()
+    head = b""
+    for at in range(0, size, chunk_bytes):
+        d = storage.read_at(name, at, min(chunk_bytes, size - at))
+        if d is None:
+            raise FileError("manifest truncated or garbled")
+        h.update(d)
+        if len(head) < _HEAD_MAX:
+            head += d
+    got = h.digest()[:16]
+    if cid is not None and got != cid:
+        return None
+    m = parse_manifest(head, max_bytes, size, got)
+    m.kept(storage, name)
+    return m
 
 
 def content_id(manifest_raw):

@@ -64,16 +64,20 @@ class HeldFiles:
 
     # ---- adding ------------------------------------------------------------
 
-    def begin(self, manifest_raw, own=False, pinned=False):
+    def begin(self, manifest, own=False, pinned=False):
         # Start holding a file (or resume one): returns its content id.
-        m = files.parse_manifest(manifest_raw, self.max_file_bytes)
+        # manifest: its bytes, or a Manifest already in its record (one a
+        # fetch gathered there part by part, files.load)
+        m = manifest if isinstance(manifest, files.Manifest) \
+            else files.parse_manifest(manifest, self.max_file_bytes)
         cid = m.cid
         if cid not in self.state:
             if not (own or pinned):
                 self._limit_cached()
-            name = "f" + files.cid_hex(cid) + "m"
-            self.storage.put(name, m.raw)
-            m.kept(self.storage, name)
+            if m._record is None:
+                name = "f" + files.cid_hex(cid) + "m"
+                self.storage.put(name, m.raw)
+                m.kept(self.storage, name)
             self.state[cid] = [0, 0, 0, bytearray((m.chunks + 7) // 8)]
             self.manifests[cid] = m
         st = self.state[cid]

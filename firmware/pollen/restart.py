@@ -62,8 +62,10 @@ def load_files(self, names):
         try:
             cid = files.cid_from_hex(h)
             mname = "f" + h + "m"
-            m = files.parse_manifest(self.storage.get(mname), self.max_file_bytes)
-            m.kept(self.storage, mname)  # its bytes are read back when used
+            # read a piece at a time, never whole; its bytes are read back when used
+            m = files.load(self.storage, mname, self.max_file_bytes)
+            if m.cid != cid:
+                continue  # damaged
             st = self.storage.get(name)
         except (ValueError, TypeError):
             continue  # damaged: left for the next put to replace

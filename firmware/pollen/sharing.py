@@ -47,6 +47,8 @@ class Fetch:
     # own only when one changes, so a new fetch needs a smaller attribute
     # table (one block of a small, fragmented heap; 18 attributes took 368 B)
     nparts = 0         # how many manifest parts there are (0: not known yet)
+    parts = None       # manifest parts still missing, a bitmap (32 bytes: at most
+                       # 255 parts); None before the first (they go to storage: _on_part)
     part_from = 0      # the one neighbour they came from (0: several)
     owed_parts = False
     queries = 0
@@ -58,7 +60,6 @@ class Fetch:
         self.own = own
         self.started_ms = now_ms
         self.progress_ms = now_ms
-        self.parts = {}         # manifest parts so far: index -> bytes
         self.windows = {}       # source id -> [indices asked, deadline_ms, any came, parts?, hops]
         self.owed = set()       # chunks neighbours asked us for that we lack
         self.askers = set()     # neighbours we serve it to: never our sources for it
@@ -261,6 +262,12 @@ class Sharing:
                     fe.owed.add(i)
 
     def _on_part(self, f, via, now_ms):
+        # A part of a manifest we fetch. The parts are gathered in the
+        # manifest's own record, each written at its place (parts are cut
+        # alike by every node of a network: file_wire.manifest_part), so a
+        # long manifest (16.5 KB) is never whole in the heap. Until the file's
+        # state record exists the record is not a held file: a restart
+        # deletes it, and the fetch asks for the parts again.
         p = file_wire.unpack_manifest_part(f.payload)
         if p is None:
             self._drop("field")
@@ -269,17 +276,24 @@ class Sharing:
         fe = self.fetches.get(cid)
         if fe is None or cid in self.files.manifests:
             return  # not one we are fetching, or we have its manifest already
-        if parts > self.max_parts or len(data) > self.file_chunk_bytes:
+        cb = self.file_chunk_bytes
+        if parts > self.max_parts or len(data) > cb or part < parts - 1 and len(data) != cb \
+                or not data:
             self._drop("manifest")  # no part of a manifest we could take
             return
+        name = "f" + files.cid_hex(cid) + "m"
         if fe.nparts and parts != fe.nparts:
             # senders disagree on the count and we cannot tell who is wrong:
             # start again from this part, blaming nobody
             self._drop("manifest")
-            fe.parts = {}
+            fe.parts = None
             fe.nparts = 0
-        if not fe.parts:
+        if fe.parts is None:
             fe.part_from = via
+            fe.parts = bytearray(32)
+            for i in range(parts):
+                fe.parts[i >> 3] |= 1 << (i & 7)
+            self.storage.delete(name)  # what an earlier try left: it would lengthen the record
         elif via != fe.part_from:
             fe.part_from = 0
         if not fe.nparts:
@@ -288,28 +302,33 @@ class Sharing:
                 if w[3]:
                     w[0] = set(i for i in w[0] if i < parts)
         fe.nparts = parts
-        fe.parts[part] = data
+        bit = 1 << (part & 7)
+        if fe.parts[part >> 3] & bit:
+            self.storage.write_at(name, part * cb, data)
+            fe.parts[part >> 3] &= ~bit
         self._arrived(fe, True, part, now_ms)
-        if len(fe.parts) < parts:
-            return
-        raw = b"".join(fe.parts[i] for i in range(parts))
-        fe.parts = {}
+        if max(fe.parts):
+            return  # more to come
+        part_from = fe.part_from
+        fe.parts = None
         fe.nparts = 0
-        if files.content_id(raw) != cid:
-            # forged or mixed-up parts: their sender is to blame if there was one
-            if fe.part_from:
-                self._bad(fe.part_from, "manifest", cid, now_ms)
-            else:
-                self._drop("manifest")
-            return
         try:
-            m = files.parse_manifest(raw, self.s.max_file_bytes)
+            m = files.load(self.storage, name, self.s.max_file_bytes, cb, cid)
+            if m is None:
+                # forged or mixed-up parts: their sender is to blame if there was one
+                self.storage.delete(name)
+                if part_from:
+                    self._bad(part_from, "manifest", cid, now_ms)
+                else:
+                    self._drop("manifest")
+                return
             if m.chunks * m.chunk_bytes > self.files.quota_bytes:
                 raise FileError("file is %d bytes; the file store holds %d"
                                 % (m.size_bytes, self.files.quota_bytes))
-            self.files.begin(raw, pinned=fe.own)
+            self.files.begin(m, pinned=fe.own)
         except FileError as e:
             # too big for us, or a manifest with our hash that does not parse
+            self.storage.delete(name)
             self._drop("file_size" if str(e)[:8] == "file is " else "manifest")
             self._end_fetch(fe, now_ms, str(e))
             return
@@ -318,7 +337,7 @@ class Sharing:
         fe.owed = set(i for i in fe.owed if i < m.chunks)  # asked for before we knew
         if fe.owed_parts:
             fe.owed_parts = False
-            for i in range(file_wire.part_count(raw, self.file_chunk_bytes)):
+            for i in range(parts):
                 self._serve(cid, True, i)
         self._report(fe, now_ms)
 
@@ -412,7 +431,7 @@ class Sharing:
     def _drop_relay_fetch(self):
         for cid, fe in self.fetches.items():
             if not fe.own:
-                del self.fetches[cid]
+                self._end_fetch(fe, 0, None)
                 return True
         return False
 
@@ -536,7 +555,9 @@ class Sharing:
                     asked.add(i)
         if parts:
             n = fe.nparts or _FIRST_PARTS
-            return [i for i in range(n) if i not in fe.parts and i not in asked]
+            left = fe.parts
+            return [i for i in range(n) if i not in asked
+                    and (left is None or left[i >> 3] & 1 << (i & 7))]
         m = self.files.manifests[fe.cid]
         cands = range(m.chunks) if fe.own else sorted(fe.owed)
         out = []
@@ -581,8 +602,11 @@ class Sharing:
                                      "verified": self.files.complete(cid)}))
 
     def _end_fetch(self, fe, now_ms, error):
-        # give up (a partial stays: fetching it again resumes)
+        # give up (a partial stays: fetching it again resumes; manifest parts
+        # gathered do not, they are asked for again)
         self.fetches.pop(fe.cid, None)
+        if fe.parts is not None and fe.cid not in self.files.manifests:
+            self.storage.delete("f" + files.cid_hex(fe.cid) + "m")
         if fe.own:
             self.storage.delete(_Q + files.cid_hex(fe.cid))
             self.out.append(("fetch_failed", {"cid": cid_str(fe.cid), "error": error}))
@@ -608,7 +632,7 @@ class Sharing:
         if m is not None and e[0]:
             i = min(e[0])
             e[0].discard(i)
-            data = self._file_frame(PART, file_wire.manifest_part(cid, m.raw, i,
+            data = self._file_frame(PART, file_wire.manifest_part(cid, m, i,
                                                                   self.file_chunk_bytes))
         elif m is not None and e[1]:
             i = min(e[1])

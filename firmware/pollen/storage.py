@@ -4,7 +4,8 @@
 # after a power cut a record is either the old or the new one. write_at and
 # read_at change and read part of a record in place (a file's chunks, kept
 # in one data record): not atomic, so what they write is marked done only
-# afterwards, in a record that is put (held_files.py).
+# afterwards, in a record that is put (held_files.py). stat(name) is a
+# record's length in bytes (None if there is none), as os.stat's size.
 
 
 class MemoryStorage:
@@ -41,8 +42,13 @@ class MemoryStorage:
     def read_at(self, name, offset, n):
         r = self.records.get(name)
         if isinstance(r, dict):
-            r = r.get(offset)
-            offset = 0
+            piece = r.get(offset)
+            # a piece as written (a chunk), or else the range from the whole
+            r, offset = (piece, 0) if piece is not None and len(piece) >= n else (self.get(name), offset)
         if r is None or len(r) < offset + n:
             return None
         return bytes(r[offset:offset + n])
+
+    def stat(self, name):
+        r = self.get(name)
+        return None if r is None else len(r)

@@ -66,6 +66,12 @@ class FileStorage:
             f.seek(offset)
             f.write(data)
 
+    def stat(self, name):
+        try:
+            return os.stat(self._path(name))[6]
+        except OSError:
+            return None
+
     def read_at(self, name, offset, n):
         try:
             with open(self._path(name), "rb") as f:
