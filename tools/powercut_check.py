@@ -85,7 +85,8 @@ def scan_store(folder, key, max_file_bytes: int = files.MAX_FILE_BYTES) -> Store
                 out.corrupt.append((name, f"id record of {len(raw)} bytes, not 4"))
         elif delivered is not None and name == delivered._RECORD:
             # pollen/delivered.py: where the next goes, then _COUNT message keys
-            if len(raw) != 1 + 8 * delivered._COUNT or raw[0] >= delivered._COUNT:
+            if len(raw) != 1 + delivered._KEY_BYTES * delivered._COUNT \
+                    or raw[0] >= delivered._COUNT:
                 out.corrupt.append((name, f"delivered ring of {len(raw)} bytes, next {raw[:1]!r}"))
         elif held.is_record(name):
             rec = held.decode(name, raw, 0)

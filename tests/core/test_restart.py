@@ -162,6 +162,29 @@ def test_a_message_or_post_delivered_before_a_restart_is_not_delivered_again():
     assert len([s for s in sent if s == (2, ACK, 77)]) == acks + 1   # acked again
 
 
+def test_the_delivered_ring_remembers_as_many_messages_as_the_seen_table():
+    # a busy node delivers many messages between a message and its retry
+    # after a restart: the ring kept across restarts covers the seen
+    # table's capacity (32 keys were too few: 167 duplicates in 1000 cuts)
+    from pollen import wire
+    from pollen.wire import Frame, MSG, POST, BROADCAST, F_WANT_ACK, F_STORED
+    from pollen.crypto import NetworkKey
+    from .fakemesh import KEY_HEX
+    key = NetworkKey(bytes.fromhex(KEY_HEX))
+    m = line(2)
+    m.run(30000)
+    m.inject(2, wire.pack(Frame(MSG, F_WANT_ACK, 3, 0, 1, 2, 77, 0, 1, b"first"), key))
+    for k in range(100):
+        m.inject(2, wire.pack(Frame(POST, 0, 3, 0, 1, BROADCAST, 1000 + k, 0, 1, b"busy"), key))
+        m.run(300)
+    m.power_off(2)
+    n = m.boot(2)
+    m.inject(2, wire.pack(Frame(MSG, F_WANT_ACK | F_STORED, 3, 0, 1, 2, 77, 0, 1, b"first"), key))
+    m.run(5000)
+    assert [r["id"] for r in m.received(2)].count(77) == 1
+    assert n.counters["duplicates"] == 1
+
+
 def test_a_post_accepted_just_before_a_power_cut_goes_out_after_the_restart_once():
     # send() returns once a post is in storage; the power goes before it is
     # on air. The restarted node sends it, and its record goes once it has
