@@ -133,7 +133,10 @@ class NodeProcess:
 
     def spawn(self, argv: list[str]):
         """Run argv (launch_argv(), or a tool wrapped around it) as this node's process."""
-        env = dict(os.environ, MICROPYPATH=f".frozen:{self.fw_dir}")
+        # the firmware by a path relative to the node's folder: a module's
+        # path stays in the heap (its __file__), and a board's are short
+        fw = os.path.relpath(self.fw_dir, self.folder)
+        env = dict(os.environ, MICROPYPATH=f".frozen:{fw}")
         self.proc = subprocess.Popen(
             argv, cwd=self.folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,

@@ -900,7 +900,8 @@ class Piped:
         self.timeout_s = timeout_s
         self.counts = {}
         self.buf = b""
-        env = dict(os.environ, MICROPYPATH=".frozen:%s" % fw)
+        # cwd is fw: the modules' paths short, as on a board (they stay in the heap)
+        env = dict(os.environ, MICROPYPATH=".frozen:.")
         code = RUNNER % (seed, str(folder))
         if rom_image:
             size = os.path.getsize(rom_image)

@@ -92,9 +92,11 @@ def main():
             text = ROMFS_PRELUDE % {"image": str(image)} + text
             heap = heap_with_romfs(args.heap, image.stat().st_size)  # as the emulation does
         script.write_text(text)
-        env = dict(os.environ, MICROPYPATH=f".frozen:{fw}")
+        # the firmware by a short relative path, as on a board (a module's
+        # path stays in the heap as its __file__)
+        env = dict(os.environ, MICROPYPATH=".frozen:fw")
         r = subprocess.run([micropython_binary(), "-X", f"heapsize={heap}", str(script)],
-                           env=env, capture_output=True, text=True)
+                           env=env, cwd=d, capture_output=True, text=True)
         print(r.stdout.strip() or r.stderr.strip())
 
 

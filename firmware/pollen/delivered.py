@@ -21,16 +21,18 @@ _KEY_BYTES = const(4)
 class Delivered:
     def __init__(self, storage):
         self.storage = storage
-        rec = storage.get(_RECORD)
-        if rec is None or len(rec) != 1 + _KEY_BYTES * _COUNT or rec[0] >= _COUNT:
-            # none yet, damaged, or of the first layout (32 keys of 8 bytes): start empty
-            rec = bytes(1 + _KEY_BYTES * _COUNT)
-        self.ring = bytearray(rec)
+        self.ring = None  # read at the first delivery, not at start (a start's heap is its peak)
 
     def add(self, key):
         # False if key was delivered lately; else remember it (persisted) and True
         k = _fold(key)
         ring = self.ring
+        if ring is None:
+            rec = self.storage.get(_RECORD)
+            if rec is None or len(rec) != 1 + _KEY_BYTES * _COUNT or rec[0] >= _COUNT:
+                # none yet, damaged, or of the first layout (32 keys of 8 bytes): start empty
+                rec = bytes(1 + _KEY_BYTES * _COUNT)
+            ring = self.ring = bytearray(rec)
         i = ring.find(k, 1)
         while i > 0:
             if (i - 1) % _KEY_BYTES == 0:

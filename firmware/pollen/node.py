@@ -91,6 +91,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.drops = {}
         self.last_internal = None
         self._init_sharing()
+        self._init_telemetry()
+        # what the app had lately (read from storage at the first delivery)
+        self.delivered = Delivered(storage)
         self.battery_mv = None       # the app sets these two where it can
         self.heap_free_bytes = None  # measure them, for status frames
 
@@ -99,7 +102,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     def start(self, now_ms):
         self.started_ms = now_ms
         self.next_beacon_ms = now_ms + self._rand(2000)
-        self.delivered = Delivered(self.storage)
         names = self.storage.names()  # listed once, for everything kept there
         from pollen.restart import load_held  # code run once: restart.py
         load_held(self, names, now_ms)

@@ -83,7 +83,7 @@ class Sharing:
         self.file_chunk_bytes = self._fitting_chunk_bytes()
         # catalog frames and manifest parts fit the dwell time too
         self.file_payload_bytes = _CHUNK_HEAD + self.file_chunk_bytes
-        # parts of the longest manifest we could take (bounds what gathers in RAM)
+        # parts of the longest manifest we could take (bounds what a fetch gathers)
         n = files.max_manifest_bytes(s.max_file_bytes) // self.file_chunk_bytes + 1
         self.max_parts = n if n < 255 else 255
         self.chunk_air_ms = self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD

@@ -47,11 +47,14 @@ _STATUS_JOB = const(4)  # job key of our own status (sharing.py has 1..3; node.p
 
 
 class Telemetry:
-    def _init_telemetry(self, now_ms):
-        # called by Node.start
+    def _init_telemetry(self, now_ms=None):
+        # called by Node.__init__ (now_ms None: every attribute exists from
+        # then on, so a start adds none to the node's attribute table, which
+        # would need a new block of a heap the start has fragmented), and by
+        # Node.start with its clock
         s = self.s
         self.tele_interval_ms = s.telemetry_interval_ms
-        self.next_status_ms = now_ms + 3000 + self._rand(_FIRST_MS)
+        self.next_status_ms = 0 if now_ms is None else now_ms + 3000 + self._rand(_FIRST_MS)
         self.tele_again = True
         # a share of the airtime the node may use: of its duty-cycle budget
         # where the region has one, else of all the time
@@ -65,11 +68,11 @@ class Telemetry:
         one = self._airtime_us(_MAX_STATUS_FRAME)
         cap = share * 900 if share * 900 > one else one
         self.tele_budget = AirtimeBudget(share, cap, cap if share else 0)
-        self.tele_budget.at_ms = now_ms
+        self.tele_budget.at_ms = now_ms or 0
         # the channel credit (see the top), kept in an AirtimeBudget's fields
         # (saved_us may go below 0 here): starts with two status frames
         self.tele_chan = AirtimeBudget(share * 2, 4 * one, 2 * one)
-        self.tele_chan.at_ms = now_ms
+        self.tele_chan.at_ms = now_ms or 0
 
     def _status_credit(self, now_ms, data=None):
         # The channel credit now (see the top); with data, a frame on the
