@@ -74,23 +74,28 @@ def heap_with_romfs(heap: str, image_bytes: int) -> int:
     once a ROMFS image of image_bytes has been read into it."""
     return heap_size_bytes(heap) + image_bytes + _ROMFS_HEAP_EXTRA_BYTES
 
-# Run as `micropython -c`: read the image into one bytearray (the first thing
-# in the heap, so it does not fragment it), mount it at /rom as a board's
-# ROMFS partition is, say how much heap it took, then boot as a board does.
-_ROMFS_BOOT = """import gc, sys, vfs
+# MicroPython code that mounts a ROMFS image as a board's partition is: read
+# into one bytearray (the first thing in the heap, so it does not fragment
+# it), mounted at /rom, first on sys.path; rom_heap_bytes is what it took.
+_ROMFS_MOUNT = """import gc, sys, vfs
 gc.collect()
-before = gc.mem_alloc()
+rom_heap_bytes = gc.mem_alloc()
 rom = bytearray(%(size)d)
 f = open(%(path)r, "rb")
 f.readinto(rom)
 f.close()
+del f
 vfs.mount(vfs.VfsRom(rom), "/rom")
 sys.path.insert(0, "/rom")
-del f
 gc.collect()
-print('{"event": "romfs", "heap_bytes": %%d}' %% (gc.mem_alloc() - before))
-import main
+rom_heap_bytes = gc.mem_alloc() - rom_heap_bytes
 """
+
+
+def romfs_mount_code(image: Path) -> str:
+    """Code to run first in a MicroPython process: the ROMFS image mounted
+    at /rom (its heap share in the global rom_heap_bytes)."""
+    return _ROMFS_MOUNT % {"size": Path(image).stat().st_size, "path": str(Path(image).resolve())}
 
 
 class NodeProcess:
@@ -122,9 +127,10 @@ class NodeProcess:
         """The command that runs this node: MicroPython with its heap, booting main."""
         if not self.rom_image:
             return [micropython_binary(), "-X", f"heapsize={self.heap}", "-c", "import main"]
-        size = self.rom_image.stat().st_size
-        heap = heap_with_romfs(self.heap, size)
-        boot = _ROMFS_BOOT % {"size": size, "path": str(self.rom_image.resolve())}
+        # then, as a board boots: say what the image took of the heap, import main
+        boot = romfs_mount_code(self.rom_image) + \
+            'print(\'{"event": "romfs", "heap_bytes": %d}\' % rom_heap_bytes)\nimport main\n'
+        heap = heap_with_romfs(self.heap, self.rom_image.stat().st_size)
         return [micropython_binary(), "-X", f"heapsize={heap}", "-c", boot]
 
     def start(self):

@@ -13,11 +13,12 @@ import pytest
 from pollen_controller import board_romfs
 from pollen_controller import provisioning as pv
 from pollen_controller.build import build_bundle
-from pollen_controller.emulation import Emulation, heap_with_romfs, micropython_binary
+from pollen_controller.emulation import Emulation, heap_with_romfs, micropython_binary, romfs_mount_code
 from pollen_controller.firmware import compile_firmware, romfs_image
 from pollen_controller.topology import line
 from pollen_controller.transport import Board, BoardError
 from pollen_controller.virtual_board import VirtualBoard
+from test_emulation import wait_event
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
@@ -59,8 +60,6 @@ def test_the_image_runs_the_core_in_place_in_micropython(tmp_path):
 
 
 _FREE = "import gc\n%s\ngc.collect()\nprint(gc.mem_free())"
-_MOUNT = ("import vfs\nrom = bytearray(%d)\nf = open(%r, 'rb')\nf.readinto(rom)\nf.close()\n"
-          "vfs.mount(vfs.VfsRom(rom), '/rom')\ndel f")
 
 
 def test_an_emulated_romfs_node_has_no_more_heap_free_than_a_board(tmp_path):
@@ -76,7 +75,7 @@ def test_an_emulated_romfs_node_has_no_more_heap_free_than_a_board(tmp_path):
         return int(r.stdout)
 
     board = free("128K", "")
-    emulated = free(heap_with_romfs("128K", size), _MOUNT % (size, str(rom)))
+    emulated = free(heap_with_romfs("128K", size), romfs_mount_code(rom))
     assert board - 1024 < emulated <= board, (board, emulated)
 
 
@@ -91,25 +90,13 @@ def test_an_emulated_node_from_romfs_delivers_and_leaves_the_image_out_of_its_he
         assert emu.nodes[a].rom_heap_bytes >= image_bytes
         time.sleep(2)
         emu.nodes[a].command({"cmd": "send", "to": f"{b:08x}", "text": "from flash"})
-        got = _wait(emu.nodes[b], lambda e: e.get("event") == "received")
+        got = wait_event(emu.nodes[b], lambda e: e.get("event") == "received")
         assert got["text"] == "from flash"
         emu.nodes[b].command({"cmd": "status", "ref": "s"})
-        st = _wait(emu.nodes[b], lambda e: e.get("event") == "status")
+        st = wait_event(emu.nodes[b], lambda e: e.get("event") == "status")
     # a board keeps the image in flash: the figures leave it out (the core
     # and the app from .mpy files take about 120 KB at their peak)
     assert 20000 < st["peak_heap_bytes"] < 100000 and 20000 < st["heap_bytes"] < 100000, st
-
-
-def _wait(node, pred, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            ev = node.events.get(timeout=0.05)
-        except Exception:
-            continue
-        if pred(ev):
-            return ev
-    raise AssertionError("event not seen")
 
 
 def test_a_board_without_a_romfs_partition_gets_mpy_files_and_on_is_refused(tmp_path):

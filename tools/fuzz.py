@@ -883,9 +883,6 @@ DRIVER_END = "# ---- the host: the frames and the run"
 RUNNER = ("import gc\ngc.collect()\nfree = gc.mem_free()\nimport fuzz_driver\ngc.collect()\n"
           "free -= gc.mem_free()\nimport pollen.node\ngc.collect()\n"
           "fuzz_driver.serve(%d, %r, free)\n")
-# before RUNNER with --romfs: the image mounted at /rom, first on the path
-ROMFS_PRELUDE = ("import gc, sys, vfs\nrom = bytearray(%d)\nf = open(%r, 'rb')\nf.readinto(rom)\n"
-                 "f.close()\ndel f\nvfs.mount(vfs.VfsRom(rom), '/rom')\nsys.path.insert(0, '/rom')\n")
 
 
 class Piped:
@@ -895,7 +892,7 @@ class Piped:
     def __init__(self, fw, heap, seed, folder, emit, timeout_s, rom_image=None):
         import os
         import subprocess
-        from pollen_controller.emulation import heap_with_romfs, micropython_binary
+        from pollen_controller.emulation import heap_with_romfs, micropython_binary, romfs_mount_code
         self.emit = emit
         self.timeout_s = timeout_s
         self.counts = {}
@@ -906,7 +903,7 @@ class Piped:
         if rom_image:
             size = os.path.getsize(rom_image)
             heap = str(heap_with_romfs(heap, size))
-            code = ROMFS_PRELUDE % (size, str(rom_image)) + code
+            code = romfs_mount_code(rom_image) + code
         self.p = subprocess.Popen([micropython_binary(), "-X", "heapsize=" + heap, "-c",
                                    code], env=env, cwd=str(fw),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -18,19 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pollen_controller.emulation import heap_with_romfs, micropython_binary
+from pollen_controller.emulation import heap_with_romfs, micropython_binary, romfs_mount_code
 from pollen_controller.firmware import ROMFS_PACKAGES, compile_firmware, romfs_image
-
-ROMFS_PRELUDE = r"""
-import gc, sys, vfs
-gc.collect()
-_before = gc.mem_alloc()
-rom = open(%(image)r, "rb").read()
-vfs.mount(vfs.VfsRom(rom), "/rom")
-sys.path.insert(0, "/rom")
-gc.collect()
-rom_bytes = gc.mem_alloc() - _before
-"""
 
 SCRIPT = r"""
 import gc
@@ -66,7 +55,7 @@ for i in range(%(messages)d):
     used = gc.mem_alloc()
     if used > peak:
         peak = used
-rom = globals().get("rom_bytes", 0)
+rom = globals().get("rom_heap_bytes", 0)
 print("import_bytes", base - before_import, "baseline_bytes", base - rom, "peak_bytes", peak - rom,
       "free_bytes", gc.mem_free(), "delivered", a.counters["delivered"])
 """
@@ -89,7 +78,7 @@ def main():
             image.write_bytes(romfs_image(fw))
             for name in ROMFS_PACKAGES:
                 shutil.rmtree(fw / name)
-            text = ROMFS_PRELUDE % {"image": str(image)} + text
+            text = romfs_mount_code(image) + text
             heap = heap_with_romfs(args.heap, image.stat().st_size)  # as the emulation does
         script.write_text(text)
         # the firmware by a short relative path, as on a board (a module's
