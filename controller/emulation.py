@@ -74,6 +74,7 @@ def heap_with_romfs(heap: str, image_bytes: int) -> int:
     once a ROMFS image of image_bytes has been read into it."""
     return heap_size_bytes(heap) + image_bytes + _ROMFS_HEAP_EXTRA_BYTES
 
+
 # MicroPython code that mounts a ROMFS image as a board's partition is: read
 # into one bytearray (the first thing in the heap, so it does not fragment
 # it), mounted at /rom, first on sys.path; rom_heap_bytes is what it took.
