@@ -132,7 +132,7 @@ def install_bundle(board: Board, bundle: Path, progress=None, romfs: str = "auto
             raise BoardError(f"{board.port}: the ROMFS image is {rom['size_bytes']} bytes, the "
                              f"board's ROMFS partition {size} bytes" if size else
                              f"{board.port}: the board's MicroPython has no ROMFS partition "
-                             "(docs/boards.md, 'ROMFS'); flash without --romfs")
+                             "(docs/boards.md, 'ROMFS'); flash with --romfs auto or off")
         else:
             rom_state = f"no partition for it ({size} bytes)" if size else "no partition"
     written, skipped = [], []
