@@ -327,7 +327,8 @@ def _sizes(node, storage, t):
     try:
         t["neighbours"] = len(node.neigh.table)
         t["routes"] = len(node.routes.table)
-        t["seen"] = node.seen.capacity - node.seen._ring.count(None)
+        r = node.seen._ring  # 4 bytes a key, the first never 0 once used (tables.Seen)
+        t["seen"] = sum(1 for i in range(0, len(r), 4) if r[i])
         t["held"] = len(node.held)
         t["jobs"] = len(node.jobs)
         t["posts"] = len(node.posts.items)
@@ -338,7 +339,8 @@ def _sizes(node, storage, t):
         t["serving_queued"] = sum(len(e[0]) + len(e[1]) for e in node.serving.values())
         fe = node.fetches.values()
         t["fetches"] = len(fe)
-        t["fetch_parts"] = sum(x.parts for x in fe)  # gathered in storage (sharing._on_part)
+        # fetches gathering manifest parts (in storage, sharing._on_part)
+        t["fetch_parts"] = sum(1 for x in fe if x.parts is not None)
         t["storage_records"] = len(storage.names())
     except Exception:  # MemoryError too: measured another time
         pass
