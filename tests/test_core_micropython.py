@@ -167,11 +167,11 @@ class Radio:
     on_busy = None
 app = A.App({"node_id": 0x0A0B0C01, "network_key": "%s", "preset": "ShortFast"},
             Radio(), __import__("pollen.storage").storage.MemoryStorage(), 0)
-def broken(ref=None):
+def broken(now_ms):
     raise KeyError("boom")
-app.emit_status = broken
+app.node.status_items = broken
 app.command('{"cmd": "status", "ref": 7}')
-del app.emit_status
+del app.node.status_items
 app.command('{"cmd": "send", "to": "all", "text": "still here", "ref": 8}')
 """
 

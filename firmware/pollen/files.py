@@ -46,10 +46,16 @@ def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
 
 
 class Manifest:
+    # its bytes (_raw) while it is new; (storage, name) once it is kept there
+    # (_record, kept()). On the class while unset: an instance's attribute
+    # table is smaller by what it does not hold (a node keeps one per file)
+    _raw = None
+    _record = None
+
     def __init__(self, raw, name, media_type, size_bytes, chunk_bytes, author, created_s,
                  file_sha256, hashes_at, cid):
-        self._raw = raw
-        self._record = None  # (storage, name) once it is kept there (kept())
+        if raw is not None:
+            self._raw = raw
         self.name = name
         self.media_type = media_type
         self.size_bytes = size_bytes
@@ -76,7 +82,8 @@ class Manifest:
 
     def kept(self, storage, name):
         # it is in storage as record `name`: its bytes leave the heap
-        self._raw = None
+        if self._raw is not None:
+            del self._raw
         self._record = (storage, name)
 
     def read_at(self, offset, n):

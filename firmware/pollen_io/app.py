@@ -12,10 +12,8 @@ import os
 import random
 import binascii
 
-from pollen import VERSION
 from pollen._compat import unload
-from pollen.ids import ConfigError, parse_node_id
-from pollen.wire import BROADCAST
+from pollen.ids import ConfigError
 
 CONFIG = "config.json"
 
@@ -152,87 +150,25 @@ class App:
                 self.wake.set()
 
     def command(self, line):
+        # a console line (docs/console.md). The commands' code is loaded for
+        # each line and dropped after it (pollen_io/console_commands.py): not
+        # resident, it leaves about 1.9 KB of the heap to the node
+        from pollen_io import console_commands
         try:
-            c = json.loads(line)
-        except ValueError:
-            emit("error", error="command is not valid JSON")
-            return
-        if not isinstance(c, dict) or not isinstance(c.get("cmd"), str):
-            emit("error", error="command needs a \"cmd\" field")
-            return
-        ref = c.get("ref")
-        cmd = c["cmd"]
-        try:
-            if cmd == "send":
-                self.cmd_send(c, ref)
-            elif cmd == "status":
-                self.emit_status(ref)
-            elif cmd in _FILE_CMDS:
-                # loaded for each file command and dropped after it (the
-                # catalog's code too): a relay never holds it, nor does a
-                # node serving a file between the host's commands
-                from pollen_io import file_console
-                try:
-                    getattr(file_console, "cmd_" + cmd)(self, c, ref)
-                finally:
-                    _unload("pollen_io.file_console", "pollen.node_report")
-            else:
-                emit("error", error="unknown cmd %r (known: send, status, %s)"
-                     % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
-        except (ValueError, TypeError) as e:
-            emit("error", error="%s: %s" % (cmd, e), ref=ref)
-        except MemoryError as e:
-            # the node goes on: what it holds is in storage, not in this command
-            sys.print_exception(e, sys.stderr)
-            gc.collect()
-            emit("error", error="%s: out of memory (%d bytes free)" % (cmd, gc.mem_free()), ref=ref)
-        except Exception as e:
-            # a bug, not the host's mistake: said as such, and the console
-            # (the host's only way to the node) stays open
-            sys.print_exception(e, sys.stderr)
-            emit("error", error="%s: internal error: %r" % (cmd, e), ref=ref)
-
-    def cmd_send(self, c, ref):
-        to = c.get("to", "all")
-        text = c.get("text")
-        if not isinstance(text, str):
-            raise ValueError("field 'text': expected a string")
-        if to == "all":
-            dest = BROADCAST
-        else:
-            try:
-                dest = parse_node_id(to, "to")
-            except ConfigError as e:
-                raise ValueError(str(e).replace("config field", "field"))
-        msg_id = self.node.send(dest, text, self.clock.now())
-        emit("sent", id=msg_id, to="all" if dest == BROADCAST else "%08x" % dest, ref=ref)
-
-    def emit_status(self, ref=None):
-        # field by field: the status as one dict would need a big block of
-        # a small (and by now fragmented) heap
-        out = sys.stdout
-        out.write('{"event": "status"')
-        try:
-            for k, v in self.node.status_items(self.clock.now()):
-                _field(k, v)
-            _field("heap_bytes", gc.mem_alloc())
-            _field("heap_free_bytes", gc.mem_free())
-            _field("peak_heap_bytes", self.peak_heap)
-            _field("runtime", runtime())
-            _field("version", VERSION)
+            console_commands.run(self, line)
         finally:
-            # the line always ends (a status cut short by an error is still
-            # one line, and the error event follows on its own)
-            if ref is not None:
-                _field("ref", ref)
-            out.write("}\n")
-            _unload("pollen.node_report")  # the status code: loaded when asked, not kept
+            # with what it loaded: file commands, the status code
+            _unload("pollen_io.console_commands", "pollen_io.file_console", "pollen.node_report")
 
     async def status_loop(self):
         while True:
             await asyncio.sleep_ms(self.status_interval_ms)
             try:
-                self.emit_status()
+                from pollen_io import console_commands
+                try:
+                    console_commands.emit_status(self)
+                finally:
+                    _unload("pollen_io.console_commands", "pollen.node_report")
             except MemoryError:  # a status line lost, not the task
                 gc.collect()
 
@@ -260,14 +196,6 @@ class App:
                     gc.collect()
                     await asyncio.sleep_ms(20)
             self.wake.clear()
-
-
-_FILE_CMDS = ("share", "put", "fetch", "catalog", "manifest", "get")
-
-
-def _field(name, value):
-    sys.stdout.write(', "%s": ' % name)
-    json.dump(value, sys.stdout)
 
 
 def fail(e):
