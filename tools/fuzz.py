@@ -326,7 +326,7 @@ def _sizes(node, storage, t):
     # change to the core renamed keep their last value)
     try:
         t["neighbours"] = len(node.neigh.table)
-        t["routes"] = len(node.routes.table)
+        t["routes"] = len(node.routes)
         r = node.seen._ring  # 4 bytes a key, the first never 0 once used (tables.Seen)
         t["seen"] = sum(1 for i in range(0, len(r), 4) if r[i])
         t["held"] = len(node.held)

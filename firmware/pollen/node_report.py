@@ -12,7 +12,7 @@ def status_items(node, now_ms):
     yield "neighbours", [{"id": "%08x" % k, "name": e[0], "rssi_dbm": e[1], "snr_db": e[2],
                           "last_heard_s": (now_ms - e[3]) // 1000}
                          for k, e in node.neigh.table.items()]
-    yield "routes", len(node.routes.table)
+    yield "routes", len(node.routes)
     yield "held", len(node.held)
     yield "queue", len(node.jobs)
     yield "airtime_ms", node.duty.total_us // 1000

@@ -1,5 +1,6 @@
 # Bounded tables the node keeps in RAM: messages seen, neighbours heard,
 # routes learned. Each has a fixed capacity and evicts the oldest entry.
+from array import array
 
 
 def _fold(key):
@@ -114,46 +115,85 @@ class Neighbours:
 
 
 class Routes:
-    # Next hop towards a destination, learned from overheard traffic:
-    #   dest -> learned_min << 12 | hops << 8 | next hop's low byte
-    # one small int per route (no object: a full table of 256 costs a few
-    # KB), as frames name next hops by their low byte anyway. learned_min is
+    # Next hop towards a destination, learned from overheard traffic. Per
+    # route, at the same slot of two arrays:
+    #   _ring    the destination's id, 4 bytes big-endian (0: a free slot; 0
+    #            is no node's id), searched in C like Seen's keys
+    #   table    learned_min << 12 | hops << 8 | next hop's low byte
+    # (frames name next hops by their low byte anyway). learned_min is
     # minutes since start, modulo 2**18 (182 days); an age is
-    # (now_min - learned_min) & 0x3FFFF.
+    # (now_min - learned_min) & 0x3FFFF. The arrays grow 32 slots at a time
+    # up to the capacity: a full table of 256 is 2 KB; as a dict it was
+    # 4.8 KB, each growth needing a new block of up to 4 KB besides the old
+    # one (and a 32-bit board keeps most 32-bit ids as objects of their own).
     def __init__(self, capacity=256, expiry_ms=7200000):
         self.capacity = capacity
         self.expiry_ms = expiry_ms
-        self.table = {}
+        self._ring = bytearray()
+        self.table = array("I")
+        self.used = 0
+
+    def _find(self, dest, k=None):
+        # the slot of dest (or, given k, of that 4-byte key), or -1
+        if k is None:
+            if not dest:
+                return -1  # 0 marks a free slot
+            k = bytes((dest >> 24 & 0xFF, dest >> 16 & 0xFF, dest >> 8 & 0xFF, dest & 0xFF))
+        i = self._ring.find(k)
+        while i > 0 and i & 3:
+            i = self._ring.find(k, i + 1)
+        return i >> 2 if i >= 0 else -1
+
+    def __len__(self):
+        return self.used  # routes held
 
     def learn(self, dest, via, hops, now_ms):
+        if not dest:
+            return False  # 0 marks a free slot (and is no node's id)
         via &= 0xFF
         now = now_ms // 60000
-        v = self.table.get(dest)
+        j = self._find(dest)
+        v = self.table[j] if j >= 0 else None
         if v is not None and ((now - (v >> 12)) & 0x3FFFF) * 60000 < self.expiry_ms \
                 and (v >> 8) & 0xF < hops and v & 0xFF != via:
             return False  # keep the shorter route while it is fresh
         changed = v is None or v & 0xFF != via
-        if v is None and len(self.table) >= self.capacity:
-            oldest = None
-            age = -1
-            for k, r in self.table.items():
-                a = (now - (r >> 12)) & 0x3FFFF
-                if a > age:
-                    oldest, age = k, a
-            del self.table[oldest]
-        self.table[dest] = (now & 0x3FFFF) << 12 | (hops & 0xF) << 8 | via
+        if j < 0:
+            size = len(self.table)
+            j = self._find(0, bytes(4)) if self.used < size else -1
+            if j < 0 and size < self.capacity:  # 32 slots more
+                n = min(32, self.capacity - size)
+                self._ring.extend(bytes(4 * n))
+                self.table.extend(array("I", bytes(4 * n)))
+                j = size
+            if j < 0:  # full: the oldest goes
+                age = -1
+                for i in range(size):
+                    a = (now - (self.table[i] >> 12)) & 0x3FFFF
+                    if a > age:
+                        j, age = i, a
+            else:
+                self.used += 1
+            self._ring[4 * j:4 * j + 4] = bytes((dest >> 24 & 0xFF, dest >> 16 & 0xFF,
+                                                  dest >> 8 & 0xFF, dest & 0xFF))
+        self.table[j] = (now & 0x3FFFF) << 12 | (hops & 0xF) << 8 | via
         return changed
 
     def next_hop(self, dest, now_ms):
         # the low byte of the next hop, or None
-        v = self.table.get(dest)
+        j = self._find(dest)
+        v = self.table[j] if j >= 0 else None
         if v is None or ((now_ms // 60000 - (v >> 12)) & 0x3FFFF) * 60000 >= self.expiry_ms:
             return None
         return v & 0xFF
 
     def hops(self, dest):
-        v = self.table.get(dest)
-        return (v >> 8) & 0xF if v is not None else None
+        j = self._find(dest)
+        return (self.table[j] >> 8) & 0xF if j >= 0 else None
 
     def forget(self, dest):
-        self.table.pop(dest, None)
+        j = self._find(dest)
+        if j >= 0:
+            self._ring[4 * j:4 * j + 4] = bytes(4)
+            self.table[j] = 0
+            self.used -= 1

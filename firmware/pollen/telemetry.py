@@ -110,7 +110,7 @@ class Telemetry:
         # the interval: one frame for each node we know a way to, and ours
         # (we send our own and relay theirs), within the share of airtime;
         # status frames teach routes, so the route table counts the mesh
-        need_ms = (len(self.routes.table) + 1) * air_us * 1000 // (self.tele_budget.per_million or 1)
+        need_ms = (len(self.routes) + 1) * air_us * 1000 // (self.tele_budget.per_million or 1)
         interval = need_ms if need_ms > base else base
         self.tele_interval_ms = interval
         gap_ms = interval - interval // 10 + self._rand(interval // 5)

@@ -112,7 +112,7 @@ def test_neighbours_found_by_beacons():
     assert sorted(m.nodes[2].neigh.table) == [1, 3]
     assert m.nodes[2].neigh.table[3][0] == "00000003"   # name from the beacon
     # beacons are never relayed: node 1 has not heard of node 3
-    assert 3 not in m.nodes[1].neigh.table and 3 not in m.nodes[1].routes.table
+    assert 3 not in m.nodes[1].neigh.table and m.nodes[1].routes.hops(3) is None
 
 
 def test_duplicate_is_delivered_once():
@@ -879,3 +879,20 @@ def test_gossip_is_shed_on_a_busy_channel_but_first_sends_are_not():
     assert any(f.ftype == POST and f.origin == 8 for f in sent)        # relayed
     assert not any(f.ftype == wire.STATUS and f.origin == 7 for f in sent)   # shed
     assert n.drops.get("shed", 0) >= 1
+
+
+def test_routes_fill_their_slots_evict_the_oldest_and_forget():
+    # the route table: fixed arrays, one slot a destination (tables.Routes)
+    from pollen.tables import Routes
+    r = Routes(capacity=4, expiry_ms=3600000)
+    for k, dest in enumerate((0x0A000001, 0x0B000100, 0x00010000, 0xFFFFFF00)):
+        assert r.learn(dest, 0x100 + k, 2, k * 60000)
+    assert len(r) == 4 and r.hops(0x00010000) == 2 and r.next_hop(0xFFFFFF00, 180000) == 3
+    assert not r.learn(0, 5, 1, 0) and r.hops(0) is None and r.next_hop(0, 0) is None
+    assert not r.learn(0x0A000001, 0x07, 3, 240000)          # a longer way: kept the shorter
+    assert r.learn(0x0C000001, 0x09, 1, 300000) and len(r) == 4   # full: the oldest goes
+    assert r.hops(0x0A000001) is None and r.hops(0x0C000001) == 1
+    r.forget(0x0B000100)
+    assert len(r) == 3 and r.hops(0x0B000100) is None
+    assert r.learn(0x0B000100, 0x02, 2, 360000) and len(r) == 4    # into the free slot
+    assert r.next_hop(0x0C000001, 300000 + 3600000) is None        # expired

@@ -140,7 +140,7 @@ def test_interval_grows_with_the_nodes_heard_and_airtime_stays_within_the_share(
     n = m.nodes[1]
     air_us = preset_time_on_air_us(wire.HEADER_BYTES + len(n._status_payload(m.now_ms)) + 8,
                                    n.preset)
-    assert len(n.routes.table) == 15
+    assert len(n.routes) == 15
     assert n.tele_interval_ms >= 16 * air_us // 20 > 1000
     # at most the share of the hour and a quarter of an hour's share saved up
     for i in ids:
