@@ -23,26 +23,34 @@ class Delivered:
         self.storage = storage
         self.ring = None  # read at the first delivery, not at start (a start's heap is its peak)
 
-    def add(self, key):
-        # False if key was delivered lately; else remember it (persisted) and True
-        k = _fold(key)
-        ring = self.ring
-        if ring is None:
+    def load(self):
+        # the ring, read from storage at the first use
+        if self.ring is None:
             rec = self.storage.get(_RECORD)
             if rec is None or len(rec) != 1 + _KEY_BYTES * _COUNT or rec[0] >= _COUNT:
                 # none yet, damaged, or of the first layout (32 keys of 8 bytes): start empty
                 rec = bytes(1 + _KEY_BYTES * _COUNT)
-            ring = self.ring = bytearray(rec)
+            self.ring = bytearray(rec)
+        return self.ring
+
+    def __contains__(self, key):
+        # was key handed to the app lately?
+        k = _fold(key)
+        ring = self.load()
         i = ring.find(k, 1)
         while i > 0:
             if (i - 1) % _KEY_BYTES == 0:
-                return False
+                return True
             i = ring.find(k, i + 1)
+        return False
+
+    def add(self, key):
+        # key was handed to the app: remember it (persisted)
+        ring = self.load()
         n = ring[0]
-        ring[1 + _KEY_BYTES * n:1 + _KEY_BYTES * (n + 1)] = k
+        ring[1 + _KEY_BYTES * n:1 + _KEY_BYTES * (n + 1)] = _fold(key)
         ring[0] = (n + 1) % _COUNT
         try:
             self.storage.put(_RECORD, ring)
         except MemoryError:
             pass  # remembered until a restart; the message is not lost for it
-        return True

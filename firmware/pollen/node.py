@@ -281,11 +281,20 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if job is not None:
             self._overheard(job, f)
         if key in self.seen:
-            self.counters["duplicates"] += 1
             if f.ftype == MSG and f.dest == self.id:
-                if f.flags & F_STORED and f.flags & F_WANT_ACK:  # a retry: our ack was lost
+                # seen, but perhaps not handed to the app (handling the first
+                # copy failed on the way: a full heap): then it is now. Acked
+                # when handed, and when a retry says our ack was lost; never
+                # before the app has it (the sender then lets it go)
+                handed = self._deliver(f, "msg", key, rssi_dbm, snr_db)
+                if f.flags & F_WANT_ACK and (handed or f.flags & F_STORED):
                     self._send_ack(f, via, snr_db, now_ms)
-            elif f.ftype == MSG and f.flags & F_STORED:
+                return
+            if f.ftype == POST and f.origin != self.id:
+                self._deliver(f, "post", key, rssi_dbm, snr_db)  # the same for a post
+                return
+            self.counters["duplicates"] += 1
+            if f.ftype == MSG and f.flags & F_STORED:
                 self._retried(f, data, now_ms)
             return
         self.seen.add(key)
@@ -293,10 +302,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self._on_ack(f, now_ms)
         if f.dest == self.id:
             if f.ftype == MSG:
-                if self.delivered.add(key):  # not if the app had it before a restart
-                    self._deliver(f, "msg", rssi_dbm, snr_db)
-                else:
-                    self.counters["duplicates"] += 1
+                self._deliver(f, "msg", key, rssi_dbm, snr_db)
                 if f.flags & F_WANT_ACK:
                     self._send_ack(f, via, snr_db, now_ms)
             return
@@ -305,10 +311,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:
-                if self.delivered.add(key):
-                    self._deliver(f, "post", rssi_dbm, snr_db)
-                else:
-                    self.counters["duplicates"] += 1
+                self._deliver(f, "post", key, rssi_dbm, snr_db)
                 if f.hops < f.hop_limit:
                     # within the hop limit our neighbours may be owed a repair
                     self.posts.add(key, wire.relayed(data, f.hops + 1, 0, self.low, self.key),
@@ -417,16 +420,24 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                                                "to": "%08x" % h.dest,
                                                "hops": f.hops + 1}))
 
-    def _deliver(self, f, kind, rssi_dbm, snr_db):
+    def _deliver(self, f, kind, key, rssi_dbm, snr_db):
+        # Hand f to the app unless it had it lately (before a restart too):
+        # True if handed now. It is recorded as the app's only once handed,
+        # so a failure on the way leaves it to the next copy, not lost
+        if key in self.delivered:
+            self.counters["duplicates"] += 1
+            return False
         try:
             text = f.payload.decode()
         except Exception:
             self._drop("text")
-            return
+            return False
         self.out.append(("received", {"kind": kind, "from": "%08x" % f.origin,
                                       "to": "%08x" % f.dest, "id": f.msg_id,
                                       "text": text, "hops": f.hops,
                                       "rssi_dbm": rssi_dbm, "snr_db": snr_db}))
+        self.delivered.add(key)
+        return True
 
     def _send_ack(self, f, via, snr_db, now_ms):
         # an ack may come back a longer way than the message went: full hop

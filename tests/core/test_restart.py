@@ -217,3 +217,41 @@ def test_a_post_accepted_just_before_a_power_cut_goes_out_after_the_restart_once
     assert len(posts_sent_by_1()) == sent   # not sent again
     for i in (2, 3):
         assert [r["id"] for r in m.received(i, "post")] == [mid], i
+
+
+def test_a_message_whose_handing_to_the_app_failed_is_handed_on_its_retry_not_lost():
+    # the first copy is seen but handing it to the app fails (a full heap on
+    # a board); the sender's retry must get it to the app, and only then is
+    # it acked (an ack for a message the app never had loses it: the sender
+    # lets its copy go)
+    from pollen import wire
+    from pollen.wire import Frame, MSG, ACK, F_WANT_ACK, F_STORED
+    from pollen.crypto import NetworkKey
+    from .fakemesh import KEY_HEX
+    key = NetworkKey(bytes.fromhex(KEY_HEX))
+    m = line(2)
+    m.run(30000)
+    n = m.nodes[2]
+    acks = []
+    transmit = m._transmit
+    def logged(i, frame):
+        f, _ = wire.unpack(frame, key)
+        if i == 2 and f.ftype == ACK:
+            acks.append(wire.u32(f.payload, 0))
+        transmit(i, frame)
+    m._transmit = logged
+    deliver = n._deliver
+    def full_heap(*args):
+        raise MemoryError
+    n._deliver = full_heap
+    m.inject(2, wire.pack(Frame(MSG, F_WANT_ACK, 3, 0, 1, 2, 91, 0, 1, b"keep me"), key))
+    m._run(5000, 500000)  # the failure is counted as internal, on purpose
+    assert n.counters["internal"] == 1 and acks == [] and m.received(2) == []
+    n._deliver = deliver
+    m.inject(2, wire.pack(Frame(MSG, F_WANT_ACK | F_STORED, 3, 0, 1, 2, 91, 0, 1, b"keep me"), key))
+    m._run(5000, 500000)  # the failure is counted as internal, on purpose
+    assert [r["text"] for r in m.received(2)] == ["keep me"] and acks == [91]
+    m.inject(2, wire.pack(Frame(MSG, F_WANT_ACK | F_STORED, 3, 0, 1, 2, 91, 0, 1, b"keep me"), key))
+    m._run(5000, 500000)  # the failure is counted as internal, on purpose
+    assert len(m.received(2)) == 1 and acks == [91, 91]   # a retry after that: acked, not handed again
+    assert n.counters["internal"] == 1
