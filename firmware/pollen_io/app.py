@@ -150,25 +150,27 @@ class App:
                 self.wake.set()
 
     def command(self, line):
-        # a console line (docs/console.md). The commands' code is loaded for
-        # each line and dropped after it (pollen_io/console_commands.py): not
-        # resident, it leaves about 1.9 KB of the heap to the node
+        # a console line (docs/console.md). The commands' code
+        # (pollen_io/console_commands.py, 1.9 KB) is loaded at the first line,
+        # not at start, whose heap is a node's peak (a node with a full store
+        # did not start at 128K for it), and kept: loaded for every line, a
+        # status went unanswered on a nearly full heap
         from pollen_io import console_commands
         try:
             console_commands.run(self, line)
         finally:
-            # with what it loaded: file commands, the status code
-            _unload("pollen_io.console_commands", "pollen_io.file_console", "pollen.node_report")
+            # what it loaded for the line: file commands, the status code
+            _unload("pollen_io.file_console", "pollen.node_report")
 
     async def status_loop(self):
         while True:
             await asyncio.sleep_ms(self.status_interval_ms)
             try:
-                from pollen_io import console_commands
+                from pollen_io import console_commands  # kept (command())
                 try:
                     console_commands.emit_status(self)
                 finally:
-                    _unload("pollen_io.console_commands", "pollen.node_report")
+                    _unload("pollen.node_report")
             except MemoryError:  # a status line lost, not the task
                 gc.collect()
 

@@ -1,7 +1,7 @@
 # The node's console commands (docs/console.md), for pollen_io/app.py:
-# loaded for each console line (and each periodic status) and dropped after
-# it, so their code does not stay in the heap (about 1.9 KB at 128K, where a
-# node with a full store needed every KB to start).
+# loaded at the first console line (or periodic status), not at start, whose
+# heap is a node's peak (about 1.9 KB at 128K, where a node with a full store
+# needed every KB to start), and kept from then on.
 import sys
 import gc
 import json
