@@ -150,10 +150,8 @@ class App:
                 self.wake.set()
 
     def command(self, line):
-        # a console line (docs/console.md). The commands' code
-        # (pollen_io/console_commands.py, 1.9 KB) is loaded at the first line,
-        # not at start, whose heap is a node's peak (a node with a full store
-        # did not start at 128K for it), and kept: loaded for every line, a
+        # a console line (docs/console.md); the commands' code is loaded
+        # once the node has started (main) and kept: loaded for every line, a
         # status went unanswered on a nearly full heap
         from pollen_io import console_commands
         try:
@@ -176,6 +174,14 @@ class App:
 
     async def main(self):
         self.node.start(self.clock.now())
+        # the console's commands (1.9 KB), loaded once the start is over: the
+        # start's heap is a node's peak (a node with a full store did not
+        # start at 128K for them), and loaded later, at a first command on a
+        # fragmented heap, they often did not load (a mute console)
+        try:
+            from pollen_io import console_commands  # noqa: F401 (kept)
+        except MemoryError:
+            gc.collect()  # loaded at the first command then
         emit("started", id="%08x" % self.node.id, name=self.node.s.name, runtime=runtime())
         asyncio.create_task(self.radio_loop())
         console = asyncio.create_task(self.console_loop())

@@ -1,7 +1,7 @@
 # The node's console commands (docs/console.md), for pollen_io/app.py:
-# loaded at the first console line (or periodic status), not at start, whose
-# heap is a node's peak (about 1.9 KB at 128K, where a node with a full store
-# needed every KB to start), and kept from then on.
+# loaded once the node has started, not before its start, whose heap is a
+# node's peak (about 1.9 KB at 128K, where a node with a full store needed
+# every KB to start), and kept from then on.
 import sys
 import gc
 import json
