@@ -11,7 +11,7 @@
 # the nodes carried more traffic). This is also where replay protection
 # starts: a copy recorded here, replayed later, is not delivered again.
 from pollen._compat import const
-from pollen.tables import _fold
+from pollen.tables import _find, _fold
 
 _RECORD = "rx"
 _COUNT = const(128)
@@ -35,14 +35,7 @@ class Delivered:
 
     def __contains__(self, key):
         # was key handed to the app lately?
-        k = _fold(key)
-        ring = self.load()
-        i = ring.find(k, 1)
-        while i > 0:
-            if (i - 1) % _KEY_BYTES == 0:
-                return True
-            i = ring.find(k, i + 1)
-        return False
+        return _find(self.load(), _fold(key), 1) >= 0
 
     def add(self, key):
         # key was handed to the app: remember it (persisted)

@@ -1,6 +1,16 @@
 # Bounded tables the node keeps in RAM: messages seen, neighbours heard,
 # routes learned. Each has a fixed capacity and evicts the oldest entry.
 from array import array
+from pollen.wire import be32
+
+
+def _find(buf, k, at=0):
+    # the slot holding the 4-byte key k in buf (slots of 4 bytes from `at`),
+    # or -1: searched in C, a match must start on a slot
+    i = buf.find(k, at)
+    while i >= 0 and (i - at) & 3:
+        i = buf.find(k, i + 1)
+    return (i - at) >> 2 if i >= 0 else -1
 
 
 def _fold(key):
@@ -25,11 +35,8 @@ class Seen:
         self._i = 0
 
     def _find(self, k):
-        # the slot holding folded key k, or -1 (a match must start on a slot)
-        i = self._ring.find(k)
-        while i > 0 and i & 3:
-            i = self._ring.find(k, i + 1)
-        return i >> 2 if i >= 0 else -1
+        # the slot holding folded key k, or -1
+        return _find(self._ring, k)
 
     def __contains__(self, key):
         return self._find(_fold(key)) >= 0
@@ -133,16 +140,9 @@ class Routes:
         self.table = array("I")
         self.used = 0
 
-    def _find(self, dest, k=None):
-        # the slot of dest (or, given k, of that 4-byte key), or -1
-        if k is None:
-            if not dest:
-                return -1  # 0 marks a free slot
-            k = bytes((dest >> 24 & 0xFF, dest >> 16 & 0xFF, dest >> 8 & 0xFF, dest & 0xFF))
-        i = self._ring.find(k)
-        while i > 0 and i & 3:
-            i = self._ring.find(k, i + 1)
-        return i >> 2 if i >= 0 else -1
+    def _find(self, dest):
+        # the slot of dest, or -1 (0 is no node's id: it marks free slots)
+        return _find(self._ring, be32(dest)) if dest else -1
 
     def __len__(self):
         return self.used  # routes held
@@ -160,7 +160,7 @@ class Routes:
         changed = v is None or v & 0xFF != via
         if j < 0:
             size = len(self.table)
-            j = self._find(0, bytes(4)) if self.used < size else -1
+            j = _find(self._ring, bytes(4)) if self.used < size else -1  # a free slot
             if j < 0 and size < self.capacity:  # 32 slots more
                 n = min(32, self.capacity - size)
                 self._ring.extend(bytes(4 * n))
@@ -174,8 +174,7 @@ class Routes:
                         j, age = i, a
             else:
                 self.used += 1
-            self._ring[4 * j:4 * j + 4] = bytes((dest >> 24 & 0xFF, dest >> 16 & 0xFF,
-                                                  dest >> 8 & 0xFF, dest & 0xFF))
+            self._ring[4 * j:4 * j + 4] = be32(dest)
         self.table[j] = (now & 0x3FFFF) << 12 | (hops & 0xF) << 8 | via
         return changed
 
