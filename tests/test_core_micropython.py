@@ -280,3 +280,45 @@ def test_the_core_s_names_fit_five_qstr_pools(tmp_path):
     m = re.search(r"n_pool=(\d+), n_qstr=(\d+)", r.stdout)
     assert r.returncode == 0 and m, r.stdout + r.stderr
     assert int(m.group(1)) <= 5, "a sixth qstr pool (%s qstrs): reuse existing names" % m.group(2)
+
+
+# A datagram the emulated radio could not read for want of heap is dropped,
+# not left waiting: left on the socket, the same datagram failed again and
+# again (thousands of times a minute on a full 128K heap: a deaf node
+# spinning its CPU), and every frame after it waited behind it.
+UDP_SCRIPT = """
+import asyncio
+from pollen_io.udp_radio import UdpRadio
+
+class Socket:  # the radio's socket: one read fails for want of heap
+    def __init__(self, grams):
+        self.grams = grams
+        self.failed = False
+
+    def recv(self, n):
+        if not self.grams:
+            raise OSError(11)
+        if n > 1 and not self.failed:
+            self.failed = True
+            raise MemoryError
+        return self.grams.pop(0)[:n]
+
+radio = UdpRadio(0x0A0B0C01, "127.0.0.1", 9)  # (its hello goes nowhere)
+radio.sock = Socket([b"R\\xb0\\x08first", b"R\\xb0\\x08second"])
+
+async def main():
+    try:
+        await radio.receive()
+    except MemoryError:
+        print("lost one")
+    frame, rssi, snr = await radio.receive()
+    print("next", frame, rssi, snr, "left", len(radio.sock.grams))
+
+asyncio.run(main())
+"""
+
+
+def test_a_datagram_the_radio_cannot_read_for_want_of_heap_is_dropped_not_read_again():
+    r = _run(["-c", UDP_SCRIPT], SUITE_HEAP, timeout_s=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split("\n")[:2] == ["lost one", "next b'second' -80 2.0 left 0"], r.stdout

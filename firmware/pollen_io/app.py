@@ -135,6 +135,7 @@ class App:
             except MemoryError:  # that line is lost (the host times out), not the node
                 self.node._drop("memory")
                 gc.collect()
+                await asyncio.sleep_ms(20)  # (as radio_loop: no spinning on a full heap)
                 continue
             if not line:
                 self.wake.set()  # host closed the console: stop the node now

@@ -5,8 +5,10 @@
 #   await radio.receive() -> (frame, rssi_dbm, snr_db)
 #   radio.on_busy = fn(airtime_ms)     called when another transmission starts
 import socket
-from pollen.wire import be32
+from pollen.wire import be32, MAX_FRAME_BYTES
 from asyncio import core
+
+_DATAGRAM_BYTES = 3 + MAX_FRAME_BYTES  # "R", rssi, snr, frame
 
 
 class UdpRadio:
@@ -30,10 +32,18 @@ class UdpRadio:
     async def receive(self):
         while True:
             try:
-                d = self.sock.recv(300)  # exactly one datagram
+                d = self.sock.recv(_DATAGRAM_BYTES)  # exactly one datagram
             except OSError:  # nothing waiting (EAGAIN)
                 await self._readable()
                 continue
+            except MemoryError:
+                # no block for it in a full, fragmented heap: this datagram
+                # is dropped (a 1-byte read takes it off the socket), so one
+                # frame is lost, not every frame after it. Left waiting, the
+                # same datagram failed again and again (3,600 times a minute
+                # at 128K: a deaf node spinning its CPU)
+                self.sock.recv(1)
+                raise
             if d and len(d) > 3 and d[0] == 0x52:  # "R" rssi snr frame
                 rssi = d[1] - 256 if d[1] > 127 else d[1]
                 snr = d[2] - 256 if d[2] > 127 else d[2]
