@@ -219,7 +219,17 @@ class Node(Flooding, Custody, Sharing, Telemetry):
 
     def poll(self, now_ms):
         try:
-            self._timers(now_ms)
+            wake = 0
+            try:
+                self._timers(now_ms)
+            except MemoryError:
+                # a timer that needs heap (a retry's frame read back, a
+                # beacon built) must not keep what is queued from going:
+                # sending is what frees the heap (a job leaves the queue).
+                # The timer runs again a slot later
+                self.counters["internal"] += 1
+                self.last_internal = "MemoryError in poll"
+                wake = now_ms + self.slot_ms
             if now_ms < self.channel_until_ms:
                 # back off: nothing goes until a random slot after the channel frees
                 if self.backoff_until_ms < self.channel_until_ms:
@@ -227,6 +237,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             elif now_ms >= self.busy_until_ms and now_ms >= self.backoff_until_ms:
                 self._transmit_due(now_ms)
             self._plan_wake(now_ms)
+            if self.next_wake_ms < wake:
+                self.next_wake_ms = wake
         except MemoryError:
             # out of heap: counted, said in status without building a
             # message (that needs heap too), and the node goes on (the

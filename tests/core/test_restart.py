@@ -82,6 +82,23 @@ def test_send_answers_accepted_once_stored_even_if_its_first_attempt_fails():
     assert [r["id"] for r in m.received(2, "msg")] == [mid]
 
 
+def test_a_timer_that_runs_out_of_heap_does_not_keep_queued_frames_from_going():
+    # a full heap made a timer fail at every poll (a retry's frame read
+    # back, a beacon built), and poll gave up before sending: what was
+    # queued never went, though sending is what frees the heap
+    m = line(2)
+    m.run(30000)
+    n = m.nodes[1]
+
+    def no_heap(now_ms):
+        raise MemoryError
+    n._timers = no_heap
+    mid = m.send(1, 2, "queued before the heap ran out")
+    m._run(20000, 5000)   # (few steps: a failing timer is tried again a slot later, not at once)
+    assert [r["id"] for r in m.received(2, "msg")] == [mid]
+    assert n.counters["internal"] > 0 and n.last_internal == "MemoryError in poll"
+
+
 def test_frames_from_reserved_ids_are_dropped_and_cannot_touch_the_node_s_jobs():
     # an ACK "for" origin 00000000 whose payload names a small id used to
     # delete the node's beacon, want, catalog or status job; a POST from
