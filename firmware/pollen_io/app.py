@@ -116,6 +116,14 @@ class App:
                 # may still wait in the radio, and retrying at once spun
                 # the CPU for good (seen at 128K: a silent node at 100 %)
                 await asyncio.sleep_ms(20)
+            except Exception as e:
+                # anything else (the radio's driver, its socket) must not
+                # end this task either: a node whose radio task ended never
+                # heard again, and still answered its console
+                frame = None
+                sys.print_exception(e, sys.stderr)
+                self.node._internal("radio: %r" % e)
+                await asyncio.sleep_ms(20)
             self.wake.set()
 
     async def console_loop(self):
