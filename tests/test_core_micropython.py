@@ -383,3 +383,59 @@ def test_a_frame_the_radio_cannot_copy_for_want_of_heap_is_lost_alone():
     # the busy notice needs no heap; "first" finds none for its copy, nor
     # does "second" after it (neither is read again); with room, "third" is read
     assert r.stdout.split("\n")[0] == "['lost', 'lost', (b'third', -80, 2.0)] [300]", r.stdout
+
+
+# A wait on a stream (the console, a radio driver's flag) that fails half-way
+# for want of heap leaves asyncio's poller table naming a stream the poller
+# does not watch, and every later wait on it failed (OSError ENOENT): the
+# console task ended, and with it the node. The app repairs the table.
+WAITS_SCRIPT = """
+import asyncio, select, socket
+from asyncio import core
+from pollen_io.app import forget_stale_waits
+
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
+s.setblocking(False)
+real = core._io_queue.poller
+
+class Poller:  # no heap left at the first registration
+    fail = 1
+    def register(self, *a):
+        if self.fail:
+            self.fail -= 1
+            raise MemoryError
+        return real.register(*a)
+    def __getattr__(self, k):
+        return getattr(real, k)
+
+core._io_queue.poller = Poller()
+
+async def wait():
+    yield core._io_queue.queue_read(s)
+
+async def waiter(out):
+    try:
+        await wait()
+    except Exception as e:
+        out.append(repr(e))
+
+async def main():
+    try:
+        await wait()
+    except MemoryError:
+        forget_stale_waits()
+    out = []
+    t = asyncio.create_task(waiter(out))
+    await asyncio.sleep_ms(20)
+    real.modify(s, select.POLLIN)  # (ENOENT if the poller does not watch it)
+    print("parked", core._io_queue.map[id(s)][0] is t, out)
+
+asyncio.run(main())
+"""
+
+
+def test_a_wait_that_failed_for_want_of_heap_does_not_break_later_waits():
+    r = _run(["-c", WAITS_SCRIPT], SUITE_HEAP, timeout_s=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split("\n")[0] == "parked True []", r.stdout
