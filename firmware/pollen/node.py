@@ -175,32 +175,39 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
         self.counters["rx"] += 1
         try:
-            if self.fetches:
-                self._hold_windows(self._airtime_us(len(data)) // 1000)
-            if data:
-                self._status_credit(now_ms, data)
-            f, reason = wire.unpack(data, self.key)
+            try:
+                if self.fetches:
+                    self._hold_windows(self._airtime_us(len(data)) // 1000)
+                if data:
+                    self._status_credit(now_ms, data)
+                f, reason = wire.unpack(data, self.key)
+            except MemoryError:
+                # no heap to check it (decryption builds the plaintext): this
+                # frame is lost, counted; the node goes on with the next
+                self._drop("memory")
+                return
+            if f is None:
+                self._drop(reason)
+                return
+            if f.origin == self.id and f.hops == 0:
+                self._drop("loop")  # our own frame echoed back by a misbehaving radio
+                return
+            if not f.origin & 0xFF or f.origin == BROADCAST or not f.dest & 0xFF:
+                # no node has such an id (00000000, ffffffff, or a last byte
+                # of 00: Settings refuse them), and a message key from one could
+                # name one of our own jobs (their keys are small numbers)
+                self._drop("reserved")
+                return
+            try:
+                self._handle(f, data, rssi_dbm, snr_db, now_ms)
+            except Exception as e:  # an authenticated but nonsensical frame must not stop us
+                self._internal("%s: %s" % (type(e).__name__, e))
         except MemoryError:
-            # no heap to check it (decryption builds the plaintext): this
-            # frame is lost, counted; the node goes on with the next
-            self._drop("memory")
-            return
-        if f is None:
-            self._drop(reason)
-            return
-        if f.origin == self.id and f.hops == 0:
-            self._drop("loop")  # our own frame echoed back by a misbehaving radio
-            return
-        if not f.origin & 0xFF or f.origin == BROADCAST or not f.dest & 0xFF:
-            # no node has such an id (00000000, ffffffff, or a last byte
-            # of 00: Settings refuse them), and a message key from one could
-            # name one of our own jobs (their keys are small numbers)
-            self._drop("reserved")
-            return
-        try:
-            self._handle(f, data, rssi_dbm, snr_db, now_ms)
-        except Exception as e:  # an authenticated but nonsensical frame must not stop us
-            self._internal("%s: %s" % (type(e).__name__, e))
+            # no heap even to count what went wrong (a drop reason seen
+            # for the first time, an error's text): the frame is lost all
+            # the same, and this must not escape to the radio task
+            self.counters["internal"] += 1
+            self.last_internal = "MemoryError in on_frame"
 
     def _internal(self, what):
         # an exception the core caught: counted, and the last one kept for

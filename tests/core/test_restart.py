@@ -99,6 +99,26 @@ def test_a_timer_that_runs_out_of_heap_does_not_keep_queued_frames_from_going():
     assert n.counters["internal"] > 0 and n.last_internal == "MemoryError in poll"
 
 
+def test_a_frame_whose_error_cannot_even_be_counted_for_want_of_heap_does_not_escape():
+    # counting a drop reason seen for the first time grows a dict, and an
+    # error's text is a new string: on a full heap either raised
+    # MemoryError out of on_frame, into the app's radio task (42 times in
+    # 100,000 hostile frames at 128K)
+    m = line(2)
+    m.run(30000)
+    n = m.nodes[2]
+
+    def no_heap(*args):
+        raise MemoryError
+    n._drop = no_heap
+    n._internal = no_heap
+    n.on_frame(b"\x01garbage", -80, 5, m.now_ms)          # a drop
+    n._handle = lambda *args: 1 / 0                          # an error
+    m.send(1, 2, "hello")
+    m._run(5000, 50000)
+    assert n.counters["internal"] >= 2 and n.last_internal == "MemoryError in on_frame"
+
+
 def test_frames_from_reserved_ids_are_dropped_and_cannot_touch_the_node_s_jobs():
     # an ACK "for" origin 00000000 whose payload names a small id used to
     # delete the node's beacon, want, catalog or status job; a POST from
