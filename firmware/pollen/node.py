@@ -254,9 +254,13 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self.last_internal = "MemoryError in poll"
             self.next_wake_ms = now_ms + self.slot_ms
         except Exception as e:
-            # a bug: the same, with what it was
-            self._internal("%s: %s" % (type(e).__name__, e))
+            # a bug: the same, with what it was (if there is heap to say it)
             self.next_wake_ms = now_ms + self.slot_ms
+            try:
+                self._internal("%s: %s" % (type(e).__name__, e))
+            except MemoryError:
+                self.counters["internal"] += 1
+                self.last_internal = "MemoryError in poll"
         out = self.out
         self.out = []
         return out
