@@ -8,20 +8,13 @@ Wire protocol (one datagram per message; the firmware's UDP radio adapter speaks
     node -> medium   b"T" + frame (1..255 bytes)
         Transmit. The sender is known by its source address. The transmission starts
         now, or when the node's previous one ends (the medium queues it).
-    medium -> node   b"B" + airtime_ms (2 bytes, big-endian), zeros to RX_DATAGRAM_BYTES
+    medium -> node   b"B" + airtime_ms (2 bytes, big-endian)
         Channel busy, sent to every node that can hear the sender when a transmission
         starts: what a LoRa radio's channel activity detection (CAD) tells its node,
         so nodes listen before they talk.
-    medium -> node   b"R" + rssi + snr + length + frame, zeros to RX_DATAGRAM_BYTES
+    medium -> node   b"R" + rssi + snr + frame
         Receive, sent when the transmission ends. rssi: int8, dBm. snr: int8, quarter-dB
-        (-32.0 .. +31.75 dB). Both rounded and clamped. length: the frame's, 1..255.
-
-Every datagram to a node is RX_DATAGRAM_BYTES (259) long, so that the node reads
-each into one buffer made at start and allocates nothing to hear it: a node on
-a full heap whose read needed a new block failed on the same datagram again
-and again, deaf. (MicroPython's socket has no recv_into; its readinto, a
-stream read, goes on to the next datagram until the buffer is full, so every
-datagram must fill it.)
+        (-32.0 .. +31.75 dB). Both rounded and clamped.
 
 Anything else from a node is dropped and counted; the medium carries on.
 
@@ -52,7 +45,6 @@ from pollen.airtime import PRESETS, preset_time_on_air_us
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 255
-RX_DATAGRAM_BYTES = 4 + MAX_FRAME_BYTES   # every datagram to a node: "R"/"B", fields, frame, zeros
 MAX_QUEUED_FRAMES = 8      # per node, waiting for its own previous frame to end
 _POLL_S = 0.05             # longest the thread sleeps: bounds stop() latency
 _DATAGRAM_BYTES = 2048
@@ -86,29 +78,16 @@ def pack_transmit(frame):
     return b"T" + bytes(frame)
 
 
-def _fill(datagram):
-    return datagram + bytes(RX_DATAGRAM_BYTES - len(datagram))
-
-
 def pack_receive(rssi_dbm, snr_db, frame):
-    frame = bytes(frame)
-    if not 1 <= len(frame) <= MAX_FRAME_BYTES:
-        raise ValueError(f"frame of {len(frame)} bytes (1..{MAX_FRAME_BYTES})")
-    return _fill(_RECEIVE + struct.pack("bbB", _clamp_int8(rssi_dbm), _clamp_int8(snr_db * 4),
-                                        len(frame)) + frame)
-
-
-def pack_busy(airtime_ms):
-    return _fill(b"B" + struct.pack(">H", min(65535, airtime_ms)))
+    return _RECEIVE + struct.pack("bb", _clamp_int8(rssi_dbm), _clamp_int8(snr_db * 4)) + bytes(frame)
 
 
 def parse_receive(datagram):
     # -> (rssi_dbm, snr_db, frame)
-    if len(datagram) != RX_DATAGRAM_BYTES or datagram[:1] != _RECEIVE \
-            or not 1 <= datagram[3] <= MAX_FRAME_BYTES:
+    if len(datagram) < 4 or datagram[:1] != _RECEIVE:
         raise MalformedDatagram("not a receive datagram")
-    rssi_dbm, snr_qdb, n = struct.unpack_from("bbB", datagram, 1)
-    return rssi_dbm, snr_qdb / 4, bytes(datagram[4:4 + n])
+    rssi_dbm, snr_qdb = struct.unpack_from("bb", datagram, 1)
+    return rssi_dbm, snr_qdb / 4, bytes(datagram[3:])
 
 
 def parse_node_datagram(datagram):
@@ -278,7 +257,7 @@ class Medium:
             by_node[sender] = by_node.get(sender, 0) + 1
             busy = []
             if start_s == now_s:
-                datagram = pack_busy(airtime_us // 1000 + 1)
+                datagram = b"B" + struct.pack(">H", min(65535, airtime_us // 1000 + 1))
                 for (a, b) in self.topology.links:
                     if a == sender and b in self._addr_by_node:
                         busy.append((self._addr_by_node[b], datagram))

@@ -31,25 +31,6 @@ def runtime():
     return "%s %d.%d.%d" % (sys.implementation.name, v[0], v[1], v[2])
 
 
-def forget_stale_waits():
-    # asyncio's poller entries that name the running task: a task that is
-    # running waits for nothing, so they were left by a wait that failed
-    # half-way for want of heap (after its entry, before the poller took the
-    # stream). Left there, every later wait on that stream failed (OSError
-    # ENOENT): a console or a radio driver that never heard again
-    try:
-        q = asyncio.core._io_queue
-        me = asyncio.core.cur_task
-        for k in [k for k, e in q.map.items() if e[0] is me or e[1] is me]:
-            e = q.map.pop(k)
-            try:
-                q.poller.unregister(e[2])
-            except Exception:
-                pass
-    except Exception:  # (no heap even for this: tried again at the next failure)
-        pass
-
-
 class Clock:
     # Milliseconds since start that never wrap (ticks_ms wraps after ~12 days).
     def __init__(self):
@@ -131,19 +112,9 @@ class App:
                 frame = None
                 self.node._drop("memory")
                 gc.collect()
-                forget_stale_waits()
                 # and let the other tasks run before trying again: the frame
                 # may still wait in the radio, and retrying at once spun
                 # the CPU for good (seen at 128K: a silent node at 100 %)
-                await asyncio.sleep_ms(20)
-            except Exception as e:
-                # anything else (the radio's driver, its socket) must not
-                # end this task either: a node whose radio task ended never
-                # heard again, and still answered its console
-                frame = None
-                sys.print_exception(e, sys.stderr)
-                self.node._internal("radio: %r" % e)
-                forget_stale_waits()
                 await asyncio.sleep_ms(20)
             self.wake.set()
 
@@ -161,17 +132,9 @@ class App:
         while True:
             try:
                 line = await reader.readline()
-            except Exception as e:  # that line is lost (the host times out), not the node
-                if isinstance(e, MemoryError):
-                    self.node._drop("memory")
-                else:
-                    sys.print_exception(e, sys.stderr)
-                    self.node._internal("console: %r" % e)
-                e = None
+            except MemoryError:  # that line is lost (the host times out), not the node
+                self.node._drop("memory")
                 gc.collect()
-                # a wait on the console that failed half-way must not fail
-                # every later one: the console task ending stops the node
-                forget_stale_waits()
                 await asyncio.sleep_ms(20)  # (as radio_loop: no spinning on a full heap)
                 continue
             if not line:

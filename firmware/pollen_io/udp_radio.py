@@ -5,11 +5,10 @@
 #   await radio.receive() -> (frame, rssi_dbm, snr_db)
 #   radio.on_busy = fn(airtime_ms)     called when another transmission starts
 import socket
-import asyncio
 from pollen.wire import be32, MAX_FRAME_BYTES
+from asyncio import core
 
-_DATAGRAM_BYTES = 4 + MAX_FRAME_BYTES  # every datagram from the medium: "R"/"B", fields, frame, zeros
-_POLL_MS = 10  # how often the socket is looked at while nothing waits
+_DATAGRAM_BYTES = 3 + MAX_FRAME_BYTES  # "R", rssi, snr, frame
 
 
 class UdpRadio:
@@ -21,39 +20,44 @@ class UdpRadio:
         self.hello = b"H" + be32(node_id)
         self.sock.sendto(self.hello, self.medium)
         self.on_busy = None
-        # one buffer for every datagram, made at start: reading one then
-        # allocates nothing. With recv(), which needs a new block each time,
-        # a full, fragmented heap failed on the same datagram again and
-        # again (up to 3,600 times a minute at 128K): a deaf node. Now a
-        # datagram always leaves the socket; at worst the copy of its frame
-        # fails and that one frame is lost
-        self._buf = bytearray(_DATAGRAM_BYTES)
+        self._failed = False  # the last read failed for want of heap
 
     def transmit(self, frame):
         self.sock.sendto(b"T" + frame, self.medium)
 
+    async def _readable(self):
+        # Park until the socket has a datagram. Not StreamReader.read(): a
+        # stream read fills its buffer from several datagrams at once.
+        yield core._io_queue.queue_read(self.sock)
+
     async def receive(self):
-        d = self._buf
         while True:
             try:
-                # a stream read: it goes on to the next datagram until the
-                # buffer is full, so the medium fills every datagram to its size
-                n = self.sock.readinto(d)
-            except OSError:
-                n = None
-            if n is None:
-                # nothing waiting: looked at again shortly. Not parked on
-                # asyncio's poller: parking allocates (an entry in its
-                # table), and one that failed half-way on a full heap left the
-                # table inconsistent, so every later wait failed. A sleep
-                # allocates nothing
-                await asyncio.sleep_ms(_POLL_MS)
+                d = self.sock.recv(_DATAGRAM_BYTES)  # exactly one datagram
+            except OSError:  # nothing waiting (EAGAIN)
+                await self._readable()
                 continue
-            if n != _DATAGRAM_BYTES:
-                continue  # not from the medium
-            if d[0] == 0x52 and 0 < d[3] <= MAX_FRAME_BYTES:  # "R" rssi snr length frame
+            except MemoryError:
+                # no room in a full, fragmented heap. The read fails before
+                # it takes the datagram (its buffer) or after (its bytes
+                # object). Left waiting, a datagram failed again and again
+                # (3,600 times a minute at 128K: a deaf node spinning its
+                # CPU), so after a second failure in a row (the app collects
+                # between) it is dropped: a 1-byte read takes it off the
+                # socket, one frame lost, not every frame after it. Not after
+                # the first: that one may have taken it, and the next
+                # datagram is another frame
+                if self._failed:
+                    try:
+                        self.sock.recv(1)
+                    except OSError:  # (nothing waiting)
+                        pass
+                self._failed = not self._failed
+                raise
+            self._failed = False
+            if d and len(d) > 3 and d[0] == 0x52:  # "R" rssi snr frame
                 rssi = d[1] - 256 if d[1] > 127 else d[1]
                 snr = d[2] - 256 if d[2] > 127 else d[2]
-                return bytes(memoryview(d)[4:4 + d[3]]), rssi, snr / 4
-            if d[0] == 0x42 and self.on_busy:  # "B" airtime_ms
+                return d[3:], rssi, snr / 4
+            if d and len(d) == 3 and d[0] == 0x42 and self.on_busy:  # "B" airtime_ms
                 self.on_busy((d[1] << 8) | d[2])
