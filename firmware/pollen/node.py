@@ -246,21 +246,18 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self._plan_wake(now_ms)
             if self.next_wake_ms < wake:
                 self.next_wake_ms = wake
-        except MemoryError:
-            # out of heap: counted, said in status without building a
-            # message (that needs heap too), and the node goes on (the
-            # timer that failed runs again later)
+        except Exception as e:
+            # out of heap, or a bug: counted, said in status (what it was,
+            # if there is heap to say it), and the node goes on (what failed
+            # runs again a slot later)
+            self.next_wake_ms = now_ms + self.slot_ms
             self.counters["internal"] += 1
             self.last_internal = "MemoryError in poll"
-            self.next_wake_ms = now_ms + self.slot_ms
-        except Exception as e:
-            # a bug: the same, with what it was (if there is heap to say it)
-            self.next_wake_ms = now_ms + self.slot_ms
-            try:
-                self._internal("%s: %s" % (type(e).__name__, e))
-            except MemoryError:
-                self.counters["internal"] += 1
-                self.last_internal = "MemoryError in poll"
+            if not isinstance(e, MemoryError):
+                try:
+                    self.last_internal = "%s: %s" % (type(e).__name__, e)
+                except MemoryError:
+                    pass
         out = self.out
         self.out = []
         return out
@@ -676,7 +673,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.jobs[job.key] = job
 
     def _drop(self, reason):
-        self.drops[reason] = self.drops.get(reason, 0) + 1
+        try:
+            self.drops[reason] = self.drops.get(reason, 0) + 1
+        except MemoryError:
+            # a reason seen for the first time grows the table: on a full
+            # heap the drop is counted as internal, and does not raise into
+            # the handler that is dropping (the app's tasks drop "memory"
+            # right after a MemoryError)
+            self.counters["internal"] += 1
+            self.last_internal = "MemoryError"
 
     def _rand(self, n):
         return self.rng.getrandbits(16) % n if n > 0 else 0

@@ -119,6 +119,24 @@ def test_a_frame_whose_error_cannot_even_be_counted_for_want_of_heap_does_not_es
     assert n.counters["internal"] >= 2 and n.last_internal == "MemoryError in on_frame"
 
 
+def test_a_drop_whose_reason_cannot_be_counted_for_want_of_heap_does_not_raise():
+    # the app's tasks count dropped["memory"] right after a MemoryError; the
+    # first such count grows the table, which on a full heap raised again
+    # inside their handler
+    class Full(dict):
+        def __setitem__(self, k, v):
+            if k not in self:
+                raise MemoryError
+            dict.__setitem__(self, k, v)
+    m = line(2)
+    m.run(30000)
+    n = m.nodes[1]
+    n.drops = Full(field=1)
+    n._drop("field")
+    n._drop("memory")
+    assert n.drops == {"field": 2} and n.counters["internal"] == 1
+
+
 def test_frames_from_reserved_ids_are_dropped_and_cannot_touch_the_node_s_jobs():
     # an ACK "for" origin 00000000 whose payload names a small id used to
     # delete the node's beacon, want, catalog or status job; a POST from
