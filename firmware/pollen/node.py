@@ -304,10 +304,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             if f.ftype == MSG and f.dest == self.id:
                 # seen, but perhaps not handed to the app (handling the first
                 # copy failed on the way: a full heap): then it is now. Acked
-                # when handed, and when a retry says our ack was lost; never
-                # before the app has it (the sender then lets it go)
+                # when handed, and again when a copy says our ack was lost: an
+                # end-to-end retry (F_STORED), or a copy handed to us by name
+                # (its sender's hop retry: it heard no ack; a lost last-hop
+                # ack otherwise costs a whole end-to-end retry). Never before
+                # the app has it (the sender then lets it go)
                 handed = self._deliver(f, "msg", key, rssi_dbm, snr_db)
-                if f.flags & F_WANT_ACK and (handed or f.flags & F_STORED):
+                if f.flags & F_WANT_ACK and (handed or key in self.delivered and (
+                        f.flags & F_STORED or f.next_hop == self.low)):
                     self._send_ack(f, via, snr_db, now_ms)
                 return
             if f.ftype == POST and f.origin != self.id:

@@ -124,20 +124,25 @@ def test_duplicate_is_delivered_once():
     m.inject(1, relayed)
     assert _texts(m, 1) == ["once"]
     assert m.nodes[1].counters["duplicates"] == 2
-    # a unicast: delivered once and acknowledged once; a copy by another path
-    # is not acknowledged again, but the origin's retry (F_STORED) is, since
-    # it means our ack was lost
+    # a unicast: delivered once and acknowledged once; a flooded copy by
+    # another path is not acknowledged again, but a copy that says our ack
+    # was lost is: one handed to us by name (its sender's hop retry) and the
+    # origin's end-to-end retry (F_STORED)
     msg = _frame(MSG, 0x0A0B0C01, 1, 78, b"to one", flags=F_WANT_ACK)
     m.inject(1, msg)
     m.run(2000)
-    m.inject(1, wire.relayed(msg, 1, 1, 0x42, KEY))
+    m.inject(1, wire.relayed(msg, 1, 0, 0x42, KEY))
     m.run(2000)
     assert len(_acks(m)) == 1
+    m.inject(1, wire.relayed(msg, 1, 1, 0x42, KEY))
+    m.run(2000)
+    # (an ack to a next hop we know only by its low byte goes twice)
+    assert len({a.msg_id for a in _acks(m)}) == 2
     m.inject(1, wire.with_flags(msg, wire.F_STORED, KEY))
     m.run(2000)
     assert _texts(m, 1, "msg") == ["to one"]
     acks = _acks(m)
-    assert len(acks) == 2
+    assert len({a.msg_id for a in acks}) == 3
     for a in acks:
         assert a.payload == bytes((0, 0, 0, 78)) and a.dest == 0x0A0B0C01 and a.origin == 1
 
@@ -303,6 +308,25 @@ def test_lost_ack_is_recovered_by_a_retry():
     assert any(i == 3 and f.flags & wire.F_STORED for _, i, f in copies)
     acks_by_4 = [1 for _, i, d in m.log if i == 4 and wire.unpack(d, KEY)[0].ftype == ACK]
     assert len(acks_by_4) >= 2
+
+
+def test_a_lost_last_hop_ack_is_answered_by_the_hop_retry_not_an_end_to_end_retry():
+    # The destination is a neighbour: the message goes to it by name. Its ack
+    # is lost; the sender's hop retry says so, and the destination acks that
+    # copy again, so the sender learns of the delivery a few slots later
+    # instead of after its end-to-end ack timeout (a retry marked F_STORED)
+    m = line(3)
+    m.warm()
+    n1 = m.nodes[1]
+    lost = _deaf_to_first_ack(n1)
+    mid = m.send(1, 2, "next door")
+    m.run(15000)
+    assert len(lost) == 1
+    assert _texts(m, 2, "msg") == ["next door"]
+    assert [d["id"] for d in m.delivered(1)] == [mid]
+    copies = m.copies(_key(1, mid))
+    assert len(copies) == 2 and all(i == 1 and f.next_hop == 2 for _, i, f in copies)
+    assert not any(f.flags & wire.F_STORED for _, _, f in copies)
 
 
 def test_routes_learned_then_used():
