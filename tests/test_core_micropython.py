@@ -332,3 +332,100 @@ def test_a_datagram_the_radio_cannot_read_for_want_of_heap_is_dropped_not_read_a
         "['lost', b'first', b'second']",
         "['lost', 'lost', b'second']",
         "['lost', b'second']"], r.stdout
+
+
+# A wait on a stream (the console, a radio driver's flag) that fails half-way
+# for want of heap leaves asyncio's poller table naming a stream the poller
+# does not watch, and every later wait on it failed (OSError ENOENT): the
+# console task ended, and with it the node. The app repairs the table.
+WAITS_SCRIPT = """
+import asyncio, select, socket
+from asyncio import core
+from pollen_io.waits import forget_stale
+
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
+s.setblocking(False)
+real = core._io_queue.poller
+
+class Poller:  # no heap left at the first registration
+    fail = 1
+    def register(self, *a):
+        if self.fail:
+            self.fail -= 1
+            raise MemoryError
+        return real.register(*a)
+    def __getattr__(self, k):
+        return getattr(real, k)
+
+core._io_queue.poller = Poller()
+
+async def wait():
+    yield core._io_queue.queue_read(s)
+
+async def waiter(out):
+    try:
+        await wait()
+    except Exception as e:
+        out.append(repr(e))
+
+async def main():
+    try:
+        await wait()
+    except MemoryError:
+        forget_stale()
+    out = []
+    t = asyncio.create_task(waiter(out))
+    await asyncio.sleep_ms(20)
+    real.modify(s, select.POLLIN)  # (ENOENT if the poller does not watch it)
+    print("parked", core._io_queue.map[id(s)][0] is t, out)
+
+asyncio.run(main())
+"""
+
+
+def test_a_wait_that_failed_for_want_of_heap_does_not_break_later_waits():
+    r = _run(["-c", WAITS_SCRIPT], SUITE_HEAP, timeout_s=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split("\n")[0] == "parked True []", r.stdout
+
+
+# The app's tasks never end on an exception: the radio task whose receive
+# fails (a driver's OSError, a bug, no heap) counts it and hears the next
+# frame. Before, anything but a MemoryError ended the task: a deaf node that
+# still answered its console.
+TASK_SCRIPT = """
+import asyncio
+from pollen_io import app as A
+class Radio:
+    on_busy = None
+    n = 0
+    async def receive(self):
+        Radio.n += 1
+        if Radio.n == 1:
+            raise OSError(2)
+        if Radio.n == 2:
+            raise MemoryError
+        if Radio.n == 3:
+            raise ValueError("driver bug")
+        if Radio.n == 4:
+            return b"not a frame", -80, 2.0
+        await asyncio.sleep_ms(60000)
+app = A.App({"node_id": 0x0A0B0C01, "network_key": "%s", "preset": "ShortFast"},
+            Radio(), __import__("pollen.storage").storage.MemoryStorage(), 0)
+async def main():
+    t = asyncio.create_task(app.radio_loop())
+    await asyncio.sleep_ms(300)
+    c = app.node.counters
+    print("calls", Radio.n, "done", t.done(), "rx", c["rx"], "internal", c["internal"],
+          "memory", app.node.drops.get("memory"), "last", app.node.last_internal)
+asyncio.run(main())
+"""
+
+
+def test_the_radio_task_goes_on_after_any_exception():
+    r = _run(["-c", TASK_SCRIPT % ("11" * 32)], SUITE_HEAP, timeout_s=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = [s for s in r.stdout.splitlines() if s.startswith("calls")]
+    assert line == ["calls 5 done False rx 1 internal 2 memory 1 last task: ValueError('driver bug',)"], \
+        r.stdout + r.stderr

@@ -1081,7 +1081,7 @@ def _over_bounds(peak):
     s = plain(SETTINGS)
     limits = (("neighbours", s.neighbour_capacity), ("routes", s.route_capacity),
               ("held", s.held_capacity), ("jobs", MAX_JOBS), ("catalog", s.catalog_capacity),
-              ("seen", s.seen_capacity), ("fetches", sharing._MAX_FETCHES),
+              ("seen", s.seen_capacity), ("fetches", sharing.MAX_FETCHES),
               ("serving_queued", sharing._MAX_SERVING * sharing._MAX_QUEUED),
               ("posts", posts._CAP), ("bad_senders", 16))
     return [k for k, n in limits if peak.get(k, 0) > n]

@@ -25,7 +25,7 @@ from pollen._compat import const
 _SERVE_JOB = const(1)     # job keys (message keys are never this small)
 _WANT_JOB = const(2)
 _CATALOG_JOB = const(3)
-_MAX_FETCHES = const(4)   # files fetched at once (the user's and for neighbours)
+MAX_FETCHES = const(4)   # files fetched at once (the user's and for neighbours)
 _MAX_SERVING = const(8)   # files being sent at once
 _MAX_QUEUED = const(128)  # parts and chunks of one file waiting to be sent
 _FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
@@ -37,7 +37,7 @@ _MAX_ASKERS = const(8)    # askers a fetch remembers (they are not its sources)
 _MAX_STRIKES = const(8)   # silent sources a fetch remembers backing off
 _FRAME_EXTRA = const(24)  # header and tag around a payload
 _CHUNK_HEAD = const(18)   # content id and index before a chunk's data
-_Q = "q"                  # record "q<cid hex>": a fetch the user asked for
+FETCH_RECORD = "q"         # record "q<cid hex>": a fetch the user asked for
 
 
 class Fetch:
@@ -109,13 +109,13 @@ class Sharing:
                                          else self.s.catalog_interval_ms)
         # fetches the user asked for before a restart go on where they were
         for name in names:
-            if name[:1] == _Q and len(name) == 33:
+            if name[:1] == FETCH_RECORD and len(name) == 33:
                 try:
                     cid = files.cid_from_hex(name[1:])
                 except ValueError:
                     self.storage.delete(name)
                     continue
-                if len(self.fetches) < _MAX_FETCHES:
+                if len(self.fetches) < MAX_FETCHES:
                     self.fetches[cid] = Fetch(cid, True, now_ms)
 
     # ---- the app's side ------------------------------------------------------
@@ -128,20 +128,13 @@ class Sharing:
     def share_manifest(self, raw, now_ms):
         # Begin sharing a file of ours, chunks to follow (share_chunk): a board
         # never needs the whole file in RAM. Raises FileError naming the problem.
-        m = files.parse_manifest(raw, self.s.max_file_bytes)
-        if m.chunk_bytes > self.file_chunk_bytes:
-            raise FileError("chunk size %d: this node's radio sends chunks of at most %d bytes"
-                            % (m.chunk_bytes, self.file_chunk_bytes))
-        if m.chunks * m.chunk_bytes > self.files.quota_bytes:
-            raise FileError("file is %d bytes; the file store holds %d"
-                            % (m.size_bytes, self.files.quota_bytes))
-        if file_wire.part_count(raw, self.file_chunk_bytes) > 255:  # part numbers are a byte
-            raise FileError("manifest is %d bytes, over 255 parts of %d: use bigger chunks"
-                            % (len(raw), self.file_chunk_bytes))
-        return self.files.begin(raw, own=True)
+        from pollen.file_requests import share_manifest  # (file_requests.py)
+        return share_manifest(self, raw, now_ms)
 
     def share_chunk(self, cid, index, data, now_ms):
         # One chunk of a file being shared; True once the file is complete.
+        # (Here, not in file_requests.py: a host puts many chunks, and loading
+        # that module for each needed heap a busy node did not always have)
         self.files.put_chunk(cid, index, data)
         if self.files.complete(cid):
             self._catalog_dirty(cid, now_ms)
@@ -151,22 +144,8 @@ class Sharing:
     def fetch(self, cid, now_ms):
         # Fetch a file by content id; progress and the outcome come as actions
         # ("fetch_progress", "fetched", "fetch_failed"). Resumes a partial.
-        if self.files.complete(cid):
-            self.files.pin(cid)
-            self._fetched(cid, now_ms, now_ms)
-            return
-        fe = self.fetches.get(cid)
-        if fe is None:
-            if len(self.fetches) >= _MAX_FETCHES and not self._drop_relay_fetch():
-                raise FileError("already fetching %d files; wait for one to finish"
-                                % len(self.fetches))
-            fe = Fetch(cid, True, now_ms)
-            self.fetches[cid] = fe
-        fe.own = True
-        fe.progress_ms = now_ms
-        fe.next_ms = now_ms
-        self.files.pin(cid)
-        self.storage.put(_Q + files.cid_hex(cid), b"")
+        from pollen.file_requests import fetch
+        fetch(self, cid, now_ms)
 
     def catalog_entries(self, now_ms, search=None):
         # what this node holds and knows of, for the user (node_report.py)
@@ -416,7 +395,7 @@ class Sharing:
             if not self.catalog.sources(cid, now_ms, (asker,)):
                 self._drop("unknown_cid")
                 return None
-            if len(self.fetches) >= _MAX_FETCHES:
+            if len(self.fetches) >= MAX_FETCHES:
                 self.counters["queue_full"] += 1
                 return None
             fe = Fetch(cid, False, now_ms)
@@ -590,7 +569,7 @@ class Sharing:
     def _fetch_complete(self, fe, now_ms):
         self.fetches.pop(fe.cid, None)
         if fe.own:
-            self.storage.delete(_Q + files.cid_hex(fe.cid))
+            self.storage.delete(FETCH_RECORD + files.cid_hex(fe.cid))
             self._fetched(fe.cid, fe.started_ms, now_ms)
         self._catalog_dirty(fe.cid, now_ms)  # we hold it now: say so
 
@@ -608,7 +587,7 @@ class Sharing:
         if fe.parts is not None and fe.cid not in self.files.manifests:
             self.storage.delete("f" + files.cid_hex(fe.cid) + "m")
         if fe.own:
-            self.storage.delete(_Q + files.cid_hex(fe.cid))
+            self.storage.delete(FETCH_RECORD + files.cid_hex(fe.cid))
             self.out.append(("fetch_failed", {"cid": cid_str(fe.cid), "error": error}))
 
     # ---- serving -----------------------------------------------------------------

@@ -108,15 +108,31 @@ class App:
                 frame = None
                 if self.small_heap:
                     gc.collect()  # see main()
-            except MemoryError:
+            except Exception as e:
                 frame = None
-                self.node._drop("memory")
-                gc.collect()
+                self.failed(e)
+                e = None
                 # and let the other tasks run before trying again: the frame
                 # may still wait in the radio, and retrying at once spun
                 # the CPU for good (seen at 128K: a silent node at 100 %)
                 await asyncio.sleep_ms(20)
             self.wake.set()
+
+    def failed(self, e):
+        # A task's step failed: counted, and the task goes on (the node would
+        # stop hearing, or stop); a wait that failed half-way is undone
+        # (waits.py, loaded only now), or every later wait would fail too
+        try:
+            if isinstance(e, MemoryError):
+                self.node._drop("memory")
+            else:
+                sys.print_exception(e, sys.stderr)
+                self.node._internal("task: %r" % e)
+            gc.collect()
+            from pollen_io import waits
+            waits.forget_stale()
+        except Exception:
+            gc.collect()  # no heap even for this: tried again at the next failure
 
     async def console_loop(self):
         # the console's reader (asyncio loads its stream code on first use):
@@ -132,9 +148,9 @@ class App:
         while True:
             try:
                 line = await reader.readline()
-            except MemoryError:  # that line is lost (the host times out), not the node
-                self.node._drop("memory")
-                gc.collect()
+            except Exception as e:  # that line is lost (the host times out), not the node
+                self.failed(e)
+                e = None
                 await asyncio.sleep_ms(20)  # (as radio_loop: no spinning on a full heap)
                 continue
             if not line:
@@ -159,7 +175,7 @@ class App:
             console_commands.run(self, line)
         finally:
             # what it loaded for the line: file commands, the status code
-            _unload("pollen_io.file_console", "pollen.node_report")
+            _unload("pollen_io.file_console", "pollen.file_requests", "pollen.node_report")
 
     async def status_loop(self):
         while True:
@@ -191,18 +207,18 @@ class App:
         while not console.done():
             try:
                 self.run_actions()
-            except MemoryError:  # an event line lost, not the node
-                self.node._drop("memory")
-                gc.collect()
+            except Exception as e:  # an event line lost (a full heap), not the node
+                self.failed(e)
+                e = None
             delay = self.node.next_wake_ms - self.clock.now()
             if delay > 0:
                 try:
                     await asyncio.wait_for_ms(self.wake.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
-                except MemoryError:  # waiting allocates too: a wait lost, not the node
-                    self.node._drop("memory")
-                    gc.collect()
+                except Exception as e:  # waiting allocates too: a wait lost, not the node
+                    self.failed(e)
+                    e = None
                     await asyncio.sleep_ms(20)
             self.wake.clear()
 

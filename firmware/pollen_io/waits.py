@@ -1,0 +1,21 @@
+# Repair of asyncio's table of waits, loaded by the app only after a task
+# failed (App.failed): kept out of the heap of a node that never needs it.
+#
+# A wait on a stream (the console, the radio's socket or interrupt flag)
+# that fails half-way for want of heap leaves an entry in asyncio's poller
+# table after the table took it and before the poller did. Left there,
+# every later wait on that stream fails (OSError ENOENT): a console or a
+# radio that never hears again. The entries naming the running task are
+# such leftovers: a task that is running waits for nothing.
+import asyncio
+
+
+def forget_stale():
+    q = asyncio.core._io_queue
+    me = asyncio.core.cur_task
+    for k in [k for k, e in q.map.items() if e[0] is me or e[1] is me]:
+        e = q.map.pop(k)
+        try:
+            q.poller.unregister(e[2])
+        except Exception:
+            pass  # the poller never had it
