@@ -103,7 +103,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.started_ms = now_ms
         self.next_beacon_ms = now_ms + self._rand(2000)
         names = self.storage.names()  # listed once, for everything kept there
-        from pollen.restart import load_held  # code run once: restart.py
+        from pollen.restart import load_held, start_sharing  # code run once: restart.py
         load_held(self, names, now_ms)
         # message ids count up from a block reserved in storage, so an id (and
         # with it the cipher's nonce) is never used twice, across restarts too
@@ -113,7 +113,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         else:
             self.next_id = self.rng.getrandbits(32)
         self._reserve_ids()
-        self._start_sharing(names, now_ms)
+        start_sharing(self, names, now_ms)
         self._init_telemetry(now_ms)
         unload("pollen.restart")  # its code leaves the heap
 

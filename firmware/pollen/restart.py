@@ -50,6 +50,26 @@ def load_held(node, names, now_ms):
         node.seen.add(h.key)
 
 
+def start_sharing(node, names, now_ms):
+    # the files the node holds, and the fetches its user asked for before
+    # the restart: they go on where they were (sharing.py)
+    from pollen.sharing import Fetch, MAX_FETCHES, FETCH_RECORD
+    node.files.load(names)
+    node.cat_budget.at_ms = now_ms
+    # something to tell from the start (our files), or nothing until we hear of some
+    node.next_catalog_ms = now_ms + (node.slot_ms if node.files.holdings()
+                                     else node.s.catalog_interval_ms)
+    for name in names:
+        if name[:1] == FETCH_RECORD and len(name) == 33:
+            try:
+                cid = files.cid_from_hex(name[1:])
+            except ValueError:
+                node.storage.delete(name)
+                continue
+            if len(node.fetches) < MAX_FETCHES:
+                node.fetches[cid] = Fetch(cid, True, now_ms)
+
+
 def load_files(self, names):
     # what the file store holds (self: the HeldFiles; names: its listing, a
     # node lists it once when it starts, for everything it keeps there)

@@ -101,23 +101,6 @@ class Sharing:
             c -= 8
         return c
 
-    def _start_sharing(self, names, now_ms):
-        self.files.load(names)
-        self.cat_budget.at_ms = now_ms
-        # something to tell from the start (our files), or nothing until we hear of some
-        self.next_catalog_ms = now_ms + (self.slot_ms if self.files.holdings()
-                                         else self.s.catalog_interval_ms)
-        # fetches the user asked for before a restart go on where they were
-        for name in names:
-            if name[:1] == FETCH_RECORD and len(name) == 33:
-                try:
-                    cid = files.cid_from_hex(name[1:])
-                except ValueError:
-                    self.storage.delete(name)
-                    continue
-                if len(self.fetches) < MAX_FETCHES:
-                    self.fetches[cid] = Fetch(cid, True, now_ms)
-
     # ---- the app's side ------------------------------------------------------
 
     def share(self, name, media_type, data, now_ms, created_s=0):
