@@ -290,19 +290,26 @@ def _deaf_to_first_ack(node):
     return lost
 
 
+def _send_losing_the_first_ack(length, dest, text, run_ms):
+    # node 1 of a line sends to dest and misses the first ACK it would hear;
+    # the message must be delivered once and confirmed all the same
+    m = line(length)
+    m.warm()
+    lost = _deaf_to_first_ack(m.nodes[1])
+    mid = m.send(1, dest, text)
+    m.run(run_ms)
+    assert len(lost) == 1
+    assert _texts(m, dest, "msg") == [text]              # delivered once
+    assert [d["id"] for d in m.delivered(1)] == [mid]    # and confirmed
+    return m, mid
+
+
 def test_lost_ack_is_recovered_by_a_retry():
     # The ack is lost on its last hop. The relays have seen both the message
     # and its ack, yet they must carry the origin's retry (marked F_STORED)
     # again, so that the destination can acknowledge once more.
-    m = line(4)
-    m.warm()
+    m, mid = _send_losing_the_first_ack(4, 4, "ack me", 60000)
     n1 = m.nodes[1]
-    lost = _deaf_to_first_ack(n1)
-    mid = m.send(1, 4, "ack me")
-    m.run(60000)
-    assert len(lost) == 1
-    assert _texts(m, 4, "msg") == ["ack me"]              # delivered once
-    assert [d["id"] for d in m.delivered(1)] == [mid]     # and confirmed
     assert n1.counters["retries"] >= 1
     copies = m.copies(_key(1, mid))
     assert any(i == 3 and f.flags & wire.F_STORED for _, i, f in copies)
@@ -315,15 +322,7 @@ def test_a_lost_last_hop_ack_is_answered_by_the_hop_retry_not_an_end_to_end_retr
     # is lost; the sender's hop retry says so, and the destination acks that
     # copy again, so the sender learns of the delivery a few slots later
     # instead of after its end-to-end ack timeout (a retry marked F_STORED)
-    m = line(3)
-    m.warm()
-    n1 = m.nodes[1]
-    lost = _deaf_to_first_ack(n1)
-    mid = m.send(1, 2, "next door")
-    m.run(15000)
-    assert len(lost) == 1
-    assert _texts(m, 2, "msg") == ["next door"]
-    assert [d["id"] for d in m.delivered(1)] == [mid]
+    m, mid = _send_losing_the_first_ack(3, 2, "next door", 15000)
     copies = m.copies(_key(1, mid))
     assert len(copies) == 2 and all(i == 1 and f.next_hop == 2 for _, i, f in copies)
     assert not any(f.flags & wire.F_STORED for _, _, f in copies)
