@@ -25,7 +25,7 @@ from pollen._compat import const
 _SERVE_JOB = const(1)     # job keys (message keys are never this small)
 _WANT_JOB = const(2)
 _CATALOG_JOB = const(3)
-MAX_FETCHES = const(4)   # files fetched at once (the user's and for neighbours)
+MAX_FETCHES = const(4)    # files fetched at once (the user's and for neighbours)
 _MAX_SERVING = const(8)   # files being sent at once
 _MAX_QUEUED = const(128)  # parts and chunks of one file waiting to be sent
 _FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
@@ -37,7 +37,7 @@ _MAX_ASKERS = const(8)    # askers a fetch remembers (they are not its sources)
 _MAX_STRIKES = const(8)   # silent sources a fetch remembers backing off
 _FRAME_EXTRA = const(24)  # header and tag around a payload
 _CHUNK_HEAD = const(18)   # content id and index before a chunk's data
-FETCH_RECORD = "q"         # record "q<cid hex>": a fetch the user asked for
+FETCH_RECORD = "q"        # record "q<cid hex>": a fetch the user asked for
 
 
 class Fetch:
