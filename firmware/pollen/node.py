@@ -205,13 +205,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         except MemoryError:
             # no heap even to count what went wrong (a drop reason seen
             # for the first time, an error's text): the frame is lost all
-            # the same, and this must not escape to the radio task
+            # the same, and this must not escape to the radio task (nor go
+            # through _internal: that is what may have failed)
             self.counters["internal"] += 1
             self.last_internal = "MemoryError in on_frame"
 
     def _internal(self, what):
         # an exception the core caught: counted, and the last one kept for
-        # status (what to fix)
+        # status (what to fix). Allocates nothing: called on a full heap
         self.counters["internal"] += 1
         self.last_internal = what
 
@@ -234,8 +235,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 # beacon built) must not keep what is queued from going:
                 # sending is what frees the heap (a job leaves the queue).
                 # The timer runs again a slot later
-                self.counters["internal"] += 1
-                self.last_internal = "MemoryError in poll"
+                self._internal("MemoryError in poll")
                 wake = now_ms + self.slot_ms
             if now_ms < self.channel_until_ms:
                 # back off: nothing goes until a random slot after the channel frees
@@ -251,8 +251,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             # if there is heap to say it), and the node goes on (what failed
             # runs again a slot later)
             self.next_wake_ms = now_ms + self.slot_ms
-            self.counters["internal"] += 1
-            self.last_internal = "MemoryError in poll"
+            self._internal("MemoryError in poll")
             if not isinstance(e, MemoryError):
                 try:
                     self.last_internal = "%s: %s" % (type(e).__name__, e)
@@ -684,8 +683,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             # heap the drop is counted as internal, and does not raise into
             # the handler that is dropping (the app's tasks drop "memory"
             # right after a MemoryError)
-            self.counters["internal"] += 1
-            self.last_internal = "MemoryError"
+            self._internal("MemoryError")
 
     def _rand(self, n):
         return self.rng.getrandbits(16) % n if n > 0 else 0
