@@ -1,15 +1,21 @@
 # Runs the core's test modules under MicroPython (the unix port), without
 # pytest: every plain `def test_*():` in each module is called and its
-# failure printed. Run from the repository root:
+# failure printed. Without module names it runs every tests/core/test_*.py
+# (found in this file's folder: a new module runs here without being
+# listed). Run from the repository root:
 #   MICROPYPATH=.frozen:firmware:. micropython -X heapsize=1M tests/core/mp_run.py [module ...] [-k text]
-# Ends with "N passed, M failed"; exits 1 if anything failed.
+# Prints "<module>: N passed, M failed" per module, and ends with
+# "N passed, M failed"; exits 1 if anything failed.
 import gc
+import os
 import sys
 
-MODULES = ("tests.core.test_wire", "tests.core.test_node", "tests.core.test_files",
-           "tests.core.test_held_files", "tests.core.test_file_wire", "tests.core.test_sharing",
-           "tests.core.test_sharing_review", "tests.core.test_telemetry",
-           "tests.core.test_congestion", "tests.core.test_restart")
+
+def core_modules():
+    # tests.core.test_* for each test_*.py beside this file, sorted
+    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    return ["tests.core." + f[:-3] for f in sorted(os.listdir(here))
+            if f.startswith("test_") and f.endswith(".py")]
 
 
 def _print_exc(e):
@@ -33,7 +39,8 @@ def main(argv):
         i += 1
     passed = 0
     failed = 0
-    for name in modules or MODULES:
+    for name in modules or core_modules():
+        before = passed, failed
         try:
             mod = __import__(name, None, None, ("x",))
         except Exception as e:
@@ -53,6 +60,7 @@ def main(argv):
                 failed += 1
                 print("FAIL %s.%s: %r" % (name, t, e))
                 _print_exc(e)
+        print("%s: %d passed, %d failed" % (name, passed - before[0], failed - before[1]))
     print("%d passed, %d failed" % (passed, failed))
     return failed
 

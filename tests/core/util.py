@@ -30,3 +30,13 @@ def file_storage(name):
     except OSError:
         pass
     return FileStorage(path)
+
+
+def raises(exc, fn, *args):
+    # the exception of class exc that fn(*args) raises; fails the test if it
+    # raises none
+    try:
+        fn(*args)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised" % exc.__name__)
