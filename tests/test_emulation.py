@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from pollen_controller.emulation import Emulation, NodeProcess
-from pollen_controller.firmware import compile_firmware
+from pollen_controller.board.firmware import compile_firmware
+from pollen_controller.emulation.mesh import Emulation
+from pollen_controller.emulation.node_process import NodeProcess
 from pollen_controller.topology import ladder, line
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"

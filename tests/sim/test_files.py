@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from pollen import wire
 from pollen.airtime import PRESETS, preset_time_on_air_us
-from pollen_controller.cli import main
+from pollen_controller.cli.main import main
 from pollen_controller.sim import bench
 from pollen_controller.sim.channel import Channel
 from pollen_controller.sim.engine import Simulation, simulate

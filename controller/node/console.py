@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from pollen_controller.transport import BoardError
+from pollen_controller.board.transport import BoardError
 
 
 def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin):

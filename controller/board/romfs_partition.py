@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from pollen_controller.transport import Board, BoardError
+from pollen_controller.board.transport import Board, BoardError
 
 # partition 0's size in bytes; -1: this firmware has no ROMFS (or no partition)
 _SIZE_PROBE = ("try:\n import vfs\n d = vfs.rom_ioctl(2, 0)\n"

@@ -3,7 +3,7 @@ out, events in. Two kinds of link, one interface:
 
   SerialLink(port)        a board or virtual board on a serial port (reopen()
                           after the port went away and came back)
-  ProcessLink(node)       an emulated node (emulation.NodeProcess)
+  ProcessLink(node)       an emulated node (emulation/node_process.py)
 
     link.command({"cmd": "status"})
     ev = link.wait(lambda e: e.get("event") == "status", timeout_s=5)
@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 
-from pollen_controller.node_events import decode_event
+from pollen_controller.node.events import decode_event
 
 
 class LinkError(RuntimeError):
@@ -76,7 +76,7 @@ class Link:
 
 def parse_line(line: str) -> dict | None:
     """A console line -> its event (a telemetry event's status frame decoded
-    into named fields: node_events.py), or None for anything else."""
+    into named fields: node/events.py), or None for anything else."""
     line = line.strip()
     if not line.startswith("{"):
         return None  # boot chatter, a REPL banner: not an event

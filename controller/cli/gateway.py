@@ -1,5 +1,5 @@
 """CLI command `pollen gateway`: an attached node's mesh <-> an MQTT broker.
-Registered on the `pollen` group by cli.py."""
+Registered on the `pollen` group by cli/main.py."""
 from __future__ import annotations
 
 import os
@@ -37,7 +37,7 @@ def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, stat
     pollen/NETWORK/send go into the mesh. Runs until Ctrl-C; when the broker
     or the node's port goes away it waits for them, keeping what is to be
     sent either way."""
-    from pollen_controller.gateway import Gateway, parse_mqtt_url
+    from pollen_controller.gateway.gateway import Gateway, parse_mqtt_url
 
     if (port is None) == (not demo):
         raise click.UsageError("give --port PORT or --demo")
@@ -48,7 +48,7 @@ def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, stat
     say = lambda s: click.echo(s, err=True)  # noqa: E731
     if demo:
         return _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop, say)
-    from pollen_controller.node_link import SerialLink
+    from pollen_controller.node.link import SerialLink
 
     link = SerialLink(port)
     try:
@@ -64,10 +64,10 @@ def _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop
     import secrets
     import tempfile
 
-    from pollen_controller.demo import DEMO_NODE_SETTINGS
-    from pollen_controller.emulation import Emulation
-    from pollen_controller.gateway import Gateway
-    from pollen_controller.node_link import ProcessLink
+    from pollen_controller.emulation.demo import DEMO_NODE_SETTINGS
+    from pollen_controller.emulation.mesh import Emulation
+    from pollen_controller.gateway.gateway import Gateway
+    from pollen_controller.node.link import ProcessLink
     from pollen_controller.topology import line
 
     topo = line(4)

@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from pollen_controller.mesh_view import STATE_FIELDS, clean_state, node_id
+from pollen_controller.monitor.mesh_view import STATE_FIELDS, clean_state, node_id
 
 SCHEMA_VERSION = 1
 APP = "pollen-history"

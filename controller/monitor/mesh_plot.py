@@ -70,7 +70,7 @@ def draw_mesh(states: dict, links: list[dict], path, since_t: float | None = Non
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
-    from pollen_controller.monitor_render import clean
+    from pollen_controller.monitor.render import clean
 
     pairs = merge_links(links)
     # the linked nodes, and those heard in the same time without a link known

@@ -17,9 +17,9 @@ import secrets
 import threading
 import time
 
-from pollen_controller.mesh_view import unix_time
-from pollen_controller.node_events import decode_event
-from pollen_controller.node_link import LinkError
+from pollen_controller.monitor.mesh_view import unix_time
+from pollen_controller.node.events import decode_event
+from pollen_controller.node.link import LinkError
 
 STATUS_EVERY_S = 5.0       # how often the attached node is asked for its status
 _REOPEN_EVERY_S = 2.0      # a serial port that went away is tried again this often
@@ -116,7 +116,7 @@ class _LinkSource(Source):
 
 class SerialSource(_LinkSource):
     def __init__(self, port: str, status_every_s: float = STATUS_EVERY_S):
-        from pollen_controller.node_link import SerialLink
+        from pollen_controller.node.link import SerialLink
 
         super().__init__(status_every_s)
         self.port = port
@@ -196,7 +196,7 @@ class MqttSource(Source):
 
     def __init__(self, url: str, network: str = "mesh", username=None, password=None,
                  client_id: str | None = None):
-        from pollen_controller.gateway import mqtt_client, parse_mqtt_url
+        from pollen_controller.gateway.gateway import mqtt_client, parse_mqtt_url
 
         self.host, self.port, tls = parse_mqtt_url(url)
         self.network = network
@@ -297,9 +297,9 @@ class DemoSource(_LinkSource):
     def __init__(self, workdir, hold_back_s: float = 25.0, status_every_s: float = STATUS_EVERY_S,
                  chatter_every_s: float = 8.0, say=None):
         from pollen import settings as fw_settings
-        from pollen_controller.demo import DEMO_NODE_SETTINGS
-        from pollen_controller.emulation import Emulation
-        from pollen_controller.node_link import ProcessLink
+        from pollen_controller.emulation.demo import DEMO_NODE_SETTINGS
+        from pollen_controller.emulation.mesh import Emulation
+        from pollen_controller.node.link import ProcessLink
         from pollen_controller.topology import ladder
 
         super().__init__(status_every_s)

@@ -1,6 +1,6 @@
 """Which posts other gateways published a gateway posts into its own mesh,
 and when (docs/gateway.md, "Meshes joined through one broker"): the pure
-decisions, no IO. controller/gateway.py feeds it what its node hears and
+decisions, no IO. gateway/gateway.py feeds it what its node hears and
 what the broker brings, with the time."""
 from __future__ import annotations
 

@@ -22,13 +22,13 @@ def register(main):
 
 
 def _db_path(db):
-    from pollen_controller.history import default_path
+    from pollen_controller.monitor.history import default_path
 
     return Path(db) if db else default_path()
 
 
 def _since(value, option="--since"):
-    from pollen_controller.history import parse_since
+    from pollen_controller.monitor.history import parse_since
 
     if value is None:
         return None
@@ -39,7 +39,7 @@ def _since(value, option="--since"):
 
 
 def _view(silent_min, duty_left_pct=10.0, battery_low_mv=3400):
-    from pollen_controller.mesh_view import MeshView
+    from pollen_controller.monitor.mesh_view import MeshView
 
     return MeshView(silent_after_s=silent_min * 60, duty_headroom_alert_pct=duty_left_pct,
                     battery_low_mv=battery_low_mv)
@@ -105,7 +105,7 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         raise click.BadParameter("only with --once (the live view is for a terminal)",
                                  param_hint="--json")
     if mqtt_url:
-        from pollen_controller.gateway import GatewayError, parse_mqtt_url
+        from pollen_controller.gateway.gateway import GatewayError, parse_mqtt_url
 
         try:
             parse_mqtt_url(mqtt_url)
@@ -120,20 +120,20 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="pollen-monitor-") as d:
-            from pollen_controller.monitor_sources import DemoSource
+            from pollen_controller.monitor.sources import DemoSource
 
             _run(lambda: DemoSource(Path(d) / "mesh", hold_back_s=hold_back_s, say=say),
                  db or Path(d) / "history.db", db is None, silent_min, duty_left_pct,
                  battery_low_mv, once, as_json, wait_s, keep_days)
         return
     if port:
-        from pollen_controller.monitor_sources import SerialSource
+        from pollen_controller.monitor.sources import SerialSource
 
         make_source = lambda: SerialSource(port)  # noqa: E731
     else:
         import hashlib
 
-        from pollen_controller.monitor_sources import MqttSource
+        from pollen_controller.monitor.sources import MqttSource
 
         path = _db_path(db).resolve()
         # a persistent session per history file: what was published while the
@@ -147,10 +147,10 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
 
 def _run(make_source, db, temporary, silent_min, duty_left_pct, battery_low_mv, once, as_json,
          wait_s, keep_days):
-    from pollen_controller.history import History
-    from pollen_controller.mesh_view import GONE_AFTER_S
-    from pollen_controller.monitor_render import render_text
-    from pollen_controller.monitor_sources import pump
+    from pollen_controller.monitor.history import History
+    from pollen_controller.monitor.mesh_view import GONE_AFTER_S
+    from pollen_controller.monitor.render import render_text
+    from pollen_controller.monitor.sources import pump
 
     hist = History(db, keep_days=keep_days or None)   # a bad file fails before anything starts
     try:
@@ -193,8 +193,8 @@ def _live(source, view, hist, where):
     from rich.console import Console
     from rich.live import Live
 
-    from pollen_controller.monitor_render import screen
-    from pollen_controller.monitor_sources import pump
+    from pollen_controller.monitor.render import screen
+    from pollen_controller.monitor.sources import pump
 
     console = Console()
     header = _header(source, where)
@@ -226,8 +226,8 @@ def _live(source, view, hist, where):
 def nodes(db, silent_min, as_json):
     """List every node the history knows, with what was last heard of it:
     the monitor's nodes table, from the history database (no node needed)."""
-    from pollen_controller.history import History
-    from pollen_controller.monitor_render import alerts_table, nodes_table, to_text
+    from pollen_controller.monitor.history import History
+    from pollen_controller.monitor.render import alerts_table, nodes_table, to_text
 
     path = _db_path(db)
     with History(path, readonly=True) as h:
@@ -269,8 +269,8 @@ def history(node, since, show_messages, limit, db, as_json):
     """What the monitor recorded, oldest first: samples of each node over
     time (from its status, its telemetry, the neighbour table of the attached
     node, and the messages it sent), or with --messages the messages heard."""
-    from pollen_controller.history import History
-    from pollen_controller.monitor_render import to_text
+    from pollen_controller.monitor.history import History
+    from pollen_controller.monitor.render import to_text
 
     since_t = _since(since)
     path = _db_path(db)
@@ -304,7 +304,7 @@ def _samples_table(rows, names):
     from rich.table import Table
     from rich.text import Text
 
-    from pollen_controller.monitor_render import clean
+    from pollen_controller.monitor.render import clean
 
     def f(v, fmt="{}"):
         return "-" if v is None else fmt.format(v)
@@ -330,7 +330,7 @@ def _messages_table(rows, names):
     from rich.table import Table
     from rich.text import Text
 
-    from pollen_controller.monitor_render import clean
+    from pollen_controller.monitor.render import clean
 
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1),
               collapse_padding=True)
@@ -357,8 +357,8 @@ def topology(png, since, db):
     """Draw the mesh from the neighbour tables the monitor recorded (the
     attached node's, and those in other nodes' telemetry): nodes labelled by
     name, each link coloured and labelled by its SNR."""
-    from pollen_controller.history import History
-    from pollen_controller.mesh_plot import draw_mesh
+    from pollen_controller.monitor.history import History
+    from pollen_controller.monitor.mesh_plot import draw_mesh
 
     since_t = _since(since)
     path = _db_path(db)

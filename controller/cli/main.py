@@ -7,7 +7,7 @@ import sys
 import click
 
 from pollen import VERSION
-from pollen_controller.progress import progress_bar
+from pollen_controller.cli.progress import progress_bar
 
 
 class _Group(click.Group):
@@ -57,7 +57,7 @@ def demo(nodes, loss, seed, heap, file_kib, romfs, as_json):
     and switches it back on (store-and-forward), shares a file at one end of
     the mesh and fetches it at the other, then prints a summary. Finishes
     within about two minutes (a 4 KiB file); leaves no process behind."""
-    from pollen_controller.demo import run_demo
+    from pollen_controller.emulation.demo import run_demo
 
     progress = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(nodes=nodes, loss=loss, seed=seed, heap=heap, file_kib=file_kib,
@@ -336,12 +336,12 @@ def render_summary(r: dict) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
-from pollen_controller import cli_boards, cli_files, cli_gateway, cli_monitor  # noqa: E402
+from pollen_controller.cli import boards, files, gateway, monitor  # noqa: E402
 
-cli_boards.register(main)
-cli_files.register(main)
-cli_gateway.register(main)
-cli_monitor.register(main)
+boards.register(main)
+files.register(main)
+gateway.register(main)
+monitor.register(main)
 
 if __name__ == "__main__":
     main()

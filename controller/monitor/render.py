@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from pollen_controller.mesh_view import fmt_age
+from pollen_controller.monitor.mesh_view import fmt_age
 
 def clean(text, limit: int = 120) -> str:
     """Text from the mesh, safe for a terminal: control characters (escape

@@ -1,5 +1,5 @@
 """CLI commands for the shared commons through an attached node: share,
-catalog, fetch. Registered on the `pollen` group by cli.py."""
+catalog, fetch. Registered on the `pollen` group by cli/main.py."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pollen_controller.progress import progress_bar
+from pollen_controller.cli.progress import progress_bar
 
 _PORT_HELP = "Serial port of the attached node (a board, or a virtual board's port)."
 
@@ -19,7 +19,7 @@ def register(main):
 
 
 def _link(port):
-    from pollen_controller.node_link import SerialLink
+    from pollen_controller.node.link import SerialLink
 
     return SerialLink(port)
 
@@ -34,7 +34,7 @@ def _link(port):
 def share(path, port, name, media_type, as_json):
     """Share a file through the attached node. It is named by its content
     (a 26-letter content id, printed) and offered to the whole mesh."""
-    from pollen_controller import files_client
+    from pollen_controller.node import files_client
 
     data = path.read_bytes()
     link = _link(port)
@@ -56,7 +56,7 @@ def share(path, port, name, media_type, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def catalog(port, search, as_json):
     """List the files the attached node holds or has heard of, nearest first."""
-    from pollen_controller import files_client
+    from pollen_controller.node import files_client
 
     link = _link(port)
     try:
@@ -98,7 +98,7 @@ def render_catalog(rows) -> str:
 def fetch(cid, port, out_path, timeout_s, as_json):
     """Fetch a file by content id through the attached node (from any nodes
     that hold it), verify it and write it out. An interrupted fetch resumes."""
-    from pollen_controller import files_client
+    from pollen_controller.node import files_client
 
     link = _link(port)
     try:

@@ -1,7 +1,7 @@
 """Console events as the host uses them: a node's `telemetry` event carries
 another node's status frame as hex (`data`, docs/protocol.md §11); the host
 decodes it into named fields here, so a node never holds the decoder.
-Used by every reader of node consoles (node_link, emulation)."""
+Used by every reader of node consoles (node/link.py, emulation/node_process.py)."""
 from __future__ import annotations
 
 from pollen.status_wire import unpack_status

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pollen.airtime import PRESETS, preset_time_on_air_us
 from pollen.wire import BEACON, CATALOG, PART, STATUS
-from pollen_controller import files_client
-from pollen_controller.emulation import Emulation
-from pollen_controller.node_link import LinkError, ProcessLink
+from pollen_controller.emulation.mesh import Emulation
+from pollen_controller.node import files_client
+from pollen_controller.node.link import LinkError, ProcessLink
 from pollen_controller.sim.metrics import percentile
 from pollen_controller.topology import ladder
 

@@ -18,7 +18,7 @@ import threading
 import tty
 from pathlib import Path
 
-from pollen_controller.emulation import _die_with_parent, micropython_binary
+from pollen_controller.emulation.node_process import die_with_parent, micropython_binary
 
 
 class VirtualBoard:
@@ -64,7 +64,7 @@ class VirtualBoard:
             env = dict(os.environ, MICROPYPATH=".frozen:.:lib")
             self.proc = subprocess.Popen(args, cwd=self.folder, env=env, stdin=self._mcu_slave,
                                          stdout=self._mcu_slave, stderr=self._mcu_slave,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=die_with_parent)
             self.boots += 1
 
     def _supervise(self):

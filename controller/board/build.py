@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 import pollen
-from pollen_controller.firmware import ROMFS_PACKAGES, compile_firmware, mpy_version, romfs_image
+from pollen_controller.board.firmware import ROMFS_PACKAGES, compile_firmware, mpy_version, romfs_image
 
 MANIFEST = "manifest.json"
 ROMFS_IMAGE = "pollen.romfs"
@@ -45,7 +45,7 @@ def build_bundle(board_id: str | None, out_dir: Path, make_zip: bool = False,
     out_dir = Path(out_dir)
     board = None
     if board_id:
-        from pollen_controller.boards import load_board
+        from pollen_controller.board.profiles import load_board
 
         board = load_board(board_id)
     # pure bytecode (no @native code in pollen): one bundle runs on every board

@@ -5,7 +5,7 @@
   inbox    commands for the gateway's node (sends from the broker, posts
            bridged in from another mesh), each removed only when the node
            answered it. A bridged post is held back until its `after` time
-           (it may be cancelled meanwhile: gateway_bridge.Bridging)
+           (it may be cancelled meanwhile: bridge.Bridging)
 
 Both keep their order and survive a restart of the gateway. Bounds, and what
 happens at them:

@@ -11,9 +11,9 @@ from pathlib import Path
 from pollen.airtime import PRESETS
 from pollen.region import REGIONS
 from pollen.settings import ConfigError, Settings
-from pollen_controller.build import MANIFEST, load_manifest
+from pollen_controller.board.build import MANIFEST, load_manifest
+from pollen_controller.board.transport import Board, BoardError
 from pollen_controller.files_atomic import write_atomic
-from pollen_controller.transport import Board, BoardError
 
 NETWORK_VERSION = 1
 # frequency range each radio chip can tune (datasheets)
@@ -108,7 +108,7 @@ def install_bundle(board: Board, bundle: Path, progress=None, romfs: str = "auto
     fails), and then copies only the files outside its packages, removing
     copies of them left on the filesystem by an earlier install (they would
     take the heap again). Without one, the .mpy files are copied."""
-    from pollen_controller import board_romfs
+    from pollen_controller.board import romfs_partition
 
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
@@ -120,9 +120,9 @@ def install_bundle(board: Board, bundle: Path, progress=None, romfs: str = "auto
     rom_state = "not used"
     files = manifest["files"]
     if rom and romfs != "off":
-        size = board_romfs.partition_bytes(board)
+        size = romfs_partition.partition_bytes(board)
         if size >= rom["size_bytes"]:
-            rom_state = board_romfs.deploy(board, (bundle / rom["path"]).read_bytes())
+            rom_state = romfs_partition.deploy(board, (bundle / rom["path"]).read_bytes())
             in_rom = tuple(name + "/" for name in rom["packages"])
             for f in files:
                 if f["path"].startswith(in_rom) and board.sha256(f["path"]) is not None:

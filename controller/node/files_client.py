@@ -1,5 +1,5 @@
 """The shared commons from the host, through an attached node's console
-(node_link): share a file, list the catalog, fetch a file and write it out.
+(node/link.py): share a file, list the catalog, fetch a file and write it out.
 Used by `pollen share/catalog/fetch` and by `pollen demo`.
 
 The host builds the manifest (pollen.files, the same code the nodes run) and
@@ -17,7 +17,7 @@ from pathlib import Path
 from pollen import files
 from pollen import file_author
 from pollen_controller.files_atomic import write_atomic
-from pollen_controller.node_link import LinkError
+from pollen_controller.node.link import LinkError
 
 
 class FilesError(ValueError):

