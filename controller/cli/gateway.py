@@ -37,7 +37,8 @@ def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, stat
     pollen/NETWORK/send go into the mesh. Runs until Ctrl-C; when the broker
     or the node's port goes away it waits for them, keeping what is to be
     sent either way."""
-    from pollen_controller.gateway.gateway import Gateway, parse_mqtt_url
+    from pollen_controller.gateway.gateway import Gateway
+    from pollen_controller.gateway.mqtt import parse_mqtt_url
 
     if (port is None) == (not demo):
         raise click.UsageError("give --port PORT or --demo")

@@ -105,11 +105,11 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         raise click.BadParameter("only with --once (the live view is for a terminal)",
                                  param_hint="--json")
     if mqtt_url:
-        from pollen_controller.gateway.gateway import GatewayError, parse_mqtt_url
+        from pollen_controller.gateway.mqtt import MqttUrlError, parse_mqtt_url
 
         try:
             parse_mqtt_url(mqtt_url)
-        except GatewayError as e:
+        except MqttUrlError as e:
             raise click.BadParameter(str(e).removeprefix("--mqtt: "), param_hint="--mqtt") from None
     if silent_min is None:
         silent_min = 2.0 if demo else 15.0

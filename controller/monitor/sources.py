@@ -196,7 +196,7 @@ class MqttSource(Source):
 
     def __init__(self, url: str, network: str = "mesh", username=None, password=None,
                  client_id: str | None = None):
-        from pollen_controller.gateway.gateway import mqtt_client, parse_mqtt_url
+        from pollen_controller.gateway.mqtt import mqtt_client, parse_mqtt_url
 
         self.host, self.port, tls = parse_mqtt_url(url)
         self.network = network
