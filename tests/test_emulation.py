@@ -68,7 +68,7 @@ def test_unicast_and_post_cross_three_hops_of_real_micropython_nodes(mesh):
 def test_bad_console_commands_get_error_events_and_node_keeps_running(mesh):
     emu, ids = mesh
     n = emu.nodes[ids[0]]
-    n.proc.stdin.write("this is not json\n")
+    n.proc.stdin.write(b"this is not json\n")
     n.proc.stdin.flush()
     assert "not valid JSON" in wait_event(n, lambda e: e.get("event") == "error")["error"]
     n.command({"cmd": "launch"})

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from pollen_controller.files_atomic import write_atomic
-from pollen_controller.node.events import decode_event
+from pollen_controller.node.events import parse_line
+from pollen_controller.node.lines import read_lines
 
 _PR_SET_PDEATHSIG = 1
 
@@ -137,45 +138,41 @@ class NodeProcess:
         env = dict(os.environ, MICROPYPATH=f".frozen:{fw}")
         self.proc = subprocess.Popen(
             argv, cwd=self.folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
-            preexec_fn=die_with_parent)
+            stderr=subprocess.PIPE, preexec_fn=die_with_parent)
         threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True).start()
 
     def _read_stdout(self, proc):
-        for line in proc.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                ev = {"event": "log", "text": line}
-            if isinstance(ev, dict):
-                decode_event(ev)
-            else:
-                ev = {"event": "log", "text": line}
-            if ev.get("event") == "romfs" and isinstance(ev.get("heap_bytes"), int):
-                self.rom_heap_bytes = ev["heap_bytes"]
-            elif self.rom_heap_bytes:  # a board keeps the image in flash
-                for k in ("heap_bytes", "peak_heap_bytes"):
-                    if isinstance(ev.get(k), int) and ev[k] >= self.rom_heap_bytes:
-                        ev[k] -= self.rom_heap_bytes
-            ev["_t"] = time.monotonic()
-            ev["_node"] = self.node_id
-            self.events.put(ev)
-            if self.on_event:
-                self.on_event(self, ev)
+        read_lines(lambda: proc.stdout.read1(4096) or None, self._on_line)
+
+    def _on_line(self, line: str):
+        line = line.strip()
+        if not line:
+            return
+        ev = parse_line(line)
+        if ev is None:
+            ev = {"event": "log", "text": line}
+        if ev.get("event") == "romfs" and isinstance(ev.get("heap_bytes"), int):
+            self.rom_heap_bytes = ev["heap_bytes"]
+        elif self.rom_heap_bytes:  # a board keeps the image in flash
+            for k in ("heap_bytes", "peak_heap_bytes"):
+                if isinstance(ev.get(k), int) and ev[k] >= self.rom_heap_bytes:
+                    ev[k] -= self.rom_heap_bytes
+        ev["_t"] = time.monotonic()
+        ev["_node"] = self.node_id
+        self.events.put(ev)
+        if self.on_event:
+            self.on_event(self, ev)
 
     def _read_stderr(self, proc):
-        for line in proc.stderr:
-            self.stderr_lines.append(line.rstrip())
+        read_lines(lambda: proc.stderr.read1(4096) or None,
+                   lambda line: self.stderr_lines.append(line.rstrip()))
 
     def command(self, cmd: dict):
         if not self.running:
             raise RuntimeError(f"node {self.node_id:08x} is not running")
         with self._lock:
-            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
             self.proc.stdin.flush()
 
     def stop(self, hard: bool = False, timeout_s: float = 3.0):

@@ -5,6 +5,7 @@ import sys
 import threading
 
 from pollen_controller.board.transport import BoardError
+from pollen_controller.node.lines import read_lines
 
 
 def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin):
@@ -17,19 +18,15 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
     stop = threading.Event()
 
     def reader():
-        buf = b""
-        while not stop.is_set():
-            try:
-                chunk = s.read(256)
-            except (serial.SerialException, OSError):
-                out.write(f"{port}: the port went away\n")
-                stop.set()
-                return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                out.write(line.decode(errors="replace").rstrip("\r") + "\n")
-                out.flush()
+        def on_line(line):
+            out.write(line + "\n")
+            out.flush()
+
+        try:
+            read_lines(lambda: s.read(256), on_line, stop)
+        except (serial.SerialException, OSError):
+            out.write(f"{port}: the port went away\n")
+            stop.set()
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()

@@ -4,6 +4,8 @@ decodes it into named fields here, so a node never holds the decoder.
 Used by every reader of node consoles (node/link.py, emulation/node_process.py)."""
 from __future__ import annotations
 
+import json
+
 from pollen.status_wire import unpack_status
 
 
@@ -23,3 +25,16 @@ def decode_event(ev: dict) -> dict:
     for k, v in fields.items():
         ev.setdefault(k, v)  # id, hops, rssi_dbm, snr_db are the receiver's
     return ev
+
+
+def parse_line(line: str) -> dict | None:
+    """A console line -> its event (a telemetry event's status frame decoded
+    into named fields: decode_event), or None for anything else."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None  # boot chatter, a REPL banner: not an event
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return None
+    return decode_event(ev) if isinstance(ev, dict) else None

@@ -15,7 +15,8 @@ import queue
 import threading
 import time
 
-from pollen_controller.node.events import decode_event
+from pollen_controller.node.events import parse_line
+from pollen_controller.node.lines import read_lines
 
 
 class LinkError(RuntimeError):
@@ -74,19 +75,6 @@ class Link:
         pass
 
 
-def parse_line(line: str) -> dict | None:
-    """A console line -> its event (a telemetry event's status frame decoded
-    into named fields: node/events.py), or None for anything else."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None  # boot chatter, a REPL banner: not an event
-    try:
-        ev = json.loads(line)
-    except ValueError:
-        return None
-    return decode_event(ev) if isinstance(ev, dict) else None
-
-
 class SerialLink(Link):
     """A node on a serial port (USB on a board; a pty for a virtual board).
     When the port goes away (unplugged, a board whose USB resets with it),
@@ -118,20 +106,17 @@ class SerialLink(Link):
     def _read(self, s, stop: threading.Event):
         import serial
 
-        buf = b""
-        while not stop.is_set():
-            try:
-                buf += s.read(512)
-            except (serial.SerialException, OSError, TypeError) as e:
-                # TypeError: pyserial reading a port closed under it
-                if not stop.is_set():
-                    self.gone = str(e) or type(e).__name__
-                return
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                ev = parse_line(line.decode(errors="replace"))
-                if ev is not None:
-                    self.events.put(ev)
+        def on_line(line):
+            ev = parse_line(line)
+            if ev is not None:
+                self.events.put(ev)
+
+        try:
+            read_lines(lambda: s.read(512), on_line, stop)
+        except (serial.SerialException, OSError, TypeError) as e:
+            # TypeError: pyserial reading a port closed under it
+            if not stop.is_set():
+                self.gone = str(e) or type(e).__name__
 
     def command(self, cmd: dict):
         import serial
