@@ -13,7 +13,8 @@ from pollen_controller.cli.main import main
 from pollen_controller.sim import bench
 from pollen_controller.sim.channel import Channel
 from pollen_controller.sim.engine import Simulation, simulate
-from pollen_controller.sim.scenario import Scenario, ScenarioError, load_scenario
+from pollen_controller.sim.fields import ScenarioError
+from pollen_controller.sim.scenario import Scenario, load_scenario
 from pollen_controller.topology import PathLossModel
 
 SF7 = PRESETS["ShortFast"]
