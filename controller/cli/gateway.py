@@ -62,11 +62,10 @@ def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, stat
 
 
 def _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop, say):
-    import secrets
     import tempfile
+    from contextlib import closing
 
-    from pollen_controller.emulation.demo import DEMO_NODE_SETTINGS
-    from pollen_controller.emulation.mesh import Emulation
+    from pollen_controller.emulation.demo_mesh import Chatter, start_demo_mesh
     from pollen_controller.gateway.gateway import Gateway
     from pollen_controller.node.link import ProcessLink
     from pollen_controller.topology import line
@@ -74,23 +73,14 @@ def _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop
     topo = line(4)
     ids = sorted(topo.node_ids)
     with tempfile.TemporaryDirectory(prefix="pollen-gateway-") as d, \
-            Emulation(topo, Path(d), secrets.token_hex(32), node_settings=DEMO_NODE_SETTINGS) as emu:
-        if emu.wait_started():
-            raise click.ClickException("some emulated nodes did not start")
+            closing(start_demo_mesh(topo, Path(d))) as emu:
         gw = Gateway(ProcessLink(emu.nodes[ids[0]]), mqtt_url, network,
                      outbox or Path(d) / "outbox.db", username, password, status_interval_s, say)
         say(f"emulated mesh of {len(ids)} nodes; gateway on node {gw.node}; {mqtt_url}")
         say(f"try: mosquitto_sub -t 'pollen/{network}/#' -v   and   "
             f"mosquitto_pub -t pollen/{network}/send -m '{{\"to\": \"{ids[-1]:08x}\", \"text\": \"hi\"}}'")
-
-        def chatter():  # the far nodes post now and then, so there is traffic to see
-            k = 0
-            while not stop.wait(15):
-                k += 1
-                src = ids[-1 - k % 2]
-                emu.nodes[src].command({"cmd": "send", "to": "all", "text": f"demo post {k}"})
-
-        threading.Thread(target=chatter, daemon=True).start()
+        # the far nodes post now and then, so there is traffic to see
+        Chatter(emu, [ids[-1], ids[-2]], 15.0, lambda k, src: ("all", f"demo post {k}")).start(stop)
         try:
             gw.run(stop)
         except KeyboardInterrupt:

@@ -8,19 +8,17 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 from pollen.airtime import PRESETS, preset_time_on_air_us
 from pollen.wire import BEACON, CATALOG, PART, STATUS
-from pollen_controller.emulation.mesh import Emulation
+from pollen_controller.emulation.demo_mesh import start_demo_mesh
 from pollen_controller.node import files_client
 from pollen_controller.node.link import LinkError, ProcessLink
 from pollen_controller.sim.metrics import percentile
 from pollen_controller.topology import ladder
 
-# Demo timings: short beacons so neighbours are found in seconds, not minutes.
-DEMO_NODE_SETTINGS = {"beacon_interval_ms": 5000, "lifetime_ms": 300000,
-                      "neighbour_expiry_ms": 30000}
 _DISCOVERY_S = 6.0
 _OFF_S = 8.0          # how long the store-and-forward target stays off
 _DEADLINE_S = 50.0    # the message part ends by then, delivered or not
@@ -109,18 +107,14 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
     say = progress or (lambda s: None)
     topo = ladder(nodes // 2, rows=2)
     ids = sorted(topo.node_ids)
-    key = secrets.token_hex(32)
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="pollen-demo-"))
     log = _Log(progress)
     t_begin = time.monotonic()
     try:
-        emu = Emulation(topo, workdir, key, loss=loss, seed=seed, heap=heap,
-                        node_settings=DEMO_NODE_SETTINGS, on_event=log.on_event, romfs=romfs)
-        emu.medium.on_transmit = log.on_transmit
-        with emu:
-            if emu.wait_started():
-                raise DemoError("some nodes did not start")
+        with closing(start_demo_mesh(topo, workdir, loss=loss, seed=seed, heap=heap,
+                                     on_event=log.on_event, on_transmit=log.on_transmit,
+                                     romfs=romfs)) as emu:
             runtime = log.find(event="started")[0]["runtime"]
             say(f"{len(ids)} nodes running on {runtime}, {topo.diameter()} hops across; "
                 f"finding neighbours...")

@@ -297,8 +297,7 @@ class DemoSource(_LinkSource):
     def __init__(self, workdir, hold_back_s: float = 25.0, status_every_s: float = STATUS_EVERY_S,
                  chatter_every_s: float = 8.0, say=None):
         from pollen import settings as fw_settings
-        from pollen_controller.emulation.demo import DEMO_NODE_SETTINGS
-        from pollen_controller.emulation.mesh import Emulation
+        from pollen_controller.emulation.demo_mesh import DEMO_NODE_SETTINGS, Chatter, start_demo_mesh
         from pollen_controller.node.link import ProcessLink
         from pollen_controller.topology import ladder
 
@@ -322,17 +321,11 @@ class DemoSource(_LinkSource):
                      if pair[0] in self.held or pair[1] in self.held}
         for a, b in self._cut:
             topo.set_link(a, b, None, symmetric=False)
-        self.emu = Emulation(topo, workdir, secrets.token_hex(32), node_settings=settings,
-                             names=self.names)
         self.description = (f"demo: {len(self.ids)} emulated nodes, attached to "
                             f"{self.names[self.attached]} ({self.attached:08x})")
         say("starting the emulated mesh...")
-        self.emu.start()
+        self.emu = start_demo_mesh(topo, workdir, settings, names=self.names)
         try:
-            missing = self.emu.wait_started()
-            if missing:
-                raise LinkError("emulated nodes did not start: "
-                                + ", ".join(f"{i:08x}" for i in missing))
             for h in self.held:
                 self.emu.nodes[h].stop(hard=True)   # switched off before anyone heard them
         except BaseException:
@@ -344,12 +337,18 @@ class DemoSource(_LinkSource):
         self.switched_on = None      # time.time() when the held nodes came on
         self.shown_after = {}        # node id hex -> seconds from switch-on to shown
         self.shown_by = {}
+        # the others post now and then (one in three to the attached node)
+        talkers = [i for i in self.ids[1:] if i not in self.held]
+        self.chatter = Chatter(self.emu, talkers, chatter_every_s, self._chatter_message)
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._life, args=(chatter_every_s,), daemon=True)
         self._thread.start()
 
+    def _chatter_message(self, k, src):
+        return (f"{self.attached:08x}" if k % 3 == 0 else "all",
+                f"{self.names[src]} says hello ({k})")
+
     def _life(self, chatter_every_s):
-        k = 0
         while not self.stop.wait(min(chatter_every_s, 1.0)):
             if self.switched_on is None and time.time() >= self.switch_on_at:
                 for (a, b), link in self._cut.items():
@@ -361,17 +360,7 @@ class DemoSource(_LinkSource):
                 if i != self.attached:
                     while not n.events.empty():
                         n.events.get_nowait()
-            if time.time() - self.started < k * chatter_every_s:
-                continue
-            k += 1
-            talkers = [i for i in self.ids[1:] if i not in self.held]
-            src = talkers[k % len(talkers)]
-            to = f"{self.attached:08x}" if k % 3 == 0 else "all"
-            try:
-                self.emu.nodes[src].command({"cmd": "send", "to": to,
-                                             "text": f"{self.names[src]} says hello ({k})"})
-            except (RuntimeError, OSError):
-                pass
+            self.chatter.step()
 
     def get(self, timeout_s):
         return self._next(timeout_s)
