@@ -1,6 +1,6 @@
 """CLI commands `pollen monitor`, `pollen nodes`, `pollen history` and
 `pollen topology` (docs/monitor.md). Registered on the `pollen` group by
-cli.py. Heavy imports (rich, sqlite, paho, matplotlib) happen inside the
+cli/main.py. Heavy imports (rich, sqlite, paho, matplotlib) happen inside the
 commands, so `pollen --help` stays instant."""
 from __future__ import annotations
 
