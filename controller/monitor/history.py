@@ -302,16 +302,16 @@ class History:
 
     def samples(self, nodes=None, since: float | None = None, limit: int | None = None) -> list[dict]:
         """Samples oldest first (the newest `limit` of them)."""
-        where, args = self._where(nodes, "node", since)
-        sql = f"SELECT * FROM samples{where} ORDER BY t DESC, rowid DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return self._query(sql, args)[::-1]
+        return self._newest("samples", "node", nodes, since, limit)
 
     def messages(self, nodes=None, since: float | None = None, limit: int | None = None) -> list[dict]:
         """Messages oldest first (the newest `limit` of them); `nodes` matches sender."""
-        where, args = self._where(nodes, "src", since)
-        sql = f"SELECT * FROM messages{where} ORDER BY t DESC, rowid DESC"
+        return self._newest("messages", "src", nodes, since, limit)
+
+    def _newest(self, table: str, node_column: str, nodes, since, limit) -> list[dict]:
+        # a table's rows oldest first: the newest `limit` of them (all without one)
+        where, args = self._where(nodes, node_column, since)
+        sql = f"SELECT * FROM {table}{where} ORDER BY t DESC, rowid DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._query(sql, args)[::-1]
