@@ -894,7 +894,8 @@ class Piped:
     def __init__(self, fw, heap, seed, folder, emit, timeout_s, rom_image=None):
         import os
         import subprocess
-        from pollen_controller.emulation.node_process import heap_with_romfs, micropython_binary, romfs_mount_code
+        from pollen_controller.emulation.node_process import (heap_with_romfs, micropython_binary,
+                                                              romfs_mount_code)
         self.emit = emit
         self.timeout_s = timeout_s
         self.counts = {}

@@ -9,16 +9,16 @@ paho-mqtt. Topics and payloads (JSON) are documented in docs/gateway.md:
   pollen/<network>/send             down: {"to": "all" | node id, "text": ...}
   pollen/<network>/errors           what the gateway refused, and why
 
-Both ways go through SQLite (gateway/store.py): an uplink is written to the
+Both ways go through SQLite (store.py): an uplink is written to the
 outbox before it is published and removed only when the broker acknowledged
 it at QoS 1; a send is written to the inbox before the broker gets its
 acknowledgement (paho's manual_ack: paho's thread hands it to ours, which
 stores it and then acknowledges it; one the store refuses waits, not
 acknowledged) and removed only when the node answered it. So nothing is
-lost while the broker is away, the node's port is away (gateway/attached_node.py opens it
-again), or the gateway restarts; uplink is published in order. Each message
-carries a `uid` (origin node and message id): a subscriber that sees the same
-uid twice (QoS 1 is at least once) drops it.
+lost while the broker is away, the node's port is away (attached_node.py
+opens it again), or the gateway restarts; uplink is published in order. Each
+message carries a `uid` (origin node and message id): a subscriber that sees
+the same uid twice (QoS 1 is at least once) drops it.
 """
 from __future__ import annotations
 
