@@ -1,4 +1,4 @@
-"""Board profiles (hardware/boards/*.json) and their loader, pollen_controller.boards."""
+"""Board profiles (hardware/boards/*.json) and their loader, pollen_controller.board.profiles."""
 import json
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pollen_controller.boards import BOARD_DIR, BoardError, board_ids, list_boards, load_board
+from pollen_controller.board.profiles import BOARD_DIR, BoardError, board_ids, list_boards, load_board
 
 REQUIRED = {"heltec-wifi-lora-32-v3", "lilygo-t3-s3", "lilygo-ttgo-lora32-v21",
             "lilygo-t-beam-sx1276", "lilygo-t-beam-sx1262", "rpi-pico-waveshare-sx1262",

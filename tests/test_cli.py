@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from pollen_controller.cli import main, render_summary
+from pollen_controller.cli.main import main, render_summary
 
 POLLEN = str(Path(sys.executable).with_name("pollen"))
 

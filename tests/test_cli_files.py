@@ -9,17 +9,17 @@ import pytest
 import serial
 from click.testing import CliRunner
 
-from pollen_controller import files_client
-from pollen_controller import provisioning as pv
-from pollen_controller.build import build_bundle
-from pollen_controller.cli import main
-from pollen_controller.emulation import NodeProcess
-from pollen_controller.firmware import compile_firmware
-from pollen_controller.medium import Medium
-from pollen_controller.node_link import ProcessLink
+from pollen_controller.board import provisioning as pv
+from pollen_controller.board.build import build_bundle
+from pollen_controller.board.firmware import compile_firmware
+from pollen_controller.board.transport import Board
+from pollen_controller.board.virtual import VirtualBoard
+from pollen_controller.cli.main import main
+from pollen_controller.emulation.medium import Medium
+from pollen_controller.emulation.node_process import NodeProcess
+from pollen_controller.node import files_client
+from pollen_controller.node.link import ProcessLink
 from pollen_controller.topology import line
-from pollen_controller.transport import Board
-from pollen_controller.virtual_board import VirtualBoard
 
 
 def _boot(port):

@@ -96,8 +96,8 @@ class Rng:
 # .mpy, as on a board (compiling the source needs more heap than running it).
 CORE_SCRIPT = """
 import gc
-from pollen.node import Node
 from pollen.held_files import HeldFiles
+from pollen.node import Node
 from pollen_io.filestore import FileStorage  # a board's storage, imported at start as the app does
 """ + PRELUDE + """# as the node app does (boot.py, app._unload): the config is checked, and
 # the validator's code leaves the heap before the nodes run
@@ -160,7 +160,7 @@ print("delivered", got.count("delivered"), "received", got.count("received"),
 
 
 def test_core_fits_in_128k(tmp_path):
-    from pollen_controller.firmware import compile_firmware
+    from pollen_controller.board.firmware import compile_firmware
     compile_firmware(tmp_path / "fw")
     sys.path.insert(0, str(ROOT / "firmware"))
     from pollen import file_author
@@ -241,8 +241,8 @@ print("held", len(n.held), "start", start, "peak", peak, "jobs", most, "internal
 
 
 def test_a_node_holding_a_full_store_restarts_in_128k(tmp_path):
-    from pollen_controller.firmware import compile_firmware
     from pollen.node import Node
+    from pollen_controller.board.firmware import compile_firmware
     from pollen_io.filestore import FileStorage
     compile_firmware(tmp_path / "fw")
     got = []
@@ -283,8 +283,8 @@ def test_a_node_holding_a_full_store_restarts_in_128k(tmp_path):
 QSTR_SCRIPT = """
 import gc, micropython
 from pollen.node import Node
-from pollen.storage import MemoryStorage
 from pollen.settings import plain
+from pollen.storage import MemoryStorage
 """ + PRELUDE + """n = Node(plain({"node_id": 0x8A0B0C01, "network_key": KEY, "preset": "ShortFast"}),
          MemoryStorage(), Rng(3))
 n.start(0)
@@ -293,7 +293,7 @@ micropython.qstr_info()
 
 
 def test_the_core_s_names_fit_five_qstr_pools(tmp_path):
-    from pollen_controller.firmware import compile_firmware
+    from pollen_controller.board.firmware import compile_firmware
     compile_firmware(tmp_path / "fw")
     r = _run(["-c", QSTR_SCRIPT], SUITE_HEAP, timeout_s=60, firmware=tmp_path / "fw")
     m = re.search(r"n_pool=(\d+), n_qstr=(\d+)", r.stdout)

@@ -10,9 +10,9 @@ from functools import partial
 
 import pytest
 
-from pollen_controller import deps
-from pollen_controller.transport import Board
-from pollen_controller.virtual_board import VirtualBoard
+from pollen_controller.board import deps
+from pollen_controller.board.transport import Board
+from pollen_controller.board.virtual import VirtualBoard
 
 FILES = {"lora/fake_modem.py": b"X = 1\n", "lora/fake_async.py": b"Y = 2\n"}
 
@@ -83,7 +83,7 @@ def test_a_tampered_file_in_the_index_is_refused(tmp_path, index):
 def test_pollen_flash_installs_app_profile_and_drivers_from_the_cache(tmp_path, index):
     from click.testing import CliRunner
 
-    from pollen_controller.cli import main
+    from pollen_controller.cli.main import main
 
     url, root = index
     cache = tmp_path / "cache"

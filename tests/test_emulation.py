@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from pollen_controller.emulation import Emulation, NodeProcess
-from pollen_controller.firmware import compile_firmware
+from pollen_controller.board.firmware import compile_firmware
+from pollen_controller.emulation.mesh import Emulation
+from pollen_controller.emulation.node_process import NodeProcess
 from pollen_controller.topology import ladder, line
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -67,7 +68,7 @@ def test_unicast_and_post_cross_three_hops_of_real_micropython_nodes(mesh):
 def test_bad_console_commands_get_error_events_and_node_keeps_running(mesh):
     emu, ids = mesh
     n = emu.nodes[ids[0]]
-    n.proc.stdin.write("this is not json\n")
+    n.proc.stdin.write(b"this is not json\n")
     n.proc.stdin.flush()
     assert "not valid JSON" in wait_event(n, lambda e: e.get("event") == "error")["error"]
     n.command({"cmd": "launch"})

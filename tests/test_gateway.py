@@ -15,11 +15,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from fakes.fake_console_node import FakeConsoleNode
 
-from pollen_controller import gateway_store
-from pollen_controller.emulation import Emulation
-from pollen_controller.gateway import Gateway, GatewayError, check_send
-from pollen_controller.gateway_bridge import Bridging, parse_mark
-from pollen_controller.node_link import ProcessLink, SerialLink
+from pollen_controller.emulation.mesh import Emulation
+from pollen_controller.gateway import store
+from pollen_controller.gateway.bridge import Bridging, parse_mark
+from pollen_controller.gateway.gateway import Gateway, GatewayError, check_send
+from pollen_controller.node.link import ProcessLink, SerialLink
 from pollen_controller.topology import line
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -475,7 +475,7 @@ def test_a_send_the_gateway_cannot_store_is_not_acknowledged_but_kept_for_later(
     gateway cannot write it to its inbox, so it does not acknowledge it (paho
     would have, once on_message returned), says so on the errors topic, and
     stores and sends it when the file is free again."""
-    monkeypatch.setattr(gateway_store, "_LOCK_WAIT_S", 0.5)
+    monkeypatch.setattr(store, "_LOCK_WAIT_S", 0.5)
     sub = Subscriber(mosquitto, "pollen/test/#")
     gw, stop, t, link = start_serial_gateway(fake_node, mosquitto, tmp_path)
     other = sqlite3.connect(tmp_path / "outbox.db")

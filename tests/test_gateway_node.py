@@ -1,12 +1,12 @@
 """The gateway's node through its port going away and coming back
-(controller/gateway_node.py), on a fake node's console behind a pty."""
+(controller/gateway/attached_node.py), on a fake node's console behind a pty."""
 import time
 
 import pytest
 from fakes.fake_console_node import FakeConsoleNode
 
-from pollen_controller.gateway_node import AttachedNode
-from pollen_controller.node_link import Link, LinkError, SerialLink
+from pollen_controller.gateway.attached_node import AttachedNode
+from pollen_controller.node.link import Link, LinkError, SerialLink
 
 
 def poll_until(node, pred, timeout_s=15):

@@ -1,11 +1,11 @@
-"""The gateway's SQLite queues (controller/gateway_store.py): order, the
+"""The gateway's SQLite queues (controller/gateway/store.py): order, the
 bounds and what happens at them, surviving a restart, an old outbox file."""
 import sqlite3
 
 import pytest
 
-from pollen_controller import gateway_store
-from pollen_controller.gateway_store import Store, StoreError
+from pollen_controller.gateway import store
+from pollen_controller.gateway.store import Store, StoreError
 
 
 def test_outbox_keeps_order_and_survives_a_restart(tmp_path):
@@ -22,8 +22,8 @@ def test_outbox_keeps_order_and_survives_a_restart(tmp_path):
 
 
 def test_outbox_bounds_drop_the_oldest_perishable_first(tmp_path, monkeypatch):
-    monkeypatch.setattr(gateway_store, "MAX_OUTBOX", 10)
-    monkeypatch.setattr(gateway_store, "MAX_PERISHABLE", 3)
+    monkeypatch.setattr(store, "MAX_OUTBOX", 10)
+    monkeypatch.setattr(store, "MAX_PERISHABLE", 3)
     s = Store(tmp_path / "gw.db")
     s.outbox.add("m", "message 0")
     dropped = [s.outbox.add("tele", f"telemetry {k}", perishable=True) for k in range(5)]
@@ -36,7 +36,7 @@ def test_outbox_bounds_drop_the_oldest_perishable_first(tmp_path, monkeypatch):
 
 
 def test_inbox_refuses_past_its_bound_and_keeps_commands(tmp_path, monkeypatch):
-    monkeypatch.setattr(gateway_store, "MAX_INBOX", 2)
+    monkeypatch.setattr(store, "MAX_INBOX", 2)
     s = Store(tmp_path / "gw.db")
     a = s.inbox.add({"cmd": "send", "to": "all", "text": "a"})
     s.inbox.add({"cmd": "send", "to": "all", "text": "b"})
@@ -73,7 +73,7 @@ def test_a_second_gateway_on_the_same_file_is_told_so(tmp_path):
 
 
 def test_a_file_another_program_holds_locked_is_named_and_not_called_broken(tmp_path, monkeypatch):
-    monkeypatch.setattr(gateway_store, "_LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr(store, "_LOCK_WAIT_S", 0.2)
     other = sqlite3.connect(tmp_path / "held.db")
     other.execute("CREATE TABLE t (x)")
     other.commit()

@@ -1,4 +1,4 @@
-"""The monitor's history (controller/history.py) on real SQLite files:
+"""The monitor's history (controller/monitor/history.py) on real SQLite files:
 durable, refusing files that are not its own without touching them, a clear
 error when locked, and --since parsing."""
 import hashlib
@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pollen_controller.history import History, HistoryError, parse_since
-from pollen_controller.mesh_view import MeshView
+from pollen_controller.monitor.history import History, HistoryError, parse_since
+from pollen_controller.monitor.mesh_view import MeshView
 
 from test_mesh_view import T0, nb, post, status, telemetry
 
@@ -176,8 +176,8 @@ def test_a_killed_writer_loses_nothing_it_committed(tmp_path):
     code = f"""
 import os, sys
 sys.path[:0] = {sys.path!r}
-from pollen_controller.history import History
-from pollen_controller.mesh_view import MeshView
+from pollen_controller.monitor.history import History
+from pollen_controller.monitor.mesh_view import MeshView
 h = History({str(db)!r})
 v = MeshView()
 for i in range(20):

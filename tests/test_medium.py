@@ -4,7 +4,7 @@ import time
 import pytest
 
 from pollen.airtime import preset_time_on_air_us
-from pollen_controller.medium import (
+from pollen_controller.emulation.medium import (
     MalformedDatagram, Medium, pack_hello, pack_receive, pack_transmit,
     parse_node_datagram, parse_receive,
 )

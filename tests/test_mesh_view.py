@@ -1,9 +1,9 @@
-"""MeshView (controller/mesh_view.py) from synthetic console events, and the
-monitor's screen rendered to text (monitor_render.render_text)."""
+"""MeshView (controller/monitor/mesh_view.py) from synthetic console events, and the
+monitor's screen rendered to text (monitor/render.py, render_text)."""
 import pytest
 
-from pollen_controller.mesh_view import MeshView, fmt_age, node_id
-from pollen_controller.monitor_render import clean, render_text
+from pollen_controller.monitor.mesh_view import MeshView, fmt_age, node_id
+from pollen_controller.monitor.render import clean, render_text
 
 T0 = 1_700_000_000.0
 
@@ -284,7 +284,7 @@ def test_the_up_column_counts_on_from_the_last_report():
 
 
 def test_the_number_of_nodes_is_bounded(monkeypatch):
-    import pollen_controller.mesh_view as mv
+    import pollen_controller.monitor.mesh_view as mv
 
     monkeypatch.setattr(mv, "MAX_NODES", 3)
     v = MeshView()

@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
-from pollen_controller.cli import main
-from pollen_controller.history import History
-from pollen_controller.mesh_view import MeshView
-from pollen_controller.monitor_sources import MqttSource, mqtt_event
+from pollen_controller.cli.main import main
+from pollen_controller.monitor.history import History
+from pollen_controller.monitor.mesh_view import MeshView
+from pollen_controller.monitor.sources import MqttSource, mqtt_event
 
 from test_mesh_view import nb, post, status, telemetry
 
@@ -292,7 +292,7 @@ def test_monitor_once_json_from_a_node_on_a_serial_port(tmp_path):
 
 
 def test_a_serial_port_that_goes_away_is_tried_again_and_the_view_stays():
-    from pollen_controller.monitor_sources import SerialSource
+    from pollen_controller.monitor.sources import SerialSource
 
     node = PtyNode()
     src = SerialSource(node.port)

@@ -3,7 +3,7 @@ on a pseudo-terminal behind a path (tests/fakes/fake_console_node.py)."""
 import pytest
 from fakes.fake_console_node import FakeConsoleNode
 
-from pollen_controller.node_link import LinkError, SerialLink
+from pollen_controller.node.link import LinkError, SerialLink
 
 
 def test_a_port_that_goes_away_raises_until_it_is_opened_again(tmp_path):

@@ -10,14 +10,15 @@ import types
 
 import pytest
 
-from pollen_controller import board_romfs
-from pollen_controller import provisioning as pv
-from pollen_controller.build import build_bundle
-from pollen_controller.emulation import Emulation, heap_with_romfs, micropython_binary, romfs_mount_code
-from pollen_controller.firmware import compile_firmware, romfs_image
+from pollen_controller.board import romfs_partition
+from pollen_controller.board import provisioning as pv
+from pollen_controller.board.build import build_bundle
+from pollen_controller.board.firmware import compile_firmware, romfs_image
+from pollen_controller.board.transport import Board, BoardError
+from pollen_controller.board.virtual import VirtualBoard
+from pollen_controller.emulation.mesh import Emulation
+from pollen_controller.emulation.node_process import heap_with_romfs, micropython_binary, romfs_mount_code
 from pollen_controller.topology import line
-from pollen_controller.transport import Board, BoardError
-from pollen_controller.virtual_board import VirtualBoard
 from test_emulation import wait_event
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -185,14 +186,14 @@ def test_the_image_is_written_into_a_romfs_partition_verified_and_mounted(tmp_pa
     image = romfs_image(fw)
     part = _Partition(256 * 1024, 4096)
     board = _SimulatedBoard(part)
-    assert board_romfs.partition_bytes(board) == 256 * 1024
-    assert board_romfs.deploy(board, image) == "written"
+    assert romfs_partition.partition_bytes(board) == 256 * 1024
+    assert romfs_partition.deploy(board, image) == "written"
     assert bytes(part.mem[:len(image)]) == image and part.mounted[1] == "/rom"
     writes = part.writes
-    assert board_romfs.deploy(board, image) == "up to date" and part.writes == writes
+    assert romfs_partition.deploy(board, image) == "up to date" and part.writes == writes
     small = _SimulatedBoard(_Partition(32 * 1024, 4096))
     with pytest.raises(BoardError, match=f"image is {len(image)} bytes, the board's ROMFS partition 32768"):
-        board_romfs.deploy(small, image)
+        romfs_partition.deploy(small, image)
     # the written partition, mounted by real MicroPython, runs the core
     rom = tmp_path / "partition.romfs"
     rom.write_bytes(bytes(part.mem))

@@ -1,10 +1,10 @@
 """The host side of telemetry: a node's battery reading (pollen_io/battery.py,
 with a fake ADC) and the decoding of `telemetry` console events
-(controller/node_events.py)."""
-from pollen.storage import MemoryStorage
+(controller/node/events.py)."""
 from pollen.node import Node
+from pollen.storage import MemoryStorage
+from pollen_controller.node.events import decode_event
 from pollen_io import battery
-from pollen_controller.node_events import decode_event
 
 KEY_HEX = "00" * 32
 

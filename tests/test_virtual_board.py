@@ -9,14 +9,14 @@ import time
 import pytest
 import serial
 
-from pollen_controller import provisioning as pv
-from pollen_controller.build import build_bundle
-from pollen_controller.emulation import NodeProcess
-from pollen_controller.firmware import compile_firmware
-from pollen_controller.medium import Medium
+from pollen_controller.board import provisioning as pv
+from pollen_controller.board.build import build_bundle
+from pollen_controller.board.firmware import compile_firmware
+from pollen_controller.board.transport import Board, BoardError
+from pollen_controller.board.virtual import VirtualBoard
+from pollen_controller.emulation.medium import Medium
+from pollen_controller.emulation.node_process import NodeProcess
 from pollen_controller.topology import line
-from pollen_controller.transport import Board, BoardError
-from pollen_controller.virtual_board import VirtualBoard
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_network_files_corrupt_or_damaged_strings_are_refused(tmp_path):
 def test_console_sends_commands_and_prints_events(tmp_path, vboard):
     import io
 
-    from pollen_controller.node_console import attach
+    from pollen_controller.node.console import attach
 
     net = pv.create_network("village", "EU868", "ShortFast")
     with Medium(line(2)) as medium:

@@ -894,7 +894,8 @@ class Piped:
     def __init__(self, fw, heap, seed, folder, emit, timeout_s, rom_image=None):
         import os
         import subprocess
-        from pollen_controller.emulation import heap_with_romfs, micropython_binary, romfs_mount_code
+        from pollen_controller.emulation.node_process import (heap_with_romfs, micropython_binary,
+                                                              romfs_mount_code)
         self.emit = emit
         self.timeout_s = timeout_s
         self.counts = {}
@@ -1075,9 +1076,9 @@ def fuzz(frames, seed, open_driver, emit):
 
 def _over_bounds(peak):
     # tables seen over the bound their settings (or the code) give them
-    from pollen.settings import plain
-    from pollen.jobs import MAX_JOBS
     from pollen import sharing, posts
+    from pollen.jobs import MAX_JOBS
+    from pollen.settings import plain
     s = plain(SETTINGS)
     limits = (("neighbours", s.neighbour_capacity), ("routes", s.route_capacity),
               ("held", s.held_capacity), ("jobs", MAX_JOBS), ("catalog", s.catalog_capacity),
@@ -1144,7 +1145,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as d:
         if args.micropython:
             import subprocess
-            from pollen_controller.firmware import compile_firmware, mpy_cross_binary
+            from pollen_controller.board.firmware import compile_firmware, mpy_cross_binary
             fw = Path(d) / "fw"
             compile_firmware(fw)
             # the driver part of this file alone, as module fuzz_driver
@@ -1159,7 +1160,7 @@ def main(argv=None):
             rom = None
             if args.romfs:
                 import shutil
-                from pollen_controller.firmware import ROMFS_PACKAGES, romfs_image
+                from pollen_controller.board.firmware import ROMFS_PACKAGES, romfs_image
                 rom = Path(d) / "fuzz.romfs"
                 rom.write_bytes(romfs_image(fw, extra=("fuzz_driver.mpy",)))
                 for name in ROMFS_PACKAGES:

@@ -18,8 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pollen_controller.emulation import heap_with_romfs, micropython_binary, romfs_mount_code
-from pollen_controller.firmware import ROMFS_PACKAGES, compile_firmware, romfs_image
+from pollen_controller.board.firmware import ROMFS_PACKAGES, compile_firmware, romfs_image
+from pollen_controller.emulation.node_process import heap_with_romfs, micropython_binary, romfs_mount_code
 
 SCRIPT = r"""
 import gc

@@ -189,7 +189,7 @@ class Harness:
 
     def run(self):
         from pollen.crypto import NetworkKey
-        from pollen_controller.emulation import Emulation
+        from pollen_controller.emulation.mesh import Emulation
         from pollen_controller.topology import line
 
         self.netkey = NetworkKey(bytes.fromhex(self.key_hex))
@@ -217,8 +217,8 @@ class Harness:
         return self._summary(held, cycles_s, time.monotonic() - t0)
 
     def _setup(self):
-        from pollen_controller import files_client
-        from pollen_controller.node_link import LinkError, ProcessLink
+        from pollen_controller.node import files_client
+        from pollen_controller.node.link import LinkError, ProcessLink
         from powercut_node import CutNode
 
         # each node again as a CutNode, with its own file quota (not counted as cuts)

@@ -19,7 +19,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from pollen_controller.emulation import NodeProcess
+from pollen_controller.emulation.node_process import NodeProcess
 
 SYSCALLS = ("rename", "unlink")
 _LINE = re.compile(r'^(?:\d+ +)?(rename|unlink)\("([^"]*)"(?:, "([^"]*)")?\) += \?')

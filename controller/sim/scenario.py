@@ -3,9 +3,10 @@
 A scenario is a YAML file in ``scenarios/``: nodes and where they stand, the
 radio and path-loss model, traffic, shared files, mobility, failures (of nodes
 and links) and router settings. Loading validates every field; a bad one raises
-ScenarioError naming its path. Everything random (placement, traffic, movement,
-failures, file contents) is drawn from ``random.Random`` seeded by the scenario
-seed plus a name per use, so one scenario and seed always give the same run.
+ScenarioError naming its path (sim/fields.py reads the fields; sim/mobility.py
+moves the nodes). Everything random (placement, traffic, movement, failures,
+file contents) is drawn from ``random.Random`` seeded by the scenario seed plus
+a name per use, so one scenario and seed always give the same run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-from bisect import bisect_right
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +26,8 @@ from pollen.region import REGIONS
 from pollen.settings import FIELDS, ConfigError, Settings
 from pollen.wire import HEADER_BYTES, MAX_PAYLOAD_BYTES
 from pollen_controller.sim.channel import CAPTURE_RULES
+from pollen_controller.sim.fields import Fields, ScenarioError, fail
+from pollen_controller.sim.mobility import cycle, random_legs, trajectory
 from pollen_controller.topology import PathLossModel
 
 BROADCAST = 0xFFFFFFFF
@@ -62,11 +64,6 @@ _MOVERS = {
 _DEFAULT_CLUSTER_RADIUS_M = 500.0
 _DEFAULT_START_S = 60.0
 _NETWORK_KEY = "00" * 32   # only to let pollen.settings validate overrides
-_REQUIRED = object()
-
-
-class ScenarioError(ValueError):
-    pass
 
 
 class SharedFile(NamedTuple):
@@ -81,10 +78,6 @@ class SharedFile(NamedTuple):
     fetchers: tuple
     fetch_ms: int
     data: bytes
-
-
-def _fail(src, path, expected, got):
-    raise ScenarioError(f"scenario '{src}': field '{path}': expected {expected}, got {got!r}")
 
 
 def node_ids(n, first=1):
@@ -124,142 +117,6 @@ def load_scenario(name_or_path) -> "Scenario":
     return Scenario(data, path.name)
 
 
-# --- reading fields ----------------------------------------------------------
-
-class _Fields:
-    # One mapping of the file and its field path, for messages that name the field.
-    def __init__(self, src, path, value, known):
-        self.src, self.path = src, path
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            self.fail(None, "a mapping", value)
-        for k in value:
-            if k not in known:
-                raise ScenarioError(f"scenario '{src}': field '{self.at(k)}': unknown "
-                                    f"(known: {', '.join(known)})")
-        self.d = value
-
-    def at(self, key):
-        if key is None:
-            return self.path
-        return f"{self.path}.{key}" if self.path else str(key)
-
-    def fail(self, key, expected, got):
-        _fail(self.src, self.at(key), expected, got)
-
-    def has(self, key):
-        return self.d.get(key) is not None
-
-    def get(self, key, default=_REQUIRED, expected="a value"):
-        v = self.d.get(key)
-        if v is None:
-            if default is _REQUIRED:
-                self.fail(key, expected, None)
-            return default
-        return v
-
-    def number(self, key, default=_REQUIRED, lo=None, above=None, hi=None, integer=False):
-        # an absent key gives the default as it is
-        expected = _describe(lo, above, hi, integer)
-        if not self.has(key):
-            return self.get(key, default, expected)
-        return _check(self, key, self.d[key], lo, above, hi, integer, expected)
-
-    def span(self, key, default=_REQUIRED, lo=None, above=None):
-        # a number or [min, max]; returns (min, max)
-        expected = _describe(lo, above, None, False) + " or [min, max] of them"
-        if not self.has(key):
-            v = self.get(key, default, expected)
-            return v, v
-        v = self.d[key]
-        pair = v if isinstance(v, (list, tuple)) else [v, v]
-        if len(pair) != 2:
-            self.fail(key, expected, v)
-        a, b = (_check(self, key, x, lo, above, None, False, expected, v) for x in pair)
-        if a > b:
-            self.fail(key, "[min, max] with min <= max", v)
-        return a, b
-
-    def point(self, key, v, expected="[x_m, y_m] (numbers)", above=None):
-        if not isinstance(v, (list, tuple)) or len(v) != 2:
-            self.fail(key, expected, v)
-        return tuple(_check(self, key, x, None, above, None, False, expected, v) for x in v)
-
-    def choice(self, key, options, default=_REQUIRED):
-        v = self.get(key, default, "one of " + ", ".join(options))
-        if v not in options:
-            self.fail(key, "one of " + ", ".join(options), v)
-        return v
-
-
-def _describe(lo, above, hi, integer):
-    what = "an integer" if integer else "a number"
-    if above is not None:
-        return f"{what} > {above:g}"
-    if lo is not None and hi is not None:
-        return f"{what} {lo:g}..{hi:g}"
-    if lo is not None:
-        return f"{what} >= {lo:g}"
-    if hi is not None:
-        return f"{what} <= {hi:g}"
-    return what
-
-
-def _check(f, key, v, lo, above, hi, integer, expected, shown=None):
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if not ok or isinstance(v, bool) or isinstance(v, float) and not math.isfinite(v) \
-            or lo is not None and v < lo or above is not None and v <= above \
-            or hi is not None and v > hi:
-        f.fail(key, expected, v if shown is None else shown)
-    return v if integer else float(v)
-
-
-# --- the scenario ------------------------------------------------------------
-
-class Mover:
-    # A node's path: straight lines at constant speed between timed waypoints
-    # ((t_ms, x_m, y_m), ...), t_ms increasing; before the first and after the
-    # last it stands still.
-    def __init__(self, waypoints):
-        self.waypoints = tuple(waypoints)
-        self._times = [w[0] for w in self.waypoints]
-
-    def position(self, t_ms):
-        w = self.waypoints
-        i = bisect_right(self._times, t_ms) - 1
-        if i < 0:
-            return w[0][1], w[0][2]
-        if i >= len(w) - 1:
-            return w[-1][1], w[-1][2]
-        t0, x0, y0 = w[i]
-        t1, x1, y1 = w[i + 1]
-        f = (t_ms - t0) / (t1 - t0)
-        return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
-
-
-def _trajectory(start, legs, end_ms):
-    # legs yields (x_m, y_m, speed_mps, pause_ms) until the time reaches end_ms
-    t_ms, (x, y) = 0, start
-    points = [(0, x, y)]
-    stalled = 0
-    for nx, ny, speed_mps, pause_ms in legs:
-        travel_ms = round(math.dist((x, y), (nx, ny)) / speed_mps * 1000)
-        stalled = stalled + 1 if travel_ms == pause_ms == 0 else 0
-        if stalled > 100:   # nowhere to go (an area of one point) and no pauses
-            break
-        if travel_ms > 0:
-            t_ms += travel_ms
-            points.append((t_ms, nx, ny))
-        x, y = nx, ny
-        if pause_ms > 0:
-            t_ms += pause_ms
-            points.append((t_ms, x, y))
-        if t_ms >= end_ms:
-            break
-    return Mover(points)
-
-
 class Scenario:
     def __init__(self, data, source="<dict>"):
         self.source = source
@@ -267,7 +124,7 @@ class Scenario:
             raise ScenarioError(f"scenario '{source}': expected a mapping of fields, "
                                 f"got {type(data).__name__}")
         self._data = copy.deepcopy(data)
-        top = _Fields(source, "", data, _TOP)
+        top = Fields(source, "", data, _TOP)
         name = top.get("name", Path(source).stem, "text")
         if not isinstance(name, str) or not name:
             top.fail("name", "text", name)
@@ -276,13 +133,13 @@ class Scenario:
         self.seed = top.number("seed", 1, integer=True)
         self.duration_s = top.number("duration_s", above=0)
         self._duration_ms = round(self.duration_s * 1000)
-        self._parse_nodes(_Fields(source, "nodes", top.get("nodes", expected="a mapping"),
+        self._parse_nodes(Fields(source, "nodes", top.get("nodes", expected="a mapping"),
                                   ("count", "placement") + _all_placement_keys()))
-        self._parse_radio(_Fields(source, "radio", top.get("radio", {}),
+        self._parse_radio(Fields(source, "radio", top.get("radio", {}),
                                   ("preset", "region", "tx_power_dbm")))
-        self._parse_pathloss(_Fields(source, "pathloss", top.get("pathloss", {}), _PATHLOSS))
-        self._parse_router(_Fields(source, "router", top.get("router", {}), ROUTER_KEYS))
-        self._parse_traffic(_Fields(source, "traffic", top.get("traffic", {}), _TRAFFIC))
+        self._parse_pathloss(Fields(source, "pathloss", top.get("pathloss", {}), _PATHLOSS))
+        self._parse_router(Fields(source, "router", top.get("router", {}), ROUTER_KEYS))
+        self._parse_traffic(Fields(source, "traffic", top.get("traffic", {}), _TRAFFIC))
         self._parse_mobility(top)
         self._parse_failures(top)
         self._parse_files(top)
@@ -435,11 +292,11 @@ class Scenario:
         for i, item in enumerate(raw):
             path = f"mobility[{i}]"
             if not isinstance(item, dict):
-                _fail(self.source, path, "a mapping with a 'kind'", item)
+                fail(self.source, path, "a mapping with a 'kind'", item)
             kind = item.get("kind")
             if not isinstance(kind, str) or kind not in _MOVERS:
-                _fail(self.source, path + ".kind", "one of " + ", ".join(_MOVERS), kind)
-            f = _Fields(self.source, path, item, _MOVERS[kind])
+                fail(self.source, path + ".kind", "one of " + ", ".join(_MOVERS), kind)
+            f = Fields(self.source, path, item, _MOVERS[kind])
             spec = {"kind": kind, "pause_s": f.span("pause_s", 0.0, lo=0)}
             if kind == "random_waypoint":
                 spec["speed_mps"] = f.span("speed_mps", above=0)
@@ -507,12 +364,12 @@ class Scenario:
         for i, item in enumerate(raw):
             path = f"failures[{i}]"
             if isinstance(item, dict) and "fraction" in item:
-                f = _Fields(self.source, path, item, ("fraction", "mean_downtime_s"))
+                f = Fields(self.source, path, item, ("fraction", "mean_downtime_s"))
                 self._random_failures.append((f.number("fraction", lo=0, hi=1),
                                               f.number("mean_downtime_s", above=0)))
                 continue
             if isinstance(item, dict) and "link" in item:
-                f = _Fields(self.source, path, item, ("link", "off_s", "on_s"))
+                f = Fields(self.source, path, item, ("link", "off_s", "on_s"))
                 pair = f.d["link"]
                 if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
                     f.fail("link", "[a, b]: two different node ids", pair)
@@ -520,7 +377,7 @@ class Scenario:
                     self._node_id(f, f"link[{j}]", n)
                 what, key = f"link {min(pair)}-{max(pair)}", (min(pair), max(pair))
             else:
-                f = _Fields(self.source, path, item, ("node", "off_s", "on_s"))
+                f = Fields(self.source, path, item, ("node", "off_s", "on_s"))
                 key = f.get("node", expected="a node id (or 'link' for a link, "
                                              "'fraction' for random failures)")
                 self._node_id(f, "node", key)
@@ -549,7 +406,7 @@ class Scenario:
         limit = min(node.max_file_bytes, node.file_quota_bytes)
         self._files = []
         for i, item in enumerate(raw):
-            f = _Fields(self.source, f"files[{i}]", item, _FILES)
+            f = Fields(self.source, f"files[{i}]", item, _FILES)
             name = f.get("name", f"file{i}.bin")
             if not isinstance(name, str) or not 0 < len(name.encode()) <= _MAX_NAME_BYTES:
                 f.fail("name", f"text of 1..{_MAX_NAME_BYTES} bytes", name)
@@ -711,10 +568,10 @@ class Scenario:
             pause = spec["pause_s"]
             if spec["kind"] == "mule":
                 n, path = spec["node"], spec["path"]
-                loop = _cycle(path)
+                loop = cycle(path)
                 legs = ((x, y, spec["speed_mps"], round(rng.uniform(*pause) * 1000))
                         for x, y in loop)
-                out[n] = _trajectory(pos[n], legs, end_ms)
+                out[n] = trajectory(pos[n], legs, end_ms)
                 continue
             if "nodes" in spec:
                 chosen = spec["nodes"]
@@ -725,7 +582,7 @@ class Scenario:
             x0, y0, x1, y1 = self._area(spec.get("area_m"), pos)
             for n in chosen:
                 r = self._rng("mobility", i, n)
-                out[n] = _trajectory(pos[n], _random_legs(r, (x0, y0, x1, y1),
+                out[n] = trajectory(pos[n], random_legs(r, (x0, y0, x1, y1),
                                                           spec["speed_mps"], pause), end_ms)
         return out
 
@@ -806,17 +663,3 @@ def _ring(k, spacing_m, radius_m):
     c = ring_m + radius_m
     return [(c + ring_m * math.cos(2 * math.pi * i / k - math.pi / 2),
              c + ring_m * math.sin(2 * math.pi * i / k - math.pi / 2)) for i in range(k)]
-
-
-def _random_legs(rng, area, speed_mps, pause_s):
-    # random waypoint: a random point of the area, a random speed, a random pause
-    x0, y0, x1, y1 = area
-    while True:
-        yield (rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(*speed_mps),
-               round(rng.uniform(*pause_s) * 1000))
-
-
-def _cycle(points):
-    # the points in order, forever
-    while True:
-        yield from points

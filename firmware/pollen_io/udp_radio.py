@@ -1,5 +1,5 @@
 # The "udp" radio: frames go to and come from the virtual radio medium that
-# the controller runs on 127.0.0.1 (controller/medium.py documents the
+# the controller runs on 127.0.0.1 (controller/emulation/medium.py documents the
 # datagrams). The same small interface as the LoRa adapter:
 #   radio.transmit(frame)              put a frame on the air now
 #   await radio.receive() -> (frame, rssi_dbm, snr_db)

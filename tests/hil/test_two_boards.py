@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from pollen_controller import provisioning as pv
-from pollen_controller.build import build_bundle
-from pollen_controller.transport import Board
+from pollen_controller.board import provisioning as pv
+from pollen_controller.board.build import build_bundle
+from pollen_controller.board.transport import Board
 
 NODE_IDS = (0x0000A101, 0x0000A102)
 

@@ -471,7 +471,7 @@ def test_cli_background_option(tmp_path):
 
     from click.testing import CliRunner
 
-    from pollen_controller.cli import main
+    from pollen_controller.cli.main import main
 
     sc = tmp_path / "pair.yaml"
     sc.write_text("name: pair\nduration_s: 120\nnodes: {count: 3, placement: line, "

@@ -3,7 +3,7 @@ import json
 
 from click.testing import CliRunner
 
-from pollen_controller.cli import main
+from pollen_controller.cli.main import main
 from pollen_controller.sim.engine import ROUTERS
 
 FIELDS = ("scenario", "router", "nodes", "seed", "broadcast_reach", "unicast_delivery",

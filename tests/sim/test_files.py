@@ -9,11 +9,12 @@ from click.testing import CliRunner
 
 from pollen import wire
 from pollen.airtime import PRESETS, preset_time_on_air_us
-from pollen_controller.cli import main
+from pollen_controller.cli.main import main
 from pollen_controller.sim import bench
 from pollen_controller.sim.channel import Channel
 from pollen_controller.sim.engine import Simulation, simulate
-from pollen_controller.sim.scenario import Scenario, ScenarioError, load_scenario
+from pollen_controller.sim.fields import ScenarioError
+from pollen_controller.sim.scenario import Scenario, load_scenario
 from pollen_controller.topology import PathLossModel
 
 SF7 = PRESETS["ShortFast"]

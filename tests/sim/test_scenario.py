@@ -4,8 +4,9 @@ import math
 import pytest
 
 from pollen.settings import Settings
+from pollen_controller.sim.fields import ScenarioError
 from pollen_controller.sim.scenario import (
-    BROADCAST, ROUTER_KEYS, Scenario, ScenarioError, list_scenarios, load_scenario, node_ids,
+    BROADCAST, ROUTER_KEYS, Scenario, list_scenarios, load_scenario, node_ids,
 )
 from pollen_controller.topology import Topology
 

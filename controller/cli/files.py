@@ -1,0 +1,117 @@
+"""CLI commands for the shared commons through an attached node: share,
+catalog, fetch. Registered on the `pollen` group by cli/main.py."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pollen_controller.cli.progress import progress_bar
+
+_PORT_HELP = "Serial port of the attached node (a board, or a virtual board's port)."
+
+
+def register(main):
+    main.add_command(share)
+    main.add_command(catalog)
+    main.add_command(fetch)
+
+
+def _link(port):
+    from pollen_controller.node.link import SerialLink
+
+    return SerialLink(port)
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--port", required=True, help=_PORT_HELP)
+@click.option("--name", default=None, help="Name in the catalog (default: the file's name).")
+@click.option("--type", "media_type", default=None,
+              help="Media type, e.g. text/plain (default: guessed from the name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def share(path, port, name, media_type, as_json):
+    """Share a file through the attached node. It is named by its content
+    (a 26-letter content id, printed) and offered to the whole mesh."""
+    from pollen_controller.node import files_client
+
+    data = path.read_bytes()
+    link = _link(port)
+    try:
+        info = files_client.share(link, data, name or path.name, media_type,
+                                  progress=progress_bar("sending to the node", not as_json))
+    finally:
+        link.close()
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"shared {info['name']} ({info['size_bytes']} bytes, {info['chunks']} chunks)")
+        click.echo(f"content id: {info['cid']}")
+
+
+@click.command()
+@click.option("--port", required=True, help=_PORT_HELP)
+@click.option("--search", default=None, help="Only files whose name contains TEXT (any case).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def catalog(port, search, as_json):
+    """List the files the attached node holds or has heard of, nearest first."""
+    from pollen_controller.node import files_client
+
+    link = _link(port)
+    try:
+        rows = files_client.catalog(link, search)
+    finally:
+        link.close()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no files known" + (f" matching {search!r}" if search else ""))
+        return
+    click.echo(render_catalog(rows))
+
+
+def render_catalog(rows) -> str:
+    head = f"{'content id':26}  {'name':24} {'size':>8} {'hops':>4} {'holders':>7} {'seen':>6}  held"
+    lines = [head]
+    for r in rows:
+        size = r.get("size_bytes") or 0
+        size_s = f"{size}" if size < 10240 else f"{size // 1024}K"
+        hops = "-" if r.get("hops") is None else str(r["hops"])
+        held = r.get("held") or ""
+        if held == "partial":
+            held = f"partial {r.get('have')}/{r.get('chunks')}"
+        lines.append(f"{r['cid']:26}  {r['name'][:24]:24} {size_s:>8} {hops:>4} "
+                     f"{r.get('holders', 0):>7} {str(r.get('last_seen_s', '')) + 's':>6}  {held}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("cid")
+@click.option("--port", required=True, help=_PORT_HELP)
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the file here (default: its name, in this folder).")
+@click.option("--timeout", "timeout_s", default=3600.0, show_default=True, type=float,
+              help="Seconds to wait for the mesh.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def fetch(cid, port, out_path, timeout_s, as_json):
+    """Fetch a file by content id through the attached node (from any nodes
+    that hold it), verify it and write it out. An interrupted fetch resumes."""
+    from pollen_controller.node import files_client
+
+    link = _link(port)
+    try:
+        got = files_client.fetch(link, cid, timeout_s, progress=progress_bar("fetching", not as_json))
+        m, data = files_client.read_out(link, got["cid"], progress=progress_bar("reading out", not as_json))
+    finally:
+        link.close()
+    path = out_path or Path(Path(m.name).name or got["cid"])
+    files_client.save(path, data)
+    info = {"cid": got["cid"], "name": m.name, "size_bytes": len(data), "media_type": m.media_type,
+            "seconds": got.get("seconds"), "verified": True, "path": str(path)}
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"fetched {m.name} ({len(data)} bytes, SHA-256 verified) in "
+                   f"{got.get('seconds')} s -> {path}")

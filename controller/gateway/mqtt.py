@@ -1,0 +1,39 @@
+"""The MQTT side the gateway and the monitor share: a broker URL read, and a
+paho-mqtt client set up as both use it (docs/gateway.md)."""
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+
+class MqttUrlError(ValueError):
+    pass
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
+    u = urlparse(url)
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        raise MqttUrlError(f"--mqtt: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
+    tls = u.scheme == "mqtts"
+    try:
+        port = u.port or (8883 if tls else 1883)
+    except ValueError:
+        raise MqttUrlError(f"--mqtt: the port in {url!r} is not a number 1..65535") from None
+    return u.hostname, port, tls
+
+
+def mqtt_client(client_id: str, clean_session: bool, username=None, password=None,
+                tls: bool = False, manual_ack: bool = False):
+    """A paho-mqtt 2.x client as pollen uses it (gateway and monitor): MQTT
+    3.1.1, credentials and TLS if given, reconnecting with a back-off from 1
+    to 30 s. With manual_ack a QoS 1 message is acknowledged only by
+    client.ack(mid, qos), not when on_message returns."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=clean_session, manual_ack=manual_ack)
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client

@@ -1,0 +1,40 @@
+"""Console events as the host uses them: a node's `telemetry` event carries
+another node's status frame as hex (`data`, docs/protocol.md §11); the host
+decodes it into named fields here, so a node never holds the decoder.
+Used by every reader of node consoles (node/link.py, emulation/node_process.py)."""
+from __future__ import annotations
+
+import json
+
+from pollen.status_wire import unpack_status
+
+
+def decode_event(ev: dict) -> dict:
+    """Expand a telemetry event's `data` into its fields, in place. A payload
+    that does not decode is marked `"malformed": true` (and keeps `data`)."""
+    if ev.get("event") != "telemetry" or not isinstance(ev.get("data"), str):
+        return ev
+    try:
+        fields = unpack_status(bytes.fromhex(ev["data"]))
+    except ValueError:
+        fields = None
+    if fields is None:
+        ev["malformed"] = True
+        return ev
+    del ev["data"]
+    for k, v in fields.items():
+        ev.setdefault(k, v)  # id, hops, rssi_dbm, snr_db are the receiver's
+    return ev
+
+
+def parse_line(line: str) -> dict | None:
+    """A console line -> its event (a telemetry event's status frame decoded
+    into named fields: decode_event), or None for anything else."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None  # boot chatter, a REPL banner: not an event
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return None
+    return decode_event(ev) if isinstance(ev, dict) else None
