@@ -20,10 +20,16 @@ def file_error(fn, *args):
 
 def file_storage(name):
     # storage in files, as on a board (pollen_io/filestore.py), in a fresh
-    # folder under /tmp; CPython and MicroPython alike
+    # folder under /tmp; CPython and MicroPython alike. A folder per
+    # interpreter (and per pytest worker): the suite runs the same test
+    # under both at once, and each emptied the other's folder mid-test
     import os
+    import sys
     from pollen_io.filestore import FileStorage
-    path = "/tmp/pollen-test-" + name  # emptied first: runs do not pile up
+    who = sys.implementation.name
+    if hasattr(os, "environ"):
+        who += os.environ.get("PYTEST_XDIST_WORKER", "")
+    path = "/tmp/pollen-test-%s-%s" % (who, name)  # emptied first: runs do not pile up
     try:
         for f in os.listdir(path):
             os.remove(path + "/" + f)
