@@ -17,14 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pollen_controller.errors import DepsError
 from pollen_controller.files_atomic import write_atomic
 
 DEFAULT_INDEX = "https://micropython.org/pi/v2"
 MPY_MAJOR = 6
-
-
-class DepsError(RuntimeError):
-    pass
 
 
 def default_cache() -> Path:

@@ -13,6 +13,7 @@ from pollen.region import REGIONS
 from pollen.settings import ConfigError, Settings
 from pollen_controller.board.build import MANIFEST, load_manifest
 from pollen_controller.board.transport import Board, BoardError
+from pollen_controller.errors import NetworkError
 from pollen_controller.files_atomic import write_atomic
 
 NETWORK_VERSION = 1
@@ -20,10 +21,6 @@ NETWORK_VERSION = 1
 _CHIP_RANGE_MHZ = {"sx1261": (150, 960), "sx1262": (150, 960), "sx1276": (137, 1020),
                    "sx1278": (137, 525)}
 SHARE_PREFIX = "pollen1:"
-
-
-class NetworkError(ValueError):
-    pass
 
 
 # ---- community network files -----------------------------------------------

@@ -9,6 +9,7 @@ import sys
 import click
 
 from pollen import VERSION
+from pollen_controller.errors import PollenError
 
 
 class _Group(click.Group):
@@ -21,7 +22,7 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("pollen: interrupted", err=True)
             sys.exit(130)
-        except (ValueError, RuntimeError, OSError) as e:
+        except (PollenError, ValueError, RuntimeError, OSError) as e:
             click.echo(f"pollen: {e}", err=True)
             sys.exit(1)
 

@@ -22,6 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from pollen_controller.errors import HistoryError
 from pollen_controller.monitor.mesh_view import STATE_FIELDS, clean_state, node_id
 
 SCHEMA_VERSION = 1
@@ -55,10 +56,6 @@ SAMPLE_FIELDS = ("t", "node", "source", "via", "hops", "rssi_dbm", "snr_db", "ba
                  "heap_free_bytes")
 MESSAGE_FIELDS = ("uid", "t", "kind", "src", "dst", "msg_id", "text", "hops", "rssi_dbm",
                   "snr_db", "via")
-
-
-class HistoryError(RuntimeError):
-    pass
 
 
 def default_path() -> Path:
