@@ -191,7 +191,11 @@ def provision(board: Board, net: dict, name: str, node_id: int | None = None,
         if node_id & 0xFF == 0:
             node_id += 1
     profile = board.read("board.json")
-    profile = json.loads(profile) if profile else {}
+    try:
+        profile = json.loads(profile) if profile else {}
+    except ValueError:
+        raise BoardError(f"{board.port}: board.json on the board is damaged (not JSON); "
+                         "run pollen flash again") from None
     board_id = profile.get("id")
     chip = (profile.get("radio") or {}).get("chip")
     freq_mhz = REGIONS[net["region"]][0] // 1000000
