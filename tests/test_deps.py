@@ -72,6 +72,19 @@ def test_missing_cache_and_unreachable_index_say_what_to_do(tmp_path, index):
         deps.fetch(["no-such-package"], tmp_path / "c", url)
 
 
+def test_a_damaged_package_description_says_so(tmp_path, index):
+    url, root = index
+    cache = tmp_path / "cache"
+    deps.fetch(["fake-lora"], cache, url)
+    (cache / "packages" / "fake-async.json").write_text("{half")
+    with pytest.raises(deps.DepsError, match="fake-async: cached .* is damaged; run "
+                                             "'pollen deps fetch fake-async' again"):
+        deps.cached_files(["fake-lora"], cache)
+    (root / "package" / "6" / "fake-lora" / "latest.json").write_text("<html>")
+    with pytest.raises(deps.DepsError, match="not a package description"):
+        deps.fetch(["fake-lora"], tmp_path / "c", url)
+
+
 def test_a_tampered_file_in_the_index_is_refused(tmp_path, index):
     url, root = index
     h = _short(FILES["lora/fake_async.py"])

@@ -17,14 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pollen_controller.errors import DepsError
 from pollen_controller.files_atomic import write_atomic
 
 DEFAULT_INDEX = "https://micropython.org/pi/v2"
 MPY_MAJOR = 6
-
-
-class DepsError(RuntimeError):
-    pass
 
 
 def default_cache() -> Path:
@@ -53,7 +50,12 @@ def fetch(packages: list[str], cache: Path | None = None, index: str = DEFAULT_I
         name = todo.pop(0)
         if name in done:
             continue
-        meta = json.loads(_get(f"{index}/package/{MPY_MAJOR}/{name}/latest.json"))
+        url = f"{index}/package/{MPY_MAJOR}/{name}/latest.json"
+        try:
+            meta = json.loads(_get(url))
+        except ValueError:
+            raise DepsError(f"{url}: not a package description (not JSON); is --index "
+                            "a micropython-lib index?") from None
         for path, short in meta.get("hashes", ()):
             target = cache / "files" / short
             if target.exists() and _short(target.read_bytes()) == short:
@@ -85,7 +87,11 @@ def cached_files(packages: list[str], cache: Path | None = None) -> list[tuple[s
         if not meta_path.exists():
             raise DepsError(f"{name} is not in the offline cache {cache}; run "
                             f"'pollen deps fetch {name}' once while online")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            raise DepsError(f"{name}: cached {meta_path} is damaged; run "
+                            f"'pollen deps fetch {name}' again") from None
         for path, short in meta.get("hashes", ()):
             f = cache / "files" / short
             if not f.exists() or _short(f.read_bytes()) != short:

@@ -6,10 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pollen
-
-
-class BuildError(RuntimeError):
-    pass
+from pollen_controller.errors import BuildError
 
 
 def firmware_dir() -> Path:

@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from pollen_controller.board.transport import BoardError
+from pollen_controller.errors import BoardError
 
 
 def esptool_commands(board, port: str, image: Path) -> list[list[str]]:

@@ -14,12 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pollen_controller
+from pollen_controller.errors import BoardError
 
 BOARD_DIR = Path(pollen_controller.__file__).resolve().parent.parent / "hardware" / "boards"
-
-
-class BoardError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

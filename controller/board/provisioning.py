@@ -13,6 +13,7 @@ from pollen.region import REGIONS
 from pollen.settings import ConfigError, Settings
 from pollen_controller.board.build import MANIFEST, load_manifest
 from pollen_controller.board.transport import Board, BoardError
+from pollen_controller.errors import NetworkError
 from pollen_controller.files_atomic import write_atomic
 
 NETWORK_VERSION = 1
@@ -20,10 +21,6 @@ NETWORK_VERSION = 1
 _CHIP_RANGE_MHZ = {"sx1261": (150, 960), "sx1262": (150, 960), "sx1276": (137, 1020),
                    "sx1278": (137, 525)}
 SHARE_PREFIX = "pollen1:"
-
-
-class NetworkError(ValueError):
-    pass
 
 
 # ---- community network files -----------------------------------------------
@@ -194,7 +191,11 @@ def provision(board: Board, net: dict, name: str, node_id: int | None = None,
         if node_id & 0xFF == 0:
             node_id += 1
     profile = board.read("board.json")
-    profile = json.loads(profile) if profile else {}
+    try:
+        profile = json.loads(profile) if profile else {}
+    except ValueError:
+        raise BoardError(f"{board.port}: board.json on the board is damaged (not JSON); "
+                         "run pollen flash again") from None
     board_id = profile.get("id")
     chip = (profile.get("radio") or {}).get("chip")
     freq_mhz = REGIONS[net["region"]][0] // 1000000

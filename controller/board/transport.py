@@ -14,13 +14,11 @@ import time
 from mpremote.transport import TransportError as _MpError
 from mpremote.transport import TransportExecError as _MpExecError
 
+from pollen_controller.errors import BoardError
+
 CHUNK_BYTES = 1024
 _MISSING = (errno.ENOENT,)
 _EXISTS = (errno.EEXIST,)
-
-
-class BoardError(RuntimeError):
-    pass
 
 
 class Board:

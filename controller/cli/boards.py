@@ -189,7 +189,7 @@ def provision(port, network_file, name, node_id, radio):
     radio_cfg = None
     if radio == "lora":
         radio_cfg = {"kind": "lora"}
-    elif radio and radio.startswith("udp:"):
+    elif radio and radio.startswith("udp:") and radio[4:].isdigit():
         radio_cfg = {"kind": "udp", "port": int(radio[4:])}
     elif radio:
         raise click.BadParameter("expected 'lora' or 'udp:PORT'", param_hint="--radio")

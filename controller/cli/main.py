@@ -9,10 +9,20 @@ import sys
 import click
 
 from pollen import VERSION
+from pollen.files import FileError
+from pollen.ids import ConfigError
+from pollen_controller.errors import PollenError
+
+
+# What the user is told in one line: the host's errors, a port or a file that
+# failed (OSError), and the core's two (it runs on boards too, so they cannot
+# be PollenErrors: bad settings or commands, a bad shared file). Anything
+# else is a bug and keeps its traceback.
+_REPORTED = (PollenError, OSError, ConfigError, FileError)
 
 
 class _Group(click.Group):
-    # One top-level handler: `pollen: message` on stderr and a non-zero exit.
+    # One top-level handler: `pollen: message` on stderr and exit status 1.
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -21,7 +31,7 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("pollen: interrupted", err=True)
             sys.exit(130)
-        except (ValueError, RuntimeError, OSError) as e:
+        except _REPORTED as e:
             click.echo(f"pollen: {e}", err=True)
             sys.exit(1)
 

@@ -28,13 +28,14 @@ def _db_path(db):
 
 
 def _since(value, option="--since"):
+    from pollen_controller.errors import InputError
     from pollen_controller.monitor.history import parse_since
 
     if value is None:
         return None
     try:
         return parse_since(value, time.time())
-    except ValueError as e:
+    except InputError as e:
         raise click.BadParameter(str(e), param_hint=option) from None
 
 

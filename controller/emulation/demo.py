@@ -14,6 +14,7 @@ from pathlib import Path
 from pollen.airtime import PRESETS, preset_time_on_air_us
 from pollen.wire import BEACON, CATALOG, PART, STATUS
 from pollen_controller.emulation.demo_mesh import start_demo_mesh
+from pollen_controller.errors import DemoError
 from pollen_controller.node import files_client
 from pollen_controller.node.link import LinkError, ProcessLink
 from pollen_controller.sim.metrics import percentile
@@ -23,10 +24,6 @@ _DISCOVERY_S = 6.0
 _OFF_S = 8.0          # how long the store-and-forward target stays off
 _DEADLINE_S = 50.0    # the message part ends by then, delivered or not
 _FILE_S_PER_KIB = 25.0  # the file part's deadline: generous for ShortFast, 5 hops
-
-
-class DemoError(ValueError):
-    pass
 
 
 class _Log:

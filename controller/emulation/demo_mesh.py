@@ -9,13 +9,14 @@ import threading
 import time
 
 from pollen_controller.emulation.mesh import Emulation
+from pollen_controller.errors import EmulationError
 
 # Demo timings: short beacons so neighbours are found in seconds, not minutes.
 DEMO_NODE_SETTINGS = {"beacon_interval_ms": 5000, "lifetime_ms": 300000,
                       "neighbour_expiry_ms": 30000}
 
 
-class MeshDidNotStart(RuntimeError):
+class MeshDidNotStart(EmulationError):
     def __init__(self, missing: list[int]):
         self.missing = missing
         super().__init__("emulated nodes did not start: " + ", ".join(f"{i:08x}" for i in missing))

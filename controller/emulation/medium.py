@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 
 from pollen.airtime import PRESETS, preset_time_on_air_us
+from pollen_controller.errors import InputError, MalformedDatagram
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ STAT_COUNTERS = (
     "lost_loss", "lost_collision", "lost_half_duplex", "unaddressed",
     "malformed", "unknown_sender", "unknown_node", "send_errors",
 )
-
-
-class MalformedDatagram(ValueError):
-    pass
 
 
 # --- wire format: pure functions ---------------------------------------------
@@ -145,7 +142,7 @@ class Medium:
     @loss.setter
     def loss(self, value):
         if not 0.0 <= value <= 1.0:
-            raise ValueError("loss is a probability, 0..1")
+            raise InputError("loss is a probability, 0..1")
         self._loss = value
 
     def set_link(self, a, b, link, symmetric=True):

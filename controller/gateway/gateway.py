@@ -29,6 +29,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from pollen_controller.errors import GatewayError
 from pollen_controller.gateway.attached_node import AttachedNode
 from pollen_controller.gateway.bridge import (HOLD_S, SPREAD_S, STEP_S, BRIDGE_MARK, Bridging,
                                               is_node_id, parse_mark)
@@ -41,10 +42,6 @@ _SENDING = 4              # commands written to the node and not answered yet, a
 _ANSWER_TIMEOUT_S = 10.0  # a command unanswered this long is written again
 _TAKEN = 1000             # messages from the broker held, not yet stored (so not acknowledged)
 _RETRY_S = (1.0, 10.0)    # a message the store refused is tried again after 1 s, 2, 4 .. 10
-
-
-class GatewayError(ValueError):
-    pass
 
 
 def check_send(payload: bytes) -> dict:

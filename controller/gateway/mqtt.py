@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-
-class MqttUrlError(ValueError):
-    pass
+from pollen_controller.errors import MqttUrlError
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:

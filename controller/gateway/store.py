@@ -28,14 +28,12 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from pollen_controller.errors import StoreError
+
 MAX_OUTBOX = 100_000
 MAX_PERISHABLE = 1_000
 MAX_INBOX = 1_000
 _LOCK_WAIT_S = 5.0  # how long a write waits for another connection's lock on the file
-
-
-class StoreError(ValueError):
-    pass
 
 
 class Store:

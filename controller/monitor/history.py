@@ -6,7 +6,7 @@ committed survives a crash or a power cut.
 A file that is not SQLite, or SQLite but not this schema, is refused with its
 path named and never written to; so is a schema newer than this code. A file
 locked by another writer for longer than the busy timeout is an error that
-says so. Both are HistoryError (a RuntimeError: the CLI prints it).
+says so. Both are HistoryError (a PollenError: the CLI prints it).
 
 What is read back is checked as what comes from the air: a node state's
 values that cannot be are unknown (mesh_view.clean_state), and rows whose
@@ -22,6 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from pollen_controller.errors import HistoryError, InputError
 from pollen_controller.monitor.mesh_view import STATE_FIELDS, clean_state, node_id
 
 SCHEMA_VERSION = 1
@@ -57,10 +58,6 @@ MESSAGE_FIELDS = ("uid", "t", "kind", "src", "dst", "msg_id", "text", "hops", "r
                   "snr_db", "via")
 
 
-class HistoryError(RuntimeError):
-    pass
-
-
 def default_path() -> Path:
     import platformdirs
 
@@ -72,7 +69,7 @@ _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def parse_since(text: str, now: float) -> float:
     """'30m', '1h', '2d', '1w', '90s' before now, or an ISO time (local time
-    unless it names a zone) -> Unix seconds. ValueError says what is expected."""
+    unless it names a zone) -> Unix seconds. InputError says what is expected."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
     if m:
         return now - float(m.group(1)) * _UNITS_S[m.group(2)]
@@ -82,7 +79,7 @@ def parse_since(text: str, now: float) -> float:
     try:
         when = datetime.fromisoformat(iso)
     except ValueError:
-        raise ValueError("expected a duration like 30m, 1h, 2d, 1w or an ISO time like "
+        raise InputError("expected a duration like 30m, 1h, 2d, 1w or an ISO time like "
                          f"2024-05-01T12:00, got {text!r}") from None
     return when.timestamp()  # naive: local time
 

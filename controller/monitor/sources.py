@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 
+from pollen_controller.errors import RemoteError
 from pollen_controller.monitor.mesh_view import unix_time
 from pollen_controller.node.events import decode_event
 from pollen_controller.node.link import LinkError
@@ -158,7 +159,7 @@ class SerialSource(_LinkSource):
 
 def mqtt_event(topic: str, payload: bytes, network: str, now: float):
     """A message from pollen/NETWORK/... -> (event, t), or None for topics
-    that are not node status, telemetry or messages. ValueError for a payload
+    that are not node status, telemetry or messages. RemoteError for a payload
     that is not a JSON object, or whose `t` is there but not a time (NaN and
     Infinity pass json.loads; mesh_view.unix_time). t is the gateway's `t`
     unless that is missing or lies more than a minute in the future (then: now)."""
@@ -172,12 +173,12 @@ def mqtt_event(topic: str, payload: bytes, network: str, now: float):
     try:
         body = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"{topic}: payload is not JSON") from None
+        raise RemoteError(f"{topic}: payload is not JSON") from None
     if not isinstance(body, dict):
-        raise ValueError(f"{topic}: payload is not a JSON object")
+        raise RemoteError(f"{topic}: payload is not a JSON object")
     t = body.get("t")
     if t is not None and unix_time(t) is None:
-        raise ValueError(f"{topic}: t is not a time: {str(t)[:40]}")
+        raise RemoteError(f"{topic}: t is not a time: {str(t)[:40]}")
     if t is None or t > now + 60:
         t = now
     if kind == "message":
@@ -244,7 +245,7 @@ class MqttSource(Source):
             return
         try:
             item = mqtt_event(msg.topic, msg.payload, self.network, time.time())
-        except ValueError:
+        except RemoteError:
             self.malformed += 1   # the remote's fault: drop it, count it, carry on
             return
         if item is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from pollen_controller.board.transport import BoardError
+from pollen_controller.errors import BoardError
 from pollen_controller.node.lines import read_lines
 
 

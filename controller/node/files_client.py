@@ -16,12 +16,9 @@ from pathlib import Path
 
 from pollen import files
 from pollen import file_author
+from pollen_controller.errors import FilesError
 from pollen_controller.files_atomic import write_atomic
 from pollen_controller.node.link import LinkError
-
-
-class FilesError(ValueError):
-    pass
 
 
 def _b64(data: bytes) -> str:

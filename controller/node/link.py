@@ -15,12 +15,9 @@ import queue
 import threading
 import time
 
+from pollen_controller.errors import LinkError
 from pollen_controller.node.events import parse_line
 from pollen_controller.node.lines import read_lines
-
-
-class LinkError(RuntimeError):
-    pass
 
 
 class Link:

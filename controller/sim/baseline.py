@@ -23,6 +23,7 @@ import struct
 
 from pollen.airtime import PRESETS, preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
+from pollen_controller.errors import InputError
 
 BROADCAST = 0xFFFFFFFF
 HEADER_BYTES = 16
@@ -312,13 +313,13 @@ def congestion_scale(online, preset):
 def _preset(v):
     if isinstance(v, str):
         if v not in PRESETS:
-            raise ValueError("preset: one of %s, got %r" % (", ".join(sorted(PRESETS)), v))
+            raise InputError("preset: one of %s, got %r" % (", ".join(sorted(PRESETS)), v))
         return PRESETS[v]
     if isinstance(v, dict):
         return (int(v["sf"]), int(v["bw_hz"]), int(v.get("cr", 5)), int(v.get("preamble", 16)))
     if isinstance(v, (tuple, list)) and len(v) == 4:
         return tuple(int(x) for x in v)
-    raise ValueError("preset: a name, (sf, bw_hz, cr, preamble) or a dict, got %r" % (v,))
+    raise InputError("preset: a name, (sf, bw_hz, cr, preamble) or a dict, got %r" % (v,))
 
 
 def _node_id(v):
@@ -326,23 +327,23 @@ def _node_id(v):
         try:
             v = int(v, 16)
         except ValueError:
-            raise ValueError("node_id: a 32-bit id in hex, got %r" % (v,)) from None
+            raise InputError("node_id: a 32-bit id in hex, got %r" % (v,)) from None
     if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < BROADCAST:
-        raise ValueError("node_id: a 32-bit id, not 0 or ffffffff, got %r" % (v,))
+        raise InputError("node_id: a 32-bit id, not 0 or ffffffff, got %r" % (v,))
     return v
 
 
 def _region(settings):
     region = settings.get("region", "EU868")
     if region not in REGIONS:
-        raise ValueError("region: one of %s, got %r" % (", ".join(sorted(REGIONS)), region))
+        raise InputError("region: one of %s, got %r" % (", ".join(sorted(REGIONS)), region))
     return region
 
 
 def _flag(settings, key, default):
     v = settings.get(key, default)
     if not isinstance(v, bool):
-        raise ValueError("%s: true or false, got %r" % (key, v))
+        raise InputError("%s: true or false, got %r" % (key, v))
     return v
 
 
@@ -350,16 +351,16 @@ def _int(settings, key, default, lo, hi, why):
     # why: what bounds it, said when a value is refused
     v = settings.get(key, default)
     if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError("%s: an integer %d..%d, got %r" % (key, lo, hi, v))
+        raise InputError("%s: an integer %d..%d, got %r" % (key, lo, hi, v))
     if not lo <= v <= hi:
-        raise ValueError("%s: %d..%d (%s), got %r" % (key, lo, hi, why, v))
+        raise InputError("%s: %d..%d (%s), got %r" % (key, lo, hi, why, v))
     return v
 
 
 def _role(settings):
     role = settings.get("role", "client")
     if role not in ("client", "router"):
-        raise ValueError("role: 'client' or 'router', got %r" % (role,))
+        raise InputError("role: 'client' or 'router', got %r" % (role,))
     return role
 
 

@@ -18,6 +18,7 @@ from pollen.airtime import preset_time_on_air_us
 from pollen.crypto import TAG_BYTES
 from pollen.region import REGIONS
 from pollen.wire import HEADER_BYTES
+from pollen_controller.errors import InputError
 from pollen_controller.topology import hop_distances
 from pollen_controller.sim.engine import BROADCAST, FILE_ROUTERS, ROUTERS, Simulation, simulate
 from pollen_controller.sim.metrics import percentile
@@ -350,7 +351,7 @@ def load_sweep(name, loads=SWEEP_LOADS, seeds=SWEEP_SEEDS, workers=2, routers=RO
     seed_list = list(range(1, seeds + 1))
     base = mean(offered_load(Scenario(data, source), s)["load"] for s in seed_list)
     if not base:
-        raise ValueError(f"--load-sweep: scenario '{name}' has no traffic to scale")
+        raise InputError(f"--load-sweep: scenario '{name}' has no traffic to scale")
     points, jobs = [], []
     for load in loads:
         factor = load / base
@@ -411,10 +412,10 @@ def separate(sc, seed=None, together=None, router="pollen") -> dict:
     WANT, CHUNK and PART frames, together / the sum of the single runs.
     `together` is the scenario's own run if already done."""
     if router not in FILE_ROUTERS:
-        raise ValueError(f"--separate: expected a router with file transfer "
+        raise InputError(f"--separate: expected a router with file transfer "
                          f"({', '.join(FILE_ROUTERS)}), got {router!r}")
     if not sc.files():
-        raise ValueError(f"--separate: scenario '{sc.name}' has no files section")
+        raise InputError(f"--separate: scenario '{sc.name}' has no files section")
     if together is None:
         together = simulate(sc, router, seed)
     runs = []

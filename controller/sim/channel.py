@@ -45,6 +45,7 @@ import math
 import random
 
 from pollen.airtime import preset_time_on_air_us
+from pollen_controller.errors import InputError
 from pollen_controller.topology import SNR_FLOOR_DB, PathLossModel
 
 LOCK_SYMBOLS = 5     # preamble symbols a receiver needs to lock on a frame
@@ -70,7 +71,7 @@ class Channel:
                  frame_loss: float = 0.0, capture: str = "calibrated",
                  interference_db: float | None = None):
         if capture not in CAPTURE_RULES:
-            raise ValueError(f"capture: expected one of {', '.join(CAPTURE_RULES)}, "
+            raise InputError(f"capture: expected one of {', '.join(CAPTURE_RULES)}, "
                              f"got {capture!r}")
         self.model = model or PathLossModel()
         self.preset = preset

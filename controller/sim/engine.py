@@ -13,6 +13,7 @@ from pollen.airtime import preset_time_on_air_us
 from pollen.crypto import TAG_BYTES
 from pollen.storage import MemoryStorage
 from pollen.wire import HEADER_BYTES
+from pollen_controller.errors import InputError, ScenarioError
 from pollen_controller.sim import frames
 from pollen_controller.sim.channel import Channel
 from pollen_controller.sim.metrics import Metrics
@@ -55,7 +56,7 @@ def _preset_dict(p):
 class Simulation:
     def __init__(self, scenario, router: str = "pollen", seed: int | None = None, progress=None):
         if router not in ROUTERS:
-            raise ValueError(f"--router: expected one of {', '.join(ROUTERS)}, got {router!r}")
+            raise InputError(f"--router: expected one of {', '.join(ROUTERS)}, got {router!r}")
         if seed is not None and seed != scenario.seed:
             # another seed is another mesh: placement, traffic and failures too
             scenario = scenario.with_seed(seed)
@@ -279,7 +280,7 @@ class Simulation:
             try:
                 cid = r.share(f.name, MEDIA_TYPE, f.data, t)
             except files.FileError as e:   # e.g. chunks too small for the file under a dwell limit
-                raise ValueError(f"scenario '{self.sc.name}': field 'files[{i}]': node "
+                raise ScenarioError(f"scenario '{self.sc.name}': field 'files[{i}]': node "
                                  f"{f.seeder} cannot share it: {e}") from None
             self._poll(f.seeder, t)
         else:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import math
 
+from pollen_controller.errors import ScenarioError
+
 _REQUIRED = object()
-
-
-class ScenarioError(ValueError):
-    pass
 
 
 def fail(src, path, expected, got):

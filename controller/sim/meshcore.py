@@ -30,6 +30,7 @@ import struct
 
 from pollen.airtime import preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
+from pollen_controller.errors import InputError
 from pollen_controller.sim.baseline import _flag, _int, _node_id, _preset, _region, _role
 
 BROADCAST = 0xFFFFFFFF
@@ -266,7 +267,7 @@ class MeshCore:
         self.role = _role(settings)
         name = settings.get("name", "%08x" % self.id)
         if not isinstance(name, str) or not 0 < len(name.encode()) <= 31:
-            raise ValueError("name: text of 1..31 bytes, got %r" % (name,))
+            raise InputError("name: text of 1..31 bytes, got %r" % (name,))
         self.name = name
         self.background = _flag(settings, "background", DEFAULT_BACKGROUND)
         self.repeat = _flag(settings, "repeat", True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 from statistics import mean
 
+from pollen_controller.errors import InputError
 from pollen_controller.sim.channel import CAPTURE_RULES
 from pollen_controller.sim.engine import ROUTERS, simulate
 from pollen_controller.sim.scenario import load_scenario
@@ -45,10 +46,10 @@ def sensitivity(cases=CASES, routers=ROUTERS, seeds=SEEDS, rules=tuple(RULES),
     mean the scenario's own seed."""
     for rule in rules:
         if rule not in RULES:
-            raise ValueError(f"rule: expected one of {', '.join(RULES)}, got {rule!r}")
+            raise InputError(f"rule: expected one of {', '.join(RULES)}, got {rule!r}")
     for router in routers:
         if router not in ROUTERS:
-            raise ValueError(f"router: expected one of {', '.join(ROUTERS)}, got {router!r}")
+            raise InputError(f"router: expected one of {', '.join(ROUTERS)}, got {router!r}")
     cases = [(c, None) if isinstance(c, str) else tuple(c) for c in cases]
     jobs = [(name, nodes, rule, router, seed) for name, nodes in cases for router in routers
             for rule in rules for seed in seeds]
