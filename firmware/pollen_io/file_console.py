@@ -5,18 +5,19 @@
 import binascii
 
 from pollen.files import parse_cid, cid_str
-from pollen_io.app import emit
+from pollen_io import emit
 
 
 def cmd_share(app, c, ref):
     # the host sends the manifest, then each chunk with "put": a board
     # never holds the whole file in RAM
-    cid = app.node.share_manifest(_b64(c, "manifest"), app.clock.now())
-    m = app.node.files.manifests[cid]
-    held = app.node.files.chunks_held(cid)
+    node = app.node
+    cid = node.share_manifest(_b64(c, "manifest"), app.clock.now())
+    from pollen.file_requests import file_info  # (share_manifest has loaded it)
+    m, held, _, _ = file_info(node, cid)
     if 0 < held < m.chunks:  # a share cut short before: what is still to come
         emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held,
-             missing=app.node.files.missing(cid), ref=ref)
+             missing=file_info(node, cid, True)[3], ref=ref)
     else:  # none or all of it: no list (it would need a block of a small heap)
         emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held, ref=ref)
 
@@ -48,19 +49,19 @@ def cmd_catalog(app, c, ref):
 
 
 def cmd_manifest(app, c, ref):
+    from pollen.file_requests import file_info
     cid = _cid(c)
-    m = app.node.files.manifests.get(cid)
-    if m is None:
+    info = file_info(app.node, cid)
+    if info is None:
         raise ValueError("content id %s: not on this node" % cid_str(cid))
-    emit("manifest", cid=cid_str(cid), data=_b64s(m.raw),
-         complete=app.node.files.complete(cid), ref=ref)
+    emit("manifest", cid=cid_str(cid), data=_b64s(info[0].raw), complete=info[2], ref=ref)
 
 
 def cmd_get(app, c, ref):
     cid = _cid(c)
     index = c.get("index")
     ok = isinstance(index, int) and not isinstance(index, bool)
-    data = app.node.files.read_chunk(cid, index) if ok else None
+    data = app.node.read_chunk(cid, index) if ok else None
     if data is None:
         raise ValueError("content id %s: no chunk %r on this node" % (cid_str(cid), index))
     emit("chunk", cid=cid_str(cid), index=index, data=_b64s(data), ref=ref)
