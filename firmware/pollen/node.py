@@ -33,6 +33,39 @@ from pollen.ids import Values
 from pollen.congestion import Congestion
 from pollen.delivered import Delivered
 
+# What Node is made of (docs/architecture.md). node.py keeps the state every
+# part shares and the frame dispatch; four mixins, one file each, share its
+# self. What each reads and calls of the rest (kept as mixins, not parts
+# with their own self: on a 128K heap each part object and accessor costs
+# heap the node does not have; see docs/architecture.md):
+#   Flooding (flooding.py): relaying floods and routed copies, overheard copies
+#     reads  s, slot_ms, low, key, jobs, neigh, routes, acked, counters,
+#            started_ms, storage
+#     calls  _add_job, _rand, _drop, _weak, _next_hop (node.py);
+#            _maybe_carry, _unacknowledged (custody.py)
+#   Custody (custody.py): messages held for others and our own, retries,
+#   store-and-forward
+#     reads  s, slot_ms, low, key, held, jobs, neigh, routes, acked, cong,
+#            counters, out, storage
+#     calls  _add_job, _rand, _next_hop, _ack_timeout_ms (node.py)
+#   Sharing (sharing.py): the shared commons: files, fetching, serving,
+#   catalog gossip
+#     reads  s, slot_ms, id, low, key, dwell_us, jobs, neigh, counters, out,
+#            storage
+#     calls  _add_job, _rand, _drop, _new_id, _airtime_us, channel_busy (node.py)
+#   Telemetry (telemetry.py): status frames, ours and others'
+#     reads  s, slot_ms, id, low, key, jobs, neigh, routes, seen, held, files,
+#            duty, counters, drops, out, started_ms, battery_mv,
+#            heap_free_bytes
+#     calls  _add_job, _rand, _drop, _new_id, _airtime_us (node.py);
+#            _relay_flood (flooding.py)
+# What Node calls of them: Flooding's _overheard, _relay_flood,
+# _forward_routed, _retried, _covered, _watch_done, _window_ms; Custody's
+# _held_timers, _destination_reachable, _offer_via, _evict_held, _attempt,
+# _persist; Sharing's _init_sharing, _on_file_frame, _file_timers, _file_wake,
+# _hold_windows; Telemetry's _init_telemetry, _on_status, _status_credit,
+# _telemetry_timer.
+
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
 _ID_BLOCK = const(256)          # message ids reserved in storage at a time
 _ID_RECORD = "ids"
