@@ -1,7 +1,7 @@
 # What the user asks of file sharing (sharing.py) once per file: share a
 # file of ours (the manifest; its chunks follow through Node.share_chunk),
-# fetch one, and say what the node holds of one (file_info, read_chunk:
-# for the console, pollen_io/file_console.py). Runs only when the node's host asks
+# fetch one, and say what the node holds of one (file_info, for the
+# console: pollen_io/file_console.py). Runs only when the node's host asks
 # (a console command, the simulator, tests), so a node loads this code then
 # and drops it after (pollen_io/app.py): it takes no room in a running
 # node's heap.
@@ -24,12 +24,6 @@ def share_manifest(node, raw, now_ms):
         raise FileError("manifest is %d bytes, over 255 parts of %d: use bigger chunks"
                         % (len(raw), node.file_chunk_bytes))
     return node.files.begin(raw, own=True)
-
-
-def read_chunk(node, cid, index):
-    # one chunk of a file, or None if this node does not hold it (the
-    # console's "get")
-    return node.files.read_chunk(cid, index)
 
 
 def fetch(node, cid, now_ms):

@@ -61,8 +61,7 @@ def cmd_get(app, c, ref):
     cid = _cid(c)
     index = c.get("index")
     ok = isinstance(index, int) and not isinstance(index, bool)
-    from pollen.file_requests import read_chunk
-    data = read_chunk(app.node, cid, index) if ok else None
+    data = app.node.read_chunk(cid, index) if ok else None
     if data is None:
         raise ValueError("content id %s: no chunk %r on this node" % (cid_str(cid), index))
     emit("chunk", cid=cid_str(cid), index=index, data=_b64s(data), ref=ref)
