@@ -1,10 +1,8 @@
 # What the user asks of file sharing (sharing.py) once per file: share a
 # file of ours (the manifest; its chunks follow through Node.share_chunk),
-# fetch one, and say what the node holds of one (file_info, for the
-# console: pollen_io/file_console.py). Runs only when the node's host asks
-# (a console command, the simulator, tests), so a node loads this code then
-# and drops it after (pollen_io/app.py): it takes no room in a running
-# node's heap.
+# and fetch one. Runs only when the node's host asks (a console command, the
+# simulator, tests), so a node loads this code then and drops it after
+# (pollen_io/app.py): it takes no room in a running node's heap.
 from pollen import files, file_wire
 from pollen.files import FileError
 from pollen.sharing import Fetch, MAX_FETCHES, FETCH_RECORD
@@ -45,14 +43,3 @@ def fetch(node, cid, now_ms):
     fe.next_ms = now_ms
     node.files.pin(cid)
     node.storage.put(FETCH_RECORD + files.cid_hex(cid), b"")
-
-
-def file_info(node, cid, missing=False):
-    # (manifest, chunks held, complete, [chunks missing] if asked) of a file
-    # the node has, or None: for the console's share and manifest commands.
-    # Here, not a method of Node: as one it would stay in a running node's
-    # heap (about 290 bytes)
-    f = node.files
-    m = f.manifests.get(cid)
-    return None if m is None else (m, f.chunks_held(cid), f.complete(cid),
-                                   missing and f.missing(cid))

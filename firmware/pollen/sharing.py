@@ -132,11 +132,6 @@ class Sharing:
         from pollen.node_report import catalog_entries
         return catalog_entries(self, now_ms, search)
 
-    def read_chunk(self, cid, index):
-        # one chunk of a file, or None if this node does not hold it (the
-        # console's "get": pollen_io/file_console.py)
-        return self.files.read_chunk(cid, index)
-
     # ---- frames in -------------------------------------------------------------
 
     def _on_file_frame(self, f, via, now_ms):

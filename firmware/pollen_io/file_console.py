@@ -11,13 +11,12 @@ from pollen_io import emit
 def cmd_share(app, c, ref):
     # the host sends the manifest, then each chunk with "put": a board
     # never holds the whole file in RAM
-    node = app.node
-    cid = node.share_manifest(_b64(c, "manifest"), app.clock.now())
-    from pollen.file_requests import file_info  # (share_manifest has loaded it)
-    m, held, _, _ = file_info(node, cid)
+    cid = app.node.share_manifest(_b64(c, "manifest"), app.clock.now())
+    m = app.node.files.manifests[cid]
+    held = app.node.files.chunks_held(cid)
     if 0 < held < m.chunks:  # a share cut short before: what is still to come
         emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held,
-             missing=file_info(node, cid, True)[3], ref=ref)
+             missing=app.node.files.missing(cid), ref=ref)
     else:  # none or all of it: no list (it would need a block of a small heap)
         emit("share_ready", cid=cid_str(cid), name=m.name, chunks=m.chunks, held=held, ref=ref)
 
@@ -49,19 +48,19 @@ def cmd_catalog(app, c, ref):
 
 
 def cmd_manifest(app, c, ref):
-    from pollen.file_requests import file_info
     cid = _cid(c)
-    info = file_info(app.node, cid)
-    if info is None:
+    m = app.node.files.manifests.get(cid)
+    if m is None:
         raise ValueError("content id %s: not on this node" % cid_str(cid))
-    emit("manifest", cid=cid_str(cid), data=_b64s(info[0].raw), complete=info[2], ref=ref)
+    emit("manifest", cid=cid_str(cid), data=_b64s(m.raw),
+         complete=app.node.files.complete(cid), ref=ref)
 
 
 def cmd_get(app, c, ref):
     cid = _cid(c)
     index = c.get("index")
     ok = isinstance(index, int) and not isinstance(index, bool)
-    data = app.node.read_chunk(cid, index) if ok else None
+    data = app.node.files.read_chunk(cid, index) if ok else None
     if data is None:
         raise ValueError("content id %s: no chunk %r on this node" % (cid_str(cid), index))
     emit("chunk", cid=cid_str(cid), index=index, data=_b64s(data), ref=ref)
