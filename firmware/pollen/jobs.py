@@ -12,14 +12,6 @@ J_STORED = const(3)    # a held message sent to its destination when it reappear
 
 MAX_JOBS = const(24)
 
-# The node's own jobs (a beacon, a status frame, a catalog frame, a WANT, a
-# chunk or manifest part served) are keyed by the type of frame they send
-# (wire.py: BEACON, STATUS, CATALOG, WANT, CHUNK), so there is one of each
-# at most: a newer one replaces one still waiting. Message keys (origin <<
-# 32 | id) are never this small: no origin is 0 (Node.on_frame drops
-# such frames). The frame types are names each of those modules has
-# already: no constant of their own, and none to keep in step
-
 
 class Job:
     def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1):

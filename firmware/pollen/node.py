@@ -69,6 +69,9 @@ from pollen.delivered import Delivered
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
 _ID_BLOCK = const(256)          # message ids reserved in storage at a time
 _ID_RECORD = "ids"
+_BEACON_JOB = const(0)          # the job key of our beacon (message keys are never 0)
+_STATUS_JOB = const(4)   # our status frame's (telemetry.py)
+_CATALOG_JOB = const(3)  # our catalog frame's (sharing.py)
 _STORED_EXTRA = const(4)  # transmissions a relay may add for a held copy (custody._MAX_OFFERS)
 
 
@@ -553,7 +556,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                   bytes((len(name),)) + name + bytes((len(heard),)) + heard
                   + self.posts.summary(now_ms))
         # one beacon job at most: a newer beacon replaces one still waiting
-        self._add_job(Job(BEACON, J_ONCE, wire.pack(f, self.key), now_ms, 0))
+        self._add_job(Job(_BEACON_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
         # the most valuable class first (acks, first sends and our own hop
@@ -581,7 +584,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             del self.jobs[best.key]  # this node has spent its share on this message
             self._drop("over_budget")
             return
-        if cls and best.key != STATUS and self.cong.sheds(cls, now_ms):
+        if cls and best.key != _STATUS_JOB and self.cong.sheds(cls, now_ms):
             self._drop("shed")
             h = self.held.get(best.key)
             if h is not None and h.own and best.hops == 0:
@@ -599,13 +602,13 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             del self.jobs[best.key]
             self._drop("dwell")
             return
-        if at > now_ms and (best.key == BEACON or best.key == STATUS):
+        if at > now_ms and (best.key == _BEACON_JOB or best.key == _STATUS_JOB):
             del self.jobs[best.key]  # no budget for a beacon: messages go first
             self.counters["deferred"] += 1
-            if best.key == STATUS:  # charged when queued (telemetry.py): not spent
+            if best.key == _STATUS_JOB:  # charged when queued (telemetry.py): not spent
                 self.tele_budget.saved_us += air_us
             return
-        if at <= now_ms and best.key != STATUS and best.frame[0] & 0x0F == STATUS \
+        if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
                 and (self._status_credit(now_ms) < air_us
                      or self.tele_budget.take(air_us, now_ms)):
             del self.jobs[best.key]  # a relay: telemetry has used its share of airtime
@@ -622,7 +625,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.busy_until_ms = now_ms + air_ms
         self.cong.record(now_ms, now_ms + air_ms)
         self._status_credit(now_ms, best.frame)
-        if best.key > 0xFFFF:  # a message (job keys of our own are small: jobs.py)
+        if best.key > 0xFFFF:  # a message (job keys of our own are small)
             self.seen.spent(best.key, 1)
         if self.fetches:
             self._hold_windows(air_ms)
@@ -630,7 +633,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if relay:
             self.counters["relayed"] += 1
         self.out.append(("tx", best.frame))
-        if best.key == BEACON:
+        if best.key == _BEACON_JOB:
             self.beaconed = True
         elif not best.hops and best.tries > self.s.post_retries \
                 and best.frame[0] & 0x0F == POST:
@@ -658,7 +661,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # the end-to-end retry wait, 30 s p95 in town-100, and then flood
         # anyway); 0 the rest
         t = job.frame[0] & 0x0F
-        if t == STATUS and job.hops or job.key == wire.CATALOG:
+        if t == STATUS and job.hops or job.key == _CATALOG_JOB:
             return 3
         if job.kind == J_STORED or t == MSG and job.frame[1] & F_STORED \
                 or not job.copies and (job.hops or t != MSG and t != ACK):

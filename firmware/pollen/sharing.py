@@ -22,6 +22,9 @@ from pollen.held_files import HeldFiles
 from pollen.catalog import Catalog, MAX_HOPS
 from pollen._compat import const
 
+_SERVE_JOB = const(1)     # job keys (message keys are never this small)
+_WANT_JOB = const(2)
+_CATALOG_JOB = const(3)
 MAX_FETCHES = const(4)    # files fetched at once (the user's and for neighbours)
 _MAX_SERVING = const(8)   # files being sent at once
 _MAX_QUEUED = const(128)  # parts and chunks of one file waiting to be sent
@@ -433,7 +436,7 @@ class Sharing:
                 self._end_fetch(fe, now_ms, "no progress for %d s"
                                 % (self.s.fetch_patience_ms // 1000))
             return
-        if WANT in self.jobs or len(self.jobs) >= MAX_JOBS:
+        if _WANT_JOB in self.jobs or len(self.jobs) >= MAX_JOBS:
             return  # the job queue wakes us when it moves
         fe.next_ms = self._fetch_deadline(fe, now_ms)
         wanted = self._wanted(fe, parts)
@@ -531,7 +534,7 @@ class Sharing:
         data = self._file_frame(WANT, file_wire.pack_want(cid, idx[0], idx), next_hop,
                                 F_PARTS if parts else 0)
         self.counters["wants"] += 1
-        self._add_job(Job(WANT, J_ONCE, data, now_ms + self._rand(self.slot_ms // 2), 0))
+        self._add_job(Job(_WANT_JOB, J_ONCE, data, now_ms + self._rand(self.slot_ms // 2), 0))
 
     def _report(self, fe, now_ms):
         if not fe.own:
@@ -603,7 +606,7 @@ class Sharing:
         if m is None or not e[0] and not e[1]:
             del self.serving[cid]
         if data is not None:
-            self._add_job(Job(CHUNK, J_ONCE, data, now_ms, 0))
+            self._add_job(Job(_SERVE_JOB, J_ONCE, data, now_ms, 0))
 
     # ---- catalog gossip --------------------------------------------------------
 
@@ -630,7 +633,7 @@ class Sharing:
         return out
 
     def _catalog_timer(self, now_ms):
-        if now_ms < self.next_catalog_ms or CATALOG in self.jobs \
+        if now_ms < self.next_catalog_ms or _CATALOG_JOB in self.jobs \
                 or not self.s.catalog_share_per_mille:
             return
         interval = self.s.catalog_interval_ms
@@ -659,7 +662,7 @@ class Sharing:
         self.cat_dirty = [c for c in self.cat_dirty if c not in sent]
         self.cat_cursor += len([c for c in sent if c in rest])
         self.counters["catalogs"] += 1
-        self._add_job(Job(CATALOG, J_ONCE, self._file_frame(CATALOG, payload), now_ms, 0))
+        self._add_job(Job(_CATALOG_JOB, J_ONCE, self._file_frame(CATALOG, payload), now_ms, 0))
         if self.cat_dirty:
             self.next_catalog_ms = now_ms + self.slot_ms * 4 + self._rand(self.slot_ms * 4)
         elif self.cat_again:
@@ -671,7 +674,7 @@ class Sharing:
 
     def _file_timers(self, now_ms):
         self._catalog_timer(now_ms)
-        if self.serving and CHUNK not in self.jobs and len(self.jobs) < MAX_JOBS:
+        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
             self._serve_next(now_ms)
         for fe in list(self.fetches.values()):
             self._fetch_tick(fe, now_ms)
@@ -679,12 +682,12 @@ class Sharing:
     def _file_wake(self, t):
         # (called after this poll's timers and transmission; the caller holds
         # t back until our own transmission ends)
-        if self.serving and CHUNK not in self.jobs and len(self.jobs) < MAX_JOBS:
+        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
             t = 0  # the next chunk is queued as soon as the radio is free
-        if self.next_catalog_ms < t and CATALOG not in self.jobs \
+        if self.next_catalog_ms < t and _CATALOG_JOB not in self.jobs \
                 and self.s.catalog_share_per_mille:
             t = self.next_catalog_ms
-        if WANT not in self.jobs and len(self.jobs) < MAX_JOBS:
+        if _WANT_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
             for fe in self.fetches.values():
                 if fe.next_ms < t:
                     t = fe.next_ms

@@ -42,6 +42,8 @@ _MAX_STATUS_FRAME = const(135)  # bytes: header, the longest payload (111), tag
 _AGAIN_MS = const(20000)   # the second status goes 20-40 s after the first
 _FIRST_MS = const(17000)   # the first status goes 3 s + up to this after start (spread:
                            # a whole mesh powered on at once does not send them together)
+_STATUS_JOB = const(4)  # job key of our own status (sharing.py has 1..3; node.py has it too)
+
 
 
 class Telemetry:
@@ -93,7 +95,7 @@ class Telemetry:
         base = self.s.telemetry_interval_ms
         if not base or now_ms < self.next_status_ms:
             return
-        if STATUS in self.jobs:
+        if _STATUS_JOB in self.jobs:
             self.next_status_ms = now_ms + self.slot_ms
             return
         air_us = self._airtime_us(wire.HEADER_BYTES + len(self._status_payload(now_ms)) + 8)
@@ -122,7 +124,7 @@ class Telemetry:
                   0, self.low, self._status_payload(now_ms))
         self.seen.add(f.key())
         # like a beacon: one at a time, dropped rather than deferred by the duty cycle
-        self._add_job(Job(STATUS, J_ONCE, wire.pack(f, self.key), now_ms, 0))
+        self._add_job(Job(_STATUS_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _on_status(self, f, data, rssi_dbm, snr_db, now_ms):
         p = f.payload

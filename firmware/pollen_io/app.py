@@ -5,6 +5,7 @@
 # board compiles nothing big at boot: this module ships as .mpy.
 import sys
 import gc
+import json
 import asyncio
 import time
 import os
@@ -13,9 +14,21 @@ import binascii
 
 from pollen._compat import unload
 from pollen.ids import ConfigError
-from pollen_io import emit, runtime
 
 CONFIG = "config.json"
+
+
+def emit(event, **fields):
+    # streamed to the console: no event is ever built whole as one string
+    # (a status or a long list would need a big block of a small heap)
+    fields["event"] = event
+    json.dump(fields, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def runtime():
+    v = sys.implementation.version
+    return "%s %d.%d.%d" % (sys.implementation.name, v[0], v[1], v[2])
 
 
 class Clock:

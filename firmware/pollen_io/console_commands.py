@@ -9,7 +9,7 @@ import json
 from pollen import VERSION
 from pollen.ids import ConfigError, parse_node_id
 from pollen.wire import BROADCAST
-from pollen_io import emit, field, runtime
+from pollen_io.app import emit, runtime
 
 _FILE_CMDS = ("share", "put", "fetch", "catalog", "manifest", "get")
 
@@ -76,15 +76,20 @@ def emit_status(app, ref=None):
     out.write('{"event": "status"')
     try:
         for k, v in app.node.status_items(app.clock.now()):
-            field(k, v)
-        field("heap_bytes", gc.mem_alloc())
-        field("heap_free_bytes", gc.mem_free())
-        field("peak_heap_bytes", app.peak_heap)
-        field("runtime", runtime())
-        field("version", VERSION)
+            _field(k, v)
+        _field("heap_bytes", gc.mem_alloc())
+        _field("heap_free_bytes", gc.mem_free())
+        _field("peak_heap_bytes", app.peak_heap)
+        _field("runtime", runtime())
+        _field("version", VERSION)
     finally:
         # the line always ends (a status cut short by an error is still
         # one line, and the error event follows on its own)
         if ref is not None:
-            field("ref", ref)
+            _field("ref", ref)
         out.write("}\n")
+
+
+def _field(name, value):
+    sys.stdout.write(', "%s": ' % name)
+    json.dump(value, sys.stdout)

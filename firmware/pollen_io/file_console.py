@@ -5,7 +5,7 @@
 import binascii
 
 from pollen.files import parse_cid, cid_str
-from pollen_io import emit
+from pollen_io.app import emit
 
 
 def cmd_share(app, c, ref):
