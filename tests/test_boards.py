@@ -178,6 +178,8 @@ def test_bad_pin_message_names_file_field_and_expectation(tmp_path):
 
 BAD = [
     # (board, field set, value, the message after "field '<field>': ")
+    ("rak11310", "watchdog_ms", 9000, "expected 0 (no watchdog) or an integer 1000..8388, got 9000"),
+    ("rak11310", "watchdog_ms", "8s", "expected 0 (no watchdog) or an integer 1000..8388, got '8s'"),
     ("heltec-wifi-lora-32-v3", "radio.cs", 49, "expected a GPIO number 0..48, got 49"),
     ("heltec-wifi-lora-32-v3", "radio.cs", True, "expected a GPIO number 0..48, got true"),
     ("heltec-wifi-lora-32-v3", "radio.cs", None, "expected a GPIO number 0..48, got null"),

@@ -2,6 +2,7 @@
 # MicroPython unix port, through tests/core/mp_run.py: what is simulated is
 # what is flashed, so it must behave the same in both.
 import ast
+import json
 import os
 import random
 import re
@@ -410,7 +411,8 @@ def test_a_wait_that_failed_for_want_of_heap_does_not_break_later_waits():
 
 
 # The app's tasks never end on an exception: the radio task whose receive
-# fails (a driver's OSError, a bug, no heap) counts it and hears the next
+# fails (a driver's OSError, a bug, no heap) counts it, says so on the
+# console (a task_failed event, which pollen demo counts) and hears the next
 # frame. Before, anything but a MemoryError ended the task: a deaf node that
 # still answered its console.
 TASK_SCRIPT = """
@@ -448,3 +450,7 @@ def test_the_radio_task_goes_on_after_any_exception():
     line = [s for s in r.stdout.splitlines() if s.startswith("calls")]
     assert line == ["calls 5 done False rx 1 internal 2 memory 1 last task: ValueError('driver bug',)"], \
         r.stdout + r.stderr
+    failed = [json.loads(s) for s in r.stdout.splitlines() if '"task_failed"' in s]
+    assert [(e["task"], e["error"]) for e in failed] == [
+        ("radio", "OSError(2,)"), ("radio", "MemoryError()"), ("radio", "ValueError('driver bug',)")], \
+        r.stdout

@@ -205,7 +205,11 @@ class _Reader:
     # --- the sections of a profile -------------------------------------------
 
     def board(self, raw, path: Path) -> Board:
-        d = self.obj("", raw, _TOP, optional=("pmu",))
+        d = self.obj("", raw, _TOP, optional=("pmu", "watchdog_ms"))
+        wd = raw.get("watchdog_ms", 0)   # absent: the firmware's default, 8000
+        if wd != 0 and (isinstance(wd, bool) or not isinstance(wd, int) or not 1000 <= wd <= 8388):
+            # RP2040's watchdog counts to 8.3 s at most; ESP32's further
+            self.expect("watchdog_ms", "0 (no watchdog) or an integer 1000..8388", wd)
         if self.text("id", d["id"]) != path.stem:
             self.expect("id", f"{path.stem!r} (the file name)", d["id"])
         self.text("name", d["name"])

@@ -110,7 +110,7 @@ class App:
                     gc.collect()  # see main()
             except Exception as e:
                 frame = None
-                self.failed(e)
+                self.failed(e, "radio")
                 e = None
                 # and let the other tasks run before trying again: the frame
                 # may still wait in the radio, and retrying at once spun
@@ -118,19 +118,16 @@ class App:
                 await asyncio.sleep_ms(20)
             self.wake.set()
 
-    def failed(self, e):
+    def failed(self, e, task):
         # A task's step failed: counted, and the task goes on (the node would
-        # stop hearing, or stop); a wait that failed half-way is undone
-        # (waits.py, loaded only now), or every later wait would fail too
+        # stop hearing, or stop). The rest (waits.py, loaded only now): said
+        # on the console, and a wait that failed half-way undone
         try:
             if isinstance(e, MemoryError):
                 self.node._drop("memory")
-            else:
-                sys.print_exception(e, sys.stderr)
-                self.node._internal("task: %r" % e)
             gc.collect()
             from pollen_io import waits
-            waits.forget_stale()
+            waits.failed(self.node, e, task)
         except Exception:
             gc.collect()  # no heap even for this: tried again at the next failure
 
@@ -149,7 +146,7 @@ class App:
             try:
                 line = await reader.readline()
             except Exception as e:  # that line is lost (the host times out), not the node
-                self.failed(e)
+                self.failed(e, "console")
                 e = None
                 await asyncio.sleep_ms(20)  # (as radio_loop: no spinning on a full heap)
                 continue
@@ -160,10 +157,10 @@ class App:
             if line:
                 try:
                     self.command(line)
-                except MemoryError:  # even its error event did not fit: the node goes on
+                except Exception as e:  # even its error event did not fit: the node goes on
                     line = None
-                    self.node._drop("memory")
-                    gc.collect()
+                    self.failed(e, "console")
+                    e = None
                 self.wake.set()
 
     def command(self, line):
@@ -186,8 +183,9 @@ class App:
                     console_commands.emit_status(self)
                 finally:
                     _unload("pollen.node_report")
-            except MemoryError:  # a status line lost, not the task
-                gc.collect()
+            except Exception as e:  # a status line lost, not the task
+                self.failed(e, "status")
+                e = None
 
     async def main(self):
         self.node.start(self.clock.now())
@@ -208,7 +206,7 @@ class App:
             try:
                 self.run_actions()
             except Exception as e:  # an event line lost (a full heap), not the node
-                self.failed(e)
+                self.failed(e, "main")
                 e = None
             delay = self.node.next_wake_ms - self.clock.now()
             if delay > 0:
@@ -217,7 +215,7 @@ class App:
                 except asyncio.TimeoutError:
                     pass
                 except Exception as e:  # waiting allocates too: a wait lost, not the node
-                    self.failed(e)
+                    self.failed(e, "main")
                     e = None
                     await asyncio.sleep_ms(20)
             self.wake.clear()

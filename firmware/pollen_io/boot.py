@@ -77,6 +77,10 @@ def _lora_radio(settings, radio):
     from pollen_io import battery
     r = LoraRadio(settings, radio, board)
     r.battery_mv = battery.reader(board.get("battery_adc"))  # None: not measured
+    timeout_ms = board.get("watchdog_ms", 8000)  # 0: none
+    if timeout_ms:
+        from pollen_io import watchdog
+        watchdog.start(timeout_ms)
     return r
 
 
