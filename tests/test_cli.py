@@ -37,6 +37,9 @@ def test_demo_json_on_real_micropython_nodes():
     assert out["latency_ms"]["p50"] > 0 and out["latency_ms"]["p95"] >= out["latency_ms"]["p50"]
     assert 0 < out["peak_heap_bytes"] < 128 * 1024
     assert out["internal_errors"] == 0
+    h = out["health"]   # every node kept hearing, running and answering
+    assert (h["deaf_nodes"], h["stopped_nodes"], h["unanswered_status"]) == ([], [], 0), h
+    assert h["clean"] == (h["task_failures"] == h["memory_drops"] == 0), h
     assert out["tx_per_delivered"] > 0
     assert " got msg from " in r.stderr  # live progress went to stderr
     # a file shared at one end, fetched at the other, read out and checked
@@ -48,6 +51,7 @@ def test_demo_json_on_real_micropython_nodes():
     text = render_summary(out)
     assert "messages delivered   7/7" in text
     assert "file fetched         1024 bytes across 3 hops in" in text
+    assert ("health               clean" if h["clean"] else "health               NOT clean: ") in text
 
 
 def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind():

@@ -123,6 +123,33 @@ def test_the_attached_node_goes_silent_when_its_status_stops():
     assert [a["kind"] for a in v.alerts(T0 + 130)] == ["silent"]
 
 
+def test_a_node_whose_receive_count_stands_still_while_it_reports_is_deaf():
+    v = MeshView(silent_after_s=600)
+    for i, rx in enumerate((5, 9, 9, 9, 9)):      # telemetry every 300 s
+        v.apply(telemetry(counters={"rx": rx}), T0 + 300 * i)
+        kinds = [a["kind"] for a in v.alerts(T0 + 300 * i + 1)]
+        assert kinds == (["deaf"] if i == 4 else []), (i, kinds)
+    (alert,) = v.alerts(T0 + 1201)
+    assert alert["text"] == ("farm (0000000c) has heard nothing for 15m (its receive count "
+                             "stands at 9) but still reports")
+    v.apply(telemetry(counters={"rx": 10}), T0 + 1500)
+    assert v.alerts(T0 + 1501) == []
+
+
+def test_a_task_that_failed_on_the_attached_node_is_an_alert_for_a_while():
+    v = MeshView(silent_after_s=600)
+    v.apply({"event": "task_failed", "task": "radio", "error": "OSError(5,)"}, T0)
+    assert v.ignored == 1                          # no attached node yet: whose task?
+    v.apply(status(), T0)
+    for i in range(2):
+        v.apply({"event": "task_failed", "task": "radio", "error": "MemoryError()"}, T0 + i)
+    (alert,) = v.alerts(T0 + 10)
+    assert (alert["id"], alert["kind"]) == ("00000001", "task")
+    assert alert["text"] == "hall (00000001): a task failed and went on, 2 times (last radio: MemoryError())"
+    v.apply(status(), T0 + 700)
+    assert v.alerts(T0 + 701) == []                # none since: the alert is over
+
+
 def test_messages_newest_first_and_repeats_dropped():
     v = MeshView()
     v.apply(status(), T0)

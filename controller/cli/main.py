@@ -88,6 +88,19 @@ def _file_line(f) -> str:
             f"SHA-256 {'verified' if f['verified'] else 'MISMATCH'}")
 
 
+def _health_line(h) -> str:
+    if h["clean"]:
+        return "clean (no task failed, no heap ran out, every node heard and answered)"
+    said = [f"{h['task_failures']} task failures ({'; '.join(h['task_failure_texts'])})"
+            if h["task_failures"] else "",
+            f"{h['memory_drops']} frames dropped for want of heap" if h["memory_drops"] else "",
+            f"{h['internal_errors']} internal errors" if h["internal_errors"] else "",
+            f"deaf: {', '.join(h['deaf_nodes'])}" if h["deaf_nodes"] else "",
+            f"stopped: {', '.join(h['stopped_nodes'])}" if h["stopped_nodes"] else "",
+            f"{h['unanswered_status']} nodes did not answer status" if h["unanswered_status"] else ""]
+    return "NOT clean: " + ", ".join(s for s in said if s)
+
+
 def render_summary(r: dict) -> str:
     u, b, lat, sf = r["unicast"], r["broadcast"], r["latency_ms"], r["store_and_forward"]
     rows = [
@@ -107,6 +120,7 @@ def render_summary(r: dict) -> str:
                                f"{r['nodes']} nodes answered status)"
                                + (", firmware from ROMFS" if r.get("romfs") else "")),
         ("frames dropped", ", ".join(f"{k}: {v}" for k, v in r["dropped"].items()) or "none"),
+        ("health", _health_line(r["health"])),
         ("wall time", f"{r['wall_seconds']} s"),
     ]
     w = max(len(k) for k, _ in rows)

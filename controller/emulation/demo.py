@@ -117,9 +117,13 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
                 f"finding neighbours...")
             time.sleep(_DISCOVERY_S)
             summary = _traffic(emu, log, ids, say)
+            # each node's receive count now and at the end: a node that
+            # heard nothing in between (beacons come every few seconds) is deaf
+            before = _collect_status(emu, log, ids, "mid")
             file_result = _file_transfer(emu, log, ids, file_kib, seed, say) if file_kib else None
             say("collecting node status...")
             statuses = _collect_status(emu, log, ids)
+            exited = [i for i in ids if not emu.nodes[i].running]
         medium_stats = emu.medium.snapshot_stats()
     finally:
         if own_dir:
@@ -127,6 +131,7 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
     result = _summarise(summary, statuses, log, ids, runtime, loss, medium_stats,
                         time.monotonic() - t_begin)
     result["file"] = file_result
+    result["health"] = _health(result, log, before, statuses, exited)
     result["romfs"] = romfs  # peak heap then leaves out the image (a board has it in flash)
     return result
 
@@ -232,17 +237,42 @@ def _wait_for(log, unicasts, posts, ids, seconds):
         time.sleep(0.1)
 
 
-def _collect_status(emu, log, ids):
+def _collect_status(emu, log, ids, ref="final"):
     for i in ids:
         if emu.nodes[i].running:
-            emu.nodes[i].command({"cmd": "status", "ref": "final"})
+            emu.nodes[i].command({"cmd": "status", "ref": ref})
     end = time.monotonic() + 3
     statuses = {}
     while time.monotonic() < end and len(statuses) < len(ids):
-        for e in log.find(event="status", ref="final"):
+        for e in log.find(event="status", ref=ref):
             statuses[e["_node"]] = e
         time.sleep(0.05)
     return statuses
+
+
+def _rx(status):
+    c = status.get("counters") if status else None
+    return c.get("rx") if isinstance(c, dict) else None
+
+
+def _health(result, log, before, statuses, exited) -> dict:
+    """Whether the run was clean: no node ran out of heap, failed a task
+    step (a task_failed event), caught an internal error, stopped hearing,
+    stopped, or left its final status unanswered. Delivery is reported
+    apart: a run can deliver everything and still not be clean."""
+    failed = log.find(event="task_failed")
+    deaf = sorted(f"{i:08x}" for i, st in statuses.items()
+                  if result["file"] is not None and _rx(st) is not None and _rx(st) == _rx(before.get(i)))
+    h = {"task_failures": len(failed),
+         "task_failure_texts": sorted({f"{e.get('task')}: {e.get('error')}" for e in failed}),
+         "memory_drops": result["dropped"].get("memory", 0),
+         "internal_errors": result["internal_errors"],
+         "deaf_nodes": deaf,
+         "stopped_nodes": [f"{i:08x}" for i in exited],
+         "unanswered_status": result["nodes"] - result["status_answers"]}
+    h["clean"] = not any(h[k] for k in ("task_failures", "memory_drops", "internal_errors",
+                                         "deaf_nodes", "stopped_nodes", "unanswered_status"))
+    return h
 
 
 def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):

@@ -51,7 +51,7 @@ _U32 = 2 ** 32 - 1
 _RANGES = {"hops": (0, 255), "battery_mv": (0, 65535), "airtime_pct": (0, 100),
            "duty_headroom_pct": (0, 100), "queue": (0, 65535), "held": (0, 65535),
            "uptime_s": (0, _U32), "heap_free_bytes": (0, _U32), "rssi_dbm": (-200, 50),
-           "snr_db": (-50, 50), "last_heard_s": (0, _U32), "msg_id": (0, _U32)}
+           "snr_db": (-50, 50), "last_heard_s": (0, _U32), "msg_id": (0, _U32), "rx": (0, _U32)}
 _T_MAX = 2.0 ** 32          # Unix seconds: 2106
 _HEARD_BY = ("status", "neighbour", "telemetry", "message")
 _KINDS = ("post", "msg", "?")
@@ -109,6 +109,11 @@ def _list(v) -> list:
 
 def _name(v):
     return v[:32] if isinstance(v, str) and v else None
+
+
+def _text(v) -> str:
+    # a short text a node said (shown as the node's words, bounded)
+    return v[:80] if isinstance(v, str) and v else "?"
 
 
 def clean_state(s) -> dict | None:
@@ -169,13 +174,18 @@ class MeshView:
         self._status_sampled: dict[str, float] = {}
         self._neighbour_sampled: dict[tuple, float] = {}
         self.first_shown: dict[str, float] = {}   # node -> t it first got a row
+        # a node's receive count and when it last moved: a node whose count
+        # stands still while it keeps reporting has stopped hearing
+        self._rx: dict[str, tuple[int, float]] = {}
+        # an attached node's task_failed events: (how many, last t, last text)
+        self._task_failures: dict[str, tuple[int, float, str]] = {}
 
     # ---- input ----------------------------------------------------------------
 
     def apply(self, event: dict, t: float) -> Update:
         kind = event.get("event") if isinstance(event, dict) else None
         handler = {"status": self._status, "telemetry": self._telemetry,
-                   "received": self._received}.get(kind)
+                   "received": self._received, "task_failed": self._task_failed}.get(kind)
         u = Update()
         t = unix_time(t)
         if t is None:
@@ -212,6 +222,25 @@ class MeshView:
         n["report_t"] = t
         for k in REPORT_FIELDS:
             n[k] = _field(ev.get(k), k)
+        counters = ev.get("counters")
+        rx = _int(counters.get("rx"), "rx") if isinstance(counters, dict) else None
+        if rx is not None:
+            last = self._rx.get(n["id"])
+            if last is None or rx != last[0]:
+                self._rx[n["id"]] = (rx, t)
+
+    def _task_failed(self, ev, t, u):
+        # said on the console of the attached node (the node whose status
+        # came last): one of its app's tasks failed a step and went on
+        nid = self.attached
+        if nid is None or nid not in self.nodes:
+            self.ignored += 1
+            u.keep_event = False
+            return
+        count = self._task_failures.get(nid, (0, t, ""))[0] + 1
+        what = f"{_text(ev.get('task'))}: {_text(ev.get('error'))}"
+        self._task_failures[nid] = (count, t, what)
+        u.node = nid
 
     def _reporter(self, ev, u):
         # the node a status or telemetry event is about, its name updated;
@@ -403,6 +432,13 @@ class MeshView:
             kinds.append("duty")
         if n["battery_mv"] is not None and n["battery_mv"] < self.battery_low_mv:
             kinds.append("battery")
+        rx = self._rx.get(n["id"])
+        if (rx is not None and after is not None and n["report_t"] is not None
+                and n["report_t"] - rx[1] > after):
+            kinds.append("deaf")
+        failed = self._task_failures.get(n["id"])
+        if failed is not None and now - failed[1] <= self.silent_after_s:
+            kinds.append("task")
         return kinds
 
     def rows(self, now: float) -> list[dict]:
@@ -437,6 +473,13 @@ class MeshView:
                 if kind == "silent":
                     text = (f"{label} not heard for {fmt_age(r['last_heard_s'])} "
                             f"(alert after {fmt_age(self.silent_after(n))})")
+                elif kind == "deaf":
+                    rx = self._rx[r["id"]]
+                    text = (f"{label} has heard nothing for {fmt_age(round(n['report_t'] - rx[1]))} "
+                            f"(its receive count stands at {rx[0]}) but still reports")
+                elif kind == "task":
+                    count, _, what = self._task_failures[r["id"]]
+                    text = f"{label}: a task failed and went on, {count} times (last {what})"
                 elif kind == "duty":
                     text = (f"{label} near its duty-cycle limit: "
                             f"{r['duty_headroom_pct']:.1f} % of the hourly budget left")
