@@ -4,21 +4,15 @@ and shared strings are in network_files.py (re-exported here)."""
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 
-from pollen.region import REGIONS
-from pollen.settings import Settings
 from pollen_controller.board.build import MANIFEST, load_manifest
 from pollen_controller.board.network_files import (  # noqa: F401  (their old home)
     NETWORK_VERSION, SHARE_PREFIX, check_network, create_network, load_network,
     parse_share_string, save_network, share_string)
+from pollen_controller.board.node_config import make_config
 from pollen_controller.board.transport import Board, BoardError
-from pollen_controller.errors import NetworkError
-
-# frequency range each radio chip can tune (datasheets)
-_CHIP_RANGE_MHZ = {"sx1261": (150, 960), "sx1262": (150, 960), "sx1276": (137, 1020),
-                   "sx1278": (137, 525)}
+from pollen_controller.errors import NetworkError  # noqa: F401  (callers catch it here)
 
 
 # ---- app bundle -------------------------------------------------------------
@@ -111,34 +105,32 @@ def _check_mpy(board: Board, manifest: dict):
 
 # ---- config.json ------------------------------------------------------------
 
-def provision(board: Board, net: dict, name: str, node_id: int | None = None,
-              radio: dict | None = None) -> dict:
-    """Write the node's config.json (atomically) and return it."""
-    if node_id is None:
-        node_id = secrets.randbelow(0xFFFFFF00) + 0x100
-        if node_id & 0xFF == 0:
-            node_id += 1
-    profile = board.read("board.json")
+def provision(board: Board, net: dict, name: str | None = None, node_id: int | None = None,
+              radio: dict | None = None, kept: list | None = None) -> dict:
+    """Write the node's config.json (atomically) and return it. Id, name,
+    radio and other settings the board's config.json has are kept unless
+    given (node_config.make_config); their fields are appended to `kept`."""
+    profile = _read_json(board, "board.json", "run pollen flash again")
     try:
-        profile = json.loads(profile) if profile else {}
-    except ValueError:
-        raise BoardError(f"{board.port}: board.json on the board is damaged (not JSON); "
-                         "run pollen flash again") from None
-    board_id = profile.get("id")
-    chip = (profile.get("radio") or {}).get("chip")
-    freq_mhz = REGIONS[net["region"]][0] // 1000000
-    if chip in _CHIP_RANGE_MHZ:
-        lo, hi = _CHIP_RANGE_MHZ[chip]
-        if not lo <= freq_mhz <= hi:
-            raise NetworkError(f"network {net['name']!r} is for {net['region']} ({freq_mhz} MHz), "
-                               f"but this board's {chip} covers {lo}-{hi} MHz; use a network "
-                               "for this board's band, or a board for that region")
-    if radio is None:
-        radio = {"kind": "lora"} if board_id else {"kind": "udp"}
-    cfg = {"node_id": f"{node_id:08x}", "name": name, "network_key": net["key"],
-           "region": net["region"], "preset": net["preset"], "radio": radio,
-           "network": net["name"], "board": board_id}
-    Settings({k: v for k, v in cfg.items()
-              if k not in ("radio", "network", "board")})  # names a bad field
+        old = _read_json(board, "config.json", "give --node-id and --name to write a new one")
+    except BoardError:
+        if node_id is None or name is None:
+            raise
+        old = {}   # damaged, and both given: a new one
+    cfg, kept_fields = make_config(old, net, profile, name, node_id, radio)
     board.write_atomic("config.json", (json.dumps(cfg) + "\n").encode())
+    if kept is not None:
+        kept += kept_fields
     return cfg
+
+
+def _read_json(board: Board, path: str, what_to_do: str) -> dict:
+    raw = board.read(path)
+    try:
+        d = json.loads(raw) if raw else {}
+    except ValueError:
+        d = None
+    if not isinstance(d, dict):
+        raise BoardError(f"{board.port}: {path} on the board is damaged (not a JSON object); "
+                         f"{what_to_do}")
+    return d

@@ -265,30 +265,40 @@ def _print_share(s, fingerprint=None):
 @click.option("--port", required=True, help="Serial port of the board.")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
               help="Community network file (pollen network create).")
-@click.option("--name", required=True, help="The node's name (1..16 bytes).")
-@click.option("--node-id", default=None, help="8 hex digits (default: random).")
+@click.option("--name", default=None,
+              help="The node's name: printable, not blank, 1..16 bytes of UTF-8. Required "
+                   "the first time; later the board's own name is kept unless given.")
+@click.option("--node-id", default=None,
+              help="8 hex digits. Default: the id the board already has, else a random one.")
 @click.option("--radio", default=None,
-              help="'lora' (default when a board profile is installed) or 'udp:PORT' "
-                   "(a virtual board on a virtual radio medium).")
+              help="'lora' (default when a board profile is installed) or 'udp:PORT', PORT "
+                   "1..65535 (a virtual board on a virtual radio medium). Default: the "
+                   "board's current radio setting, if it was set for this board.")
 def provision(port, network_file, name, node_id, radio):
-    """Write the node's config.json (atomically): id, name, network, radio."""
+    """Write the node's config.json (atomically): id, name, network, radio.
+
+    Re-provisioning (another network, a new key) keeps the node's identity:
+    its id, name, radio and other settings are read from its config.json and
+    kept unless given. A network whose frequency lies outside the band the
+    board is built for (its profile's radio.bands_mhz) is refused."""
     from pollen.settings import parse_node_id
+    from pollen_controller.board.node_config import check_name, parse_radio
     from pollen_controller.board.provisioning import load_network, provision as do_provision
     from pollen_controller.board.transport import Board
 
     net = load_network(Path(network_file))
     nid = parse_node_id(node_id, "--node-id") if node_id else None
-    radio_cfg = None
-    if radio == "lora":
-        radio_cfg = {"kind": "lora"}
-    elif radio and radio.startswith("udp:") and radio[4:].isdigit():
-        radio_cfg = {"kind": "udp", "port": int(radio[4:])}
-    elif radio:
-        raise click.BadParameter("expected 'lora' or 'udp:PORT'", param_hint="--radio")
+    if name is not None:
+        check_name(name, "--name")
+    radio_cfg = parse_radio(radio) if radio is not None else None
+    kept = []
     with Board(port) as b:
-        cfg = do_provision(b, net, name, nid, radio_cfg)
-    click.echo(f"{port}: node {cfg['node_id']} {name!r} in network {net['name']!r} "
-               f"({cfg['radio']['kind']} radio)")
+        cfg = do_provision(b, net, name, nid, radio_cfg, kept=kept)
+    radio_text = cfg["radio"]["kind"] + (f":{cfg['radio']['port']}" if "port" in cfg["radio"] else "")
+    click.echo(f"{port}: node {cfg['node_id']} {cfg['name']!r} in network {net['name']!r} "
+               f"({radio_text} radio)")
+    if kept:
+        click.echo(f"kept from the board's config.json: {', '.join(kept)}")
 
 
 @click.command()
