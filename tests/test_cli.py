@@ -84,3 +84,11 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
     p.stdout.close()
     _, err = p.communicate(timeout=60)
     assert err == "" and p.returncode == 1
+
+
+def test_region_preset_and_board_help_list_the_choices():
+    r = CliRunner().invoke(main, ["network", "create", "--help"])
+    assert "EU868 (868.1 MHz)" in r.output and "EU433 (433.175 MHz)" in r.output
+    assert "MediumFast" in r.output and "LongSlow" in r.output
+    r = CliRunner().invoke(main, ["flash", "--help"])
+    assert "rak11310" in r.output and "heltec-wifi-lora-32-v3" in r.output

@@ -11,6 +11,10 @@ import click
 
 from pollen.airtime import PRESETS  # small tables: --help lists the choices
 from pollen.region import REGIONS
+from pollen_controller.board.profiles import board_ids
+
+_BOARDS = ("Board profile: " + ", ".join(board_ids())
+           + " (hardware/boards/), or the path of a profile file.")
 
 
 def register(main):
@@ -25,7 +29,7 @@ def register(main):
 
 @click.command()
 @click.option("--board", "board_id", default=None,
-              help="Board profile id (hardware/boards/); without it, generic bytecode.")
+              help=_BOARDS + " Without it, generic bytecode.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/bundle",
               show_default=True, help="Bundle folder to write.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write the bundle as OUT.zip.")
@@ -55,7 +59,7 @@ def build(board_id, out_dir, make_zip, romfs, as_json):
 
 
 @click.command()
-@click.option("--board", "board_id", required=True, help="Board profile id (hardware/boards/).")
+@click.option("--board", "board_id", required=True, help=_BOARDS)
 @click.option("--port", required=True, help="Serial port of the board (or of a virtual board).")
 @click.option("--micropython", "image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Also erase and write this MicroPython image first (esptool, or UF2 copy).")
@@ -336,7 +340,8 @@ def deps():
 
 @deps.command("fetch")
 @click.argument("packages", nargs=-1)
-@click.option("--board", "board_id", default=None, help="Fetch what this board's radio needs.")
+@click.option("--board", "board_id", default=None,
+              help="Fetch what this board's radio needs. " + _BOARDS)
 @click.option("--index", default=None, help="Package index (default: micropython.org's).")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="Cache folder (default ~/.cache/pollen/mip).")
