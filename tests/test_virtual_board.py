@@ -61,6 +61,14 @@ def test_provision_writes_config_atomically_and_names_bad_input(tmp_path, vboard
         ("00001234", "alice", {"kind": "udp", "port": 47001}, 3)
     assert again["network_key"] == net2["key"] and again["network"] == "hills"
     assert (renamed["node_id"], renamed["name"]) == ("00001234", "bob")
+    # a damaged config.json: refused, unless a new identity is given in full
+    (vboard.folder / "config.json").write_text("{half a fi")
+    with Board(vboard.port) as b:
+        with pytest.raises(BoardError, match="config.json on the board is damaged .*give "
+                                             "--node-id and --name"):
+            pv.provision(b, net2, name="bob")
+        fresh = pv.provision(b, net2, name="bob", node_id=0x1234)
+    assert fresh["node_id"] == "00001234" and "hop_limit" not in fresh
 
 
 def test_missing_port_and_silent_board_give_clear_errors(tmp_path):
