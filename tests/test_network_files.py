@@ -53,32 +53,46 @@ def test_the_fingerprint_is_short_stable_and_tells_keys_apart():
     assert "00" * 8 not in fp   # a hash, not the key
 
 
-def test_cli_create_share_import_info_show_the_fingerprint_and_guard_the_file(tmp_path):
+def test_cli_create_share_import_info_show_the_fingerprint_and_guard_the_file(tmp_path,
+                                                                            monkeypatch):
     run = CliRunner().invoke
-    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
-        r = run(main, ["network", "create", "village"])
-        assert r.exit_code == 0, r.output
-        net = nf.load_network("village.pollen-network.json")
-        fp = nf.key_fingerprint(net["key"])
-        assert f"key fingerprint: {fp}" in r.stdout
-        r = run(main, ["network", "share", "village.pollen-network.json"])
-        s = r.stdout.splitlines()[0]
-        assert r.stdout.splitlines()[1] == f"key fingerprint: {fp}"
-        r = run(main, ["network", "info", "village.pollen-network.json"])
-        assert fp in r.stdout and net["key"] not in r.stdout
-        assert "EU868 (868.1 MHz, duty cycle 1 %), preset LongFast" in r.stdout
-        r = run(main, ["network", "info", s, "--json"])
-        assert json.loads(r.stdout)["key_fingerprint"] == fp
-        r = run(main, ["network", "import", s])                  # same key: fine, says so
-        assert r.exit_code == 0 and "unchanged" in r.stdout and fp in r.stdout
-        run(main, ["network", "create", "other", "-o", "other.json"])
-        other = nf.load_network("other.json")
-        r = run(main, ["network", "import", s, "-o", "other.json"])
-        assert r.exit_code == 1 and "holds network 'other' with another key" in r.stderr
-        assert fp in r.stderr and nf.load_network("other.json") == other   # untouched
-        r = run(main, ["network", "import", s, "-o", "other.json", "--force"])
-        assert r.exit_code == 0 and nf.load_network("other.json") == net
-        r = run(main, ["network", "import", _typo(s, 120), "-o", "typo.json"])
-        assert r.exit_code == 1 and "character 120" in r.stderr
-        r = run(main, ["network", "create", "x", "--region", "XX"])
-        assert r.exit_code == 2 and "EU868" in r.stderr and "AS923" in r.stderr
+    monkeypatch.chdir(tmp_path)
+    r = run(main, ["network", "create", "village"])
+    assert r.exit_code == 0, r.output
+    net = nf.load_network("village.pollen-network.json")
+    fp = nf.key_fingerprint(net["key"])
+    assert f"key fingerprint: {fp}" in r.stdout
+    r = run(main, ["network", "share", "village.pollen-network.json"])
+    s = r.stdout.splitlines()[0]
+    assert r.stdout.splitlines()[1] == f"key fingerprint: {fp}"
+    r = run(main, ["network", "info", "village.pollen-network.json"])
+    assert fp in r.stdout and net["key"] not in r.stdout
+    assert "EU868 (868.1 MHz, duty cycle 1 %), preset LongFast" in r.stdout
+    r = run(main, ["network", "info", s, "--json"])
+    assert json.loads(r.stdout)["key_fingerprint"] == fp
+    r = run(main, ["network", "import", s])                  # same key: fine, says so
+    assert r.exit_code == 0 and "unchanged" in r.stdout and fp in r.stdout
+    run(main, ["network", "create", "other", "-o", "other.json"])
+    other = nf.load_network("other.json")
+    r = run(main, ["network", "import", s, "-o", "other.json"])
+    assert r.exit_code == 1 and "holds network 'other' with another key" in r.stderr
+    assert fp in r.stderr and nf.load_network("other.json") == other   # untouched
+    r = run(main, ["network", "import", s, "-o", "other.json", "--force"])
+    assert r.exit_code == 0 and nf.load_network("other.json") == net
+    r = run(main, ["network", "import", _typo(s, 120), "-o", "typo.json"])
+    assert r.exit_code == 1 and "character 120" in r.stderr
+    r = run(main, ["network", "create", "x", "--region", "XX"])
+    assert r.exit_code == 2 and "EU868" in r.stderr and "AS923" in r.stderr
+
+
+def test_cli_import_of_an_old_string_warns_and_same_key_updates(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = nf.create_network("old", "EU868", "LongFast")
+    nf.save_network({**net, "preset": "ShortFast"}, tmp_path / "old.pollen-network.json")
+    body = json.dumps([net["name"], net["region"], net["preset"], net["key"]],
+                      separators=(",", ":")).encode()
+    old = "pollen1:" + base64.urlsafe_b64encode(body).decode().rstrip("=")
+    r = CliRunner().invoke(main, ["network", "import", old])
+    assert r.exit_code == 0 and "same key; updated preset" in r.stdout
+    assert "a pollen1: string has no checksum" in r.stderr
+    assert nf.load_network("old.pollen-network.json") == net
