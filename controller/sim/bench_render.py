@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pollen_controller.sim.bench import BETTER, COMPARED, REFERENCE
 
+_LABEL_W = 2 + max(len(label) for _, _, label in COMPARED)
+
 
 def duration_text(ms) -> str:
     """A time in ms as a person reads it: 850 ms, 3.44 s, 69.8 min, 2.5 h."""
@@ -63,17 +65,19 @@ def render_standard(out: dict) -> str:
              f"metric, and whether that is better or worse for pollen; 'better if' says "
              f"which way each metric is better: for 'higher' a ratio above 1 favours pollen, "
              f"for 'lower' one below 1. Latencies in ms, s, min or h.", ""]
-    head = f"{'metric':<24}{'better if':<10}" + "".join(f"{r:>26}" for r in routers) \
-        + f"{'best baseline':>16}{'pollen/best':>15}"
     passed = failed = 0
     for row in out["scenarios"]:
+        cells = {(key, r): _cell(key, row["stats"].get(r, {}).get(key))
+                 for key, _, _ in COMPARED for r in routers}
+        w = 2 + max(map(len, [*cells.values(), *routers]))   # columns as wide as their cells
+        head = f"{'metric':<{_LABEL_W}}{'better if':<10}" + "".join(f"{r:>{w}}" for r in routers) \
+            + f"{'best baseline':>16}{'pollen/best':>15}"
         lines.append(f"{row['scenario']} ({row['nodes']} nodes)")
         lines.append(head)
         lines.append("-" * len(head))
         for key, better, label in COMPARED:
-            cells = "".join(f"{_cell(key, row['stats'].get(r, {}).get(key)):>26}"
-                            for r in routers)
-            lines.append(f"{label:<24}{better:<10}{cells}{row['best'][key] or '-':>16}"
+            row_cells = "".join(f"{cells[key, r]:>{w}}" for r in routers)
+            lines.append(f"{label:<{_LABEL_W}}{better:<10}{row_cells}{row['best'][key] or '-':>16}"
                          f"{_verdict(key, row['ratio'][key]):>15}")
         for r in routers:
             by_type = row["airtime_ms_by_type"].get(r) or {}
