@@ -81,7 +81,8 @@ def test_bad_settings_from_the_core_are_one_line(tmp_path):
     r = subprocess.run([POLLEN, "provision", "--port", "/nonexistent", "--network", "v.json",
                         "--name", "a", "--radio", "udp:abc"], capture_output=True, text=True,
                        cwd=tmp_path, timeout=60)
-    assert r.returncode == 1 and r.stderr.startswith("pollen: --radio: expected 'lora' or 'udp:PORT'")
+    assert r.returncode == 1
+    assert r.stderr.startswith("pollen: --radio: expected 'lora' or 'udp:PORT'")
 
 
 def test_every_host_error_class_is_a_pollen_error():

@@ -16,7 +16,8 @@ NET = nf.create_network("village", "EU868", "ShortFast")
 HELTEC = {"id": "heltec-wifi-lora-32-v3", "radio": {"chip": "sx1262", "bands_mhz": [[863, 928]]}}
 
 
-@pytest.mark.parametrize("name", ["alice", "bäckerei", "🌻 sunflower", "שלום", "a" * 16, "é" * 8])
+@pytest.mark.parametrize("name", ["alice", "bäckerei", "🌻 sunflower", "שלום", "a" * 16,
+                                  "é" * 8])
 def test_good_names(name):
     assert check_name(name) == name
 
@@ -69,7 +70,8 @@ def test_re_provisioning_keeps_id_name_radio_and_settings_unless_given():
     cfg, kept = make_config(old, NET, HELTEC, name="mill", node_id=0x1234)
     assert (cfg["node_id"], cfg["name"]) == ("00001234", "mill") and "name" not in kept
     # a radio set for another board (or none) is not kept
-    cfg, kept = make_config({**old, "board": None, "radio": {"kind": "udp", "port": 5}}, NET, HELTEC)
+    elsewhere = {**old, "board": None, "radio": {"kind": "udp", "port": 5}}
+    cfg, kept = make_config(elsewhere, NET, HELTEC)
     assert cfg["radio"] == {"kind": "lora"} and "radio" not in kept
     with pytest.raises(BoardError, match="config.json has a bad node_id .'zz'.; give --node-id"):
         make_config({**old, "node_id": "zz"}, NET, HELTEC)
@@ -103,6 +105,7 @@ def test_a_network_outside_the_boards_band_is_refused_naming_both():
 ])
 def test_provision_options_are_checked_before_the_port_is_opened(tmp_path, args, message):
     nf.save_network(NET, tmp_path / "v.json")
-    r = subprocess.run([POLLEN, "provision", "--port", "/nonexistent", "--network", "v.json", *args],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
-    assert r.returncode == 1 and r.stderr.startswith(message) and r.stderr.count("\n") == 1, r.stderr
+    r = subprocess.run([POLLEN, "provision", "--port", "/nonexistent", "--network", "v.json",
+                        *args], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith(message), r.stderr
+    assert r.stderr.count("\n") == 1

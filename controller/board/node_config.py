@@ -10,7 +10,8 @@ import secrets
 from pollen.ids import ConfigError, parse_node_id
 from pollen.region import REGIONS
 from pollen.settings import Settings
-from pollen_controller.board.profiles import CHIP_RANGE_MHZ, bands_text, board_ids, in_bands, load_board
+from pollen_controller.board.profiles import (CHIP_RANGE_MHZ, bands_text, board_ids, in_bands,
+                                              load_board)
 from pollen_controller.errors import BoardError, InputError, NetworkError
 
 MAX_NAME_BYTES = 16

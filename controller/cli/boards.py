@@ -298,7 +298,8 @@ def provision(port, network_file, name, node_id, radio):
     kept = []
     with Board(port) as b:
         cfg = do_provision(b, net, name, nid, radio_cfg, kept=kept)
-    radio_text = cfg["radio"]["kind"] + (f":{cfg['radio']['port']}" if "port" in cfg["radio"] else "")
+    radio = cfg["radio"]
+    radio_text = radio["kind"] + (f":{radio['port']}" if "port" in radio else "")
     click.echo(f"{port}: node {cfg['node_id']} {cfg['name']!r} in network {net['name']!r} "
                f"({radio_text} radio)")
     if kept:
