@@ -15,8 +15,13 @@ def _typo(s, pos):  # change the 1-based character pos
     return s[:pos - 1] + ("A" if s[pos - 1] != "A" else "B") + s[pos:]
 
 
+# a fixed network, so the characters around each typo below are always the same
+NET = nf.check_network({"version": 1, "name": "village", "region": "EU868", "preset": "LongFast",
+                        "key": bytes(range(32)).hex()}, "test")
+
+
 def test_a_string_round_trips_and_a_typo_anywhere_is_refused_naming_where():
-    net = nf.create_network("village", "EU868", "LongFast")
+    net = NET
     s = nf.share_string(net)
     assert s.startswith("pollen2:") and nf.parse_share_string(s) == net
     assert nf.parse_share_string(s[:40] + "\n  " + s[40:]) == net   # wrapped over lines
@@ -96,3 +101,18 @@ def test_cli_import_of_an_old_string_warns_and_same_key_updates(tmp_path, monkey
     assert r.exit_code == 0 and "same key; updated preset" in r.stdout
     assert "a pollen1: string has no checksum" in r.stderr
     assert nf.load_network("old.pollen-network.json") == net
+
+
+def test_a_shared_name_is_never_a_path_elsewhere_nor_control_characters(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for i, name in enumerate(("../../evil", "a/b", ".hidden")):
+        s = nf.share_string({**nf.create_network("x"), "name": name})
+        r = CliRunner().invoke(main, ["network", "import", s])
+        assert r.exit_code == 1 and "cannot be a file name here" in r.stderr
+        assert "-o FILE" in r.stderr
+        r = CliRunner().invoke(main, ["network", "import", s, "-o", f"ok{i}.json"])
+        assert r.exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok0.json", "ok1.json", "ok2.json"]
+    for name in ("red\x1b[31m", "a\nb", "   "):
+        with pytest.raises(nf.NetworkError, match="field 'name': expected printable text"):
+            nf.parse_share_string(nf.share_string({**nf.create_network("x"), "name": name}))

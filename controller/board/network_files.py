@@ -45,8 +45,10 @@ def check_network(net, source: str) -> dict:
         raise NetworkError(f"network {source}: expected a JSON object")
     if net.get("version") != NETWORK_VERSION:
         bad("version", NETWORK_VERSION, net.get("version"))
-    if not isinstance(net.get("name"), str) or not 0 < len(net["name"]) <= 32:
-        bad("name", "text of 1..32 characters", net.get("name"))
+    name = net.get("name")
+    if not (isinstance(name, str) and 0 < len(name) <= 32 and name.isprintable()
+            and name.strip()):
+        bad("name", "printable text of 1..32 characters, not blank", name)
     if net.get("region") not in REGIONS:
         bad("region", "one of " + ", ".join(REGIONS), net.get("region"))
     if net.get("preset") not in PRESETS:
@@ -67,6 +69,16 @@ def key_fingerprint(key_hex: str) -> str:
     read theirs aloud to know they hold the same key (it does not reveal it)."""
     h = hashlib.sha256(b"pollen network key\0" + bytes.fromhex(key_hex)).hexdigest()[:16]
     return "-".join(h[i:i + 4] for i in range(0, 16, 4))
+
+
+def default_path(net: dict) -> Path:
+    """NAME.pollen-network.json in the current folder; InputError if the
+    name (from a shared string: anyone's) would make it a path elsewhere."""
+    name = net["name"]
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise NetworkError(f"network name {name!r} cannot be a file name here (it has a '/', "
+                           "'\\' or a leading '.'); give -o FILE")
+    return Path(f"{name}.pollen-network.json")
 
 
 def save_network(net: dict, path: Path):

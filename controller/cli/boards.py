@@ -145,10 +145,11 @@ def _region_help():
 @click.option("--share", is_flag=True, help="Also print it as a string and a QR code.")
 def network_create(name, region, preset, out_path, share):
     """Create a community network with a fresh random 32-byte key."""
-    from pollen_controller.board.network_files import create_network, save_network, share_string
+    from pollen_controller.board.network_files import (create_network, default_path,
+                                                       save_network, share_string)
 
     net = create_network(name, region, preset)
-    path = Path(out_path or f"{name}.pollen-network.json")
+    path = Path(out_path) if out_path else default_path(net)
     if path.exists():
         raise click.UsageError(f"{path} exists; choose another -o (a new key would lock out "
                                "nodes already using it)")
@@ -181,13 +182,13 @@ def network_import(string, out_path, force):
     existing file with another key is not replaced without --force (nodes
     provisioned from it would no longer be in the network); one with the
     same key is updated."""
-    from pollen_controller.board.network_files import (has_checksum, key_fingerprint,
-                                                       load_network, parse_share_string,
-                                                       save_network)
+    from pollen_controller.board.network_files import (default_path, has_checksum,
+                                                       key_fingerprint, load_network,
+                                                       parse_share_string, save_network)
     from pollen_controller.errors import NetworkError
 
     net = parse_share_string(string)
-    path = Path(out_path or f"{net['name']}.pollen-network.json")
+    path = Path(out_path) if out_path else default_path(net)
     if path.exists():
         try:
             old = load_network(path)
