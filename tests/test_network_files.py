@@ -116,3 +116,12 @@ def test_a_shared_name_is_never_a_path_elsewhere_nor_control_characters(tmp_path
     for name in ("red\x1b[31m", "a\nb", "   "):
         with pytest.raises(nf.NetworkError, match="field 'name': expected printable text"):
             nf.parse_share_string(nf.share_string({**nf.create_network("x"), "name": name}))
+
+
+def test_the_typo_search_is_bounded():
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(nf.NetworkError, match=r"checksum does not match \(characters changed"):
+        nf.parse_share_string("pollen2:" + "A" * 100_000)
+    assert time.monotonic() - t0 < 2

@@ -28,6 +28,7 @@ SHARE_PREFIX = "pollen2:"
 OLD_SHARE_PREFIX = "pollen1:"   # no checksum; read, never written
 _CHECK_BYTES = 4                # a random typo passes with odds of 1 in 2**32
 _B64URL = string.ascii_letters + string.digits + "-_"
+_SEARCH_MAX_CHARS = 600   # a real string is under 450 (a 32-character name, all escaped)
 
 
 def create_network(name: str, region: str = "EU868", preset: str = "LongFast") -> dict:
@@ -135,6 +136,8 @@ def _one_change(body: str) -> str | None:
     """Where one character changed, added or lost would make the checksum
     match: described with its position in the whole string, if exactly one
     place does (about 20,000 tries for a usual string: milliseconds)."""
+    if len(body) > _SEARCH_MAX_CHARS:
+        return None
     at = len(SHARE_PREFIX) + 1
     found = set()
     for i in range(len(body) + 1):
