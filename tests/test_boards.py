@@ -226,6 +226,8 @@ BAD = [
     ("heltec-wifi-lora-32-v3", "power_enable", {}, "expected a list (may be empty)"),
     ("heltec-wifi-lora-32-v3", "sources", [], "expected a non-empty list"),
     ("heltec-wifi-lora-32-v3", "id", "heltec-v3", "expected 'heltec-wifi-lora-32-v3' (the file name)"),
+    ("heltec-wifi-lora-32-v3", "radio.bands_mhz", DROP, "missing"),
+    ("heltec-wifi-lora-32-v3", "radio.bands_mhz", [], "expected a non-empty list of [low, high] MHz"),
 ]
 
 
@@ -252,3 +254,28 @@ def test_top_level_must_be_an_object(tmp_path):
     p.write_text("[]")
     with pytest.raises(BoardError, match=r"field '\(top level\)': expected an object, got \[\]"):
         load_board(p)
+
+
+@pytest.mark.parametrize("board_id", board_ids())
+def test_every_profile_states_its_radio_band(board_id):
+    # all shipped profiles are the 868/915 MHz builds (docs/boards.md, 'Radio bands')
+    from pollen.region import REGIONS
+    from pollen_controller.board.profiles import in_bands
+
+    bands = load_board(board_id).radio["bands_mhz"]
+    assert bands == [[863, 928]]
+    assert [r for r, (f, *_) in REGIONS.items() if not in_bands(f, bands)] == ["EU433"]
+
+
+@pytest.mark.parametrize("board_id, bands, message", [
+    ("lilygo-t-beam-sx1276", [[433, 1100]], "433-1100 MHz is outside what the sx1276 can tune "
+                                            "(137-1020 MHz)"),
+    ("rak11310", [[928, 863]], "expected [low, high] in MHz with low < high, got [928, 863]"),
+    ("rak11310", [[863, "928"]], "expected [low, high] in MHz with low < high"),
+])
+def test_a_bad_band_is_refused_naming_the_range(tmp_path, board_id, bands, message):
+    p = write_profile(tmp_path, board_id, "radio.bands_mhz", bands)
+    with pytest.raises(BoardError) as e:
+        load_board(p)
+    assert str(e.value).startswith(f"board '{board_id}.json': field 'radio.bands_mhz[0]': "
+                                   + message), str(e.value)

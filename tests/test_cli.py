@@ -72,3 +72,27 @@ def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind():
     alive = [c for c in children if Path(f"/proc/{c}").exists()
              and "zombie" not in Path(f"/proc/{c}/status").read_text().lower()]
     assert alive == []
+
+
+def test_help_says_what_pollen_does_now():
+    r = CliRunner().invoke(main, ["--help"])
+    assert "(later)" not in r.output and "flash, provision" in r.output
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
+    # `pollen network share F | head -1`: the pipe closes before pollen writes
+    subprocess.run([POLLEN, "network", "create", "v", "-o", "v.json"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    p = subprocess.Popen([POLLEN, "network", "share", "v.json"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()
+    _, err = p.communicate(timeout=60)
+    assert err == "" and p.returncode == 1
+
+
+def test_region_preset_and_board_help_list_the_choices():
+    r = CliRunner().invoke(main, ["network", "create", "--help"])
+    assert "EU868 (868.1 MHz)" in r.output and "EU433 (433.175 MHz)" in r.output
+    assert "MediumFast" in r.output and "LongSlow" in r.output
+    r = CliRunner().invoke(main, ["flash", "--help"])
+    assert "rak11310" in r.output and "heltec-wifi-lora-32-v3" in r.output

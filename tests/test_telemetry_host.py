@@ -79,3 +79,13 @@ def test_a_telemetry_event_that_does_not_decode_is_marked():
         assert ev["malformed"] is True and ev["data"] == data
     other = {"event": "status", "data": "01"}
     assert decode_event(dict(other)) == other
+
+
+def test_floats_a_node_writes_with_17_digits_read_as_meant():
+    # the node's MicroPython prints round(999 / 10, 1) as 99.90000000000001
+    from pollen_controller.node.events import parse_line
+
+    ev = parse_line('{"event": "status", "duty_headroom_pct": 99.90000000000001, '
+                    '"airtime_pct": 0.30000000000000004, "uptime_s": 12}')
+    assert ev == {"event": "status", "duty_headroom_pct": 99.9, "airtime_pct": 0.3, "uptime_s": 12}
+    assert repr(ev["duty_headroom_pct"]) == "99.9"

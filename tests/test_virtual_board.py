@@ -44,11 +44,31 @@ def test_provision_writes_config_atomically_and_names_bad_input(tmp_path, vboard
     net = pv.create_network("village", "EU868", "ShortFast")
     with Board(vboard.port) as b:
         cfg = pv.provision(b, net, "alice", 0x1234, {"kind": "udp", "port": 47001})
-        with pytest.raises(ValueError, match="'name'"):
+        with pytest.raises(ValueError, match="name: expected at most 16 bytes"):
             pv.provision(b, net, "a name far too long for a node", 0x1235)
     got = json.loads((vboard.folder / "config.json").read_text())
     assert got == cfg and got["node_id"] == "00001234" and got["network_key"] == net["key"]
     assert not list(vboard.folder.glob("*.tmp"))
+    # re-provisioned onto a new network: id, name, radio and its own settings kept
+    (vboard.folder / "config.json").write_text(json.dumps({**got, "hop_limit": 3}))
+    net2 = pv.create_network("hills", "EU868", "ShortFast")
+    with Board(vboard.port) as b:
+        kept = []
+        again = pv.provision(b, net2, kept=kept)
+        renamed = pv.provision(b, net2, name="bob")
+    assert kept == ["node_id", "name", "radio", "hop_limit"]
+    assert (again["node_id"], again["name"], again["radio"], again["hop_limit"]) == \
+        ("00001234", "alice", {"kind": "udp", "port": 47001}, 3)
+    assert again["network_key"] == net2["key"] and again["network"] == "hills"
+    assert (renamed["node_id"], renamed["name"]) == ("00001234", "bob")
+    # a damaged config.json: refused, unless a new identity is given in full
+    (vboard.folder / "config.json").write_text("{half a fi")
+    with Board(vboard.port) as b:
+        with pytest.raises(BoardError, match="config.json on the board is damaged .*give "
+                                             "--node-id and --name"):
+            pv.provision(b, net2, name="bob")
+        fresh = pv.provision(b, net2, name="bob", node_id=0x1234)
+    assert fresh["node_id"] == "00001234" and "hop_limit" not in fresh
 
 
 def test_missing_port_and_silent_board_give_clear_errors(tmp_path):
@@ -175,7 +195,7 @@ def test_network_files_corrupt_or_damaged_strings_are_refused(tmp_path):
         pv.load_network(path)
     s = pv.share_string(net)
     assert pv.parse_share_string(s) == net
-    with pytest.raises(pv.NetworkError, match="damaged"):
+    with pytest.raises(pv.NetworkError, match="checksum does not match"):
         pv.parse_share_string(s[:-10])
     with pytest.raises(pv.NetworkError, match="'preset'"):
         pv.create_network("us", "US915", "LongSlow")
@@ -211,10 +231,18 @@ def test_a_network_for_another_band_than_the_boards_radio_is_refused(tmp_path, v
     vboard.folder.joinpath("board.json").write_text(json.dumps(
         {"id": "some-433-board", "radio": {"chip": "sx1278"}}))
     with Board(vboard.port) as b:
-        with pytest.raises(pv.NetworkError, match="EU868 .868 MHz.*sx1278 covers 137-525 MHz"):
+        with pytest.raises(pv.NetworkError, match=r"EU868 \(868.1 MHz\), but this board's sx1278 "
+                                                  "works in 137-525 MHz"):
             pv.provision(b, pv.create_network("village", "EU868"), "n", 0x101)
         cfg = pv.provision(b, pv.create_network("hills", "EU433"), "n", 0x101)
-    assert cfg["board"] == "some-433-board" and cfg["radio"] == {"kind": "lora"}
+        assert cfg["board"] == "some-433-board" and cfg["radio"] == {"kind": "lora"}
+        # a board flashed before profiles stated their band: the host's profile of its id
+        vboard.folder.joinpath("board.json").write_text(json.dumps(
+            {"id": "heltec-wifi-lora-32-v3", "radio": {"chip": "sx1262"}}))
+        with pytest.raises(pv.NetworkError, match=r"network 'hills' is for EU433 \(433.175 MHz\), "
+                                                  "but board heltec-wifi-lora-32-v3 works in "
+                                                  "863-928 MHz"):
+            pv.provision(b, pv.create_network("hills", "EU433"), "n", 0x101)
 
 
 def test_a_board_with_a_fat_filesystem_is_refused_by_name():

@@ -38,6 +38,15 @@ class Board:
     raw: dict = field(repr=False, compare=False)   # the file as read: what goes onto the board
 
 
+def bands_text(bands) -> str:
+    """[[863, 928]] -> '863-928 MHz'; several ranges joined with ' or '."""
+    return " or ".join(f"{lo:g}-{hi:g}" for lo, hi in bands) + " MHz"
+
+
+def in_bands(freq_hz: int, bands) -> bool:
+    return any(lo * 1e6 <= freq_hz <= hi * 1e6 for lo, hi in bands)
+
+
 def board_ids() -> list[str]:
     return sorted(p.stem for p in BOARD_DIR.glob("*.json"))
 
@@ -96,6 +105,11 @@ _MCUS = {
 # chip: (highest SPI clock in Hz, highest output power in dBm; SX127x on PA_BOOST)
 _CHIPS = {"sx1261": (16_000_000, 15), "sx1262": (16_000_000, 22),
           "sx1276": (10_000_000, 20), "sx1278": (10_000_000, 20)}
+# what each chip can tune, in MHz (Semtech datasheets: SX1261/2 150-960; SX1276
+# 137-1020 over its LF and HF ports; SX1278 LF only, 137-525). A board's own
+# RF parts (filter, matching, antenna) narrow it to its radio.bands_mhz.
+CHIP_RANGE_MHZ = {"sx1261": (150, 960), "sx1262": (150, 960), "sx1276": (137, 1020),
+                  "sx1278": (137, 525)}
 _TX_ANT = ("PA_BOOST", "RFO")                                 # the SX127x pin the antenna is on
 _TCXO_MV = (1600, 1700, 1800, 2200, 2400, 2700, 3000, 3300)   # what an SX126x's DIO3 can supply
 _RP2_SPI_ROLE = {"miso": 0, "sck": 2, "mosi": 3}   # RP2040 GPIO n: SPI(n >> 3 & 1), role n & 3
@@ -109,7 +123,7 @@ _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)\Z")
 _TOP = ("id", "name", "mcu", "micropython", "flash", "radio", "power_enable", "led",
         "battery_adc", "notes", "sources")
 _RADIO = ("chip", "spi", "cs", "reset", "busy", "dio0", "dio1", "tcxo_mv", "dio2_rf_switch",
-          "rxen", "txen", "max_power_dbm")
+          "rxen", "txen", "max_power_dbm", "bands_mhz")
 
 
 def _show(value) -> str:
@@ -291,7 +305,23 @@ class _Reader:
         pin("radio.rxen", d["rxen"], output=True, nullable=True)
         pin("radio.txen", d["txen"], output=True, nullable=True)
         self.integer("radio.max_power_dbm", d["max_power_dbm"], 1, max_dbm)
+        self.bands(d["bands_mhz"], chip)
         return d
+
+    def bands(self, value, chip):
+        lo_chip, hi_chip = CHIP_RANGE_MHZ[chip]
+        if not isinstance(value, list) or not value:
+            self.expect("radio.bands_mhz", "a non-empty list of [low, high] MHz ranges the "
+                        "board's RF parts are built for, e.g. [[863, 928]]", value)
+        for i, band in enumerate(value):
+            p = f"radio.bands_mhz[{i}]"
+            if not (isinstance(band, list) and len(band) == 2
+                    and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in band)
+                    and band[0] < band[1]):
+                self.expect(p, "[low, high] in MHz with low < high", band)
+            if band[0] < lo_chip or band[1] > hi_chip:
+                self.fail(p, f"{bands_text([band])} is outside what the {chip} can tune "
+                             f"({lo_chip}-{hi_chip} MHz)")
 
     def spi(self, value, max_hz) -> dict:
         d = self.obj("radio.spi", value, ("id", "sck", "mosi", "miso", "baudrate"))

@@ -9,6 +9,13 @@ from pathlib import Path
 
 import click
 
+from pollen.airtime import PRESETS  # small tables: --help lists the choices
+from pollen.region import REGIONS
+from pollen_controller.board.profiles import board_ids
+
+_BOARDS = ("Board profile: " + ", ".join(board_ids())
+           + " (hardware/boards/), or the path of a profile file.")
+
 
 def register(main):
     main.add_command(build)
@@ -22,7 +29,7 @@ def register(main):
 
 @click.command()
 @click.option("--board", "board_id", default=None,
-              help="Board profile id (hardware/boards/); without it, generic bytecode.")
+              help=_BOARDS + " Without it, generic bytecode.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/bundle",
               show_default=True, help="Bundle folder to write.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write the bundle as OUT.zip.")
@@ -52,7 +59,7 @@ def build(board_id, out_dir, make_zip, romfs, as_json):
 
 
 @click.command()
-@click.option("--board", "board_id", required=True, help="Board profile id (hardware/boards/).")
+@click.option("--board", "board_id", required=True, help=_BOARDS)
 @click.option("--port", required=True, help="Serial port of the board (or of a virtual board).")
 @click.option("--micropython", "image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Also erase and write this MicroPython image first (esptool, or UF2 copy).")
@@ -111,27 +118,43 @@ def flash(board_id, port, image, uf2_drive, cache, romfs):
 
 @click.group()
 def network():
-    """Community network files: the shared key, region and radio preset."""
+    """Community network files: the shared key, region and radio preset.
+
+    A network is passed on as a `pollen2:` string (with a checksum: a typo is
+    refused) or its QR code; its key fingerprint, shown by every command
+    here, is what two organisers read aloud to know they hold the same key."""
+
+
+def _region_help():
+    return ", ".join(f"{r} ({f / 1e6:g} MHz)" for r, (f, *_) in REGIONS.items())
 
 
 @network.command("create")
 @click.argument("name")
-@click.option("--region", default="EU868", show_default=True)
-@click.option("--preset", default="LongFast", show_default=True)
+@click.option("--region", default="EU868", show_default=True,
+              type=click.Choice(list(REGIONS),
+                                case_sensitive=True),
+              help="Radio rules and frequency: " + _region_help() + ".")
+@click.option("--preset", default="LongFast", show_default=True,
+              type=click.Choice(list(PRESETS),
+                                case_sensitive=True),
+              help="LoRa modulation (docs/config.md); US915, AU915 and AS923 need MediumFast "
+                   "or faster (400 ms dwell).")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="File to write (default NAME.pollen-network.json).")
 @click.option("--share", is_flag=True, help="Also print it as a string and a QR code.")
 def network_create(name, region, preset, out_path, share):
     """Create a community network with a fresh random 32-byte key."""
-    from pollen_controller.board.provisioning import create_network, save_network, share_string
+    from pollen_controller.board.network_files import (create_network, default_path,
+                                                       save_network, share_string)
 
     net = create_network(name, region, preset)
-    path = Path(out_path or f"{name}.pollen-network.json")
+    path = Path(out_path) if out_path else default_path(net)
     if path.exists():
         raise click.UsageError(f"{path} exists; choose another -o (a new key would lock out "
                                "nodes already using it)")
     save_network(net, path)
-    click.echo(f"{path}: network {name!r}, {region}, {preset}")
+    _describe(path, net)
     if share:
         _print_share(share_string(net))
 
@@ -139,27 +162,101 @@ def network_create(name, region, preset, out_path, share):
 @network.command("share")
 @click.argument("network_file", type=click.Path(dir_okay=False))
 def network_share(network_file):
-    """Print a network file as a compact string and QR code (it contains the key)."""
-    from pollen_controller.board.provisioning import load_network, share_string
+    """Print a network file as a compact `pollen2:` string, its key
+    fingerprint and a QR code (the string and the code contain the key)."""
+    from pollen_controller.board.network_files import key_fingerprint, load_network, share_string
 
-    _print_share(share_string(load_network(Path(network_file))))
+    net = load_network(Path(network_file))
+    _print_share(share_string(net), key_fingerprint(net["key"]))
 
 
 @network.command("import")
 @click.argument("string")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None)
-def network_import(string, out_path):
-    """Write a network file from a shared string."""
-    from pollen_controller.board.provisioning import parse_share_string, save_network
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default NAME.pollen-network.json).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing file that holds a different key.")
+def network_import(string, out_path, force):
+    """Write a network file from a shared string (`pollen2:`, or an older
+    `pollen1:` one). A string with a typo is refused, naming where. An
+    existing file with another key is not replaced without --force (nodes
+    provisioned from it would no longer be in the network); one with the
+    same key is updated."""
+    from pollen_controller.board.network_files import (default_path, has_checksum,
+                                                       key_fingerprint, load_network,
+                                                       parse_share_string, save_network)
+    from pollen_controller.errors import NetworkError
 
     net = parse_share_string(string)
-    path = Path(out_path or f"{net['name']}.pollen-network.json")
-    save_network(net, path)
-    click.echo(f"{path}: network {net['name']!r}, {net['region']}, {net['preset']}")
+    path = Path(out_path) if out_path else default_path(net)
+    if path.exists():
+        try:
+            old = load_network(path)
+        except NetworkError as e:
+            if not force:
+                raise NetworkError(f"{path} exists and is not a network file pollen can read "
+                                   f"({e}); --force to replace it, or -o another file") from None
+            old = None
+        if old and old["key"] != net["key"] and not force:
+            raise NetworkError(
+                f"{path} holds network {old['name']!r} with another key (fingerprint "
+                f"{key_fingerprint(old['key'])}; the string's is {key_fingerprint(net['key'])}); "
+                "nodes provisioned from it would be locked out: -o another file, or --force "
+                "to replace it")
+        if old == net:
+            click.echo(f"{path}: unchanged (it already holds this network, same key)")
+        elif old and old["key"] == net["key"]:
+            changed = [k for k in ("name", "region", "preset") if old[k] != net[k]]
+            save_network(net, path)
+            click.echo(f"{path}: same key; updated {', '.join(changed)}")
+        else:
+            save_network(net, path)
+            click.echo(f"{path}: replaced (--force)")
+    else:
+        save_network(net, path)
+    _describe(path, net)
+    if not has_checksum(string):
+        click.echo("warning: a pollen1: string has no checksum, so a typo in it cannot be "
+                   "caught: compare the key fingerprint with the organiser's", err=True)
 
 
-def _print_share(s):
+@network.command("info")
+@click.argument("file_or_string")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no key).")
+def network_info(file_or_string, as_json):
+    """Show a network file (or a shared string) without its key: name,
+    region, preset and the key fingerprint to compare aloud."""
+    from pollen_controller.board.network_files import (OLD_SHARE_PREFIX, SHARE_PREFIX,
+                                                       key_fingerprint, load_network,
+                                                       parse_share_string)
+
+    if file_or_string.lstrip().startswith((SHARE_PREFIX, OLD_SHARE_PREFIX)):
+        net, source = parse_share_string(file_or_string), "string"
+    else:
+        net, source = load_network(Path(file_or_string)), file_or_string
+    if as_json:
+        click.echo(json.dumps({"source": source, "name": net["name"], "region": net["region"],
+                               "preset": net["preset"],
+                               "key_fingerprint": key_fingerprint(net["key"])}))
+        return
+    _describe(source, net)
+
+
+def _describe(source, net):
+    from pollen_controller.board.network_files import key_fingerprint
+
+    freq_hz, duty_per_mille = REGIONS[net["region"]][:2]
+    duty = f", duty cycle {duty_per_mille / 10:g} %" if duty_per_mille else ""
+    click.echo(f"{source}: network {net['name']!r}, {net['region']} ({freq_hz / 1e6:g} MHz"
+               f"{duty}), preset {net['preset']}")
+    click.echo(f"key fingerprint: {key_fingerprint(net['key'])} (read it aloud to compare; "
+               "the key itself is not shown)")
+
+
+def _print_share(s, fingerprint=None):
     click.echo(s)
+    if fingerprint:
+        click.echo(f"key fingerprint: {fingerprint}")
     try:
         import qrcode
     except ImportError:
@@ -173,30 +270,41 @@ def _print_share(s):
 @click.option("--port", required=True, help="Serial port of the board.")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
               help="Community network file (pollen network create).")
-@click.option("--name", required=True, help="The node's name (1..16 bytes).")
-@click.option("--node-id", default=None, help="8 hex digits (default: random).")
+@click.option("--name", default=None,
+              help="The node's name: printable, not blank, 1..16 bytes of UTF-8. Required "
+                   "the first time; later the board's own name is kept unless given.")
+@click.option("--node-id", default=None,
+              help="8 hex digits. Default: the id the board already has, else a random one.")
 @click.option("--radio", default=None,
-              help="'lora' (default when a board profile is installed) or 'udp:PORT' "
-                   "(a virtual board on a virtual radio medium).")
+              help="'lora' (default when a board profile is installed) or 'udp:PORT', PORT "
+                   "1..65535 (a virtual board on a virtual radio medium). Default: the "
+                   "board's current radio setting, if it was set for this board.")
 def provision(port, network_file, name, node_id, radio):
-    """Write the node's config.json (atomically): id, name, network, radio."""
+    """Write the node's config.json (atomically): id, name, network, radio.
+
+    Re-provisioning (another network, a new key) keeps the node's identity:
+    its id, name, radio and other settings are read from its config.json and
+    kept unless given. A network whose frequency lies outside the band the
+    board is built for (its profile's radio.bands_mhz) is refused."""
     from pollen.settings import parse_node_id
+    from pollen_controller.board.node_config import check_name, parse_radio
     from pollen_controller.board.provisioning import load_network, provision as do_provision
     from pollen_controller.board.transport import Board
 
     net = load_network(Path(network_file))
     nid = parse_node_id(node_id, "--node-id") if node_id else None
-    radio_cfg = None
-    if radio == "lora":
-        radio_cfg = {"kind": "lora"}
-    elif radio and radio.startswith("udp:") and radio[4:].isdigit():
-        radio_cfg = {"kind": "udp", "port": int(radio[4:])}
-    elif radio:
-        raise click.BadParameter("expected 'lora' or 'udp:PORT'", param_hint="--radio")
+    if name is not None:
+        check_name(name, "--name")
+    radio_cfg = parse_radio(radio) if radio is not None else None
+    kept = []
     with Board(port) as b:
-        cfg = do_provision(b, net, name, nid, radio_cfg)
-    click.echo(f"{port}: node {cfg['node_id']} {name!r} in network {net['name']!r} "
-               f"({cfg['radio']['kind']} radio)")
+        cfg = do_provision(b, net, name, nid, radio_cfg, kept=kept)
+    radio = cfg["radio"]
+    radio_text = radio["kind"] + (f":{radio['port']}" if "port" in radio else "")
+    click.echo(f"{port}: node {cfg['node_id']} {cfg['name']!r} in network {net['name']!r} "
+               f"({radio_text} radio)")
+    if kept:
+        click.echo(f"kept from the board's config.json: {', '.join(kept)}")
 
 
 @click.command()
@@ -234,7 +342,8 @@ def deps():
 
 @deps.command("fetch")
 @click.argument("packages", nargs=-1)
-@click.option("--board", "board_id", default=None, help="Fetch what this board's radio needs.")
+@click.option("--board", "board_id", default=None,
+              help="Fetch what this board's radio needs. " + _BOARDS)
 @click.option("--index", default=None, help="Package index (default: micropython.org's).")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="Cache folder (default ~/.cache/pollen/mip).")

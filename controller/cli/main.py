@@ -25,8 +25,14 @@ class _Group(click.Group):
     # One top-level handler: `pollen: message` on stderr and exit status 1.
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a reader gone (`| head`) shows here, not at exit
+            return result
         except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:
+            # the reader of stdout left (`pollen network share F | head`):
+            # click's main() silences stdout and exits 1 without a word
             raise
         except KeyboardInterrupt:
             click.echo("pollen: interrupted", err=True)
@@ -41,8 +47,8 @@ class _Group(click.Group):
 def main():
     """pollen: an offline community mesh of MicroPython LoRa nodes.
 
-    The host controller: emulate, (later) flash, provision, monitor and
-    simulate pollen nodes."""
+    The host controller: flash, provision, emulate, monitor and simulate
+    pollen nodes, and bridge them to MQTT."""
 
 
 @main.command()

@@ -44,6 +44,7 @@ def sim(scenario, router, seed, nodes, as_json, plot_dir, separate, background):
     from pathlib import Path
 
     from pollen_controller.sim import bench as b
+    from pollen_controller.sim import bench_render as br
     from pollen_controller.sim import plots
     from pollen_controller.sim.engine import Simulation
     from pollen_controller.sim.scenario import load_scenario
@@ -86,6 +87,8 @@ def sim(scenario, router, seed, nodes, as_json, plot_dir, separate, background):
 
 
 def render_sim(r: dict) -> str:
+    from pollen_controller.sim.bench_render import duration_text
+
     def pct(v):
         return "-" if v is None else f"{v:.1%}"
 
@@ -95,7 +98,8 @@ def render_sim(r: dict) -> str:
                         f", background {'on' if r['background'] else 'off'}")),
         ("broadcast reach", f"{pct(r['broadcast_reach'])} over {r['broadcasts']} broadcasts"),
         ("unicast delivery", f"{pct(r['unicast_delivery'])} over {r['unicasts']} unicasts"),
-        ("latency p50 / p95", f"{r['latency_ms']['p50']} / {r['latency_ms']['p95']} ms"),
+        ("latency p50 / p95", f"{duration_text(r['latency_ms']['p50'])} / "
+                              f"{duration_text(r['latency_ms']['p95'])}"),
         ("frames per delivery", f"{r['tx_per_delivered']} ({r['tx_frames']} frames)"),
         ("airtime per delivery", f"{r['airtime_ms_per_delivered']} ms"),
         ("collision ratio", pct(r["collision_ratio"])),
@@ -186,6 +190,7 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
     from pathlib import Path
 
     from pollen_controller.sim import bench as b
+    from pollen_controller.sim import bench_render as br
     from pollen_controller.sim import plots
 
     say = (lambda s: click.echo(s, err=True))
@@ -201,7 +206,7 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
         return
     if file_bench:
         rows = b.files(seeds=seeds or b.FILE_SEEDS, progress=say)
-        click.echo(json.dumps({"files": rows}) if as_json else b.render_files(rows))
+        click.echo(json.dumps({"files": rows}) if as_json else br.render_files(rows))
         return
     if sweep:
         bg = None if background is None else background == "on"
@@ -210,7 +215,7 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
         if plot_dir:
             Path(plot_dir).mkdir(parents=True, exist_ok=True)
             plots.load_sweep(out, Path(plot_dir) / "load_sweep.png")
-        click.echo(json.dumps({"load_sweep": out}) if as_json else b.render_sweep(out))
+        click.echo(json.dumps({"load_sweep": out}) if as_json else br.render_sweep(out))
         return
     out = {"standard": b.standard(b.QUICK if quick else b.STANDARD,
                                   seeds or (b.QUICK_SEEDS if quick else b.SEEDS), jobs,
@@ -227,13 +232,13 @@ def bench(quick, speed, curve, as_json, plot_dir, file_bench, seeds, jobs, sweep
     if as_json:
         click.echo(json.dumps(out))
         return
-    click.echo(b.render_standard(out["standard"]))
+    click.echo(br.render_standard(out["standard"]))
     if speed:
         click.echo("\nsimulator speed (pollen, city-200 density):")
-        click.echo(b.render_speed(out["speed"]))
+        click.echo(br.render_speed(out["speed"]))
     if curve:
         click.echo("\nreach vs node count (longfast-30 area):")
-        click.echo(b.render_curve(out["curve"]))
+        click.echo(br.render_curve(out["curve"]))
 
 
 def _router_names(text: str) -> tuple:

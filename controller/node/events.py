@@ -27,6 +27,15 @@ def decode_event(ev: dict) -> dict:
     return ev
 
 
+def _float(text: str) -> float:
+    # A node's MicroPython writes floats with 17 significant digits, so its
+    # round(99.9, 1) reads 99.90000000000001. Any decimal of up to 15
+    # significant digits survives a double, so cutting to 15 gives back the
+    # number the node meant, for every reader: tables, the gateway's MQTT
+    # status, the history.
+    return float(f"{float(text):.15g}")
+
+
 def parse_line(line: str) -> dict | None:
     """A console line -> its event (a telemetry event's status frame decoded
     into named fields: decode_event), or None for anything else."""
@@ -34,7 +43,7 @@ def parse_line(line: str) -> dict | None:
     if not line.startswith("{"):
         return None  # boot chatter, a REPL banner: not an event
     try:
-        ev = json.loads(line)
+        ev = json.loads(line, parse_float=_float)
     except ValueError:
         return None
     return decode_event(ev) if isinstance(ev, dict) else None

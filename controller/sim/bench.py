@@ -37,8 +37,8 @@ REFERENCE = "pollen"  # the router measured against the best of the others
 COMPARED = (
     ("unicast_delivery", "higher", "unicast delivery"),
     ("broadcast_reach", "higher", "broadcast reach"),
-    ("latency_ms.p50", "lower", "latency p50 (s)"),
-    ("latency_ms.p95", "lower", "latency p95 (s)"),
+    ("latency_ms.p50", "lower", "latency p50"),
+    ("latency_ms.p95", "lower", "latency p95"),
     ("airtime_ms_per_delivered", "lower", "airtime/delivered (ms)"),
     ("tx_per_delivered", "lower", "frames/delivered"),
     ("unicast_tx_over_hops.p50", "lower", "unicast tx/hops p50"),
@@ -50,6 +50,7 @@ COMPARED = (
     ("telemetry_airtime_share", "lower", "status airtime share"),
 )
 BETTER = {k: b for k, b, _ in COMPARED}
+# (the tables are drawn by bench_render.py)
 LABEL = {k: s for k, _, s in COMPARED}
 # pollen's targets: (metric, rule, bound). "best": at least (higher is better)
 # or at most (lower) bound x the best baseline; "at_most": an absolute bound;
@@ -485,133 +486,3 @@ def files(names=FILE_SCENARIOS, seeds=FILE_SEEDS, progress=None) -> list[dict]:
 def _spread(values):
     return {"min": min(values, default=None), "max": max(values, default=None),
             "median": round(median(values), 3) if values else None}
-
-
-def _fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
-
-
-def _shown(key, v):
-    # latencies in seconds, not raw ms
-    if v is None:
-        return None
-    return v / 1000 if key.startswith("latency_ms") else v
-
-
-def _cell(key, st):
-    if not st or st["mean"] is None:
-        return "-"
-    m, lo, hi = (_shown(key, st[k]) for k in ("mean", "min", "max"))
-    return _fmt(m) if lo == hi else f"{_fmt(m)} ({_fmt(lo)}..{_fmt(hi)})"
-
-
-def render_standard(out: dict) -> str:
-    """One block per scenario: each router's mean (min..max) over the seeds,
-    the best baseline and pollen/best per metric, then the targets."""
-    routers = out["routers"]
-    others = [r for r in routers if r != REFERENCE]
-    bg = out.get("background")
-    lines = [f"{len(out['seeds'])} seeds ({out['seeds'][0]}..{out['seeds'][-1]}), the same for "
-             f"every router; each cell: mean (min..max) over the seeds. Baselines' background "
-             f"traffic: {'their default (on)' if bg is None else ('on' if bg else 'off')}.",
-             f"pollen/best: pollen's mean / the best baseline's ({', '.join(others)}) on that "
-             f"metric; 'better' says which way: for 'higher' a ratio above 1 favours pollen, "
-             f"for 'lower' one below 1.", ""]
-    head = f"{'metric':<24}{'better':<8}" + "".join(f"{r:>24}" for r in routers) \
-        + f"{'best baseline':>16}{'pollen/best':>13}"
-    passed = failed = 0
-    for row in out["scenarios"]:
-        lines.append(f"{row['scenario']} ({row['nodes']} nodes)")
-        lines.append(head)
-        lines.append("-" * len(head))
-        for key, better, label in COMPARED:
-            cells = "".join(f"{_cell(key, row['stats'].get(r, {}).get(key)):>24}"
-                            for r in routers)
-            lines.append(f"{label:<24}{better:<8}{cells}{row['best'][key] or '-':>16}"
-                         f"{_fmt(row['ratio'][key]):>13}")
-        for r in routers:
-            by_type = row["airtime_ms_by_type"].get(r) or {}
-            total = sum(by_type.values())
-            if total:
-                shares = sorted(by_type.items(), key=lambda kv: -kv[1])
-                lines.append(f"airtime by type, {r}: " + ", ".join(
-                    f"{k} {v / total:.0%}" for k, v in shares if v / total >= 0.005))
-        for t in row["targets"]:
-            mark = {True: "PASS", False: "FAIL", None: "n/a "}[t["pass"]]
-            passed += t["pass"] is True
-            failed += t["pass"] is False
-            got = "no value" if t["value"] is None else _fmt(_shown(t["metric"], t["value"]))
-            vs = "" if t["limit"] is None else f" vs {_fmt(_shown(t['metric'], t['limit']))}"
-            if t["best_router"] and "best" in t["target"]:
-                vs += f" ({t['best_router']}" + ("" if t["limit"] == t["best_value"] else
-                                                 f": {_fmt(_shown(t['metric'], t['best_value']))}") + ")"
-            lines.append(f"  {mark} {t['target']}: {got}{vs}")
-        lines.append("")
-    lines.append(f"targets: {passed} passed, {failed} failed (latencies in s)")
-    return "\n".join(lines)
-
-
-def render_sweep(out: dict) -> str:
-    routers = out["routers"]
-    lines = [f"{out['scenario']}: traffic scaled ('x traffic'); offered load: the least airtime "
-             f"the traffic needs / what the channel and duty cycle allow (1 = capacity; "
-             f"x1 offers {_fmt(out['base_load'])}); {len(out['seeds'])} seeds, means.",
-             "goodput: messages delivered per hour of traffic (unicasts delivered + "
-             "broadcasts x their reach).", ""]
-    head = f"{'load':>6}{'x traffic':>10}{'offered/h':>11}  " + "".join(
-        f"{r + ' deliv/reach/goodput':>36}" for r in routers)
-    lines += [head, "-" * len(head)]
-    for p in out["points"]:
-        cells = ""
-        for r in routers:
-            g = p["routers"][r]
-            cells += f"{_fmt(g['unicast_delivery']['mean']):>16} " \
-                     f"{_fmt(g['broadcast_reach']['mean']):>8} " \
-                     f"{_fmt(g['goodput_per_hour']['mean']):>10}"
-        lines.append(f"{_fmt(p['load']):>6}{_fmt(p['factor']):>10}"
-                     f"{_fmt(p['messages_per_hour']):>11}  {cells}  ({p['binding']})")
-    return "\n".join(lines)
-
-
-def render_speed(rows: list[dict]) -> str:
-    lines = [f"{'nodes':>6}{'events':>12}{'wall s':>10}{'events/s':>12}{'sim s':>9}"]
-    for r in rows:
-        lines.append(f"{r['nodes']:>6}{r['events']:>12}{r['wall_seconds']:>10}"
-                     f"{r['events_per_second']:>12}{r['sim_seconds']:>9.0f}")
-    return "\n".join(lines)
-
-
-def render_curve(rows: list[dict]) -> str:
-    lines = [f"{'nodes':>6}  {'router':<15}{'reach':>8}{'delivery':>10}{'tx/deliv':>10}"]
-    for r in rows:
-        lines.append(f"{r['nodes']:>6}  {r['router']:<15}{_fmt(r['broadcast_reach']):>8}"
-                     f"{_fmt(r['unicast_delivery']):>10}{_fmt(r['tx_per_delivered']):>10}")
-    return "\n".join(lines)
-
-
-def _spread_text(d):
-    return f"median {_fmt(d['median'])} ({_fmt(d['min'])}..{_fmt(d['max'])})"
-
-
-def render_files(rows: list[dict]) -> str:
-    lines = [f"{'scenario':<16}{'seeds':>6}  {'completed':<15}{'s p50':>7}{'s p95':>7}"
-             f"{'airtime/bound':>15}  together/separate"]
-    for r in rows:
-        ar, sep = r["file_airtime_ratio"], r["separate_ratio"]
-        per = r["separate_per_fetched_ratio"]
-        together = "-" if sep is None else (
-            f"{_spread_text(sep)} over the {sep['comparable_seeds']} seeds where every fetch "
-            f"completed both ways; per completed fetch {_spread_text(per)} over "
-            f"{per['seeds']} seeds")
-        done = f"{r['fetched']}/{r['fetches']}" + (
-            f" ({r['file_completion']:.0%})" if r["fetches"] else "")
-        lines.append(f"{r['scenario']:<16}{r['seeds']:>6}  {done:<15}"
-                     f"{_fmt(r['file_seconds']['p50']):>7}{_fmt(r['file_seconds']['p95']):>7}"
-                     f"{_fmt(ar['min']) + '..' + _fmt(ar['max']):>15}  {together}")
-        if r["incomplete_seeds"]:
-            lines.append(f"{'':<16}incomplete with seeds {r['incomplete_seeds']}")
-    return "\n".join(lines)

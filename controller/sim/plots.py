@@ -13,10 +13,29 @@ def _plt():
     return plt
 
 
+_LABELLED_NODES = 40   # more than this and node labels would only cover the links
+
+
+def _frame(xs, ys, width_in=9.0):
+    """Axis limits padded on every side and a figure size that follows the
+    layout's shape, so a line of nodes is a readable band and not a strip
+    (a spread of 0 on one axis no longer collapses it)."""
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    pad = max(0.08 * max(x1 - x0, y1 - y0), 0.5)
+    x0, x1, y0, y1 = x0 - pad, x1 + pad, y0 - pad, y1 + pad
+    height_in = min(max(width_in * (y1 - y0) / (x1 - x0), 3.5), width_in)
+    return (x0, x1), (y0, y1), (width_in, height_in)
+
+
 def topology(channel, path: Path, title: str = "") -> Path:
-    """Node positions and the links that can be demodulated, coloured by SNR."""
+    """Node positions and the links that can be demodulated, coloured by SNR;
+    nodes named where there are few enough to read (a line, a small grid).
+    Equal scale on both axes, padded, the figure shaped to the layout."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 7))
+    xs = [p[0] / 1000 for p in channel.pos.values()]
+    ys = [p[1] / 1000 for p in channel.pos.values()]
+    xlim, ylim, size = _frame(xs, ys)
+    fig, ax = plt.subplots(figsize=size)
     drawn = set()
     for tx in channel.pos:
         x1, y1 = channel.pos[tx]
@@ -27,17 +46,24 @@ def topology(channel, path: Path, title: str = "") -> Path:
             drawn.add(key)
             x2, y2 = channel.pos[rx]
             good = snr - channel.floor_db
-            ax.plot([x1 / 1000, x2 / 1000], [y1 / 1000, y2 / 1000], lw=0.5,
+            ax.plot([x1 / 1000, x2 / 1000], [y1 / 1000, y2 / 1000], lw=0.8,
                     color="tab:green" if good >= 10 else "tab:orange" if good >= 3 else "tab:red",
-                    alpha=0.5, zorder=1)
-    xs = [p[0] / 1000 for p in channel.pos.values()]
-    ys = [p[1] / 1000 for p in channel.pos.values()]
-    ax.scatter(xs, ys, s=14, color="black", zorder=2)
-    ax.set_aspect("equal")
+                    alpha=0.6, zorder=1)
+    ax.scatter(xs, ys, s=18, color="black", zorder=2)
+    if len(channel.pos) <= _LABELLED_NODES:
+        for i, (n, (x, y)) in enumerate(channel.pos.items()):
+            # alternately above and below: neighbours' labels never meet
+            ax.annotate(str(n), (x / 1000, y / 1000), xytext=(0, 7 if i % 2 == 0 else -13),
+                        textcoords="offset points", ha="center", fontsize=8, zorder=3)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (km)")
     ax.set_ylabel("y (km)")
-    ax.set_title(title or f"{len(channel.pos)} nodes, {len(drawn)} links "
-                          "(green >=10 dB margin, orange >=3, red <3)")
+    ax.grid(alpha=0.2)
+    ax.set_title(title or f"{len(channel.pos)} nodes, {len(drawn)} links")
+    ax.text(0.01, 0.01, "links: green >=10 dB margin, orange >=3, red <3",
+            transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

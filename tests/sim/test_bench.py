@@ -3,7 +3,7 @@ baseline, pollen's targets), its parallel runner, and the load sweep on a tiny
 scenario."""
 import pytest
 
-from pollen_controller.sim import bench
+from pollen_controller.sim import bench, bench_render
 from pollen_controller.sim.scenario import Scenario
 
 TINY = {"name": "tiny", "seed": 1, "duration_s": 300, "radio": {"preset": "ShortFast"},
@@ -82,15 +82,27 @@ def test_delivery_must_reach_099_only_where_the_best_baseline_reaches_095():
     assert delivery(None, 0.96) == [None, None]     # no unicasts: nothing to judge
 
 
-def test_the_text_names_which_way_is_better_and_shows_seconds():
-    runs = [run(r, 1, latency_ms={"p50": ms, "p95": ms}, unicast_delivery=d)
+def test_the_text_names_which_way_is_better_and_shows_human_durations():
+    runs = [run(r, 1, latency_ms={"p50": ms, "p95": ms * 1000}, unicast_delivery=d)
             for r, ms, d in (("pollen", 2500, 1.0), ("managed-flood", 4000, 0.5))]
-    text = bench.render_standard({"seeds": [1], "routers": ["pollen", "managed-flood"],
-                                  "scenarios": bench.aggregate(runs)})
-    line = next(x for x in text.splitlines() if x.startswith("latency p50 (s)"))
-    assert line.split()[3:7] == ["lower", "2.5", "4", "managed-flood"]
-    assert "PASS latency p50 (s) <= 1.2 x best baseline: 2.5 vs 4.8" in text
+    text = bench_render.render_standard({"seeds": [1], "routers": ["pollen", "managed-flood"],
+                                         "scenarios": bench.aggregate(runs)})
+    line = next(x for x in text.splitlines() if x.startswith("latency p50"))
+    assert line.split() == ["latency", "p50", "lower", "2.5", "s", "4", "s", "managed-flood",
+                            "0.625", "better"]
+    line = next(x for x in text.splitlines() if x.startswith("latency p95"))
+    assert "41.7 min" in line and "66.7 min" in line        # not 2500000 ms
+    line = next(x for x in text.splitlines() if x.startswith("unicast delivery"))
+    assert line.endswith("2 better")                         # higher is better here
+    assert "PASS latency p50 <= 1.2 x best baseline: 2.5 s vs 4.8 s" in text
     assert "for 'higher' a ratio above 1 favours pollen" in text
+
+
+@pytest.mark.parametrize("ms, text", [(None, "-"), (850, "850 ms"), (3441, "3.44 s"),
+                                      (99_000, "99 s"), (4_188_091, "69.8 min"),
+                                      (9_000_000, "2.5 h")])
+def test_durations_in_human_units(ms, text):
+    assert bench_render.duration_text(ms) == text
 
 
 def test_parallel_jobs_give_what_one_process_gives():
@@ -131,7 +143,7 @@ def test_load_sweep_on_a_tiny_scenario(tmp_path):
                 assert g[key]["mean"] is None or 0 <= g[key]["mean"] <= 1
             # goodput cannot exceed what was offered (beyond rounding)
             assert 0 < g["goodput_per_hour"]["mean"] <= p["messages_per_hour"] * 1.01
-    assert "goodput" in bench.render_sweep(out)
+    assert "goodput" in bench_render.render_sweep(out)
 
 
 def test_goodput_counts_a_broadcast_by_its_reach():

@@ -37,6 +37,21 @@ def test_sim_baseline_router_and_node_override(tmp_path):
     assert "broadcast reach" in out.output
     for png in ("topology.png", "latency_cdf.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a line of nodes is a readable band, not a strip: its height is a good share of its width
+    import struct
+
+    width, height = struct.unpack(">II", (tmp_path / "topology.png").read_bytes()[16:24])
+    assert width > height >= 0.3 * width
+
+
+def test_topology_frame_pads_a_flat_layout_and_keeps_the_shape():
+    from pollen_controller.sim.plots import _frame
+
+    (x0, x1), (y0, y1), (w, h) = _frame([0, 12, 108], [0, 0, 0])   # line-10, km
+    assert x0 < 0 and x1 > 108 and y0 < 0 < y1 and y1 - y0 > 10     # not a flat strip
+    assert w == 9 and 3.5 <= h < w
+    (_, _), (_, _), (w, h) = _frame([0, 63], [0, 63])              # a square grid
+    assert w == h
 
 
 def test_sim_rejects_a_bad_scenario_naming_the_field(tmp_path):
