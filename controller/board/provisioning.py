@@ -205,8 +205,12 @@ def provision(board: Board, net: dict, name: str, node_id: int | None = None,
             raise NetworkError(f"network {net['name']!r} is for {net['region']} ({freq_mhz} MHz), "
                                f"but this board's {chip} covers {lo}-{hi} MHz; use a network "
                                "for this board's band, or a board for that region")
+    has_lora = bool(profile.get("radio"))  # the virtual board's profile has none
     if radio is None:
-        radio = {"kind": "lora"} if board_id else {"kind": "udp"}
+        radio = {"kind": "lora"} if has_lora else {"kind": "udp"}
+    elif radio.get("kind") == "lora" and not has_lora:
+        raise BoardError(f"{board.port}: --radio lora: this board has no LoRa radio in its "
+                         f"profile ({board_id or 'none installed'}); use --radio udp:PORT")
     cfg = {"node_id": f"{node_id:08x}", "name": name, "network_key": net["key"],
            "region": net["region"], "preset": net["preset"], "radio": radio,
            "network": net["name"], "board": board_id}
