@@ -1,0 +1,71 @@
+"""CLI `pollen mesh up`: an emulated mesh that a virtual board joins, to try
+pollen without hardware (emulation/mesh_up.py). Registered on the `pollen`
+group by cli/main.py."""
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import click
+
+
+def register(main):
+    main.add_command(mesh)
+
+
+@click.group()
+def mesh():
+    """An emulated mesh of real MicroPython nodes to try pollen without hardware."""
+
+
+@mesh.command("up")
+@click.option("--nodes", default=None, type=int,
+              help="Number of emulated nodes, 2..40 (default 4 in a line; with --scenario: "
+                   "the scenario's count).")
+@click.option("--scenario", default=None,
+              help="Place the nodes as this simulator scenario does (scenarios/*.yaml or a "
+                   "path), e.g. line-10.")
+@click.option("--network", "network_file", type=click.Path(dir_okay=False), default=None,
+              help="Community network file to run the mesh in (default: "
+                   "pollen-mesh.pollen-network.json here, made on the first run: EU868-10, "
+                   "ShortFast).")
+@click.option("--heap", default="128K", show_default=True,
+              help="MicroPython heap size of each node.")
+@click.option("--quiet", is_flag=True, help="Do not print what the emulated nodes receive.")
+def mesh_up(nodes, scenario, network_file, heap, quiet):
+    """Start a virtual radio medium and emulated nodes, print the udp:PORT a
+    virtual board is provisioned with to join them, and run until Ctrl-C
+    (which stops every node). A node the mesh does not know joins next to
+    its first node when it starts: provision the board, then (re)start it."""
+    from pollen_controller.emulation import mesh_up as mu
+
+    net, net_path, created = mu.mesh_network(Path(network_file) if network_file else None)
+    topo = mu.mesh_topology(nodes, scenario)
+    names = {}
+
+    def on_event(node, ev):
+        if ev.get("event") == "received" and not quiet:
+            sender = names.get(ev.get("from"), ev.get("from"))
+            click.echo(f"node {node.node_id:08x} received a {ev.get('kind')} from {sender}: "
+                       f"{ev.get('text')!r} ({ev.get('hops')} hops)")
+
+    with tempfile.TemporaryDirectory(prefix="pollen-mesh-") as work:
+        emu = mu.start_mesh(net, topo, Path(work), heap=heap, on_event=on_event)
+        try:
+            ids = topo.node_ids
+            click.echo(f"{'made' if created else 'using'} network {net['name']!r} "
+                       f"({net['region']}, {net['preset']}): {net_path}")
+            click.echo(f"mesh up: {len(ids)} nodes ({ids[0]:08x}..{ids[-1]:08x}), radio medium "
+                       f"on udp:{emu.medium.port}")
+            click.echo("join it with a virtual board (it starts next to node "
+                       f"{ids[0]:08x}):")
+            click.echo(f"  pollen provision --port PORT --network {net_path} --name NAME "
+                       f"--radio udp:{emu.medium.port}")
+            click.echo("  pollen reboot --port PORT")
+            click.echo("Ctrl-C to stop")
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            click.echo("stopping the mesh")
+        finally:
+            emu.close()
