@@ -37,7 +37,9 @@ def mesh_up(nodes, scenario, network_file, heap, quiet):
     """Start a virtual radio medium and emulated nodes, print the udp:PORT a
     virtual board is provisioned with to join them, and run until Ctrl-C
     (which stops every node). A node the mesh does not know joins next to
-    its first node when it starts: provision the board, then (re)start it."""
+    its first node when it starts: provision the board, then (re)start it.
+    The last node shares a small file, welcome.txt, to fetch through the
+    board."""
     from pollen_controller.emulation import mesh_up as mu
 
     net, net_path, created = mu.mesh_network(Path(network_file) if network_file else None)
@@ -63,6 +65,9 @@ def mesh_up(nodes, scenario, network_file, heap, quiet):
             click.echo(f"  pollen provision --port PORT --network {net_path} --name NAME "
                        f"--radio udp:{emu.medium.port}")
             click.echo("  pollen reboot --port PORT")
+            shared = mu.share_welcome(emu)
+            click.echo(f"node {ids[-1]:08x} shares {shared['name']}: pollen fetch "
+                       f"{shared['cid']} --port PORT")
             click.echo("Ctrl-C to stop")
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -4,7 +4,9 @@ a virtual board (or any node provisioned with `--radio udp:PORT`) joins.
 It is the demo's mesh (demo_mesh.start_demo_mesh: real MicroPython nodes
 beaconing every 5 s on the virtual radio medium) under a community network
 the user holds as a file, so `pollen provision --network FILE --radio
-udp:PORT` puts a virtual board into it. The medium places a node it does
+udp:PORT` puts a virtual board into it. Its last node shares a small file
+(welcome.txt), so `pollen catalog` and `pollen fetch` on the board have
+something from the far end of the mesh. The medium places a node it does
 not know, when that node first says hello, next to node 1 (a strong link
 both ways, Medium.on_join), so the board hears the mesh through it.
 """
@@ -64,3 +66,17 @@ def start_mesh(net: dict, topology: Topology, workdir: Path, heap: str = "128K",
     first = topology.node_ids[0]
     emu.medium.on_join = lambda node_id: {first: JOIN_LINK}
     return emu
+
+
+WELCOME = ("Welcome to the pollen mesh.\n"
+           "This file was shared by the node at the far end of the emulated mesh;\n"
+           "your board fetched it hop by hop, each node on the way keeping a copy.\n")
+
+
+def share_welcome(emu) -> dict:
+    """Share welcome.txt from the mesh's last node; {cid, name, size_bytes, …}."""
+    from pollen_controller.node import files_client
+    from pollen_controller.node.link import ProcessLink
+
+    last = emu.nodes[emu.topology.node_ids[-1]]
+    return files_client.share(ProcessLink(last), WELCOME.encode(), "welcome.txt")
