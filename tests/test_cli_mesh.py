@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from fakes.processes import children_of, still_alive
 from pollen_controller.board.firmware import compile_firmware
 from pollen_controller.board.provisioning import load_network
 from pollen_controller.emulation.node_process import NodeProcess
@@ -38,8 +39,7 @@ def test_mesh_up_is_joined_by_an_unknown_node_and_stops_on_ctrl_c(tmp_path):
         net = load_network(net_file)   # made by this first run, kept for the next
         assert (net["region"], net["preset"]) == ("EU868-10", "ShortFast")
         assert oct(net_file.stat().st_mode & 0o777) == "0o600"
-        children = [int(x) for x in subprocess.run(["pgrep", "-P", str(p.pid)],
-                                                   capture_output=True, text=True).stdout.split()]
+        children = children_of(p.pid)
         assert len(children) == 2
         # a node the mesh does not know (as a provisioned virtual board is)
         compile_firmware(tmp_path / "fw")
@@ -61,6 +61,4 @@ def test_mesh_up_is_joined_by_an_unknown_node_and_stops_on_ctrl_c(tmp_path):
         rest, _ = p.communicate(timeout=30)
     assert p.returncode == 0 and "stopping the mesh" in rest
     time.sleep(0.3)
-    alive = [c for c in children if Path(f"/proc/{c}").exists()
-             and "zombie" not in Path(f"/proc/{c}/status").read_text().lower()]
-    assert alive == []
+    assert still_alive(children) == []

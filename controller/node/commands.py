@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from pollen.ids import ConfigError
-from pollen_controller.errors import InputError, LinkError
+from pollen_controller.errors import InputError, LinkError, LinkTimeout
 
 CONFIG = "config.json"
 KEY = "network_key"
@@ -38,9 +38,17 @@ _TEXT_FIELDS = ("node_id", "name", KEY, "region", "network", "board", "storage_d
 
 # ---- the console: status, send --------------------------------------------
 
-def status(link, timeout_s: float = 10.0) -> dict:
-    """The node's status event (identity, counters, neighbours, …), without event/ref."""
-    st = link.ask({"cmd": "status"}, "status", timeout_s)
+def status(link, timeout_s: float = 10.0, hint: bool = True) -> dict:
+    """The node's status event (identity, counters, neighbours, …), without
+    event/ref. A node that does not answer is asked whether its app runs
+    (unless hint is False)."""
+    try:
+        st = link.ask({"cmd": "status"}, "status", timeout_s)
+    except LinkTimeout as e:
+        if not hint:
+            raise
+        raise LinkTimeout(f"{e}: is its app running? (after pollen flash and provision, "
+                          "pollen reboot starts it)") from None
     return {k: v for k, v in st.items() if k not in ("event", "ref")}
 
 
@@ -90,7 +98,7 @@ def send(link, to: str, text: str, wait_ack: bool = False, timeout_s: float = 60
     try:
         ev = link.wait(lambda e: e.get("id") == sent["id"] and e.get("event") in
                        ("delivered", "expired"), timeout_s)
-    except LinkError:
+    except LinkTimeout:
         return dict(out, state="failed",
                     error=f"no acknowledgement within {timeout_s:.0f} s (the node holds the "
                           "message and keeps trying until its lifetime ends)")
@@ -228,7 +236,7 @@ def restart(board, port: str, timeout_s: float = 20.0) -> dict:
             fatal = _fatal_error(link)
             if fatal:
                 raise InputError(f"{port}: the node did not start: {fatal}")
-            return status(link, timeout_s=min(3.0, max(0.5, end - time.monotonic())))
+            return status(link, min(3.0, max(0.5, end - time.monotonic())), hint=False)
         except LinkError as e:
             last = e
         finally:
