@@ -44,12 +44,10 @@ def mesh_up(nodes, scenario, network_file, heap, quiet):
 
     net, net_path, created = mu.mesh_network(Path(network_file) if network_file else None)
     topo = mu.mesh_topology(nodes, scenario)
-    names = {}
 
     def on_event(node, ev):
         if ev.get("event") == "received" and not quiet:
-            sender = names.get(ev.get("from"), ev.get("from"))
-            click.echo(f"node {node.node_id:08x} received a {ev.get('kind')} from {sender}: "
+            click.echo(f"node {node.node_id:08x} received a {ev.get('kind')} from {ev.get('from')}: "
                        f"{ev.get('text')!r} ({ev.get('hops')} hops)")
 
     with tempfile.TemporaryDirectory(prefix="pollen-mesh-") as work:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pollen_controller.board.provisioning import create_network, load_network, save_network
-from pollen_controller.emulation.demo_mesh import start_demo_mesh
+from pollen_controller.emulation.demo_mesh import DEMO_NODE_SETTINGS, start_demo_mesh
 from pollen_controller.errors import InputError
 from pollen_controller.topology import Link, Topology, line
 
@@ -23,6 +23,9 @@ MAX_NODES = 40
 DEFAULT_NETWORK = Path("pollen-mesh.pollen-network.json")
 # how a joining node hears node 1 and is heard by it: a good link
 JOIN_LINK = Link(-90.0, 6.0)
+# the demo's pace, and catalogs re-told every 20 s (not 5 min), so a board
+# that joins hears of the mesh's files soon
+MESH_SETTINGS = dict(DEMO_NODE_SETTINGS, catalog_interval_ms=20000)
 
 
 def mesh_network(path: Path | None) -> tuple[dict, Path, bool]:
@@ -61,8 +64,9 @@ def mesh_topology(nodes: int | None, scenario: str | None) -> Topology:
 def start_mesh(net: dict, topology: Topology, workdir: Path, heap: str = "128K", on_event=None):
     """The mesh, started and every node up (the caller closes it); nodes
     that say hello unknown join next to the first node."""
-    emu = start_demo_mesh(topology, workdir, preset=net["preset"], region=net["region"],
-                          on_event=on_event, heap=heap, network_key_hex=net["key"])
+    emu = start_demo_mesh(topology, workdir, MESH_SETTINGS, preset=net["preset"],
+                          region=net["region"], on_event=on_event, heap=heap,
+                          network_key_hex=net["key"])
     first = topology.node_ids[0]
     emu.medium.on_join = lambda node_id: {first: JOIN_LINK}
     return emu
