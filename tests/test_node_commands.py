@@ -27,7 +27,8 @@ def test_to_resolves_names_among_the_neighbours_and_ids(to, dest):
 def test_to_names_what_is_wrong():
     with pytest.raises(InputError, match=r"--to: .*no neighbour is named 'bakehouse' "
                                          r"\(neighbours: mill \(00000001\), Bee \(000000be\), "
-                                         r"\? \(00000003\)\)"):
+                                         r"\? \(00000003\)\); a neighbour's name \(\?\) is "
+                                         r"known once its beacon is heard"):
         commands.resolve_destination("bakehouse", STATUS)
     with pytest.raises(InputError, match="is this node itself"):
         commands.resolve_destination("bakery", STATUS)

@@ -3,6 +3,7 @@ pollen without hardware (emulation/mesh_up.py). Registered on the `pollen`
 group by cli/main.py."""
 from __future__ import annotations
 
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -35,9 +36,10 @@ def mesh():
 @click.option("--quiet", is_flag=True, help="Do not print what the emulated nodes receive.")
 def mesh_up(nodes, scenario, network_file, heap, quiet):
     """Start a virtual radio medium and emulated nodes, print the udp:PORT a
-    virtual board is provisioned with to join them, and run until Ctrl-C
-    (which stops every node). A node the mesh does not know joins next to
-    its first node when it starts: provision the board, then (re)start it.
+    virtual board is provisioned with to join them, and run until Ctrl-C or
+    SIGTERM (which stop every node). A node the mesh does not know joins
+    next to its first node when it starts: provision the board, then
+    (re)start it.
     The last node shares a small file, welcome.txt, to fetch through the
     board."""
     from pollen_controller.emulation import mesh_up as mu
@@ -50,6 +52,8 @@ def mesh_up(nodes, scenario, network_file, heap, quiet):
             click.echo(f"node {node.node_id:08x} received a {ev.get('kind')} from {ev.get('from')}: "
                        f"{ev.get('text')!r} ({ev.get('hops')} hops)")
 
+    # stopped by a service manager or `timeout` (SIGTERM) as by Ctrl-C: cleanly
+    signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="pollen-mesh-") as work:
         emu = mu.start_mesh(net, topo, Path(work), heap=heap, on_event=on_event)
         try:
@@ -72,3 +76,7 @@ def mesh_up(nodes, scenario, network_file, heap, quiet):
             click.echo("stopping the mesh")
         finally:
             emu.close()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

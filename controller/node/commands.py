@@ -73,8 +73,10 @@ def resolve_destination(to: str, st: dict) -> str:
     if 0 < len(to) <= 8 and all(c in "0123456789abcdefABCDEF" for c in to):
         return f"{int(to, 16):08x}"
     known = ", ".join(f"{n.get('name') or '?'} ({n['id']})" for n in neighbours) or "none yet"
+    later = ("; a neighbour's name (?) is known once its beacon is heard"
+             if any(not n.get("name") for n in neighbours) else "")
     raise InputError(f"--to: expected 'all', a node id (up to 8 hex digits) or a neighbour's "
-                     f"name; no neighbour is named {to!r} (neighbours: {known})")
+                     f"name; no neighbour is named {to!r} (neighbours: {known}){later}")
 
 
 def send(link, to: str, text: str, wait_ack: bool = False, timeout_s: float = 60.0) -> dict:
