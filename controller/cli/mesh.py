@@ -60,8 +60,10 @@ def mesh_up(nodes, scenario, network_file, heap, quiet):
             ids = topo.node_ids
             click.echo(f"{'made' if created else 'using'} network {net['name']!r} "
                        f"({net['region']}, {net['preset']}): {net_path}")
-            click.echo(f"mesh up: {len(ids)} nodes ({ids[0]:08x}..{ids[-1]:08x}), radio medium "
-                       f"on udp:{emu.medium.port}")
+            d = topo.diameter()
+            across = f"{d} hops across" if d is not None else "not all within reach of each other"
+            click.echo(f"mesh up: {len(ids)} nodes ({ids[0]:08x}..{ids[-1]:08x}, {across}), "
+                       f"radio medium on udp:{emu.medium.port}")
             click.echo("join it with a virtual board (it starts next to node "
                        f"{ids[0]:08x}):")
             click.echo(f"  pollen provision --port PORT --network {net_path} --name NAME "
