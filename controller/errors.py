@@ -56,6 +56,10 @@ class LinkError(PollenError, RuntimeError):
     """The console link to a node: not answering, refusing, gone."""
 
 
+class LinkTimeout(LinkError):
+    """The node did not answer in time (its port is still there)."""
+
+
 class FilesError(PollenError, ValueError):
     """Sharing or fetching a file through a node."""
 

@@ -279,3 +279,33 @@ def test_a_bad_band_is_refused_naming_the_range(tmp_path, board_id, bands, messa
         load_board(p)
     assert str(e.value).startswith(f"board '{board_id}.json': field 'radio.bands_mhz[0]': "
                                    + message), str(e.value)
+
+
+# --- the virtual board's profile -------------------------------------------------
+
+def test_the_virtual_board_has_a_profile_without_radio_drivers_or_an_image():
+    from pollen_controller.board.build import radio_packages
+    from pollen_controller.board.flashing import write_image
+
+    b = load_board("virtual")
+    assert (b.mcu, b.radio, b.flash, b.micropython["mpy_arch"]) == ("unix", None,
+                                                                    {"method": "none"}, None)
+    assert radio_packages(b) == [] and b.pins == {}
+    assert "virtual" not in board_ids() and "virtual" in board_ids(virtual=True)
+    with pytest.raises(BoardError, match="no MicroPython image"):
+        write_image(b, "/dev/null", BOARD_DIR / "virtual.json")
+    with pytest.raises(BoardError, match="virtual"):
+        load_board("nope")   # the known boards named include it
+
+
+def test_a_radio_on_the_virtual_board_or_none_on_a_hardware_board_is_refused(tmp_path):
+    raw = json.loads((BOARD_DIR / "virtual.json").read_text())
+    raw["radio"] = json.loads((BOARD_DIR / "rak11310.json").read_text())["radio"]
+    (tmp_path / "virtual.json").write_text(json.dumps(raw))
+    with pytest.raises(BoardError, match=r"field 'radio': expected null \(the virtual"):
+        load_board(tmp_path / "virtual.json")
+    raw = json.loads((BOARD_DIR / "rak11310.json").read_text())
+    raw["radio"] = None
+    (tmp_path / "rak11310.json").write_text(json.dumps(raw))
+    with pytest.raises(BoardError, match="field 'radio': expected an object"):
+        load_board(tmp_path / "rak11310.json")

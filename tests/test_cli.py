@@ -6,6 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from fakes.processes import children_of, still_alive
 from pollen_controller.cli.main import main, render_summary
 
 POLLEN = str(Path(sys.executable).with_name("pollen"))
@@ -62,21 +63,18 @@ def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind():
                          stderr=subprocess.STDOUT, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert "nodes running" in p.stdout.readline()
-    children = [int(x) for x in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
-                                               text=True).stdout.split()]
+    children = children_of(p.pid)
     assert len(children) == 6
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=30)
     assert p.returncode == 130 and "pollen: interrupted" in out
     time.sleep(0.3)
-    alive = [c for c in children if Path(f"/proc/{c}").exists()
-             and "zombie" not in Path(f"/proc/{c}/status").read_text().lower()]
-    assert alive == []
+    assert still_alive(children) == []
 
 
 def test_help_says_what_pollen_does_now():
     r = CliRunner().invoke(main, ["--help"])
-    assert "(later)" not in r.output and "flash, provision" in r.output
+    assert "(later)" not in r.output and "flash and provision boards" in r.output
 
 
 def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):

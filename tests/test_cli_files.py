@@ -113,3 +113,46 @@ def test_bad_input_is_named(tmp_path, board_and_neighbour):
     assert r.exit_code == 1 and "70000 bytes" in r.output and "max_file_bytes" in r.output
     r = run(main, ["catalog", "--port", str(tmp_path / "ttyNOPE")])
     assert r.exit_code == 1 and "cannot open the port" in r.output
+
+
+def test_one_shot_commands_info_send_set_config_and_reboot(tmp_path, board_and_neighbour):
+    # pollen info/send/set/config/reboot on the same board (after the file
+    # tests: set, import and reboot restart its node)
+    port, neighbour = board_and_neighbour
+    run = CliRunner().invoke
+    r = run(main, ["info", "--port", port, "--json"])
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.output)["status"]
+    assert (st["id"], st["name"]) == ("00000001", "board") and "config" not in json.loads(r.output)
+    assert [(n["id"], n["name"]) for n in st["neighbours"]] == [("00000002", "emulated")]
+    # by the neighbour's name, acknowledged end to end
+    r = run(main, ["send", "bread at eight", "--port", port, "--to", "emulated", "--wait-ack",
+                   "--json"])
+    assert r.exit_code == 0, r.output
+    sent = json.loads(r.output)
+    assert (sent["to"], sent["state"], sent["hops"]) == ("00000002", "delivered", 1)
+    got = neighbour.wait(lambda e: e.get("event") == "received", 5)
+    assert (got["text"], got["from"], got["id"]) == ("bread at eight", "00000001", sent["id"])
+    r = run(main, ["send", "x", "--port", port, "--to", "mill"])
+    assert r.exit_code == 1 and "no neighbour is named 'mill'" in r.output
+    # set: checked first (the node restarts unchanged), then written and restarted with it
+    r = run(main, ["set", "hop_limit=9", "--port", port])
+    assert r.exit_code == 1 and "'hop_limit': expected an integer 1..7, got 9" in r.output
+    r = run(main, ["set", "name=bakery", "beacon_interval_ms=2000", "--port", port, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) == {"changed": {"name": "bakery", "beacon_interval_ms": 2000},
+                                    "id": "00000001", "name": "bakery"}
+    # export without the key, edit, import: every field checked, the node's key kept
+    r = run(main, ["config", "export", "--port", port])
+    assert r.exit_code == 0 and "name: bakery" in r.output and "network_key:" not in r.output
+    exported = tmp_path / "node.yaml"
+    exported.write_text(r.output.replace("name: bakery", "name: board") + "hop_limit: 5\n")
+    r = run(main, ["config", "import", str(exported), "--port", port])
+    assert r.exit_code == 0 and "00000001 'board' restarted" in r.output, r.output
+    r = run(main, ["info", "--port", port, "--config", "--json"])
+    cfg = json.loads(r.output)["config"]
+    assert (cfg["hop_limit"], cfg["name"], cfg["network_key"]) == (5, "board", "(hidden)")
+    r = run(main, ["reboot", "--port", port])
+    assert r.exit_code == 0 and "00000001 'board' restarted" in r.output
+    r = run(main, ["info", "--port", port, "--json"])
+    assert json.loads(r.output)["status"]["uptime_s"] < 10

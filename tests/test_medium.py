@@ -288,3 +288,24 @@ def test_carrier_sense_notice_reaches_hearers_when_transmission_starts(run):
     assert got is not None
     assert len(b.busy_ms) == 1 and abs(b.busy_ms[0] - AIRTIME_S * 1000) <= 2
     assert c.recv(0.3) is None and c.busy_ms == []  # c cannot hear a
+
+
+def test_a_node_the_topology_does_not_know_joins_where_on_join_puts_it(run):
+    # pollen mesh up: a virtual board with its own id joins next to node A
+    medium, (a, b, c) = run(chain())
+    medium.on_join = lambda node_id: {A: Link(-90.0, 6.0)} if node_id == 0x77 else None
+    joiner = Node(medium, 0x77)
+    stranger = Node(medium, 0x66)   # on_join gives it no place: refused as before
+    try:
+        assert wait_until(lambda: medium.address_of(0x77) == joiner.sock.getsockname(), 1.0)
+        a.send(FRAME)
+        assert joiner.recv(AIRTIME_S + 2.0) == (-90, 6.0, FRAME)
+        joiner.send(FRAME)             # and A hears it, B does not (not linked)
+        assert a.recv(AIRTIME_S + 2.0)[2] == FRAME
+        assert b.recv(0.1)[0] == -97       # A's frame; the joiner's did not reach B
+        assert b.recv(0.1) is None and stranger.recv(0.05) is None
+        stats = medium.snapshot_stats()
+        assert (stats["joined"], stats["unknown_node"]) == (1, 1)
+    finally:
+        joiner.close()
+        stranger.close()

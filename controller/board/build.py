@@ -35,6 +35,13 @@ RADIO_PACKAGES = {"sx1261": ["lora-sx126x", "lora-async"],
                   "sx1278": ["lora-sx127x", "lora-async"]}
 
 
+def radio_packages(board) -> list[str]:
+    """What a board's radio needs from micropython-lib (none for the virtual board)."""
+    if board is None or board.radio is None:
+        return []
+    return RADIO_PACKAGES.get(board.radio["chip"], [])
+
+
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -62,7 +69,7 @@ def build_bundle(board_id: str | None, out_dir: Path, make_zip: bool = False,
         "board": board.id if board else None,
         "mpy_version": f"{major}.{minor}",
         "arch": arch,
-        "requires": RADIO_PACKAGES.get(board.radio["chip"], []) if board else [],
+        "requires": radio_packages(board),
         "files": [{"path": p.relative_to(out_dir).as_posix(), "sha256": sha256_file(p),
                    "size_bytes": p.stat().st_size} for p in sorted(files)],
     }

@@ -19,6 +19,9 @@ def esptool_commands(board, port: str, image: Path) -> list[list[str]]:
 
 def write_image(board, port: str, image: Path, uf2_drive: str | None = None):
     method = board.flash["method"]
+    if method == "none":
+        raise BoardError(f"board {board.id}: has no MicroPython image to write (the virtual "
+                         "board runs the unix port); flash without --micropython")
     if method == "esptool":
         if image.suffix != ".bin":
             raise BoardError(f"{image}: expected a MicroPython .bin image for {board.name}")

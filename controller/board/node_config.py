@@ -105,8 +105,12 @@ def make_config(old: dict, net: dict, profile: dict, name: str | None = None,
     check_band(net, profile)
     if radio is None and isinstance(old.get("radio"), dict) and old.get("board") == board_id:
         radio, kept = old["radio"], kept + ["radio"]
+    has_lora = bool(profile.get("radio"))  # the virtual board's profile has none
     if radio is None:
-        radio = {"kind": "lora"} if board_id else {"kind": "udp"}
+        radio = {"kind": "lora"} if has_lora else {"kind": "udp"}
+    elif radio.get("kind") == "lora" and not has_lora:
+        raise BoardError(f"--radio lora: this board has no LoRa radio in its profile "
+                         f"({board_id or 'none installed'}); use --radio udp:PORT")
     others = {k: v for k, v in old.items() if k not in _OWN_KEYS}
     cfg = {"node_id": f"{node_id if node_id is not None else new_node_id():08x}", "name": name,
            "network_key": net["key"], "region": net["region"], "preset": net["preset"],

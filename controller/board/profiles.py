@@ -25,8 +25,10 @@ class Board:
     name: str
     mcu: str                  # "esp32", "esp32s3" or "rp2040"
     micropython: dict         # port, board, variant, mpy_arch, min_version
-    flash: dict               # method "esptool" (chip, offset, baud) or "uf2" (drive_label)
-    radio: dict               # chip, spi {id, sck, mosi, miso, baudrate}, cs, reset, busy, ...
+    flash: dict               # method "esptool" (chip, offset, baud), "uf2" (drive_label)
+                              # or "none" (the virtual board: no image to write)
+    radio: dict | None        # chip, spi {id, sck, mosi, miso, baudrate}, cs, reset, busy, ...
+                              # (None: the virtual board, whose radio is UDP)
     power_enable: list        # [{pin, value, what}], set before the radio is touched
     led: dict | None          # {pin, active_high}
     battery_adc: dict | None  # {pin, divider, enable_pin, enable_value}
@@ -47,8 +49,14 @@ def in_bands(freq_hz: int, bands) -> bool:
     return any(lo * 1e6 <= freq_hz <= hi * 1e6 for lo, hi in bands)
 
 
-def board_ids() -> list[str]:
-    return sorted(p.stem for p in BOARD_DIR.glob("*.json"))
+# the profile of `pollen virtual-board` (no LoRa radio: a UDP one to the
+# virtual radio medium); not among the hardware boards board_ids() lists
+VIRTUAL = "virtual"
+
+
+def board_ids(virtual: bool = False) -> list[str]:
+    """The hardware boards' profile ids (and the virtual board's with virtual=True)."""
+    return sorted(p.stem for p in BOARD_DIR.glob("*.json") if virtual or p.stem != VIRTUAL)
 
 
 def list_boards() -> list[Board]:
@@ -65,7 +73,7 @@ def load_board(id_or_path) -> Board:
     else:
         path = BOARD_DIR / f"{s}.json"
         if not path.is_file():
-            known = ", ".join(board_ids())
+            known = ", ".join(board_ids(virtual=True))
             raise BoardError(f"board '{s}': unknown board (known boards: {known})")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -101,6 +109,9 @@ _MCUS = {
                     frozenset(range(1, 21)), "esp32", "xtensawin", (1, 2), "esptool", "0x0"),
     "rp2040": _Mcu(29, frozenset(), frozenset(), frozenset(), frozenset(range(26, 30)),
                    "rp2", "armv6m", (0, 1), "uf2", None),
+    # the virtual board: no GPIOs, no radio chip, bytecode only, nothing to flash
+    "unix": _Mcu(-1, frozenset(), frozenset(), frozenset(), frozenset(),
+                 "unix", None, (), "none", None),
 }
 # chip: (highest SPI clock in Hz, highest output power in dBm; SX127x on PA_BOOST)
 _CHIPS = {"sx1261": (16_000_000, 15), "sx1262": (16_000_000, 22),
@@ -264,6 +275,8 @@ class _Reader:
         if value.get("method") != m.flash_method:
             self.expect("flash.method", f"{m.flash_method!r} for an {self.mcu_name}",
                         value.get("method"))
+        if m.flash_method == "none":
+            return self.obj("flash", value, ("method",))
         if m.flash_method == "uf2":
             d = self.obj("flash", value, ("method", "drive_label"))
             self.choice("flash.drive_label", d["drive_label"], (_UF2_LABEL,))
@@ -276,7 +289,9 @@ class _Reader:
         self.choice("flash.baud", d["baud"], _BAUDS)
         return d
 
-    def radio(self, value) -> dict:
+    def radio(self, value) -> dict | None:
+        if self.mcu_name == "unix":
+            return self.null("radio", value, "the virtual board's radio is UDP")
         d = self.obj("radio", value, _RADIO, optional=("tx_ant",))
         chip = self.choice("radio.chip", d["chip"], tuple(_CHIPS))
         max_hz, max_dbm = _CHIPS[chip]

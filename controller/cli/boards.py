@@ -353,10 +353,10 @@ def deps_fetch(packages, board_id, index, cache):
 
     names = list(packages)
     if board_id:
-        from pollen_controller.board.build import RADIO_PACKAGES
+        from pollen_controller.board.build import radio_packages
         from pollen_controller.board.profiles import load_board
 
-        names += RADIO_PACKAGES.get(load_board(board_id).radio["chip"], [])
+        names += radio_packages(load_board(board_id))
     if not names:
         from pollen_controller.board.build import RADIO_PACKAGES
 

@@ -47,8 +47,9 @@ class _Group(click.Group):
 def main():
     """pollen: an offline community mesh of MicroPython LoRa nodes.
 
-    The host controller: flash, provision, emulate, monitor and simulate
-    pollen nodes, and bridge them to MQTT."""
+    The host controller: flash and provision boards, run one-shot commands
+    on a node (info, send, set, config, reboot), emulate a mesh (demo, mesh
+    up), monitor, bridge and simulate it."""
 
 
 @main.command()
@@ -133,11 +134,13 @@ def render_summary(r: dict) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
-from pollen_controller.cli import boards, files, gateway, monitor, sim  # noqa: E402
+from pollen_controller.cli import boards, files, gateway, mesh, monitor, node_commands, sim  # noqa: E402
 
 boards.register(main)
 files.register(main)
+node_commands.register(main)
 gateway.register(main)
+mesh.register(main)
 monitor.register(main)
 sim.register(main)
 

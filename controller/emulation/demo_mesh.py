@@ -23,13 +23,13 @@ class MeshDidNotStart(EmulationError):
 
 
 def start_demo_mesh(topology, workdir, settings: dict | None = None, on_transmit=None,
-                    **emulation_args) -> Emulation:
-    """An Emulation of topology with a fresh network key and the node settings
+                    network_key_hex: str | None = None, **emulation_args) -> Emulation:
+    """An Emulation of topology with a fresh network key (or the one given) and the node settings
     given (default: DEMO_NODE_SETTINGS), started, every node up; the caller
     closes it. on_transmit(sender, frame, t_start) sees every frame on the
     medium. MeshDidNotStart, with nothing left running, when a node did not
     start."""
-    emu = Emulation(topology, workdir, secrets.token_hex(32),
+    emu = Emulation(topology, workdir, network_key_hex or secrets.token_hex(32),
                     node_settings=DEMO_NODE_SETTINGS if settings is None else settings,
                     **emulation_args)
     if on_transmit is not None:

@@ -57,7 +57,7 @@ _RECEIVE = b"R"
 STAT_COUNTERS = (
     "tx_frames", "tx_airtime_us", "tx_queued", "tx_queue_full", "delivered",
     "lost_loss", "lost_collision", "lost_half_duplex", "unaddressed",
-    "malformed", "unknown_sender", "unknown_node", "send_errors",
+    "malformed", "unknown_sender", "unknown_node", "joined", "send_errors",
 )
 
 
@@ -115,6 +115,11 @@ class Medium:
         self.preset = preset
         self.capture_db = capture_db
         self.on_transmit = on_transmit   # called from the medium thread
+        # on_join(node_id) -> {other_id: Link}: where a node the topology does
+        # not know hears and is heard, when it says hello (pollen mesh up: a
+        # virtual board joining); None refuses such nodes (unknown_node).
+        # Called from the medium thread with its lock held: compute, no I/O
+        self.on_join = None
         self.host = host
         self.port = port
         self._loss = 0.0
@@ -220,8 +225,14 @@ class Medium:
     def _hello(self, node_id, addr):
         with self._lock:
             if node_id not in self.topology.positions:
-                self.stats["unknown_node"] += 1
-                return
+                links = self.on_join(node_id) if self.on_join else None
+                if not links:
+                    self.stats["unknown_node"] += 1
+                    return
+                self.topology.positions[node_id] = None
+                for other, link in links.items():
+                    self.topology.set_link(node_id, other, link)
+                self.stats["joined"] += 1
             old_addr = self._addr_by_node.pop(node_id, None)
             self._node_by_addr.pop(old_addr, None)
             other = self._node_by_addr.pop(addr, None)   # address reused by another id

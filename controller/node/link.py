@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 
-from pollen_controller.errors import LinkError
+from pollen_controller.errors import LinkError, LinkTimeout
 from pollen_controller.node.events import parse_line
 from pollen_controller.node.lines import read_lines
 
@@ -34,12 +34,12 @@ class Link:
 
     def wait(self, match, timeout_s: float):
         """The next event for which match(event) is true, skipping the rest
-        (LinkError when none comes in time or the node is gone)."""
+        (LinkTimeout when none comes in time, LinkError when the node is gone)."""
         end = time.monotonic() + timeout_s
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise LinkError(f"the node did not answer within {timeout_s:.0f} s")
+                raise LinkTimeout(f"the node did not answer within {timeout_s:.0f} s")
             try:
                 ev = self.events.get(timeout=min(left, 0.5))
             except queue.Empty:

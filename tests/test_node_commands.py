@@ -1,0 +1,92 @@
+"""node/commands.py without a node: resolving --to, KEY=VALUE, checking a
+config as the node does, and the YAML of config export/import. The commands
+on a running node (through a virtual board) are in tests/test_cli_files.py."""
+import pytest
+
+from pollen_controller.errors import InputError
+from pollen_controller.node import commands
+
+KEY = "ab" * 32
+CFG = {"node_id": "0000000c", "name": "bakery", "network_key": KEY, "region": "EU868-10",
+       "preset": "ShortFast", "radio": {"kind": "udp", "port": 47000}, "network": "village",
+       "board": "virtual"}
+STATUS = {"id": "0000000c", "name": "bakery",
+          "neighbours": [{"id": "00000001", "name": "mill"}, {"id": "000000be", "name": "Bee"},
+                         {"id": "00000003", "name": None}]}
+
+
+@pytest.mark.parametrize("to, dest", [
+    ("all", "all"), ("ALL", "all"), ("mill", "00000001"), ("MILL", "00000001"),
+    ("Bee", "000000be"),            # a name that is also hex is the name
+    ("3", "00000003"), ("0000abcd", "0000abcd"), (" mill ", "00000001"),
+])
+def test_to_resolves_names_among_the_neighbours_and_ids(to, dest):
+    assert commands.resolve_destination(to, STATUS) == dest
+
+
+def test_to_names_what_is_wrong():
+    with pytest.raises(InputError, match=r"--to: .*no neighbour is named 'bakehouse' "
+                                         r"\(neighbours: mill \(00000001\), Bee \(000000be\), "
+                                         r"\? \(00000003\)\); a neighbour's name \(\?\) is "
+                                         r"known once its beacon is heard"):
+        commands.resolve_destination("bakehouse", STATUS)
+    with pytest.raises(InputError, match="is this node itself"):
+        commands.resolve_destination("bakery", STATUS)
+    twins = dict(STATUS, neighbours=[{"id": "00000001", "name": "x"},
+                                     {"id": "00000002", "name": "x"}])
+    with pytest.raises(InputError, match=r"2 neighbours are named 'x' \(00000001, 00000002\)"):
+        commands.resolve_destination("x", twins)
+
+
+def test_assignments_parse_json_values_keep_ids_as_text_and_reach_into_objects():
+    new, changed = commands.apply_assignments(CFG, [
+        "beacon_interval_ms=60000", "name=00000010", "radio.port=47001", "node_id=00000010",
+        "network="])
+    assert changed == {"beacon_interval_ms": 60000, "name": "00000010", "radio.port": 47001,
+                       "node_id": "00000010", "network": None}
+    assert new["radio"] == {"kind": "udp", "port": 47001} and "network" not in new
+    assert CFG["radio"]["port"] == 47000          # the original is left alone
+    assert commands.check_config(new) is new
+    with pytest.raises(InputError, match="expected KEY=VALUE"):
+        commands.apply_assignments(CFG, ["beacon_interval_ms"])
+    with pytest.raises(InputError, match="field 'name' is not an object"):
+        commands.apply_assignments(CFG, ["name.x=1"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"beacon_interval_ms": 500}, "config field 'beacon_interval_ms': expected an integer "
+                                  "1000..86400000, got 500"),
+    ({"hop_limit": "nine"}, "config field 'hop_limit': expected an integer 1..7, got 'nine'"),
+    ({"colour": "red"}, "config field 'colour': unknown (known: node_id, name,"),
+    ({"radio": {"kind": "udp", "port": 0}}, "config field 'radio.port': expected a UDP port"),
+    ({"status_interval_ms": -1}, "config field 'status_interval_ms': expected an integer >= 0"),
+])
+def test_a_config_is_checked_as_the_node_checks_it_naming_the_field(change, message):
+    with pytest.raises(InputError) as e:
+        commands.check_config(dict(CFG, **change))
+    assert str(e.value).startswith("config.json: " + message)
+
+
+def test_export_leaves_the_key_out_unless_asked_and_import_keeps_the_nodes_own():
+    text = commands.config_to_yaml(CFG)
+    assert KEY not in text and "network_key" in text.splitlines()[1]   # said in a comment
+    back = commands.config_from_yaml(text, "x.yaml", current=CFG)
+    assert back == CFG
+    with_key = commands.config_to_yaml(dict(CFG, node_id="00000012"), with_key=True)
+    assert KEY in with_key
+    other = dict(CFG, network_key="cd" * 32)
+    assert commands.config_from_yaml(with_key, "x.yaml", current=other)["network_key"] == KEY
+    # an id that looks like a number survives YAML as text (not octal, not int)
+    assert commands.config_from_yaml(with_key, "x.yaml", CFG)["node_id"] == "00000012"
+    assert commands.hide_key(CFG)["network_key"] == "(hidden)"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: [unclosed", "x.yaml: not valid YAML at line 1"),
+    ("- a list", "x.yaml: expected a mapping of config fields"),
+    ("node_id: 0000000c\npreset: LongFastest\n", "x.yaml: config field 'preset': expected one of"),
+])
+def test_import_refuses_bad_files_naming_what_is_wrong(text, message):
+    with pytest.raises(InputError) as e:
+        commands.config_from_yaml(text, "x.yaml", current=CFG)
+    assert str(e.value).startswith(message)
