@@ -5,14 +5,18 @@ The process's console is one pty; a second pty is bridged to it and its
 /dev/pts path is what a user or `pollen flash/provision/console --port` opens,
 exactly like a board's USB serial port (mpremote talks the raw REPL to it).
 Like a board, it "boots" main.py when there is one and drops to the REPL when
-main returns (Ctrl-C); Ctrl-D at the REPL reboots it (the process is started
-again in the same folder).
+main returns; Ctrl-D at the REPL reboots it (the process is started again in
+the same folder). Ctrl-C from the host while a program runs (the app) is a
+keyboard interrupt, as a board's USB console makes it: the process gets
+SIGINT (the unix port's console is a raw pty, which would pass the byte to
+the app as input) and the app stops into the REPL.
 """
 from __future__ import annotations
 
 import os
 import pty
 import select
+import signal
 import subprocess
 import threading
 import tty
@@ -30,6 +34,7 @@ class VirtualBoard:
         self._lock = threading.Lock()
         self._ready = threading.Event()  # the board has said something since its boot
         self._tail = b""
+        self._running = False  # a program (main.py) runs: Ctrl-C interrupts it
         self.boots = 0
 
     # ---- lifecycle ----------------------------------------------------------
@@ -61,6 +66,7 @@ class VirtualBoard:
             self._ready.clear()
             self._tail = b""
             self._app = (self.folder / "main.py").exists()
+            self._running = self._app
             env = dict(os.environ, MICROPYPATH=".frozen:.:lib")
             self.proc = subprocess.Popen(args, cwd=self.folder, env=env, stdin=self._mcu_slave,
                                          stdout=self._mcu_slave, stderr=self._mcu_slave,
@@ -90,14 +96,31 @@ class VirtualBoard:
                 except OSError:
                     continue  # no reader on the other end right now
                 if data:
-                    if fd == a and not self._ready.is_set():
-                        self._tail = (self._tail + data)[-16:]
-                        if b">>> " in self._tail or self._app and b"\n" in self._tail:
-                            self._ready.set()
+                    if fd == a:
+                        self._heard(data)
+                    elif b"\x03" in data and self._running:
+                        data = self._interrupt(data)
                     try:
                         os.write(b if fd == a else a, data)
                     except OSError:
                         pass
+
+    def _heard(self, data: bytes):
+        """The board's output: has it started, is it at the REPL?"""
+        self._tail = (self._tail + data)[-16:]
+        if b"\n>>> " in self._tail:  # a JSON line cannot hold a raw newline
+            self._running = False
+        if not self._ready.is_set() and (b">>> " in self._tail or self._app and b"\n" in self._tail):
+            self._ready.set()
+
+    def _interrupt(self, data: bytes) -> bytes:
+        """Ctrl-C while the app runs: a keyboard interrupt, not input. Before
+        the app has said anything it is dropped (as a board's USB port is not
+        there yet): the process may not handle SIGINT yet."""
+        p = self.proc
+        if self._ready.is_set() and p is not None and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        return data.replace(b"\x03", b"")
 
     def stop(self):
         self._stop.set()
