@@ -178,11 +178,19 @@ def check_installed(board: Board) -> dict:
         what = (f"{BOOT} is missing" if BOOT in missing or BOOT not in want else
                 f"{len(bad)} of {len(want)} files missing or changed: " + ", ".join(bad[:3])
                 + (", ..." if len(bad) > 3 else ""))
-        board_id = manifest.get("board") or "BOARD"
+        board_id = manifest.get("board") or _profile_id(board) or "BOARD"
         raise BoardError(f"{board.port}: the pollen install on this board is incomplete ({what}; "
                          "a flash cut short?); run pollen flash --board "
                          f"{board_id} --port {board.port} to finish it")
     return manifest
+
+
+def _profile_id(board: Board) -> str | None:
+    """The board profile's id in board.json on the board (None: none there)."""
+    try:
+        return json.loads(board.read("board.json") or "{}").get("id")
+    except (ValueError, AttributeError):
+        return None
 
 
 # The filesystem the node's records live on (root). Records are replaced by
