@@ -53,7 +53,8 @@ def build(board_id, out_dir, make_zip, romfs, as_json):
 
 @click.command()
 @click.option("--board", "board_id", required=True, help="Board profile id (hardware/boards/).")
-@click.option("--port", required=True, help="Serial port of the board (or of a virtual board).")
+@click.option("--port", required=True,
+              help="Serial port of the board (or of a virtual board); held exclusively.")
 @click.option("--micropython", "image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Also erase and write this MicroPython image first (esptool, or UF2 copy).")
 @click.option("--uf2-drive", type=click.Path(file_okay=False), default=None,
@@ -241,7 +242,8 @@ def provision(port, network_file, name, node_id, radio):
 @click.option("--port", required=True, help="Serial port of the node.")
 def console(port):
     """Attach to a node's JSON console: events are printed, typed lines sent
-    (e.g. {"cmd": "status"}). Ctrl-C to leave."""
+    (e.g. {"cmd": "status"}). Ctrl-C to leave. The port is held exclusively
+    while attached: flash, provision and the rest are told who has it."""
     from pollen_controller.node.console import attach
 
     attach(port)
