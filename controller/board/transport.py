@@ -77,6 +77,9 @@ class Board:
         except OSError as e:
             raise BoardError(f"{self.port}: lost the connection ({e}); plug it in and run again") from None
         for attempt, (prompt_s, raw_s) in enumerate(_RAW_REPL_ATTEMPTS):
+            # mpremote reads a pty a byte at a time with the port's timeout
+            # (3 s): short here, or a silent device takes twice the time
+            read_timeout, ser.timeout = ser.timeout, 0.1
             try:
                 ser.write(b"\r\x03\x03")
                 data = self.t.read_until(1, b">>> ", timeout=prompt_s, timeout_overall=prompt_s)
@@ -85,6 +88,8 @@ class Board:
             except (_MpError, OSError) as e:
                 raise BoardError(f"{self.port}: lost the connection ({e}); plug it in and run "
                                  "again") from None
+            finally:
+                ser.timeout = read_timeout
             ended = ended or _BANNER in data
             heard = (heard + data)[-400:]
             if data.endswith(_RAW_BANNER):
