@@ -97,7 +97,8 @@ def test_a_board_with_changed_files_or_no_pollen_is_refused_by_provision(tmp_pat
     assert not (installed.folder / "config.json").exists()
     (installed.folder / "manifest.json").unlink()
     with Board(installed.port) as b:
-        with pytest.raises(BoardError, match="pollen is not installed on this board"):
+        with pytest.raises(BoardError, match="pollen is not installed on this board, or its flash was "
+                                             "cut short .no manifest.json.; run pollen flash --board BOARD"):
             check_installed(b)
 
 

@@ -162,9 +162,10 @@ def check_installed(board: Board) -> dict:
     hash (under /rom for a ROMFS install) and main.py is there; BoardError
     saying to run pollen flash otherwise (a flash that was cut short)."""
     raw = board.read(MANIFEST)
+    flash = f"pollen flash --board {_profile_id(board) or 'BOARD'} --port {board.port}"
     if raw is None:
-        raise BoardError(f"{board.port}: pollen is not installed on this board (no {MANIFEST}); "
-                         "run pollen flash --board BOARD --port PORT first")
+        raise BoardError(f"{board.port}: pollen is not installed on this board, or its flash was "
+                         f"cut short (no {MANIFEST}); run {flash}")
     try:
         manifest = json.loads(raw)
         want = {f["path"]: f["sha256"] for f in manifest["files"]}
@@ -178,10 +179,10 @@ def check_installed(board: Board) -> dict:
         what = (f"{BOOT} is missing" if BOOT in missing or BOOT not in want else
                 f"{len(bad)} of {len(want)} files missing or changed: " + ", ".join(bad[:3])
                 + (", ..." if len(bad) > 3 else ""))
-        board_id = manifest.get("board") or _profile_id(board) or "BOARD"
+        if manifest.get("board"):
+            flash = f"pollen flash --board {manifest['board']} --port {board.port}"
         raise BoardError(f"{board.port}: the pollen install on this board is incomplete ({what}; "
-                         "a flash cut short?); run pollen flash --board "
-                         f"{board_id} --port {board.port} to finish it")
+                         f"a flash cut short?); run {flash} to finish it")
     return manifest
 
 
