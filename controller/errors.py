@@ -44,16 +44,22 @@ class BoardError(PollenError):
     """A board: its profile (hardware/boards/), its port, what it answered."""
 
 
+class LinkError(PollenError, RuntimeError):
+    """The console link to a node: not answering, refusing, gone."""
+
+
+class PortBusyError(BoardError, LinkError):
+    """A node's serial port held by another command or program (port_lock.py):
+    a BoardError to flash and provision, a LinkError to the node's links (a
+    monitor or gateway waiting for its port goes on waiting)."""
+
+
 class BuildError(PollenError, RuntimeError):
     """Compiling the firmware (mpy-cross) or making a ROMFS image."""
 
 
 class DepsError(PollenError, RuntimeError):
     """micropython-lib packages: the download or the offline cache."""
-
-
-class LinkError(PollenError, RuntimeError):
-    """The console link to a node: not answering, refusing, gone."""
 
 
 class LinkTimeout(LinkError):

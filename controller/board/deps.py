@@ -102,12 +102,18 @@ def cached_files(packages: list[str], cache: Path | None = None) -> list[tuple[s
     return out
 
 
+def driver_files(packages: list[str], cache: Path | None = None) -> list[tuple[str, bytes]]:
+    """[(path on the board under lib/, data)] of cached packages and their deps
+    (DepsError before anything touches a board when one is not cached)."""
+    return [("lib/" + path, f.read_bytes()) for path, f in cached_files(packages, cache)]
+
+
 def install(board, packages: list[str], cache: Path | None = None) -> dict:
-    """Copy cached packages into the board's /lib (verified; up-to-date files skipped)."""
+    """Copy cached packages into the board's /lib (verified; up-to-date files skipped).
+    `pollen flash` passes driver_files to install_bundle instead: written
+    before the board's boot entry (board/install.py)."""
     written, skipped = [], []
-    for path, f in cached_files(packages, cache):
-        dest = "lib/" + path
-        data = f.read_bytes()
+    for dest, data in driver_files(packages, cache):
         if board.sha256(dest) == hashlib.sha256(data).hexdigest():
             skipped.append(dest)
             continue

@@ -6,12 +6,10 @@ The process's console is one pty; a second pty is bridged to it and its
 exactly like a board's USB serial port (mpremote talks the raw REPL to it).
 Like a board, it "boots" main.py when there is one and drops to the REPL when
 main returns; Ctrl-D at the REPL reboots it (the process is started again in
-the same folder). Ctrl-C from the host interrupts the running app as a
-board's USB console does (MicroPython's interrupt character): the pty is raw,
-so the byte would only reach the app's console as text; while the app runs
-(booted into main.py, no REPL prompt seen since) it is sent as SIGINT, which
-the unix port turns into KeyboardInterrupt. So mpremote (pollen flash,
-provision, set, reboot) reaches the REPL of a running node, as on a board.
+the same folder). Ctrl-C from the host while a program runs (the app) is a
+keyboard interrupt, as a board's USB console makes it: the process gets
+SIGINT (the unix port's console is a raw pty, which would pass the byte to
+the app as input) and the app stops into the REPL.
 """
 from __future__ import annotations
 
@@ -36,8 +34,7 @@ class VirtualBoard:
         self._lock = threading.Lock()
         self._ready = threading.Event()  # the board has said something since its boot
         self._tail = b""
-        self._app_tail = b""  # the app's last output, to see its REPL prompt
-        self.app_running = False
+        self._running = False  # a program (main.py) runs: Ctrl-C interrupts it
         self.boots = 0
 
     # ---- lifecycle ----------------------------------------------------------
@@ -69,8 +66,7 @@ class VirtualBoard:
             self._ready.clear()
             self._tail = b""
             self._app = (self.folder / "main.py").exists()
-            self.app_running = self._app
-            self._app_tail = b""
+            self._running = self._app
             env = dict(os.environ, MICROPYPATH=".frozen:.:lib")
             self.proc = subprocess.Popen(args, cwd=self.folder, env=env, stdin=self._mcu_slave,
                                          stdout=self._mcu_slave, stderr=self._mcu_slave,
@@ -100,30 +96,31 @@ class VirtualBoard:
                 except OSError:
                     continue  # no reader on the other end right now
                 if data:
-                    if fd == a and self.app_running:
-                        self._app_tail = (self._app_tail + data)[-32:]
-                        if b">>> " in self._app_tail or b"raw REPL" in self._app_tail:
-                            self.app_running = False  # main returned: the REPL has the console
-                    elif fd == b and b"\x03" in data and self.app_running:
-                        self._interrupt()
-                        data = data.replace(b"\x03", b"")
-                    if fd == a and not self._ready.is_set():
-                        self._tail = (self._tail + data)[-16:]
-                        if b">>> " in self._tail or self._app and b"\n" in self._tail:
-                            self._ready.set()
+                    if fd == a:
+                        self._heard(data)
+                    elif b"\x03" in data and self._running:
+                        data = self._interrupt(data)
                     try:
                         os.write(b if fd == a else a, data)
                     except OSError:
                         pass
 
-    def _interrupt(self):
-        # Ctrl-C while the app runs: KeyboardInterrupt in the app, as on a board
+    def _heard(self, data: bytes):
+        """The board's output: has it started, is it at the REPL?"""
+        self._tail = (self._tail + data)[-16:]
+        if b"\n>>> " in self._tail:  # a JSON line cannot hold a raw newline
+            self._running = False
+        if not self._ready.is_set() and (b">>> " in self._tail or self._app and b"\n" in self._tail):
+            self._ready.set()
+
+    def _interrupt(self, data: bytes) -> bytes:
+        """Ctrl-C while the app runs: a keyboard interrupt, not input. Before
+        the app has said anything it is dropped (as a board's USB port is not
+        there yet): the process may not handle SIGINT yet."""
         p = self.proc
-        if p is not None and p.poll() is None:
-            try:
-                os.kill(p.pid, signal.SIGINT)
-            except OSError:
-                pass
+        if self._ready.is_set() and p is not None and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        return data.replace(b"\x03", b"")
 
     def stop(self):
         self._stop.set()

@@ -60,7 +60,8 @@ def build(board_id, out_dir, make_zip, romfs, as_json):
 
 @click.command()
 @click.option("--board", "board_id", required=True, help=_BOARDS)
-@click.option("--port", required=True, help="Serial port of the board (or of a virtual board).")
+@click.option("--port", required=True,
+              help="Serial port of the board (or of a virtual board); held exclusively.")
 @click.option("--micropython", "image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Also erase and write this MicroPython image first (esptool, or UF2 copy).")
 @click.option("--uf2-drive", type=click.Path(file_okay=False), default=None,
@@ -72,10 +73,18 @@ def build(board_id, out_dir, make_zip, romfs, as_json):
                    "MicroPython has one large enough (auto; on: or fail; off: never).")
 def flash(board_id, port, image, uf2_drive, cache, romfs):
     """Install pollen onto a board: optionally MicroPython itself, then the app
-    bundle and the board profile. Every file is verified by its hash after
-    writing; files whose hash already matches are skipped, so running again
-    after an unplug finishes the job. A board whose filesystem is FAT is
-    refused: pollen needs LittleFS, whose renames are atomic.
+    bundle, the board profile and the radio drivers (from the offline cache).
+    Every file is verified by its hash after writing; files whose hash already
+    matches are skipped, so running again after an unplug finishes the job.
+
+    The boot entry (main.py) is removed before the first file is written and
+    written last, then checked: a flash cut short at any moment (Ctrl-C, an
+    unplug) leaves a board that boots to the REPL, never into half an app,
+    and pollen provision refuses it until flash has run again. A running
+    pollen app is stopped first (Ctrl-C, as mpremote does) and the board is
+    reset at the end, so it runs again. The port is held exclusively: a
+    second command on it is told who has it. A board whose filesystem is
+    FAT is refused: pollen needs LittleFS, whose renames are atomic.
 
     Where the board's MicroPython has a ROMFS partition (mpremote romfs query),
     the packages go there as one image and run from flash, leaving the heap
@@ -83,19 +92,22 @@ def flash(board_id, port, image, uf2_drive, cache, romfs):
     from pollen_controller.board import deps as deps_mod
     from pollen_controller.board.build import build_bundle
     from pollen_controller.board.flashing import write_image
+    from pollen_controller.board.install import install_bundle
     from pollen_controller.board.profiles import load_board
-    from pollen_controller.board.provisioning import install_bundle
-    from pollen_controller.board.transport import Board
+    from pollen_controller.port_lock import PortLock
 
     board = load_board(board_id)
     if image:
         click.echo(f"writing {Path(image).name} to {board.name} on {port}...")
-        write_image(board, port, Path(image), uf2_drive)
+        with PortLock(port):
+            write_image(board, port, Path(image), uf2_drive)
     with tempfile.TemporaryDirectory() as d:
         bundle = Path(d) / "bundle"
         manifest = build_bundle(board.id, bundle, romfs=romfs != "off")
-        with Board(port) as b, click.progressbar(length=len(manifest["files"]),
-                                                 label="installing", file=sys.stderr) as bar:
+        # from the cache, before the board is touched (DepsError names what to fetch)
+        drivers = deps_mod.driver_files(manifest["requires"], Path(cache) if cache else None)
+        with _open_board(port) as b, click.progressbar(length=len(manifest["files"]),
+                                                       label="installing", file=sys.stderr) as bar:
             done = {"n": 0}
 
             def progress(i, n, path):
@@ -103,7 +115,7 @@ def flash(board_id, port, image, uf2_drive, cache, romfs):
                 bar.update(i - done["n"])
                 done["n"] = i
 
-            result = install_bundle(b, bundle, progress, romfs=romfs)
+            result = install_bundle(b, bundle, progress, romfs=romfs, drivers=drivers)
             click.echo(f"{port}: {len(result['written'])} files written, "
                        f"{len(result['skipped'])} already up to date; ROMFS: {result['romfs']}")
             if result["filesystem"] not in ("VfsLfs2", "VfsLfs1", "VfsPosix"):
@@ -111,9 +123,29 @@ def flash(board_id, port, image, uf2_drive, cache, romfs):
                            f"({result['filesystem']}); pollen needs LittleFS (docs/boards.md)",
                            err=True)
             if manifest["requires"]:
-                got = deps_mod.install(b, manifest["requires"], Path(cache) if cache else None)
+                got = result["drivers"]
                 click.echo(f"{port}: radio drivers ({', '.join(manifest['requires'])}): "
                            f"{len(got['written'])} files written, {len(got['skipped'])} up to date")
+            click.echo(f"{port}: install verified"
+                       + (", main.py written last" if "main.py" in result["written"] else ""))
+            _restart(b)
+
+
+def _open_board(port):
+    """A Board on port, saying so when it stopped the running app."""
+    from pollen_controller.board.transport import Board
+
+    b = Board(port)
+    if b.stopped_app:
+        click.echo(f"{port}: stopped the running pollen app")
+    return b
+
+
+def _restart(b):
+    """Reset a board whose app was stopped, so that it runs again."""
+    if b.stopped_app:
+        b.reset()
+        click.echo(f"{b.port}: reset the board: the app starts again")
 
 
 @click.group()
@@ -285,11 +317,15 @@ def provision(port, network_file, name, node_id, radio):
     Re-provisioning (another network, a new key) keeps the node's identity:
     its id, name, radio and other settings are read from its config.json and
     kept unless given. A network whose frequency lies outside the band the
-    board is built for (its profile's radio.bands_mhz) is refused."""
+    board is built for (its profile's radio.bands_mhz) is refused. The board
+    must hold a whole pollen install (every file of its manifest, main.py
+    last): one cut short is refused, saying to run pollen flash. A running
+    pollen app is stopped first and the board reset at the end, so the node
+    starts with its new config. The port is held exclusively."""
     from pollen.settings import parse_node_id
+    from pollen_controller.board.install import check_installed
     from pollen_controller.board.node_config import check_name, parse_radio
     from pollen_controller.board.provisioning import load_network, provision as do_provision
-    from pollen_controller.board.transport import Board
 
     net = load_network(Path(network_file))
     nid = parse_node_id(node_id, "--node-id") if node_id else None
@@ -297,21 +333,24 @@ def provision(port, network_file, name, node_id, radio):
         check_name(name, "--name")
     radio_cfg = parse_radio(radio) if radio is not None else None
     kept = []
-    with Board(port) as b:
+    with _open_board(port) as b:
+        check_installed(b)  # a flash cut short: provision would make a node that cannot boot
         cfg = do_provision(b, net, name, nid, radio_cfg, kept=kept)
-    radio = cfg["radio"]
-    radio_text = radio["kind"] + (f":{radio['port']}" if "port" in radio else "")
-    click.echo(f"{port}: node {cfg['node_id']} {cfg['name']!r} in network {net['name']!r} "
-               f"({radio_text} radio)")
-    if kept:
-        click.echo(f"kept from the board's config.json: {', '.join(kept)}")
+        radio = cfg["radio"]
+        radio_text = radio["kind"] + (f":{radio['port']}" if "port" in radio else "")
+        click.echo(f"{port}: node {cfg['node_id']} {cfg['name']!r} in network {net['name']!r} "
+                   f"({radio_text} radio)")
+        if kept:
+            click.echo(f"kept from the board's config.json: {', '.join(kept)}")
+        _restart(b)
 
 
 @click.command()
 @click.option("--port", required=True, help="Serial port of the node.")
 def console(port):
     """Attach to a node's JSON console: events are printed, typed lines sent
-    (e.g. {"cmd": "status"}). Ctrl-C to leave."""
+    (e.g. {"cmd": "status"}). Ctrl-C to leave. The port is held exclusively
+    while attached: flash, provision and the rest are told who has it."""
     from pollen_controller.node.console import attach
 
     attach(port)

@@ -9,7 +9,8 @@ import click
 
 from pollen_controller.cli.progress import progress_bar
 
-_PORT_HELP = "Serial port of the attached node (a board, or a virtual board's port)."
+_PORT_HELP = ("Serial port of the attached node (a board, or a virtual board's port); held "
+              "exclusively: another command on it is told who has it.")
 
 
 def register(main):

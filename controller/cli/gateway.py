@@ -19,7 +19,9 @@ def _data_dir() -> Path:
 
 
 @click.command()
-@click.option("--port", default=None, help="Serial port of the attached node.")
+@click.option("--port", default=None,
+              help="Serial port of the attached node; held exclusively: another command "
+                   "on it is told who has it.")
 @click.option("--demo", is_flag=True, help="Bridge a node of an emulated mesh instead (no hardware).")
 @click.option("--mqtt", "mqtt_url", required=True, help="Broker: mqtt://HOST[:PORT] (mqtts:// for TLS).")
 @click.option("--username", default=None)

@@ -57,7 +57,9 @@ _SILENT_HELP = ("Alert when a node has not been heard for this many minutes (def
 
 
 @click.command()
-@click.option("--port", default=None, help="Serial port of the attached node.")
+@click.option("--port", default=None,
+              help="Serial port of the attached node; held exclusively: another command "
+                   "on it is told who has it.")
 @click.option("--mqtt", "mqtt_url", default=None,
               help="Watch what gateways publish on this broker: mqtt://HOST[:PORT] (mqtts:// for TLS).")
 @click.option("--demo", is_flag=True,

@@ -11,9 +11,11 @@ from pollen_controller.node.lines import read_lines
 def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin):
     import serial
 
-    try:
-        s = serial.Serial(port, baudrate, timeout=0.2)
-    except (serial.SerialException, OSError) as e:
+    from pollen_controller.port_lock import open_locked
+
+    try:  # held exclusively: a second command is told this console has the port
+        s, lock = open_locked(port, baudrate, timeout=0.2)
+    except (OSError, ValueError) as e:
         raise BoardError(f"{port}: cannot open the port ({e})") from None
     stop = threading.Event()
 
@@ -41,3 +43,4 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
         stop.set()
         t.join(1)
         s.close()
+        lock.release()

@@ -73,7 +73,9 @@ class Link:
 
 
 class SerialLink(Link):
-    """A node on a serial port (USB on a board; a pty for a virtual board).
+    """A node on a serial port (USB on a board; a pty for a virtual board),
+    held exclusively while open (port_lock.py: a second command is told who
+    has it).
     When the port goes away (unplugged, a board whose USB resets with it),
     every call raises LinkError until reopen() opens the same path again (a
     write the node does not take within 2 s counts as the port gone)."""
@@ -88,13 +90,14 @@ class SerialLink(Link):
         self._open()
 
     def _open(self):
-        import serial
+        from pollen_controller.port_lock import open_locked
 
-        try:
-            s = serial.Serial(self.port, self.baudrate, timeout=0.2, write_timeout=2)
-        except (serial.SerialException, OSError, ValueError) as e:
+        try:  # PortBusyError (a LinkError) names who has the port
+            s, lock = open_locked(self.port, self.baudrate, timeout=0.2, write_timeout=2)
+        except (OSError, ValueError) as e:
             raise LinkError(f"{self.port}: cannot open the port ({e})") from None
         self.serial = s
+        self._lock = lock
         self.gone = None
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, args=(s, self._stop), daemon=True)
@@ -146,6 +149,7 @@ class SerialLink(Link):
         except OSError:
             pass
         self._reader.join(1)
+        self._lock.release()
         self.serial = None
         self.gone = "closed"
 
