@@ -305,7 +305,7 @@ def _samples_table(rows, names):
     from rich.table import Table
     from rich.text import Text
 
-    from pollen_controller.monitor.render import clean
+    from pollen_controller.untrusted import safe_text
 
     def f(v, fmt="{}"):
         return "-" if v is None else fmt.format(v)
@@ -318,7 +318,7 @@ def _samples_table(rows, names):
                      justify="left" if c in ("time", "node", "id", "source", "via") else "right")
     for r in rows:
         t.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"])),
-                  Text(clean(names.get(r["node"]) or "?", 16)), r["node"], r["source"],
+                  Text(safe_text(names.get(r["node"]) or "?", 16)), r["node"], r["source"],
                   f(r["via"]), f(r["hops"]), f(r["rssi_dbm"], "{:.0f}"), f(r["snr_db"], "{:.1f}"),
                   "-" if r["battery_mv"] is None else f"{r['battery_mv'] / 1000:.2f}",
                   f(r["airtime_pct"], "{:.1f}"), f(r["duty_headroom_pct"], "{:.1f}"),
@@ -331,7 +331,7 @@ def _messages_table(rows, names):
     from rich.table import Table
     from rich.text import Text
 
-    from pollen_controller.monitor.render import clean
+    from pollen_controller.untrusted import safe_text
 
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1),
               collapse_padding=True)
@@ -341,10 +341,10 @@ def _messages_table(rows, names):
     for r in rows:
         dst = "all" if r["dst"] in (None, "ffffffff") else (names.get(r["dst"]) or r["dst"])
         t.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"])),
-                  Text(clean(names.get(r["src"]) or r["src"], 16)), Text(clean(dst, 16)),
+                  Text(safe_text(names.get(r["src"]) or r["src"], 16)), Text(safe_text(dst, 16)),
                   r["kind"] or "?", "-" if r["hops"] is None else str(r["hops"]),
                   "-" if r["rssi_dbm"] is None else f"{r['rssi_dbm']:.0f}",
-                  "-" if r["snr_db"] is None else f"{r['snr_db']:.1f}", Text(clean(r["text"], 240)))
+                  "-" if r["snr_db"] is None else f"{r['snr_db']:.1f}", Text(safe_text(r["text"], 240)))
     return t
 
 
