@@ -56,6 +56,10 @@ class LinkError(PollenError, RuntimeError):
     """The console link to a node: not answering, refusing, gone."""
 
 
+class LinkTimeout(LinkError):
+    """The node is there but did not send what was waited for in time."""
+
+
 class FilesError(PollenError, ValueError):
     """Sharing or fetching a file through a node."""
 

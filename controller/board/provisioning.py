@@ -15,6 +15,7 @@ from pollen_controller.board.build import MANIFEST, load_manifest
 from pollen_controller.board.transport import Board, BoardError
 from pollen_controller.errors import NetworkError
 from pollen_controller.files_atomic import write_atomic
+from pollen_controller.node.lines import node_json
 
 NETWORK_VERSION = 1
 # frequency range each radio chip can tune (datasheets)
@@ -212,5 +213,5 @@ def provision(board: Board, net: dict, name: str, node_id: int | None = None,
            "network": net["name"], "board": board_id}
     Settings({k: v for k, v in cfg.items()
               if k not in ("radio", "network", "board")})  # names a bad field
-    board.write_atomic("config.json", (json.dumps(cfg) + "\n").encode())
+    board.write_atomic("config.json", (node_json(cfg) + "\n").encode())
     return cfg

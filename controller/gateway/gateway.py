@@ -55,8 +55,13 @@ def check_send(payload: bytes) -> dict:
     text = d.get("text")
     if not isinstance(text, str) or not text:
         raise GatewayError("field 'text': expected a non-empty string")
-    if len(text.encode()) > _MAX_TEXT_BYTES:
-        raise GatewayError(f"field 'text': {len(text.encode())} bytes; at most {_MAX_TEXT_BYTES} fit a frame")
+    size = utf8_bytes(text)
+    if size is None:
+        raise GatewayError("field 'text': not valid Unicode (a lone \\ud800-\\udfff escape, half "
+                           "of a pair)")
+    if size > _MAX_TEXT_BYTES:
+        raise GatewayError(f"field 'text': {size} bytes in UTF-8 ({len(text)} characters); "
+                           f"at most {_MAX_TEXT_BYTES} bytes fit a frame")
     to = d.get("to", "all")
     if to != "all":
         ok = isinstance(to, str) and len(to) == 8
@@ -67,6 +72,15 @@ def check_send(payload: bytes) -> dict:
         if not ok:
             raise GatewayError(f"field 'to': expected \"all\" or a node id of 8 hex digits, got {to!r}")
     return {"cmd": "send", "to": to, "text": text}
+
+
+def utf8_bytes(text: str) -> int | None:
+    """How many bytes text takes in UTF-8 (what a frame carries); None if it
+    cannot be encoded (a lone surrogate, as a JSON "\\ud83c" gives)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
 
 
 def _down_seq(ref) -> int | None:
@@ -245,7 +259,7 @@ class Gateway:
             text = body["text"]
         except (ValueError, KeyError, TypeError):
             return  # not an uplink of ours; the errors topic is for sends
-        if not isinstance(text, str):
+        if not isinstance(text, str) or utf8_bytes(text) is None:
             return
         now = time.time()
         hold_s = self.bridging.offer(body, now)

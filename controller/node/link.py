@@ -10,14 +10,13 @@ out, events in. Two kinds of link, one interface:
 """
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
 
-from pollen_controller.errors import LinkError
+from pollen_controller.errors import LinkError, LinkTimeout
 from pollen_controller.node.events import parse_line
-from pollen_controller.node.lines import read_lines
+from pollen_controller.node.lines import command_line, read_lines
 
 
 class Link:
@@ -34,12 +33,12 @@ class Link:
 
     def wait(self, match, timeout_s: float):
         """The next event for which match(event) is true, skipping the rest
-        (LinkError when none comes in time or the node is gone)."""
+        (LinkTimeout when none comes in time, LinkError when the node is gone)."""
         end = time.monotonic() + timeout_s
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise LinkError(f"the node did not answer within {timeout_s:.0f} s")
+                raise LinkTimeout(f"the node did not answer within {timeout_s:.0f} s")
             try:
                 ev = self.events.get(timeout=min(left, 0.5))
             except queue.Empty:
@@ -120,7 +119,7 @@ class SerialLink(Link):
 
         self._check_alive()
         try:
-            self.serial.write(json.dumps(cmd).encode() + b"\n")
+            self.serial.write(command_line(cmd))
         except (serial.SerialException, OSError) as e:
             self.gone = str(e)
             raise LinkError(f"{self.port}: the port went away ({e})") from None
