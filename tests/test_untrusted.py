@@ -84,3 +84,33 @@ def test_any_name_is_one_safe_file_in_this_folder(s):
     assert out not in (".", "..") and out[0] not in ".- "
     assert all(unicodedata.category(c) not in ("Cc", "Cs", "Zl", "Zp") for c in out)
     assert safe_text(out) == out
+
+
+def test_pollen_console_prints_what_the_node_says_safely(tmp_path):
+    # a node's line quoting a name from the air raw (MicroPython's json lets
+    # C1 and bidi characters through; a traceback prints anything)
+    import io
+    import os
+    import time
+
+    from fakes.fake_console_node import FakeConsoleNode
+    from pollen_controller.node.console import attach
+
+    node = FakeConsoleNode(tmp_path).plug()
+    raw = '{"event": "received", "text": "sunflower \U0001f33b \u202eevil \x9b2J"}\n'
+    out = io.StringIO()
+
+    def typed():
+        yield '{"cmd": "send", "to": "all", "text": "caf\u00e9 \U0001f33b"}\n'
+        os.write(node._master, raw.encode() + b"Traceback: name 'red\x1b[31mX'\n")
+        time.sleep(0.5)
+
+    try:
+        attach(node.path, out=out, lines_in=typed())
+    finally:
+        node.unplug()
+    assert node.commands.get(timeout=2)["text"] == "caf\u00e9 \U0001f33b"   # typed: sent as UTF-8
+    shown = out.getvalue()
+    assert "\x1b" not in shown and "\u202e" not in shown and "\x9b" not in shown
+    assert '"text": "sunflower \U0001f33b \\u202eevil \\x9b2J"' in shown
+    assert "Traceback: name 'red\\x1b[31mX'" in shown

@@ -39,6 +39,7 @@ def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, stat
     sent either way."""
     from pollen_controller.gateway.gateway import Gateway
     from pollen_controller.gateway.mqtt import parse_mqtt_url
+    from pollen_controller.untrusted import safe_text
 
     if (port is None) == (not demo):
         raise click.UsageError("give --port PORT or --demo")
@@ -46,7 +47,8 @@ def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, stat
     if tls and mqtt_url.startswith("mqtt://"):
         mqtt_url = "mqtts://" + mqtt_url[len("mqtt://"):]
     stop = threading.Event()
-    say = lambda s: click.echo(s, err=True)  # noqa: E731
+    # the gateway's log lines quote what nodes and the broker said: shown safely
+    say = lambda s: click.echo(safe_text(s), err=True)  # noqa: E731
     if demo:
         return _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop, say)
     from pollen_controller.node.link import SerialLink

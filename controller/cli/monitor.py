@@ -116,7 +116,7 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         silent_min = 2.0 if demo else 15.0
     if wait_s is None:
         wait_s = 120.0 if demo else 5.0
-    say = (lambda s: click.echo(s, err=True))
+    say = _say
     if demo:
         import tempfile
 
@@ -144,6 +144,13 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         make_source = lambda: MqttSource(mqtt_url, network, username, password, client_id)  # noqa: E731
     _run(make_source, _db_path(db), False, silent_min, duty_left_pct, battery_low_mv, once, as_json,
          wait_s, keep_days)
+
+
+def _say(s):
+    # a line for stderr; it may quote what a node or the air said: shown safely
+    from pollen_controller.untrusted import safe_text
+
+    click.echo(safe_text(s), err=True)
 
 
 def _run(make_source, db, temporary, silent_min, duty_left_pct, battery_low_mv, once, as_json,
@@ -272,6 +279,7 @@ def history(node, since, show_messages, limit, db, as_json):
     node, and the messages it sent), or with --messages the messages heard."""
     from pollen_controller.monitor.history import History
     from pollen_controller.monitor.render import to_text
+    from pollen_controller.untrusted import safe_text
 
     since_t = _since(since)
     path = _db_path(db)
@@ -280,7 +288,7 @@ def history(node, since, show_messages, limit, db, as_json):
         if node is not None:
             ids = h.resolve_node(node)
             if not ids:
-                known = ", ".join(h.known_nodes()[:12]) or "none yet"
+                known = safe_text(", ".join(h.known_nodes()[:12]), 300) or "none yet"
                 raise click.BadParameter(f"no node named or numbered {node!r} in {path} "
                                          f"(known: {known})", param_hint="--node")
         names = {s["id"]: s.get("name") for s in h.node_states()}

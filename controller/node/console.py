@@ -1,4 +1,6 @@
-"""`pollen console`: a node's newline-JSON console over its serial port."""
+"""`pollen console`: a node's newline-JSON console over its serial port. What
+the node prints is shown with control, escape and bidi characters escaped
+(untrusted.py); what is typed goes to the node as UTF-8."""
 from __future__ import annotations
 
 import sys
@@ -6,6 +8,7 @@ import threading
 
 from pollen_controller.errors import BoardError
 from pollen_controller.node.lines import read_lines
+from pollen_controller.untrusted import safe_text
 
 
 def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin):
@@ -19,7 +22,8 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
 
     def reader():
         def on_line(line):
-            out.write(line + "\n")
+            # the node's lines quote names and texts from the air: shown safely
+            out.write(safe_text(line) + "\n")
             out.flush()
 
         try:
