@@ -6,7 +6,9 @@ paho-mqtt. Topics and payloads (JSON) are documented in docs/gateway.md:
   pollen/<network>/<node>/status    up: the gateway node's status
   pollen/<network>/<node>/telemetry up: another node's status frame, as the
                                     gateway's node heard it
-  pollen/<network>/send             down: {"to": "all" | node id, "text": ...}
+  pollen/<network>/send             down: {"to": "all" | node id, "text": ..., "ref": ...}
+  pollen/<network>/send/outcome     up: what became of a send: sent, delivered
+                                    or failed (outcomes.py), with its ref
   pollen/<network>/errors           what the gateway refused, and why
 
 Both ways go through SQLite (store.py): an uplink is written to the
@@ -34,6 +36,7 @@ from pollen_controller.gateway.attached_node import AttachedNode
 from pollen_controller.gateway.bridge import (HOLD_S, SPREAD_S, STEP_S, BRIDGE_MARK, Bridging,
                                               is_node_id, parse_mark)
 from pollen_controller.gateway.mqtt import mqtt_client, parse_mqtt_url
+from pollen_controller.gateway.outcomes import OUTCOME_KEY, Outcomes, check_ref, for_node
 from pollen_controller.gateway.store import MAX_INBOX, MAX_OUTBOX, MAX_PERISHABLE, Store, is_locked
 
 _MAX_TEXT_BYTES = 231
@@ -71,6 +74,9 @@ def check_send(payload: bytes) -> dict:
             ok = False
         if not ok:
             raise GatewayError(f"field 'to': expected \"all\" or a node id of 8 hex digits, got {to!r}")
+    problem = check_ref(d.get("ref"))
+    if problem:
+        raise GatewayError(problem)
     return {"cmd": "send", "to": to, "text": text}
 
 
@@ -127,6 +133,8 @@ class Gateway:
         self.stats = {"up": 0, "acked": 0, "down": 0, "refused": 0, "bridged": 0, "bridge_dropped": 0,
                       "telemetry": 0,
                       "dropped": 0, "node_away": 0}
+        self.outcomes = Outcomes()
+        self.unreachable = False             # the broker could not be reached: said once until it is
         self.bridging = Bridging(self.node, *bridge_timing_s)
         for uid, until_s in self.inbox.held(time.time()):  # held back when we stopped
             self.bridging.took(uid, until_s)
@@ -135,6 +143,7 @@ class Gateway:
         self.client = mqtt_client(f"pollen-gw-{network}-{self.node}", False,
                                   username, password, tls, manual_ack=True)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
@@ -153,7 +162,14 @@ class Gateway:
         client.subscribe(f"{self.prefix}/send", qos=1)
         client.subscribe(f"{self.prefix}/+/message", qos=1)  # other meshes' posts
         self.connected.set()
+        self.unreachable = False
         self.log(f"connected to {self.host}:{self.port}")
+
+    def _on_connect_fail(self, client, userdata):
+        if not self.unreachable:   # once per outage, not every try
+            self.unreachable = True
+            self.log(f"cannot reach the broker at {self.host}:{self.port}; trying again every "
+                     f"1..30 s (the mesh's messages wait in {self.store.path})")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
@@ -249,6 +265,11 @@ class Gateway:
         except GatewayError as e:
             self._refuse(str(e), payload)
             return
+        try:
+            ref = json.loads(payload).get("ref")
+        except (ValueError, AttributeError):
+            ref = None
+        cmd[OUTCOME_KEY] = {"ref": ref}   # its outcome is published (outcomes.py)
         self._to_node(cmd, payload)
 
     def _bridge_in(self, payload: bytes):
@@ -322,14 +343,21 @@ class Gateway:
             self._heard_nodes(ev)
             self._publish(f"{self.prefix}/{ev['id']}/telemetry", _fields(ev), perishable=True)
         elif kind == "sent" and down is not None:
+            cmd = self.inbox.get(down) or {}
             self.sending.pop(down, None)
             self.inbox.done(down)
+            self._outcome(self.outcomes.sent(cmd, ev))
         elif kind == "error" and down is not None:
             cmd = self.inbox.get(down) or {}
             self.sending.pop(down, None)
             self.inbox.done(down)
-            self._refuse(ev.get("error") or "the node refused it",
-                         json.dumps({k: cmd[k] for k in ("to", "text") if k in cmd}).encode())
+            error = ev.get("error") or "the node refused it"
+            self._refuse(error, json.dumps({k: cmd[k] for k in ("to", "text") if k in cmd}).encode())
+            self._outcome(self.outcomes.refused(cmd, error))
+        elif kind == "delivered":
+            self._outcome(self.outcomes.delivered(ev))
+        elif kind == "expired":
+            self._outcome(self.outcomes.expired(ev))
         elif kind == "_away":
             self.stats["node_away"] += 1
             self.sending.clear()  # unanswered: written again when the node is back
@@ -366,6 +394,10 @@ class Gateway:
             except sqlite3.Error as e:
                 self.log(f"could not drop a post held back to bridge in ({uid}): {e}")
         self._publish(f"{self.prefix}/{ev['from']}/message", body)
+
+    def _outcome(self, body: dict | None):
+        if body is not None:
+            self._publish(f"{self.prefix}/send/outcome", body)
 
     def _publish(self, topic: str, body: dict, perishable: bool = False):
         body["gateway"] = self.node
@@ -419,7 +451,7 @@ class Gateway:
             if len(self.sending) >= _SENDING:
                 return
             cmd["ref"] = f"down{seq}"
-            if not self.attached.command(cmd):
+            if not self.attached.command(for_node(cmd)):
                 return
             self.sending[seq] = now
 
