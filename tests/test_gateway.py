@@ -248,7 +248,8 @@ def test_send_payloads_are_checked():
                       (b'{"to": "zz", "text": "x"}', "'to'"), (b"\xff", "JSON"),
                       (json.dumps({"text": "\u00e9" * 116}).encode(), "232 bytes in UTF-8"),
                       (b'{"text": "half \\ud83c"}', "lone"),
-                      (json.dumps({"text": "x", "ref": "r" * 300}).encode(), "'ref'")):
+                      (json.dumps({"text": "x", "ref": "r" * 300}).encode(), "'ref'"),
+                      (b'{"text": "x", "pad": "' + b"x" * 5000 + b'"}', "over 4096 bytes")):
         with pytest.raises(GatewayError, match=word):
             check_send(bad)
 

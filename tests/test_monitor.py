@@ -333,7 +333,10 @@ def test_mqtt_topics_map_back_to_console_events():
                        json.dumps({"hops": 1, "data": data.hex()}).encode(), "v", now)
     assert ev["name"] == "n" and ev["battery_mv"] is None and "data" not in ev
     assert mqtt_event("pollen/v/send", b"{}", "v", now) is None
+    assert mqtt_event("pollen/v/send/outcome", b"{}", "v", now) is None
     assert mqtt_event("pollen/other/0000000c/status", b"{}", "v", now) is None
+    with pytest.raises(ValueError, match="payload over 65536 bytes"):   # not parsed at all
+        mqtt_event("pollen/v/0000000c/status", b"[" * 100000, "v", now)
     for bad in (b"not json", b"[1, 2]", b"\xff\xfe"):
         with pytest.raises(ValueError, match="pollen/v/0000000c/status: payload is not"):
             mqtt_event("pollen/v/0000000c/status", bad, "v", now)

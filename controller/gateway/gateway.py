@@ -45,10 +45,13 @@ _SENDING = 4              # commands written to the node and not answered yet, a
 _ANSWER_TIMEOUT_S = 10.0  # a command unanswered this long is written again
 _TAKEN = 1000             # messages from the broker held, not yet stored (so not acknowledged)
 _RETRY_S = (1.0, 10.0)    # a message the store refused is tried again after 1 s, 2, 4 .. 10
+MAX_PAYLOAD_BYTES = 4096  # a message from the broker: longer is refused, and only this much kept
 
 
 def check_send(payload: bytes) -> dict:
     """A downlink payload -> the node's send command; GatewayError names what is wrong."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise GatewayError(f"payload: over {MAX_PAYLOAD_BYTES} bytes (a send is a short text)")
     try:
         d = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -196,10 +199,11 @@ class Gateway:
         # paho's thread: hand it to ours (_take), which stores it and only
         # then acknowledges it (manual_ack): a send survives the node being
         # away, the store refusing a write for a while and the gateway restarting
+        payload = msg.payload[:MAX_PAYLOAD_BYTES + 1]   # past the bound: refused (check_send) or ignored
         with self.lock:
             full = len(self.taken) >= _TAKEN
             if not full:
-                self.taken.append((self.connection, msg.mid, msg.qos, msg.dup, msg.topic, msg.payload))
+                self.taken.append((self.connection, msg.mid, msg.qos, msg.dup, msg.topic, payload))
         if full:  # not acknowledged: the broker sends it again when we next connect
             self.log(f"{msg.topic}: {_TAKEN} messages from the broker wait to be stored; not taken")
 
@@ -275,6 +279,8 @@ class Gateway:
     def _bridge_in(self, payload: bytes):
         # A post another gateway heard in its mesh: post it in ours, once
         # (Bridging says whether, and how long to hold it back first).
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return  # no uplink of a gateway is this long
         try:
             body = json.loads(payload)
             text = body["text"]

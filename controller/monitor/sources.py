@@ -25,6 +25,7 @@ from pollen_controller.node.link import LinkError
 STATUS_EVERY_S = 5.0       # how often the attached node is asked for its status
 _REOPEN_EVERY_S = 2.0      # a serial port that went away is tried again this often
 _QUEUE_LIMIT = 10000       # MQTT events waiting for the monitor; beyond: dropped, counted
+MAX_PAYLOAD_BYTES = 65536  # a gateway's publication (a status with its neighbours: a few KiB)
 _QUIET_NOTE_S = 2.0        # connected this long with nothing on the network's topics: say so
 
 
@@ -171,6 +172,8 @@ def mqtt_event(topic: str, payload: bytes, network: str, now: float):
     if len(parts) != 2 or parts[1] not in ("status", "telemetry", "message"):
         return None
     node, kind = parts
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise RemoteError(f"{topic}: payload over {MAX_PAYLOAD_BYTES} bytes")
     try:
         body = json.loads(payload)
     except (ValueError, UnicodeDecodeError):

@@ -12,20 +12,20 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
-import stat
 import time
 from pathlib import Path
 
 from pollen import files
 from pollen import file_author
 from pollen.settings import _INTS as _SETTINGS
+from pollen_controller import bounded
 from pollen_controller.errors import FilesError, LinkTimeout
 from pollen_controller.node.link import LinkError
 
 # the most any node takes (setting max_file_bytes: its range's top); a node's
 # own limit (its setting, 64 KiB by default) is asked for before reading a file
 MAX_FILE_BYTES = _SETTINGS["max_file_bytes"][2]
-_READ_BYTES = 16384   # a shared file is read this much at a time
+_LIMIT_HINT = " (setting max_file_bytes)"
 
 
 def _b64(data: bytes) -> str:
@@ -46,30 +46,7 @@ def check_shareable(path: Path, limit_bytes: int = MAX_FILE_BYTES) -> int:
     """The size of the file at path, without reading it; FilesError for
     what is not a regular file (a device such as /dev/zero, a pipe, a
     folder) or is over limit_bytes."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise FilesError(f"{path}: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise FilesError(f"{path}: not a regular file (a device, pipe or folder cannot be shared)")
-    if st.st_size > limit_bytes:
-        raise FilesError(f"{path}: file is {st.st_size} bytes; the limit is {limit_bytes} "
-                         "(setting max_file_bytes)")
-    return st.st_size
-
-
-def read_bounded(path: Path, limit_bytes: int) -> bytes:
-    """The file's bytes, read a piece at a time and never more than
-    limit_bytes + 1 of them (FilesError if it is longer: it grew)."""
-    out = bytearray()
-    with open(path, "rb") as f:
-        while len(out) <= limit_bytes:
-            piece = f.read(min(_READ_BYTES, limit_bytes + 1 - len(out)))
-            if not piece:
-                return bytes(out)
-            out += piece
-    raise FilesError(f"{path}: file is over {limit_bytes} bytes (it grew while being read); "
-                     "the limit is setting max_file_bytes")
+    return bounded.check_file(path, limit_bytes, FilesError, _LIMIT_HINT)
 
 
 def share_file(link, path: Path, name: str | None = None, media_type: str | None = None,
@@ -78,9 +55,8 @@ def share_file(link, path: Path, name: str | None = None, media_type: str | None
     is read, and read a piece at a time): share() with its bytes."""
     check_shareable(path)
     limit = node_status(link)["files"]["max_file_bytes"]
-    check_shareable(path, limit)
-    return share(link, read_bounded(path, limit), name or Path(path).name, media_type,
-                 progress=progress)
+    data = bounded.read_file(path, limit, FilesError, _LIMIT_HINT)
+    return share(link, data, name or Path(path).name, media_type, progress=progress)
 
 
 def share(link, data: bytes, name: str, media_type: str | None = None,
