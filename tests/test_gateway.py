@@ -254,6 +254,13 @@ def test_send_payloads_are_checked():
             check_send(bad)
 
 
+def test_publications_carry_text_as_utf8():
+    from pollen_controller.gateway.mqtt import mqtt_json
+
+    assert mqtt_json({"text": "sunflower \U0001f33b"}) == '{"text": "sunflower \U0001f33b"}'
+    assert mqtt_json({"text": "half \ud83c"}) == '{"text": "half \\ud83c"}'   # not encodable: escaped
+
+
 def test_outcomes_of_sends():
     o = Outcomes()
     cmd = {"cmd": "send", "to": "0000000c", "text": "hi", OUTCOME_KEY: {"ref": {"n": 1}}}

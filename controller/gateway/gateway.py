@@ -35,7 +35,7 @@ from pollen_controller.errors import GatewayError
 from pollen_controller.gateway.attached_node import AttachedNode
 from pollen_controller.gateway.bridge import (HOLD_S, SPREAD_S, STEP_S, BRIDGE_MARK, Bridging,
                                               is_node_id, parse_mark)
-from pollen_controller.gateway.mqtt import mqtt_client, parse_mqtt_url
+from pollen_controller.gateway.mqtt import mqtt_client, mqtt_json, parse_mqtt_url
 from pollen_controller.gateway.outcomes import OUTCOME_KEY, Outcomes, check_ref, for_node
 from pollen_controller.gateway.store import MAX_INBOX, MAX_OUTBOX, MAX_PERISHABLE, Store, is_locked
 
@@ -256,7 +256,7 @@ class Gateway:
         # paho keeps it (in memory) until the broker has it
         body = {"error": error, "payload": payload[:200].decode(errors="replace"),
                 "gateway": self.node, "t": round(time.time(), 3)}
-        info = self.client.publish(f"{self.prefix}/errors", json.dumps(body), qos=1)
+        info = self.client.publish(f"{self.prefix}/errors", mqtt_json(body), qos=1)
         with self.lock:
             if info.mid in self.early:
                 self.early.discard(info.mid)
@@ -408,7 +408,7 @@ class Gateway:
     def _publish(self, topic: str, body: dict, perishable: bool = False):
         body["gateway"] = self.node
         body["t"] = round(time.time(), 3)
-        dropped = self.outbox.add(topic, json.dumps(body), perishable)
+        dropped = self.outbox.add(topic, mqtt_json(body), perishable)
         self.stats["up"] += 1
         if dropped:
             before = self.stats["dropped"]

@@ -2,6 +2,7 @@
 paho-mqtt client set up as both use it (docs/gateway.md)."""
 from __future__ import annotations
 
+import json
 import socket
 from urllib.parse import urlparse
 
@@ -20,6 +21,17 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     except ValueError:
         raise MqttUrlError(f"--mqtt: the port in {url!r} is not a number 1..65535") from None
     return u.hostname, port, tls
+
+
+def mqtt_json(body) -> str:
+    """A publication's payload: JSON with text as UTF-8 (emoji readable in
+    mosquitto_sub), or \\u escapes where it cannot be encoded (a lone surrogate)."""
+    out = json.dumps(body, ensure_ascii=False)
+    try:
+        out.encode("utf-8")
+        return out
+    except UnicodeEncodeError:
+        return json.dumps(body)
 
 
 def probe_broker(url: str, timeout_s: float = PROBE_TIMEOUT_S, hint: str = ""):
