@@ -427,6 +427,9 @@ def test_monitor_on_the_wrong_network_says_where_it_listens(mosquitto, tmp_path)
     assert r.exit_code == 0, r.output
     assert "no nodes heard yet" in r.stdout
     assert "nothing has arrived on pollen/vilage/# in 3 s" in r.stdout and "--network" in r.stdout
+    r = run("monitor", "--mqtt", mosquitto.url, "--network", "vilage", "--db",
+            tmp_path / "h.db", "--once", "--json", "--wait", "2.5")
+    assert json.loads(r.stdout) == [] and "nothing has arrived on pollen/vilage/#" in r.stderr
 
 
 def test_bad_payloads_neither_stop_the_monitor_nor_stay_in_its_history(mosquitto, tmp_path):

@@ -182,6 +182,8 @@ def _run(make_source, db, temporary, silent_min, duty_left_pct, battery_low_mv, 
                     for r in rows:
                         r.update(extras.get(r["id"], {}))
                     click.echo(json.dumps(rows))
+                    for note in source.notes():   # what the screen would say, on stderr
+                        _say(f"pollen: {note}")
                 else:
                     click.echo(render_text(view, now, _width(), _header(source, where),
                                            source.notes()), nl=False)
