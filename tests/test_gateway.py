@@ -254,6 +254,24 @@ def test_send_payloads_are_checked():
             check_send(bad)
 
 
+def test_the_network_name_is_the_nodes_unless_given():
+    from pollen_controller.cli.gateway import _network
+
+    class Asked:
+        def __init__(self, status):
+            self.status = status
+
+        def ask(self, cmd, answer):
+            assert (cmd, answer) == ({"cmd": "status"}, "status")
+            return self.status
+
+    assert _network(Asked({"id": "00000001", "network": "village"}), None) == (
+        "village", "the node's network")
+    assert _network(Asked({"network": "village"}), "lab") == ("lab", "--network")
+    name, why = _network(Asked({"id": "00000001"}), None)   # firmware that does not say
+    assert name == "mesh" and "--network" in why
+
+
 def test_publications_carry_text_as_utf8():
     from pollen_controller.gateway.mqtt import mqtt_json
 

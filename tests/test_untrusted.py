@@ -102,6 +102,8 @@ def test_pollen_console_prints_what_the_node_says_safely(tmp_path):
 
     def typed():
         yield '{"cmd": "send", "to": "all", "text": "caf\u00e9 \U0001f33b"}\n'
+        yield '{"cmd": "send", "to": "all", "text": "typed as \\ud83c\\udf3b"}\n'
+        yield "not json \U0001f33b\n"
         os.write(node._master, raw.encode() + b"Traceback: name 'red\x1b[31mX'\n")
         time.sleep(0.5)
 
@@ -110,6 +112,7 @@ def test_pollen_console_prints_what_the_node_says_safely(tmp_path):
     finally:
         node.unplug()
     assert node.commands.get(timeout=2)["text"] == "caf\u00e9 \U0001f33b"   # typed: sent as UTF-8
+    assert node.commands.get(timeout=2)["text"] == "typed as \U0001f33b"    # escapes joined
     shown = out.getvalue()
     assert "\x1b" not in shown and "\u202e" not in shown and "\x9b" not in shown
     assert '"text": "sunflower \U0001f33b \\u202eevil \\x9b2J"' in shown
