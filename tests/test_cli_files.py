@@ -124,6 +124,7 @@ def test_names_from_the_air_are_shown_and_saved_safely(tmp_path, board_and_neigh
     else:
         raise AssertionError("the board never heard of the file")
     assert rows[0]["name"] == HOSTILE and rows[0]["held"] is None   # JSON: as it came
+    assert (rows[0]["size_bytes"], rows[0]["size_exact"]) == (1024, False)   # KiB, rounded up
     r = run(main, ["catalog", "--port", port])
     assert r.exit_code == 0 and "\x1b" not in r.output and "\x07" not in r.output
     line, = [x for x in r.output.splitlines() if theirs["cid"] in x]

@@ -88,7 +88,7 @@ def size_text(row) -> str:
     """A catalog row's size: exact for a file on the node (held), else the
     bound the catalog frame gives: "≤1K" for 1..1024 bytes, "≥255K"."""
     size = row.get("size_bytes") or 0
-    if row.get("held"):
+    if row.get("size_exact", row.get("held")):
         return f"{size}" if size < 10240 else f"{size // 1024}K"
     kib = -(-size // 1024)
     return f"\u2265{kib}K" if kib >= _HEARD_MAX_KIB else f"\u2264{kib}K"

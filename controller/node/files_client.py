@@ -103,6 +103,8 @@ def catalog(link, search: str | None = None, timeout_s: float = 10.0) -> list[di
         if ev["event"] == "catalog":
             return rows
         row = {k: v for k, v in ev.items() if k not in ("event", "ref") and not k.startswith("_")}
+        # a file only heard of has its size in whole KiB, rounded up (the catalog frame's byte)
+        row["size_exact"] = bool(row.get("held"))
         rows.append(row)
 
 
