@@ -66,6 +66,10 @@ class LinkTimeout(LinkError):
     """The node did not answer in time (its port is still there)."""
 
 
+class LinkTimeout(LinkError):
+    """The node is there but did not send what was waited for in time."""
+
+
 class FilesError(PollenError, ValueError):
     """Sharing or fetching a file through a node."""
 

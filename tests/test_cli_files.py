@@ -2,6 +2,7 @@
 through a virtual board's serial port (a real MicroPython node behind a
 pseudo-terminal), next to an emulated node on the same virtual radio medium."""
 import json
+import os
 import random
 import time
 
@@ -9,6 +10,7 @@ import pytest
 import serial
 from click.testing import CliRunner
 
+from pollen import files
 from pollen_controller.board import provisioning as pv
 from pollen_controller.board.build import build_bundle
 from pollen_controller.board.firmware import compile_firmware
@@ -18,7 +20,7 @@ from pollen_controller.cli.main import main
 from pollen_controller.emulation.medium import Medium
 from pollen_controller.emulation.node_process import NodeProcess
 from pollen_controller.node import files_client
-from pollen_controller.node.link import ProcessLink
+from pollen_controller.node.link import ProcessLink, SerialLink
 from pollen_controller.topology import line
 
 
@@ -102,6 +104,73 @@ def test_share_catalog_and_fetch_through_a_virtual_board(tmp_path, board_and_nei
     assert r.exit_code == 0 and (tmp_path / "again").read_bytes() == data
 
 
+HOSTILE = "red\x1b[31mX\nnewline\x07"
+
+
+def test_names_from_the_air_are_shown_and_saved_safely(tmp_path, board_and_neighbour, monkeypatch):
+    # any member of the network can name a file so: the catalog and fetch
+    # show it escaped, and fetch makes a safe local name of it
+    port, neighbour = board_and_neighbour
+    run = CliRunner().invoke
+    data = b"twelve bytes"
+    theirs = files_client.share(neighbour, data, HOSTILE, "text/plain")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = run(main, ["catalog", "--port", port, "--json"])
+        rows = [x for x in json.loads(r.output) if x["cid"] == theirs["cid"]]
+        if rows:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("the board never heard of the file")
+    assert rows[0]["name"] == HOSTILE and rows[0]["held"] is None   # JSON: as it came
+    assert (rows[0]["size_bytes"], rows[0]["size_exact"]) == (1024, False)   # KiB, rounded up
+    r = run(main, ["catalog", "--port", port])
+    assert r.exit_code == 0 and "\x1b" not in r.output and "\x07" not in r.output
+    line, = [x for x in r.output.splitlines() if theirs["cid"] in x]
+    # shown escaped on its own line; only heard of: its size is a bound (KiB, rounded up)
+    assert "red\\x1b[31mX\\nnewline\\x07" in line and "\u22641K" in line
+    monkeypatch.chdir(tmp_path)
+    r = run(main, ["fetch", theirs["cid"], "--port", port, "--timeout", "60"])
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output and "\x07" not in r.output
+    assert os.listdir(tmp_path) == ["red_[31mX_newline_"]
+    saved = tmp_path / "red_[31mX_newline_"
+    assert saved.read_bytes() == data
+    # held now: its exact size
+    r = run(main, ["catalog", "--port", port, "--search", "newline"])
+    assert " 12 " in r.output
+    # an existing file is not replaced without --force
+    saved.write_bytes(b"mine")
+    r = run(main, ["fetch", theirs["cid"], "--port", port])
+    assert r.exit_code == 1 and "red_[31mX_newline_: a file of that name exists" in r.output
+    assert "--force" in r.output and saved.read_bytes() == b"mine"
+    out = tmp_path / "given.txt"
+    out.write_bytes(b"mine")
+    r = run(main, ["fetch", theirs["cid"], "--port", port, "-o", str(out)])
+    assert r.exit_code == 1 and "given.txt: a file of that name exists" in r.output
+    r = run(main, ["fetch", theirs["cid"], "--port", port, "--force"])
+    assert r.exit_code == 0 and saved.read_bytes() == data
+    assert sorted(os.listdir(tmp_path)) == ["given.txt", "red_[31mX_newline_"]
+
+
+def test_text_beyond_ascii_arrives_intact_both_ways(board_and_neighbour):
+    # the host writes UTF-8 to the node, not \\ud83c\\udf3b escapes (which
+    # MicroPython's json does not join): emoji, combining marks, RTL, joiners
+    port, neighbour = board_and_neighbour
+    text = "sunflower \U0001f33b caf\u00e9 cafe\u0301 \u05e9\u05dc\u05d5\u05dd \U0001f468\u200d\U0001f469\u200d\U0001f467"
+    link = SerialLink(port)
+    try:
+        link.ask({"cmd": "send", "to": "00000002", "text": text}, "sent")
+        ev = neighbour.wait(lambda e: e.get("event") == "received" and e.get("from") == "00000001", 30)
+        assert ev["text"] == text
+        neighbour.command({"cmd": "send", "to": "00000001", "text": text + " back"})
+        ev = link.wait(lambda e: e.get("event") == "received", 30)
+        assert ev["text"] == text + " back"
+    finally:
+        link.close()
+
+
 def test_bad_input_is_named(tmp_path, board_and_neighbour):
     port, _ = board_and_neighbour
     run = CliRunner().invoke
@@ -111,6 +180,18 @@ def test_bad_input_is_named(tmp_path, board_and_neighbour):
     big.write_bytes(bytes(70000))
     r = run(main, ["share", str(big), "--port", port])
     assert r.exit_code == 1 and "70000 bytes" in r.output and "max_file_bytes" in r.output
+    # the size is checked before anything is read: a device, a sparse 1 GiB file
+    r = run(main, ["share", "/dev/zero", "--port", port])
+    assert r.exit_code == 1 and "not a regular file" in r.output
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as f:
+        f.truncate(1 << 30)
+    r = run(main, ["share", str(sparse), "--port", port])
+    assert r.exit_code == 1 and "1073741824 bytes" in r.output and "262144" in r.output
+    # a content id no node has: not found, not "the node did not answer"
+    unknown = files.cid_str(bytes(range(16)))
+    r = run(main, ["fetch", unknown, "--port", port, "--timeout", "2"])
+    assert r.exit_code == 1 and "not found: no node in reach announced it" in r.output
     r = run(main, ["catalog", "--port", str(tmp_path / "ttyNOPE")])
     assert r.exit_code == 1 and "cannot open the port" in r.output
 

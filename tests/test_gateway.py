@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import socket
 import sqlite3
 import struct
 import threading
@@ -19,6 +20,7 @@ from pollen_controller.emulation.mesh import Emulation
 from pollen_controller.gateway import store
 from pollen_controller.gateway.bridge import Bridging, parse_mark
 from pollen_controller.gateway.gateway import Gateway, GatewayError, check_send
+from pollen_controller.gateway.outcomes import OUTCOME_KEY, Outcomes, for_node
 from pollen_controller.node.link import ProcessLink, SerialLink
 from pollen_controller.topology import line
 
@@ -141,11 +143,28 @@ def test_uplink_downlink_and_a_malformed_send(mosquitto, mesh, tmp_path):
         assert topic == f"pollen/test/{ids[-1]:08x}/message"
         assert body["kind"] == "post" and body["from"] == f"{ids[-1]:08x}" and body["hops"] == 1
         assert body["uid"] == f"{ids[-1]:08x}-{body['id']}" and body["gateway"] == f"{ids[0]:08x}"
-        # downlink: from the broker into the mesh, to the far node
+        # downlink: from the broker into the mesh, to the far node; emoji,
+        # a combining mark and RTL arrive intact, as UTF-8 (mosquitto_pub -m)
+        # or as JSON \\ud83c\\udf3b escapes (json.dumps) alike
+        down = "from the broker \U0001f33b cafe\u0301 \u05e9\u05dc\u05d5\u05dd"
         publish(mosquitto, "pollen/test/send",
-                json.dumps({"to": f"{ids[-1]:08x}", "text": "from the broker"}))
-        ev = received_by(emu.nodes[ids[-1]], "from the broker")
+                json.dumps({"to": f"{ids[-1]:08x}", "text": down, "ref": "r1"}))
+        ev = received_by(emu.nodes[ids[-1]], down)
         assert ev["from"] == f"{ids[0]:08x}" and ev["kind"] == "msg"
+        publish(mosquitto, "pollen/test/send",
+                json.dumps({"to": "all", "text": "sunflower \U0001f33b caf\u00e9"},
+                           ensure_ascii=False).encode())
+        received_by(emu.nodes[ids[-1]], "sunflower \U0001f33b caf\u00e9")
+        # what became of the sends: published on send/outcome, with their ref
+        outcomes = [sub.wait(lambda t, b: t == "pollen/test/send/outcome")[1] for _ in range(3)]
+        assert sorted((o["outcome"], o.get("ref", ""), o["to"]) for o in outcomes) == [
+            ("delivered", "r1", f"{ids[-1]:08x}"), ("sent", "", "all"),
+            ("sent", "r1", f"{ids[-1]:08x}")]
+        assert all(o["text"] in (down, "sunflower \U0001f33b caf\u00e9") for o in outcomes)
+        assert next(o for o in outcomes if o["outcome"] == "delivered")["hops"] == 2
+        # uplink of the same
+        emu.nodes[ids[-1]].command({"cmd": "send", "to": "all", "text": down + " up"})
+        sub.wait(lambda t, b: b.get("text") == down + " up")
         # a malformed payload: an error on the errors topic, nothing sent, gateway goes on
         publish(mosquitto, "pollen/test/send", b"{not json")
         topic, body = sub.wait(lambda t, b: t == "pollen/test/errors")
@@ -153,6 +172,9 @@ def test_uplink_downlink_and_a_malformed_send(mosquitto, mesh, tmp_path):
         publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "x" * 300}))
         topic, body = sub.wait(lambda t, b: t == "pollen/test/errors")
         assert "'text'" in body["error"] and "231" in body["error"]
+        publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "\U0001f33b" * 58}))
+        topic, body = sub.wait(lambda t, b: t == "pollen/test/errors")
+        assert "232 bytes in UTF-8 (58 characters); at most 231" in body["error"]
         publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "still here"}))
         received_by(emu.nodes[ids[-1]], "still here")
         # telemetry: the far node's first status frame (seconds after its start), decoded
@@ -220,10 +242,76 @@ def test_broker_away_at_start_and_restarted_nothing_lost_or_doubled(mosquitto, m
 
 def test_send_payloads_are_checked():
     assert check_send(b'{"to": "all", "text": "hi"}') == {"cmd": "send", "to": "all", "text": "hi"}
+    # 231 bytes of UTF-8 fit, whatever the characters
+    assert check_send(json.dumps({"text": "\u00e9" * 115 + "x"}).encode())["text"] == "\u00e9" * 115 + "x"
     for bad, word in ((b"[]", "object"), (b'{"text": ""}', "'text'"),
-                      (b'{"to": "zz", "text": "x"}', "'to'"), (b"\xff", "JSON")):
+                      (b'{"to": "zz", "text": "x"}', "'to'"), (b"\xff", "JSON"),
+                      (json.dumps({"text": "\u00e9" * 116}).encode(), "232 bytes in UTF-8"),
+                      (b'{"text": "half \\ud83c"}', "lone"),
+                      (json.dumps({"text": "x", "ref": "r" * 300}).encode(), "'ref'"),
+                      (b'{"text": "x", "pad": "' + b"x" * 5000 + b'"}', "over 4096 bytes")):
         with pytest.raises(GatewayError, match=word):
             check_send(bad)
+
+
+def test_the_network_name_is_the_nodes_unless_given():
+    from pollen_controller.cli.gateway import _network
+
+    class Asked:
+        def __init__(self, status):
+            self.status = status
+
+        def ask(self, cmd, answer):
+            assert (cmd, answer) == ({"cmd": "status"}, "status")
+            return self.status
+
+    assert _network(Asked({"id": "00000001", "network": "village"}), None) == (
+        "village", "the node's network")
+    assert _network(Asked({"network": "village"}), "lab") == ("lab", "--network")
+    name, why = _network(Asked({"id": "00000001"}), None)   # firmware that does not say
+    assert name == "mesh" and "--network" in why
+
+
+def test_publications_carry_text_as_utf8():
+    from pollen_controller.gateway.mqtt import mqtt_json
+
+    assert mqtt_json({"text": "sunflower \U0001f33b"}) == '{"text": "sunflower \U0001f33b"}'
+    assert mqtt_json({"text": "half \ud83c"}) == '{"text": "half \\ud83c"}'   # not encodable: escaped
+
+
+def test_outcomes_of_sends():
+    o = Outcomes()
+    cmd = {"cmd": "send", "to": "0000000c", "text": "hi", OUTCOME_KEY: {"ref": {"n": 1}}}
+    assert for_node(cmd) == {"cmd": "send", "to": "0000000c", "text": "hi"}
+    assert o.sent(cmd, {"event": "sent", "id": 7}) == {
+        "to": "0000000c", "text": "hi", "ref": {"n": 1}, "outcome": "sent", "id": 7}
+    assert o.delivered({"id": 7, "hops": 2})["outcome"] == "delivered"
+    assert o.delivered({"id": 7, "hops": 2}) is None           # once
+    o.sent(cmd, {"id": 8})
+    assert o.expired({"id": 8})["error"].startswith("expired")
+    assert o.refused(cmd, "store full") == {"to": "0000000c", "text": "hi", "ref": {"n": 1},
+                                            "outcome": "failed", "error": "store full"}
+    bridged = {"cmd": "send", "to": "all", "text": "\u21c4x"}  # not from the send topic: no outcome
+    assert o.sent(bridged, {"id": 9}) is None and o.refused(bridged, "x") is None
+    post = dict(cmd, to="all")
+    assert o.sent(post, {"id": 10})["outcome"] == "sent" and 10 not in o.awaited
+
+
+def test_an_unreachable_broker_stops_the_gateway_at_once(tmp_path):
+    from click.testing import CliRunner
+
+    from pollen_controller.cli.main import main
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))   # a port with no broker behind it
+    url = f"mqtt://127.0.0.1:{s.getsockname()[1]}"
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["gateway", "--demo", "--mqtt", url])
+    s.close()
+    assert r.exit_code == 1 and time.monotonic() - t0 < 5
+    assert f"--mqtt {url}: cannot reach the broker" in r.output and "--wait-for-broker" in r.output
+    r = CliRunner().invoke(main, ["gateway", "--demo", "--mqtt", "mqtt://no-such-host.invalid"])
+    assert r.exit_code == 1 and "no such host 'no-such-host.invalid'" in r.output
 
 
 # ---- which posts a gateway bridges in, and when (Bridging: no IO, times given) ------

@@ -3,7 +3,7 @@ monitor's screen rendered to text (monitor/render.py, render_text)."""
 import pytest
 
 from pollen_controller.monitor.mesh_view import MeshView, fmt_age, node_id
-from pollen_controller.monitor.render import clean, render_text
+from pollen_controller.monitor.render import render_text
 
 T0 = 1_700_000_000.0
 
@@ -273,9 +273,12 @@ def test_names_and_texts_from_the_air_cannot_drive_the_terminal():
     v.apply(post(text="hi\x1b]0;pwned\x07\nnext [link=file:///etc]z"), T0)
     text = render_text(v, T0, width=160)
     assert "\x1b" not in text and "\x07" not in text
-    assert "[red]y[/]\ufffd[2J" in text                 # shown as typed, not as markup
-    assert "[link=file:///etc]z" in text
-    assert clean("a\nb\tc") == "a\ufffdb\ufffdc"
+    assert "[red]y[/]\\x1b[2J" in text                # shown as typed, not as markup
+    assert "hi\\x1b]0;pwned\\x07\\nnext [link=file:///etc]z" in text
+    # emoji, combining marks and right-to-left text as they are; a bidi override escaped
+    v.apply(post(msg_id=8, text="sunflower \U0001f33b cafe\u0301 \u05e9\u05dc\u05d5\u05dd \u202eevil"), T0)
+    text = render_text(v, T0, width=160)
+    assert "sunflower \U0001f33b cafe\u0301 \u05e9\u05dc\u05d5\u05dd \\u202eevil" in text
 
 
 def test_empty_view_says_so():

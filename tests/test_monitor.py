@@ -333,7 +333,10 @@ def test_mqtt_topics_map_back_to_console_events():
                        json.dumps({"hops": 1, "data": data.hex()}).encode(), "v", now)
     assert ev["name"] == "n" and ev["battery_mv"] is None and "data" not in ev
     assert mqtt_event("pollen/v/send", b"{}", "v", now) is None
+    assert mqtt_event("pollen/v/send/outcome", b"{}", "v", now) is None
     assert mqtt_event("pollen/other/0000000c/status", b"{}", "v", now) is None
+    with pytest.raises(ValueError, match="payload over 65536 bytes"):   # not parsed at all
+        mqtt_event("pollen/v/0000000c/status", b"[" * 100000, "v", now)
     for bad in (b"not json", b"[1, 2]", b"\xff\xfe"):
         with pytest.raises(ValueError, match="pollen/v/0000000c/status: payload is not"):
             mqtt_event("pollen/v/0000000c/status", bad, "v", now)
@@ -361,7 +364,8 @@ class Publisher:
     def _run(self):
         while not self.stop.is_set():
             for topic, body in self.messages:
-                self.c.publish(f"pollen/{self.network}/{topic}", json.dumps(body), qos=1)
+                raw = body if isinstance(body, bytes) else json.dumps(body)   # bytes: as they are
+                self.c.publish(f"pollen/{self.network}/{topic}", raw, qos=1)
             self.stop.wait(0.3)
 
     def close(self):
@@ -371,13 +375,17 @@ class Publisher:
         self.c.disconnect()
 
 
+# emoji, a combining mark and right-to-left text: through broker, monitor and history intact
+BROKER_TEXT = "via the broker \U0001f33b cafe\u0301 \u05e9\u05dc\u05d5\u05dd"
+
+
 def gateway_traffic():
     t = time.time()
     return [("00000001/status", dict(status(neighbours=[nb("00000002", "mill")]),
                                      gateway="00000001", t=t)),
             ("0000000c/telemetry", dict(telemetry(), gateway="00000001", t=t)),
             ("0000000c/message", {"kind": "post", "from": "0000000c", "to": "ffffffff", "id": 42,
-                                  "text": "via the broker", "hops": 1, "rssi_dbm": -99,
+                                  "text": BROKER_TEXT, "hops": 1, "rssi_dbm": -99,
                                   "snr_db": 3.0, "uid": "0000000c-42", "gateway": "00000001",
                                   "t": t, "bridged": False}),
             ("0000000c/message", b"garbage"), ("errors", {"error": "field 'text': too long"})]
@@ -404,7 +412,24 @@ def test_monitor_once_json_from_an_mqtt_broker(mosquitto, tmp_path):
     assert (rows["0000000c"]["name"], rows["0000000c"]["battery_mv"]) == ("farm", 3950)
     # the same post came many times (QoS 1, and here on purpose): kept once
     r = run("history", "--db", tmp_path / "h.db", "--messages", "--json")
-    assert [m["text"] for m in json.loads(r.stdout)] == ["via the broker"]
+    assert [m["text"] for m in json.loads(r.stdout)] == [BROKER_TEXT]
+    r = run("history", "--db", tmp_path / "h.db", "--messages")
+    assert BROKER_TEXT in r.stdout
+
+
+def test_monitor_on_the_wrong_network_says_where_it_listens(mosquitto, tmp_path):
+    pub = Publisher(mosquitto, "village", gateway_traffic())
+    try:
+        r = run("monitor", "--mqtt", mosquitto.url, "--network", "vilage", "--db",
+                tmp_path / "h.db", "--once", "--wait", "3")
+    finally:
+        pub.close()
+    assert r.exit_code == 0, r.output
+    assert "no nodes heard yet" in r.stdout
+    assert "nothing has arrived on pollen/vilage/# in 3 s" in r.stdout and "--network" in r.stdout
+    r = run("monitor", "--mqtt", mosquitto.url, "--network", "vilage", "--db",
+            tmp_path / "h.db", "--once", "--json", "--wait", "2.5")
+    assert json.loads(r.stdout) == [] and "nothing has arrived on pollen/vilage/#" in r.stderr
 
 
 def test_bad_payloads_neither_stop_the_monitor_nor_stay_in_its_history(mosquitto, tmp_path):

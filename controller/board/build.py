@@ -25,8 +25,10 @@ from pathlib import Path
 
 import pollen
 from pollen_controller.board.firmware import ROMFS_PACKAGES, compile_firmware, mpy_version, romfs_image
+from pollen_controller.errors import BuildError
 
 MANIFEST = "manifest.json"
+_MAX_MANIFEST_BYTES = 1 << 20   # a bundle's manifest is a few KiB
 ROMFS_IMAGE = "pollen.romfs"
 # micropython-lib packages each radio chip needs (installed with mip, never copied here)
 RADIO_PACKAGES = {"sx1261": ["lora-sx126x", "lora-async"],
@@ -93,6 +95,8 @@ def load_manifest(bundle: Path) -> dict:
     bundle = Path(bundle)
     if bundle.suffix == ".zip":
         with zipfile.ZipFile(bundle) as z:
+            if z.getinfo(MANIFEST).file_size > _MAX_MANIFEST_BYTES:
+                raise BuildError(f"{bundle}: {MANIFEST} is over {_MAX_MANIFEST_BYTES} bytes")
             return json.loads(z.read(MANIFEST))
     return json.loads((bundle / MANIFEST).read_text())
 

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pollen_controller.bounded import read_stream
 from pollen_controller.errors import DepsError
 from pollen_controller.files_atomic import write_atomic
 
@@ -29,10 +30,16 @@ def default_cache() -> Path:
     return Path(base) / "pollen" / "mip"
 
 
+_MAX_DOWNLOAD_BYTES = 4 << 20   # a micropython-lib file or index is a few KiB
+
+
 def _get(url: str, timeout_s: float = 20) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as r:
-            return r.read()
+            data = read_stream(r, _MAX_DOWNLOAD_BYTES)
+        if data is None:
+            raise DepsError(f"{url}: over {_MAX_DOWNLOAD_BYTES} bytes; not a micropython-lib file")
+        return data
     except urllib.error.HTTPError as e:
         raise DepsError(f"{url}: HTTP {e.code} (is the package name right?)") from None
     except (urllib.error.URLError, OSError) as e:

@@ -72,7 +72,8 @@ def compile_firmware(out_dir: Path, root: Path | None = None, arch: str | None =
 
 def mpy_version(path: Path) -> tuple[int, int]:
     """(major, minor) bytecode version of a .mpy file (header bytes 1 and 2)."""
-    head = Path(path).read_bytes()[:4]
+    with open(path, "rb") as f:
+        head = f.read(4)
     if len(head) < 4 or head[0] != ord("M"):
         raise BuildError(f"{path}: not a .mpy file")
     # byte 2: native arch << 2 | sub-version; 0 for bytecode only, which any

@@ -13,6 +13,7 @@ from pollen_controller.board.network_files import (  # noqa: F401  (their old ho
 from pollen_controller.board.node_config import make_config
 from pollen_controller.board.transport import Board, BoardError
 from pollen_controller.errors import NetworkError  # noqa: F401  (callers catch it here)
+from pollen_controller.node.lines import node_json
 
 
 # ---- config.json ------------------------------------------------------------
@@ -30,7 +31,7 @@ def provision(board: Board, net: dict, name: str | None = None, node_id: int | N
             raise
         old = {}   # damaged, and both given: a new one
     cfg, kept_fields = make_config(old, net, profile, name, node_id, radio)
-    board.write_atomic("config.json", (json.dumps(cfg) + "\n").encode())
+    board.write_atomic("config.json", (node_json(cfg) + "\n").encode())
     if kept is not None:
         kept += kept_fields
     return cfg

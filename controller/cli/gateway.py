@@ -28,39 +28,67 @@ def _data_dir() -> Path:
 @click.option("--password", default=None, envvar="POLLEN_MQTT_PASSWORD",
               help="Also read from POLLEN_MQTT_PASSWORD.")
 @click.option("--tls", is_flag=True, help="TLS to the broker (same as an mqtts:// URL).")
-@click.option("--network", default="mesh", show_default=True, help="Network name in the topics.")
+@click.option("--network", default=None,
+              help="Network name in the topics (default: the network the node was provisioned "
+                   "with, when its status says it; else 'mesh').")
 @click.option("--outbox", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where uplink messages wait for the broker (default: under the user's data directory).")
 @click.option("--status-interval", "status_interval_s", default=60.0, show_default=True, type=float,
               help="Seconds between the gateway node's status publications.")
-def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, status_interval_s):
+@click.option("--wait-for-broker", is_flag=True,
+              help="Start even if the broker cannot be reached now, keeping what the mesh says "
+                   "until it can (default: stop at once, naming the broker).")
+def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, status_interval_s,
+            wait_for_broker):
     """Bridge the attached node to an MQTT broker (docs/gateway.md): what the
     mesh says goes up on pollen/NETWORK/NODE/..., and messages published to
     pollen/NETWORK/send go into the mesh. Runs until Ctrl-C; when the broker
     or the node's port goes away it waits for them, keeping what is to be
-    sent either way."""
+    sent either way. What became of each send (sent, delivered, failed) is
+    published on pollen/NETWORK/send/outcome.
+
+    A broker that cannot be reached at start stops the gateway at once, with
+    the reason, unless --wait-for-broker."""
     from pollen_controller.gateway.gateway import Gateway
-    from pollen_controller.gateway.mqtt import parse_mqtt_url
+    from pollen_controller.gateway.mqtt import parse_mqtt_url, probe_broker
+    from pollen_controller.untrusted import safe_text
 
     if (port is None) == (not demo):
         raise click.UsageError("give --port PORT or --demo")
     parse_mqtt_url(mqtt_url)  # a bad URL fails before anything starts
     if tls and mqtt_url.startswith("mqtt://"):
         mqtt_url = "mqtts://" + mqtt_url[len("mqtt://"):]
+    if not wait_for_broker:
+        probe_broker(mqtt_url, hint="; is it running? (--wait-for-broker to start anyway)")
     stop = threading.Event()
-    say = lambda s: click.echo(s, err=True)  # noqa: E731
+    # the gateway's log lines quote what nodes and the broker said: shown safely
+    say = lambda s: click.echo(safe_text(s), err=True)  # noqa: E731
     if demo:
-        return _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop, say)
+        return _demo(mqtt_url, username, password, network or "mesh", outbox, status_interval_s,
+                     stop, say)
     from pollen_controller.node.link import SerialLink
 
     link = SerialLink(port)
     try:
+        network, why = _network(link, network)
         gw = Gateway(link, mqtt_url, network, outbox or _data_dir() / f"gateway-{network}.db",
                      username, password, status_interval_s, say)
-        say(f"gateway for node {gw.node} on {network}: {mqtt_url}")
+        say(f"gateway for node {gw.node} on {network} ({why}): {mqtt_url}")
         gw.run(stop)
     finally:
         link.close()
+
+
+def _network(link, given):
+    """The network name for the topics, and where it came from: --network,
+    else the node's (its status's `network`, the name it was provisioned
+    with, where the firmware reports it), else "mesh"."""
+    if given:
+        return given, "--network"
+    name = link.ask({"cmd": "status"}, "status").get("network")
+    if isinstance(name, str) and name:
+        return name, "the node's network"
+    return "mesh", "the default; the node does not report its network: --network NAME to set it"
 
 
 def _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop, say):

@@ -12,6 +12,7 @@ from pollen import VERSION
 from pollen.files import FileError
 from pollen.ids import ConfigError
 from pollen_controller.errors import PollenError
+from pollen_controller.untrusted import safe_text
 
 
 # What the user is told in one line: the host's errors, a port or a file that
@@ -38,7 +39,8 @@ class _Group(click.Group):
             click.echo("pollen: interrupted", err=True)
             sys.exit(130)
         except _REPORTED as e:
-            click.echo(f"pollen: {e}", err=True)
+            # a message may quote what a node or the air said: shown safely
+            click.echo(f"pollen: {safe_text(e)}", err=True)
             sys.exit(1)
 
 

@@ -118,7 +118,7 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         silent_min = 2.0 if demo else 15.0
     if wait_s is None:
         wait_s = 120.0 if demo else 5.0
-    say = (lambda s: click.echo(s, err=True))
+    say = _say
     if demo:
         import tempfile
 
@@ -146,6 +146,13 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         make_source = lambda: MqttSource(mqtt_url, network, username, password, client_id)  # noqa: E731
     _run(make_source, _db_path(db), False, silent_min, duty_left_pct, battery_low_mv, once, as_json,
          wait_s, keep_days)
+
+
+def _say(s):
+    # a line for stderr; it may quote what a node or the air said: shown safely
+    from pollen_controller.untrusted import safe_text
+
+    click.echo(safe_text(s), err=True)
 
 
 def _run(make_source, db, temporary, silent_min, duty_left_pct, battery_low_mv, once, as_json,
@@ -177,6 +184,8 @@ def _run(make_source, db, temporary, silent_min, duty_left_pct, battery_low_mv, 
                     for r in rows:
                         r.update(extras.get(r["id"], {}))
                     click.echo(json.dumps(rows))
+                    for note in source.notes():   # what the screen would say, on stderr
+                        _say(f"pollen: {note}")
                 else:
                     click.echo(render_text(view, now, _width(), _header(source, where),
                                            source.notes()), nl=False)
@@ -274,6 +283,7 @@ def history(node, since, show_messages, limit, db, as_json):
     node, and the messages it sent), or with --messages the messages heard."""
     from pollen_controller.monitor.history import History
     from pollen_controller.monitor.render import to_text
+    from pollen_controller.untrusted import safe_text
 
     since_t = _since(since)
     path = _db_path(db)
@@ -282,7 +292,7 @@ def history(node, since, show_messages, limit, db, as_json):
         if node is not None:
             ids = h.resolve_node(node)
             if not ids:
-                known = ", ".join(h.known_nodes()[:12]) or "none yet"
+                known = safe_text(", ".join(h.known_nodes()[:12]), 300) or "none yet"
                 raise click.BadParameter(f"no node named or numbered {node!r} in {path} "
                                          f"(known: {known})", param_hint="--node")
         names = {s["id"]: s.get("name") for s in h.node_states()}
@@ -307,7 +317,7 @@ def _samples_table(rows, names):
     from rich.table import Table
     from rich.text import Text
 
-    from pollen_controller.monitor.render import clean
+    from pollen_controller.untrusted import safe_text
 
     def f(v, fmt="{}"):
         return "-" if v is None else fmt.format(v)
@@ -320,7 +330,7 @@ def _samples_table(rows, names):
                      justify="left" if c in ("time", "node", "id", "source", "via") else "right")
     for r in rows:
         t.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"])),
-                  Text(clean(names.get(r["node"]) or "?", 16)), r["node"], r["source"],
+                  Text(safe_text(names.get(r["node"]) or "?", 16)), r["node"], r["source"],
                   f(r["via"]), f(r["hops"]), f(r["rssi_dbm"], "{:.0f}"), f(r["snr_db"], "{:.1f}"),
                   "-" if r["battery_mv"] is None else f"{r['battery_mv'] / 1000:.2f}",
                   f(r["airtime_pct"], "{:.1f}"), f(r["duty_headroom_pct"], "{:.1f}"),
@@ -333,7 +343,7 @@ def _messages_table(rows, names):
     from rich.table import Table
     from rich.text import Text
 
-    from pollen_controller.monitor.render import clean
+    from pollen_controller.untrusted import safe_text
 
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1),
               collapse_padding=True)
@@ -343,10 +353,10 @@ def _messages_table(rows, names):
     for r in rows:
         dst = "all" if r["dst"] in (None, "ffffffff") else (names.get(r["dst"]) or r["dst"])
         t.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"])),
-                  Text(clean(names.get(r["src"]) or r["src"], 16)), Text(clean(dst, 16)),
+                  Text(safe_text(names.get(r["src"]) or r["src"], 16)), Text(safe_text(dst, 16)),
                   r["kind"] or "?", "-" if r["hops"] is None else str(r["hops"]),
                   "-" if r["rssi_dbm"] is None else f"{r['rssi_dbm']:.0f}",
-                  "-" if r["snr_db"] is None else f"{r['snr_db']:.1f}", Text(clean(r["text"], 240)))
+                  "-" if r["snr_db"] is None else f"{r['snr_db']:.1f}", Text(safe_text(r["text"], 240)))
     return t
 
 

@@ -7,7 +7,6 @@ mounts its partition (docs/emulation.md, "ROMFS").
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import queue
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 from pollen_controller.errors import EmulationError, InputError
 from pollen_controller.files_atomic import write_atomic
 from pollen_controller.node.events import parse_line
-from pollen_controller.node.lines import read_lines
+from pollen_controller.node.lines import command_line, node_json, read_lines
 
 _PR_SET_PDEATHSIG = 1
 
@@ -115,7 +114,7 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def write_config(self):
-        write_atomic(self.folder / "config.json", json.dumps(self.config, indent=1))
+        write_atomic(self.folder / "config.json", node_json(self.config, indent=1))
 
     def launch_argv(self) -> list[str]:
         """The command that runs this node: MicroPython with its heap, booting main."""
@@ -173,7 +172,7 @@ class NodeProcess:
         if not self.running:
             raise EmulationError(f"node {self.node_id:08x} is not running")
         with self._lock:
-            self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+            self.proc.stdin.write(command_line(cmd))
             self.proc.stdin.flush()
 
     def stop(self, hard: bool = False, timeout_s: float = 3.0):

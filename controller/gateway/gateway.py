@@ -6,7 +6,9 @@ paho-mqtt. Topics and payloads (JSON) are documented in docs/gateway.md:
   pollen/<network>/<node>/status    up: the gateway node's status
   pollen/<network>/<node>/telemetry up: another node's status frame, as the
                                     gateway's node heard it
-  pollen/<network>/send             down: {"to": "all" | node id, "text": ...}
+  pollen/<network>/send             down: {"to": "all" | node id, "text": ..., "ref": ...}
+  pollen/<network>/send/outcome     up: what became of a send: sent, delivered
+                                    or failed (outcomes.py), with its ref
   pollen/<network>/errors           what the gateway refused, and why
 
 Both ways go through SQLite (store.py): an uplink is written to the
@@ -33,7 +35,8 @@ from pollen_controller.errors import GatewayError
 from pollen_controller.gateway.attached_node import AttachedNode
 from pollen_controller.gateway.bridge import (HOLD_S, SPREAD_S, STEP_S, BRIDGE_MARK, Bridging,
                                               is_node_id, parse_mark)
-from pollen_controller.gateway.mqtt import mqtt_client, parse_mqtt_url
+from pollen_controller.gateway.mqtt import mqtt_client, mqtt_json, parse_mqtt_url
+from pollen_controller.gateway.outcomes import OUTCOME_KEY, Outcomes, check_ref, for_node
 from pollen_controller.gateway.store import MAX_INBOX, MAX_OUTBOX, MAX_PERISHABLE, Store, is_locked
 
 _MAX_TEXT_BYTES = 231
@@ -42,10 +45,13 @@ _SENDING = 4              # commands written to the node and not answered yet, a
 _ANSWER_TIMEOUT_S = 10.0  # a command unanswered this long is written again
 _TAKEN = 1000             # messages from the broker held, not yet stored (so not acknowledged)
 _RETRY_S = (1.0, 10.0)    # a message the store refused is tried again after 1 s, 2, 4 .. 10
+MAX_PAYLOAD_BYTES = 4096  # a message from the broker: longer is refused, and only this much kept
 
 
 def check_send(payload: bytes) -> dict:
     """A downlink payload -> the node's send command; GatewayError names what is wrong."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise GatewayError(f"payload: over {MAX_PAYLOAD_BYTES} bytes (a send is a short text)")
     try:
         d = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -55,8 +61,13 @@ def check_send(payload: bytes) -> dict:
     text = d.get("text")
     if not isinstance(text, str) or not text:
         raise GatewayError("field 'text': expected a non-empty string")
-    if len(text.encode()) > _MAX_TEXT_BYTES:
-        raise GatewayError(f"field 'text': {len(text.encode())} bytes; at most {_MAX_TEXT_BYTES} fit a frame")
+    size = utf8_bytes(text)
+    if size is None:
+        raise GatewayError("field 'text': not valid Unicode (a lone \\ud800-\\udfff escape, half "
+                           "of a pair)")
+    if size > _MAX_TEXT_BYTES:
+        raise GatewayError(f"field 'text': {size} bytes in UTF-8 ({len(text)} characters); "
+                           f"at most {_MAX_TEXT_BYTES} bytes fit a frame")
     to = d.get("to", "all")
     if to != "all":
         ok = isinstance(to, str) and len(to) == 8
@@ -66,7 +77,19 @@ def check_send(payload: bytes) -> dict:
             ok = False
         if not ok:
             raise GatewayError(f"field 'to': expected \"all\" or a node id of 8 hex digits, got {to!r}")
+    problem = check_ref(d.get("ref"))
+    if problem:
+        raise GatewayError(problem)
     return {"cmd": "send", "to": to, "text": text}
+
+
+def utf8_bytes(text: str) -> int | None:
+    """How many bytes text takes in UTF-8 (what a frame carries); None if it
+    cannot be encoded (a lone surrogate, as a JSON "\\ud83c" gives)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
 
 
 def _down_seq(ref) -> int | None:
@@ -113,6 +136,8 @@ class Gateway:
         self.stats = {"up": 0, "acked": 0, "down": 0, "refused": 0, "bridged": 0, "bridge_dropped": 0,
                       "telemetry": 0,
                       "dropped": 0, "node_away": 0}
+        self.outcomes = Outcomes()
+        self.unreachable = False             # the broker could not be reached: said once until it is
         self.bridging = Bridging(self.node, *bridge_timing_s)
         for uid, until_s in self.inbox.held(time.time()):  # held back when we stopped
             self.bridging.took(uid, until_s)
@@ -121,6 +146,7 @@ class Gateway:
         self.client = mqtt_client(f"pollen-gw-{network}-{self.node}", False,
                                   username, password, tls, manual_ack=True)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
@@ -139,7 +165,14 @@ class Gateway:
         client.subscribe(f"{self.prefix}/send", qos=1)
         client.subscribe(f"{self.prefix}/+/message", qos=1)  # other meshes' posts
         self.connected.set()
+        self.unreachable = False
         self.log(f"connected to {self.host}:{self.port}")
+
+    def _on_connect_fail(self, client, userdata):
+        if not self.unreachable:   # once per outage, not every try
+            self.unreachable = True
+            self.log(f"cannot reach the broker at {self.host}:{self.port}; trying again every "
+                     f"1..30 s (the mesh's messages wait in {self.store.path})")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
@@ -166,10 +199,11 @@ class Gateway:
         # paho's thread: hand it to ours (_take), which stores it and only
         # then acknowledges it (manual_ack): a send survives the node being
         # away, the store refusing a write for a while and the gateway restarting
+        payload = msg.payload[:MAX_PAYLOAD_BYTES + 1]   # past the bound: refused (check_send) or ignored
         with self.lock:
             full = len(self.taken) >= _TAKEN
             if not full:
-                self.taken.append((self.connection, msg.mid, msg.qos, msg.dup, msg.topic, msg.payload))
+                self.taken.append((self.connection, msg.mid, msg.qos, msg.dup, msg.topic, payload))
         if full:  # not acknowledged: the broker sends it again when we next connect
             self.log(f"{msg.topic}: {_TAKEN} messages from the broker wait to be stored; not taken")
 
@@ -222,7 +256,7 @@ class Gateway:
         # paho keeps it (in memory) until the broker has it
         body = {"error": error, "payload": payload[:200].decode(errors="replace"),
                 "gateway": self.node, "t": round(time.time(), 3)}
-        info = self.client.publish(f"{self.prefix}/errors", json.dumps(body), qos=1)
+        info = self.client.publish(f"{self.prefix}/errors", mqtt_json(body), qos=1)
         with self.lock:
             if info.mid in self.early:
                 self.early.discard(info.mid)
@@ -235,17 +269,24 @@ class Gateway:
         except GatewayError as e:
             self._refuse(str(e), payload)
             return
+        try:
+            ref = json.loads(payload).get("ref")
+        except (ValueError, AttributeError):
+            ref = None
+        cmd[OUTCOME_KEY] = {"ref": ref}   # its outcome is published (outcomes.py)
         self._to_node(cmd, payload)
 
     def _bridge_in(self, payload: bytes):
         # A post another gateway heard in its mesh: post it in ours, once
         # (Bridging says whether, and how long to hold it back first).
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return  # no uplink of a gateway is this long
         try:
             body = json.loads(payload)
             text = body["text"]
         except (ValueError, KeyError, TypeError):
             return  # not an uplink of ours; the errors topic is for sends
-        if not isinstance(text, str):
+        if not isinstance(text, str) or utf8_bytes(text) is None:
             return
         now = time.time()
         hold_s = self.bridging.offer(body, now)
@@ -308,14 +349,21 @@ class Gateway:
             self._heard_nodes(ev)
             self._publish(f"{self.prefix}/{ev['id']}/telemetry", _fields(ev), perishable=True)
         elif kind == "sent" and down is not None:
+            cmd = self.inbox.get(down) or {}
             self.sending.pop(down, None)
             self.inbox.done(down)
+            self._outcome(self.outcomes.sent(cmd, ev))
         elif kind == "error" and down is not None:
             cmd = self.inbox.get(down) or {}
             self.sending.pop(down, None)
             self.inbox.done(down)
-            self._refuse(ev.get("error") or "the node refused it",
-                         json.dumps({k: cmd[k] for k in ("to", "text") if k in cmd}).encode())
+            error = ev.get("error") or "the node refused it"
+            self._refuse(error, json.dumps({k: cmd[k] for k in ("to", "text") if k in cmd}).encode())
+            self._outcome(self.outcomes.refused(cmd, error))
+        elif kind == "delivered":
+            self._outcome(self.outcomes.delivered(ev))
+        elif kind == "expired":
+            self._outcome(self.outcomes.expired(ev))
         elif kind == "_away":
             self.stats["node_away"] += 1
             self.sending.clear()  # unanswered: written again when the node is back
@@ -353,10 +401,14 @@ class Gateway:
                 self.log(f"could not drop a post held back to bridge in ({uid}): {e}")
         self._publish(f"{self.prefix}/{ev['from']}/message", body)
 
+    def _outcome(self, body: dict | None):
+        if body is not None:
+            self._publish(f"{self.prefix}/send/outcome", body)
+
     def _publish(self, topic: str, body: dict, perishable: bool = False):
         body["gateway"] = self.node
         body["t"] = round(time.time(), 3)
-        dropped = self.outbox.add(topic, json.dumps(body), perishable)
+        dropped = self.outbox.add(topic, mqtt_json(body), perishable)
         self.stats["up"] += 1
         if dropped:
             before = self.stats["dropped"]
@@ -405,7 +457,7 @@ class Gateway:
             if len(self.sending) >= _SENDING:
                 return
             cmd["ref"] = f"down{seq}"
-            if not self.attached.command(cmd):
+            if not self.attached.command(for_node(cmd)):
                 return
             self.sending[seq] = now
 

@@ -2,9 +2,13 @@
 paho-mqtt client set up as both use it (docs/gateway.md)."""
 from __future__ import annotations
 
+import json
+import socket
 from urllib.parse import urlparse
 
-from pollen_controller.errors import MqttUrlError
+from pollen_controller.errors import GatewayError, MqttUrlError
+
+PROBE_TIMEOUT_S = 5.0
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
@@ -17,6 +21,32 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     except ValueError:
         raise MqttUrlError(f"--mqtt: the port in {url!r} is not a number 1..65535") from None
     return u.hostname, port, tls
+
+
+def mqtt_json(body) -> str:
+    """A publication's payload: JSON with text as UTF-8 (emoji readable in
+    mosquitto_sub), or \\u escapes where it cannot be encoded (a lone surrogate)."""
+    out = json.dumps(body, ensure_ascii=False)
+    try:
+        out.encode("utf-8")
+        return out
+    except UnicodeEncodeError:
+        return json.dumps(body)
+
+
+def probe_broker(url: str, timeout_s: float = PROBE_TIMEOUT_S, hint: str = ""):
+    """Whether the broker at url can be reached now (a TCP connection, no
+    MQTT): GatewayError naming the URL and why not (no such host, refused,
+    no answer within timeout_s), then hint."""
+    host, port, _ = parse_mqtt_url(url)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except socket.gaierror as e:
+        raise GatewayError(f"--mqtt {url}: no such host {host!r} ({e.strerror}){hint}") from None
+    except TimeoutError:
+        raise GatewayError(f"--mqtt {url}: the broker did not answer within {timeout_s:g} s{hint}") from None
+    except OSError as e:
+        raise GatewayError(f"--mqtt {url}: cannot reach the broker ({e.strerror or e}){hint}") from None
 
 
 def mqtt_client(client_id: str, clean_session: bool, username=None, password=None,

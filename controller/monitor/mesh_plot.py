@@ -70,7 +70,7 @@ def draw_mesh(states: dict, links: list[dict], path, since_t: float | None = Non
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
-    from pollen_controller.monitor.render import clean
+    from pollen_controller.untrusted import safe_text
 
     pairs = merge_links(links)
     # the linked nodes, and those heard in the same time without a link known
@@ -97,9 +97,9 @@ def draw_mesh(states: dict, links: list[dict], path, since_t: float | None = Non
         h = hops.get(nid)
         ax.scatter([x], [y], s=260 if h == 0 else 160, zorder=2, edgecolors="black",
                    color="tab:blue" if h == 0 else "white", marker="s" if h == 0 else "o")
-        name = clean((states.get(nid) or {}).get("name"), 32)
+        name = safe_text((states.get(nid) or {}).get("name"), 32)
         # a name from the air is plain text: parse_math=False, or "a$\\foo$" is
-        # read as mathtext (and raises); control characters are shown as U+FFFD
+        # read as mathtext (and raises); control characters are escaped
         ax.annotate(f"{name}\n{nid}" if name else nid, (x, y), xytext=(0, -16),
                     textcoords="offset points", ha="center", va="top", fontsize=8, zorder=4,
                     parse_math=False,

@@ -1,12 +1,12 @@
 """What `pollen monitor` draws (rich renderables) and render_text(), the same
 screen as plain text for tests and logs. Names and texts come from the air:
-they are shown as plain text (no rich markup) with control characters replaced.
+they are shown as plain text (no rich markup) with control characters escaped
+(untrusted.py).
 """
 from __future__ import annotations
 
 import io
 import time
-import unicodedata
 
 from rich import box
 from rich.console import Console, Group
@@ -14,15 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pollen_controller.monitor.mesh_view import fmt_age
-
-def clean(text, limit: int = 120) -> str:
-    """Text from the mesh, safe for a terminal: control characters (escape
-    sequences, newlines) become U+FFFD, and it is cut to `limit` characters."""
-    if text is None:
-        return ""
-    s = "".join("\ufffd" if unicodedata.category(c) in ("Cc", "Cf") and c != "\u21c4" else c
-                for c in str(text))
-    return s if len(s) <= limit else s[:limit - 1] + "\u2026"
+from pollen_controller.untrusted import safe_text
 
 
 def _f(v, fmt="{}", none="-"):
@@ -63,7 +55,7 @@ def nodes_table(rows: list[dict], title: str | None = None, width: int = 120) ->
     for r in rows:
         alerts = r.get("alerts") or []
         cells = {
-            "node": Text(clean(r["name"], 16) or "?"),
+            "node": Text(safe_text(r["name"], 16) or "?"),
             "id": r["id"],
             "heard": fmt_age(r["last_heard_s"]),
             "hops": _f(r["hops"]),
@@ -93,7 +85,7 @@ def alerts_table(alerts: list[dict]) -> Table | Text:
     t.add_column("kind", style="red", no_wrap=True)
     t.add_column("text")
     for a in alerts:
-        t.add_row(a["kind"], Text(clean(a["text"], 200)))
+        t.add_row(a["kind"], Text(safe_text(a["text"], 200)))
     return t
 
 
@@ -109,9 +101,9 @@ def messages_table(view, messages: list[dict]) -> Table | Text:
     t.add_column("text", overflow="fold")
     for m in messages:
         to = m.get("to")
-        to = "all" if to in (None, "ffffffff", "all") else clean(view.name(to) or to, 18)
-        t.add_row(_clock(m["t"]), Text(clean(view.name(m["from"]) or m["from"], 18)), Text(to),
-                  _f(m.get("hops")), Text(clean(m.get("text"), 240)))
+        to = "all" if to in (None, "ffffffff", "all") else safe_text(view.name(to) or to, 18)
+        t.add_row(_clock(m["t"]), Text(safe_text(view.name(m["from"]) or m["from"], 18)), Text(to),
+                  _f(m.get("hops")), Text(safe_text(m.get("text"), 240)))
     return t
 
 
@@ -119,9 +111,9 @@ def screen(view, now: float, header: str = "pollen monitor", notes=(), messages:
            width: int = 120):
     rows = view.rows(now)
     alerts = view.alerts(now)
-    head = Text(clean(header, 200), style="bold")
+    head = Text(safe_text(header, 200), style="bold")
     head.append(f"  {len(rows)} nodes, {len(alerts)} alerts, {_clock(now)}", style="")
-    parts = [head, *[Text(clean(n, 300), style="yellow") for n in notes if n],
+    parts = [head, *[Text(safe_text(n, 300), style="yellow") for n in notes if n],
              nodes_table(rows, width=width) if rows else Text("no nodes heard yet", style="dim"),
              alerts_table(alerts), messages_table(view, view.messages(messages))]
     return Group(*parts)

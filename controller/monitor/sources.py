@@ -25,6 +25,8 @@ from pollen_controller.node.link import LinkError
 STATUS_EVERY_S = 5.0       # how often the attached node is asked for its status
 _REOPEN_EVERY_S = 2.0      # a serial port that went away is tried again this often
 _QUEUE_LIMIT = 10000       # MQTT events waiting for the monitor; beyond: dropped, counted
+MAX_PAYLOAD_BYTES = 65536  # a gateway's publication (a status with its neighbours: a few KiB)
+_QUIET_NOTE_S = 2.0        # connected this long with nothing on the network's topics: say so
 
 
 def pump(source, view, history, seconds: float, stop=None, on_event=None) -> int:
@@ -170,6 +172,8 @@ def mqtt_event(topic: str, payload: bytes, network: str, now: float):
     if len(parts) != 2 or parts[1] not in ("status", "telemetry", "message"):
         return None
     node, kind = parts
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise RemoteError(f"{topic}: payload over {MAX_PAYLOAD_BYTES} bytes")
     try:
         body = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -208,6 +212,8 @@ class MqttSource(Source):
         self.malformed = 0
         self.dropped = 0
         self.last_error = None
+        self.arrived = 0             # messages on pollen/NETWORK/... (any kind)
+        self.connected_at = None     # monotonic time of the first connection
         self.started = time.monotonic()
         self.client = mqtt_client(client_id or f"pollen-monitor-{secrets.token_hex(4)}",
                                   client_id is None, username, password, tls)
@@ -227,6 +233,8 @@ class MqttSource(Source):
             return
         client.subscribe(f"pollen/{self.network}/#", qos=1)
         self.problem = None
+        if self.connected_at is None:
+            self.connected_at = time.monotonic()
         self.connected.set()
 
     def _on_connect_fail(self, client, userdata):
@@ -237,6 +245,7 @@ class MqttSource(Source):
         self.problem = f"broker connection lost ({reason_code}); reconnecting"
 
     def _on_message(self, client, userdata, msg):
+        self.arrived += 1
         if msg.topic == f"pollen/{self.network}/errors":
             try:
                 self.last_error = str(json.loads(msg.payload).get("error"))[:200]
@@ -268,6 +277,12 @@ class MqttSource(Source):
 
     def notes(self):
         out = [self.problem] if self.problem else []
+        if self.connected_at is not None and not self.arrived:
+            waited = time.monotonic() - self.connected_at
+            if waited >= _QUIET_NOTE_S:
+                out.append(f"nothing has arrived on pollen/{self.network}/# in {waited:.0f} s: "
+                           f"is the network name right? (--network; a gateway publishes on "
+                           f"pollen/<its network>/..., e.g. pollen gateway --network NAME)")
         if self.malformed:
             out.append(f"{self.malformed} MQTT payloads ignored "
                        "(not JSON objects, or no valid time)")

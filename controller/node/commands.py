@@ -29,6 +29,7 @@ import time
 
 from pollen.ids import ConfigError
 from pollen_controller.errors import InputError, LinkError, LinkTimeout
+from pollen_controller.node.lines import node_json
 
 CONFIG = "config.json"
 KEY = "network_key"
@@ -186,7 +187,7 @@ def apply_assignments(cfg: dict, pairs) -> tuple[dict, dict]:
 
 def write_config(board, cfg: dict):
     check_config(cfg)
-    board.write_atomic(CONFIG, (json.dumps(cfg) + "\n").encode())
+    board.write_atomic(CONFIG, (node_json(cfg) + "\n").encode())
 
 
 def config_to_yaml(cfg: dict, with_key: bool = False) -> str:

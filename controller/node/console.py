@@ -1,11 +1,29 @@
-"""`pollen console`: a node's newline-JSON console over its serial port."""
+"""`pollen console`: a node's newline-JSON console over its serial port. What
+the node prints is shown with control, escape and bidi characters escaped
+(untrusted.py); what is typed goes to the node as UTF-8."""
 from __future__ import annotations
 
+import json
 import sys
 import threading
 
 from pollen_controller.errors import BoardError
-from pollen_controller.node.lines import read_lines
+from pollen_controller.node.lines import command_line, read_lines
+from pollen_controller.untrusted import safe_text
+
+
+def _typed(line: str) -> bytes:
+    # a typed command as the node reads it: a JSON object written again as
+    # UTF-8 (a typed "\\ud83c\\udf3b" becomes the emoji, which MicroPython's
+    # json would not join); anything else as typed, for the node to answer
+    line = line.rstrip("\r\n")
+    try:
+        cmd = json.loads(line)
+    except ValueError:
+        cmd = None
+    if isinstance(cmd, dict):
+        return command_line(cmd)
+    return line.encode("utf-8", errors="backslashreplace") + b"\n"
 
 
 def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin):
@@ -21,7 +39,8 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
 
     def reader():
         def on_line(line):
-            out.write(line + "\n")
+            # the node's lines quote names and texts from the air: shown safely
+            out.write(safe_text(line) + "\n")
             out.flush()
 
         try:
@@ -36,7 +55,7 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
         for line in lines_in:
             if stop.is_set():
                 break
-            s.write(line.rstrip("\n").encode() + b"\n")
+            s.write(_typed(line))
     except KeyboardInterrupt:
         pass
     finally:

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import os
 import time
 from pathlib import Path
 
 from pollen import files
 from pollen import file_author
-from pollen_controller.errors import FilesError
-from pollen_controller.files_atomic import write_atomic
+from pollen.settings import _INTS as _SETTINGS
+from pollen_controller import bounded
+from pollen_controller.errors import FilesError, LinkTimeout
 from pollen_controller.node.link import LinkError
+
+# the most any node takes (setting max_file_bytes: its range's top); a node's
+# own limit (its setting, 64 KiB by default) is asked for before reading a file
+MAX_FILE_BYTES = _SETTINGS["max_file_bytes"][2]
+_LIMIT_HINT = " (setting max_file_bytes)"
 
 
 def _b64(data: bytes) -> str:
@@ -33,6 +40,23 @@ def node_status(link) -> dict:
     if not isinstance(st.get("files"), dict):
         raise FilesError("the node's firmware has no file support (update it with pollen flash)")
     return st
+
+
+def check_shareable(path: Path, limit_bytes: int = MAX_FILE_BYTES) -> int:
+    """The size of the file at path, without reading it; FilesError for
+    what is not a regular file (a device such as /dev/zero, a pipe, a
+    folder) or is over limit_bytes."""
+    return bounded.check_file(path, limit_bytes, FilesError, _LIMIT_HINT)
+
+
+def share_file(link, path: Path, name: str | None = None, media_type: str | None = None,
+               progress=None) -> dict:
+    """Share the file at path (checked against the node's limit before it
+    is read, and read a piece at a time): share() with its bytes."""
+    check_shareable(path)
+    limit = node_status(link)["files"]["max_file_bytes"]
+    data = bounded.read_file(path, limit, FilesError, _LIMIT_HINT)
+    return share(link, data, name or Path(path).name, media_type, progress=progress)
 
 
 def share(link, data: bytes, name: str, media_type: str | None = None,
@@ -79,31 +103,64 @@ def catalog(link, search: str | None = None, timeout_s: float = 10.0) -> list[di
         if ev["event"] == "catalog":
             return rows
         row = {k: v for k, v in ev.items() if k not in ("event", "ref") and not k.startswith("_")}
+        # a file only heard of has its size in whole KiB, rounded up (the catalog frame's byte)
+        row["size_exact"] = bool(row.get("held"))
         rows.append(row)
+
+
+def check_cid(cid: str) -> str:
+    """A content id as typed -> its canonical form; FilesError naming what is wrong."""
+    try:
+        return files.cid_str(files.parse_cid(cid))
+    except files.FileError as e:
+        raise FilesError(f"content id {cid!r}: {e}") from None
 
 
 def fetch(link, cid: str, timeout_s: float = 3600.0, progress=None) -> dict:
     """Ask the node to fetch cid; wait until it has it. Returns the node's
-    `fetched` event fields. progress(have, chunks) is called as it goes."""
-    try:
-        cid = files.cid_str(files.parse_cid(cid))
-    except files.FileError as e:
-        raise FilesError(f"content id {cid!r}: {e}") from None
+    `fetched` event fields. progress(have, chunks) is called as it goes.
+    FilesError when it fails or is not done within timeout_s, saying whether
+    any node in reach announced the file; LinkError when the node is gone."""
+    cid = check_cid(cid)
     link.ask({"cmd": "fetch", "cid": cid}, "fetch_started")
     end = time.monotonic() + timeout_s
+    got = None
     while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            raise FilesError(f"content id {cid}: not complete after {timeout_s:.0f} s "
-                             "(the node keeps fetching; run pollen fetch again to wait more)")
-        ev = link.wait(lambda e: e.get("cid") == cid and e.get("event") in
-                       ("fetch_progress", "fetched", "fetch_failed"), left)
+        try:
+            ev = link.wait(lambda e: e.get("cid") == cid and e.get("event") in
+                           ("fetch_progress", "fetched", "fetch_failed"),
+                           max(0.0, end - time.monotonic()))
+        except LinkTimeout:
+            raise FilesError(_not_done(link, cid, got, timeout_s)) from None
         if ev["event"] == "fetch_failed":
-            raise FilesError(f"content id {cid}: {ev.get('error')}")
+            error = str(ev.get("error") or "the node gave up")
+            raise FilesError(error if cid in error else f"content id {cid}: {error}")
         if ev["event"] == "fetched":
             return ev
-        if progress and ev.get("chunks"):
-            progress(ev["have"], ev["chunks"])
+        if ev.get("chunks"):
+            got = (ev.get("have") or 0, ev["chunks"])
+            if progress:
+                progress(*got)
+
+
+def _not_done(link, cid: str, got, timeout_s: float) -> str:
+    # why a fetch is not done in time: what the node knows of the file
+    again = "the node keeps looking; run pollen fetch again to wait more"
+    if got is not None:
+        return (f"content id {cid}: {got[0]} of {got[1]} chunks after {timeout_s:g} s "
+                f"(the node keeps fetching; run pollen fetch again to wait more)")
+    try:
+        row = next((r for r in catalog(link) if r.get("cid") == cid), None)
+    except LinkError:
+        row = None
+    if row is None:
+        return (f"content id {cid}: not found: no node in reach announced it within "
+                f"{timeout_s:g} s ({again})")
+    if row.get("hops") is None:
+        return (f"content id {cid}: heard of, but no node in reach holds it now "
+                f"(waited {timeout_s:g} s; {again})")
+    return (f"content id {cid}: a node {row['hops']} hops away holds it, but nothing came "
+            f"within {timeout_s:g} s ({again})")
 
 
 def read_out(link, cid: str, progress=None) -> tuple[files.Manifest, bytes]:
@@ -112,7 +169,7 @@ def read_out(link, cid: str, progress=None) -> tuple[files.Manifest, bytes]:
     if not ev.get("complete"):
         raise FilesError(f"content id {cid}: the node holds only part of it")
     raw = base64.b64decode(ev["data"])
-    m = files.parse_manifest(raw, max_bytes=1 << 24)
+    m = files.parse_manifest(raw, max_bytes=MAX_FILE_BYTES)
     if files.cid_str(m.cid) != cid:
         raise FilesError(f"content id {cid}: the node sent another file's manifest")
     out = bytearray()
@@ -126,5 +183,26 @@ def read_out(link, cid: str, progress=None) -> tuple[files.Manifest, bytes]:
     return m, bytes(out)
 
 
-def save(path: Path, data: bytes):
-    write_atomic(Path(path), data)
+def save(path: Path, data: bytes, force: bool = False):
+    """Write data to path through a temporary file beside it (a crash leaves
+    no half file); an existing file is replaced only with force (FilesError
+    naming it otherwise)."""
+    path = Path(path)
+    if not force and (path.exists() or path.is_symlink()):
+        raise FilesError(f"{path}: a file of that name exists; not overwritten "
+                         "(--force to replace it, or -o another name)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name appeared meanwhile: never overwrites
+            except FileExistsError:
+                raise FilesError(f"{path}: a file of that name exists; not overwritten "
+                                 "(--force to replace it, or -o another name)") from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,8 +1,12 @@
 """A node's console read a line at a time: the one reader behind every console
 the host reads (a serial port: node/link.py and node/console.py; an emulated
 node's stdout: emulation/node_process.py). Each caller runs it in its own
-thread and handles the errors of its own `read`."""
+thread and handles the errors of its own `read`. And the one writer of JSON
+for a node (command_line, node_json): UTF-8 as it is, never \\ud83c\\udf3b
+surrogate escapes, which MicroPython's json does not join into one character."""
 from __future__ import annotations
+
+import json
 
 MAX_LINE_BYTES = 65536   # a longer line (none is: a node's heap is smaller) is passed on in pieces
 
@@ -32,3 +36,16 @@ def read_lines(read, on_line, stop=None):
 
 def _text(line: bytes) -> str:
     return line.decode(errors="replace").rstrip("\r")
+
+
+def node_json(value, indent: int | None = None) -> str:
+    """JSON as a node reads it (a command, config.json): characters beyond
+    ASCII as themselves, not as \\u escapes (MicroPython's json.loads turns
+    an escaped surrogate pair into two broken characters: emoji garbled)."""
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def command_line(cmd: dict) -> bytes:
+    """A console command as the line written to a node: UTF-8 JSON and a
+    newline. A lone surrogate (not encodable) is written as its JSON escape."""
+    return node_json(cmd).encode("utf-8", errors="backslashreplace") + b"\n"

@@ -10,14 +10,13 @@ out, events in. Two kinds of link, one interface:
 """
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
 
 from pollen_controller.errors import LinkError, LinkTimeout
 from pollen_controller.node.events import parse_line
-from pollen_controller.node.lines import read_lines
+from pollen_controller.node.lines import command_line, read_lines
 
 
 class Link:
@@ -123,7 +122,7 @@ class SerialLink(Link):
 
         self._check_alive()
         try:
-            self.serial.write(json.dumps(cmd).encode() + b"\n")
+            self.serial.write(command_line(cmd))
         except (serial.SerialException, OSError) as e:
             self.gone = str(e)
             raise LinkError(f"{self.port}: the port went away ({e})") from None

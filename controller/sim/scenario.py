@@ -20,6 +20,7 @@ from typing import NamedTuple
 import yaml
 
 import pollen_controller
+from pollen_controller.bounded import read_file
 from pollen.airtime import PRESETS, preset_time_on_air_us
 from pollen.crypto import TAG_BYTES
 from pollen.region import REGIONS
@@ -39,6 +40,7 @@ ROUTER_KEYS = tuple(k for k in FIELDS
                     if k not in ("node_id", "network_key", "name", "region", "preset")) + ("role",)
 ROLES = ("client", "router")
 
+_MAX_SCENARIO_BYTES = 1 << 20   # a scenario is a page of YAML
 _TOP = ("name", "description", "seed", "duration_s", "nodes", "radio", "pathloss",
         "traffic", "mobility", "failures", "files", "router")
 # placement: the keys it takes besides count and placement
@@ -104,8 +106,11 @@ def load_scenario(name_or_path) -> "Scenario":
     if not path.is_file():
         known = ", ".join(list_scenarios())
         raise ScenarioError(f"scenario '{s}': not found (standard scenarios: {known})")
+    raw = read_file(path, _MAX_SCENARIO_BYTES, ScenarioError)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(f"scenario '{path.name}': not UTF-8 text") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
