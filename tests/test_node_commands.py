@@ -90,3 +90,14 @@ def test_import_refuses_bad_files_naming_what_is_wrong(text, message):
     with pytest.raises(InputError) as e:
         commands.config_from_yaml(text, "x.yaml", current=CFG)
     assert str(e.value).startswith(message)
+
+
+def test_info_shows_names_from_the_air_escaped():
+    from pollen_controller.cli.node_commands import render_info
+
+    st = {"id": "0000000a", "name": "hall", "counters": {"rx": 1},
+          "neighbours": [{"id": "0000000b", "name": "evil\x1b[2J\u202e", "rssi_dbm": -90,
+                          "snr_db": 5.0, "last_heard_s": 3}]}
+    text = render_info({"status": st})
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "evil\\x1b[2J\\u202e" in text and "'hall'" in text

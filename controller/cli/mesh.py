@@ -43,14 +43,16 @@ def mesh_up(nodes, scenario, network_file, heap, quiet):
     The last node shares a small file, welcome.txt, to fetch through the
     board."""
     from pollen_controller.emulation import mesh_up as mu
+    from pollen_controller.untrusted import safe_text
 
     net, net_path, created = mu.mesh_network(Path(network_file) if network_file else None)
     topo = mu.mesh_topology(nodes, scenario)
 
     def on_event(node, ev):
         if ev.get("event") == "received" and not quiet:
-            click.echo(f"node {node.node_id:08x} received a {ev.get('kind')} from {ev.get('from')}: "
-                       f"{ev.get('text')!r} ({ev.get('hops')} hops)")
+            click.echo(f"node {node.node_id:08x} received a {safe_text(ev.get('kind'))} from "
+                       f"{safe_text(ev.get('from'))}: '{safe_text(ev.get('text'))}' "
+                       f"({safe_text(ev.get('hops'))} hops)")
 
     # stopped by a service manager or `timeout` (SIGTERM) as by Ctrl-C: cleanly
     signal.signal(signal.SIGTERM, _interrupt)

@@ -54,9 +54,12 @@ def info(port, with_config, as_json):
 
 
 def render_info(out: dict) -> str:
+    from pollen_controller.untrusted import safe_text
+
     st = out["status"]
     c = st.get("counters") or {}
-    lines = [f"node      {st.get('id')}  {st.get('name')!r}",
+    # names come from config.json and from the air (neighbours' beacons)
+    lines = [f"node      {safe_text(st.get('id'))}  '{safe_text(st.get('name'))}'",
              f"firmware  pollen {st.get('version')} on {st.get('runtime')}",
              f"up        {st.get('uptime_s')} s; heap {st.get('heap_bytes')} B used, "
              f"{st.get('heap_free_bytes')} B free",
@@ -69,7 +72,7 @@ def render_info(out: dict) -> str:
     neighbours = st.get("neighbours") or []
     lines.append(f"neighbours ({len(neighbours)}):" if neighbours else "neighbours: none heard yet")
     for n in neighbours:
-        lines.append(f"  {n['id']}  {str(n.get('name') or '?'):16} {n.get('rssi_dbm')} dBm  "
+        lines.append(f"  {safe_text(n.get('id'))}  {safe_text(n.get('name') or '?'):16} {n.get('rssi_dbm')} dBm  "
                      f"SNR {n.get('snr_db')} dB  heard {n.get('last_heard_s')} s ago")
     if "config" in out:
         lines.append("config:")
