@@ -204,7 +204,9 @@ def test_one_shot_commands_info_send_set_config_and_reboot(tmp_path, board_and_n
     r = run(main, ["info", "--port", port, "--json"])
     assert r.exit_code == 0, r.output
     st = json.loads(r.output)["status"]
-    assert (st["id"], st["name"]) == ("00000001", "board") and "config" not in json.loads(r.output)
+    assert (st["id"], st["name"]) == ("00000001", "board")
+    cfg = json.loads(r.output)["config"]   # the key never leaves the node by its console
+    assert (cfg["node_id"], cfg["name"], cfg["network_key"]) == ("00000001", "board", "(hidden)")
     assert [(n["id"], n["name"]) for n in st["neighbours"]] == [("00000002", "emulated")]
     # by the neighbour's name, acknowledged end to end
     r = run(main, ["send", "bread at eight", "--port", port, "--to", "emulated", "--wait-ack",
@@ -230,9 +232,15 @@ def test_one_shot_commands_info_send_set_config_and_reboot(tmp_path, board_and_n
     exported.write_text(r.output.replace("name: bakery", "name: board") + "hop_limit: 5\n")
     r = run(main, ["config", "import", str(exported), "--port", port])
     assert r.exit_code == 0 and "00000001 'board' restarted" in r.output, r.output
-    r = run(main, ["info", "--port", port, "--config", "--json"])
-    cfg = json.loads(r.output)["config"]
-    assert (cfg["hop_limit"], cfg["name"], cfg["network_key"]) == (5, "board", "(hidden)")
+    boots = r.output
+    r = run(main, ["info", "--port", port, "--json"])   # the config from the console
+    out = json.loads(r.output)
+    cfg = out["config"]
+    assert (cfg["hop_limit"], cfg["name"], cfg["network_key"]) == (5, "board", "(hidden)"), boots
+    again = run(main, ["config", "export", "--port", port]).output
+    assert "name: board" in again and "network_key:" not in again
+    r = run(main, ["info", "--port", port, "--json"])
+    assert json.loads(r.output)["status"]["uptime_s"] >= out["status"]["uptime_s"]  # not restarted
     r = run(main, ["reboot", "--port", port])
     assert r.exit_code == 0 and "00000001 'board' restarted" in r.output
     r = run(main, ["info", "--port", port, "--json"])

@@ -1,5 +1,6 @@
 """End to end: real MicroPython unix-port processes running firmware/main.py
 (compiled to .mpy) on the virtual radio medium."""
+import json
 import socket
 import time
 
@@ -63,6 +64,17 @@ def test_unicast_and_post_cross_three_hops_of_real_micropython_nodes(mesh):
     assert st["runtime"].startswith("micropython")
     assert 0 < st["peak_heap_bytes"] < 128 * 1024
     assert any(n["id"] == f"{ids[1]:08x}" for n in st["neighbours"])
+
+
+def test_the_config_command_tells_the_config_without_the_key(mesh):
+    emu, ids = mesh
+    n = emu.nodes[ids[0]]
+    n.command({"cmd": "config", "ref": "c1"})
+    got = wait_event(n, lambda e: e.get("ref") == "c1")
+    assert got["event"] == "config", got
+    on_disk = json.loads((n.folder / "config.json").read_text())
+    assert got["config"] == dict(on_disk, network_key="(hidden)")
+    assert on_disk["network_key"] not in json.dumps(got)
 
 
 def test_bad_console_commands_get_error_events_and_node_keeps_running(mesh):

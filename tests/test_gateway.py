@@ -256,20 +256,24 @@ def test_send_payloads_are_checked():
 
 def test_the_network_name_is_the_nodes_unless_given():
     from pollen_controller.cli.gateway import _network
+    from pollen_controller.errors import LinkError
 
     class Asked:
-        def __init__(self, status):
-            self.status = status
+        def __init__(self, config):
+            self.config = config
 
-        def ask(self, cmd, answer):
-            assert (cmd, answer) == ({"cmd": "status"}, "status")
-            return self.status
+        def ask(self, cmd, answer, timeout_s=10.0):
+            assert (cmd, answer) == ({"cmd": "config"}, "config")
+            if self.config is None:   # a firmware without the config command
+                raise LinkError("unknown cmd 'config' (known: send, status, share)")
+            return {"event": "config", "config": self.config}
 
-    assert _network(Asked({"id": "00000001", "network": "village"}), None) == (
+    assert _network(Asked({"node_id": "00000001", "network": "village"}), None) == (
         "village", "the node's network")
     assert _network(Asked({"network": "village"}), "lab") == ("lab", "--network")
-    name, why = _network(Asked({"id": "00000001"}), None)   # firmware that does not say
-    assert name == "mesh" and "--network" in why
+    for config in ({"node_id": "00000001"}, {"network": "a/b"}, None):
+        name, why = _network(Asked(config), None)   # not said, not a topic level, not asked
+        assert name == "mesh" and "--network" in why
 
 
 def test_publications_carry_text_as_utf8():

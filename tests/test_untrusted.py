@@ -97,7 +97,8 @@ def test_pollen_console_prints_what_the_node_says_safely(tmp_path):
     from pollen_controller.node.console import attach
 
     node = FakeConsoleNode(tmp_path).plug()
-    raw = '{"event": "received", "text": "sunflower \U0001f33b \u202eevil \x9b2J"}\n'
+    raw = ('{"event": "received", "text": "sunflower \U0001f33b \u202eevil \x9b2J"}\n'
+           '{"event": "status", "duty_headroom_pct": 99.90000000000001}\n')
     out = io.StringIO()
 
     def typed():
@@ -117,3 +118,4 @@ def test_pollen_console_prints_what_the_node_says_safely(tmp_path):
     assert "\x1b" not in shown and "\u202e" not in shown and "\x9b" not in shown
     assert '"text": "sunflower \U0001f33b \\u202eevil \\x9b2J"' in shown
     assert "Traceback: name 'red\\x1b[31mX'" in shown
+    assert '{"event": "status", "duty_headroom_pct": 99.9}' in shown   # the float the node meant

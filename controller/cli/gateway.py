@@ -30,7 +30,7 @@ def _data_dir() -> Path:
 @click.option("--tls", is_flag=True, help="TLS to the broker (same as an mqtts:// URL).")
 @click.option("--network", default=None,
               help="Network name in the topics (default: the network the node was provisioned "
-                   "with, when its status says it; else 'mesh').")
+                   "with, as its config says; else 'mesh').")
 @click.option("--outbox", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where uplink messages wait for the broker (default: under the user's data directory).")
 @click.option("--status-interval", "status_interval_s", default=60.0, show_default=True, type=float,
@@ -81,14 +81,16 @@ def gateway(port, demo, mqtt_url, username, password, tls, network, outbox, stat
 
 def _network(link, given):
     """The network name for the topics, and where it came from: --network,
-    else the node's (its status's `network`, the name it was provisioned
-    with, where the firmware reports it), else "mesh"."""
+    else the node's (the `network` of its config.json, the name it was
+    provisioned with, read by its console's config command), else "mesh"."""
+    from pollen_controller.node.commands import console_config
+
     if given:
         return given, "--network"
-    name = link.ask({"cmd": "status"}, "status").get("network")
-    if isinstance(name, str) and name:
+    name = (console_config(link) or {}).get("network")
+    if isinstance(name, str) and name and not any(c in name for c in "/+#\0"):
         return name, "the node's network"
-    return "mesh", "the default; the node does not report its network: --network NAME to set it"
+    return "mesh", "the default; the node does not say its network: --network NAME to set it"
 
 
 def _demo(mqtt_url, username, password, network, outbox, status_interval_s, stop, say):

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 _PORT_HELP = "Serial port of the attached node (a board, or a virtual board's port)."
-_RESTARTS = ("The node's console has no config command, so this interrupts its app, "
+_RESTARTS = ("The node's console does not change its config, so this interrupts its app, "
              "works in the REPL and restarts it (a few seconds off the air).")
 
 
@@ -30,23 +30,22 @@ def _link(port):
 
 @click.command()
 @click.option("--port", required=True, help=_PORT_HELP)
-@click.option("--config", "with_config", is_flag=True,
-              help="Also read the node's config.json (network key hidden). " + _RESTARTS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def info(port, with_config, as_json):
-    """Show the attached node: who it is, its status and its neighbours
-    (from its console, without disturbing it); with --config also its
-    config, the network key hidden."""
+def info(port, as_json):
+    """Show the attached node: who it is, its config (the network key
+    hidden), its status and its neighbours, all from its console, without
+    disturbing it."""
     from pollen_controller.node import commands
 
     link = _link(port)
     try:
         st = commands.status(link)
+        cfg = commands.console_config(link)
     finally:
         link.close()
     out = {"status": st}
-    if with_config:
-        out["config"] = commands.hide_key(commands.edit_config(port)["before"])
+    if cfg is not None:
+        out["config"] = commands.hide_key(cfg)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -159,12 +158,23 @@ def config():
               default=None, help="Write to this file (default: print it).")
 def config_export(port, with_key, out_path):
     """Print (or write) the node's config as YAML, without the network key
-    unless --with-key. The node's console has no config command, so this
-    interrupts its app, reads config.json in the REPL and restarts it."""
+    unless --with-key. Without the key it comes from the node's console (its
+    config command), the node undisturbed; the key never leaves a node by its
+    console, so --with-key interrupts its app, reads config.json in the REPL
+    and restarts it."""
     from pollen_controller.files_atomic import write_atomic
     from pollen_controller.node import commands
 
-    text = commands.config_to_yaml(commands.edit_config(port)["before"], with_key)
+    cfg = None
+    if not with_key:
+        link = _link(port)
+        try:
+            cfg = commands.console_config(link)
+        finally:
+            link.close()
+    if cfg is None:  # the key asked for, or a firmware without the config command
+        cfg = commands.edit_config(port)["before"]
+    text = commands.config_to_yaml(cfg, with_key)
     if out_path is None:
         click.echo(text, nl=False)
     else:

@@ -113,6 +113,22 @@ def send(link, to: str, text: str, wait_ack: bool = False, timeout_s: float = 60
 
 # ---- config.json through the REPL -------------------------------------------
 
+def console_config(link, timeout_s: float = 10.0) -> dict | None:
+    """The node's config.json through its console's `config` command, the
+    network key hidden by the node (docs/console.md); None from a firmware
+    without that command (then read_config through the REPL)."""
+    try:
+        ev = link.ask({"cmd": "config"}, "config", timeout_s)
+    except LinkTimeout:
+        raise
+    except LinkError as e:
+        if "unknown cmd" in str(e):
+            return None
+        raise
+    cfg = ev.get("config")
+    return cfg if isinstance(cfg, dict) else None
+
+
 def hide_key(cfg: dict) -> dict:
     return {k: ("(hidden)" if k == KEY else v) for k, v in cfg.items()}
 

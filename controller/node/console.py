@@ -8,6 +8,7 @@ import sys
 import threading
 
 from pollen_controller.errors import BoardError
+from pollen_controller.node.events import tidy_line
 from pollen_controller.node.lines import command_line, read_lines
 from pollen_controller.untrusted import safe_text
 
@@ -40,7 +41,7 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
     def reader():
         def on_line(line):
             # the node's lines quote names and texts from the air: shown safely
-            out.write(safe_text(line) + "\n")
+            out.write(safe_text(tidy_line(line)) + "\n")
             out.flush()
 
         try:

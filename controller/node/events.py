@@ -36,6 +36,22 @@ def _float(text: str) -> float:
     return float(f"{float(text):.15g}")
 
 
+def tidy_line(line: str) -> str:
+    """A console line as a person reads it (pollen console): a JSON object
+    written again with the floats the node meant (99.9, not
+    99.90000000000001) and characters beyond ASCII as themselves; anything
+    else as it came."""
+    s = line.strip()
+    if s.startswith("{"):
+        try:
+            ev = json.loads(s, parse_float=_float)
+        except ValueError:
+            return line
+        if isinstance(ev, dict):
+            return json.dumps(ev, ensure_ascii=False)
+    return line
+
+
 def parse_line(line: str) -> dict | None:
     """A console line -> its event (a telemetry event's status frame decoded
     into named fields: decode_event), or None for anything else."""

@@ -172,7 +172,8 @@ class App:
             console_commands.run(self, line)
         finally:
             # what it loaded for the line: file commands, the status code
-            _unload("pollen_io.file_console", "pollen.file_requests", "pollen.node_report")
+            _unload("pollen_io.file_console", "pollen.file_requests", "pollen.node_report",
+                    "pollen_io.config_console")
 
     async def status_loop(self):
         while True:

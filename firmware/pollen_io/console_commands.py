@@ -36,8 +36,11 @@ def run(app, line):
             # holds it, nor does a node serving a file between the host's commands
             from pollen_io import file_console
             getattr(file_console, "cmd_" + cmd)(app, c, ref)
+        elif cmd == "config":
+            from pollen_io import config_console  # (as file_console)
+            config_console.cmd_config(ref)
         else:
-            emit("error", error="unknown cmd %r (known: send, status, %s)"
+            emit("error", error="unknown cmd %r (known: send, status, config, %s)"
                  % (cmd, ", ".join(_FILE_CMDS)), ref=ref)
     except (ValueError, TypeError) as e:
         emit("error", error="%s: %s" % (cmd, e), ref=ref)
