@@ -19,6 +19,7 @@ from pollen_controller.node import files_client
 from pollen_controller.node.link import LinkError, ProcessLink
 from pollen_controller.sim.metrics import percentile
 from pollen_controller.topology import ladder
+from pollen_controller.untrusted import safe_text
 
 _DISCOVERY_S = 6.0
 _OFF_S = 8.0          # how long the store-and-forward target stays off
@@ -68,12 +69,13 @@ class _Log:
     def _describe(self, ev):
         t = ev["_t"] - self.started_t
         n = ev["_node"]
+        # what nodes say is shown safely (untrusted.py): texts come from the air
         if ev["event"] == "received":
-            return (f"{t:6.1f}s  {n:08x} got {ev['kind']} from {ev['from']} "
-                    f"({ev['hops']} relays): {ev['text']!r}")
+            return (f"{t:6.1f}s  {n:08x} got {safe_text(ev['kind'])} from {safe_text(ev['from'])} "
+                    f"({safe_text(ev['hops'])} relays): '{safe_text(ev['text'])}'")
         if ev["event"] == "delivered":
-            return f"{t:6.1f}s  {n:08x} message to {ev['to']} acknowledged"
-        return f"{t:6.1f}s  {n:08x} error: {ev.get('error')}"
+            return f"{t:6.1f}s  {n:08x} message to {safe_text(ev['to'])} acknowledged"
+        return f"{t:6.1f}s  {n:08x} error: {safe_text(ev.get('error'))}"
 
     def find(self, **match):
         with self.lock:
