@@ -8,8 +8,9 @@ kept hearing, running and answering) and it delivered everything (every
 message, the stored one, reach 1.0, the file verified). A heap passes when
 all --runs runs at it are clean: the heap's use varies from run to run with
 timing, so one lucky run proves little. Assumes more heap is never worse,
-checks --hi first and says so if even that fails. Each run takes about two
-minutes; the default bisection does 5 to 6 steps.
+checks --hi first and says so if even that fails, then --lo (and says so if
+that is clean already). Each run takes about two minutes; the default
+bisection does 5 to 6 steps after those two.
 """
 import argparse
 import json
@@ -66,6 +67,8 @@ def main() -> int:
     log: list = []
     if not passes(hi, a.runs, a.demo_args, log):
         result = {"smallest_clean_heap_kib": None, "note": f"not clean even at {hi}K"}
+    elif passes(lo, a.runs, a.demo_args, log):
+        result = {"smallest_clean_heap_kib": lo, "note": f"clean already at --lo {lo}K: try a lower one"}
     else:
         while hi - lo > a.step_kib:
             mid = (lo + hi) // 2
