@@ -1,0 +1,169 @@
+"""The Meshtastic side of the bridge: one device through the `meshtastic`
+package (SerialInterface on a serial port, TCPInterface to a networked node
+or meshtasticd), kept through the device going away (docs/meshtastic.md).
+
+  up      texts arrive (pubsub "meshtastic.receive.text") and are sent
+  away    the interface is closed; it is made again after 1 s, then 2, 4 ..
+          every 30 s (a new interface does the whole want_config handshake)
+
+The package's client reads on its own thread and publishes what it hears
+on pypubsub's topics, which are global: a handler gets the packets of every
+interface in the process, so each Device keeps only its own.
+"""
+from __future__ import annotations
+
+import time
+
+from pollen_controller.errors import InputError
+
+DEFAULT_TCP_PORT = 4403   # meshtastic.tcp_interface.DEFAULT_TCP_PORT
+_FIRST_DELAY_S = 1.0
+_MAX_DELAY_S = 30.0
+_CONNECT_TIMEOUT_S = 20   # the package's own wait for the handshake is 30 s at most
+
+
+def parse_host(value: str) -> tuple[str, int]:
+    """--meshtastic-host HOST[:PORT] -> (host, port); InputError naming it."""
+    host, colon, port = value.rpartition(":")
+    if not colon or "]" in port:
+        host, port = value, str(DEFAULT_TCP_PORT)
+    host = host.strip("[]")
+    if not host:
+        raise InputError(f"--meshtastic-host {value!r}: no host name or address")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--meshtastic-host {value!r}: port {port!r} is not a number 1..65535")
+    return host, int(port)
+
+
+class Device:
+    """One Meshtastic device. on_text(packet, device) is called on the
+    package's publishing thread for each text packet this device hears."""
+
+    def __init__(self, on_text, serial_port: str | None = None, host: str | None = None,
+                 tcp_port: int = DEFAULT_TCP_PORT, log=None,
+                 first_delay_s: float = _FIRST_DELAY_S, max_delay_s: float = _MAX_DELAY_S):
+        if (serial_port is None) == (host is None):
+            raise InputError("give --meshtastic-port DEV or --meshtastic-host HOST[:PORT]")
+        self.on_text = on_text
+        self.serial_port, self.host, self.tcp_port = serial_port, host, tcp_port
+        self.where = serial_port or f"{host}:{tcp_port}"
+        self.log = log or (lambda s: None)
+        self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
+        self.iface = None
+        self.num: int | None = None
+        self._delay_s = first_delay_s
+        self._next_try = 0.0
+        self._last_error = None
+        self.away_since: float | None = None
+        self.stats = {"connects": 0, "lost": 0}
+        from pubsub import pub
+
+        pub.subscribe(self._on_text, "meshtastic.receive.text")
+
+    # ---- connecting ---------------------------------------------------------------
+
+    def open(self):
+        """Connect now; the reason as a LinkError-like InputError if it fails."""
+        error = self._connect()
+        if error:
+            raise InputError(f"Meshtastic device {self.where}: {error}")
+
+    def _connect(self) -> str | None:
+        try:
+            if self.serial_port:
+                from meshtastic.serial_interface import SerialInterface
+
+                iface = SerialInterface(devPath=self.serial_port, timeout=_CONNECT_TIMEOUT_S)
+            else:
+                from meshtastic.tcp_interface import TCPInterface
+
+                iface = TCPInterface(self.host, portNumber=self.tcp_port, timeout=_CONNECT_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001 - the package raises many kinds; each is "not there"
+            return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if iface.myInfo is None:
+            iface.close()
+            return "no answer to the handshake"
+        self.iface, self.num = iface, iface.myInfo.my_node_num
+        self.stats["connects"] += 1
+        return None
+
+    @property
+    def up(self) -> bool:
+        iface = self.iface
+        if iface is None or not iface.isConnected.is_set():
+            return False
+        # the package writes nothing, silently, while its stream or socket is gone
+        return getattr(iface, "stream", None) is not None or getattr(iface, "socket", None) is not None
+
+    def poll(self):
+        """Notice the device going; make the interface again when it is time."""
+        if self.iface is not None and not self.up:
+            self._lost("the connection went away")
+        if self.iface is None and time.monotonic() >= self._next_try:
+            error = self._connect()
+            if error is None:
+                away = time.time() - (self.away_since or time.time())
+                self.log(f"Meshtastic device {self.where} (node {self.node_id}) is back"
+                         f" after {away:.0f} s")
+                self._delay_s, self._last_error, self.away_since = self.first_delay_s, None, None
+                return
+            if error != self._last_error:   # say why once, not every try
+                self._last_error = error
+                self.log(f"Meshtastic device {self.where}: {error}; trying again")
+            self._delay_s = min(self._delay_s * 2, self.max_delay_s)
+            self._next_try = time.monotonic() + self._delay_s
+
+    def _lost(self, why: str):
+        iface, self.iface = self.iface, None
+        self.stats["lost"] += 1
+        self.away_since = time.time()
+        self._delay_s = self.first_delay_s
+        self._next_try = time.monotonic() + self._delay_s
+        self.log(f"Meshtastic device {self.where}: {why}; texts for it wait; connecting again"
+                 f" every {self.first_delay_s:g}..{self.max_delay_s:g} s")
+        try:
+            iface.close()
+        except Exception:  # noqa: BLE001 - closing what is already gone
+            pass
+
+    @property
+    def node_id(self) -> str:
+        return f"!{self.num:08x}" if self.num is not None else "?"
+
+    def short_name(self, num: int) -> str | None:
+        iface = self.iface
+        node = (iface.nodesByNum or {}).get(num) if iface is not None else None
+        return ((node or {}).get("user") or {}).get("shortName")
+
+    # ---- texts --------------------------------------------------------------------
+
+    def send(self, text: str, channel: int, to_num: int | None = None) -> bool:
+        """Hand a text to the device (to the channel, or to one node); False
+        (and the device counted away) if it could not take it."""
+        if not self.up:
+            return False
+        try:
+            self.iface.sendText(text, destinationId=to_num if to_num is not None else "^all",
+                                channelIndex=channel)
+        except Exception as e:  # noqa: BLE001 - a write to a device going away
+            self._lost(f"a send failed ({type(e).__name__}: {e})")
+            return False
+        return self.up
+
+    def _on_text(self, packet, interface=None):
+        if interface is not None and interface is self.iface:
+            self.on_text(packet, self)
+
+    def close(self):
+        from pubsub import pub
+
+        try:
+            pub.unsubscribe(self._on_text, "meshtastic.receive.text")
+        except Exception:  # noqa: BLE001 - not subscribed
+            pass
+        if self.iface is not None:
+            iface, self.iface = self.iface, None
+            try:
+                iface.close()
+            except Exception:  # noqa: BLE001
+                pass
