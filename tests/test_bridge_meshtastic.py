@@ -12,7 +12,8 @@ import pytest
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.device import Device, parse_host
 from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_TEXT_BYTES, POLLEN_TEXT_BYTES, IdMap,
-                                                       RateLimit, split_text, to_meshtastic, to_pollen)
+                                                       RateLimit, destination, split_text, to_meshtastic,
+                                                       to_pollen)
 from pollen_controller.errors import InputError
 from pollen_controller.node.link import SerialLink
 from tests.fakes.fake_console_node import FakeConsoleNode
@@ -50,6 +51,17 @@ def test_marks_name_the_origin():
     assert to_pollen(ANNA, 7, "A\x1b[2J", "hi") == ["\u21c411223344-7 A[2J: hi"]
     assert to_meshtastic("0000000c", 17, "bakery", "bread") == ["\u21c40000000c-17 bakery: bread"]
     assert to_meshtastic("0000000c", 17, None, "bread") == ["\u21c40000000c-17 bread"]
+
+
+@pytest.mark.parametrize("text, direct, sender, expect", [
+    ("hi", False, "0000000c", ("all", None)),
+    ("hi", True, "0000000c", (ANNA, None)),
+    ("hi", True, "0000000d", (None, "unmapped")),
+    ("\u21c411223344-7 ANNA: hi", False, "0000000c", (None, "bridged_skipped")),
+    ("\u21c4000c hi", True, "0000000c", (None, "bridged_skipped")),   # any mark, even a broken one
+])
+def test_destination(text, direct, sender, expect):
+    assert destination(text, direct, sender, {"0000000c": ANNA}, "all") == expect
 
 
 @pytest.mark.parametrize("pair, error", [

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, is_bridged, mesh_id,
+from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, destination, mesh_id,
                                                        to_meshtastic, to_pollen)
 from pollen_controller.gateway.attached_node import AttachedNode
 from pollen_controller.gateway.bridge import is_node_id
@@ -68,35 +68,27 @@ class MeshtasticBridge:
         num, text = packet.get("from"), (packet.get("decoded") or {}).get("text")
         if not isinstance(num, int) or not isinstance(text, str) or num == device.num:
             return
-        to, channel = packet.get("to"), packet.get("channel", 0)
-        short = device.short_name(num)
-        who = f"{mesh_id(num)} {safe_text(short, 16)}"
-        if is_bridged(text):
-            self._count("bridged_skipped")
-            return
-        if to == device.num:                 # a direct message to the bridge's device
-            dest = self.ids.to_pollen.get(num)
-            if dest is None:
-                self._count("unmapped")
-                self.log(f"meshtastic {who}: a direct message, not bridged (no --map for"
-                         f" {mesh_id(num)})")
-                return
-        elif channel != self.channel:
+        direct = packet.get("to") == device.num     # a direct message to the bridge's device
+        if not direct and packet.get("channel", 0) != self.channel:
             self._count("other_channel")
             return
-        else:
-            dest = "all"
+        short = device.short_name(num)
+        who = f"meshtastic {mesh_id(num)} {safe_text(short, 16)}".rstrip()
+        dest, why = destination(text, direct, num, self.ids.to_pollen, "all")
+        if why:
+            self._skip(why, who, mesh_id(num))
+            return
         parts = to_pollen(num, packet.get("id", 0), short, text)
         if parts is None:
             self._count("too_long")
-            self.log(f"meshtastic {who}: a text of {len(text.encode())} bytes does not fit two"
+            self.log(f"{who}: a text of {len(text.encode())} bytes does not fit two"
                      f" pollen posts; not bridged")
             return
         for part in parts:
             if not self._queue_for_pollen({"cmd": "send", "to": dest, "text": part}):
                 return
         self._count("to_pollen")
-        self.log(f"meshtastic {who} -> pollen {dest}: {safe_text(text, 80)!s}")
+        self.log(f"{who} -> pollen {dest}: {safe_text(text, 80)!s}")
 
     def _queue_for_pollen(self, cmd: dict) -> bool:
         try:
@@ -138,22 +130,15 @@ class MeshtasticBridge:
         if not (is_node_id(sender) and isinstance(text, str) and isinstance(msg_id, int)):
             return
         name = self.names.get(sender)
-        who = f"{sender} {safe_text(name, 16)}".rstrip()
-        if is_bridged(text):
-            self._count("bridged_skipped")
+        who = f"pollen {sender} {safe_text(name, 16)}".rstrip()
+        to, why = destination(text, ev.get("kind") == "msg", sender, self.ids.to_mesh, None)
+        if why:
+            self._skip(why, who, sender)
             return
-        to = None
-        if ev.get("kind") == "msg":
-            to = self.ids.to_mesh.get(sender)
-            if to is None:
-                self._count("unmapped")
-                self.log(f"pollen {who}: a message to the bridge node, not bridged (no --map"
-                         f" for {sender})")
-                return
         parts = to_meshtastic(sender, msg_id, name, text)
         if parts is None:
             self._count("too_long")
-            self.log(f"pollen {who}: a text too long for two Meshtastic texts; not bridged")
+            self.log(f"{who}: a text too long for two Meshtastic texts; not bridged")
             return
         for part in parts:
             if self.outbox.count >= MAX_QUEUE:
@@ -163,8 +148,13 @@ class MeshtasticBridge:
                 return
             self.outbox.add(_TOPIC, json.dumps({"text": part, "channel": self.channel, "to": to}))
         self._count("to_meshtastic")
-        self.log(f"pollen {who} -> meshtastic {mesh_id(to) if to is not None else f'channel {self.channel}'}:"
+        self.log(f"{who} -> meshtastic {mesh_id(to) if to is not None else f'channel {self.channel}'}:"
                  f" {safe_text(text, 80)}")
+
+    def _skip(self, why: str, who: str, sender: str):
+        self._count(why)
+        if why == "unmapped":
+            self.log(f"{who}: a direct message, not bridged (no --map for {sender})")
 
     # ---- running ---------------------------------------------------------------------
 

@@ -36,6 +36,18 @@ def is_bridged(text) -> bool:
     return parse_mark(text) is not None
 
 
+def destination(text: str, direct: bool, sender, pairs: dict, everyone):
+    """Where a text heard on one side goes on the other: (destination, None),
+    or (None, why not): "bridged_skipped" (it carries the mark) or
+    "unmapped" (a direct message from a sender not paired with --map)."""
+    if is_bridged(text):
+        return None, "bridged_skipped"
+    if not direct:
+        return everyone, None
+    dest = pairs.get(sender)
+    return (dest, None) if dest is not None else (None, "unmapped")
+
+
 def mesh_id(num: int) -> str:
     """A Meshtastic node number as its user id, "!11223344"."""
     return f"!{num & 0xFFFFFFFF:08x}"
