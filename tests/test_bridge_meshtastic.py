@@ -4,8 +4,11 @@ Meshtastic device (tests/fakes/fake_meshtastic.py), a fake pollen node's
 console on a pty (tests/fakes/fake_console_node.py), and the pure relay
 decisions with byte vectors."""
 import queue
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,7 @@ from tests.fakes.fake_meshtastic import BROADCAST, FakeMeshtastic
 
 ANNA, FARM = 0x11223344, 0x55667788     # nodes the fake device knows (NODES)
 CH = 1                                   # the channel bridged ("pollen" on the fake)
+POLLEN = str(Path(sys.executable).with_name("pollen"))
 
 
 # ---- pure: what crosses and how it is written ----------------------------------------
@@ -251,3 +255,25 @@ def test_no_loop_with_two_bridges(running):
     _no_more(one.mesh.sent, 0.1)
     _no_more(two.mesh.sent, 0.1)
     assert one.bridge.stats["bridged_skipped"] == 1 and two.bridge.stats["bridged_skipped"] == 2
+
+
+# ---- the command: bad input is one line naming the option --------------------------------
+
+@pytest.mark.parametrize("args, line", [
+    (["--meshtastic-host", "h", "--map", "0000000c"], "pollen: --map '0000000c': expected POLLENID=!MESHID"),
+    (["--meshtastic-host", "h:0"], "pollen: --meshtastic-host 'h:0': port '0' is not a number 1..65535"),
+    (["--meshtastic-host", "h", "--rate-to-meshtastic", "0"], "pollen: --rate-to-meshtastic: expected"),
+])
+def test_command_bad_input(args, line):
+    r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", "/dev/null/x", "--channel", "1"] + args,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr.startswith(line) and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_command_device_not_there(tmp_path):
+    node = FakeConsoleNode(tmp_path).plug()
+    r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", node.path, "--channel", "1",
+                        "--meshtastic-port", str(tmp_path / "gone"), "--outbox", str(tmp_path / "o.db")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr.startswith(f"pollen: Meshtastic device {tmp_path / 'gone'}:")
+    node.unplug()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from pollen_controller.errors import InputError
+from pollen_controller.errors import InputError, MeshtasticError
 
 DEFAULT_TCP_PORT = 4403   # meshtastic.tcp_interface.DEFAULT_TCP_PORT
 _FIRST_DELAY_S = 1.0
@@ -63,10 +63,10 @@ class Device:
     # ---- connecting ---------------------------------------------------------------
 
     def open(self):
-        """Connect now; the reason as a LinkError-like InputError if it fails."""
+        """Connect now; MeshtasticError with the reason if it fails."""
         error = self._connect()
         if error:
-            raise InputError(f"Meshtastic device {self.where}: {error}")
+            raise MeshtasticError(f"Meshtastic device {self.where}: {error}")
 
     def _connect(self) -> str | None:
         try:
