@@ -277,3 +277,61 @@ def test_command_device_not_there(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stderr.startswith(f"pollen: Meshtastic device {tmp_path / 'gone'}:")
     node.unplug()
+
+
+def test_tcp_device_away_and_back_nothing_lost(running):
+    b = running(kind="tcp")
+    b.mesh.unplug()
+    b.post("while away", msg_id=60)
+    time.sleep(2.0)                                  # the package's own reconnect fails too
+    b.mesh.plug()                                    # on the same port
+    assert b.mesh.sent.get(timeout=20)[2] == "\u21c40000000c-60 while away"
+    _no_more(b.mesh.sent)
+
+
+def test_pollen_node_away_and_back_nothing_lost(running):
+    b = running()
+    b.node.unplug()
+    for k in range(3):
+        b.mesh.text(ANNA, f"for pollen {k}", channel=CH, packet_id=70 + k)
+    time.sleep(0.5)
+    b.node.plug()
+    assert [s[1] for s in b.pollen_sends(3, timeout_s=20)] == \
+        [f"\u21c411223344-{70 + k} ANNA: for pollen {k}" for k in range(3)]
+
+
+def test_texts_waiting_survive_a_restart_of_the_bridge(tmp_path, running):
+    b = running()
+    b.mesh.unplug()
+    while b.device.up:
+        time.sleep(0.05)
+    b.post("kept on disk", msg_id=80)
+    time.sleep(0.3)
+    b.close()                                        # the bridge stops with the text waiting
+    assert b.bridge.outbox.count == 1
+    b.mesh.plug()
+    again = Device(None, serial_port=b.mesh.path)
+    again.open()
+    link = SerialLink(b.node.path)
+    bridge = MeshtasticBridge(link, again, CH, tmp_path / "b" / "outbox.db")
+    stop = threading.Event()
+    t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-80 kept on disk"
+    finally:
+        stop.set()
+        t.join(10)
+        link.close()
+
+
+def test_a_flood_into_meshtastic_is_rate_limited(running):
+    rate_per_s, burst, n = 4.0, 2, 8
+    b = running(to_mesh=(rate_per_s * 60, burst))
+    for k in range(n):
+        b.post(f"flood {k}", msg_id=200 + k)
+    got = [(b.mesh.sent.get(timeout=20)[2], time.monotonic()) for _ in range(n)]
+    assert [g[0] for g in got] == [f"\u21c40000000c-{200 + k} flood {k}" for k in range(n)]
+    t0 = got[0][1]
+    for i, (_, t) in enumerate(got):
+        assert t - t0 >= (i - burst + 1) / rate_per_s - 0.05, (i, t - t0)

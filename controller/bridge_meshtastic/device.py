@@ -142,6 +142,9 @@ class Device:
         (and the device counted away) if it could not take it."""
         if not self.up:
             return False
+        queue_status = self.iface.queueStatus  # the device's last word on its transmit queue
+        if queue_status is not None and queue_status.free <= 0:
+            return False    # full: sendText would wait for room, holding up the bridge; try later
         try:
             self.iface.sendText(text, destinationId=to_num if to_num is not None else "^all",
                                 channelIndex=channel)
