@@ -335,3 +335,23 @@ def test_a_flood_into_meshtastic_is_rate_limited(running):
     t0 = got[0][1]
     for i, (_, t) in enumerate(got):
         assert t - t0 >= (i - burst + 1) / rate_per_s - 0.05, (i, t - t0)
+
+
+def test_a_text_the_device_never_confirmed_is_sent_again(running):
+    # what a TCP connection dead before either side noticed does: the write
+    # succeeds, nothing arrives, no QueueStatus comes back
+    b = running()
+    b.post("first", msg_id=90)
+    assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-90 first"
+    b.mesh.swallow = True
+    b.post("second", msg_id=91)
+    deadline = time.monotonic() + 5
+    while b.mesh.swallowed == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    b.mesh.swallow = False
+    assert b.mesh.sent.get(timeout=15)[2] == "\u21c40000000c-91 second", b.logs  # a new connection
+    deadline = time.monotonic() + 5
+    while b.bridge.outbox.count and time.monotonic() < deadline:
+        time.sleep(0.05)                             # (removed when the bridge sees it confirmed)
+    assert b.mesh.configs == 2 and b.bridge.outbox.count == 0
+    assert any("no confirmation" in line for line in b.logs)

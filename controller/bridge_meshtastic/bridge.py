@@ -5,7 +5,8 @@ device.py holds the Meshtastic device; gateway/attached_node.py the pollen
 node; gateway/store.py the queues, in one SQLite file:
 
   outbox   texts for the Meshtastic device (topic "meshtastic", payload JSON
-           {"text", "channel", "to"}), removed once the device took one
+           {"text", "channel", "to"}), removed once the device confirmed one
+           (its QueueStatus naming the packet)
   inbox    send commands for the pollen node, removed once it answered `sent`
 
 Each way is rate limited (a token bucket) and bounded (MAX_QUEUE texts;
@@ -28,6 +29,7 @@ from pollen_controller.untrusted import safe_text
 
 MAX_QUEUE = 1000          # texts waiting each way, at most
 _ANSWER_TIMEOUT_S = 10.0  # a send the pollen node has not answered is written again
+_CONFIRM_TIMEOUT_S = 5.0  # a text the device has not confirmed by then: the device is taken as gone
 _REFUSED_RETRY_S = 5.0    # a send the pollen node refused (queue full) is tried again after
 _TOPIC = "meshtastic"
 
@@ -49,6 +51,7 @@ class MeshtasticBridge:
         self.names: dict[str, str] = {}      # pollen node id -> name, from status events
         self.sending: tuple[int, float] | None = None   # inbox seq written to the node, when
         self.retry_at = 0.0
+        self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
         self.lock = threading.Lock()
         self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
                       "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
@@ -171,15 +174,34 @@ class MeshtasticBridge:
             self.store.close()
 
     def _send_to_meshtastic(self):
+        # one text handed to the device at a time, removed from the outbox
+        # when the device confirms it (docs/meshtastic.md, "Either side going away")
+        if self.handed is not None:
+            seq, packet_id, connection, t0 = self.handed
+            if self.device.stats["connects"] != connection or not self.device.up:
+                self.handed = None            # the device went: handed again to the next one
+                return
+            confirmed = self.device.confirmed(packet_id)
+            waited_s = time.monotonic() - t0
+            if confirmed is None and waited_s >= _CONFIRM_TIMEOUT_S:
+                confirmed = True              # a firmware that never confirms: taken as sent
+            if confirmed:
+                self.outbox.done(seq)
+                self._count("sent_meshtastic")
+                self.handed = None
+            elif waited_s >= _CONFIRM_TIMEOUT_S:
+                self.device.drop(f"no confirmation of a text within {_CONFIRM_TIMEOUT_S:g} s")
+                self.handed = None
+            return
         if not self.device.up:
             return
         for seq, _topic, payload in self.outbox.pending(limit=1):
             if not self.to_mesh_rate.take(time.monotonic()):
                 return
             body = json.loads(payload)
-            if self.device.send(body["text"], body["channel"], body.get("to")):
-                self.outbox.done(seq)
-                self._count("sent_meshtastic")
+            packet_id = self.device.send(body["text"], body["channel"], body.get("to"))
+            if packet_id is not None:
+                self.handed = (seq, packet_id, self.device.stats["connects"], time.monotonic())
 
     def _send_to_pollen(self):
         now = time.monotonic()

@@ -113,6 +113,11 @@ class Device:
             self._delay_s = min(self._delay_s * 2, self.max_delay_s)
             self._next_try = time.monotonic() + self._delay_s
 
+    def drop(self, why: str):
+        """Take the device as gone (it stopped confirming): connect again."""
+        if self.iface is not None:
+            self._lost(why)
+
     def _lost(self, why: str):
         iface, self.iface = self.iface, None
         self.stats["lost"] += 1
@@ -137,21 +142,37 @@ class Device:
 
     # ---- texts --------------------------------------------------------------------
 
-    def send(self, text: str, channel: int, to_num: int | None = None) -> bool:
-        """Hand a text to the device (to the channel, or to one node); False
-        (and the device counted away) if it could not take it."""
+    def send(self, text: str, channel: int, to_num: int | None = None) -> int | None:
+        """Hand a text to the device (to the channel, or to one node): the
+        packet's id, to ask confirmed() about; None if it could not be
+        handed over now (the device away, or its transmit queue full)."""
         if not self.up:
-            return False
+            return None
         queue_status = self.iface.queueStatus  # the device's last word on its transmit queue
         if queue_status is not None and queue_status.free <= 0:
-            return False    # full: sendText would wait for room, holding up the bridge; try later
+            return None     # full: sendText would wait for room, holding up the bridge; try later
         try:
-            self.iface.sendText(text, destinationId=to_num if to_num is not None else "^all",
-                                channelIndex=channel)
+            packet = self.iface.sendText(text, destinationId=to_num if to_num is not None else "^all",
+                                         channelIndex=channel)
         except Exception as e:  # noqa: BLE001 - a write to a device going away
             self._lost(f"a send failed ({type(e).__name__}: {e})")
+            return None
+        return packet.id
+
+    def confirmed(self, packet_id: int) -> bool | None:
+        """Did the device take the packet? True once a QueueStatus named it;
+        False while not yet; None if this device has never sent a
+        QueueStatus (a firmware too old to confirm). The package keeps the
+        last QueueStatus as `queueStatus`, and one naming a packet it is no
+        longer sending as `queue[id] = False`
+        (MeshInterface._handleQueueStatusFromRadio); either says so."""
+        iface = self.iface
+        if iface is None:
             return False
-        return self.up
+        status = iface.queueStatus
+        if status is None:
+            return None
+        return status.mesh_packet_id == packet_id or iface.queue.get(packet_id, None) is False
 
     def _on_text(self, packet, interface=None):
         if interface is not None and interface is self.iface:

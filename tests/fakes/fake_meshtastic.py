@@ -28,6 +28,8 @@
 #   unplug() / plug()             the port goes away (pty closed, symlink gone;
 #                                 TCP: listener and connections closed) and back
 #   garbage(b)                    raw bytes on the line (log text, noise)
+#   swallow = True                packets from the client vanish (no QueueStatus):
+#                                 a connection dead before either side noticed
 # Runs under CPython only.
 import os
 import pty
@@ -94,6 +96,8 @@ class FakeMeshtastic:
         self.num = nodes[0][0]
         self.sent: queue.Queue = queue.Queue()   # (to, channel, text) from the client
         self.configs = 0                         # handshakes answered
+        self.swallow = False                     # True: packets from the client vanish, unanswered
+        self.swallowed = 0
         self.next_id = 1
         self.kind = None
         self.tcp_port = None
@@ -226,6 +230,9 @@ class FakeMeshtastic:
             self._handshake(msg.want_config_id, out)
         elif kind == "packet":
             p = msg.packet
+            if self.swallow:               # lost on the way, as into a connection already dead
+                self.swallowed += 1
+                return
             if p.decoded.portnum == portnums_pb2.PortNum.TEXT_MESSAGE_APP:
                 self.sent.put((p.to, p.channel, p.decoded.payload.decode()))
             status = mesh_pb2.QueueStatus(res=0, free=16, maxlen=16, mesh_packet_id=p.id)
