@@ -114,7 +114,8 @@ class Running:
         self.link = SerialLink(self.node.path)
         self.bridge = MeshtasticBridge(self.link, self.device, CH, folder / "outbox.db",
                                        IdMap(["0000000c=!11223344"]), RateLimit(*to_mesh),
-                                       RateLimit(*to_pollen), log=self.logs.append)
+                                       RateLimit(*to_pollen), log=self.logs.append,
+                                       confirm_timeout_s=1.0)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.bridge.run, args=(self.stop,), daemon=True)
         self.thread.start()

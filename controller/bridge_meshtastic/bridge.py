@@ -37,8 +37,9 @@ _TOPIC = "meshtastic"
 class MeshtasticBridge:
     def __init__(self, link, device, channel: int, outbox_path: Path, id_map: IdMap | None = None,
                  to_mesh_rate: RateLimit | None = None, to_pollen_rate: RateLimit | None = None,
-                 log=None):
+                 log=None, confirm_timeout_s: float = _CONFIRM_TIMEOUT_S):
         self.log = log or (lambda s: None)
+        self.confirm_timeout_s = confirm_timeout_s
         self.attached = AttachedNode(link, self.log)
         self.device = device
         self.device.on_text = self._on_mesh_text
@@ -183,14 +184,14 @@ class MeshtasticBridge:
                 return
             confirmed = self.device.confirmed(packet_id)
             waited_s = time.monotonic() - t0
-            if confirmed is None and waited_s >= _CONFIRM_TIMEOUT_S:
+            if confirmed is None and waited_s >= self.confirm_timeout_s:
                 confirmed = True              # a firmware that never confirms: taken as sent
             if confirmed:
                 self.outbox.done(seq)
                 self._count("sent_meshtastic")
                 self.handed = None
-            elif waited_s >= _CONFIRM_TIMEOUT_S:
-                self.device.drop(f"no confirmation of a text within {_CONFIRM_TIMEOUT_S:g} s")
+            elif waited_s >= self.confirm_timeout_s:
+                self.device.drop(f"no confirmation of a text within {self.confirm_timeout_s:g} s")
                 self.handed = None
             return
         if not self.device.up:
