@@ -178,10 +178,12 @@ def test_texts_both_ways(running, kind):
 
 def test_direct_messages_only_where_mapped(running):
     b = running()
+    b.node.emit({"event": "status", "ref": "x", "id": "0000000a", "neighbours": [
+        {"id": "0000000c", "name": "bakery\u202e", "rssi_dbm": -90, "snr_db": 5.0}]})
     b.mesh.text(ANNA, "psst", to=b.mesh.num, channel=0, packet_id=9)
     assert b.pollen_sends(1)[0][:2] == ("0000000c", "\u21c411223344-9 ANNA: psst")
     b.post("back to you", kind="msg", msg_id=20)
-    assert b.mesh.sent.get(timeout=10) == (ANNA, CH, "\u21c40000000c-20 back to you")
+    assert b.mesh.sent.get(timeout=10) == (ANNA, CH, "\u21c40000000c-20 bakery: back to you")
     b.mesh.text(FARM, "not mapped", to=b.mesh.num, channel=0)
     b.post("not mapped", sender="0000000d", kind="msg", msg_id=21)
     _no_more(b.mesh.sent)

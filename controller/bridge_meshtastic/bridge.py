@@ -32,6 +32,7 @@ _ANSWER_TIMEOUT_S = 10.0  # a send the pollen node has not answered is written a
 _CONFIRM_TIMEOUT_S = 5.0  # a text the device has not confirmed by then: the device is taken as gone
 _REFUSED_RETRY_S = 5.0    # a send the pollen node refused (queue full) is tried again after
 _TOPIC = "meshtastic"
+_STATUS_EVERY_S = 60.0    # the pollen node asked its status (its neighbours' names) this often
 
 
 class MeshtasticBridge:
@@ -57,6 +58,7 @@ class MeshtasticBridge:
         self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
                       "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
                       "other_channel": 0}
+        self._learn_names(self.attached.status)
 
     @property
     def node(self) -> str:
@@ -113,9 +115,7 @@ class MeshtasticBridge:
         if kind == "received":
             self._on_pollen_text(ev)
         elif kind == "status":
-            for n in ev.get("neighbours") or ():
-                if isinstance(n, dict) and is_node_id(n.get("id")) and isinstance(n.get("name"), str):
-                    self.names[n["id"]] = n["name"]
+            self._learn_names(ev)
         elif self.sending is not None and ev.get("ref") == f"mt{self.sending[0]}":
             seq = self.sending[0]
             if kind == "sent":
@@ -128,6 +128,11 @@ class MeshtasticBridge:
             self.sending = None
         elif kind in ("_away", "_back", "started"):
             self.sending = None               # unanswered: written again
+
+    def _learn_names(self, status: dict):
+        for n in status.get("neighbours") or ():
+            if isinstance(n, dict) and is_node_id(n.get("id")) and isinstance(n.get("name"), str):
+                self.names[n["id"]] = n["name"]
 
     def _on_pollen_text(self, ev: dict):
         sender, text, msg_id = ev.get("from"), ev.get("text"), ev.get("id")
@@ -150,7 +155,12 @@ class MeshtasticBridge:
                 self.log(f"{self.outbox.count} texts already wait for the Meshtastic device;"
                          f" one refused")
                 return
-            self.outbox.add(_TOPIC, json.dumps({"text": part, "channel": self.channel, "to": to}))
+            try:
+                self.outbox.add(_TOPIC, json.dumps({"text": part, "channel": self.channel, "to": to}))
+            except sqlite3.Error as e:
+                self._count("refused_full")
+                self.log(f"could not keep a text for the Meshtastic device: {e}")
+                return
         self._count("to_meshtastic")
         self.log(f"{who} -> meshtastic {mesh_id(to) if to is not None else f'channel {self.channel}'}:"
                  f" {safe_text(text, 80)}")
@@ -164,7 +174,11 @@ class MeshtasticBridge:
 
     def run(self, stop: threading.Event):
         try:
+            next_status = time.monotonic() + _STATUS_EVERY_S
             while not stop.is_set():
+                if self.attached.up and time.monotonic() >= next_status:
+                    next_status = time.monotonic() + _STATUS_EVERY_S
+                    self.attached.command({"cmd": "status", "ref": "bridge"})
                 self.device.poll()
                 self._send_to_meshtastic()
                 self._send_to_pollen()
