@@ -164,8 +164,14 @@ class FakeMeshtastic:
             self._conns.append(conn)
             with self._lock:
                 self._outs.append(conn.sendall)
-            threading.Thread(target=self._serve, args=(lambda c=conn: _read_sock(c, stop),
-                                                       conn.sendall), daemon=True).start()
+            threading.Thread(target=self._serve_tcp, args=(conn, stop), daemon=True).start()
+
+    def _serve_tcp(self, conn, stop):
+        self._serve(lambda: _read_sock(conn, stop), conn.sendall)
+        with self._lock:   # the client went (or said disconnect): closed, as a device does
+            if conn.sendall in self._outs:
+                self._outs.remove(conn.sendall)
+        conn.close()
 
     # ---- what the device says -------------------------------------------------
 
@@ -226,6 +232,8 @@ class FakeMeshtastic:
 
     def _on_to_radio(self, msg, out):
         kind = msg.WhichOneof("payload_variant")
+        if kind == "disconnect" and self.kind == "tcp":
+            raise OSError("the client said disconnect")
         if kind == "want_config_id":
             self._handshake(msg.want_config_id, out)
         elif kind == "packet":
