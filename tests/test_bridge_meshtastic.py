@@ -208,6 +208,8 @@ def test_non_ascii_and_over_long_texts(running):
     b.mesh.text(ANNA, "still here", channel=CH, packet_id=11)
     assert b.pollen_sends(1)[0][1] == "\u21c411223344-11 ANNA: still here"
     assert b.bridge.stats["too_long"] == 1
+    assert b.device.stats["package_errors"] >= 1          # the frame it could not parse
+    assert any(line.startswith("meshtastic package: Error while parsing FromRadio") for line in b.logs)
 
 
 def test_device_away_and_back_nothing_lost(running):

@@ -12,6 +12,7 @@ interface in the process, so each Device keeps only its own.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from pollen_controller.errors import InputError, MeshtasticError
@@ -35,6 +36,21 @@ def parse_host(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class _PackageLog(logging.Handler):
+    """The package's own warnings and errors (a frame it could not parse, a
+    port that went away), counted and said through the bridge's log, not
+    printed raw by Python's last-resort handler."""
+
+    def __init__(self, device):
+        super().__init__(logging.WARNING)
+        self.device = device
+
+    def emit(self, record):
+        self.device.stats["package_errors" if record.levelno >= logging.ERROR
+                          else "package_warnings"] += 1
+        self.device.log(f"meshtastic package: {record.getMessage()}")
+
+
 class Device:
     """One Meshtastic device. on_text(packet, device) is called on the
     package's publishing thread for each text packet this device hears."""
@@ -55,7 +71,11 @@ class Device:
         self._next_try = 0.0
         self._last_error = None
         self.away_since: float | None = None
-        self.stats = {"connects": 0, "lost": 0}
+        self.stats = {"connects": 0, "lost": 0, "package_errors": 0, "package_warnings": 0}
+        # the package logs to the "meshtastic" logger (in this process: with
+        # two devices, each counts the other's too)
+        self._package_log = _PackageLog(self)
+        logging.getLogger("meshtastic").addHandler(self._package_log)
         from pubsub import pub
 
         pub.subscribe(self._on_text, "meshtastic.receive.text")
@@ -181,6 +201,7 @@ class Device:
     def close(self):
         from pubsub import pub
 
+        logging.getLogger("meshtastic").removeHandler(self._package_log)
         try:
             pub.unsubscribe(self._on_text, "meshtastic.receive.text")
         except Exception:  # noqa: BLE001 - not subscribed

@@ -68,7 +68,8 @@ def meshtastic(port, mesh_port, mesh_host, channel, maps, outbox, rate_mesh, rat
             br.run(stop)
         except KeyboardInterrupt:
             stop.set()
-        say("bridge stopped: " + ", ".join(f"{k} {v}" for k, v in br.stats.items()))
+        stats = dict(br.stats, **{k: v for k, v in device.stats.items() if k.startswith("package")})
+        say("bridge stopped: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
     finally:
         if device is not None:
             device.close()
