@@ -20,7 +20,7 @@ from pollen_controller.errors import InputError, MeshtasticError
 DEFAULT_TCP_PORT = 4403   # meshtastic.tcp_interface.DEFAULT_TCP_PORT
 _FIRST_DELAY_S = 1.0
 _MAX_DELAY_S = 30.0
-_CONNECT_TIMEOUT_S = 20   # the package's own wait for the handshake is 30 s at most
+_CONNECT_TIMEOUT_S = 20   # waitForConfig after the handshake (the handshake itself: the package waits 30 s)
 
 
 def parse_host(value: str) -> tuple[str, int]:
