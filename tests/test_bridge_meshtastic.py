@@ -360,3 +360,17 @@ def test_a_text_the_device_never_confirmed_is_sent_again(running):
         time.sleep(0.05)                             # (removed when the bridge sees it confirmed)
     assert b.mesh.configs == 2 and b.bridge.outbox.count == 0
     assert any("no confirmation" in line for line in b.logs)
+
+
+@pytest.mark.parametrize("kind", ["serial", "tcp"])
+def test_texts_right_after_the_handshake_are_not_lost(running, kind):
+    # a device hands its client what it heard while none was there as soon
+    # as the handshake ends, before the package's constructor has returned
+    b = running(kind=kind)
+    b.mesh.queued = [(ANNA, "heard while you were away", CH), (FARM, "me too", CH)]
+    b.mesh.unplug()
+    while b.device.up:
+        time.sleep(0.05)
+    b.mesh.plug()
+    assert [s[1] for s in b.pollen_sends(2)] == ["\u21c411223344-1 ANNA: heard while you were away",
+                                                 "\u21c455667788-2 🌻SF: me too"]

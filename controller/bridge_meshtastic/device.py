@@ -13,6 +13,7 @@ interface in the process, so each Device keeps only its own.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from pollen_controller.errors import InputError, MeshtasticError
@@ -67,6 +68,9 @@ class Device:
         self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
         self.iface = None
         self.num: int | None = None
+        self._pending = None              # the interface being connected
+        self._early: list | None = None   # texts it published before it was ours
+        self._early_lock = threading.Lock()
         self._delay_s = first_delay_s
         self._next_try = 0.0
         self._last_error = None
@@ -89,22 +93,43 @@ class Device:
             raise MeshtasticError(f"Meshtastic device {self.where}: {error}")
 
     def _connect(self) -> str | None:
+        # As the package's constructor does with connectNow=True (connect,
+        # then waitForConfig), but with the interface known first: a device
+        # hands over what it kept for its client as soon as the handshake
+        # ends, before the constructor would have returned, and those texts
+        # are kept (self._early) and passed on once the interface is ours.
         try:
             if self.serial_port:
                 from meshtastic.serial_interface import SerialInterface
 
-                iface = SerialInterface(devPath=self.serial_port, timeout=_CONNECT_TIMEOUT_S)
+                iface = SerialInterface(devPath=self.serial_port, connectNow=False,
+                                        timeout=_CONNECT_TIMEOUT_S)
             else:
                 from meshtastic.tcp_interface import TCPInterface
 
-                iface = TCPInterface(self.host, portNumber=self.tcp_port, timeout=_CONNECT_TIMEOUT_S)
+                iface = TCPInterface(self.host, portNumber=self.tcp_port, connectNow=False,
+                                     timeout=_CONNECT_TIMEOUT_S)
+            with self._early_lock:
+                self._pending, self._early = iface, []
+            try:
+                iface.connect()
+                iface.waitForConfig()
+            except BaseException:
+                with self._early_lock:
+                    self._pending, self._early = None, None
+                try:
+                    iface.close()
+                except Exception:  # noqa: BLE001 - closing what did not open
+                    pass
+                raise
         except Exception as e:  # noqa: BLE001 - the package raises many kinds; each is "not there"
             return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        if iface.myInfo is None:
-            iface.close()
-            return "no answer to the handshake"
-        self.iface, self.num = iface, iface.myInfo.my_node_num
-        self.stats["connects"] += 1
+        with self._early_lock:  # texts published meanwhile wait for these to be passed on
+            self.iface, self.num = iface, iface.myInfo.my_node_num
+            early, self._pending, self._early = self._early, None, None
+            self.stats["connects"] += 1
+            for packet in early:
+                self.on_text(packet, self)
         return None
 
     @property
@@ -195,7 +220,13 @@ class Device:
         return status.mesh_packet_id == packet_id or iface.queue.get(packet_id, None) is False
 
     def _on_text(self, packet, interface=None):
-        if interface is not None and interface is self.iface:
+        if interface is None:
+            return
+        with self._early_lock:
+            if interface is self._pending and self._early is not None:
+                self._early.append(packet)   # the handshake has not finished here yet
+                return
+        if interface is self.iface:
             self.on_text(packet, self)
 
     def close(self):

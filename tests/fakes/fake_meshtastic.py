@@ -28,6 +28,7 @@
 #   unplug() / plug()             the port goes away (pty closed, symlink gone;
 #                                 TCP: listener and connections closed) and back
 #   garbage(b)                    raw bytes on the line (log text, noise)
+#   queued                        texts handed over right after the next handshake
 #   swallow = True                packets from the client vanish (no QueueStatus):
 #                                 a connection dead before either side noticed
 # Runs under CPython only.
@@ -37,6 +38,7 @@ import queue
 import select
 import socket
 import threading
+import time
 import tty
 
 from meshtastic.protobuf import channel_pb2, mesh_pb2, portnums_pb2
@@ -96,6 +98,7 @@ class FakeMeshtastic:
         self.num = nodes[0][0]
         self.sent: queue.Queue = queue.Queue()   # (to, channel, text) from the client
         self.configs = 0                         # handshakes answered
+        self.queued: list = []                   # (from_num, text, channel) sent right after a handshake
         self.swallow = False                     # True: packets from the client vanish, unanswered
         self.swallowed = 0
         self.next_id = 1
@@ -129,7 +132,12 @@ class FakeMeshtastic:
         else:
             srv = socket.socket()
             srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind(("127.0.0.1", self.tcp_port or 0))
+            for _ in range(50):  # the port just closed may take a moment to be free again
+                try:
+                    srv.bind(("127.0.0.1", self.tcp_port or 0))
+                    break
+                except OSError:
+                    time.sleep(0.1)
             srv.listen(4)
             self.tcp_port = srv.getsockname()[1]
             self._srv = srv
@@ -215,6 +223,8 @@ class FakeMeshtastic:
         msgs.append(mesh_pb2.FromRadio(config_complete_id=config_id))
         self._write(b"".join(frame(m) for m in msgs), out)
         self.configs += 1
+        while self.queued:   # texts heard while no client was there, as a device keeps them
+            self.text(*self.queued.pop(0))
 
     # ---- what the client says ------------------------------------------------------
 
