@@ -226,6 +226,9 @@ def test_device_away_and_back_nothing_lost(running):
     got = [b.mesh.sent.get(timeout=20)[2] for _ in range(3)]
     assert got == [f"\u21c40000000c-{40 + k} while away {k}" for k in range(3)]
     assert b.device.stats["lost"] == 1 and b.mesh.configs == 2
+    deadline = time.monotonic() + 2
+    while not any("is back" in line for line in b.logs) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert any("is back" in line for line in b.logs)
 
 
@@ -374,3 +377,28 @@ def test_texts_right_after_the_handshake_are_not_lost(running, kind):
     b.mesh.plug()
     assert [s[1] for s in b.pollen_sends(2)] == ["\u21c411223344-1 ANNA: heard while you were away",
                                                  "\u21c455667788-2 🌻SF: me too"]
+
+
+def test_a_silent_port_does_not_hold_up_the_pollen_side(running):
+    # the device's port comes back as something that never answers the
+    # handshake (the package waits 30 s for it): texts already waiting for
+    # the pollen node go on to it at their rate meanwhile
+    import os
+    import pty
+
+    b = running(to_pollen=(120, 1))                  # two a second, one at a time
+    for k in range(5):
+        b.mesh.text(ANNA, f"queued {k}", channel=CH, packet_id=300 + k)
+    first = b.pollen_sends(1)
+    b.mesh.unplug()
+    master, slave = pty.openpty()
+    os.symlink(os.ttyname(slave), b.mesh.path)
+    try:
+        t0 = time.monotonic()
+        rest = b.pollen_sends(4, timeout_s=10)
+        assert [s[1] for s in first + rest] == \
+            [f"\u21c411223344-{300 + k} ANNA: queued {k}" for k in range(5)]
+        assert rest[-1][2] - t0 < 5 and not b.device.up
+    finally:
+        os.close(master)
+        os.close(slave)

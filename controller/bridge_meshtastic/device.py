@@ -71,6 +71,8 @@ class Device:
         self._pending = None              # the interface being connected
         self._early: list | None = None   # texts it published before it was ours
         self._early_lock = threading.Lock()
+        self._connector: threading.Thread | None = None   # connecting in the background
+        self._closed = False
         self._delay_s = first_delay_s
         self._next_try = 0.0
         self._last_error = None
@@ -124,6 +126,9 @@ class Device:
                 raise
         except Exception as e:  # noqa: BLE001 - the package raises many kinds; each is "not there"
             return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if self._closed:   # closed while this connected
+            iface.close()
+            return "closed"
         with self._early_lock:  # texts published meanwhile wait for these to be passed on
             self.iface, self.num = iface, iface.myInfo.my_node_num
             early, self._pending, self._early = self._early, None, None
@@ -141,22 +146,37 @@ class Device:
         return getattr(iface, "stream", None) is not None or getattr(iface, "socket", None) is not None
 
     def poll(self):
-        """Notice the device going; make the interface again when it is time."""
+        """Notice the device going; make the interface again when it is time,
+        on a thread of its own (a port that opens and stays silent holds the
+        package about 30 s), so the bridge's loop goes on meanwhile."""
         if self.iface is not None and not self.up:
             self._lost("the connection went away")
-        if self.iface is None and time.monotonic() >= self._next_try:
-            error = self._connect()
-            if error is None:
-                away = time.time() - (self.away_since or time.time())
-                self.log(f"Meshtastic device {self.where} (node {self.node_id}) is back"
-                         f" after {away:.0f} s")
-                self._delay_s, self._last_error, self.away_since = self.first_delay_s, None, None
+        if self.iface is not None:
+            return
+        if self._connector is not None:
+            if self._connector.is_alive():
                 return
-            if error != self._last_error:   # say why once, not every try
-                self._last_error = error
-                self.log(f"Meshtastic device {self.where}: {error}; trying again")
-            self._delay_s = min(self._delay_s * 2, self.max_delay_s)
-            self._next_try = time.monotonic() + self._delay_s
+            self._connector = None
+        elif time.monotonic() >= self._next_try and not self._closed:
+            self._connector = threading.Thread(target=self._connect_in_background, daemon=True,
+                                               name="meshtastic connect")
+            self._connector.start()
+
+    def _connect_in_background(self):
+        self._tried(self._connect())
+
+    def _tried(self, error: str | None):
+        if error is None:
+            away = time.time() - (self.away_since or time.time())
+            self.log(f"Meshtastic device {self.where} (node {self.node_id}) is back"
+                     f" after {away:.0f} s")
+            self._delay_s, self._last_error, self.away_since = self.first_delay_s, None, None
+            return
+        if error != self._last_error:   # say why once, not every try
+            self._last_error = error
+            self.log(f"Meshtastic device {self.where}: {error}; trying again")
+        self._delay_s = min(self._delay_s * 2, self.max_delay_s)
+        self._next_try = time.monotonic() + self._delay_s
 
     def drop(self, why: str):
         """Take the device as gone (it stopped confirming): connect again."""
@@ -232,6 +252,9 @@ class Device:
     def close(self):
         from pubsub import pub
 
+        self._closed = True
+        if self._connector is not None:
+            self._connector.join(1.0)   # (one still waiting on a silent port closes what it gets)
         logging.getLogger("meshtastic").removeHandler(self._package_log)
         try:
             pub.unsubscribe(self._on_text, "meshtastic.receive.text")
