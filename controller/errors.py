@@ -54,6 +54,11 @@ class PortBusyError(BoardError, LinkError):
     monitor or gateway waiting for its port goes on waiting)."""
 
 
+class MeshtasticError(LinkError):
+    """A Meshtastic device (bridge_meshtastic/device.py): not there, or not
+    finishing the want_config handshake."""
+
+
 class BuildError(PollenError, RuntimeError):
     """Compiling the firmware (mpy-cross) or making a ROMFS image."""
 

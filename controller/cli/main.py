@@ -136,9 +136,10 @@ def render_summary(r: dict) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
-from pollen_controller.cli import boards, files, gateway, mesh, monitor, node_commands, sim  # noqa: E402
+from pollen_controller.cli import boards, bridge, files, gateway, mesh, monitor, node_commands, sim  # noqa: E402
 
 boards.register(main)
+bridge.register(main)
 files.register(main)
 node_commands.register(main)
 gateway.register(main)

@@ -1,0 +1,234 @@
+"""`pollen bridge meshtastic`: texts between a pollen node's mesh and one
+channel of a Meshtastic device, and direct messages between mapped ids
+(docs/meshtastic.md). relay.py decides what crosses and how it is written;
+device.py holds the Meshtastic device; gateway/attached_node.py the pollen
+node; gateway/store.py the queues, in one SQLite file:
+
+  outbox   texts for the Meshtastic device (topic "meshtastic", payload JSON
+           {"text", "channel", "to"}), removed once the device confirmed one
+           (its QueueStatus naming the packet)
+  inbox    send commands for the pollen node, removed once it answered `sent`
+
+Each way is rate limited (a token bucket) and bounded (MAX_QUEUE texts;
+past that a new text is refused, said on stderr and counted).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, destination, mesh_id,
+                                                       to_meshtastic, to_pollen)
+from pollen_controller.gateway.attached_node import AttachedNode
+from pollen_controller.gateway.bridge import is_node_id
+from pollen_controller.gateway.store import Store
+from pollen_controller.untrusted import safe_text
+
+MAX_QUEUE = 1000          # texts waiting each way, at most
+_ANSWER_TIMEOUT_S = 10.0  # a send the pollen node has not answered is written again
+_CONFIRM_TIMEOUT_S = 5.0  # a text the device has not confirmed by then: the device is taken as gone
+_REFUSED_RETRY_S = 5.0    # a send the pollen node refused (queue full) is tried again after
+_TOPIC = "meshtastic"
+_STATUS_EVERY_S = 60.0    # the pollen node asked its status (its neighbours' names) this often
+
+
+class MeshtasticBridge:
+    def __init__(self, link, device, channel: int, outbox_path: Path, id_map: IdMap | None = None,
+                 to_mesh_rate: RateLimit | None = None, to_pollen_rate: RateLimit | None = None,
+                 log=None, confirm_timeout_s: float = _CONFIRM_TIMEOUT_S):
+        self.log = log or (lambda s: None)
+        self.confirm_timeout_s = confirm_timeout_s
+        self.attached = AttachedNode(link, self.log)
+        self.device = device
+        self.device.on_text = self._on_mesh_text
+        self.channel = channel
+        self.ids = id_map or IdMap()
+        self.to_mesh_rate = to_mesh_rate or RateLimit(6, 3)
+        self.to_pollen_rate = to_pollen_rate or RateLimit(20, 5)
+        self.store = Store(outbox_path)
+        self.outbox, self.inbox = self.store.outbox, self.store.inbox
+        self.names: dict[str, str] = {}      # pollen node id -> name, from status events
+        self.sending: tuple[int, float] | None = None   # inbox seq written to the node, when
+        self.retry_at = 0.0
+        self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
+        self.lock = threading.Lock()
+        self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
+                      "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
+                      "other_channel": 0}
+        self._learn_names(self.attached.status)
+
+    @property
+    def node(self) -> str:
+        return self.attached.id
+
+    def _count(self, key: str, n: int = 1):
+        with self.lock:  # also counted on the package's publishing thread
+            self.stats[key] += n
+
+    # ---- Meshtastic -> pollen (the package's publishing thread) ------------------
+
+    def _on_mesh_text(self, packet: dict, device):
+        num, text = packet.get("from"), (packet.get("decoded") or {}).get("text")
+        if not isinstance(num, int) or not isinstance(text, str) or num == device.num:
+            return
+        direct = packet.get("to") == device.num     # a direct message to the bridge's device
+        if not direct and packet.get("channel", 0) != self.channel:
+            self._count("other_channel")
+            return
+        short = device.short_name(num)
+        who = f"meshtastic {mesh_id(num)} {safe_text(short, 16)}".rstrip()
+        dest, why = destination(text, direct, num, self.ids.to_pollen, "all")
+        if why:
+            self._skip(why, who, mesh_id(num))
+            return
+        parts = to_pollen(num, packet.get("id", 0), short, text)
+        if parts is None:
+            self._count("too_long")
+            self.log(f"{who}: a text of {len(text.encode())} bytes does not fit two"
+                     f" pollen posts; not bridged")
+            return
+        for part in parts:
+            if not self._queue_for_pollen({"cmd": "send", "to": dest, "text": part}):
+                return
+        self._count("to_pollen")
+        self.log(f"{who} -> pollen {dest}: {safe_text(text, 80)!s}")
+
+    def _queue_for_pollen(self, cmd: dict) -> bool:
+        try:
+            seq = self.inbox.add(cmd) if self.inbox.count < MAX_QUEUE else None
+        except sqlite3.Error as e:
+            seq = None
+            self.log(f"could not keep a text for the pollen node: {e}")
+        if seq is None:
+            self._count("refused_full")
+            self.log(f"{self.inbox.count} texts already wait for the pollen node; one refused")
+            return False
+        return True
+
+    # ---- pollen -> Meshtastic (our thread) -----------------------------------------
+
+    def _on_node_event(self, ev: dict):
+        kind = ev.get("event")
+        if kind == "received":
+            self._on_pollen_text(ev)
+        elif kind == "status":
+            self._learn_names(ev)
+        elif self.sending is not None and ev.get("ref") == f"mt{self.sending[0]}":
+            seq = self.sending[0]
+            if kind == "sent":
+                self.inbox.done(seq)
+                self._count("sent_pollen")
+            elif kind == "error":
+                self.retry_at = time.monotonic() + _REFUSED_RETRY_S
+                self.log(f"the pollen node refused a bridged text ({safe_text(ev.get('error'))});"
+                         f" tried again in {_REFUSED_RETRY_S:g} s")
+            self.sending = None
+        elif kind in ("_away", "_back", "started"):
+            self.sending = None               # unanswered: written again
+
+    def _learn_names(self, status: dict):
+        for n in status.get("neighbours") or ():
+            if isinstance(n, dict) and is_node_id(n.get("id")) and isinstance(n.get("name"), str):
+                self.names[n["id"]] = n["name"]
+
+    def _on_pollen_text(self, ev: dict):
+        sender, text, msg_id = ev.get("from"), ev.get("text"), ev.get("id")
+        if not (is_node_id(sender) and isinstance(text, str) and isinstance(msg_id, int)):
+            return
+        name = self.names.get(sender)
+        who = f"pollen {sender} {safe_text(name, 16)}".rstrip()
+        to, why = destination(text, ev.get("kind") == "msg", sender, self.ids.to_mesh, None)
+        if why:
+            self._skip(why, who, sender)
+            return
+        parts = to_meshtastic(sender, msg_id, name, text)
+        if parts is None:
+            self._count("too_long")
+            self.log(f"{who}: a text too long for two Meshtastic texts; not bridged")
+            return
+        for part in parts:
+            if self.outbox.count >= MAX_QUEUE:
+                self._count("refused_full")
+                self.log(f"{self.outbox.count} texts already wait for the Meshtastic device;"
+                         f" one refused")
+                return
+            try:
+                self.outbox.add(_TOPIC, json.dumps({"text": part, "channel": self.channel, "to": to}))
+            except sqlite3.Error as e:
+                self._count("refused_full")
+                self.log(f"could not keep a text for the Meshtastic device: {e}")
+                return
+        self._count("to_meshtastic")
+        self.log(f"{who} -> meshtastic {mesh_id(to) if to is not None else f'channel {self.channel}'}:"
+                 f" {safe_text(text, 80)}")
+
+    def _skip(self, why: str, who: str, sender: str):
+        self._count(why)
+        if why == "unmapped":
+            self.log(f"{who}: a direct message, not bridged (no --map for {sender})")
+
+    # ---- running ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event):
+        try:
+            next_status = time.monotonic() + _STATUS_EVERY_S
+            while not stop.is_set():
+                if self.attached.up and time.monotonic() >= next_status:
+                    next_status = time.monotonic() + _STATUS_EVERY_S
+                    self.attached.command({"cmd": "status", "ref": "bridge"})
+                self.device.poll()
+                self._send_to_meshtastic()
+                self._send_to_pollen()
+                for ev in self.attached.poll(0.05):
+                    self._on_node_event(ev)
+        finally:
+            self.device.close()
+            self.store.close()
+
+    def _send_to_meshtastic(self):
+        # one text handed to the device at a time, removed from the outbox
+        # when the device confirms it (docs/meshtastic.md, "Either side going away")
+        if self.handed is not None:
+            seq, packet_id, connection, t0 = self.handed
+            if self.device.stats["connects"] != connection or not self.device.up:
+                self.handed = None            # the device went: handed again to the next one
+                return
+            confirmed = self.device.confirmed(packet_id)
+            waited_s = time.monotonic() - t0
+            if confirmed is None and waited_s >= self.confirm_timeout_s:
+                confirmed = True              # a firmware that never confirms: taken as sent
+            if confirmed:
+                self.outbox.done(seq)
+                self._count("sent_meshtastic")
+                self.handed = None
+            elif waited_s >= self.confirm_timeout_s:
+                self.device.drop(f"no confirmation of a text within {self.confirm_timeout_s:g} s")
+                self.handed = None
+            return
+        if not self.device.up:
+            return
+        for seq, _topic, payload in self.outbox.pending(limit=1):
+            if not self.to_mesh_rate.take(time.monotonic()):
+                return
+            body = json.loads(payload)
+            packet_id = self.device.send(body["text"], body["channel"], body.get("to"))
+            if packet_id is not None:
+                self.handed = (seq, packet_id, self.device.stats["connects"], time.monotonic())
+
+    def _send_to_pollen(self):
+        now = time.monotonic()
+        if not self.attached.up or now < self.retry_at:
+            return
+        if self.sending is not None:
+            if now - self.sending[1] < _ANSWER_TIMEOUT_S:
+                return
+            self.sending = None              # no answer: written again
+        for seq, cmd in self.inbox.pending(limit=1):
+            if not self.to_pollen_rate.take(now):
+                return
+            cmd["ref"] = f"mt{seq}"
+            if self.attached.command(cmd):
+                self.sending = (seq, now)

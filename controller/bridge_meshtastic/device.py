@@ -1,0 +1,268 @@
+"""The Meshtastic side of the bridge: one device through the `meshtastic`
+package (SerialInterface on a serial port, TCPInterface to a networked node
+or meshtasticd), kept through the device going away (docs/meshtastic.md).
+
+  up      texts arrive (pubsub "meshtastic.receive.text") and are sent
+  away    the interface is closed; it is made again after 1 s, then 2, 4 ..
+          every 30 s (a new interface does the whole want_config handshake)
+
+The package's client reads on its own thread and publishes what it hears
+on pypubsub's topics, which are global: a handler gets the packets of every
+interface in the process, so each Device keeps only its own.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from pollen_controller.errors import InputError, MeshtasticError
+
+DEFAULT_TCP_PORT = 4403   # meshtastic.tcp_interface.DEFAULT_TCP_PORT
+_FIRST_DELAY_S = 1.0
+_MAX_DELAY_S = 30.0
+_CONNECT_TIMEOUT_S = 20   # waitForConfig after the handshake (the handshake itself: the package waits 30 s)
+
+
+def parse_host(value: str) -> tuple[str, int]:
+    """--meshtastic-host HOST[:PORT] -> (host, port); InputError naming it."""
+    host, colon, port = value.rpartition(":")
+    if not colon or "]" in port:
+        host, port = value, str(DEFAULT_TCP_PORT)
+    host = host.strip("[]")
+    if not host:
+        raise InputError(f"--meshtastic-host {value!r}: no host name or address")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--meshtastic-host {value!r}: port {port!r} is not a number 1..65535")
+    return host, int(port)
+
+
+class _PackageLog(logging.Handler):
+    """The package's own warnings and errors (a frame it could not parse, a
+    port that went away), counted and said through the bridge's log, not
+    printed raw by Python's last-resort handler."""
+
+    def __init__(self, device):
+        super().__init__(logging.WARNING)
+        self.device = device
+
+    def emit(self, record):
+        self.device.stats["package_errors" if record.levelno >= logging.ERROR
+                          else "package_warnings"] += 1
+        self.device.log(f"meshtastic package: {record.getMessage()}")
+
+
+class Device:
+    """One Meshtastic device. on_text(packet, device) is called on the
+    package's publishing thread for each text packet this device hears."""
+
+    def __init__(self, on_text, serial_port: str | None = None, host: str | None = None,
+                 tcp_port: int = DEFAULT_TCP_PORT, log=None,
+                 first_delay_s: float = _FIRST_DELAY_S, max_delay_s: float = _MAX_DELAY_S):
+        if (serial_port is None) == (host is None):
+            raise InputError("give --meshtastic-port DEV or --meshtastic-host HOST[:PORT]")
+        self.on_text = on_text
+        self.serial_port, self.host, self.tcp_port = serial_port, host, tcp_port
+        self.where = serial_port or f"{host}:{tcp_port}"
+        self.log = log or (lambda s: None)
+        self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
+        self.iface = None
+        self.num: int | None = None
+        self._pending = None              # the interface being connected
+        self._early: list | None = None   # texts it published before it was ours
+        self._early_lock = threading.Lock()
+        self._connector: threading.Thread | None = None   # connecting in the background
+        self._closed = False
+        self._delay_s = first_delay_s
+        self._next_try = 0.0
+        self._last_error = None
+        self.away_since: float | None = None
+        self.stats = {"connects": 0, "lost": 0, "package_errors": 0, "package_warnings": 0}
+        # the package logs to the "meshtastic" logger (in this process: with
+        # two devices, each counts the other's too)
+        self._package_log = _PackageLog(self)
+        logging.getLogger("meshtastic").addHandler(self._package_log)
+        from pubsub import pub
+
+        pub.subscribe(self._on_text, "meshtastic.receive.text")
+
+    # ---- connecting ---------------------------------------------------------------
+
+    def open(self):
+        """Connect now; MeshtasticError with the reason if it fails."""
+        error = self._connect()
+        if error:
+            raise MeshtasticError(f"Meshtastic device {self.where}: {error}")
+
+    def _connect(self) -> str | None:
+        # As the package's constructor does with connectNow=True (connect,
+        # then waitForConfig), but with the interface known first: a device
+        # hands over what it kept for its client as soon as the handshake
+        # ends, before the constructor would have returned, and those texts
+        # are kept (self._early) and passed on once the interface is ours.
+        try:
+            if self.serial_port:
+                from meshtastic.serial_interface import SerialInterface
+
+                iface = SerialInterface(devPath=self.serial_port, connectNow=False,
+                                        timeout=_CONNECT_TIMEOUT_S)
+            else:
+                from meshtastic.tcp_interface import TCPInterface
+
+                iface = TCPInterface(self.host, portNumber=self.tcp_port, connectNow=False,
+                                     timeout=_CONNECT_TIMEOUT_S)
+            with self._early_lock:
+                self._pending, self._early = iface, []
+            try:
+                iface.connect()
+                iface.waitForConfig()
+            except BaseException:
+                with self._early_lock:
+                    self._pending, self._early = None, None
+                try:
+                    iface.close()
+                except Exception:  # noqa: BLE001 - closing what did not open
+                    pass
+                raise
+        except Exception as e:  # noqa: BLE001 - the package raises many kinds; each is "not there"
+            return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if self._closed:   # closed while this connected
+            iface.close()
+            return "closed"
+        with self._early_lock:  # texts published meanwhile wait for these to be passed on
+            self.iface, self.num = iface, iface.myInfo.my_node_num
+            early, self._pending, self._early = self._early, None, None
+            self.stats["connects"] += 1
+            for packet in early:
+                self.on_text(packet, self)
+        return None
+
+    @property
+    def up(self) -> bool:
+        iface = self.iface
+        if iface is None or not iface.isConnected.is_set():
+            return False
+        # the package writes nothing, silently, while its stream or socket is gone
+        return getattr(iface, "stream", None) is not None or getattr(iface, "socket", None) is not None
+
+    def poll(self):
+        """Notice the device going; make the interface again when it is time,
+        on a thread of its own (a port that opens and stays silent holds the
+        package about 30 s), so the bridge's loop goes on meanwhile."""
+        if self.iface is not None and not self.up:
+            self._lost("the connection went away")
+        if self.iface is not None:
+            return
+        if self._connector is not None:
+            if self._connector.is_alive():
+                return
+            self._connector = None
+        elif time.monotonic() >= self._next_try and not self._closed:
+            self._connector = threading.Thread(target=self._connect_in_background, daemon=True,
+                                               name="meshtastic connect")
+            self._connector.start()
+
+    def _connect_in_background(self):
+        self._tried(self._connect())
+
+    def _tried(self, error: str | None):
+        if error is None:
+            away = time.time() - (self.away_since or time.time())
+            self.log(f"Meshtastic device {self.where} (node {self.node_id}) is back"
+                     f" after {away:.0f} s")
+            self._delay_s, self._last_error, self.away_since = self.first_delay_s, None, None
+            return
+        if error != self._last_error:   # say why once, not every try
+            self._last_error = error
+            self.log(f"Meshtastic device {self.where}: {error}; trying again")
+        self._delay_s = min(self._delay_s * 2, self.max_delay_s)
+        self._next_try = time.monotonic() + self._delay_s
+
+    def drop(self, why: str):
+        """Take the device as gone (it stopped confirming): connect again."""
+        if self.iface is not None:
+            self._lost(why)
+
+    def _lost(self, why: str):
+        iface, self.iface = self.iface, None
+        self.stats["lost"] += 1
+        self.away_since = time.time()
+        self._delay_s = self.first_delay_s
+        self._next_try = time.monotonic() + self._delay_s
+        self.log(f"Meshtastic device {self.where}: {why}; texts for it wait; connecting again"
+                 f" every {self.first_delay_s:g}..{self.max_delay_s:g} s")
+        try:
+            iface.close()
+        except Exception:  # noqa: BLE001 - closing what is already gone
+            pass
+
+    @property
+    def node_id(self) -> str:
+        return f"!{self.num:08x}" if self.num is not None else "?"
+
+    def short_name(self, num: int) -> str | None:
+        iface = self.iface
+        node = (iface.nodesByNum or {}).get(num) if iface is not None else None
+        return ((node or {}).get("user") or {}).get("shortName")
+
+    # ---- texts --------------------------------------------------------------------
+
+    def send(self, text: str, channel: int, to_num: int | None = None) -> int | None:
+        """Hand a text to the device (to the channel, or to one node): the
+        packet's id, to ask confirmed() about; None if it could not be
+        handed over now (the device away, or its transmit queue full)."""
+        if not self.up:
+            return None
+        queue_status = self.iface.queueStatus  # the device's last word on its transmit queue
+        if queue_status is not None and queue_status.free <= 0:
+            return None     # full: sendText would wait for room, holding up the bridge; try later
+        try:
+            packet = self.iface.sendText(text, destinationId=to_num if to_num is not None else "^all",
+                                         channelIndex=channel)
+        except Exception as e:  # noqa: BLE001 - a write to a device going away
+            self._lost(f"a send failed ({type(e).__name__}: {e})")
+            return None
+        return packet.id
+
+    def confirmed(self, packet_id: int) -> bool | None:
+        """Did the device take the packet? True once a QueueStatus named it;
+        False while not yet; None if this device has never sent a
+        QueueStatus (a firmware too old to confirm). The package keeps the
+        last QueueStatus as `queueStatus`, and one naming a packet it is no
+        longer sending as `queue[id] = False`
+        (MeshInterface._handleQueueStatusFromRadio); either says so."""
+        iface = self.iface
+        if iface is None:
+            return False
+        status = iface.queueStatus
+        if status is None:
+            return None
+        return status.mesh_packet_id == packet_id or iface.queue.get(packet_id, None) is False
+
+    def _on_text(self, packet, interface=None):
+        if interface is None:
+            return
+        with self._early_lock:
+            if interface is self._pending and self._early is not None:
+                self._early.append(packet)   # the handshake has not finished here yet
+                return
+        if interface is self.iface:
+            self.on_text(packet, self)
+
+    def close(self):
+        from pubsub import pub
+
+        self._closed = True
+        if self._connector is not None:
+            self._connector.join(1.0)   # (one still waiting on a silent port closes what it gets)
+        logging.getLogger("meshtastic").removeHandler(self._package_log)
+        try:
+            pub.unsubscribe(self._on_text, "meshtastic.receive.text")
+        except Exception:  # noqa: BLE001 - not subscribed
+            pass
+        if self.iface is not None:
+            iface, self.iface = self.iface, None
+            try:
+                iface.close()
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,404 @@
+"""pollen bridge meshtastic (controller/bridge_meshtastic/, docs/meshtastic.md):
+the real `meshtastic` package's SerialInterface and TCPInterface on a fake
+Meshtastic device (tests/fakes/fake_meshtastic.py), a fake pollen node's
+console on a pty (tests/fakes/fake_console_node.py), and the pure relay
+decisions with byte vectors."""
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
+from pollen_controller.bridge_meshtastic.device import Device, parse_host
+from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_TEXT_BYTES, POLLEN_TEXT_BYTES, IdMap,
+                                                       RateLimit, destination, split_text, to_meshtastic,
+                                                       to_pollen)
+from pollen_controller.errors import InputError
+from pollen_controller.node.link import SerialLink
+from tests.fakes.fake_console_node import FakeConsoleNode
+from tests.fakes.fake_meshtastic import BROADCAST, FakeMeshtastic
+
+ANNA, FARM = 0x11223344, 0x55667788     # nodes the fake device knows (NODES)
+CH = 1                                   # the channel bridged ("pollen" on the fake)
+POLLEN = str(Path(sys.executable).with_name("pollen"))
+
+
+# ---- pure: what crosses and how it is written ----------------------------------------
+
+def test_the_meshtastic_limit_is_the_packages():
+    from meshtastic.protobuf import mesh_pb2
+
+    assert MESHTASTIC_TEXT_BYTES == mesh_pb2.Constants.DATA_PAYLOAD_LEN
+    assert POLLEN_TEXT_BYTES == 231
+
+
+@pytest.mark.parametrize("text, limit, expect", [
+    ("hi", 10, ["H: hi"]),
+    ("aaaaaa bbbbbbbbb", 18, ["H: (1/2) aaaaaa ", "H: (2/2) bbbbbbbbb"]),  # at the space
+    ("é" * 9, 20, ["H: (1/2) ééééé", "H: (2/2) éééé"]),  # never half a character
+    ("x" * 30, 14, None),                               # would need three parts
+])
+def test_split_text(text, limit, expect):
+    parts = split_text("H: ", text, limit)
+    assert parts == expect
+    for p in parts or ():
+        assert len(p.encode()) <= limit
+
+
+def test_marks_name_the_origin():
+    assert to_pollen(ANNA, 7, "ANNA", "hi") == ["\u21c411223344-7 ANNA: hi"]
+    assert to_pollen(ANNA, 7, None, "hi") == ["\u21c411223344-7 !11223344: hi"]
+    assert to_pollen(ANNA, 7, "A\x1b[2J", "hi") == ["\u21c411223344-7 A[2J: hi"]
+    assert to_meshtastic("0000000c", 17, "bakery", "bread") == ["\u21c40000000c-17 bakery: bread"]
+    assert to_meshtastic("0000000c", 17, None, "bread") == ["\u21c40000000c-17 bread"]
+
+
+@pytest.mark.parametrize("text, direct, sender, expect", [
+    ("hi", False, "0000000c", ("all", None)),
+    ("hi", True, "0000000c", (ANNA, None)),
+    ("hi", True, "0000000d", (None, "unmapped")),
+    ("\u21c411223344-7 ANNA: hi", False, "0000000c", (None, "bridged_skipped")),
+    ("\u21c4000c hi", True, "0000000c", (None, "bridged_skipped")),   # any mark, even a broken one
+])
+def test_destination(text, direct, sender, expect):
+    assert destination(text, direct, sender, {"0000000c": ANNA}, "all") == expect
+
+
+@pytest.mark.parametrize("pair, error", [
+    ("0000000c", "expected POLLENID=!MESHID"),
+    ("zz=!11223344", "the pollen id 'zz'"),
+    ("0000000c=!1122334455", "the Meshtastic id '!1122334455'"),
+    ("0000000c=!ffffffff", "the Meshtastic id"),
+])
+def test_bad_map_names_the_field(pair, error):
+    with pytest.raises(InputError, match="--map") as e:
+        IdMap([pair])
+    assert error in str(e.value)
+
+
+def test_map_and_host():
+    ids = IdMap(["c=!11223344"])
+    assert ids.to_mesh == {"0000000c": ANNA} and ids.to_pollen == {ANNA: "0000000c"}
+    assert parse_host("mesh.local") == ("mesh.local", 4403)
+    assert parse_host("10.0.0.5:4404") == ("10.0.0.5", 4404)
+    with pytest.raises(InputError, match="--meshtastic-host"):
+        parse_host("h:x")
+
+
+def test_rate_limit_is_a_token_bucket():
+    r = RateLimit(60, 2)                    # one a second, two at once
+    assert [r.take(0.0), r.take(0.0), r.take(0.0)] == [True, True, False]
+    assert not r.take(0.5) and r.take(1.0) and not r.take(1.1)
+
+
+# ---- the bridge on the real meshtastic package -------------------------------------------
+
+class Running:
+    """A bridge between a fake pollen node and a fake Meshtastic device, on a thread."""
+
+    def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10)):
+        folder = tmp_path / name
+        folder.mkdir()
+        self.node = FakeConsoleNode(folder, node_id="0000000a").plug()
+        self.mesh = getattr(FakeMeshtastic(folder), kind)()
+        self.logs = []
+        self.device = Device(None, serial_port=self.mesh.path if kind == "serial" else None,
+                             host="127.0.0.1" if kind == "tcp" else None,
+                             tcp_port=self.mesh.tcp_port or 4403, log=self.logs.append,
+                             first_delay_s=0.2, max_delay_s=0.5)
+        self.device.open()
+        self.link = SerialLink(self.node.path)
+        self.bridge = MeshtasticBridge(self.link, self.device, CH, folder / "outbox.db",
+                                       IdMap(["0000000c=!11223344"]), RateLimit(*to_mesh),
+                                       RateLimit(*to_pollen), log=self.logs.append,
+                                       confirm_timeout_s=1.0)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.bridge.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def post(self, text, sender="0000000c", msg_id=17, kind="post"):
+        self.node.emit({"event": "received", "kind": kind, "from": sender,
+                        "to": "ffffffff" if kind == "post" else "0000000a", "id": msg_id,
+                        "text": text, "hops": 1})
+
+    def pollen_sends(self, n, timeout_s=10.0):
+        out, end = [], time.monotonic() + timeout_s
+        while len(out) < n:
+            cmd = self.node.commands.get(timeout=max(0.01, end - time.monotonic()))
+            if cmd.get("cmd") == "send":
+                out.append((cmd["to"], cmd["text"], time.monotonic()))
+        return out
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.link.close()
+
+
+@pytest.fixture
+def running(tmp_path):
+    made = []
+
+    def make(**kw):
+        made.append(Running(tmp_path, **kw))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def _no_more(q, wait_s=0.5):
+    with pytest.raises(queue.Empty):
+        q.get(timeout=wait_s)
+
+
+@pytest.mark.parametrize("kind", ["serial", "tcp"])
+def test_texts_both_ways(running, kind):
+    b = running(kind=kind)
+    t0 = time.monotonic()
+    b.mesh.text(ANNA, "anyone at the mill?", channel=CH, packet_id=7)
+    [(to, text, t1)] = b.pollen_sends(1)
+    assert (to, text) == ("all", "\u21c411223344-7 ANNA: anyone at the mill?")
+    t2 = time.monotonic()
+    b.post("market at noon")
+    assert b.mesh.sent.get(timeout=10) == (BROADCAST, CH, "\u21c40000000c-17 market at noon")
+    t3 = time.monotonic()
+    print(f"\n{kind}: meshtastic->pollen {1000 * (t1 - t0):.0f} ms,"
+          f" pollen->meshtastic {1000 * (t3 - t2):.0f} ms")
+    # another channel, and the device's own texts, stay where they are
+    b.mesh.text(FARM, "on channel 0", channel=0)
+    _no_more(b.node.commands)
+    assert b.bridge.stats["other_channel"] == 1
+
+
+def test_direct_messages_only_where_mapped(running):
+    b = running()
+    b.node.emit({"event": "status", "ref": "x", "id": "0000000a", "neighbours": [
+        {"id": "0000000c", "name": "bakery\u202e", "rssi_dbm": -90, "snr_db": 5.0}]})
+    b.mesh.text(ANNA, "psst", to=b.mesh.num, channel=0, packet_id=9)
+    assert b.pollen_sends(1)[0][:2] == ("0000000c", "\u21c411223344-9 ANNA: psst")
+    b.post("back to you", kind="msg", msg_id=20)
+    assert b.mesh.sent.get(timeout=10) == (ANNA, CH, "\u21c40000000c-20 bakery: back to you")
+    b.mesh.text(FARM, "not mapped", to=b.mesh.num, channel=0)
+    b.post("not mapped", sender="0000000d", kind="msg", msg_id=21)
+    _no_more(b.mesh.sent)
+    assert b.bridge.stats["unmapped"] == 2
+
+
+def test_non_ascii_and_over_long_texts(running):
+    b = running()
+    b.mesh.text(FARM, "sunflower 🌻 café عربى", channel=CH, packet_id=3)
+    assert b.pollen_sends(1)[0][1] == "\u21c455667788-3 🌻SF: sunflower 🌻 café عربى"
+    long = ("ü" * 100 + " " + "x" * 28)           # 229 bytes: a full pollen post
+    assert len(long.encode()) <= POLLEN_TEXT_BYTES
+    b.post(long, msg_id=30)
+    parts = [b.mesh.sent.get(timeout=10)[2] for _ in range(2)]
+    assert all(len(p.encode()) <= MESHTASTIC_TEXT_BYTES for p in parts)
+    head1, head2 = "\u21c40000000c-30 (1/2) ", "\u21c40000000c-30 (2/2) "
+    assert parts[0].startswith(head1) and parts[1].startswith(head2)
+    assert parts[0][len(head1):] + parts[1][len(head2):] == long
+    b.mesh.text(ANNA, "y" * 420, channel=CH)   # over 233 bytes (only a broken device sends it),
+    #                                            and over two pollen posts: refused
+    b.mesh.garbage(b"\x94\xc3\x00\x05junk boot log line\n")   # noise on the line
+    b.mesh.text(ANNA, "still here", channel=CH, packet_id=11)
+    assert b.pollen_sends(1)[0][1] == "\u21c411223344-11 ANNA: still here"
+    assert b.bridge.stats["too_long"] == 1
+    assert b.device.stats["package_errors"] >= 1          # the frame it could not parse
+    assert any(line.startswith("meshtastic package: Error while parsing FromRadio") for line in b.logs)
+
+
+def test_device_away_and_back_nothing_lost(running):
+    b = running()
+    b.mesh.unplug()
+    deadline = time.monotonic() + 10
+    while b.device.up and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for k in range(3):
+        b.post(f"while away {k}", msg_id=40 + k)
+    time.sleep(1.0)                                  # a few reconnect attempts fail meanwhile
+    assert b.mesh.sent.empty()
+    b.mesh.plug()
+    got = [b.mesh.sent.get(timeout=20)[2] for _ in range(3)]
+    assert got == [f"\u21c40000000c-{40 + k} while away {k}" for k in range(3)]
+    assert b.device.stats["lost"] == 1 and b.mesh.configs == 2
+    deadline = time.monotonic() + 2
+    while not any("is back" in line for line in b.logs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("is back" in line for line in b.logs)
+
+
+def test_a_flood_is_rate_limited_and_nothing_lost(running):
+    rate_per_s, burst, n = 5.0, 3, 12
+    b = running(to_pollen=(rate_per_s * 60, burst))
+    for k in range(n):
+        b.mesh.text(ANNA, f"flood {k}", channel=CH, packet_id=100 + k)
+    sends = b.pollen_sends(n, timeout_s=20)
+    assert [s[1] for s in sends] == [f"\u21c411223344-{100 + k} ANNA: flood {k}" for k in range(n)]
+    t0 = sends[0][2]
+    for i, (_, _, t) in enumerate(sends):            # never ahead of the bucket
+        assert t - t0 >= (i - burst + 1) / rate_per_s - 0.05, (i, t - t0)
+    print(f"\nflood of {n}: into pollen over {sends[-1][2] - t0:.2f} s"
+          f" at {rate_per_s:g}/s, burst {burst}")
+
+
+def test_no_loop_with_two_bridges(running):
+    # two bridges between the same pollen mesh and the same Meshtastic channel:
+    # what one brings in, the other hears, and leaves alone
+    one, two = running(name="one"), running(name="two")
+    one.mesh.text(ANNA, "hello pollen", channel=CH, packet_id=5)
+    [(_, marked, _)] = one.pollen_sends(1)
+    two.post(marked, sender="0000000a", msg_id=50)   # two's node hears one's post
+    two.mesh.text(ANNA, "hello pollen", channel=CH, packet_id=5)
+    [(_, marked2, _)] = two.pollen_sends(1)          # (each bridge brings it in: a double, no loop)
+    one.post(marked2, sender="0000000b", msg_id=51)
+    one.post("hello meshtastic", msg_id=52)
+    [(_, _, marked3)] = [one.mesh.sent.get(timeout=10)]
+    two.mesh.text(FARM, marked3, channel=CH)          # two's device hears one's text
+    _no_more(two.node.commands)
+    _no_more(one.mesh.sent, 0.1)
+    _no_more(two.mesh.sent, 0.1)
+    assert one.bridge.stats["bridged_skipped"] == 1 and two.bridge.stats["bridged_skipped"] == 2
+
+
+# ---- the command: bad input is one line naming the option --------------------------------
+
+@pytest.mark.parametrize("args, line", [
+    (["--meshtastic-host", "h", "--map", "0000000c"], "pollen: --map '0000000c': expected POLLENID=!MESHID"),
+    (["--meshtastic-host", "h:0"], "pollen: --meshtastic-host 'h:0': port '0' is not a number 1..65535"),
+    (["--meshtastic-host", "h", "--rate-to-meshtastic", "0"], "pollen: --rate-to-meshtastic: expected"),
+])
+def test_command_bad_input(args, line):
+    r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", "/dev/null/x", "--channel", "1"] + args,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr.startswith(line) and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_command_device_not_there(tmp_path):
+    node = FakeConsoleNode(tmp_path).plug()
+    r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", node.path, "--channel", "1",
+                        "--meshtastic-port", str(tmp_path / "gone"), "--outbox", str(tmp_path / "o.db")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr.startswith(f"pollen: Meshtastic device {tmp_path / 'gone'}:")
+    node.unplug()
+
+
+def test_tcp_device_away_and_back_nothing_lost(running):
+    b = running(kind="tcp")
+    b.mesh.unplug()
+    b.post("while away", msg_id=60)
+    time.sleep(2.0)                                  # the package's own reconnect fails too
+    b.mesh.plug()                                    # on the same port
+    assert b.mesh.sent.get(timeout=20)[2] == "\u21c40000000c-60 while away"
+    _no_more(b.mesh.sent)
+
+
+def test_pollen_node_away_and_back_nothing_lost(running):
+    b = running()
+    b.node.unplug()
+    for k in range(3):
+        b.mesh.text(ANNA, f"for pollen {k}", channel=CH, packet_id=70 + k)
+    time.sleep(0.5)
+    b.node.plug()
+    assert [s[1] for s in b.pollen_sends(3, timeout_s=20)] == \
+        [f"\u21c411223344-{70 + k} ANNA: for pollen {k}" for k in range(3)]
+
+
+def test_texts_waiting_survive_a_restart_of_the_bridge(tmp_path, running):
+    b = running()
+    b.mesh.unplug()
+    while b.device.up:
+        time.sleep(0.05)
+    b.post("kept on disk", msg_id=80)
+    time.sleep(0.3)
+    b.close()                                        # the bridge stops with the text waiting
+    assert b.bridge.outbox.count == 1
+    b.mesh.plug()
+    again = Device(None, serial_port=b.mesh.path)
+    again.open()
+    link = SerialLink(b.node.path)
+    bridge = MeshtasticBridge(link, again, CH, tmp_path / "b" / "outbox.db")
+    stop = threading.Event()
+    t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-80 kept on disk"
+    finally:
+        stop.set()
+        t.join(10)
+        link.close()
+
+
+def test_a_flood_into_meshtastic_is_rate_limited(running):
+    rate_per_s, burst, n = 4.0, 2, 8
+    b = running(to_mesh=(rate_per_s * 60, burst))
+    for k in range(n):
+        b.post(f"flood {k}", msg_id=200 + k)
+    got = [(b.mesh.sent.get(timeout=20)[2], time.monotonic()) for _ in range(n)]
+    assert [g[0] for g in got] == [f"\u21c40000000c-{200 + k} flood {k}" for k in range(n)]
+    t0 = got[0][1]
+    for i, (_, t) in enumerate(got):
+        assert t - t0 >= (i - burst + 1) / rate_per_s - 0.05, (i, t - t0)
+
+
+def test_a_text_the_device_never_confirmed_is_sent_again(running):
+    # what a TCP connection dead before either side noticed does: the write
+    # succeeds, nothing arrives, no QueueStatus comes back
+    b = running()
+    b.post("first", msg_id=90)
+    assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-90 first"
+    b.mesh.swallow = True
+    b.post("second", msg_id=91)
+    deadline = time.monotonic() + 5
+    while b.mesh.swallowed == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    b.mesh.swallow = False
+    assert b.mesh.sent.get(timeout=15)[2] == "\u21c40000000c-91 second", b.logs  # a new connection
+    deadline = time.monotonic() + 5
+    while b.bridge.outbox.count and time.monotonic() < deadline:
+        time.sleep(0.05)                             # (removed when the bridge sees it confirmed)
+    assert b.mesh.configs == 2 and b.bridge.outbox.count == 0
+    assert any("no confirmation" in line for line in b.logs)
+
+
+@pytest.mark.parametrize("kind", ["serial", "tcp"])
+def test_texts_right_after_the_handshake_are_not_lost(running, kind):
+    # a device hands its client what it heard while none was there as soon
+    # as the handshake ends, before the package's constructor has returned
+    b = running(kind=kind)
+    b.mesh.queued = [(ANNA, "heard while you were away", CH), (FARM, "me too", CH)]
+    b.mesh.unplug()
+    while b.device.up:
+        time.sleep(0.05)
+    b.mesh.plug()
+    assert [s[1] for s in b.pollen_sends(2)] == ["\u21c411223344-1 ANNA: heard while you were away",
+                                                 "\u21c455667788-2 🌻SF: me too"]
+
+
+def test_a_silent_port_does_not_hold_up_the_pollen_side(running):
+    # the device's port comes back as something that never answers the
+    # handshake (the package waits 30 s for it): texts already waiting for
+    # the pollen node go on to it at their rate meanwhile
+    import os
+    import pty
+
+    b = running(to_pollen=(120, 1))                  # two a second, one at a time
+    for k in range(5):
+        b.mesh.text(ANNA, f"queued {k}", channel=CH, packet_id=300 + k)
+    first = b.pollen_sends(1)
+    b.mesh.unplug()
+    master, slave = pty.openpty()
+    os.symlink(os.ttyname(slave), b.mesh.path)
+    try:
+        t0 = time.monotonic()
+        rest = b.pollen_sends(4, timeout_s=10)
+        assert [s[1] for s in first + rest] == \
+            [f"\u21c411223344-{300 + k} ANNA: queued {k}" for k in range(5)]
+        assert rest[-1][2] - t0 < 5 and not b.device.up
+    finally:
+        os.close(master)
+        os.close(slave)
