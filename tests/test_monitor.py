@@ -502,7 +502,10 @@ def test_monitor_demo_shows_the_mesh_and_measures_new_nodes(tmp_path):
     hall = rows["00000001"]
     assert hall["name"] == "hall" and hall["hops"] == 0 and hall["airtime_pct"] is not None
     assert {i for i, x in rows.items() if x["hops"] == 1} >= {"00000002", "00000003", "00000004"}
-    assert rows["00000006"]["hops"] == 2 and rows["00000006"]["name"] == "chapel"
+    # chapel is 2 hops from the hall; its status frame is flooded, and the copy
+    # the hall hears last may have come the long way round (the short path's
+    # copy lost to a collision): the monitor shows the hops of what it heard
+    assert rows["00000006"]["hops"] in (2, 3) and rows["00000006"]["name"] == "chapel"
     # the two nodes switched on late were shown, and how fast was measured
     for held in ("00000004", "00000006"):
         assert 0 < rows[held]["shown_after_s"] < 45, rows[held]
