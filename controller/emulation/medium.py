@@ -137,6 +137,9 @@ class Medium:
         self._seq = 0
         self.stats = {name: 0 for name in STAT_COUNTERS}
         self.stats["tx_by_node"] = {}
+        # frames delivered to each node since it last said hello (its start):
+        # beside the node's own receive count, a node that stopped hearing shows
+        self.stats["rx_by_node"] = {}
 
     # --- control ---------------------------------------------------------
 
@@ -157,7 +160,8 @@ class Medium:
 
     def snapshot_stats(self):
         with self._lock:
-            return {**self.stats, "tx_by_node": dict(self.stats["tx_by_node"])}
+            return {**self.stats, "tx_by_node": dict(self.stats["tx_by_node"]),
+                    "rx_by_node": dict(self.stats["rx_by_node"])}
 
     def address_of(self, node_id):
         with self._lock:
@@ -239,6 +243,7 @@ class Medium:
             self._addr_by_node.pop(other, None)
             self._addr_by_node[node_id] = addr
             self._node_by_addr[addr] = node_id
+            self.stats["rx_by_node"][node_id] = 0
 
     def _transmit(self, frame, addr, now_s):
         with self._lock:
@@ -315,6 +320,7 @@ class Medium:
                 self.stats["unaddressed"] += 1
             else:
                 self.stats["delivered"] += 1
+                self.stats["rx_by_node"][rx] = self.stats["rx_by_node"].get(rx, 0) + 1
                 sends.append((self._addr_by_node[rx], pack_receive(link.rssi_dbm, link.snr_db, tx.frame)))
         return sends
 
