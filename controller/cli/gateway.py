@@ -83,12 +83,13 @@ def _network(link, given):
     """The network name for the topics, and where it came from: --network,
     else the node's (the `network` of its config.json, the name it was
     provisioned with, read by its console's config command), else "mesh"."""
+    from pollen_controller.gateway.gateway import is_topic_level
     from pollen_controller.node.commands import console_config
 
     if given:
         return given, "--network"
     name = (console_config(link) or {}).get("network")
-    if isinstance(name, str) and name and not any(c in name for c in "/+#\0"):
+    if is_topic_level(name):
         return name, "the node's network"
     return "mesh", "the default; the node does not say its network: --network NAME to set it"
 

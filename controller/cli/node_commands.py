@@ -10,8 +10,6 @@ from pathlib import Path
 import click
 
 _PORT_HELP = "Serial port of the attached node (a board, or a virtual board's port)."
-_RESTARTS = ("The node's console does not change its config, so this interrupts its app, "
-             "works in the REPL and restarts it (a few seconds off the air).")
 
 
 def register(main):

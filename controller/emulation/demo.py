@@ -161,10 +161,8 @@ def _traffic(emu, log, ids, say):
     # still unacknowledged to the sender has lost the stored message in some
     # runs (its sender's held copy was not offered again once the target
     # was back: an open fault of store-and-forward, not what this step shows)
-    end = time.monotonic() + 10.0
-    while time.monotonic() < end and not all(
-            log.find(_node=src, event="delivered", id=mid) for src, dst, mid, t in unicasts):
-        time.sleep(0.1)
+    _wait_until(lambda: all(log.find(_node=src, event="delivered", id=mid)
+                            for src, dst, mid, t in unicasts), 10.0)
     say(f"switching node {target:08x} off, then sending it a message...")
     emu.nodes[target].stop(hard=True)
     time.sleep(0.5)
@@ -240,10 +238,14 @@ def _all_done(log, unicasts, posts, ids):
     return True
 
 
-def _wait_for(log, unicasts, posts, ids, seconds):
+def _wait_until(done, seconds):
     end = time.monotonic() + seconds
-    while time.monotonic() < end and not _all_done(log, unicasts, posts, ids):
+    while time.monotonic() < end and not done():
         time.sleep(0.1)
+
+
+def _wait_for(log, unicasts, posts, ids, seconds):
+    _wait_until(lambda: _all_done(log, unicasts, posts, ids), seconds)
 
 
 def _wait_for_late(log, s, ids, say):
@@ -259,14 +261,14 @@ def _wait_for_late(log, s, ids, say):
     _wait_for(log, unicasts, s["posts"], ids, _LATE_S)
 
 
-def _collect_status(emu, log, ids, ref="final"):
+def _collect_status(emu, log, ids):
     for i in ids:
         if emu.nodes[i].running:
-            emu.nodes[i].command({"cmd": "status", "ref": ref})
+            emu.nodes[i].command({"cmd": "status", "ref": "final"})
     end = time.monotonic() + 3
     statuses = {}
     while time.monotonic() < end and len(statuses) < len(ids):
-        for e in log.find(event="status", ref=ref):
+        for e in log.find(event="status", ref="final"):
             statuses[e["_node"]] = e
         time.sleep(0.05)
     return statuses

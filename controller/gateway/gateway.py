@@ -99,13 +99,19 @@ def _down_seq(ref) -> int | None:
     return None
 
 
+def is_topic_level(name) -> bool:
+    """A network name fits one MQTT topic level: text, not empty, no '/',
+    '+', '#' or NUL."""
+    return isinstance(name, str) and bool(name) and not any(c in name for c in "/+#\0")
+
+
 class Gateway:
     def __init__(self, link, mqtt_url: str, network: str, outbox_path: Path,
                  username: str | None = None, password: str | None = None,
                  status_interval_s: float = 60.0, log=None,
                  bridge_timing_s: tuple[float, float, float] = (HOLD_S, STEP_S, SPREAD_S)):
         self.host, self.port, tls = parse_mqtt_url(mqtt_url)
-        if not network or any(c in network for c in "/+#\0"):
+        if not is_topic_level(network):
             raise GatewayError(f"--network: {network!r} cannot be a topic level (no '/', '+' or '#')")
         self.network = network
         self.log = log or (lambda s: None)

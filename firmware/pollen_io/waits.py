@@ -21,6 +21,7 @@ def failed(node, e, task):
         sys.print_exception(e, sys.stderr)
         node._internal("task: %r" % e)
     forget_stale()
+    # the event as app.emit writes it, without importing the app back
     json.dump({"event": "task_failed", "task": task, "error": repr(e)}, sys.stdout)
     sys.stdout.write("\n")
 
