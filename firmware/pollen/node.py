@@ -398,6 +398,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             if self.neigh.heard(via, rssi_dbm, snr_db, now_ms) or back or fresh:
                 self._neighbour_appeared(via, now_ms)
                 self.beacon_calm = 0  # the neighbourhood changed: beacon at the base rate
+            else:
+                self._heard_directly(via, now_ms)
         else:
             via = self.neigh.by_low_byte(f.relayer, now_ms)
             if via is not None:

@@ -4,7 +4,7 @@
 # test_* functions and asserts only. MicroPython iterates dicts in another
 # order than CPython, so runs differ in detail; assertions hold for both.
 from pollen import wire
-from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK
+from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK, F_FRESH
 from pollen.crypto import NetworkKey
 from pollen.node import Node
 from pollen.storage import MemoryStorage
@@ -793,6 +793,64 @@ def test_a_node_back_after_a_short_outage_gets_what_was_held_for_it():
     m.boot(3)
     m.run(6000)  # its first beacon goes within 2 s of boot
     assert _texts(m, 3, "msg") == ["while you rebooted"]
+
+
+
+class _LosesFreshBeacons(Mesh):
+    # a restarted node's first ("fresh") beacon is lost at every receiver
+    def __init__(self, ids, links, lose_from, **kw):
+        self.lose_from = lose_from
+        Mesh.__init__(self, ids, links, **kw)
+
+    def _transmit(self, i, frame):
+        f, _ = wire.unpack(frame, KEY)
+        if i == self.lose_from and f.ftype == BEACON and f.flags & F_FRESH:
+            self.log.append((self.now_ms, i, frame))
+            return
+        Mesh._transmit(self, i, frame)
+
+
+def test_a_destination_heard_of_while_the_last_attempt_is_on_its_way_is_not_forgotten():
+    # Node 2 is heard of (here its restart beacon) while our last attempt is
+    # still queued; that attempt goes unacknowledged (2 went off again): one
+    # more follows, and reaches 2 once it is up. This signal used to be
+    # dropped, and the message waited for a destination that was already
+    # there until its lifetime ended
+    m = _LosesFreshBeacons([1, 2], [(1, 2)], lose_from=2)
+    m.warm()
+    m.power_off(2)
+    mid = m.send(1, 2, "while you rebooted")
+    key = _key(1, mid)
+    a = m.nodes[1]
+    while not (a.held[key].attempts == a.s.max_attempts and key in a.jobs):
+        m.run(50)
+        assert m.now_ms < 600000, "the last attempt never came"
+    m.inject(1, _frame(BEACON, 2, BROADCAST, 0x7777, payload=bytes(2), flags=F_FRESH))
+    while key in a.jobs:
+        m.run(50)
+    m.boot(2)      # its own fresh beacon is lost: 1 has nothing else to go on
+    m.run(300000)
+    assert _texts(m, 2, "msg") == ["while you rebooted"]
+    assert [d["id"] for d in m.delivered(1)] == [mid]
+
+
+def test_a_carried_copy_goes_to_its_destination_heard_again_even_if_its_restart_beacon_was_lost():
+    # Off for less than its neighbours' expiry: they learn it is back only
+    # from what it sends. A relay keeping a copy for it hands it on when it
+    # hears the node itself, whatever it sent
+    m = _LosesFreshBeacons([1, 2, 3], [(1, 2), (2, 3)], lose_from=3)
+    m.warm()
+    m.power_off(3)
+    mid = m.send(1, 3, "are you there")
+    key = _key(1, mid)
+    r = m.nodes[2]
+    while not (key in r.held and r.held[key].custody and key not in r.jobs):
+        m.run(50)
+        assert m.now_ms < 600000, "the relay never kept a copy"
+    m.run(20000)   # the origin's attempts go on meanwhile
+    m.boot(3)
+    m.run(30000)   # its next beacons are not "fresh"
+    assert _texts(m, 3, "msg") == ["are you there"]
 
 
 # ---- cost of a direct message, budgets, congestion (issue 11) -------------------
