@@ -61,6 +61,7 @@ class MqttSide:
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.answered = threading.Event()    # the broker took or refused the first connection
+        self.subscribed = threading.Event()  # the broker acknowledged the subscription
         self.refused = None                  # the broker's reason when it refused us
         self.acked = _Recent(_SEEN)          # mids the broker acknowledged
         self.mids: dict[int, int] = {}       # packet id -> mid of its last publication
@@ -91,9 +92,12 @@ class MqttSide:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
-        if not self.answered.wait(_CONNECT_WAIT_S) or self.refused:
+        end = time.monotonic() + _CONNECT_WAIT_S
+        if not self.answered.wait(_CONNECT_WAIT_S) or self.refused \
+                or not self.subscribed.wait(max(0.0, end - time.monotonic())):
             why = self.refused or f"no answer within {_CONNECT_WAIT_S:g} s"
             self.close()
             raise MeshtasticError(f"--mqtt {self.url}: the broker did not take the connection ({why})")
@@ -229,8 +233,8 @@ class MqttSide:
     def close(self):
         client, self.client = self.client, None
         if client is not None:
+            client.disconnect()   # first: paho's loop then ends at once, not after its 1 s select
             client.loop_stop()
-            client.disconnect()
 
 
 _WHY = {"undecodable": "not a protobuf", "not_envelope": "a protobuf but not a ServiceEnvelope with a packet",
