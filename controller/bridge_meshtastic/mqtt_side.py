@@ -44,7 +44,7 @@ class MqttSide:
     def __init__(self, url: str, channel: str, key: bytes, num: int | None = None,
                  root: str = "msh", region: str | None = None, username=None, password=None,
                  long_name: str = "pollen bridge", short_name: str = "PLN", log=None,
-                 nodeinfo_every_s: float = NODEINFO_EVERY_S):
+                 nodeinfo_every_s: float = NODEINFO_EVERY_S, reconnect_s: tuple = (1, 30)):
         self.url = url
         self.host, self.port, self.tls = parse_mqtt_url(url)
         self.where = f"{self.host}:{self.port}"
@@ -55,6 +55,7 @@ class MqttSide:
         self.username, self.password = username, password
         self.long_name, self.short = long_name, short_name
         self.nodeinfo_every_s = nodeinfo_every_s
+        self.reconnect_s = reconnect_s       # paho's back-off, first and longest
         self.log = log or (lambda s: None)
         self.on_text = None
         self.client = None
@@ -87,6 +88,7 @@ class MqttSide:
         probe_broker(self.url)
         self.client = mqtt_client(f"pollen-mt-{self.channel}-{self.num:08x}", False,
                                   self.username, self.password, self.tls)
+        self.client.reconnect_delay_set(*self.reconnect_s)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect

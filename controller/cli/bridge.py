@@ -79,15 +79,15 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
                                    password, maps, say)
         outbox = outbox or _data_dir() / "bridge-meshtastic-mqtt.db"
     else:
+        from pollen_controller.bridge_meshtastic.device import Device, parse_host
+
         channel = _device_channel(channel)
+        host, tcp_port = parse_host(mesh_host) if mesh_host else (None, None)
         outbox = outbox or _data_dir() / "bridge-meshtastic.db"
     link = SerialLink(port)
     device = None
     try:
         if mqtt_url is None:
-            from pollen_controller.bridge_meshtastic.device import Device, parse_host
-
-            host, tcp_port = parse_host(mesh_host) if mesh_host else (None, None)
             device = Device(None, serial_port=mesh_port, host=host, tcp_port=tcp_port or 4403, log=say)
             device.open()
             br = MeshtasticBridge(link, device, channel, outbox, ids, *rates, log=say)
