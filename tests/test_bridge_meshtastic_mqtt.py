@@ -162,6 +162,7 @@ def _plain_envelope():
     (gateway_envelope(ANNA, 5, TEXT, b"hi", key=KEY16, channel_hash=_hash(CH, DEFAULT_KEY)), "wrong_key"),
     (gateway_envelope(ANNA, 5, TEXT, b"hi", key=KEY16), "wrong_key"),     # the hash says so first
     (gateway_envelope(ANNA, 5, TEXT, b"\xffhi"), "not_utf8"),
+    (gateway_envelope(ANNA, 5, TEXT, b"x" * 300), "too_big"),
     (gateway_envelope(ANNA, 5, POSITION, b"\x0d\x01\x00\x00\x00"), "port:POSITION_APP"),
     (gateway_envelope(ANNA, 5, TEXT, b"hi", channel="PKI"), "pki"),
     (_plain_envelope(), "plaintext"),

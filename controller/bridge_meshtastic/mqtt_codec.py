@@ -141,7 +141,8 @@ class Heard:
 def read_envelope(payload: bytes, channel: str, key: bytes) -> Heard:
     """An MQTT payload from ROOT/2/e/CHANNEL/... -> Heard. why is one of
     undecodable (not a protobuf), not_envelope (a protobuf, not a
-    ServiceEnvelope with a packet: a foreign message), other_channel,
+    ServiceEnvelope with a packet: a foreign message), too_big (over the
+    256 bytes a packet holds), other_channel,
     pki (a direct message encrypted to one node: unreadable here),
     wrong_key (the hash or the decryption says it is not our key),
     plaintext (an unencrypted packet on a channel with a key: refused, as
@@ -175,7 +176,10 @@ def read_envelope(payload: bytes, channel: str, key: bytes) -> Heard:
             return heard
         data = p.decoded
     else:
-        if p.channel != channel_hash(channel, key) or len(p.encrypted) > MAX_PACKET_BYTES:
+        if len(p.encrypted) > MAX_PACKET_BYTES:
+            heard.why = "too_big"        # Router.cpp: "Packet too large to attempt decryption!"
+            return heard
+        if p.channel != channel_hash(channel, key):
             heard.why = "wrong_key"
             return heard
         data = mesh_pb2.Data()

@@ -29,7 +29,7 @@ _SEEN = 1024                  # (sender, packet id) remembered against duplicate
 _NODES = 4096                 # nodes whose names are kept
 _CONNECT_WAIT_S = 5.0         # at start, for the broker's answer
 _SAY_EVERY = 100              # a kind of drop said on stderr the first time, then every 100th
-DROPS = ("undecodable", "not_envelope", "other_channel", "pki", "wrong_key", "plaintext",
+DROPS = ("undecodable", "not_envelope", "too_big", "other_channel", "pki", "wrong_key", "plaintext",
          "not_utf8", "duplicate", "own", "direct")
 
 
@@ -240,6 +240,7 @@ class MqttSide:
 
 
 _WHY = {"undecodable": "not a protobuf", "not_envelope": "a protobuf but not a ServiceEnvelope with a packet",
+        "too_big": "over the 256 bytes a packet holds",
         "other_channel": "its channel_id names another channel",
         "pki": "a direct message encrypted to one node (PKI): unreadable",
         "wrong_key": "it does not decrypt with this channel's key",
