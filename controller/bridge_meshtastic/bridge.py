@@ -1,12 +1,14 @@
 """`pollen bridge meshtastic`: texts between a pollen node's mesh and one
-channel of a Meshtastic device, and direct messages between mapped ids
+Meshtastic channel, and direct messages between mapped ids
 (docs/meshtastic.md). relay.py decides what crosses and how it is written;
-device.py holds the Meshtastic device; gateway/attached_node.py the pollen
-node; gateway/store.py the queues, in one SQLite file:
+the Meshtastic side (side.py says what the loop asks of it) is a device
+(device.py) or the channel on an MQTT broker (mqtt_side.py);
+gateway/attached_node.py holds the pollen node; gateway/store.py the
+queues, in one SQLite file:
 
-  outbox   texts for the Meshtastic device (topic "meshtastic", payload JSON
-           {"text", "channel", "to"}), removed once the device confirmed one
-           (its QueueStatus naming the packet)
+  outbox   texts for the Meshtastic side (topic "meshtastic", payload JSON
+           {"text", "channel", "to"}), removed once the side confirmed one
+           (a device's QueueStatus naming the packet; the broker's PUBACK)
   inbox    send commands for the pollen node, removed once it answered `sent`
 
 Each way is rate limited (a token bucket) and bounded (MAX_QUEUE texts;
@@ -36,7 +38,10 @@ _STATUS_EVERY_S = 60.0    # the pollen node asked its status (its neighbours' na
 
 
 class MeshtasticBridge:
-    def __init__(self, link, device, channel: int, outbox_path: Path, id_map: IdMap | None = None,
+    """device: the Meshtastic side (side.Side); channel: its channel (an
+    index on a device, a name on MQTT), as the side labels what it hears."""
+
+    def __init__(self, link, device, channel, outbox_path: Path, id_map: IdMap | None = None,
                  to_mesh_rate: RateLimit | None = None, to_pollen_rate: RateLimit | None = None,
                  log=None, confirm_timeout_s: float = _CONFIRM_TIMEOUT_S):
         self.log = log or (lambda s: None)
@@ -214,7 +219,7 @@ class MeshtasticBridge:
             if not self.to_mesh_rate.take(time.monotonic()):
                 return
             body = json.loads(payload)
-            packet_id = self.device.send(body["text"], body["channel"], body.get("to"))
+            packet_id = self.device.send(body["text"], body["channel"], body.get("to"), ref=seq)
             if packet_id is not None:
                 self.handed = (seq, packet_id, self.device.stats["connects"], time.monotonic())
 

@@ -207,10 +207,11 @@ class Device:
 
     # ---- texts --------------------------------------------------------------------
 
-    def send(self, text: str, channel: int, to_num: int | None = None) -> int | None:
+    def send(self, text: str, channel: int, to_num: int | None = None, ref=None) -> int | None:
         """Hand a text to the device (to the channel, or to one node): the
         packet's id, to ask confirmed() about; None if it could not be
-        handed over now (the device away, or its transmit queue full)."""
+        handed over now (the device away, or its transmit queue full). (ref,
+        the outbox row, is not needed: the package numbers its packets.)"""
         if not self.up:
             return None
         queue_status = self.iface.queueStatus  # the device's last word on its transmit queue
@@ -238,6 +239,10 @@ class Device:
         if status is None:
             return None
         return status.mesh_packet_id == packet_id or iface.queue.get(packet_id, None) is False
+
+    def report(self) -> dict:
+        """The counters said when the bridge stops: the package's warnings and errors."""
+        return {k: v for k, v in self.stats.items() if k.startswith("package")}
 
     def _on_text(self, packet, interface=None):
         if interface is None:

@@ -24,53 +24,126 @@ def bridge():
               help="Serial port of the Meshtastic device (e.g. /dev/ttyACM0).")
 @click.option("--meshtastic-host", "mesh_host", default=None,
               help="A Meshtastic node or meshtasticd on the network: HOST[:PORT] (port 4403 by default).")
-@click.option("--channel", required=True, type=click.IntRange(0, 7),
-              help="Index of the Meshtastic channel to bridge (0 is the primary).")
+@click.option("--mqtt", "mqtt_url", default=None,
+              help="Instead of a device: the channel as Meshtastic gateways publish it on this broker,"
+                   " mqtt://HOST[:PORT] (mqtts:// for TLS).")
+@click.option("--channel", required=True,
+              help="The Meshtastic channel: its index on the device (0..7, 0 the primary), or with"
+                   " --mqtt its name (e.g. LongFast).")
+@click.option("--key", default="default", show_default=True,
+              help="With --mqtt: the channel's key, in base64 as the app shows it (16 or 32 bytes),"
+                   " or 'default' (AQ==, the default channels' key) or 'none'.")
+@click.option("--region", default=None,
+              help="With --mqtt: the region in the topics (msh/REGION/2/e/CHANNEL/...), e.g."
+                   " EU_868, as gateways use it once their region is set.")
+@click.option("--root", default="msh", show_default=True,
+              help="With --mqtt: the root topic the gateways are configured with.")
+@click.option("--mqtt-node", "mqtt_node", default=None, metavar="!NODEID",
+              help="With --mqtt: the bridge's own Meshtastic node id (default: one derived from the"
+                   " pollen node's id).")
+@click.option("--username", default=None, help="With --mqtt: the broker's user name.")
+@click.option("--password", default=None, envvar="POLLEN_MQTT_PASSWORD",
+              help="With --mqtt: the broker's password (also read from POLLEN_MQTT_PASSWORD).")
 @click.option("--map", "maps", multiple=True, metavar="POLLENID=!MESHID",
-              help="Bridge direct messages between these two nodes (repeatable).")
+              help="Bridge direct messages between these two nodes (repeatable; not with --mqtt).")
 @click.option("--outbox", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where texts wait for either side (default: under the user's data directory).")
 @click.option("--rate-to-meshtastic", "rate_mesh", default=6.0, show_default=True, type=float,
               help="Texts a minute into Meshtastic, on average (bursts of 3).")
 @click.option("--rate-to-pollen", "rate_pollen", default=20.0, show_default=True, type=float,
               help="Texts a minute into pollen, on average (bursts of 5).")
-def meshtastic(port, mesh_port, mesh_host, channel, maps, outbox, rate_mesh, rate_pollen):
+def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root, mqtt_node,
+               username, password, maps, outbox, rate_mesh, rate_pollen):
     """Relay texts between the attached node's mesh (its posts) and one
-    channel of a Meshtastic device, and direct messages between the node
-    ids given with --map (docs/meshtastic.md). Each bridged text says who
-    wrote it and carries the bridging mark, so no bridge or gateway brings
-    it back. Runs until Ctrl-C; texts wait on disk while either side is away."""
+    Meshtastic channel, on a device or (--mqtt) as Meshtastic gateways
+    publish it on a broker, and direct messages between the node ids
+    given with --map (device only) (docs/meshtastic.md). Each bridged text
+    says who wrote it and carries the bridging mark, so no bridge or
+    gateway brings it back. Runs until Ctrl-C; texts wait on disk while
+    either side is away."""
     from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
-    from pollen_controller.bridge_meshtastic.device import Device, parse_host
     from pollen_controller.bridge_meshtastic.relay import IdMap, RateLimit
     from pollen_controller.cli.gateway import _data_dir
     from pollen_controller.node.link import SerialLink
     from pollen_controller.untrusted import safe_text
 
-    if (mesh_port is None) == (mesh_host is None):
-        raise click.UsageError("give --meshtastic-port DEV or --meshtastic-host HOST[:PORT]")
+    if sum(x is not None for x in (mesh_port, mesh_host, mqtt_url)) != 1:
+        raise click.UsageError("give one of --meshtastic-port DEV, --meshtastic-host HOST[:PORT]"
+                               " or --mqtt URL")
     ids = IdMap(maps)
     rates = (RateLimit(rate_mesh, 3, "--rate-to-meshtastic"),
              RateLimit(rate_pollen, 5, "--rate-to-pollen"))
-    host, tcp_port = parse_host(mesh_host) if mesh_host else (None, None)
     say = lambda s: click.echo(safe_text(s), err=True)  # noqa: E731
+    if mqtt_url is not None:
+        side, channel = _mqtt_side(mqtt_url, channel, key, region, root, mqtt_node, username,
+                                   password, maps, say)
+        outbox = outbox or _data_dir() / "bridge-meshtastic-mqtt.db"
+    else:
+        from pollen_controller.bridge_meshtastic.device import Device, parse_host
+
+        channel = _device_channel(channel)
+        host, tcp_port = parse_host(mesh_host) if mesh_host else (None, None)
+        outbox = outbox or _data_dir() / "bridge-meshtastic.db"
     link = SerialLink(port)
     device = None
     try:
-        device = Device(None, serial_port=mesh_port, host=host, tcp_port=tcp_port or 4403, log=say)
-        device.open()
-        br = MeshtasticBridge(link, device, channel, outbox or _data_dir() / "bridge-meshtastic.db",
-                              ids, *rates, log=say)
-        say(f"bridge: pollen node {br.node} <-> Meshtastic node {device.node_id} on {device.where},"
-            f" channel {channel}; {len(ids.to_mesh)} id(s) mapped")
+        if mqtt_url is None:
+            device = Device(None, serial_port=mesh_port, host=host, tcp_port=tcp_port or 4403, log=say)
+            device.open()
+            br = MeshtasticBridge(link, device, channel, outbox, ids, *rates, log=say)
+            say(f"bridge: pollen node {br.node} <-> Meshtastic node {device.node_id} on {device.where},"
+                f" channel {channel}; {len(ids.to_mesh)} id(s) mapped")
+        else:
+            from pollen_controller.bridge_meshtastic.mqtt_codec import node_for
+
+            br = MeshtasticBridge(link, side, channel, outbox, ids, *rates, log=say)
+            if side.num is None:
+                side.num = node_for(br.node)
+            side.long_name = f"pollen bridge {br.node}"
+            device = side
+            side.open()
+            say(f"bridge: pollen node {br.node} <-> Meshtastic channel {channel} on {side.where}"
+                f" ({side.subscribe_to}), as node {side.node_id}")
         stop = threading.Event()
         try:
             br.run(stop)
         except KeyboardInterrupt:
             stop.set()
-        stats = dict(br.stats, **{k: v for k, v in device.stats.items() if k.startswith("package")})
+        stats = dict(br.stats, **device.report())
         say("bridge stopped: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
     finally:
         if device is not None:
             device.close()
         link.close()
+
+
+def _device_channel(channel: str) -> int:
+    if not channel.isdigit() or not 0 <= int(channel) <= 7:
+        raise click.BadParameter(f"{channel!r}: expected a channel index 0..7 on the device"
+                                 f" (a channel name only with --mqtt)", param_hint="'--channel'")
+    return int(channel)
+
+
+def _mqtt_side(url, channel, key, region, root, node, username, password, maps, say):
+    from pollen_controller.bridge_meshtastic.mqtt_codec import check_channel, parse_key, parse_node
+    from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide
+    from pollen_controller.errors import InputError
+    from pollen_controller.gateway.gateway import is_topic_level
+
+    if maps:
+        raise InputError("--map: direct messages do not cross over MQTT (a Meshtastic node takes"
+                         " direct messages only PKI-encrypted, to its own key; docs/meshtastic.md)")
+    check_channel(channel)
+    if region is not None:
+        from meshtastic.protobuf import config_pb2
+
+        names = [n for n in config_pb2.Config.LoRaConfig.RegionCode.keys() if n != "UNSET"]
+        if region.upper() not in names:
+            raise InputError(f"--region {region!r}: expected a Meshtastic region, one of "
+                             + ", ".join(names))
+        region = region.upper()
+    if not all(is_topic_level(level) for level in root.strip("/").split("/")):
+        raise InputError(f"--root {root!r}: expected topic levels such as msh (no '+', '#' or"
+                         f" empty levels)")
+    return MqttSide(url, channel, parse_key(key), parse_node(node) if node else None, root=root,
+                    region=region, username=username, password=password, log=say), channel
