@@ -183,8 +183,8 @@ class MeshtasticSource(Source):
                        f"again every {d.first_delay_s:g}..{d.max_delay_s:g} s; its nodes stay as "
                        "last heard")
         if d.stats["lost"]:
-            out.append(f"Meshtastic device lost {d.stats['lost']} times, connected "
-                       f"{d.stats['connects']} times")
+            out.append(f"Meshtastic device: connections lost {d.stats['lost']}, "
+                       f"made {d.stats['connects']}")
         errors, warnings = d.stats["package_errors"], d.stats["package_warnings"]
         if errors or warnings:
             out.append(f"the meshtastic package said {errors} errors and {warnings} warnings "
