@@ -15,7 +15,7 @@ from pollen_controller.monitor.history import _SCHEMA, History
 from pollen_controller.monitor.mesh_view import MeshView
 from pollen_controller.monitor.meshtastic_source import MeshtasticSource, node_event
 from pollen_controller.monitor.render import render_text
-from pollen_controller.monitor.sources import pump
+from pollen_controller.monitor.sources import Source, Sources, pump
 from tests.fakes.fake_meshtastic import FakeMeshtastic
 
 from test_mesh_view import nb, status
@@ -178,6 +178,8 @@ def test_monitor_once_shows_the_devices_nodes_and_records_them(tmp_path):
     samples = json.loads(run("history", "--db", db, "--node", "🌻SF", "--since", "1d",
                              "--json").stdout)
     assert [(s["source"], s["battery_pct"], s["hops"]) for s in samples] == [("meshtastic", 12, 3)]
+    r = run("topology", "--db", db, "--png", tmp_path / "t.png")   # pollen's mesh: none here
+    assert r.exit_code == 1 and "no links heard since" in r.stderr
     assert mesh.configs == 1
 
 
@@ -261,3 +263,38 @@ def test_a_device_not_there_at_start(tmp_path):
     r = run("monitor", "--meshtastic", tmp_path / "gone", "--once", "--db", tmp_path / "h.db")
     assert r.exit_code == 1
     assert r.stderr.startswith(f"pollen: Meshtastic device {tmp_path / 'gone'}: ")
+
+
+def test_where_the_device_is():
+    from pollen_controller.bridge_meshtastic.device import parse_where
+
+    assert parse_where("/dev/ttyACM0", "--meshtastic") == {"serial_port": "/dev/ttyACM0"}
+    assert parse_where("COM3", "--meshtastic") == {"serial_port": "COM3"}
+    assert parse_where("mesh.local", "--meshtastic") == {"host": "mesh.local", "tcp_port": 4403}
+    assert parse_where("[fe80::1]:4404", "--meshtastic") == {"host": "fe80::1", "tcp_port": 4404}
+
+
+class Stub(Source):
+    def __init__(self, name, items, failed=None):
+        self.description, self.items, self._failed = name, list(items), failed
+
+    def get(self, timeout_s):
+        return self.items.pop(0) if self.items else None
+
+    def done(self, view):
+        return not self.items
+
+    def failed(self):
+        return self._failed
+
+
+def test_merged_sources_take_turns_and_say_which_heard_nothing():
+    a = Stub("serial x", [("a1", 1.0), ("a2", 2.0)], failed="serial x: the node did not answer")
+    b = Stub("Meshtastic y", [("b1", 3.0)])
+    both = Sources([a, b])
+    assert both.description == "serial x + Meshtastic y"
+    assert [both.get(0.1) for _ in range(4)] == [("a1", 1.0), ("b1", 3.0), ("a2", 2.0), None]
+    assert both.done(None) and both.failed() is None
+    assert both.notes() == ["serial x: the node did not answer"]
+    assert Sources([a, Stub("c", [], failed="c: nothing")]).failed() == \
+        "serial x: the node did not answer; c: nothing"

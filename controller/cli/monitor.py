@@ -430,7 +430,8 @@ def topology(png, since, db):
     path = _db_path(db)
     with History(path, readonly=True) as h:
         links = h.links(since_t)
-        states = {s["id"]: s for s in h.node_states()}
+        # pollen's mesh: a Meshtastic node's links are not known (no neighbour lists are read)
+        states = {s["id"]: s for s in h.node_states() if s["net"] != "meshtastic"}
     if not links:
         raise click.ClickException(f"no links heard since {_iso(since_t)} in {path}; "
                                    "try a longer --since")
