@@ -58,7 +58,6 @@ _RANGES = {"hops": (0, 255), "battery_mv": (0, 65535), "airtime_pct": (0, 100),
            "battery_pct": (0, 101), "voltage_v": (0, 65.535)}   # (Meshtastic: 101 powered)
 _T_MAX = 2.0 ** 32          # Unix seconds: 2106
 _HEARD_BY = ("status", "neighbour", "telemetry", "message", "meshtastic")
-_NETS = ("pollen", "meshtastic")
 # Meshtastic counts a node online while it was heard within 2 h (its
 # firmware's NUM_ONLINE_SECS; LocalStats.num_online_nodes, telemetry.proto);
 # the table shows older Meshtastic rows dim
