@@ -93,7 +93,8 @@ _SILENT_HELP = ("Alert when a node has not been heard for this many minutes (def
 @click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=None,
               help="With --once: seconds to listen before printing (default 5; with --port it "
                    "ends 2 s after the node's status came; with --demo up to 120, ending when "
-                   "both held-back nodes are shown).")
+                   "both held-back nodes are shown; --meshtastic ends once the device's node "
+                   "database is read).")
 @click.option("--hold-back", "hold_back_s", type=click.FloatRange(min=0), default=25.0,
               show_default=True, help="With --demo: seconds before the two held-back nodes are switched on.")
 @click.option("--keep-days", type=click.FloatRange(min=0), default=30.0, show_default=True,
@@ -166,8 +167,8 @@ def monitor(port, mqtt_url, demo, meshtastic, db, network, username, password, s
         client_id = None if once else \
             f"pollen-monitor-{network}-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
         make_source = lambda: MqttSource(mqtt_url, network, username, password, client_id)  # noqa: E731
-    _run(_beside(make_source, where), _db_path(db), False, silent_min, duty_left_pct, battery_low_mv, once, as_json,
-         wait_s, keep_days)
+    _run(_beside(make_source, where), _db_path(db), False, silent_min, duty_left_pct,
+         battery_low_mv, once, as_json, wait_s, keep_days)
 
 
 def _beside(make_source, where):

@@ -99,6 +99,7 @@ class MeshtasticSource(Source):
         self._next_own = 0.0
         self._connects = 0            # the device's connections read so far
         self._metrics: dict = {}      # node -> the metrics last passed on
+        self.last_package_line = None  # the package's last warning or error
         self.device = Device(self._on_packet, **where, log=self._log, first_delay_s=first_delay_s,
                              max_delay_s=max_delay_s, topic="meshtastic.receive")
         self.description = f"Meshtastic {self.device.where}"
@@ -108,7 +109,6 @@ class MeshtasticSource(Source):
             self.device.close()
             raise
         self.description = f"Meshtastic {self.device.where} ({self.device.node_id})"
-        self.last_package_line = None
 
     def _log(self, line: str):
         # the Device's lines: its own (away, back: said by notes() instead)
