@@ -61,6 +61,8 @@ def test_node_event_from_what_the_package_keeps():
     ev = node_event(node, "!a1b2c3d4", now, packet)
     assert (ev["heard_t"], ev["hops"], ev["snr_db"], ev["rssi_dbm"], ev["report_t"]) == \
         (now, 3, -3.5, -110, now)
+    ev = node_event(node, "!a1b2c3d4", now, dict(packet, viaMqtt=True))
+    assert (ev["snr_db"], ev["rssi_dbm"]) == (6.25, None)           # not radio figures: the database's
     packet = {"from": ANNA, "rxTime": int(now) - 2, "hopStart": 3}   # hop_limit 0: left out
     assert node_event(node, "!a1b2c3d4", now, packet)["hops"] == 4
     assert node_event(node, "!a1b2c3d4", now, dict(packet, rxTime=int(now) + 3600))["heard_t"] == now

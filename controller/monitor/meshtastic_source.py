@@ -71,8 +71,9 @@ def node_event(node: dict, device: str, now: float, packet: dict | None = None) 
     if packet is not None:
         rx_time = unix_time(packet.get("rxTime"))   # 0 (absent): the device has no clock
         ev["heard_t"] = rx_time if rx_time is not None and rx_time <= now + 60 else now
-        ev["snr_db"] = _num(packet.get("rxSnr"))
-        ev["rssi_dbm"] = _num(packet.get("rxRssi"))
+        if not packet.get("viaMqtt"):   # (one that came through MQTT has no radio figures)
+            ev["snr_db"] = _num(packet.get("rxSnr"))
+            ev["rssi_dbm"] = _num(packet.get("rxRssi"))
         hop_start = _num(packet.get("hopStart"))     # firmware 2.3 on; hop_limit 0 is left out
         hop_limit = _num(packet.get("hopLimit")) or 0
         if hop_start and hop_start >= hop_limit:
