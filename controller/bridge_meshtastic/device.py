@@ -13,6 +13,7 @@ interface in the process, so each Device keeps only its own.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -24,17 +25,28 @@ _MAX_DELAY_S = 30.0
 _CONNECT_TIMEOUT_S = 20   # waitForConfig after the handshake (the handshake itself: the package waits 30 s)
 
 
-def parse_host(value: str) -> tuple[str, int]:
-    """--meshtastic-host HOST[:PORT] -> (host, port); InputError naming it."""
+def parse_host(value: str, option: str = "--meshtastic-host") -> tuple[str, int]:
+    """HOST[:PORT] -> (host, port); InputError naming the option."""
     host, colon, port = value.rpartition(":")
     if not colon or "]" in port:
         host, port = value, str(DEFAULT_TCP_PORT)
     host = host.strip("[]")
     if not host:
-        raise InputError(f"--meshtastic-host {value!r}: no host name or address")
+        raise InputError(f"{option} {value!r}: no host name or address")
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"--meshtastic-host {value!r}: port {port!r} is not a number 1..65535")
+        raise InputError(f"{option} {value!r}: port {port!r} is not a number 1..65535")
     return host, int(port)
+
+
+def parse_where(value: str, option: str) -> dict:
+    """PORT|HOST[:PORT] in one option (`pollen monitor --meshtastic`) ->
+    Device's keywords: a path (it has a / or \\) or COMn is a serial port,
+    anything else a host for the TCP API. InputError naming the option."""
+    value = value.strip()
+    if "/" in value or "\\" in value or re.fullmatch(r"(?i)com\d+", value):
+        return {"serial_port": value}
+    host, port = parse_host(value, option)
+    return {"host": host, "tcp_port": port}
 
 
 class _PackageLog(logging.Handler):
@@ -54,11 +66,13 @@ class _PackageLog(logging.Handler):
 
 class Device:
     """One Meshtastic device. on_text(packet, device) is called on the
-    package's publishing thread for each text packet this device hears."""
+    package's publishing thread for each text packet this device hears (each
+    packet of any kind with topic="meshtastic.receive", as the monitor does)."""
 
     def __init__(self, on_text, serial_port: str | None = None, host: str | None = None,
                  tcp_port: int = DEFAULT_TCP_PORT, log=None,
-                 first_delay_s: float = _FIRST_DELAY_S, max_delay_s: float = _MAX_DELAY_S):
+                 first_delay_s: float = _FIRST_DELAY_S, max_delay_s: float = _MAX_DELAY_S,
+                 topic: str = "meshtastic.receive.text"):
         if (serial_port is None) == (host is None):
             raise InputError("give --meshtastic-port DEV or --meshtastic-host HOST[:PORT]")
         self.on_text = on_text
@@ -84,7 +98,8 @@ class Device:
         logging.getLogger("meshtastic").addHandler(self._package_log)
         from pubsub import pub
 
-        pub.subscribe(self._on_text, "meshtastic.receive.text")
+        self.topic = topic   # "meshtastic.receive": every packet (pubsub passes on subtopics)
+        pub.subscribe(self._on_text, topic)
 
     # ---- connecting ---------------------------------------------------------------
 
@@ -197,6 +212,11 @@ class Device:
             pass
 
     @property
+    def last_error(self) -> str | None:
+        """Why the last try to connect failed (None after one that worked)."""
+        return self._last_error
+
+    @property
     def node_id(self) -> str:
         return f"!{self.num:08x}" if self.num is not None else "?"
 
@@ -262,7 +282,7 @@ class Device:
             self._connector.join(1.0)   # (one still waiting on a silent port closes what it gets)
         logging.getLogger("meshtastic").removeHandler(self._package_log)
         try:
-            pub.unsubscribe(self._on_text, "meshtastic.receive.text")
+            pub.unsubscribe(self._on_text, self.topic)
         except Exception:  # noqa: BLE001 - not subscribed
             pass
         if self.iface is not None:

@@ -66,6 +66,12 @@ _SILENT_HELP = ("Alert when a node has not been heard for this many minutes (def
               help="Watch an emulated mesh of six real MicroPython nodes (no hardware); two of "
                    "them are switched on after --hold-back seconds, and how long the monitor "
                    "takes to show them is measured.")
+@click.option("--meshtastic", "meshtastic", default=None, metavar="PORT|HOST[:PORT]",
+              help="Also show the nodes a Meshtastic device knows (its node database: names, "
+                   "last heard, SNR, battery, hops), as rows marked meshtastic, recorded in the "
+                   "same history: a serial port (a path, e.g. /dev/ttyACM0, or COMn) or a host "
+                   "with the TCP API (port 4403 unless given). With --port, --mqtt or --demo, "
+                   "or alone.")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=_DB_HELP + " With --demo: a temporary file unless given.")
 @click.option("--network", default="mesh", show_default=True,
@@ -87,23 +93,37 @@ _SILENT_HELP = ("Alert when a node has not been heard for this many minutes (def
 @click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=None,
               help="With --once: seconds to listen before printing (default 5; with --port it "
                    "ends 2 s after the node's status came; with --demo up to 120, ending when "
-                   "both held-back nodes are shown).")
+                   "both held-back nodes are shown; --meshtastic ends once the device's node "
+                   "database is read).")
 @click.option("--hold-back", "hold_back_s", type=click.FloatRange(min=0), default=25.0,
               show_default=True, help="With --demo: seconds before the two held-back nodes are switched on.")
 @click.option("--keep-days", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Delete history older than this many days when the monitor starts (0: keep all).")
-def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, duty_left_pct,
-            battery_low_mv, once, as_json, wait_s, hold_back_s, keep_days):
+def monitor(port, mqtt_url, demo, meshtastic, db, network, username, password, silent_min,
+            duty_left_pct, battery_low_mv, once, as_json, wait_s, hold_back_s, keep_days):
     """Watch the mesh live: a table of its nodes (last heard, hops, RSSI/SNR,
     battery, airtime, duty-cycle headroom, queue), alerts and recent messages,
     redrawn every second; every event is recorded in the history database.
 
     The events come from the node on --port (its status is asked for every
     5 s), from gateways on an MQTT broker (--mqtt), or from an emulated mesh
-    (--demo). Nodes seen in earlier runs appear from the history with their
-    real last-heard time. Ctrl-C quits. See docs/monitor.md."""
-    if sum(x is not None and x is not False for x in (port, mqtt_url, demo or None)) != 1:
-        raise click.UsageError("give one of --port PORT, --mqtt URL or --demo")
+    (--demo); and, beside one of those or alone, from a Meshtastic device's
+    node database (--meshtastic). Nodes seen in earlier runs appear from the
+    history with their real last-heard time. Ctrl-C quits. See docs/monitor.md."""
+    given = sum(x is not None for x in (port, mqtt_url, demo or None))
+    if given > 1 or (given == 0 and meshtastic is None):
+        raise click.UsageError("give one of --port PORT, --mqtt URL or --demo "
+                               "(and --meshtastic PORT|HOST beside it, or alone)")
+    where = None
+    if meshtastic is not None:
+        from pollen_controller.bridge_meshtastic.device import parse_where
+        from pollen_controller.errors import InputError
+
+        try:
+            where = parse_where(meshtastic, "--meshtastic")
+        except InputError as e:
+            raise click.BadParameter(str(e).removeprefix("--meshtastic "),
+                                     param_hint="--meshtastic") from None
     if as_json and not once:
         raise click.BadParameter("only with --once (the live view is for a terminal)",
                                  param_hint="--json")
@@ -125,11 +145,14 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         with tempfile.TemporaryDirectory(prefix="pollen-monitor-") as d:
             from pollen_controller.monitor.sources import DemoSource
 
-            _run(lambda: DemoSource(Path(d) / "mesh", hold_back_s=hold_back_s, say=say),
+            _run(_beside(lambda: DemoSource(Path(d) / "mesh", hold_back_s=hold_back_s, say=say),
+                         where),
                  db or Path(d) / "history.db", db is None, silent_min, duty_left_pct,
                  battery_low_mv, once, as_json, wait_s, keep_days)
         return
-    if port:
+    if not port and not mqtt_url:
+        make_source = None
+    elif port:
         from pollen_controller.monitor.sources import SerialSource
 
         make_source = lambda: SerialSource(port)  # noqa: E731
@@ -144,8 +167,30 @@ def monitor(port, mqtt_url, demo, db, network, username, password, silent_min, d
         client_id = None if once else \
             f"pollen-monitor-{network}-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
         make_source = lambda: MqttSource(mqtt_url, network, username, password, client_id)  # noqa: E731
-    _run(make_source, _db_path(db), False, silent_min, duty_left_pct, battery_low_mv, once, as_json,
-         wait_s, keep_days)
+    _run(_beside(make_source, where), _db_path(db), False, silent_min, duty_left_pct,
+         battery_low_mv, once, as_json, wait_s, keep_days)
+
+
+def _beside(make_source, where):
+    """make_source, with the Meshtastic device at `where` beside it (or
+    alone without make_source): a function that makes the monitor's source."""
+    if where is None:
+        return make_source
+
+    def make():
+        from pollen_controller.monitor.meshtastic_source import MeshtasticSource
+        from pollen_controller.monitor.sources import Sources
+
+        first = make_source() if make_source else None
+        try:
+            mesh = MeshtasticSource(where)
+        except BaseException:
+            if first is not None:
+                first.close()
+            raise
+        return Sources([first, mesh]) if first is not None else mesh
+
+    return make
 
 
 def _say(s):
@@ -309,7 +354,8 @@ def history(node, since, show_messages, limit, db, as_json):
         click.echo(f"nothing recorded since {_iso(since_t)} in {path}")
         return
     table = _messages_table(rows, names) if show_messages else _samples_table(rows, names)
-    click.echo(to_text(table, 140), nl=False)
+    wide = any(r.get("battery_pct") is not None for r in rows)   # the samples' "batt %" column
+    click.echo(to_text(table, 148 if wide and not show_messages else 140), nl=False)
 
 
 def _samples_table(rows, names):
@@ -324,8 +370,9 @@ def _samples_table(rows, names):
 
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1),
               collapse_padding=True)
-    for c in ("time", "node", "id", "source", "via", "hops", "RSSI", "SNR", "batt V", "air %",
-              "duty left", "queue", "held", "up s"):
+    pct = any(r.get("battery_pct") is not None for r in rows)   # Meshtastic nodes report it
+    for c in ("time", "node", "id", "source", "via", "hops", "RSSI", "SNR", "batt V",
+              *(["batt %"] if pct else []), "air %", "duty left", "queue", "held", "up s"):
         t.add_column(c, no_wrap=True,
                      justify="left" if c in ("time", "node", "id", "source", "via") else "right")
     for r in rows:
@@ -333,9 +380,16 @@ def _samples_table(rows, names):
                   Text(safe_text(names.get(r["node"]) or "?", 16)), r["node"], r["source"],
                   f(r["via"]), f(r["hops"]), f(r["rssi_dbm"], "{:.0f}"), f(r["snr_db"], "{:.1f}"),
                   "-" if r["battery_mv"] is None else f"{r['battery_mv'] / 1000:.2f}",
+                  *([_battery_pct(r.get("battery_pct"))] if pct else []),
                   f(r["airtime_pct"], "{:.1f}"), f(r["duty_headroom_pct"], "{:.1f}"),
                   f(r["queue"]), f(r["held"]), f(r["uptime_s"]))
     return t
+
+
+def _battery_pct(v):
+    from pollen_controller.monitor.mesh_view import BATTERY_POWERED_PCT
+
+    return "-" if v is None else ("pwr" if v == BATTERY_POWERED_PCT else str(v))
 
 
 def _messages_table(rows, names):
@@ -377,7 +431,8 @@ def topology(png, since, db):
     path = _db_path(db)
     with History(path, readonly=True) as h:
         links = h.links(since_t)
-        states = {s["id"]: s for s in h.node_states()}
+        # pollen's mesh: a Meshtastic node's links are not known (no neighbour lists are read)
+        states = {s["id"]: s for s in h.node_states() if s["net"] != "meshtastic"}
     if not links:
         raise click.ClickException(f"no links heard since {_iso(since_t)} in {path}; "
                                    "try a longer --since")

@@ -23,9 +23,9 @@ from datetime import datetime
 from pathlib import Path
 
 from pollen_controller.errors import HistoryError, InputError
-from pollen_controller.monitor.mesh_view import STATE_FIELDS, clean_state, node_id
+from pollen_controller.monitor.mesh_view import STATE_FIELDS, clean_state, mesh_id, node_id
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: samples.battery_pct (Meshtastic nodes); a version 1 file is moved on
 APP = "pollen-history"
 BUSY_TIMEOUT_S = 5.0
 KEEP_DAYS = 30
@@ -40,7 +40,7 @@ CREATE INDEX events_t ON events (t);
 CREATE TABLE samples (t REAL NOT NULL, node TEXT NOT NULL, source TEXT NOT NULL, via TEXT,
                       hops INTEGER, rssi_dbm REAL, snr_db REAL, battery_mv INTEGER,
                       airtime_pct REAL, duty_headroom_pct REAL, queue INTEGER, held INTEGER,
-                      uptime_s INTEGER, heap_free_bytes INTEGER);
+                      uptime_s INTEGER, heap_free_bytes INTEGER, battery_pct INTEGER);
 CREATE INDEX samples_node_t ON samples (node, t);
 CREATE INDEX samples_t ON samples (t);
 CREATE TABLE messages (uid TEXT PRIMARY KEY, t REAL NOT NULL, kind TEXT, src TEXT NOT NULL,
@@ -53,7 +53,9 @@ CREATE TABLE links (rx TEXT NOT NULL, tx TEXT NOT NULL, t REAL NOT NULL, rssi_db
 """
 SAMPLE_FIELDS = ("t", "node", "source", "via", "hops", "rssi_dbm", "snr_db", "battery_mv",
                  "airtime_pct", "duty_headroom_pct", "queue", "held", "uptime_s",
-                 "heap_free_bytes")
+                 "heap_free_bytes", "battery_pct")
+# what each version after the first adds; run in order on an older file opened to write
+_UPGRADES = {2: ("ALTER TABLE samples ADD COLUMN battery_pct INTEGER",)}
 MESSAGE_FIELDS = ("uid", "t", "kind", "src", "dst", "msg_id", "text", "hops", "rssi_dbm",
                   "snr_db", "via")
 
@@ -119,7 +121,7 @@ class History:
             ro = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True,
                                  timeout=self.busy_timeout_s)
             try:
-                empty = self._check_schema(ro)
+                empty, version = self._check_schema(ro)
                 if not self.readonly and not empty:
                     bad = ro.execute("PRAGMA quick_check(1)").fetchone()[0]
                     if bad != "ok":
@@ -131,6 +133,8 @@ class History:
                                           timeout=self.busy_timeout_s, isolation_level=None)
                 return
             fresh = empty
+        else:
+            version = SCHEMA_VERSION
         p.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(p), timeout=self.busy_timeout_s, isolation_level=None)
         if self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
@@ -144,6 +148,8 @@ class History:
                 self.db.executemany("INSERT INTO meta VALUES (?, ?)",
                                     [("app", APP), ("schema_version", str(SCHEMA_VERSION)),
                                      ("created_t", str(time.time()))])
+            elif not fresh and version < SCHEMA_VERSION:
+                self._upgrade()
             if keep_days:
                 self._prune(time.time() - keep_days * 86400)
 
@@ -151,11 +157,25 @@ class History:
     def _tables(db) -> set:
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
-    def _check_schema(self, db) -> bool:
-        """True for an empty database; HistoryError for one that is not ours."""
+    def _upgrade(self):
+        # an older history, opened to write: the columns it lacks are added
+        # (the pollen that wrote it then refuses it as newer, by design). The
+        # version is read again inside the write transaction: another monitor
+        # may have moved it on since it was looked at
+        version = int(self.db.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _UPGRADES[v]:
+                self.db.execute(statement)
+        self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                        (str(SCHEMA_VERSION),))
+
+    def _check_schema(self, db) -> tuple[bool, int]:
+        """(True, 0) for an empty database, else (False, its schema version);
+        HistoryError for one that is not ours."""
         tables = self._tables(db)
         if not tables:
-            return True
+            return True, 0
         if "meta" not in tables:
             raise self._corrupt("it is an SQLite database, but not a pollen history "
                                 f"(its tables: {', '.join(sorted(tables)[:5])})")
@@ -170,7 +190,7 @@ class History:
             raise HistoryError(f"{self.path}: history schema version {version} is newer than this "
                                f"pollen reads ({SCHEMA_VERSION}); update pollen, or choose another "
                                "file with --db")
-        return False
+        return False, version
 
     def _corrupt(self, why: str) -> HistoryError:
         return HistoryError(f"{self.path}: {why}. It was left as it is: move it aside "
@@ -226,7 +246,8 @@ class History:
                         json.dumps(body, default=str)))
         if u is None:
             return
-        db.executemany(f"INSERT INTO samples VALUES ({', '.join('?' * len(SAMPLE_FIELDS))})",
+        db.executemany(f"INSERT INTO samples ({', '.join(SAMPLE_FIELDS)}) "
+                       f"VALUES ({', '.join('?' * len(SAMPLE_FIELDS))})",
                        [tuple(s.get(k) for k in SAMPLE_FIELDS) for s in u.samples])
         db.executemany("INSERT INTO links VALUES (?, ?, ?, ?, ?) ON CONFLICT (rx, tx) DO UPDATE "
                        "SET t = excluded.t, rssi_dbm = excluded.rssi_dbm, snr_db = excluded.snr_db "
@@ -283,12 +304,17 @@ class History:
         return out
 
     def resolve_node(self, text: str) -> list[str]:
-        """Node ids for --node: a name (any case) or an id (8 hex digits, or
-        fewer read as a hex number like the console does)."""
+        """Node ids for --node: a name (any case; a Meshtastic node's long or
+        short name) or an id (8 hex digits, or fewer read as a hex number like
+        the console does; a Meshtastic one as !11223344)."""
         want = text.strip().lower()
         ids = [r["id"] for r in self._query("SELECT id FROM nodes WHERE lower(name) = ?", (want,))]
+        ids += [s["id"] for s in self.node_states()
+                if (s["short_name"] or "").lower() == want and s["id"] not in ids]
         if ids:
             return ids
+        if mesh_id(want):
+            return [want]
         if re.fullmatch(r"[0-9a-f]{1,8}", want) and node_id(want.zfill(8)):
             return [want.zfill(8)]
         return []

@@ -6,11 +6,14 @@ and a time in, rows, messages, alerts and links out.
     update = view.apply(event, t)      # t: Unix seconds when it was heard
     view.rows(now); view.alerts(now); view.messages(20); view.links(now)
 
-Three events count:
+Four events count:
   status     the attached node (hops 0) and its neighbour table: each entry is
              a direct neighbour (hops 1), heard last_heard_s before t
   telemetry  another node's status frame heard over the mesh (hops as given)
   received   a post or message: its sender was alive then (relays + 1 hops)
+  meshtastic_node  a node in an attached Meshtastic device's node database
+             (monitor/meshtastic_source.py): a row of its own, id "!" and 8
+             hex digits, net "meshtastic"
 
 For each node the freshest observation gives last heard, hops, RSSI/SNR and
 which node heard it (`via`); the freshest self-report (status or telemetry)
@@ -40,7 +43,7 @@ _LINKS = 8 * MAX_NODES      # links known; more new ones are not kept
 INTERVAL_LONG_S = 65535     # a status frame's interval saturates here: "18 h or more"
 REPORT_FIELDS = ("battery_mv", "airtime_pct", "duty_headroom_pct", "queue", "held",
                  "uptime_s", "heap_free_bytes")
-_INT_FIELDS = {"battery_mv", "queue", "held", "uptime_s", "heap_free_bytes", "hops"}
+_INT_FIELDS = {"battery_mv", "queue", "held", "uptime_s", "heap_free_bytes", "hops", "battery_pct"}
 _U32 = 2 ** 32 - 1
 # What a number from the air may be: the widths of the status frame's fields
 # (docs/protocol.md §11) and a message's, and radio figures no receiver
@@ -51,13 +54,20 @@ _U32 = 2 ** 32 - 1
 _RANGES = {"hops": (0, 255), "battery_mv": (0, 65535), "airtime_pct": (0, 100),
            "duty_headroom_pct": (0, 100), "queue": (0, 65535), "held": (0, 65535),
            "uptime_s": (0, _U32), "heap_free_bytes": (0, _U32), "rssi_dbm": (-200, 50),
-           "snr_db": (-50, 50), "last_heard_s": (0, _U32), "msg_id": (0, _U32), "rx": (0, _U32)}
+           "snr_db": (-50, 50), "last_heard_s": (0, _U32), "msg_id": (0, _U32), "rx": (0, _U32),
+           "battery_pct": (0, 101), "voltage_v": (0, 65.535)}   # (Meshtastic: 101 powered)
 _T_MAX = 2.0 ** 32          # Unix seconds: 2106
-_HEARD_BY = ("status", "neighbour", "telemetry", "message")
+_HEARD_BY = ("status", "neighbour", "telemetry", "message", "meshtastic")
+# Meshtastic counts a node online while it was heard within 2 h (its
+# firmware's NUM_ONLINE_SECS; LocalStats.num_online_nodes, telemetry.proto);
+# the table shows older Meshtastic rows dim
+MESHTASTIC_ONLINE_S = 2 * 3600
+BATTERY_POWERED_PCT = 101   # DeviceMetrics.battery_level: "0-100 (>100 means powered)"
 _KINDS = ("post", "msg", "?")
 # a node's state as history keeps it (absolute Unix times, no ages)
 STATE_FIELDS = ("id", "name", "seen_t", "hops", "rssi_dbm", "snr_db", "via", "heard_by",
-                "report_t", "interval_s", "attached_t") + REPORT_FIELDS
+                "report_t", "interval_s", "attached_t") + REPORT_FIELDS + \
+    ("net", "short_name", "hw_model", "battery_pct")   # the last four: Meshtastic rows
 
 
 def node_id(v) -> str | None:
@@ -69,6 +79,20 @@ def node_id(v) -> str | None:
     except ValueError:
         return None
     return None if n in (0, 0xFFFFFFFF) else v.lower()
+
+
+def mesh_id(v) -> str | None:
+    """A Meshtastic node id as "!" and 8 lowercase hex digits, or None if v
+    is not one (nor the broadcast !ffffffff)."""
+    if not isinstance(v, str) or len(v) != 9 or v[0] != "!":
+        return None
+    n = node_id(v[1:])
+    return None if n is None else "!" + n
+
+
+def any_id(v) -> str | None:
+    """A pollen node id (8 hex digits) or a Meshtastic one ("!" and 8)."""
+    return node_id(v) or mesh_id(v)
 
 
 def unix_time(v) -> float | None:
@@ -120,17 +144,20 @@ def clean_state(s) -> dict | None:
     """A node state from history (STATE_FIELDS), checked like fields from the
     air: a time that is not one, a number out of range or a value of the wrong
     type becomes None. None for a state without a valid node id."""
-    nid = node_id(s.get("id")) if isinstance(s, dict) else None
+    nid = any_id(s.get("id")) if isinstance(s, dict) else None
     if nid is None:
         return None
     n = dict.fromkeys(STATE_FIELDS)
-    n.update(id=nid, name=_name(s.get("name")), via=node_id(s.get("via")),
+    n.update(id=nid, name=_name(s.get("name")), via=any_id(s.get("via")),
              interval_s=_interval(s.get("interval_s")),
-             heard_by=s.get("heard_by") if s.get("heard_by") in _HEARD_BY else None)
+             heard_by=s.get("heard_by") if s.get("heard_by") in _HEARD_BY else None,
+             net="meshtastic" if nid[0] == "!" else "pollen")
     for k in ("seen_t", "report_t", "attached_t"):
         n[k] = unix_time(s.get(k))
-    for k in ("hops", "rssi_dbm", "snr_db") + REPORT_FIELDS:
+    for k in ("hops", "rssi_dbm", "snr_db", "battery_pct") + REPORT_FIELDS:
         n[k] = _field(s.get(k), k)
+    if n["net"] == "meshtastic":
+        n["short_name"], n["hw_model"] = _name(s.get("short_name")), _name(s.get("hw_model"))
     return n
 
 
@@ -179,13 +206,16 @@ class MeshView:
         self._rx: dict[str, tuple[int, float]] = {}
         # an attached node's task_failed events: (how many, last t, last text)
         self._task_failures: dict[str, tuple[int, float, str]] = {}
+        # Meshtastic node -> (seen_t, what it reported) of its last sample
+        self._mt_sampled: dict[str, tuple] = {}
 
     # ---- input ----------------------------------------------------------------
 
     def apply(self, event: dict, t: float) -> Update:
         kind = event.get("event") if isinstance(event, dict) else None
         handler = {"status": self._status, "telemetry": self._telemetry,
-                   "received": self._received, "task_failed": self._task_failed}.get(kind)
+                   "received": self._received, "task_failed": self._task_failed,
+                   "meshtastic_node": self._meshtastic_node}.get(kind)
         u = Update()
         t = unix_time(t)
         if t is None:
@@ -207,6 +237,7 @@ class MeshView:
                 return None
             n = self.nodes[nid] = dict.fromkeys(STATE_FIELDS)
             n["id"] = nid
+            n["net"] = "meshtastic" if nid[0] == "!" else "pollen"
         u.touched.add(nid)
         return n
 
@@ -313,6 +344,66 @@ class MeshView:
             self._link(nid, bid, t, _num(nb.get("rssi_dbm"), "rssi_dbm"),
                        _num(nb.get("snr_db"), "snr_db"), u)
 
+    def _meshtastic_node(self, ev, t, u):
+        # a node as an attached Meshtastic device knows it; the device itself
+        # ("attached") is hops 0 while it is connected, the others its
+        # hopsAway + 1 (so 1 is a neighbour the device heard directly)
+        nid = mesh_id(ev.get("id"))
+        if nid is None:
+            self.ignored += 1
+            u.keep_event = False
+            return
+        n = self._node(nid, u)
+        if n is None:
+            u.keep_event = False
+            return
+        u.node = nid
+        for k in ("name", "short_name", "hw_model"):
+            n[k] = _name(ev.get(k)) or n[k]
+        rssi, snr = _num(ev.get("rssi_dbm"), "rssi_dbm"), _num(ev.get("snr_db"), "snr_db")
+        hops = _int(ev.get("hops"), "hops")
+        if ev.get("attached") is True:
+            n["attached_t"] = t
+            self._observe(n, t, 0, None, None, None, "meshtastic")
+        else:
+            heard = unix_time(ev.get("heard_t"))
+            if heard is not None and heard <= t + 60:   # (a device clock ahead: not a time)
+                self._observe(n, min(heard, t), hops, rssi, snr, mesh_id(ev.get("device")),
+                              "meshtastic")
+            elif n["seen_t"] is None:   # in the database, never heard with a time
+                n.update(hops=hops, rssi_dbm=rssi, snr_db=snr, via=mesh_id(ev.get("device")),
+                         heard_by="meshtastic")
+        metrics = ev.get("metrics")
+        report_t = unix_time(ev.get("report_t")) or t
+        if isinstance(metrics, dict) and (n["report_t"] is None or report_t >= n["report_t"]):
+            volts = _num(metrics.get("voltage_v"), "voltage_v")
+            pct = metrics.get("battery_pct")
+            if isinstance(pct, int) and not isinstance(pct, bool) and pct > BATTERY_POWERED_PCT:
+                pct = BATTERY_POWERED_PCT   # any value over 100 means powered
+            n.update(dict.fromkeys(REPORT_FIELDS), report_t=min(report_t, t),
+                     battery_mv=round(volts * 1000) if volts else None,   # 0 V: not measured
+                     battery_pct=_int(pct, "battery_pct"),
+                     airtime_pct=_num(metrics.get("air_util_tx_pct"), "airtime_pct"),
+                     uptime_s=_int(metrics.get("uptime_s"), "uptime_s"))
+        # a sample when what it reports changed, or when heard anew (at most
+        # one a STATUS_SAMPLE_S: a device is read every few seconds, and a
+        # busy node's every packet refreshes it)
+        said = self._said(n)
+        last = self._mt_sampled.get(nid)
+        seen = n["seen_t"]
+        anew = seen is not None and (last is None or last[0] is None
+                                     or seen - last[0] >= STATUS_SAMPLE_S)
+        u.keep_event = last is None or said != last[1] or anew
+        if u.keep_event:
+            self._mt_sampled[nid] = (seen, said)
+            u.samples.append(self._sample(n, seen if seen is not None else t, "meshtastic",
+                                          n["hops"], n["rssi_dbm"], n["snr_db"], n["via"]))
+
+    @staticmethod
+    def _said(n):
+        # what a Meshtastic node's samples follow: a change gives one at once
+        return n["name"], n["hops"], n["battery_pct"], n["battery_mv"]
+
     def _link(self, rx, tx, t, rssi, snr, u):
         if (rx, tx) not in self._links and len(self._links) >= _LINKS:
             return
@@ -355,7 +446,8 @@ class MeshView:
         s = {"t": t, "node": n["id"], "source": source, "via": via, "hops": hops,
              "rssi_dbm": rssi, "snr_db": snr}
         for k in REPORT_FIELDS:
-            s[k] = n[k] if source in ("status", "telemetry") else None
+            s[k] = n[k] if source in ("status", "telemetry", "meshtastic") else None
+        s["battery_pct"] = n["battery_pct"] if source == "meshtastic" else None
         return s
 
     # ---- history in and out -----------------------------------------------------
@@ -376,8 +468,10 @@ class MeshView:
             self.nodes[n["id"]] = n
             if n["seen_t"] is not None:
                 self.first_shown.setdefault(n["id"], n["seen_t"])
+            if n["net"] == "meshtastic":   # its last sample was of this state
+                self._mt_sampled[n["id"]] = (n["seen_t"], self._said(n))
         for link in links:
-            rx, tx = node_id(link.get("rx")), node_id(link.get("tx"))
+            rx, tx = node_id(link.get("rx")), node_id(link.get("tx"))   # (pollen links only)
             t = unix_time(link.get("t"))
             if rx is None or tx is None or t is None:
                 continue
@@ -424,6 +518,14 @@ class MeshView:
         return max(self.silent_after_s, 2 * iv) if iv else self.silent_after_s
 
     def _alert_kinds(self, n, now):
+        if n["net"] == "meshtastic":
+            # only a low battery: a device's node database holds every node
+            # it ever heard (passers-by too), each on its own schedule (node
+            # info every 3 h by default), so silence is no fault; and none of
+            # them reports a receive count, a duty cycle or failed tasks
+            low = (n["battery_mv"] is not None and n["battery_mv"] < self.battery_low_mv
+                   and n["battery_pct"] != BATTERY_POWERED_PCT)
+            return ["battery"] if low else []
         kinds = []
         after = self.silent_after(n)
         if n["seen_t"] is not None and after is not None and now - n["seen_t"] > after:
@@ -442,7 +544,8 @@ class MeshView:
         return kinds
 
     def rows(self, now: float) -> list[dict]:
-        """The nodes table: attached node(s) first, then by hops and name."""
+        """The nodes table: pollen's nodes, then Meshtastic's; in each the
+        attached node(s) first, then by hops and name."""
         out = []
         for n in self.nodes.values():
             # a node whose own status keeps coming is attached (a gateway): hops 0
@@ -459,8 +562,12 @@ class MeshView:
                 "report_age_s": None if n["report_t"] is None else max(0, round(now - n["report_t"])),
                 "interval_s": n["interval_s"],
                 "alerts": self._alert_kinds(n, now),
+                "net": n["net"] or "pollen",
+                "short_name": n["short_name"], "hw_model": n["hw_model"],
+                "battery_pct": n["battery_pct"],
             })
-        out.sort(key=lambda r: (r["hops"] is None, r["hops"] if r["hops"] is not None else 0,
+        out.sort(key=lambda r: (r["net"] != "pollen", r["hops"] is None,
+                                r["hops"] if r["hops"] is not None else 0,
                                 (r["name"] or "~").lower(), r["id"]))
         return out
 

@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from pollen_controller.monitor.mesh_view import fmt_age
+from pollen_controller.monitor.mesh_view import BATTERY_POWERED_PCT, MESHTASTIC_ONLINE_S, fmt_age
 from pollen_controller.untrusted import safe_text
 
 
@@ -25,19 +25,24 @@ def _clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
 
 
-# (header, min chars): the columns in order; the last three go first when
-# the terminal is narrow (the alerts are listed below the table anyway)
-_COLUMNS = (("node", 16), ("id", 8), ("heard", 5), ("hops", 4), ("RSSI", 4), ("SNR", 5),
-            ("batt V", 6), ("air %", 5), ("duty left", 9), ("queue", 5), ("held", 4),
-            ("up", 5), ("alerts", 12))
-_OPTIONAL = ("up", "held", "alerts")
+# (header, min chars): the columns in order; "net" only when Meshtastic rows
+# are there; the optional ones go first when the terminal is narrow, in the
+# order of _OPTIONAL (a Meshtastic id starts with "!"; the alerts are listed
+# below the table anyway)
+_COLUMNS = (("node", 16), ("id", 9), ("net", 10), ("heard", 5), ("hops", 4), ("RSSI", 4),
+            ("SNR", 5), ("batt V", 6), ("air %", 5), ("duty left", 9), ("queue", 5),
+            ("held", 4), ("up", 5), ("alerts", 12))
+_OPTIONAL = ("up", "held", "net", "alerts")
 
 
-def _columns(width: int) -> list[str]:
-    cols = [c for c, _ in _COLUMNS]
-    need = sum(w + 2 for _, w in _COLUMNS)
-    widths = dict(_COLUMNS)
+def _columns(width: int, net: bool = False) -> list[str]:
+    kept = [(c, w) for c, w in _COLUMNS if net or c != "net"]
+    cols = [c for c, _ in kept]
+    need = sum(w + 2 for _, w in kept)
+    widths = dict(kept)
     for c in _OPTIONAL:
+        if c not in widths:
+            continue
         if need <= width:
             break
         cols.remove(c)
@@ -45,8 +50,14 @@ def _columns(width: int) -> list[str]:
     return cols
 
 
+def _battery(r) -> str:
+    if r.get("battery_pct") == BATTERY_POWERED_PCT:
+        return "pwr"   # a Meshtastic node on external power (or charging)
+    return "-" if r["battery_mv"] is None else f"{r['battery_mv'] / 1000:.2f}"
+
+
 def nodes_table(rows: list[dict], title: str | None = None, width: int = 120) -> Table:
-    cols = _columns(width)
+    cols = _columns(width, any(r.get("net") == "meshtastic" for r in rows))
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
               title_justify="left", padding=(0, 1), collapse_padding=True)
     for c in cols:
@@ -57,12 +68,12 @@ def nodes_table(rows: list[dict], title: str | None = None, width: int = 120) ->
         cells = {
             "node": Text(safe_text(r["name"], 16) or "?"),
             "id": r["id"],
+            "net": r.get("net") or "pollen",
             "heard": fmt_age(r["last_heard_s"]),
             "hops": _f(r["hops"]),
             "RSSI": _f(r["rssi_dbm"], "{:.0f}"),
             "SNR": _f(r["snr_db"], "{:.1f}"),
-            "batt V": Text("-" if r["battery_mv"] is None else f"{r['battery_mv'] / 1000:.2f}",
-                           style="red" if "battery" in alerts else ""),
+            "batt V": Text(_battery(r), style="red" if "battery" in alerts else ""),
             "air %": _f(r["airtime_pct"], "{:.1f}"),
             "duty left": Text(_f(r["duty_headroom_pct"], "{:.1f}"),
                               style="red" if "duty" in alerts else ""),
@@ -74,6 +85,9 @@ def nodes_table(rows: list[dict], title: str | None = None, width: int = 120) ->
             "alerts": Text(" ".join(alerts), style="red"),
         }
         style = "red" if "silent" in alerts else ("bold" if r["hops"] == 0 else None)
+        if r.get("net") == "meshtastic" and (r["last_heard_s"] is None
+                                             or r["last_heard_s"] > MESHTASTIC_ONLINE_S):
+            style = "dim"   # not online, as Meshtastic counts it
         t.add_row(*(cells[c] for c in cols), style=style)
     return t
 

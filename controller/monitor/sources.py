@@ -1,6 +1,8 @@
 """Where `pollen monitor` gets its events: an attached node on a serial port,
 an MQTT broker that gateways publish to (docs/gateway.md), or the emulated
-mesh of `pollen demo`. Every source has the same small interface:
+mesh of `pollen demo`; a Meshtastic device beside any of them
+(meshtastic_source.py), merged by Sources. Every source has the same small
+interface:
 
     item = source.get(timeout_s)   # (event, t) or None; t in Unix seconds
     source.notes()                 # lines for the screen (state, problems)
@@ -27,6 +29,7 @@ _REOPEN_EVERY_S = 2.0      # a serial port that went away is tried again this of
 _QUEUE_LIMIT = 10000       # MQTT events waiting for the monitor; beyond: dropped, counted
 MAX_PAYLOAD_BYTES = 65536  # a gateway's publication (a status with its neighbours: a few KiB)
 _QUIET_NOTE_S = 2.0        # connected this long with nothing on the network's topics: say so
+_MERGE_SLEEP_S = 0.05      # Sources: the longest an event waits when several sources are merged
 
 
 def pump(source, view, history, seconds: float, stop=None, on_event=None) -> int:
@@ -76,6 +79,61 @@ class Source:
 
     def close(self):
         pass
+
+
+class Sources(Source):
+    """Several sources as one: a pollen source (--port, --mqtt or --demo)
+    beside a Meshtastic device (--meshtastic). Each is asked in turn without
+    waiting; with nothing from any, the monitor sleeps _MERGE_SLEEP_S."""
+
+    def __init__(self, sources: list):
+        self.sources = list(sources)
+        self.description = " + ".join(s.description for s in self.sources)
+        self._turn = 0
+        self._partial: list[str] = []   # after --once: the sources that heard nothing
+
+    def get(self, timeout_s):
+        end = time.monotonic() + timeout_s
+        while True:
+            for _ in self.sources:
+                src = self.sources[self._turn]
+                self._turn = (self._turn + 1) % len(self.sources)
+                item = src.get(0)
+                if item is not None:
+                    return item
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(left, _MERGE_SLEEP_S))
+
+    def notes(self):
+        return [n for s in self.sources for n in s.notes()] + self._partial
+
+    def done(self, view) -> bool:
+        return all(s.done(view) for s in self.sources)
+
+    def failed(self):
+        """Why nothing could be heard, when no source heard anything; one
+        that did not, beside one that did, is said in notes() instead."""
+        problems = [p for p in (s.failed() for s in self.sources) if p]
+        if len(problems) == len(self.sources):
+            return "; ".join(problems)
+        self._partial = problems
+        return None
+
+    def seen(self, view):
+        for s in self.sources:
+            s.seen(view)
+
+    def row_extras(self) -> dict:
+        out = {}
+        for s in self.sources:
+            out.update(s.row_extras())
+        return out
+
+    def close(self):
+        for s in reversed(self.sources):
+            s.close()
 
 
 class _LinkSource(Source):

@@ -24,6 +24,8 @@
 #   FakeMeshtastic(folder)        the device; .serial() puts it on a pty behind
 #                                 folder/ttyMESH, .tcp() on a free 127.0.0.1 port
 #   text(from_num, text, ...)     a text heard from the air, to the client
+#   telemetry(from_num, ...)      a device-metrics packet (TELEMETRY_APP) heard
+#   user(from_num, short, long)   a node-info packet (NODEINFO_APP): its names
 #   sent                          queue of (to, channel, text) the client sent
 #   unplug() / plug()             the port goes away (pty closed, symlink gone;
 #                                 TCP: listener and connections closed) and back
@@ -41,13 +43,17 @@ import threading
 import time
 import tty
 
-from meshtastic.protobuf import channel_pb2, mesh_pb2, portnums_pb2
+from meshtastic.protobuf import channel_pb2, mesh_pb2, portnums_pb2, telemetry_pb2
 
 _START1, _START2 = 0x94, 0xC3
 _MAX_FRAME = 512
 BROADCAST = 0xFFFFFFFF
 
-# (node num, short name, long name): the device itself first
+# (node num, short name, long name[, node database fields]): the device
+# itself first. The optional dict sets what the handshake's NodeInfo says of
+# the node (mesh.proto NodeInfo, telemetry.proto DeviceMetrics): last_heard,
+# snr, hops_away, hw_model (a HardwareModel name) and battery_level, voltage,
+# air_util_tx, uptime_seconds; without it: snr 5.0, last_heard 1765000000
 NODES = [(0xA1B2C3D4, "BASE", "Base station"),
          (0x11223344, "ANNA", "Anna's handheld"),
          (0x55667788, "🌻SF", "Sunflower farm")]
@@ -206,15 +212,52 @@ class FakeMeshtastic:
         self._write(frame(mesh_pb2.FromRadio(packet=pkt)))
         return packet_id
 
+    def _packet(self, from_num, portnum, payload: bytes, hop_start=0, hop_limit=3, rx_time=0,
+                rx_snr=6.5, rx_rssi=-90):
+        packet_id, self.next_id = self.next_id, self.next_id + 1
+        pkt = mesh_pb2.MeshPacket(**{"from": from_num}, to=BROADCAST, channel=0, id=packet_id,
+                                  hop_limit=hop_limit, hop_start=hop_start, rx_time=rx_time,
+                                  rx_snr=rx_snr, rx_rssi=rx_rssi)
+        pkt.decoded.portnum = portnum
+        pkt.decoded.payload = payload
+        self._write(frame(mesh_pb2.FromRadio(packet=pkt)))
+        return packet_id
+
+    def telemetry(self, from_num: int, battery_level=None, voltage=None, air_util_tx=None,
+                  uptime_seconds=None, **packet):
+        """A device-metrics packet heard from the air (what a node broadcasts
+        every 30 min by default); packet: hop_start, hop_limit, rx_time, rx_snr, rx_rssi."""
+        t = telemetry_pb2.Telemetry(time=packet.get("rx_time", 0))
+        for k, v in (("battery_level", battery_level), ("voltage", voltage),
+                     ("air_util_tx", air_util_tx), ("uptime_seconds", uptime_seconds)):
+            if v is not None:
+                setattr(t.device_metrics, k, v)
+        return self._packet(from_num, portnums_pb2.PortNum.TELEMETRY_APP, t.SerializeToString(),
+                            **packet)
+
+    def user(self, from_num: int, short: str, long: str, **packet):
+        """A node-info packet heard from the air: the node's names."""
+        u = mesh_pb2.User(id=f"!{from_num:08x}", short_name=short, long_name=long)
+        return self._packet(from_num, portnums_pb2.PortNum.NODEINFO_APP, u.SerializeToString(),
+                            **packet)
+
     def garbage(self, data: bytes):
         self._write(data)
 
     def _handshake(self, config_id: int, out):
         msgs = [mesh_pb2.FromRadio(my_info=mesh_pb2.MyNodeInfo(my_node_num=self.num))]
-        for num, short, long in self.nodes:
-            info = mesh_pb2.NodeInfo(num=num, snr=5.0, last_heard=1_765_000_000)
+        for num, short, long, *more in self.nodes:
+            db = {"snr": 5.0, "last_heard": 1_765_000_000, **(more[0] if more else {})}
+            info = mesh_pb2.NodeInfo(num=num, snr=db["snr"], last_heard=db["last_heard"])
             info.user.id = f"!{num:08x}"
             info.user.short_name, info.user.long_name = short, long
+            if "hw_model" in db:
+                info.user.hw_model = mesh_pb2.HardwareModel.Value(db["hw_model"])
+            if "hops_away" in db:
+                info.hops_away = db["hops_away"]
+            for k in ("battery_level", "voltage", "air_util_tx", "uptime_seconds"):
+                if k in db:
+                    setattr(info.device_metrics, k, db[k])
             msgs.append(mesh_pb2.FromRadio(node_info=info))
         for index, name, role in self.channels:
             ch = channel_pb2.Channel(index=index, role=role)
