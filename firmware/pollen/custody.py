@@ -52,8 +52,6 @@ class Custody:
                     busy += 1
                     h.retry_ms = now_ms + self.slot_ms * _START_GAP_SLOTS  # if it fails (no heap)
                     self._attempt(h, now_ms)
-                elif h.heard:  # the destination was heard of while they ran
-                    self._grant_attempt(h, now_ms, True)
                 else:
                     h.retry_ms = None  # wait until the destination is heard of again
             elif not h.own and h.retry_ms is not None and now_ms >= h.retry_ms \
@@ -78,13 +76,12 @@ class Custody:
             if dest is not None and h.dest != dest:
                 continue
             if h.key in self.jobs:
-                if dest is not None:
-                    # on its way now: if it goes unacknowledged, that its
-                    # destination was heard of is not forgotten
-                    if h.custody:  # handed on again once this copy has gone (_held_timers)
-                        h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
-                    else:  # (own: _held_timers; a copy in flight: _unacknowledged)
-                        h.heard = True
+                if dest is not None and h.custody:
+                    # on its way now: handed on again once it has gone, if
+                    # no ack came meanwhile (_held_timers)
+                    h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
+                elif dest is not None and h.own:
+                    h.bonus = 1  # one more attempt if this one fails
                 continue
             if not h.own and (dest is None or custody_only) and not h.custody:
                 continue  # a copy still in flight, not one we took custody of
@@ -95,13 +92,23 @@ class Custody:
                 offers += 1
             if h.own:
                 if h.attempts < self.s.max_attempts or h.bonus > 0:
-                    # its retries still run, or one more is on its way: if
-                    # they fail, one more follows (_held_timers)
-                    h.heard = h.heard or dest is not None
+                    # its retries still run, or one more is on its way; the
+                    # destination heard of meanwhile: one more if they fail
+                    if dest is not None:
+                        h.bonus = 1
                     continue
-                if dest is None and h.quiet_ms > now_ms:
+                # the way may be open again: one more attempt, along the
+                # route; as often as that happens while the message lives
+                # (restarts do not use these up), but no more than once per
+                # _QUIET_MS for a new neighbour, _QUIET_DEST_MS for the
+                # destination heard of again (then it waits for its turn)
+                wait = h.quiet_ms - now_ms - (0 if dest is None else _QUIET_MS - _QUIET_DEST_MS)
+                if wait > 0 and dest is None:
                     continue
-                self._grant_attempt(h, now_ms, dest is not None)
+                h.triggered = True
+                h.bonus = 1
+                h.retry_ms = now_ms + (wait if wait > 0 else 0) + self._rand(self.slot_ms * 2)
+                h.quiet_ms = h.retry_ms + _QUIET_MS
             elif dest is None:
                 self._send_held(h, now_ms)
             else:
@@ -109,25 +116,11 @@ class Custody:
                 # time (_held_timers), not all queued at once
                 h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
 
-    def _grant_attempt(self, h, now_ms, dest_heard):
-        # The way may be open again: one more attempt for an own message past
-        # its max_attempts, along the route; as often as that happens while
-        # the message lives (restarts do not use these up), but no more than
-        # once per _QUIET_MS for a new neighbour, _QUIET_DEST_MS for the
-        # destination heard of again (then it waits for its turn)
-        wait = h.quiet_ms - now_ms - (_QUIET_MS - _QUIET_DEST_MS if dest_heard else 0)
-        h.heard = False
-        h.triggered = True
-        h.bonus = 1
-        h.retry_ms = now_ms + (wait if wait > 0 else 0) + self._rand(self.slot_ms * 2)
-        h.quiet_ms = h.retry_ms + _QUIET_MS
-
     def _heard_directly(self, node_id, now_ms):
         # A node we keep copies for is heard itself, whatever it sent (its
         # "fresh" beacon after a restart may have been lost): what we keep
-        # for it, idle since it went unacknowledged, goes to it. Each copy is
-        # offered _MAX_OFFERS times at most: a link heard one way only does
-        # not cost airtime for long
+        # for it, idle since it went unacknowledged, goes to it (each copy
+        # _MAX_OFFERS times at most: a one-way link costs little)
         for h in self.held.values():
             if h.custody and h.dest == node_id and h.retry_ms is None and h.key not in self.jobs:
                 h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
@@ -257,9 +250,6 @@ class Custody:
             h.custody = True
             # custody: keep it for when the destination returns
             self._persist(h, now_ms, self._held_frame(h))
-            if h.heard:  # it was heard of again while this copy was on its way
-                h.heard = False
-                h.retry_ms = now_ms + self._rand(self.slot_ms * 2)
 
     def _persist(self, h, now_ms, frame):
         # the record holds the frame from now on: the heap does not

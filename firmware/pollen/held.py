@@ -23,7 +23,6 @@ class Held:
     attempts = 0
     retry_ms = None    # own messages: next end-to-end retry
     triggered = False  # own messages: the destination was heard of again
-    heard = False      # the destination was heard of while this was busy (on its way, retrying)
     bonus = 0          # own messages: attempts granted past max_attempts
     quiet_ms = 0       # own messages: no attempt granted past max_attempts before this
     custody = False    # carried copies: kept after no ack was heard
