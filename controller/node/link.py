@@ -111,7 +111,9 @@ class SerialLink(Link):
                 self.events.put(ev)
 
         try:
-            read_lines(lambda: s.read(512), on_line, stop)
+            # what has come, at once (a read of a fixed size waits out the
+            # 0.2 s timeout for every line shorter than that)
+            read_lines(lambda: s.read(min(max(s.in_waiting, 1), 4096)), on_line, stop)
         except (serial.SerialException, OSError, TypeError) as e:
             # TypeError: pyserial reading a port closed under it
             if not stop.is_set():
