@@ -14,6 +14,7 @@ import pytest
 
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.device import Device, parse_host
+from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_TEXT_BYTES, POLLEN_TEXT_BYTES, IdMap,
                                                        RateLimit, destination, split_text, to_meshtastic,
                                                        to_pollen)
@@ -100,10 +101,11 @@ def test_rate_limit_is_a_token_bucket():
 class Running:
     """A bridge between a fake pollen node and a fake Meshtastic device, on a thread."""
 
-    def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10)):
+    def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10),
+                 node_id="0000000a", hold=(0.0,)):
         folder = tmp_path / name
         folder.mkdir()
-        self.node = FakeConsoleNode(folder, node_id="0000000a").plug()
+        self.node = FakeConsoleNode(folder, node_id=node_id).plug()
         self.mesh = getattr(FakeMeshtastic(folder), kind)()
         self.logs = []
         self.device = Device(None, serial_port=self.mesh.path if kind == "serial" else None,
@@ -115,7 +117,7 @@ class Running:
         self.bridge = MeshtasticBridge(self.link, self.device, CH, folder / "outbox.db",
                                        IdMap(["0000000c=!11223344"]), RateLimit(*to_mesh),
                                        RateLimit(*to_pollen), log=self.logs.append,
-                                       confirm_timeout_s=1.0)
+                                       confirm_timeout_s=1.0, holdback=HoldBack(*hold))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.bridge.run, args=(self.stop,), daemon=True)
         self.thread.start()

@@ -24,6 +24,7 @@ from meshtastic.protobuf import mesh_pb2, mqtt_pb2, portnums_pb2
 
 from pollen_controller.bridge_meshtastic import mqtt_codec as codec
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
+from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide, topics
 from pollen_controller.bridge_meshtastic.relay import RateLimit
 from pollen_controller.errors import InputError
@@ -224,7 +225,8 @@ class Bridge:
         self.link = SerialLink(self.node.path)
         self.bridge = MeshtasticBridge(self.link, self.side, CH, folder / "outbox.db",
                                        to_mesh_rate=RateLimit(*to_mesh), to_pollen_rate=RateLimit(*to_pollen),
-                                       log=self.logs.append, confirm_timeout_s=1.0)
+                                       log=self.logs.append, confirm_timeout_s=1.0,
+                                       holdback=HoldBack(0))
         self.side.open()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.bridge.run, args=(self.stop,), daemon=True)
@@ -397,7 +399,7 @@ def test_command_runs_and_reports(tmp_path, mosquitto):
     gw = Gateways(mosquitto.port)
     proc = subprocess.Popen([POLLEN, "bridge", "meshtastic", "--port", node.path, "--mqtt",
                              f"mqtt://127.0.0.1:{mosquitto.port}", "--channel", CH, "--region", "eu_868",
-                             "--outbox", str(tmp_path / "o.db")],
+                             "--outbox", str(tmp_path / "o.db"), "--hold-s", "0.05"],
                             stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stderr.readline()
