@@ -99,7 +99,8 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
         if mqtt_url is None:
             device = Device(None, serial_port=mesh_port, host=host, tcp_port=tcp_port or 4403, log=say)
             device.open()
-            br = MeshtasticBridge(link, device, channel, outbox, ids, *rates, log=say, holdback=holdback)
+            br = MeshtasticBridge(link, device, channel, outbox, ids, *rates, log=say,
+                                  holdback=holdback)
             say(f"bridge: pollen node {br.node} <-> Meshtastic node {device.node_id} on {device.where},"
                 f" channel {channel}; {len(ids.to_mesh)} id(s) mapped")
         else:
