@@ -314,6 +314,7 @@ def test_two_bridges_no_loop_and_one_copy_each_way(running):
     (["--meshtastic-host", "h", "--map", "0000000c"], "pollen: --map '0000000c': expected POLLENID=!MESHID"),
     (["--meshtastic-host", "h:0"], "pollen: --meshtastic-host 'h:0': port '0' is not a number 1..65535"),
     (["--meshtastic-host", "h", "--rate-to-meshtastic", "0"], "pollen: --rate-to-meshtastic: expected"),
+    (["--meshtastic-host", "h", "--hold-s", "-1"], "pollen: --hold-s -1: expected seconds 0..600"),
 ])
 def test_command_bad_input(args, line):
     r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", "/dev/null/x", "--channel", "1"] + args,

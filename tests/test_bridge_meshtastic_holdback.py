@@ -3,7 +3,7 @@ docs/meshtastic.md "No loops, no doubles"): the pure decisions, with a
 fixed random draw and the time given."""
 import pytest
 
-from pollen_controller.bridge_meshtastic.holdback import HOLD_S, SPREAD_S, STEP_S, HoldBack
+from pollen_controller.bridge_meshtastic.holdback import FORGET_S, HOLD_S, SPREAD_S, STEP_S, HoldBack
 from pollen_controller.bridge_meshtastic.relay import to_meshtastic, to_pollen
 from pollen_controller.gateway.bridge import Bridging, hold_back_s
 
@@ -34,6 +34,15 @@ def test_rank_among_the_bridges_heard(own, others, rank):
         assert h.heard("pollen", other, f"{M}0000000c-{k} hi", 0.0) == []
     h.heard("pollen", "0000000e", "not marked: not a bridge", 0.0)
     assert h.offer("pollen", "11223344-7", own, 10.0) == 2.0 + 4.0 * rank + 0.5
+
+
+def test_a_bridge_not_heard_for_a_day_no_longer_counts():
+    h = hb()
+    h.heard("pollen", "0000000a", f"{M}0000000c-1 hi", 0.0)
+    assert h.offer("pollen", "11223344-1", "0000000b", FORGET_S - 1) == 6.5
+    assert h.offer("pollen", "11223344-2", "0000000b", FORGET_S) == 2.5
+    h.heard("pollen", "0000000a", f"{M}0000000c-2 hi", FORGET_S + 1)     # back
+    assert h.offer("pollen", "11223344-3", "0000000b", FORGET_S + 2) == 6.5
 
 
 def test_bridges_are_known_per_network():

@@ -23,6 +23,7 @@ HOLD_S = 2.0     # a text to bridge waits this long (a lone bridge's added laten
 STEP_S = 4.0     # + this for each known bridge into that network with a lower id (about two
 #                  LongFast airtimes of a 200-byte text: the first copy is heard before it ends),
 SPREAD_S = 1.0   # + 0..this at random (bridges that do not know of each other yet)
+FORGET_S = 24 * 3600.0   # a bridge not heard for this long no longer counts (it may be gone)
 NETWORKS = ("pollen", "meshtastic")
 _UIDS = 1024     # uids remembered, each network
 _BRIDGES = 256   # bridges remembered, each network
@@ -33,7 +34,7 @@ class _Network:
     the uids heard brought in by them, and the uids it holds back."""
 
     def __init__(self):
-        self.bridges = _Recent(_BRIDGES)   # ids of senders of marked texts
+        self.bridges = _Recent(_BRIDGES)   # id of a sender of marked texts -> when last heard
         self.brought = _Recent(_UIDS)      # uids heard marked on this network
         self.held = _Recent(_UIDS)         # uid -> when its hold ends (ours, to bring in)
 
@@ -46,9 +47,11 @@ class HoldBack:
         self.hold_s, self.step_s, self.spread_s, self.rng = hold_s, step_s, spread_s, rng
         self.nets = {name: _Network() for name in NETWORKS}
 
-    def bridges(self, network: str, own=None) -> list:
-        """The other bridges into `network` this bridge knows of."""
-        return sorted(b for b in self.nets[network].bridges if b != own)
+    def bridges(self, network: str, own=None, now_s: float | None = None) -> list:
+        """The other bridges into `network` this bridge knows of (heard
+        within FORGET_S of now_s, when given)."""
+        return sorted(b for b, t in self.nets[network].bridges.items()
+                      if b != own and (now_s is None or now_s - t < FORGET_S))
 
     def heard(self, network: str, sender, text, now_s: float) -> list[str]:
         """A text heard on `network` (from sender); the uids of our held
@@ -57,7 +60,7 @@ class HoldBack:
         if mark is None or sender is None:
             return []
         net = self.nets[network]
-        net.bridges.add(sender)
+        net.bridges.add(sender, now_s)
         uid = mark[1]
         if uid is None:
             return []
@@ -74,7 +77,7 @@ class HoldBack:
         net = self.nets[network]
         if uid in net.brought:
             return None
-        hold = hold_back_s(own, self.bridges(network, own), self.hold_s, self.step_s,
+        hold = hold_back_s(own, self.bridges(network, own, now_s), self.hold_s, self.step_s,
                            self.spread_s, self.rng)
         if hold > 0:
             net.held.add(uid, now_s + hold)

@@ -78,7 +78,9 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
                                " or --mqtt URL")
     ids = IdMap(maps)
     if not 0 <= hold_s <= 600:
-        raise click.BadParameter(f"{hold_s:g}: expected seconds 0..600", param_hint="'--hold-s'")
+        from pollen_controller.errors import InputError
+
+        raise InputError(f"--hold-s {hold_s:g}: expected seconds 0..600 (0: no hold)")
     holdback = HoldBack(hold_s)
     rates = (RateLimit(rate_mesh, 3, "--rate-to-meshtastic"),
              RateLimit(rate_pollen, 5, "--rate-to-pollen"))
