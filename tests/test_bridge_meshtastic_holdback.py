@@ -39,10 +39,10 @@ def test_rank_among_the_bridges_heard(own, others, rank):
 def test_a_bridge_not_heard_for_a_day_no_longer_counts():
     h = hb()
     h.heard("pollen", "0000000a", f"{M}0000000c-1 hi", 0.0)
-    assert h.offer("pollen", "11223344-1", "0000000b", FORGET_S - 1) == 6.5
+    assert h.offer("pollen", "11223344-1", "0000000b", FORGET_S - 10) == 6.5
     assert h.offer("pollen", "11223344-2", "0000000b", FORGET_S) == 2.5
-    h.heard("pollen", "0000000a", f"{M}0000000c-2 hi", FORGET_S + 1)     # back
-    assert h.offer("pollen", "11223344-3", "0000000b", FORGET_S + 2) == 6.5
+    h.heard("pollen", "0000000a", f"{M}0000000c-2 hi", FORGET_S + 10)    # back
+    assert h.offer("pollen", "11223344-3", "0000000b", FORGET_S + 20) == 6.5
 
 
 def test_bridges_are_known_per_network():
@@ -74,6 +74,16 @@ def test_a_copy_heard_before_ours_is_not_bridged_at_all():
     assert h.heard("pollen", "0000000a", f"{M}11223344-7 ANNA: hi", 5.0) == []
     assert h.offer("pollen", "11223344-7", "0000000b", 6.0) is None
     assert h.offer("meshtastic", "11223344-7", 0x02, 6.0) == 2.5       # (another network)
+
+
+def test_texts_keep_their_order():
+    draws = iter([1.0, 0.0, 0.0, 0.0])
+    h = hb(rng=lambda: next(draws))
+    assert h.offer("pollen", "11223344-1", "0000000b", 0.0) == 3.0       # until 3.0
+    assert h.offer("pollen", "11223344-2", "0000000b", 0.5) == 2.5       # not before it: until 3.0
+    assert h.offer("meshtastic", "0000000c-1", 0x02, 0.5) == 2.0        # the other way: its own
+    h.took("pollen", "11223344-0", 9.0)                                  # held when we last stopped
+    assert h.offer("pollen", "11223344-3", "0000000b", 1.0) == 8.0
 
 
 def test_split_texts_are_one_unit():

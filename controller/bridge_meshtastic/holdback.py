@@ -37,6 +37,7 @@ class _Network:
         self.bridges = _Recent(_BRIDGES)   # id of a sender of marked texts -> when last heard
         self.brought = _Recent(_UIDS)      # uids heard marked on this network
         self.held = _Recent(_UIDS)         # uid -> when its hold ends (ours, to bring in)
+        self.last_until = 0.0              # the latest hold end: texts keep their order
 
 
 class HoldBack:
@@ -80,10 +81,14 @@ class HoldBack:
         hold = hold_back_s(own, self.bridges(network, own, now_s), self.hold_s, self.step_s,
                            self.spread_s, self.rng)
         if hold > 0:
+            hold = max(hold, net.last_until - now_s)   # not before an earlier text
             net.held.add(uid, now_s + hold)
+            net.last_until = now_s + hold
         return hold
 
     def took(self, network: str, uid: str, until_s: float):
         """A text of `uid` already held back until until_s (kept on disk
         when the bridge last stopped)."""
-        self.nets[network].held.add(uid, until_s)
+        net = self.nets[network]
+        net.held.add(uid, until_s)
+        net.last_until = max(net.last_until, until_s)
