@@ -341,7 +341,7 @@ def test_two_bridges_on_one_broker_publish_one_copy(tmp_path, mosquitto):
         for name, num, node_id in (("one", 0xB0000001, "0000000a"), ("two", 0xB0000002, "0000000b")):
             (tmp_path / name).mkdir()
             made.append(Bridge(tmp_path / name, mosquitto.port, num=num, node_id=node_id,
-                               hold=(0.1, 0.6, 0.0)))
+                               hold=(0.1, 1.0, 0.0)))
         one, two = made
         one.post("first: now two knows of one", msg_id=40)   # (heard over the broker)
         deadline = time.monotonic() + 5
@@ -350,7 +350,7 @@ def test_two_bridges_on_one_broker_publish_one_copy(tmp_path, mosquitto):
         assert two.bridge.holdback.bridges("meshtastic") == [0xB0000001]
         for b in made:
             b.post("market at noon", msg_id=41)
-        got, end = [], time.monotonic() + 0.9               # past two's hold (0.7 s)
+        got, end = [], time.monotonic() + 1.2               # past two's hold (1.1 s)
         while time.monotonic() < end:
             try:
                 topic, payload, _ = gw.got.get(timeout=max(0.01, end - time.monotonic()))
