@@ -14,13 +14,14 @@ import pytest
 
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.device import Device, parse_host
+from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_TEXT_BYTES, POLLEN_TEXT_BYTES, IdMap,
                                                        RateLimit, destination, split_text, to_meshtastic,
                                                        to_pollen)
 from pollen_controller.errors import InputError
 from pollen_controller.node.link import SerialLink
 from tests.fakes.fake_console_node import FakeConsoleNode
-from tests.fakes.fake_meshtastic import BROADCAST, FakeMeshtastic
+from tests.fakes.fake_meshtastic import BROADCAST, NODES, FakeMeshtastic
 
 ANNA, FARM = 0x11223344, 0x55667788     # nodes the fake device knows (NODES)
 CH = 1                                   # the channel bridged ("pollen" on the fake)
@@ -100,11 +101,13 @@ def test_rate_limit_is_a_token_bucket():
 class Running:
     """A bridge between a fake pollen node and a fake Meshtastic device, on a thread."""
 
-    def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10)):
+    def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10),
+                 node_id="0000000a", mesh_num=None, hold=(0.0,)):
         folder = tmp_path / name
         folder.mkdir()
-        self.node = FakeConsoleNode(folder, node_id="0000000a").plug()
-        self.mesh = getattr(FakeMeshtastic(folder), kind)()
+        self.node = FakeConsoleNode(folder, node_id=node_id).plug()
+        nodes = NODES if mesh_num is None else [(mesh_num, "BRG", "a bridge")] + NODES[1:]
+        self.mesh = getattr(FakeMeshtastic(folder, nodes), kind)()
         self.logs = []
         self.device = Device(None, serial_port=self.mesh.path if kind == "serial" else None,
                              host="127.0.0.1" if kind == "tcp" else None,
@@ -115,7 +118,7 @@ class Running:
         self.bridge = MeshtasticBridge(self.link, self.device, CH, folder / "outbox.db",
                                        IdMap(["0000000c=!11223344"]), RateLimit(*to_mesh),
                                        RateLimit(*to_pollen), log=self.logs.append,
-                                       confirm_timeout_s=1.0)
+                                       confirm_timeout_s=1.0, holdback=HoldBack(*hold))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.bridge.run, args=(self.stop,), daemon=True)
         self.thread.start()
@@ -246,23 +249,63 @@ def test_a_flood_is_rate_limited_and_nothing_lost(running):
           f" at {rate_per_s:g}/s, burst {burst}")
 
 
-def test_no_loop_with_two_bridges(running):
-    # two bridges between the same pollen mesh and the same Meshtastic channel:
-    # what one brings in, the other hears, and leaves alone
-    one, two = running(name="one"), running(name="two")
-    one.mesh.text(ANNA, "hello pollen", channel=CH, packet_id=5)
-    [(_, marked, _)] = one.pollen_sends(1)
-    two.post(marked, sender="0000000a", msg_id=50)   # two's node hears one's post
-    two.mesh.text(ANNA, "hello pollen", channel=CH, packet_id=5)
-    [(_, marked2, _)] = two.pollen_sends(1)          # (each bridge brings it in: a double, no loop)
-    one.post(marked2, sender="0000000b", msg_id=51)
-    one.post("hello meshtastic", msg_id=52)
-    [(_, _, marked3)] = [one.mesh.sent.get(timeout=10)]
-    two.mesh.text(FARM, marked3, channel=CH)          # two's device hears one's text
-    _no_more(two.node.commands)
-    _no_more(one.mesh.sent, 0.1)
-    _no_more(two.mesh.sent, 0.1)
-    assert one.bridge.stats["bridged_skipped"] == 1 and two.bridge.stats["bridged_skipped"] == 2
+# two bridges between the same pollen mesh and the same Meshtastic channel:
+# what one brings in, the other hears and leaves alone (no loop), and drops
+# its own copy of it, still held back (no double; with --hold-s 0 each
+# network got two copies here)
+HOLD = (0.1, 1.0, 0.0)     # 0.1 s, + 1 s for each lower-id bridge known, no random spread
+
+
+def _known_to_each_other(one, two):
+    # each has heard the other bridge bring something in, on both networks
+    one.post("\u21c4000000ff-1 earlier", sender=two.node_id, msg_id=1)
+    two.post("\u21c4000000ff-2 earlier", sender=one.node_id, msg_id=1)
+    one.mesh.text(two.mesh.num, "\u21c4000000ff-3 earlier", channel=CH, packet_id=1)
+    two.mesh.text(one.mesh.num, "\u21c4000000ff-4 earlier", channel=CH, packet_id=1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(
+            b.bridge.holdback.bridges(net, None) for b in (one, two) for net in ("pollen", "meshtastic")):
+        time.sleep(0.02)
+
+
+def _no_more_sends(b, wait_s):
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            cmd = b.node.commands.get(timeout=max(0.0, end - time.monotonic()))
+        except queue.Empty:
+            return
+        assert cmd.get("cmd") != "send", cmd
+
+
+def test_two_bridges_no_loop_and_one_copy_each_way(running):
+    one = running(name="one", node_id="0000000a", mesh_num=0xB0000001, hold=HOLD)
+    two = running(name="two", node_id="0000000b", mesh_num=0xB0000002, hold=HOLD)
+    one.node_id, two.node_id = "0000000a", "0000000b"
+    _known_to_each_other(one, two)
+    # Meshtastic -> pollen: both devices hear Anna; one (rank 0) goes first,
+    # two's node hears one's post while two still holds its own copy
+    t0 = time.monotonic()
+    for b in (one, two):
+        b.mesh.text(ANNA, "hello pollen", channel=CH, packet_id=5)
+    [(_, marked, t1)] = one.pollen_sends(1)
+    two.post(marked, sender="0000000a", msg_id=50)
+    _no_more_sends(two, 1.1)                         # past two's hold (1.1 s): dropped
+    # pollen -> Meshtastic: both nodes hear the bakery's post (a long one: two parts)
+    long = "ü" * 100 + " " + "x" * 28
+    for b in (one, two):
+        b.post(long, msg_id=52)
+    parts = [one.mesh.sent.get(timeout=10)[2] for _ in range(2)]
+    two.mesh.text(one.mesh.num, parts[0], channel=CH, packet_id=9)   # two's device hears one's text
+    _no_more(two.mesh.sent, 1.1)
+    _no_more_sends(two, 0.0)                         # one's Meshtastic text not brought back
+    _no_more_sends(one, 0.0)
+    _no_more(one.mesh.sent, 0.0)
+    assert two.bridge.stats["doubles_avoided"] == 2 and one.bridge.stats["doubles_avoided"] == 0
+    assert one.bridge.stats["bridged_skipped"] == 2 and two.bridge.stats["bridged_skipped"] == 4
+    assert two.bridge.inbox.count == two.bridge.outbox.count == 0
+    assert t1 - t0 >= 0.1                            # a rank-0 bridge: the base hold and its own way
+    print(f"\ntwo bridges: one copy each way; rank 0 into pollen after {1000 * (t1 - t0):.0f} ms")
 
 
 # ---- the command: bad input is one line naming the option --------------------------------
@@ -271,6 +314,7 @@ def test_no_loop_with_two_bridges(running):
     (["--meshtastic-host", "h", "--map", "0000000c"], "pollen: --map '0000000c': expected POLLENID=!MESHID"),
     (["--meshtastic-host", "h:0"], "pollen: --meshtastic-host 'h:0': port '0' is not a number 1..65535"),
     (["--meshtastic-host", "h", "--rate-to-meshtastic", "0"], "pollen: --rate-to-meshtastic: expected"),
+    (["--meshtastic-host", "h", "--hold-s", "-1"], "pollen: --hold-s -1: expected seconds 0..600"),
 ])
 def test_command_bad_input(args, line):
     r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", "/dev/null/x", "--channel", "1"] + args,
@@ -309,14 +353,17 @@ def test_pollen_node_away_and_back_nothing_lost(running):
 
 
 def test_texts_waiting_survive_a_restart_of_the_bridge(tmp_path, running):
-    b = running()
+    # also those held back (for another bridge's copy) when it stopped: each
+    # goes when its hold ends, or is dropped when another bridge's copy is heard
+    b = running(hold=(0.2, 0.0, 30.0, iter([0.0, 1.0]).__next__))   # held 0.2 s, then 30.2 s
     b.mesh.unplug()
     while b.device.up:
         time.sleep(0.05)
     b.post("kept on disk", msg_id=80)
+    b.post("another bridge's copy comes", msg_id=81)
     time.sleep(0.3)
-    b.close()                                        # the bridge stops with the text waiting
-    assert b.bridge.outbox.count == 1
+    b.close()                                        # the bridge stops with the texts waiting
+    assert b.bridge.outbox.count == 2
     b.mesh.plug()
     again = Device(None, serial_port=b.mesh.path)
     again.open()
@@ -327,6 +374,12 @@ def test_texts_waiting_survive_a_restart_of_the_bridge(tmp_path, running):
     t.start()
     try:
         assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-80 kept on disk"
+        b.mesh.text(FARM, "\u21c40000000c-81 another bridge's copy comes", channel=CH)
+        deadline = time.monotonic() + 5
+        while bridge.outbox.count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert bridge.stats["doubles_avoided"] == 1 and bridge.outbox.count == 0
+        _no_more(b.mesh.sent, 0.1)
     finally:
         stop.set()
         t.join(10)

@@ -24,6 +24,7 @@ from meshtastic.protobuf import mesh_pb2, mqtt_pb2, portnums_pb2
 
 from pollen_controller.bridge_meshtastic import mqtt_codec as codec
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
+from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide, topics
 from pollen_controller.bridge_meshtastic.relay import RateLimit
 from pollen_controller.errors import InputError
@@ -216,15 +217,17 @@ class Gateways:
 
 
 class Bridge:
-    def __init__(self, folder, broker_port, key=DEFAULT_KEY, to_mesh=(6000, 10), to_pollen=(6000, 10)):
-        self.node = FakeConsoleNode(folder, node_id="0000000a").plug()
+    def __init__(self, folder, broker_port, key=DEFAULT_KEY, to_mesh=(6000, 10), to_pollen=(6000, 10),
+                 num=BRIDGE, node_id="0000000a", hold=(0,)):
+        self.node = FakeConsoleNode(folder, node_id=node_id).plug()
         self.logs = []
-        self.side = MqttSide(f"mqtt://127.0.0.1:{broker_port}", CH, key, BRIDGE, region="EU_868",
+        self.side = MqttSide(f"mqtt://127.0.0.1:{broker_port}", CH, key, num, region="EU_868",
                              log=self.logs.append, reconnect_s=(0.1, 0.5))
         self.link = SerialLink(self.node.path)
         self.bridge = MeshtasticBridge(self.link, self.side, CH, folder / "outbox.db",
                                        to_mesh_rate=RateLimit(*to_mesh), to_pollen_rate=RateLimit(*to_pollen),
-                                       log=self.logs.append, confirm_timeout_s=1.0)
+                                       log=self.logs.append, confirm_timeout_s=1.0,
+                                       holdback=HoldBack(*hold))
         self.side.open()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.bridge.run, args=(self.stop,), daemon=True)
@@ -328,6 +331,44 @@ def test_the_same_packet_from_two_gateways_is_bridged_once(bridged):
     assert b.bridge.stats["bridged_skipped"] == 1
 
 
+def test_two_bridges_on_one_broker_publish_one_copy(tmp_path, mosquitto):
+    # both pollen nodes hear the bakery's post; each bridge hears the other's
+    # publications straight from the broker: the first copy (the lower node
+    # number's, rank 0) is heard long before the other's hold ends
+    gw = Gateways(mosquitto.port)
+    made = []
+    try:
+        for name, num, node_id in (("one", 0xB0000001, "0000000a"), ("two", 0xB0000002, "0000000b")):
+            (tmp_path / name).mkdir()
+            made.append(Bridge(tmp_path / name, mosquitto.port, num=num, node_id=node_id,
+                               hold=(0.1, 1.0, 0.0)))
+        one, two = made
+        one.post("first: now two knows of one", msg_id=40)   # (heard over the broker)
+        deadline = time.monotonic() + 5
+        while not two.bridge.holdback.bridges("meshtastic") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert two.bridge.holdback.bridges("meshtastic") == [0xB0000001]
+        for b in made:
+            b.post("market at noon", msg_id=41)
+        got, end = [], time.monotonic() + 1.2               # past two's hold (1.1 s)
+        while time.monotonic() < end:
+            try:
+                topic, payload, _ = gw.got.get(timeout=max(0.01, end - time.monotonic()))
+            except queue.Empty:
+                break
+            p = mqtt_pb2.ServiceEnvelope.FromString(payload).packet
+            data = mesh_pb2.Data.FromString(_ctr(DEFAULT_KEY, p.id, getattr(p, "from"), p.encrypted))
+            if data.portnum == TEXT:
+                got.append((getattr(p, "from"), data.payload.decode()))
+        assert got == [(0xB0000001, "\u21c40000000c-40 first: now two knows of one"),
+                       (0xB0000001, "\u21c40000000c-41 market at noon")]
+        assert two.bridge.stats["doubles_avoided"] == 1 and two.bridge.outbox.count == 0
+    finally:
+        for m in reversed(made):
+            m.close()
+        gw.close()
+
+
 def test_non_ascii_both_ways(bridged):
     b, gw = bridged()
     gw.publish(gateway_envelope(FARM, 2, NODEINFO, user("🌻SF", "Sunflower farm")))
@@ -397,7 +438,7 @@ def test_command_runs_and_reports(tmp_path, mosquitto):
     gw = Gateways(mosquitto.port)
     proc = subprocess.Popen([POLLEN, "bridge", "meshtastic", "--port", node.path, "--mqtt",
                              f"mqtt://127.0.0.1:{mosquitto.port}", "--channel", CH, "--region", "eu_868",
-                             "--outbox", str(tmp_path / "o.db")],
+                             "--outbox", str(tmp_path / "o.db"), "--hold-s", "0.05"],
                             stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stderr.readline()

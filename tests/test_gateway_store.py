@@ -54,8 +54,29 @@ def test_an_outbox_of_the_first_version_is_taken_on(tmp_path):
     db.close()
     s = Store(tmp_path / "old.db")
     assert [r[1] for r in s.outbox.pending()] == ["pollen/x/1/message"]
+    assert [r[1] for r in s.outbox.pending(now_s=0.0)] == ["pollen/x/1/message"]
+    assert s.outbox.held(0.0) == []
     s.outbox.add("pollen/x/1/status", "{}", perishable=True)
     assert s.outbox.count == 2
+
+
+def test_outbox_rows_held_back_as_one_text(tmp_path):
+    # pollen bridge meshtastic: a text split in two is two rows of one uid,
+    # held back together, cancelled together, and kept across a restart
+    s = Store(tmp_path / "b.db")
+    s.outbox.add("meshtastic", "part 1", after_s=100.0, uid="0000000c-30")
+    s.outbox.add("meshtastic", "part 2", after_s=100.0, uid="0000000c-30")
+    s.outbox.add("meshtastic", "held too", after_s=100.0, uid="0000000c-31")
+    s.outbox.add("meshtastic", "now")
+    assert [r[2] for r in s.outbox.pending(now_s=99.0)] == ["now"]
+    assert s.outbox.held(99.0) == [("0000000c-30", 100.0)] * 2 + [("0000000c-31", 100.0)]
+    assert s.outbox.cancel("0000000c-30", 99.0) and s.outbox.count == 2
+    assert not s.outbox.cancel("0000000c-31", 100.0)  # its time has come: it goes
+    s.close()
+    s = Store(tmp_path / "b.db")
+    assert s.outbox.held(99.0) == [("0000000c-31", 100.0)] and s.outbox.count == 2
+    assert [r[2] for r in s.outbox.pending(now_s=100.0)] == ["held too", "now"]
+    assert [r[2] for r in s.outbox.pending()] == ["held too", "now"]  # (the gateway's call)
 
 
 def test_a_file_that_is_not_a_database_is_named(tmp_path):

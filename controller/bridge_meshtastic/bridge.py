@@ -12,7 +12,9 @@ queues, in one SQLite file:
   inbox    send commands for the pollen node, removed once it answered `sent`
 
 Each way is rate limited (a token bucket) and bounded (MAX_QUEUE texts;
-past that a new text is refused, said on stderr and counted).
+past that a new text is refused, said on stderr and counted). Each text is
+first held back a moment (an `after` time and its uid in its row), and
+dropped if another bridge's copy is heard meanwhile: holdback.py decides.
 """
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ import threading
 import time
 from pathlib import Path
 
+from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, destination, mesh_id,
                                                        to_meshtastic, to_pollen)
 from pollen_controller.gateway.attached_node import AttachedNode
-from pollen_controller.gateway.bridge import is_node_id
+from pollen_controller.gateway.bridge import is_node_id, parse_mark
 from pollen_controller.gateway.store import Store
 from pollen_controller.untrusted import safe_text
 
@@ -43,7 +46,8 @@ class MeshtasticBridge:
 
     def __init__(self, link, device, channel, outbox_path: Path, id_map: IdMap | None = None,
                  to_mesh_rate: RateLimit | None = None, to_pollen_rate: RateLimit | None = None,
-                 log=None, confirm_timeout_s: float = _CONFIRM_TIMEOUT_S):
+                 log=None, confirm_timeout_s: float = _CONFIRM_TIMEOUT_S,
+                 holdback: HoldBack | None = None):
         self.log = log or (lambda s: None)
         self.confirm_timeout_s = confirm_timeout_s
         self.attached = AttachedNode(link, self.log)
@@ -62,7 +66,15 @@ class MeshtasticBridge:
         self.lock = threading.Lock()
         self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
                       "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
-                      "other_channel": 0}
+                      "other_channel": 0, "doubles_avoided": 0}
+        self.holdback = holdback or HoldBack()
+        self.hold_lock = threading.Lock()    # holdback is fed on both threads
+        now = time.time()
+        with self.hold_lock:                 # texts held back when the bridge last stopped
+            for uid, until_s in self.inbox.held(now):
+                self.holdback.took("pollen", uid, until_s)
+            for uid, until_s in self.outbox.held(now):
+                self.holdback.took("meshtastic", uid, until_s)
         self._learn_names(self.attached.status)
 
     @property
@@ -85,6 +97,7 @@ class MeshtasticBridge:
             return
         short = device.short_name(num)
         who = f"meshtastic {mesh_id(num)} {safe_text(short, 16)}".rstrip()
+        self._heard("meshtastic", num, text)
         dest, why = destination(text, direct, num, self.ids.to_pollen, "all")
         if why:
             self._skip(why, who, mesh_id(num))
@@ -95,15 +108,18 @@ class MeshtasticBridge:
             self.log(f"{who}: a text of {len(text.encode())} bytes does not fit two"
                      f" pollen posts; not bridged")
             return
+        after_s, uid = self._hold("pollen", parts[0], self.node, who)
+        if after_s is None:
+            return
         for part in parts:
-            if not self._queue_for_pollen({"cmd": "send", "to": dest, "text": part}):
+            if not self._queue_for_pollen({"cmd": "send", "to": dest, "text": part}, after_s, uid):
                 return
         self._count("to_pollen")
         self.log(f"{who} -> pollen {dest}: {safe_text(text, 80)!s}")
 
-    def _queue_for_pollen(self, cmd: dict) -> bool:
+    def _queue_for_pollen(self, cmd: dict, after_s: float, uid: str) -> bool:
         try:
-            seq = self.inbox.add(cmd) if self.inbox.count < MAX_QUEUE else None
+            seq = self.inbox.add(cmd, after_s, uid) if self.inbox.count < MAX_QUEUE else None
         except sqlite3.Error as e:
             seq = None
             self.log(f"could not keep a text for the pollen node: {e}")
@@ -145,6 +161,7 @@ class MeshtasticBridge:
             return
         name = self.names.get(sender)
         who = f"pollen {sender} {safe_text(name, 16)}".rstrip()
+        self._heard("pollen", sender, text)
         to, why = destination(text, ev.get("kind") == "msg", sender, self.ids.to_mesh, None)
         if why:
             self._skip(why, who, sender)
@@ -154,6 +171,9 @@ class MeshtasticBridge:
             self._count("too_long")
             self.log(f"{who}: a text too long for two Meshtastic texts; not bridged")
             return
+        after_s, uid = self._hold("meshtastic", parts[0], self.device.num, who)
+        if after_s is None:
+            return
         for part in parts:
             if self.outbox.count >= MAX_QUEUE:
                 self._count("refused_full")
@@ -161,7 +181,8 @@ class MeshtasticBridge:
                          f" one refused")
                 return
             try:
-                self.outbox.add(_TOPIC, json.dumps({"text": part, "channel": self.channel, "to": to}))
+                self.outbox.add(_TOPIC, json.dumps({"text": part, "channel": self.channel, "to": to}),
+                                after_s=after_s, uid=uid)
             except sqlite3.Error as e:
                 self._count("refused_full")
                 self.log(f"could not keep a text for the Meshtastic device: {e}")
@@ -169,6 +190,36 @@ class MeshtasticBridge:
         self._count("to_meshtastic")
         self.log(f"{who} -> meshtastic {mesh_id(to) if to is not None else f'channel {self.channel}'}:"
                  f" {safe_text(text, 80)}")
+
+    # ---- several bridges: one copy on the other side (holdback.py) -------------------------
+
+    def _heard(self, network: str, sender, text: str):
+        # a marked text heard on `network`: its sender is a bridge; our held copy of it goes
+        now = time.time()
+        with self.hold_lock:
+            uids = self.holdback.heard(network, sender, text, now)
+        queue = self.inbox if network == "pollen" else self.outbox
+        for uid in uids:
+            try:
+                dropped = queue.cancel(uid, now)
+            except sqlite3.Error as e:
+                self.log(f"could not drop a text held back for {network} ({uid}): {e}")
+                continue
+            if dropped:
+                self._count("doubles_avoided")
+                self.log(f"{uid}: another bridge brought it into {network} first; ours dropped")
+
+    def _hold(self, network: str, first_part: str, own, who: str):
+        # (Unix time before which the text waits, its uid), or (None, None): a copy is in already
+        uid = parse_mark(first_part)[1]
+        now = time.time()
+        with self.hold_lock:
+            hold_s = self.holdback.offer(network, uid, own, now)
+        if hold_s is None:
+            self._count("doubles_avoided")
+            self.log(f"{who}: another bridge brought it into {network} already ({uid}); not bridged")
+            return None, None
+        return now + hold_s, uid
 
     def _skip(self, why: str, who: str, sender: str):
         self._count(why)
@@ -215,7 +266,7 @@ class MeshtasticBridge:
             return
         if not self.device.up:
             return
-        for seq, _topic, payload in self.outbox.pending(limit=1):
+        for seq, _topic, payload in self.outbox.pending(limit=1, now_s=time.time()):
             if not self.to_mesh_rate.take(time.monotonic()):
                 return
             body = json.loads(payload)
@@ -231,7 +282,7 @@ class MeshtasticBridge:
             if now - self.sending[1] < _ANSWER_TIMEOUT_S:
                 return
             self.sending = None              # no answer: written again
-        for seq, cmd in self.inbox.pending(limit=1):
+        for seq, cmd in self.inbox.pending(limit=1, now_s=time.time()):
             if not self.to_pollen_rate.take(now):
                 return
             cmd["ref"] = f"mt{seq}"

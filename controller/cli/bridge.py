@@ -52,16 +52,22 @@ def bridge():
               help="Texts a minute into Meshtastic, on average (bursts of 3).")
 @click.option("--rate-to-pollen", "rate_pollen", default=20.0, show_default=True, type=float,
               help="Texts a minute into pollen, on average (bursts of 5).")
+@click.option("--hold-s", "hold_s", default=2.0, show_default=True, type=float,
+              help="Each text waits this long (+ 0..1 s, + 4 s for each other bridge with a lower id"
+                   " that this one has heard) before it crosses, and is dropped if another bridge's"
+                   " copy is heard meanwhile: several bridges give one copy. 0: no wait.")
 def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root, mqtt_node,
-               username, password, maps, outbox, rate_mesh, rate_pollen):
+               username, password, maps, outbox, rate_mesh, rate_pollen, hold_s):
     """Relay texts between the attached node's mesh (its posts) and one
     Meshtastic channel, on a device or (--mqtt) as Meshtastic gateways
     publish it on a broker, and direct messages between the node ids
     given with --map (device only) (docs/meshtastic.md). Each bridged text
     says who wrote it and carries the bridging mark, so no bridge or
-    gateway brings it back. Runs until Ctrl-C; texts wait on disk while
-    either side is away."""
+    gateway brings it back; with several bridges, each holds a text back a
+    moment (--hold-s) and drops it when another's copy comes first. Runs
+    until Ctrl-C; texts wait on disk while either side is away."""
     from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
+    from pollen_controller.bridge_meshtastic.holdback import HoldBack
     from pollen_controller.bridge_meshtastic.relay import IdMap, RateLimit
     from pollen_controller.cli.gateway import _data_dir
     from pollen_controller.node.link import SerialLink
@@ -71,6 +77,11 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
         raise click.UsageError("give one of --meshtastic-port DEV, --meshtastic-host HOST[:PORT]"
                                " or --mqtt URL")
     ids = IdMap(maps)
+    if not 0 <= hold_s <= 600:
+        from pollen_controller.errors import InputError
+
+        raise InputError(f"--hold-s {hold_s:g}: expected seconds 0..600 (0: no hold)")
+    holdback = HoldBack(hold_s)
     rates = (RateLimit(rate_mesh, 3, "--rate-to-meshtastic"),
              RateLimit(rate_pollen, 5, "--rate-to-pollen"))
     say = lambda s: click.echo(safe_text(s), err=True)  # noqa: E731
@@ -90,13 +101,14 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
         if mqtt_url is None:
             device = Device(None, serial_port=mesh_port, host=host, tcp_port=tcp_port or 4403, log=say)
             device.open()
-            br = MeshtasticBridge(link, device, channel, outbox, ids, *rates, log=say)
+            br = MeshtasticBridge(link, device, channel, outbox, ids, *rates, log=say,
+                                  holdback=holdback)
             say(f"bridge: pollen node {br.node} <-> Meshtastic node {device.node_id} on {device.where},"
                 f" channel {channel}; {len(ids.to_mesh)} id(s) mapped")
         else:
             from pollen_controller.bridge_meshtastic.mqtt_codec import node_for
 
-            br = MeshtasticBridge(link, side, channel, outbox, ids, *rates, log=say)
+            br = MeshtasticBridge(link, side, channel, outbox, ids, *rates, log=say, holdback=holdback)
             if side.num is None:
                 side.num = node_for(br.node)
             side.long_name = f"pollen bridge {br.node}"

@@ -33,6 +33,17 @@ class _Recent(dict):
             del self[next(iter(self))]
 
 
+def hold_back_s(own, peers, hold_s: float, step_s: float, spread_s: float, rng) -> float:
+    """How long one of several bridges holds a text back before bringing it
+    in: hold + rank * step + 0..spread s, rank being how many of `peers`
+    (the other bridges into the same network that it knows of) have a lower
+    id than `own`, so the bridges take turns and the first one's copy is
+    heard by the others before their holds end. Also used by
+    bridge_meshtastic/holdback.py."""
+    rank = 0 if own is None else sum(1 for p in peers if p < own)
+    return hold_s + rank * step_s + rng() * spread_s
+
+
 def parse_mark(text) -> tuple[str, str | None] | None:
     """A bridged post's text -> (origin node id, uid it carries or None for the
     first version's "⇄ORIGIN text"); None when it carries no mark."""
@@ -108,8 +119,7 @@ class Bridging:
                 or gw in self.members or origin in self.members      # from our own mesh
                 or uid in self.here or uid in self.brought or uid in self.taken):
             return None
-        rank = sum(1 for g in self.peers() if g < self.own)
-        return self.hold_s + rank * self.step_s + self.rng() * self.spread_s
+        return hold_back_s(self.own, self.peers(), self.hold_s, self.step_s, self.spread_s, self.rng)
 
     def took(self, uid: str, until_s: float):
         """The gateway stored the post uid, held back until until_s."""

@@ -1,7 +1,9 @@
 """The gateway's two queues, in one SQLite file (docs/gateway.md):
 
   outbox   publications for the broker, each removed only when the broker
-           acknowledged it (QoS 1)
+           acknowledged it (QoS 1). (`pollen bridge meshtastic` keeps its
+           texts for the Meshtastic side here too, held back like bridged
+           posts: an `after` time and a `uid`, bridge_meshtastic/holdback.py)
   inbox    commands for the gateway's node (sends from the broker, posts
            bridged in from another mesh), each removed only when the node
            answered it. A bridged post is held back until its `after` time
@@ -62,6 +64,9 @@ class Store:
             columns = [r[1] for r in db.execute("PRAGMA table_info(outbox)")]
             if "perishable" not in columns:  # an outbox of the first gateway version
                 db.execute("ALTER TABLE outbox ADD COLUMN perishable INTEGER NOT NULL DEFAULT 0")
+            if "after" not in columns:  # an outbox of an earlier version
+                db.execute("ALTER TABLE outbox ADD COLUMN after REAL NOT NULL DEFAULT 0")
+                db.execute("ALTER TABLE outbox ADD COLUMN uid TEXT")
             db.execute("CREATE INDEX IF NOT EXISTS outbox_perishable ON outbox (seq)"
                        " WHERE perishable = 1")
             db.execute("CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -96,7 +101,7 @@ def is_locked(e: Exception) -> bool:
 
 class _Queue:
     def __init__(self, store: Store, table: str):
-        self.db, self.lock = store.db, store.lock
+        self.db, self.lock, self.table = store.db, store.lock, table
         self.count = self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
     @contextmanager
@@ -113,6 +118,21 @@ class _Queue:
                 self.count = count
                 raise
 
+    def held(self, now_s: float) -> list[tuple[str, float]]:
+        """(uid, after) of the rows held back past now_s (one per row: a
+        text split in two has two rows of one uid)."""
+        with self.lock:
+            return list(self.db.execute(f"SELECT uid, after FROM {self.table} WHERE after > ? AND"
+                                        f" uid IS NOT NULL ORDER BY seq", (now_s,)))
+
+    def cancel(self, uid: str, now_s: float) -> bool:
+        """Remove the rows named uid that are still held back at now_s."""
+        with self._writing():
+            n = self.db.execute(f"DELETE FROM {self.table} WHERE uid = ? AND after > ?",
+                                (uid, now_s)).rowcount
+            self.count -= n
+        return n > 0
+
 
 class Outbox(_Queue):
     """Publications waiting for the broker's acknowledgement."""
@@ -120,8 +140,11 @@ class Outbox(_Queue):
     def __init__(self, store: Store):
         super().__init__(store, "outbox")
 
-    def add(self, topic: str, payload: str, perishable: bool = False) -> int:
-        """Queue one publication; returns how many older rows went to make room."""
+    def add(self, topic: str, payload: str, perishable: bool = False, after_s: float = 0.0,
+            uid: str | None = None) -> int:
+        """Queue one publication; returns how many older rows went to make room.
+        One with an `after_s` (Unix time, s) is not pending before then; its
+        `uid` names it for cancel()."""
         with self._writing():
             dropped = 0
             if perishable:
@@ -130,8 +153,8 @@ class Outbox(_Queue):
                     dropped += self._drop("WHERE perishable = 1", n - MAX_PERISHABLE + 1)
             if self.count >= MAX_OUTBOX:
                 dropped += self._drop("", self.count - MAX_OUTBOX + 1)
-            self.db.execute("INSERT INTO outbox (topic, payload, perishable) VALUES (?, ?, ?)",
-                            (topic, payload, int(perishable)))
+            self.db.execute("INSERT INTO outbox (topic, payload, perishable, after, uid)"
+                            " VALUES (?, ?, ?, ?, ?)", (topic, payload, int(perishable), after_s, uid))
             self.count += 1
         return dropped
 
@@ -141,11 +164,13 @@ class Outbox(_Queue):
         self.count -= cur.rowcount
         return cur.rowcount
 
-    def pending(self, after: int = 0, limit: int = -1) -> list[tuple[int, str, str]]:
-        """(seq, topic, payload) in order, those after seq `after`."""
+    def pending(self, after: int = 0, limit: int = -1,
+                now_s: float = float("inf")) -> list[tuple[int, str, str]]:
+        """(seq, topic, payload) in order, those after seq `after` whose
+        `after` time has come by now_s."""
         with self.lock:
             return list(self.db.execute("SELECT seq, topic, payload FROM outbox WHERE seq > ?"
-                                        " ORDER BY seq LIMIT ?", (after, limit)))
+                                        " AND after <= ? ORDER BY seq LIMIT ?", (after, now_s, limit)))
 
     def done(self, *seqs: int):
         with self._writing():
@@ -177,19 +202,6 @@ class Inbox(_Queue):
             rows = list(self.db.execute("SELECT seq, cmd FROM inbox WHERE after <= ?"
                                         " ORDER BY seq LIMIT ?", (now_s, limit)))
         return [(seq, json.loads(cmd)) for seq, cmd in rows]
-
-    def held(self, now_s: float) -> list[tuple[str, float]]:
-        """(uid, after) of the commands held back past now_s."""
-        with self.lock:
-            return list(self.db.execute("SELECT uid, after FROM inbox WHERE after > ? AND uid"
-                                        " IS NOT NULL ORDER BY seq", (now_s,)))
-
-    def cancel(self, uid: str, now_s: float) -> bool:
-        """Remove the command named uid if it is still held back at now_s."""
-        with self._writing():
-            n = self.db.execute("DELETE FROM inbox WHERE uid = ? AND after > ?", (uid, now_s)).rowcount
-            self.count -= n
-        return n > 0
 
     def get(self, seq: int) -> dict | None:
         with self.lock:

@@ -1,0 +1,94 @@
+"""Several bridges between the same pollen mesh and the same Meshtastic
+channel, and one copy of each text on the other side (docs/meshtastic.md,
+"No loops, no doubles"): the pure decisions, no IO. bridge.py feeds it the
+marked texts each side hears and the texts it is about to bridge, with the
+time (Unix time, s: held texts wait in the SQLite file across restarts).
+
+A text to be bridged into a network waits hold + rank * step + 0..spread s
+(gateway/bridge.py's hold_back_s, as the MQTT gateways hold posts back),
+rank being how many bridges into that network this one knows of have a
+lower id (a pollen node id; a Meshtastic node number). The sender of a
+marked text is a bridge (or an MQTT gateway): that is how bridges learn of
+each other, on each network. If meanwhile this bridge hears a marked text of
+the same uid on that network, another bridge brought it in first: the held
+text (both parts of a split one: they share the uid) is dropped.
+"""
+from __future__ import annotations
+
+import random
+
+from pollen_controller.gateway.bridge import _Recent, hold_back_s, parse_mark
+
+HOLD_S = 2.0     # a text to bridge waits this long (a lone bridge's added latency, + the spread),
+STEP_S = 4.0     # + this for each known bridge into that network with a lower id (about two
+#                  LongFast airtimes of a 200-byte text: the first copy is heard before it ends),
+SPREAD_S = 1.0   # + 0..this at random (bridges that do not know of each other yet)
+FORGET_S = 24 * 3600.0   # a bridge not heard for this long no longer counts (it may be gone)
+NETWORKS = ("pollen", "meshtastic")
+_UIDS = 1024     # uids remembered, each network
+_BRIDGES = 256   # bridges remembered, each network
+
+
+class _Network:
+    """What this bridge knows of one network: the other bridges into it,
+    the uids heard brought in by them, and the uids it holds back."""
+
+    def __init__(self):
+        self.bridges = _Recent(_BRIDGES)   # id of a sender of marked texts -> when last heard
+        self.brought = _Recent(_UIDS)      # uids heard marked on this network
+        self.held = _Recent(_UIDS)         # uid -> when its hold ends (ours, to bring in)
+        self.last_until = 0.0              # the latest hold end: texts keep their order
+
+
+class HoldBack:
+    def __init__(self, hold_s: float = HOLD_S, step_s: float = STEP_S,
+                 spread_s: float = SPREAD_S, rng=random.random):
+        if hold_s <= 0:          # --hold-s 0: no hold-back at all
+            hold_s = step_s = spread_s = 0.0
+        self.hold_s, self.step_s, self.spread_s, self.rng = hold_s, step_s, spread_s, rng
+        self.nets = {name: _Network() for name in NETWORKS}
+
+    def bridges(self, network: str, own=None, now_s: float | None = None) -> list:
+        """The other bridges into `network` this bridge knows of (heard
+        within FORGET_S of now_s, when given)."""
+        return sorted(b for b, t in self.nets[network].bridges.items()
+                      if b != own and (now_s is None or now_s - t < FORGET_S))
+
+    def heard(self, network: str, sender, text, now_s: float) -> list[str]:
+        """A text heard on `network` (from sender); the uids of our held
+        texts for that network to drop: another bridge brought them in."""
+        mark = parse_mark(text)
+        if mark is None or sender is None:
+            return []
+        net = self.nets[network]
+        net.bridges.add(sender, now_s)
+        uid = mark[1]
+        if uid is None:
+            return []
+        net.brought.add(uid)
+        if net.held.get(uid, 0) > now_s:
+            del net.held[uid]
+            return [uid]
+        return []
+
+    def offer(self, network: str, uid: str, own, now_s: float) -> float | None:
+        """A text of `uid` to bridge into `network`, this bridge being `own`
+        there (None: not known yet, rank 0): how long to hold it back (s),
+        or None when another bridge's copy was already heard there."""
+        net = self.nets[network]
+        if uid in net.brought:
+            return None
+        hold = hold_back_s(own, self.bridges(network, own, now_s), self.hold_s, self.step_s,
+                           self.spread_s, self.rng)
+        if hold > 0:
+            hold = max(hold, net.last_until - now_s)   # not before an earlier text
+            net.held.add(uid, now_s + hold)
+            net.last_until = now_s + hold
+        return hold
+
+    def took(self, network: str, uid: str, until_s: float):
+        """A text of `uid` already held back until until_s (kept on disk
+        when the bridge last stopped)."""
+        net = self.nets[network]
+        net.held.add(uid, until_s)
+        net.last_until = max(net.last_until, until_s)
