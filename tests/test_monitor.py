@@ -307,7 +307,7 @@ def test_a_serial_port_that_goes_away_is_tried_again_and_the_view_stays():
         node.close()                                   # unplugged
         end = time.monotonic() + 5
         while not src.notes() and time.monotonic() < end:
-            assert src.get(0.2) is None
+            src.get(0.2)  # (what the node said before it went may still come)
         assert src.notes() and src.notes()[0].startswith(f"{node.port}: ")
         assert src.notes()[0].endswith("; trying again every 2 s")
         assert "0000000c" in view.nodes                # what was known stays

@@ -25,7 +25,9 @@ HOSTILE = "Anna\x1b[2J\u202e\n🌻"          # a long name from the air: escape,
 
 
 def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    # a terminal wide enough for every column (narrower ones shorten ids and
+    # names with an ellipsis: what the table shows then depends on $COLUMNS)
+    return CliRunner(env={"COLUMNS": "200"}).invoke(main, [str(a) for a in args])
 
 
 def nodes_now(now):
