@@ -403,94 +403,6 @@ class Sharing:
         per = self.chunk_air_ms + self.slot_ms
         return (n + 2 + 3 * hops) * per + self.slot_ms * 4
 
-    def _fetch_tick(self, fe, now_ms):
-        if now_ms < fe.next_ms:
-            return
-        for src, w in list(fe.windows.items()):
-            if now_ms >= w[1]:
-                del fe.windows[src]  # what did not come may be asked for again
-                if not w[2]:
-                    # nothing came: ask it again later and later (a partition,
-                    # a node gone), never forget it (it may be the only way)
-                    st = fe.strikes.get(src)
-                    n = st[0] + 1 if st else 1
-                    if st is None and len(fe.strikes) >= _MAX_STRIKES:
-                        # sources come and go: forget the one whose back-off ends first
-                        del fe.strikes[min(fe.strikes, key=lambda k: fe.strikes[k][1])]
-                    wait = self._answer_ms(4, w[4]) << (n if n < _MAX_BACKOFF else _MAX_BACKOFF)
-                    fe.strikes[src] = [n, now_ms + wait]
-        if self.files.complete(fe.cid):
-            # complete another way (shared here meanwhile, or a power cut
-            # before the fetch record went): nothing is left to ask for
-            self._fetch_complete(fe, now_ms)
-            return
-        parts = fe.cid not in self.files.manifests
-        if not fe.own and not fe.windows and not fe.owed and not fe.owed_parts:
-            self._end_fetch(fe, now_ms, None)  # a relay fetch with nothing left to do
-            return
-        if now_ms - fe.progress_ms > self.s.fetch_patience_ms:
-            if fe.queries and parts and not fe.parts:
-                self._end_fetch(fe, now_ms, "no node within reach has content id %s (asked for %d s)"
-                                % (cid_str(fe.cid), (now_ms - fe.started_ms) // 1000))
-            else:
-                self._end_fetch(fe, now_ms, "no progress for %d s"
-                                % (self.s.fetch_patience_ms // 1000))
-            return
-        if _WANT_JOB in self.jobs or len(self.jobs) >= MAX_JOBS:
-            return  # the job queue wakes us when it moves
-        fe.next_ms = self._fetch_deadline(fe, now_ms)
-        wanted = self._wanted(fe, parts)
-        if not wanted:
-            return
-        # a neighbour we pass it to is no way to it, unless it holds it whole,
-        # and one that sent us something false is asked no more. For a file
-        # the user asked for, the false one is tried when no other way
-        # answers (a frame can be forged in its name), and one we pass it to
-        # when it is the only way there is
-        known = self.catalog.sources(fe.cid, now_ms)
-        ways = [x for x in known if x[1] == 0 or x[0] not in fe.askers]
-        sources = [x for x in ways if x[0] not in fe.bad]
-        if fe.own:
-            for x in sources:
-                st = fe.strikes.get(x[0])
-                if not st or now_ms >= st[1]:
-                    break  # one answers, or may
-            else:
-                sources = ways or known
-        best = None
-        for src, hops in sources:
-            st = fe.strikes.get(src)
-            if st and now_ms < st[1]:
-                continue  # silent lately: its back-off runs (a gone source ends up here)
-            if best is None:
-                best = hops
-            elif hops > best or hops > 0:
-                # several sources at once only among neighbours holding it:
-                # two relay chains side by side would collide with each other
-                break
-            if src in fe.windows:
-                continue
-            take = [i for i in wanted[:self.s.fetch_window] if i - wanted[0] < 256]
-            self._want(fe.cid, src & 0xFF, take, parts, now_ms)
-            fe.windows[src] = [set(take), now_ms + self._answer_ms(len(take), hops),
-                               False, parts, hops]
-            fe.next_ms = now_ms  # another source may take the next window
-            return
-        if sources or fe.windows:
-            return  # waiting for an answer, or for a silent source's back-off
-        if not fe.own:
-            self._end_fetch(fe, now_ms, None)  # no way left for the neighbours who asked
-            return
-        # nobody we know of leads to it: ask our neighbours, at a steady pace,
-        # until the catalog brings a way or our patience ends
-        if now_ms < fe.query_ms:
-            fe.next_ms = fe.query_ms
-            return
-        fe.queries += 1
-        self._want(fe.cid, 0, list(range(_FIRST_PARTS)), True, now_ms)
-        fe.query_ms = now_ms + max(self.s.beacon_interval_ms // 4, self.slot_ms * 20)
-        fe.next_ms = min(fe.query_ms, fe.progress_ms + self.s.fetch_patience_ms + 1)
-
     def _hold_windows(self, ms):
         # The channel was taken for ms (by us, or by a frame we heard): an
         # answer we wait for could not come meanwhile, so it gets that long more.
@@ -676,8 +588,12 @@ class Sharing:
         self._catalog_timer(now_ms)
         if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
             self._serve_next(now_ms)
-        for fe in list(self.fetches.values()):
-            self._fetch_tick(fe, now_ms)
+        if self.fetches:
+            # (its own module: a node that fetches nothing, as most do most
+            # of the time, does not have this code in its heap)
+            from pollen.fetching import fetch_tick
+            for fe in list(self.fetches.values()):
+                fetch_tick(self, fe, now_ms)
 
     def _file_wake(self, t):
         # (called after this poll's timers and transmission; the caller holds

@@ -315,3 +315,14 @@ def test_every_file_frame_fits_the_dwell_time():
     assert _same(m.nodes[2], cid, data)
     assert 0 < longest[0] <= 400000, longest[0]
     assert not m.nodes[1].drops.get("dwell") and not m.nodes[2].drops.get("dwell")
+
+
+def test_the_fetch_timer_module_uses_sharings_constants():
+    # fetching.py repeats four of sharing.py's constants as compile-time
+    # constants (they take no room in its module dict); they must agree
+    import sys
+    if sys.implementation.name == "micropython":
+        return  # (there they are compiled away: no attributes to compare)
+    from pollen import sharing, fetching
+    for name in ("_WANT_JOB", "_FIRST_PARTS", "_MAX_BACKOFF", "_MAX_STRIKES"):
+        assert getattr(fetching, name) == getattr(sharing, name), name
