@@ -20,6 +20,7 @@ from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_TEXT_BYTES, PO
                                                        to_pollen)
 from pollen_controller.errors import InputError
 from pollen_controller.node.link import SerialLink
+from tests.fakes.bridge_run import BridgeRun
 from tests.fakes.fake_console_node import FakeConsoleNode
 from tests.fakes.fake_meshtastic import BROADCAST, NODES, FakeMeshtastic
 
@@ -98,7 +99,7 @@ def test_rate_limit_is_a_token_bucket():
 
 # ---- the bridge on the real meshtastic package -------------------------------------------
 
-class Running:
+class Running(BridgeRun):
     """A bridge between a fake pollen node and a fake Meshtastic device, on a thread."""
 
     def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10),
@@ -127,19 +128,6 @@ class Running:
         self.node.emit({"event": "received", "kind": kind, "from": sender,
                         "to": "ffffffff" if kind == "post" else "0000000a", "id": msg_id,
                         "text": text, "hops": 1})
-
-    def pollen_sends(self, n, timeout_s=10.0):
-        out, end = [], time.monotonic() + timeout_s
-        while len(out) < n:
-            cmd = self.node.commands.get(timeout=max(0.01, end - time.monotonic()))
-            if cmd.get("cmd") == "send":
-                out.append((cmd["to"], cmd["text"], time.monotonic()))
-        return out
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(10)
-        self.link.close()
 
 
 @pytest.fixture

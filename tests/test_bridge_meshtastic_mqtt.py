@@ -29,6 +29,7 @@ from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide, topics
 from pollen_controller.bridge_meshtastic.relay import RateLimit
 from pollen_controller.errors import InputError
 from pollen_controller.node.link import SerialLink
+from tests.fakes.bridge_run import BridgeRun
 from tests.fakes.fake_console_node import FakeConsoleNode
 
 DEFAULT_KEY = bytes.fromhex("d4f1bb3a20290759f0bcffabcf4e6901")   # firmware src/mesh/Channels.h defaultpsk
@@ -216,7 +217,7 @@ class Gateways:
         self.c.loop_stop()
 
 
-class Bridge:
+class Bridge(BridgeRun):
     def __init__(self, folder, broker_port, key=DEFAULT_KEY, to_mesh=(6000, 10), to_pollen=(6000, 10),
                  num=BRIDGE, node_id="0000000a", hold=(0,)):
         self.node = FakeConsoleNode(folder, node_id=node_id).plug()
@@ -236,19 +237,6 @@ class Bridge:
     def post(self, text, msg_id=17, sender="0000000c"):
         self.node.emit({"event": "received", "kind": "post", "from": sender, "to": "ffffffff",
                         "id": msg_id, "text": text, "hops": 1})
-
-    def pollen_sends(self, n, timeout_s=10.0):
-        out, end = [], time.monotonic() + timeout_s
-        while len(out) < n:
-            cmd = self.node.commands.get(timeout=max(0.01, end - time.monotonic()))
-            if cmd.get("cmd") == "send":
-                out.append((cmd["to"], cmd["text"], time.monotonic()))
-        return out
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(10)
-        self.link.close()
 
 
 @pytest.fixture
