@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 
-from pollen_controller.gateway.bridge import _Recent, hold_back_s, parse_mark
+from pollen_controller.gateway.bridge import Recent, hold_back_s, parse_mark
 
 HOLD_S = 2.0     # a text to bridge waits this long (a lone bridge's added latency, + the spread),
 STEP_S = 4.0     # + this for each known bridge into that network with a lower id (about two
@@ -34,9 +34,9 @@ class _Network:
     the uids heard brought in by them, and the uids it holds back."""
 
     def __init__(self):
-        self.bridges = _Recent(_BRIDGES)   # id of a sender of marked texts -> when last heard
-        self.brought = _Recent(_UIDS)      # uids heard marked on this network
-        self.held = _Recent(_UIDS)         # uid -> when its hold ends (ours, to bring in)
+        self.bridges = Recent(_BRIDGES)   # id of a sender of marked texts -> when last heard
+        self.brought = Recent(_UIDS)      # uids heard marked on this network
+        self.held = Recent(_UIDS)         # uid -> when its hold ends (ours, to bring in)
         self.last_until = 0.0              # the latest hold end: texts keep their order
 
 

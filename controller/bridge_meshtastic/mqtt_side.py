@@ -21,7 +21,7 @@ import time
 
 from pollen_controller.bridge_meshtastic import mqtt_codec as codec
 from pollen_controller.errors import MeshtasticError
-from pollen_controller.gateway.bridge import _Recent
+from pollen_controller.gateway.bridge import Recent
 from pollen_controller.gateway.mqtt import mqtt_client, parse_mqtt_url, probe_broker
 
 NODEINFO_EVERY_S = 3 * 3600   # as a node's own (src/mesh/Default.h default_node_info_broadcast_secs)
@@ -64,11 +64,11 @@ class MqttSide:
         self.answered = threading.Event()    # the broker took or refused the first connection
         self.subscribed = threading.Event()  # the broker acknowledged the subscription
         self.refused = None                  # the broker's reason when it refused us
-        self.acked = _Recent(_SEEN)          # mids the broker acknowledged
+        self.acked = Recent(_SEEN)          # mids the broker acknowledged
         self.mids: dict[int, int] = {}       # packet id -> mid of its last publication
-        self.ids = _Recent(64)               # outbox ref -> packet id (the same id when handed again)
-        self.seen = _Recent(_SEEN)           # (from, id) of packets taken
-        self.nodes = _Recent(_NODES)         # node number -> (short name, long name)
+        self.ids = Recent(64)               # outbox ref -> packet id (the same id when handed again)
+        self.seen = Recent(_SEEN)           # (from, id) of packets taken
+        self.nodes = Recent(_NODES)         # node number -> (short name, long name)
         self.next_nodeinfo = 0.0
         self.unreachable = False
         self.stats = {"connects": 0, "lost": 0, "heard": 0, "texts": 0, "names": 0,

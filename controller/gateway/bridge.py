@@ -19,7 +19,7 @@ STEP_S = 8.0             # + this for each gateway of our mesh with a lower node
 SPREAD_S = 2.0           # + 0..this at random
 
 
-class _Recent(dict):
+class Recent(dict):
     """The last `size` keys added, oldest out first."""
 
     def __init__(self, size: int):
@@ -74,12 +74,12 @@ class Bridging:
                  spread_s: float = SPREAD_S, rng=random.random):
         self.own = own  # our node's id (the gateway sets it again if the board changes)
         self.hold_s, self.step_s, self.spread_s, self.rng = hold_s, step_s, spread_s, rng
-        self.members = _Recent(_NODES)      # node ids in our mesh
-        self.gateways = _Recent(_NODES)     # node ids of gateways, ours or not
-        self.here = _Recent(_SEEN_UIDS)     # uids our node heard
-        self.brought = _Recent(_SEEN_UIDS)  # uids a gateway of ours bridged in (heard marked)
-        self.published = _Recent(_SEEN_UIDS)  # uid -> the other gateway that published it
-        self.taken = _Recent(_SEEN_UIDS)    # uid -> when its hold ends: bridged in by us
+        self.members = Recent(_NODES)      # node ids in our mesh
+        self.gateways = Recent(_NODES)     # node ids of gateways, ours or not
+        self.here = Recent(_SEEN_UIDS)     # uids our node heard
+        self.brought = Recent(_SEEN_UIDS)  # uids a gateway of ours bridged in (heard marked)
+        self.published = Recent(_SEEN_UIDS)  # uid -> the other gateway that published it
+        self.taken = Recent(_SEEN_UIDS)    # uid -> when its hold ends: bridged in by us
         self.members.add(own)
 
     def peers(self) -> list[str]:
