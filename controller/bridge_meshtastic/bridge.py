@@ -112,20 +112,25 @@ class MeshtasticBridge:
         if after_s is None:
             return
         for part in parts:
-            if not self._queue_for_pollen({"cmd": "send", "to": dest, "text": part}, after_s, uid):
+            cmd = {"cmd": "send", "to": dest, "text": part}
+            if not self._keep(self.inbox, "the pollen node", lambda: self.inbox.add(cmd, after_s, uid)):
                 return
         self._count("to_pollen")
         self.log(f"{who} -> pollen {dest}: {safe_text(text, 80)!s}")
 
-    def _queue_for_pollen(self, cmd: dict, after_s: float, uid: str) -> bool:
+    def _keep(self, queue, for_whom: str, add) -> bool:
+        # one text into a queue of at most MAX_QUEUE (the inbox or the
+        # outbox): add() writes it (None: the store itself is full); False,
+        # said and counted, when it could not be kept
         try:
-            seq = self.inbox.add(cmd, after_s, uid) if self.inbox.count < MAX_QUEUE else None
+            kept = add() if queue.count < MAX_QUEUE else None
         except sqlite3.Error as e:
-            seq = None
-            self.log(f"could not keep a text for the pollen node: {e}")
-        if seq is None:
             self._count("refused_full")
-            self.log(f"{self.inbox.count} texts already wait for the pollen node; one refused")
+            self.log(f"could not keep a text for {for_whom}: {e}")
+            return False
+        if kept is None:
+            self._count("refused_full")
+            self.log(f"{queue.count} texts already wait for {for_whom}; one refused")
             return False
         return True
 
@@ -175,17 +180,9 @@ class MeshtasticBridge:
         if after_s is None:
             return
         for part in parts:
-            if self.outbox.count >= MAX_QUEUE:
-                self._count("refused_full")
-                self.log(f"{self.outbox.count} texts already wait for the Meshtastic device;"
-                         f" one refused")
-                return
-            try:
-                self.outbox.add(_TOPIC, json.dumps({"text": part, "channel": self.channel, "to": to}),
-                                after_s=after_s, uid=uid)
-            except sqlite3.Error as e:
-                self._count("refused_full")
-                self.log(f"could not keep a text for the Meshtastic device: {e}")
+            body = json.dumps({"text": part, "channel": self.channel, "to": to})
+            if not self._keep(self.outbox, "the Meshtastic device",
+                              lambda: self.outbox.add(_TOPIC, body, after_s=after_s, uid=uid)):
                 return
         self._count("to_meshtastic")
         self.log(f"{who} -> meshtastic {mesh_id(to) if to is not None else f'channel {self.channel}'}:"

@@ -27,10 +27,9 @@ import queue
 import time
 
 from pollen_controller.monitor.mesh_view import fmt_age, unix_time
-from pollen_controller.monitor.sources import Source
+from pollen_controller.monitor.sources import QUEUE_LIMIT, Source
 
 DEVICE_EVERY_S = 5.0     # the device's own row is refreshed this often while connected
-_QUEUE_LIMIT = 10000     # events waiting for the monitor; beyond: dropped, counted
 _TELEMETRY = "TELEMETRY_APP"
 
 
@@ -94,7 +93,7 @@ class MeshtasticSource(Source):
                  device_every_s: float = DEVICE_EVERY_S):
         from pollen_controller.bridge_meshtastic.device import Device
 
-        self.q: queue.Queue = queue.Queue(_QUEUE_LIMIT)
+        self.q: queue.Queue = queue.Queue(QUEUE_LIMIT)
         self.dropped = 0
         self.device_every_s = device_every_s
         self._next_own = 0.0

@@ -26,7 +26,7 @@ from pollen_controller.node.link import LinkError
 
 STATUS_EVERY_S = 5.0       # how often the attached node is asked for its status
 _REOPEN_EVERY_S = 2.0      # a serial port that went away is tried again this often
-_QUEUE_LIMIT = 10000       # MQTT events waiting for the monitor; beyond: dropped, counted
+QUEUE_LIMIT = 10000        # events waiting for the monitor (MQTT, Meshtastic); beyond: dropped, counted
 MAX_PAYLOAD_BYTES = 65536  # a gateway's publication (a status with its neighbours: a few KiB)
 _QUIET_NOTE_S = 2.0        # connected this long with nothing on the network's topics: say so
 _MERGE_SLEEP_S = 0.05      # Sources: the longest an event waits when several sources are merged
@@ -264,7 +264,7 @@ class MqttSource(Source):
         self.host, self.port, tls = parse_mqtt_url(url)
         self.network = network
         self.description = f"MQTT {self.host}:{self.port} pollen/{network}/#"
-        self.q: queue.Queue = queue.Queue(_QUEUE_LIMIT)
+        self.q: queue.Queue = queue.Queue(QUEUE_LIMIT)
         self.connected = threading.Event()
         self.problem = "connecting to the broker..."
         self.malformed = 0
