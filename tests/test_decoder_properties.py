@@ -539,7 +539,7 @@ def test_an_ack_of_any_length_is_dropped_or_clears_only_what_it_names(n_bytes, t
 # ---- storage read back at start -----------------------------------------------------
 
 @FEW
-@given(st.dictionaries(st.sampled_from(["ids", "rx", "h%016x" % (NEIGHBOUR << 32 | 5), "h0",
+@given(st.dictionaries(st.sampled_from(["ids", "replay", "h%016x" % (NEIGHBOUR << 32 | 5), "h0",
                                         "q" + "ab" * 16, "q" + "zz" * 16, "f" + "ab" * 16 + "s",
                                         "f" + "ab" * 16 + "m", "f" + "ab" * 16 + "c0"]),
                        st.binary(max_size=60), max_size=9))

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from powercut_check import AirWatch, Ledger, scan_store  # noqa: E402
 from pollen import files, held, wire  # noqa: E402
 from pollen.crypto import NetworkKey  # noqa: E402
-from pollen.delivered import Delivered  # noqa: E402
+from pollen.replay import Replay  # noqa: E402
 from pollen.file_author import make_manifest  # noqa: E402
 from pollen.held_files import HeldFiles  # noqa: E402
 from pollen_io.filestore import FileStorage  # noqa: E402
@@ -21,15 +21,17 @@ KEY = NetworkKey(bytes(range(32)))
 
 def _store(tmp_path):
     """A node's store as the firmware writes it: a held message, the id
-    record, the delivered ring, a complete file and a partial one."""
+    record, the replay windows, a complete file and a partial one."""
     folder = tmp_path / "store"
     st = FileStorage(str(folder))
     f = wire.Frame(wire.MSG, wire.F_WANT_ACK, 3, 0, 0x101, 0x202, 7, 0, 1, b"hello")
     frame = wire.pack(f, KEY)
     h = held.Held(f.key(), 0x202, frame, 60000, True)
     st.put(held.record_name(h.key), held.encode(h, 0, frame))
-    st.put("ids", wire.be32(1234))
-    Delivered(st).add((0x303 << 32) | 9)
+    st.put("ids", wire.be32(1234) + wire.be32(5678))
+    r = Replay(st, 8)
+    r.add(0x303, 9)
+    r.flush()
     hf = HeldFiles(st)
     rng = random.Random(1)
     cids = []
@@ -58,7 +60,7 @@ def test_damaged_records_are_found(tmp_path):
     raw = (folder / name).read_bytes()
     (folder / name).write_bytes(raw[:-3])                  # a held frame cut short
     (folder / "ids").write_bytes(b"\x01\x02")              # an id record of 2 bytes
-    (folder / "rx").write_bytes(b"\x40" + bytes(256))      # a ring's "next" out of range
+    (folder / "replay").write_bytes(bytes(50))             # windows cut short
     c0 = files.cid_hex(cids[0])
     data = bytearray((folder / f"f{c0}d").read_bytes())   # a complete file's chunk 1 altered
     data[250] ^= 1
@@ -67,7 +69,7 @@ def test_damaged_records_are_found(tmp_path):
     (folder / "ids.tmp").write_bytes(b"")                  # a write cut short
     s = scan_store(folder, KEY)
     corrupt = {name for name, _ in s.corrupt}
-    assert corrupt == {name, "ids", "rx", f"f{c0}d"}
+    assert corrupt == {name, "ids", "replay", f"f{c0}d"}
     assert [c for c, _ in s.torn_complete] == [c0]          # complete, hash no longer matches
     assert {n[-1] for n, _ in s.orphans} == {"m", "d"}      # what the sweep at start deletes
     assert s.tmp_left == ["ids.tmp"]

@@ -27,9 +27,9 @@ from pathlib import Path
 from pollen import files, held, wire
 
 try:
-    from pollen import delivered
-except ImportError:  # a firmware from before the delivered ring
-    delivered = None
+    from pollen import replay
+except ImportError:  # a firmware from before the replay windows
+    replay = None
 
 # pollen/held_files.py's state flags and record names ("f<cid hex>m|s|c<i>")
 _COMPLETE = 4
@@ -81,13 +81,14 @@ def scan_store(folder, key, max_file_bytes: int = files.MAX_FILE_BYTES) -> Store
     frecs = {}       # cid hex -> {"m" | "s" | "d" | "c<i>": record}
     for name, raw in data.items():
         if name == "ids":
-            if len(raw) != 4:
-                out.corrupt.append((name, f"id record of {len(raw)} bytes, not 4"))
-        elif delivered is not None and name == delivered._RECORD:
-            # pollen/delivered.py: where the next goes, then _COUNT message keys
-            if len(raw) != 1 + delivered._KEY_BYTES * delivered._COUNT \
-                    or raw[0] >= delivered._COUNT:
-                out.corrupt.append((name, f"delivered ring of {len(raw)} bytes, next {raw[:1]!r}"))
+            # pollen/node.py: the end of each counter's reserved block (one
+            # counter in a record written before there were two)
+            if len(raw) not in (4, 8):
+                out.corrupt.append((name, f"id record of {len(raw)} bytes, not 8"))
+        elif replay is not None and name == replay._RECORD:
+            # pollen/replay.py: whole entries, one per origin
+            if not raw or len(raw) % replay._ENTRY:
+                out.corrupt.append((name, f"replay windows of {len(raw)} bytes"))
         elif held.is_record(name):
             rec = held.decode(name, raw, 0)
             if rec is None:

@@ -31,7 +31,7 @@ from pollen.sharing import Sharing
 from pollen.telemetry import Telemetry
 from pollen.ids import Values
 from pollen.congestion import Congestion
-from pollen.delivered import Delivered
+from pollen.replay import Replay
 
 # What Node is made of (docs/architecture.md). node.py keeps the state every
 # part shares and the frame dispatch; four mixins, one file each, share its
@@ -73,6 +73,7 @@ _BEACON_JOB = const(0)          # the job key of our beacon (message keys are ne
 _STATUS_JOB = const(4)   # our status frame's (telemetry.py)
 _CATALOG_JOB = const(3)  # our catalog frame's (sharing.py)
 _STORED_EXTRA = const(4)  # transmissions a relay may add for a held copy (custody._MAX_OFFERS)
+_REACKS = const(3)       # acks sent again for one message a copy of which comes again
 
 
 class Node(Flooding, Custody, Sharing, Telemetry):
@@ -109,8 +110,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.next_beacon_ms = 0
         self.next_wake_ms = 0
         self.started_ms = 0
-        self.next_id = 0
-        self.id_limit = 0
+        self.ids = [0, 0, 0, 0]  # next id and block end: messages, then other frames (_new_id)
         # slot: one frame of typical size on air plus turnaround; contention
         # windows are counted in slots so relays in different slots do not overlap
         self.slot_ms = preset_time_on_air_us(64, self.preset) // 1000 + 8
@@ -125,8 +125,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.last_internal = None
         self._init_sharing()
         self._init_telemetry()
-        # what the app had lately (read from storage at the first delivery)
-        self.delivered = Delivered(storage)
+        # each origin's window of accepted message ids (read from storage at
+        # the first use): what the app had, across restarts too
+        self.replay = Replay(storage, s.replay_origins)
         self.battery_mv = None       # the app sets these two where it can
         self.heap_free_bytes = None  # measure them, for status frames
 
@@ -140,11 +141,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         load_held(self, names, now_ms)
         # message ids count up from a block reserved in storage, so an id (and
         # with it the cipher's nonce) is never used twice, across restarts too
-        rec = self.storage.get(_ID_RECORD)
-        if rec is not None and len(rec) == 4:
-            self.next_id = wire.u32(rec, 0)
-        else:
-            self.next_id = self.rng.getrandbits(32)
+        rec = self.storage.get(_ID_RECORD) or b""
+        # (a record of one counter, as before there were two: both go on from it)
+        c = self.ids
+        c[0] = (wire.u32(rec, 0) if len(rec) in (4, 8) else self.rng.getrandbits(32)) & 0x7FFFFFFF
+        c[2] = wire.u32(rec, 4) & 0x7FFFFFFF if len(rec) == 8 else c[0]
         self._reserve_ids()
         start_sharing(self, names, now_ms)
         self._init_telemetry(now_ms)
@@ -166,7 +167,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if dest != BROADCAST and len(self.held) >= self.s.held_capacity \
                 and not self._evict_held():
             raise ValueError("store full: %d messages wait for delivery" % len(self.held))
-        msg_id = self._new_id()
+        msg_id = self._new_id(0)
         self.counters["originated"] += 1
         if dest == BROADCAST:
             f = Frame(POST, 0, limit, 0, self.id, BROADCAST, msg_id, 0, self.low, payload)
@@ -321,6 +322,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     # ---- frame handling -----------------------------------------------------
 
     def _handle(self, f, data, rssi_dbm, snr_db, now_ms):
+        if f.ftype == BEACON and not self.replay.heard(f.origin, f.msg_id):
+            self._drop("replay")  # not newer than its last: recorded and sent again
+            return
         via = self._learn(f, rssi_dbm, snr_db, now_ms)
         if wire.CATALOG <= f.ftype <= wire.PART:
             self._on_file_frame(f, via, now_ms)  # the shared commons: sharing.py
@@ -332,7 +336,19 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         job = self.jobs.get(key)
         if job is not None:
             self._overheard(job, f)
-        if key in self.seen:
+        known = key in self.seen
+        if not known and POST <= f.ftype <= ACK:
+            # out of the seen table (a restart, much traffic since): its
+            # origin's window tells a message accepted before, or older
+            # than any it keeps (replay.py). A replay, or a late copy
+            st = self.replay.state(f.origin, f.msg_id)  # 1 accepted, 2 older
+            if st:
+                self._drop("replay")
+                if st == 2:
+                    return
+                self.seen.add(key)
+                known = True
+        if known:
             if f.ftype == MSG and f.dest == self.id:
                 # seen, but perhaps not handed to the app (handling the first
                 # copy failed on the way: a full heap): then it is now. Acked
@@ -341,9 +357,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 # (its sender's hop retry: it heard no ack; a lost last-hop
                 # ack otherwise costs a whole end-to-end retry). Never before
                 # the app has it (the sender then lets it go)
+                # (a few times at most: a replayed copy must not make us
+                # transmit an ack each time; charged to the message)
                 handed = self._deliver(f, "msg", key, rssi_dbm, snr_db)
-                if f.flags & F_WANT_ACK and (handed or key in self.delivered and (
-                        f.flags & F_STORED or f.next_hop == self.low)):
+                if f.flags & F_WANT_ACK and (handed or (f.flags & F_STORED or f.next_hop == self.low)
+                                             and self.replay.state(f.origin, f.msg_id) == 1
+                                             and self.seen.spent(key, 1) <= _REACKS):
                     self._send_ack(f, via, snr_db, now_ms)
                 return
             if f.ftype == POST and f.origin != self.id:
@@ -354,6 +373,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self._retried(f, data, now_ms)
             return
         self.seen.add(key)
+        if f.ftype == ACK or f.ftype == MSG and f.dest != self.id:
+            self.replay.add(f.origin, f.msg_id)  # (what the app gets: when handed)
         if f.ftype == ACK:
             self._on_ack(f, now_ms)
         if f.dest == self.id:
@@ -482,19 +503,21 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # Hand f to the app unless it had it lately (before a restart too):
         # True if handed now. It is recorded as the app's only once handed,
         # so a failure on the way leaves it to the next copy, not lost
-        if key in self.delivered:
+        if self.replay.state(f.origin, f.msg_id):
             self.counters["duplicates"] += 1
             return False
         try:
             text = f.payload.decode()
         except Exception:
             self._drop("text")
+            self.replay.add(f.origin, f.msg_id)  # (not flooded again either)
             return False
         self.out.append(("received", {"kind": kind, "from": "%08x" % f.origin,
                                       "to": "%08x" % f.dest, "id": f.msg_id,
                                       "text": text, "hops": f.hops,
                                       "rssi_dbm": rssi_dbm, "snr_db": snr_db}))
-        self.delivered.add(key)
+        self.replay.add(f.origin, f.msg_id)
+        self.replay.flush()
         return True
 
     def _send_ack(self, f, via, snr_db, now_ms):
@@ -503,7 +526,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # low byte if it is not in our neighbour table)
         if via is None:
             via = f.relayer or None
-        a = Frame(ACK, 0, wire.MAX_HOPS, 0, self.id, f.origin, self._new_id(),
+        a = Frame(ACK, 0, wire.MAX_HOPS, 0, self.id, f.origin, self._new_id(0),
                   (via or 0) & 0xFF, self.low, wire.be32(f.msg_id))
         if via is not None and f.hops > 0:
             self.routes.learn(f.origin, via, f.hops + 1, now_ms)
@@ -554,7 +577,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         name = self.s.name.encode()[:16]
         heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
         flags = 0 if self.beaconed else F_FRESH
-        f = Frame(BEACON, flags, 0, 0, self.id, BROADCAST, self._new_id(), 0, self.low,
+        self.replay.flush()  # (with the windows of frames relayed since the last)
+        f = Frame(BEACON, flags, 0, 0, self.id, BROADCAST, self._new_id(1), 0, self.low,
                   bytes((len(name),)) + name + bytes((len(heard),)) + heard
                   + self.posts.summary(now_ms))
         # one beacon job at most: a newer beacon replaces one still waiting
@@ -723,18 +747,25 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     def _rand(self, n):
         return self.rng.getrandbits(16) % n if n > 0 else 0
 
-    def _new_id(self):
-        i = self.next_id
-        self.next_id = (i + 1) & 0xFFFFFFFF
-        if self.next_id == self.id_limit:
+    def _new_id(self, kind=1):
+        # two counters (replay.py): kind 0 for messages (POST, MSG, ACK: the
+        # top bit clear), 1 for the rest (BEACON, file frames, STATUS: set)
+        c = self.ids
+        j = kind * 2
+        i = c[j]
+        c[j] = (i + 1) & 0x7FFFFFFF
+        if c[j] == c[j + 1]:
             self._reserve_ids()
-        return i or self._new_id()
+        return i | kind << 31 if i else self._new_id(kind)
 
     def _reserve_ids(self):
-        # persist the end of the next block: one storage write per _ID_BLOCK ids
-        end = (self.next_id + _ID_BLOCK) & 0xFFFFFFFF
-        self.storage.put(_ID_RECORD, wire.be32(end))
-        self.id_limit = end
+        # persist the end of each counter's next block: one storage write
+        # per _ID_BLOCK ids
+        c = self.ids
+        for j in (1, 3):
+            if c[j] == c[j - 1] or not c[j]:
+                c[j] = (c[j - 1] + _ID_BLOCK) & 0x7FFFFFFF
+        self.storage.put(_ID_RECORD, wire.be32(c[1]) + wire.be32(c[3]))
 
     def _airtime_us(self, frame_bytes):
         return preset_time_on_air_us(frame_bytes, self.preset)

@@ -47,7 +47,7 @@ def test_settings_every_field_error_names_the_field():
             "lifetime_ms": (999, 30 * 86400000 + 1), "cancel_copies": (0, 17),
             "contention_slots": (1, 65), "post_retries": (-1, 4), "relay_retries": (-1, 4),
             "max_attempts": (0, 11), "tx_budget": (0, 17), "held_capacity": (0, 1025),
-            "seen_capacity": (15, 4097), "neighbour_capacity": (3, 257),
+            "seen_capacity": (15, 4097), "neighbour_capacity": (3, 257), "replay_origins": (7, 1025),
             "neighbour_expiry_ms": (999, 86400001), "route_capacity": (3, 1025),
             "route_expiry_ms": (59999, 86400001), "repair_window_ms": (-1, 86400001),
             "max_file_bytes": (1023, 262145), "file_quota_bytes": (-1, 16777217),
