@@ -663,7 +663,11 @@ class Hostile:
         return wire.pack(f, self.key)
 
     def _sign(self, body):
+        # a valid tag over any body (a MSG or ACK: any inner tag, then the outer)
         body = bytes(body)
+        if body[0] & 0x0F in (wire.MSG, wire.ACK):
+            body += bytes(4)
+            return body + self.key.tag(body)[:4]
         return body + self.key.tag(body)
 
     def _hostile(self):

@@ -17,7 +17,7 @@
 # or raises on input from the air.
 from pollen._compat import const, unload
 from pollen import wire
-from pollen.wire import Frame, BEACON, POST, MSG, ACK, STATUS, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
+from pollen.wire import Frame, BEACON, POST, MSG, ACK, STATUS, IDENT, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
 from pollen.crypto import NetworkKey
 from pollen.airtime import preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
@@ -128,6 +128,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # each origin's window of accepted message ids (read from storage at
         # the first use): what the app had, across restarts too
         self.replay = Replay(storage, s.replay_origins)
+        # our key pair, others' keys and the pair keys of private messages
+        # (identity.py), if the config gives us an identity
+        self.ident = None
+        if s.identity_key:
+            from pollen.identity import Identity
+            self.ident = Identity(storage, s.node_id, s.identity_key)
         self.battery_mv = None       # the app sets these two where it can
         self.heap_free_bytes = None  # measure them, for status frames
 
@@ -148,6 +154,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         c[2] = wire.u32(rec, 4) & 0x7FFFFFFF if len(rec) == 8 else c[0]
         self._reserve_ids()
         start_sharing(self, names, now_ms)
+        if self.ident:
+            self.ident.load(self, names, now_ms)
         self._init_telemetry(now_ms)
         unload("pollen.restart")  # its code leaves the heap
 
@@ -189,8 +197,21 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self.seen.add(key)
             self.posts.add(key, data, now_ms)
             return msg_id
+        pair = None
+        if self.ident:
+            # a private message: sealed with the pair key, or kept (in
+            # storage: accepted) until the destination's key is known
+            pair = self.ident.key(dest)
+            if pair is None:
+                self.ident.wait(self, dest, msg_id, limit, payload, now_ms)
+                return msg_id
+        self._seal(dest, msg_id, limit, payload, pair, now_ms)
+        return msg_id
+
+    def _seal(self, dest, msg_id, limit, payload, cipher, now_ms):
+        # our unicast goes into custody (held, persisted) and is first sent
         f = Frame(MSG, F_WANT_ACK, limit, 0, self.id, dest, msg_id, 0, self.low, payload)
-        data = wire.pack(f, self.key)
+        data = wire.pack(f, self.key, cipher)
         key = f.key()
         self.seen.add(key)
         h = heldrec.Held(key, dest, data, now_ms + self.s.lifetime_ms, True)
@@ -204,7 +225,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         except MemoryError:
             h.retry_ms = now_ms + self.slot_ms * 8
             self._internal("MemoryError: first attempt of %08x" % msg_id)
-        return msg_id
 
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
         self.counters["rx"] += 1
@@ -333,6 +353,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if f.ftype == BEACON:
             self._on_beacon(f, now_ms)
             return
+        if f.dest == self.id and (f.ftype == MSG or f.ftype == ACK) and (self.ident or f.sealed):
+            # ours, private: only the pair key opens it. A node with an
+            # identity takes no other (any member could forge its origin)
+            # (a copy that comes while its pair key is derived is opened then)
+            pair = self.ident.key(f.origin, (data, rssi_dbm, snr_db)) \
+                if self.ident and f.sealed else None
+            if pair is None or not wire.open(data, f, pair):
+                self._drop("private")
+                return
         job = self.jobs.get(key)
         if job is not None:
             self._overheard(job, f)
@@ -385,6 +414,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             return
         if f.ftype == STATUS:
             self._on_status(f, data, rssi_dbm, snr_db, now_ms)
+            return
+        if f.ftype == IDENT:
+            # a node's key: pinned, answered if it asks us (identity.py), and
+            # flooded on like a post
+            if self.ident and not self.ident.heard(self, f, now_ms) or f.dest == self.id:
+                return
+            if f.hops < f.hop_limit:
+                self._relay_flood(f, data, snr_db, now_ms)
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:
@@ -515,6 +552,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.out.append(("received", {"kind": kind, "from": "%08x" % f.origin,
                                       "to": "%08x" % f.dest, "id": f.msg_id,
                                       "text": text, "hops": f.hops,
+                                      "private": kind == "msg" and self.ident is not None,
                                       "rssi_dbm": rssi_dbm, "snr_db": snr_db}))
         self.replay.add(f.origin, f.msg_id)
         self.replay.flush()
@@ -530,7 +568,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                   (via or 0) & 0xFF, self.low, wire.be32(f.msg_id))
         if via is not None and f.hops > 0:
             self.routes.learn(f.origin, via, f.hops + 1, now_ms)
-        data = wire.pack(a, self.key)
+        data = wire.pack(a, self.key, self.ident and self.ident.key(f.origin))
         self.seen.add(a.key())
         kind = J_FLOOD
         if a.next_hop:
@@ -560,6 +598,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._held_timers(now_ms)
         self._file_timers(now_ms)
         self._telemetry_timer(now_ms)
+        if self.ident:
+            self.ident.poll(self, now_ms)
         for job in list(self.jobs.values()):
             if job.watch_ms is not None and now_ms >= job.watch_ms:
                 self._watch_done(job, now_ms)
@@ -712,6 +752,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             if h.retry_ms is not None and h.retry_ms < t and h.key not in self.jobs:
                 t = h.retry_ms
         t = self._file_wake(t)
+        if self.ident:
+            t = min(t, self.ident.next_wake_ms)
         if self.s.telemetry_interval_ms and self.next_status_ms < t:
             t = self.next_status_ms
         if t < self.busy_until_ms:

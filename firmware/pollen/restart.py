@@ -116,3 +116,4 @@ def load_files(self, names):
                 self._finish(cid)
             except files.FileError:
                 pass
+

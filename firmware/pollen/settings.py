@@ -49,10 +49,10 @@ _INTS = {
     "telemetry_interval_ms": (300000, 0, 86400000),
     "telemetry_share_per_mille": (20, 0, 500),
 }
-FIELDS = ("node_id", "name", "network_key", "region", "preset") + tuple(_INTS)
+FIELDS = ("node_id", "name", "network_key", "region", "preset", "identity_key") + tuple(_INTS)
 
 
-def _hex_key(v):
+def _hex_key(v, field="network_key"):
     if isinstance(v, (bytes, bytearray)) and len(v) == 32:
         return bytes(v)
     ok = isinstance(v, str) and len(v) == 64
@@ -61,7 +61,7 @@ def _hex_key(v):
             return bytes(int(v[i:i + 2], 16) for i in range(0, 64, 2))
         except ValueError:
             pass
-    _fail("network_key", "64 hex digits (a 32-byte key)", v if not isinstance(v, str) else v[:8] + "...")
+    _fail(field, "64 hex digits (a 32-byte key)", v if not isinstance(v, str) else v[:8] + "...")
 
 
 def _preset(v):
@@ -108,6 +108,18 @@ class Settings:
         if dwell_ms and preset_time_on_air_us(_MAX_BEACON_BYTES, self.preset) > dwell_ms * 1000:
             _fail("preset", "a preset whose frames fit %s's %d ms dwell time (e.g. MediumFast)"
                   % (region, dwell_ms), d.get("preset", "LongFast"))
+        self.identity_key = None
+        if d.get("identity_key") is not None:
+            # the node's X25519 secret (identity.py): its id is its public
+            # key's. Kept as the secret, then the public key (64 bytes)
+            secret = _hex_key(d["identity_key"], "identity_key")
+            from pollen.x25519 import public_key
+            from pollen.identity import node_id_from_public
+            self.identity_key = secret + public_key(secret)
+            want = node_id_from_public(self.identity_key[32:])
+            if want != self.node_id:
+                _fail("node_id", "%08x, the id of identity_key's public key" % want,
+                      "%08x" % self.node_id)
         for k, (default, lo, hi) in _INTS.items():
             v = d.get(k, default)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:

@@ -1,6 +1,10 @@
-# Wire format v1: pure pack/unpack functions. Documented, with golden
+# Wire format v2: pure pack/unpack functions. Documented, with golden
 # vectors, in docs/protocol.md. A frame is
 #   header (16 bytes) | payload (encrypted, 0..231 bytes) | tag (8 bytes)
+# and for MSG and ACK the tag is two of 4 bytes: an inner tag over what no
+# relay changes, with the pair key of origin and destination (a private
+# message, identity.py) or else the network key, then the outer tag with
+# the network key over everything before it (what relays check and renew)
 # header:
 #   0     version (high nibble) | frame type (low nibble)
 #   1     flags (2 bits) | hop limit (3 bits) | hops taken (3 bits)
@@ -12,7 +16,7 @@
 from pollen._compat import const
 from pollen.crypto import TAG_BYTES
 
-VERSION = const(1)
+VERSION = const(2)
 HEADER_BYTES = const(16)
 MAX_FRAME_BYTES = const(255)
 MAX_PAYLOAD_BYTES = const(231)  # 255 - 16 - 8
@@ -30,7 +34,8 @@ WANT = const(6)     # a window of chunks (or manifest parts) asked of next_hop
 CHUNK = const(7)    # one chunk of a file, for whoever wants it
 PART = const(8)     # one part of a file's manifest
 STATUS = const(9)   # a node's telemetry, flooded (telemetry.py)
-# the types are 1..9, every one of them known
+IDENT = const(10)   # a node's public key and name, flooded (identity.py)
+# the types are 1..10, every one of them known
 
 F_WANT_ACK = const(0x80)
 F_STORED = const(0x40)  # this copy was held by a node and sent on later
@@ -59,6 +64,7 @@ class Frame:
         self.next_hop = next_hop
         self.relayer = relayer
         self.payload = payload
+        self.sealed = False  # a MSG or ACK whose inner tag is not the network key's
 
     def key(self):
         # Names the message across all its copies (for duplicate suppression).
@@ -79,8 +85,24 @@ def _nonce(header):
     return bytes(header[2:6]) + bytes(header[10:14]) + bytes(header[0:1]) + b"\0\0\0"
 
 
-def pack(f, key):
-    # Frame -> bytes on air. Raises ValueError on local misuse (our own bug).
+def _inner(key, data):
+    # the inner tag: over type, origin, destination, id and the encrypted
+    # payload, what no relay changes (the leading 00 keeps it apart from an
+    # outer tag's input, which begins with the version)
+    return key.tag(b"\0" + bytes(data[0:1]) + bytes(data[2:14]) + bytes(data[HEADER_BYTES:]))[:4]
+
+
+def _outer(key, data, n):
+    # the tag bytes of data[:n] (all of it before the tag)
+    # (MSG and ACK carry an inner tag of 4 bytes and an outer one of 4)
+    t = key.tag(data[:n])
+    return t[:4] if data[0] & 0x0F in (MSG, ACK) else t
+
+
+def pack(f, key, cipher=None):
+    # Frame -> bytes on air; cipher: the pair key of a private MSG or ACK
+    # (identity.py: a MSG's payload is encrypted with it, an ACK's with the
+    # network key, that relays read). Raises ValueError on local misuse.
     if len(f.payload) > MAX_PAYLOAD_BYTES:
         raise ValueError("payload over %d bytes" % MAX_PAYLOAD_BYTES)
     if f.hop_limit > MAX_HOPS or f.hops > f.hop_limit:
@@ -93,8 +115,10 @@ def pack(f, key):
     h[10:14] = be32(f.msg_id)
     h[14] = f.next_hop & 0xFF
     h[15] = f.relayer & 0xFF
-    body = bytes(h) + key.ctr(_nonce(h), f.payload)
-    return body + key.tag(body)
+    body = bytes(h) + (cipher if cipher and f.ftype == MSG else key).ctr(_nonce(h), f.payload)
+    if f.ftype == MSG or f.ftype == ACK:
+        body += _inner(cipher or key, body)
+    return body + _outer(key, body, len(body))
 
 
 def unpack(data, key):
@@ -106,39 +130,55 @@ def unpack(data, key):
         return None, R_OVERSIZE
     if data[0] >> 4 != VERSION:
         return None, R_VERSION
-    body = data[:n - TAG_BYTES]
-    if not _equal(key.tag(body), data[n - TAG_BYTES:]):
+    t = 4 if data[0] & 0x0F in (MSG, ACK) else TAG_BYTES
+    if not _equal(_outer(key, data, n - t), data[n - t:]):
         return None, R_TAG
     ftype = data[0] & 0x0F
-    if not BEACON <= ftype <= STATUS:
+    if not BEACON <= ftype <= IDENT:
         return None, R_TYPE
     hop_limit = (data[1] >> 3) & 0x07
     hops = data[1] & 0x07
     if hops > hop_limit:
         return None, R_FIELD
-    payload = key.ctr(_nonce(data), body[HEADER_BYTES:])
-    return Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
-                 u32(data, 6), u32(data, 10), data[14], data[15], payload), None
+    body = data[:n - TAG_BYTES]
+    sealed = t == 4 and not _equal(_inner(key, body), data[n - 8:n - 4])
+    # a sealed MSG keeps its payload encrypted: only its destination can open it
+    payload = body[HEADER_BYTES:] if sealed and ftype == MSG else key.ctr(_nonce(data), body[HEADER_BYTES:])
+    f = Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
+              u32(data, 6), u32(data, 10), data[14], data[15], payload)
+    f.sealed = sealed
+    return f, None
+
+
+def open(data, f, cipher):
+    # True if sealed frame f (data on air) is the private MSG or ACK of the
+    # pair whose key is cipher: then f.payload is its plaintext
+    n = len(data)
+    body = data[:n - TAG_BYTES]
+    if not _equal(_inner(cipher, body), data[n - 8:n - 4]):
+        return False
+    if f.ftype == MSG:
+        f.payload = cipher.ctr(_nonce(data), body[HEADER_BYTES:])
+    f.sealed = False
+    return True
 
 
 def relayed(data, hops, next_hop, relayer, key):
     # A copy of an authenticated frame with new hop fields and a fresh tag;
     # the encrypted payload is carried unchanged.
-    n = len(data)
-    body = bytearray(data[:n - TAG_BYTES])
+    n = len(data) - (4 if data[0] & 0x0F in (MSG, ACK) else TAG_BYTES)
+    body = bytearray(data[:n])
     body[1] = (body[1] & 0xF8) | hops
     body[14] = next_hop & 0xFF
     body[15] = relayer & 0xFF
-    body = bytes(body)
-    return body + key.tag(body)
+    return bytes(body) + _outer(key, body, n)
 
 
 def with_flags(data, set_flags, key):
-    n = len(data)
-    body = bytearray(data[:n - TAG_BYTES])
+    n = len(data) - (4 if data[0] & 0x0F in (MSG, ACK) else TAG_BYTES)
+    body = bytearray(data[:n])
     body[1] |= set_flags & 0xC0
-    body = bytes(body)
-    return body + key.tag(body)
+    return bytes(body) + _outer(key, body, n)
 
 
 def _equal(a, b):

@@ -518,7 +518,7 @@ def test_bad_frames_are_counted_not_raised():
     n = m.nodes[1]
     good = _frame(POST, 0x0A0B0C01, BROADCAST, 9, b"fine")
     body = bytearray(good[:-8])
-    body[0] = 0x1C                                    # version 1, type 12
+    body[0] = 0x2C                                    # version 2, type 12
     unknown_type = bytes(body) + KEY.tag(bytes(body))
     body = bytearray(good[:-8])
     body[1] = (2 << 3) | 5                            # hops 5 > hop limit 2
@@ -529,7 +529,7 @@ def test_bad_frames_are_counted_not_raised():
         (b"", "short"),
         (good[:23], "short"),
         (good + bytes(240), "oversize"),
-        (bytes((0x22,)) + good[1:], "version"),
+        (bytes((0x32,)) + good[1:], "version"),
         (bytes(flipped), "tag"),
         (wire.pack(Frame(POST, 0, 6, 0, 0x0A0B0C01, BROADCAST, 10, 0, 1, b"x"),
                    NetworkKey(bytes(32))), "tag"),   # another network

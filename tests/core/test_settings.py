@@ -40,6 +40,7 @@ def test_settings_every_field_error_names_the_field():
         "name": ("", "x" * 17, 5, None),
         "network_key": ("00" * 31, "zz" * 32, KEY_HEX + "00", bytes(16), 7, None),
         "region": ("XX", "", None),
+        "identity_key": ("00" * 31, "zz" * 32, 7, bytes(16)),
         "preset": ("Nope", {"sf": 13, "bw_hz": 125000}, {"bw_hz": 125000},
                    {"sf": 7, "bw_hz": 100000}, {"sf": 7, "bw_hz": 125000, "cr": 9}, [7], None),
     }
@@ -85,3 +86,14 @@ def test_settings_error_does_not_print_the_key():
     wrong = "ab" * 31 + "zz"
     msg = _config_error(_cfg(network_key=wrong))
     assert wrong[:16] not in msg
+
+
+def test_a_node_with_an_identity_has_the_id_of_its_public_key():
+    from pollen.identity import node_id_from_public
+    from pollen.x25519 import public_key
+    secret = bytes(range(1, 33))
+    nid = node_id_from_public(public_key(secret))
+    s = Settings(_cfg(node_id=nid, identity_key=secret.hex()))
+    assert s.identity_key == secret + public_key(secret)
+    msg = _config_error(_cfg(node_id=0x0A0B0C01, identity_key=secret.hex()))
+    assert "'node_id'" in msg and "%08x" % nid in msg   # an id of our choosing is refused

@@ -32,7 +32,7 @@ def test_oversize_frames():
 
 def test_unknown_version():
     data = bytearray(valid_frame())
-    for v in (0, 2, 15):
+    for v in (0, 1, 3, 15):
         data[0] = (v << 4) | POST
         assert wire.unpack(bytes(data), KEY) == (None, wire.R_VERSION)
         # a correct tag does not make an unknown version acceptable
@@ -41,7 +41,7 @@ def test_unknown_version():
 
 def test_unknown_type_with_valid_tag():
     body = bytearray(valid_frame()[:-8])
-    for t in (0, 10, 12, 15):
+    for t in (0, 11, 12, 15):
         body[0] = (wire.VERSION << 4) | t
         assert wire.unpack(signed(body), KEY) == (None, wire.R_TYPE), t
 

@@ -84,7 +84,7 @@ def test_fuzz_random_bytes_never_raise():
         n = rng.getrandbits(9) % 300
         data = bytes(rng.getrandbits(8) for _ in range(n))
         if i % 2:  # half of them with the right version, to reach the tag check
-            data = bytes((0x10 | (rng.getrandbits(4)),)) + data[1:]
+            data = bytes((wire.VERSION << 4 | (rng.getrandbits(4)),)) + data[1:]
         result = wire.unpack(data, KEY)
         _check_outcome(data, result)
         assert result[0] is None

@@ -24,7 +24,7 @@ def test_unpack_golden_vectors():
 
 def test_header_is_in_clear_and_payload_is_not():
     data = valid_frame()
-    assert data[0] == 0x12                      # version 1, POST
+    assert data[0] == 0x22                      # version 2, POST
     assert data[1] == (6 << 3) | 2             # hop limit 6, hops 2
     assert data[2:6] == b"\x0a\x0b\x0c\x01"
     assert data[6:10] == b"\xff\xff\xff\xff"
