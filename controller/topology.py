@@ -158,6 +158,14 @@ class Topology:
             else:
                 self.links[pair] = link
 
+    def relabeled(self, new_ids):
+        """The same mesh with other node ids ({old: new}): nodes whose ids
+        are their keys' (docs/identity.md) in a topology laid out by number."""
+        topo = Topology({new_ids[n]: p for n, p in self.positions.items()})
+        for (a, b), link in self.links.items():
+            topo.set_link(new_ids[a], new_ids[b], link, symmetric=False)
+        return topo
+
     # --- queries ----------------------------------------------------------
 
     @property

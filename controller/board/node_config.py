@@ -15,7 +15,8 @@ from pollen_controller.board.profiles import (CHIP_RANGE_MHZ, bands_text, board_
 from pollen_controller.errors import BoardError, InputError, NetworkError
 
 MAX_NAME_BYTES = 16
-_OWN_KEYS = ("node_id", "name", "network_key", "region", "preset", "radio", "network", "board")
+_OWN_KEYS = ("node_id", "name", "network_key", "region", "preset", "radio", "network", "board",
+             "identity_key")
 _IO_KEYS = ("radio", "network", "board", "storage_dir", "status_interval_ms")  # not Settings'
 
 
@@ -53,6 +54,21 @@ def new_node_id() -> int:
     return node_id + 1 if node_id & 0xFF == 0 else node_id
 
 
+def new_identity(secret: bytes | None = None) -> tuple[str, int]:
+    """A node identity (docs/identity.md): an X25519 secret (random unless
+    given) as 64 hex digits, and the node id its public key gives."""
+    from pollen.identity import node_id_from_public
+    from pollen.x25519 import public_key
+    secret = secrets.token_bytes(32) if secret is None else secret
+    return secret.hex(), node_id_from_public(public_key(secret))
+
+
+def identity_id(key_hex) -> int:
+    """The node id of a config's identity_key (refused, naming the field, if it is no key)."""
+    from pollen.settings import _hex_key
+    return new_identity(_hex_key(key_hex, "identity_key"))[1]
+
+
 def board_bands(profile: dict) -> tuple[list, str] | None:
     """The MHz ranges the board's radio works in, and where that was read:
     board.json's radio.bands_mhz; else the host's profile of the same id
@@ -81,12 +97,30 @@ def check_band(net: dict, profile: dict):
 
 
 def make_config(old: dict, net: dict, profile: dict, name: str | None = None,
-                node_id: int | None = None, radio: dict | None = None) -> tuple[dict, list]:
+                node_id: int | None = None, radio: dict | None = None,
+                identity: bool = False) -> tuple[dict, list]:
     """config.json for a node whose current config is `old` ({} if none) on a
     board whose board.json is `profile` ({} if none), and the fields kept
     from `old`. Id, name and radio are kept unless given; the radio only if
-    the board is the one it was set for. Other settings are kept as they are."""
+    the board is the one it was set for. Other settings are kept as they are.
+
+    Identity (docs/identity.md): a node's identity key is kept, and its id is
+    that key's. A new node gets one (and the id it gives) unless node_id is
+    given (a node without an identity: no private messages); a node that has
+    an id but no identity gets one (a new id) only if `identity` is asked."""
     kept = []
+    key = old.get("identity_key")
+    if key is not None:
+        if node_id is not None:
+            raise InputError("--node-id: this node has an identity, and its id is its key's "
+                             f"({identity_id(key):08x}); it cannot be chosen")
+        node_id = identity_id(key)
+        kept.append("identity_key")
+    elif identity or node_id is None and "node_id" not in old:
+        if node_id is not None:
+            raise InputError("--node-id: a node with an identity has its key's id; "
+                             "give one or the other")
+        key, node_id = new_identity()
     if node_id is None and "node_id" in old:
         try:
             node_id = parse_node_id(old["node_id"], "node_id")
@@ -115,5 +149,7 @@ def make_config(old: dict, net: dict, profile: dict, name: str | None = None,
     cfg = {"node_id": f"{node_id if node_id is not None else new_node_id():08x}", "name": name,
            "network_key": net["key"], "region": net["region"], "preset": net["preset"],
            "radio": radio, "network": net["name"], "board": board_id, **others}
+    if key is not None:
+        cfg["identity_key"] = key
     Settings({k: v for k, v in cfg.items() if k not in _IO_KEYS})  # names a bad field
     return cfg, kept + sorted(others)

@@ -19,7 +19,7 @@ from pollen_controller.node.lines import node_json
 # ---- config.json ------------------------------------------------------------
 
 def provision(board: Board, net: dict, name: str | None = None, node_id: int | None = None,
-              radio: dict | None = None, kept: list | None = None) -> dict:
+              radio: dict | None = None, kept: list | None = None, identity: bool = False) -> dict:
     """Write the node's config.json (atomically) and return it. Id, name,
     radio and other settings the board's config.json has are kept unless
     given (node_config.make_config); their fields are appended to `kept`."""
@@ -30,7 +30,7 @@ def provision(board: Board, net: dict, name: str | None = None, node_id: int | N
         if node_id is None or name is None:
             raise
         old = {}   # damaged, and both given: a new one
-    cfg, kept_fields = make_config(old, net, profile, name, node_id, radio)
+    cfg, kept_fields = make_config(old, net, profile, name, node_id, radio, identity)
     board.write_atomic("config.json", (node_json(cfg) + "\n").encode())
     if kept is not None:
         kept += kept_fields

@@ -306,17 +306,25 @@ def _print_share(s, fingerprint=None):
               help="The node's name: printable, not blank, 1..16 bytes of UTF-8. Required "
                    "the first time; later the board's own name is kept unless given.")
 @click.option("--node-id", default=None,
-              help="8 hex digits. Default: the id the board already has, else a random one.")
+              help="8 hex digits: a node WITHOUT an identity (no private messages; tests, old "
+                   "networks). Default: the id the board already has, else a new identity "
+                   "and the id its key gives.")
+@click.option("--new-identity", is_flag=True,
+              help="Give a node that has an id but no identity one (its id changes to its "
+                   "key's). A node's identity is otherwise kept.")
 @click.option("--radio", default=None,
               help="'lora' (default when a board profile is installed) or 'udp:PORT', PORT "
                    "1..65535 (a virtual board on a virtual radio medium). Default: the "
                    "board's current radio setting, if it was set for this board.")
-def provision(port, network_file, name, node_id, radio):
-    """Write the node's config.json (atomically): id, name, network, radio.
+def provision(port, network_file, name, node_id, radio, new_identity):
+    """Write the node's config.json (atomically): id, name, network, radio, identity.
 
-    Re-provisioning (another network, a new key) keeps the node's identity:
-    its id, name, radio and other settings are read from its config.json and
-    kept unless given. A network whose frequency lies outside the band the
+    A new node gets an identity: an X25519 key pair made here, its id the
+    public key's (docs/identity.md). The secret goes to the node and to a
+    backup on this host (XDG_DATA_HOME/pollen/identities, readable by you
+    only), nowhere else. Re-provisioning (another network, a new key) keeps
+    the node's identity: its key, id, name, radio and other settings are read
+    from its config.json and kept unless given. A network whose frequency lies outside the band the
     board is built for (its profile's radio.bands_mhz) is refused. The board
     must hold a whole pollen install (every file of its manifest, main.py
     last): one cut short is refused, saying to run pollen flash. A running
@@ -335,13 +343,19 @@ def provision(port, network_file, name, node_id, radio):
     kept = []
     with _open_board(port) as b:
         check_installed(b)  # a flash cut short: provision would make a node that cannot boot
-        cfg = do_provision(b, net, name, nid, radio_cfg, kept=kept)
+        cfg = do_provision(b, net, name, nid, radio_cfg, kept=kept, identity=new_identity)
         radio = cfg["radio"]
         radio_text = radio["kind"] + (f":{radio['port']}" if "port" in radio else "")
         click.echo(f"{port}: node {cfg['node_id']} {cfg['name']!r} in network {net['name']!r} "
                    f"({radio_text} radio)")
         if kept:
             click.echo(f"kept from the board's config.json: {', '.join(kept)}")
+        if cfg.get("identity_key"):
+            from pollen_controller.board.identity_backup import save_backup
+            click.echo(f"identity backed up in {save_backup(cfg)}")
+        else:
+            click.echo("no identity: this node sends and takes no private messages "
+                       "(pollen provision --new-identity gives it one)")
         _restart(b)
 
 

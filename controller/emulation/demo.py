@@ -105,8 +105,7 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
     if not 0.0 <= loss < 1.0:
         raise DemoError(f"--loss: expected a probability from 0 to 1 (exclusive), got {loss}")
     say = progress or (lambda s: None)
-    topo = ladder(nodes // 2, rows=2)
-    ids = sorted(topo.node_ids)
+    topo, ids, identities = _with_identities(ladder(nodes // 2, rows=2), seed)
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="pollen-demo-"))
     log = _Log(progress)
@@ -114,7 +113,7 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
     try:
         with closing(start_demo_mesh(topo, workdir, loss=loss, seed=seed, heap=heap,
                                      on_event=log.on_event, on_transmit=log.on_transmit,
-                                     romfs=romfs)) as emu:
+                                     romfs=romfs, identities=identities)) as emu:
             runtime = log.find(event="started")[0]["runtime"]
             say(f"{len(ids)} nodes running on {runtime}, {topo.diameter()} hops across; "
                 f"finding neighbours...")
@@ -135,6 +134,28 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
     result["health"] = _health(result, log, medium_stats["rx_by_node"], statuses, exited)
     result["romfs"] = romfs  # peak heap then leaves out the image (a board has it in flash)
     return result
+
+
+def _with_identities(topo, seed):
+    """The topology with every node given an identity, as `pollen provision`
+    gives a board (docs/identity.md): each id is its key's, so the ladder's
+    numbers become those ids, in the same order (ids[k] sits where number
+    k did; a seed gives the same keys). Neighbours never share a low byte
+    (frames name next hops by it): a key that would is drawn again."""
+    import random
+
+    from pollen_controller.board.node_config import new_identity
+    draw = random.Random(seed).randbytes if seed is not None else secrets.token_bytes
+    new_ids, identities, lows = {}, {}, set()
+    for n in topo.node_ids:
+        while True:
+            key_hex, nid = new_identity(draw(32))
+            if nid & 0xFF not in lows:
+                break
+        lows.add(nid & 0xFF)
+        new_ids[n] = nid
+        identities[nid] = key_hex
+    return topo.relabeled(new_ids), [new_ids[n] for n in topo.node_ids], identities
 
 
 def _traffic(emu, log, ids, say):
@@ -332,6 +353,12 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):
         "hops_across": n // 2 - 1,
         "unicast": {"sent": len(s["unicasts"]) + 1,
                     "delivered": delivered + (stored_t is not None)},
+        # every node has an identity: its direct messages go end-to-end
+        # encrypted, and a delivery counts here if the node said it came so
+        "private": {"sent": len(s["unicasts"]) + 1,
+                    "delivered": sum(bool(log.find(_node=u[1], event="received", id=u[2],
+                                                   private=True))
+                                     for u in s["unicasts"] + [s["stored"]])},
         "broadcast": {"sent": len(s["posts"]),
                       "reach": round(sum(reach) / len(reach), 3) if reach else 0.0},
         "store_and_forward": {"delivered": stored_t is not None,

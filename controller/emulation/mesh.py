@@ -33,7 +33,7 @@ class Emulation:
     def __init__(self, topology, workdir: Path, network_key_hex: str, preset="ShortFast",
                  loss: float = 0.0, seed: int | None = None, heap: str = "128K",
                  node_settings: dict | None = None, names: dict | None = None, on_event=None,
-                 region: str = "EU868-10", romfs: bool = False):
+                 region: str = "EU868-10", romfs: bool = False, identities: dict | None = None):
         # EU868-10 (869.525 MHz, 10 % duty cycle), the sub-band community
         # meshes use in Europe: the demo's short beacon interval alone would
         # take the 1 % of the 868.0-868.6 MHz sub-band
@@ -50,6 +50,7 @@ class Emulation:
         self.names = names or {}
         self.on_event = on_event
         self.romfs = romfs
+        self.identities = identities or {}  # node id -> its identity_key (hex): private messages
         self.rom_image: Path | None = None
         self.nodes: dict[int, NodeProcess] = {}
 
@@ -78,6 +79,8 @@ class Emulation:
                    "network_key": self.key, "region": self.region, "preset": self.preset_name,
                    "radio": {"kind": "udp", "host": "127.0.0.1", "port": self.medium.port},
                    "storage_dir": "store"}
+            if node_id in self.identities:
+                cfg["identity_key"] = self.identities[node_id]
             cfg.update(self.node_settings)
             folder = self.workdir / f"node-{node_id:08x}"
             if folder.exists():
