@@ -2,18 +2,20 @@
 # node id a public key gives. Pure Python on big ints: MicroPython (boards,
 # unix port) and CPython alike.
 #
-# A whole ladder is far too long for one turn of a board's event loop (about
-# 0.8 s on an ESP32, docs/identity.md), so Ladder does it a few bits at a
-# time: step(n) does n rungs of work and returns True when done; the node
-# calls it once per turn. The work is the Montgomery ladder's 255 rungs (a
-# bit of the scalar each), then the final inversion, z ** (p-2) by built-in
-# pow on 4 bits of the exponent at a time (64 rungs), so it is sliced too.
+# A whole ladder is far too long for one turn of a board's event loop (half
+# a second to two on an ESP32, docs/identity.md), so Ladder does it a few
+# rungs at a time: step(n) does n rungs of work and returns True when done;
+# the node calls it once per turn. The work is the Montgomery ladder's 255
+# rungs (a bit of the scalar each), then the final inversion, z ** (p-2) by
+# built-in pow on 4 bits of the exponent at a time (64 rungs), so it is
+# sliced too.
 #
 # Not constant-time: big-int arithmetic takes time (and allocates) by the
 # values, so even the RFC's masked swap would leak the bit (its mask & (x2 ^
 # x3) is a new big int only when the bit is 1); the swap is a plain one. A
-# secret key never leaves its node, and timing a node's slices from the air
-# is far coarser than what an attack on that would need.
+# secret key never leaves its node: an attacker would have to time its
+# slices from the air, through its event loop and radio. Accepted for now
+# (docs/identity.md).
 import hashlib
 from pollen._compat import const
 
@@ -21,7 +23,7 @@ _P = const(578960446186580977117854925043439539266349923328202820197287920039565
 _A24 = const(121665)  # (486662 - 2) / 4
 _BITS = const(255)
 _INV_BITS = const(4)  # bits of the inversion's exponent per rung of work
-STEP_RUNGS = const(4)  # rungs per step: under 50 ms on an ESP32 (docs/identity.md)
+STEP_RUNGS = const(3)  # rungs per step: about 20 ms on an ESP32, 45 on an RP2040 (docs/identity.md)
 
 
 def _clamp(k):
