@@ -201,3 +201,12 @@ def test_cli_rotate_refuses_a_bad_file_naming_the_field(tmp_path, monkeypatch):
     r = run(main, ["network", "rotate", "none.json"])
     assert r.exit_code == 1 and "none.json: cannot be read" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "half.json"]   # nothing written
+
+
+def test_rotate_help_says_what_it_does_and_what_comes_next():
+    r = CliRunner().invoke(main, ["network", "rotate", "--help"])
+    assert r.exit_code == 0 and "Usage: main network rotate [OPTIONS] FILE" in r.output
+    text = " ".join(r.output.split())
+    assert "new random key, keeping its name, region and preset" in text
+    assert "FILE is left as it is" in text and "pollen provision --port PORT --network NEWFILE" in text
+    assert "--force" in text and "--json" in text

@@ -285,7 +285,7 @@ def network_info(file_or_string, as_json):
               help="Print one JSON object: both files and fingerprints (no key).")
 def network_rotate(network_file, out_path, force, as_json):
     """Give a network a new random key, keeping its name, region and preset:
-    what to do when a node is lost or a key has leaked (docs/config.md,
+    what to do when a node is lost or a key has leaked (docs/boards.md,
     "When a node is lost").
 
     FILE is left as it is; the new network goes to a new file. Re-provision
