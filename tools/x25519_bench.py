@@ -182,14 +182,20 @@ def run_cpython(script: Path) -> dict:
 
 
 def run_micropython(script: Path, heap: str, work: Path) -> dict:
-    from pollen_controller.board.firmware import compile_firmware
+    from pollen_controller.board.firmware import compile_firmware, mpy_cross_binary
     from pollen_controller.emulation.node_process import micropython_binary
 
     fw = work / "fw"
     compile_firmware(fw)
+    # the script compiled too, as module x25519_bench_run: compiled in the
+    # heap, its source and bytecode would crowd the node out of 128K
+    r = subprocess.run([mpy_cross_binary(), "-O3", "-o", str(fw / "x25519_bench_run.mpy"),
+                        "-s", "x25519_bench_run", str(script)], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit("x25519_bench: mpy-cross failed: " + r.stderr.strip())
     # by a short relative path, as on a board (a module's path stays in the heap)
     env = dict(os.environ, MICROPYPATH=".frozen:fw")
-    r = subprocess.run([micropython_binary(), "-X", f"heapsize={heap}", str(script)],
+    r = subprocess.run([micropython_binary(), "-X", f"heapsize={heap}", "-m", "x25519_bench_run"],
                        env=env, cwd=work, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit("x25519_bench: MicroPython failed:\n" + (r.stderr or r.stdout))

@@ -23,7 +23,7 @@ _P = const(578960446186580977117854925043439539266349923328202820197287920039565
 _A24 = const(121665)  # (486662 - 2) / 4
 _BITS = const(255)
 _INV_BITS = const(4)  # bits of the inversion's exponent per rung of work
-STEP_RUNGS = const(3)  # rungs per step: about 20 ms on an ESP32, 45 on an RP2040 (docs/identity.md)
+STEP_RUNGS = const(3)  # rungs per step: about 25 ms on an ESP32, 50 on an RP2040 (docs/identity.md)
 
 
 def _clamp(k):
@@ -54,8 +54,8 @@ class Ladder:
         self._inv = 1  # z2 ** (the exponent's bits done so far)
 
     def step(self, n=STEP_RUNGS):
-        # n rungs of work: a rung of the ladder, or _INV_BITS bits of the
-        # inversion (about as long). True once the result is ready
+        # n (1 or more) rungs of work: a rung of the ladder, or _INV_BITS
+        # bits of the inversion (about as long). True once the result is ready
         t = self._t
         if t:
             done = t if n > t else n
