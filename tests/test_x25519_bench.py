@@ -18,7 +18,8 @@ def test_the_bench_reports_both_interpreters_the_heap_and_an_esp32_estimate():
     mp = out["micropython"]
     for where in ("alone", "beside_node"):
         assert mp[where]["longest_slice_us"] > 0 and mp[where]["whole_us"] > 0
-    assert 0 < mp["alone"]["kept_bytes"] < 2048 and mp["alone"]["slice_alloc_bytes"] > 0
+    a = mp["alone"]
+    assert 0 < a["kept_bytes"] < a["peak_bound_bytes"] < 8192 and a["slice_alloc_bytes"] > a["rung_alloc_bytes"]
     assert 1000 < mp["mpy_bytes"] < 4000
     e = mp["esp32_estimate"]
     assert e["factor"] == 110 and e["slice_stall_ms"] > 0 and e["collections_per_slice"] >= 1

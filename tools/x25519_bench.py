@@ -13,8 +13,9 @@ the host does). Under MicroPython the
 timings are taken twice: alone in the heap, and beside a node that has sent
 for a while (the heap fuller, so allocation and collections cost more, as on
 a board); and the heap: what the module takes once imported, what a Ladder
-keeps between slices (gc.mem_alloc after gc.collect), what one slice
-allocates at most (garbage, counted with the GC off), and x25519.mpy's size.
+keeps between slices (gc.mem_alloc after gc.collect), what one rung and one
+slice allocate at most (counted with the GC off: the rung's figure plus what
+a ladder keeps bounds what it holds at any moment), and x25519.mpy's size.
 
 The ESP32 figure is the unix port's times the factor UNIX_TO_ESP32, worked
 out in docs/identity.md from published MicroPython benchmark figures and
@@ -131,9 +132,24 @@ def heap(out):
         gc.enable()
         kept = live if live > kept else kept
         alloc = used if used > alloc else alloc
+    # one rung at a time: what a rung allocates, its temporaries among it,
+    # so what a ladder keeps plus that bounds the heap it holds at any moment
+    lad = Ladder(K, U)
+    rung = 0
+    done = False
+    while not done:
+        gc.collect()
+        gc.disable()
+        before = gc.mem_alloc()
+        done = lad.step(1)
+        used = gc.mem_alloc() - before
+        gc.enable()
+        rung = used if used > rung else rung
     out["import_bytes"] = IMPORT_BYTES
     out["kept_bytes"] = kept
     out["slice_alloc_bytes"] = alloc
+    out["rung_alloc_bytes"] = rung
+    out["peak_bound_bytes"] = kept + rung
     return out
 
 
@@ -248,8 +264,10 @@ def main():
     print(_line(f"micropython beside a node ({m['beside_node']['heap_free_bytes']} B free)",
                 m["beside_node"]))
     print(f"micropython heap: the module takes {m['alone']['import_bytes']} B, "
-          f"a ladder keeps {m['alone']['kept_bytes']} B between slices, a slice "
-          f"allocates up to {m['alone']['slice_alloc_bytes']} B (garbage); x25519.mpy {m['mpy_bytes']} B")
+          f"a ladder keeps {m['alone']['kept_bytes']} B between slices and holds at most "
+          f"{m['alone']['peak_bound_bytes']} B (a rung allocates up to {m['alone']['rung_alloc_bytes']} B), "
+          f"a slice allocates up to {m['alone']['slice_alloc_bytes']} B (garbage); "
+          f"x25519.mpy {m['mpy_bytes']} B")
     print(f"ESP32 estimate (unix port x {e['factor']}): whole {e['whole_ms']} ms "
           f"({e['whole_beside_node_ms']} beside a node); a slice's stall beside a node "
           f"{e['slice_stall_ms']} ms (its work and {e['collections_per_slice']} collection(s))")
