@@ -125,3 +125,88 @@ def test_the_typo_search_is_bounded():
     with pytest.raises(nf.NetworkError, match=r"checksum does not match \(characters changed"):
         nf.parse_share_string("pollen2:" + "A" * 100_000)
     assert time.monotonic() - t0 < 2
+
+
+def test_rotate_keeps_every_field_but_the_key():
+    net = {**NET, "note": "a field a later version may add"}
+    new = nf.rotate_network(net)
+    assert new["key"] != net["key"] and nf.check_network(new, "test") == new
+    assert {k: v for k, v in new.items() if k != "key"} == {k: v for k, v in net.items() if k != "key"}
+    assert nf.key_fingerprint(new["key"]) != nf.key_fingerprint(net["key"])
+    assert nf.rotate_network(net)["key"] != new["key"]   # a fresh random key each time
+
+
+def test_a_rotated_network_goes_beside_the_old_file_dated():
+    import datetime
+    day = datetime.date(2026, 12, 8)
+    assert str(nf.rotated_path("v/village.pollen-network.json", day)) == \
+        "v/village-2026-12-08.pollen-network.json"
+    # rotated again later: the date is replaced, not added to
+    assert str(nf.rotated_path("village-2026-11-30.pollen-network.json", day)) == \
+        "village-2026-12-08.pollen-network.json"
+    assert str(nf.rotated_path("net.json", day)) == "net-2026-12-08.json"
+
+
+def test_cli_rotate_writes_a_new_file_and_never_the_old_one_unasked(tmp_path, monkeypatch):
+    run = CliRunner().invoke
+    monkeypatch.chdir(tmp_path)
+    nf.save_network(NET, tmp_path / "village.pollen-network.json")
+    before = (tmp_path / "village.pollen-network.json").read_bytes()
+    r = run(main, ["network", "rotate", "village.pollen-network.json"])
+    assert r.exit_code == 0, r.output
+    new_path = nf.rotated_path(tmp_path / "village.pollen-network.json")
+    new = nf.load_network(new_path)
+    assert (tmp_path / "village.pollen-network.json").read_bytes() == before   # untouched
+    assert {**new, "key": NET["key"]} == NET and new["key"] != NET["key"]
+    old_fp, new_fp = nf.key_fingerprint(NET["key"]), nf.key_fingerprint(new["key"])
+    assert f"old key fingerprint {old_fp} (file left as it was)" in r.stdout
+    assert f"new key, fingerprint {new_fp}" in r.stdout
+    assert f"pollen provision --port PORT --network {new_path.name}" in r.stdout
+    assert NET["key"] not in r.stdout and new["key"] not in r.stdout
+    assert (new_path.stat().st_mode & 0o777) == 0o600   # it holds a key
+    # the same day again: the dated file exists, and is not replaced
+    r = run(main, ["network", "rotate", "village.pollen-network.json"])
+    assert r.exit_code == 1 and "exists; choose another --out" in r.stderr
+    assert nf.load_network(new_path) == new
+    # --out; --json for scripts (no key in it)
+    r = run(main, ["network", "rotate", "village.pollen-network.json", "-o", "b.json", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    b = nf.load_network(tmp_path / "b.json")
+    assert out["old"] == {"file": "village.pollen-network.json", "key_fingerprint": old_fp,
+                          "kept": True}
+    assert out["new"] == {"file": "b.json", "key_fingerprint": nf.key_fingerprint(b["key"])}
+    assert b["key"] not in r.stdout
+    # over FILE itself only with --force, and then it says the old key is gone
+    r = run(main, ["network", "rotate", "b.json", "-o", "b.json"])
+    assert r.exit_code == 1 and "b.json exists (it is FILE)" in r.stderr
+    assert nf.load_network(tmp_path / "b.json") == b
+    r = run(main, ["network", "rotate", "b.json", "-o", "b.json", "--force"])
+    assert r.exit_code == 0 and "(file replaced: that key is gone)" in r.stdout
+    assert nf.load_network(tmp_path / "b.json")["key"] != b["key"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_cli_rotate_refuses_a_bad_file_naming_the_field(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke
+    for field, value in (("key", "zz"), ("region", "XX868"), ("name", ""), ("version", 2)):
+        (tmp_path / "bad.json").write_text(json.dumps({**NET, field: value}))
+        r = run(main, ["network", "rotate", "bad.json"])
+        assert r.exit_code == 1 and f"network file bad.json: field '{field}'" in r.stderr, r.output
+        assert NET["key"] not in r.stderr
+    (tmp_path / "half.json").write_text('{"version": 1, "na')
+    r = run(main, ["network", "rotate", "half.json"])
+    assert r.exit_code == 1 and "corrupt (not JSON)" in r.stderr
+    r = run(main, ["network", "rotate", "none.json"])
+    assert r.exit_code == 1 and "none.json: cannot be read" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "half.json"]   # nothing written
+
+
+def test_rotate_help_says_what_it_does_and_what_comes_next():
+    r = CliRunner().invoke(main, ["network", "rotate", "--help"])
+    assert r.exit_code == 0 and "Usage: main network rotate [OPTIONS] FILE" in r.output
+    text = " ".join(r.output.split())
+    assert "new random key, keeping its name, region and preset" in text
+    assert "FILE is left as it is" in text and "pollen provision --port PORT --network NEWFILE" in text
+    assert "--force" in text and "--json" in text

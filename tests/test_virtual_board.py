@@ -72,6 +72,40 @@ def test_provision_writes_config_atomically_and_names_bad_input(tmp_path, vboard
     assert fresh["node_id"] == "00001234" and "hop_limit" not in fresh
 
 
+def test_a_node_re_provisioned_after_a_rotation_keeps_its_identity(tmp_path, vboard, monkeypatch):
+    """pollen network rotate, then pollen provision with the new file (the
+    admin's steps when a node is lost): the node keeps its id, name, radio and
+    settings, and has the new key; the old file is as it was."""
+    from click.testing import CliRunner
+
+    from pollen_controller.board.network_files import load_network
+    from pollen_controller.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke
+    build_bundle(None, tmp_path / "bundle")
+    with Board(vboard.port) as b:
+        pv.install_bundle(b, tmp_path / "bundle")
+    assert run(main, ["network", "create", "village", "--preset", "ShortFast"]).exit_code == 0
+    old = load_network("village.pollen-network.json")
+    r = run(main, ["provision", "--port", vboard.port, "--network", "village.pollen-network.json",
+                   "--name", "alice", "--node-id", "1234", "--radio", "udp:47001"])
+    assert r.exit_code == 0, r.output
+    (vboard.folder / "config.json").write_text(   # a setting of its own, as a node may have
+        json.dumps({**json.loads((vboard.folder / "config.json").read_text()), "hop_limit": 3}))
+    r = run(main, ["network", "rotate", "village.pollen-network.json", "-o", "new.json"])
+    assert r.exit_code == 0, r.output
+    new = load_network("new.json")
+    r = run(main, ["provision", "--port", vboard.port, "--network", "new.json"])
+    assert r.exit_code == 0, r.output
+    assert "kept from the board's config.json: node_id, name, radio, hop_limit" in r.stdout
+    cfg = json.loads((vboard.folder / "config.json").read_text())
+    assert (cfg["node_id"], cfg["name"], cfg["radio"], cfg["hop_limit"]) == \
+        ("00001234", "alice", {"kind": "udp", "port": 47001}, 3)
+    assert cfg["network"] == "village" and cfg["network_key"] == new["key"] != old["key"]
+    assert load_network("village.pollen-network.json") == old
+
+
 def test_missing_port_and_silent_board_give_clear_errors(tmp_path):
     with pytest.raises(BoardError, match="cannot open the port"):
         Board(str(tmp_path / "ttyNOPE"))

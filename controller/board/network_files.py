@@ -2,6 +2,8 @@
 (`pollen network create|share|import|info`).
 
 A network file is JSON: version, name, region, preset and the 32-byte key.
+Rotating a network (`pollen network rotate`) gives it a new key and keeps
+everything else.
 The shared string is `pollen2:` + base64url(compact JSON + a 4-byte
 checksum): a character changed, lost or added anywhere is refused, and where
 one single change explains it, its position is named. `pollen1:` strings
@@ -11,8 +13,10 @@ docs/config.md describes both."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
+import re
 import secrets
 import string
 from pathlib import Path
@@ -63,6 +67,28 @@ def check_network(net, source: str) -> dict:
     except ConfigError as e:
         raise NetworkError(f"network {source}: {e}") from None
     return net
+
+
+def rotate_network(net: dict) -> dict:
+    """The same network with a fresh random key: name, region, preset and
+    any other field kept. Nodes re-provisioned with it keep their identity;
+    a node that is not (a lost one) no longer reads or sends its frames."""
+    new = dict(net)
+    while new["key"] == net["key"]:   # (odds of 2**-256: the check costs nothing)
+        new["key"] = secrets.token_hex(32)
+    return check_network(new, "rotated")
+
+
+def rotated_path(path: Path, today: datetime.date | None = None) -> Path:
+    """Where a rotated network goes by default: beside the old file, dated,
+    never over it: village.pollen-network.json -> village-2026-12-08.pollen-
+    network.json (a date the old name already ends in is replaced)."""
+    path = Path(path)
+    day = (today or datetime.date.today()).isoformat()
+    suffix = ".pollen-network.json" if path.name.endswith(".pollen-network.json") else path.suffix
+    base = path.name[:len(path.name) - len(suffix)] if suffix else path.name
+    base = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", base)
+    return path.with_name(f"{base}-{day}{suffix}")
 
 
 def key_fingerprint(key_hex: str) -> str:

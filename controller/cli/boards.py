@@ -274,6 +274,64 @@ def network_info(file_or_string, as_json):
     _describe(source, net)
 
 
+@network.command("rotate")
+@click.argument("network_file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: beside FILE, dated, e.g. "
+                   "village-2026-12-08.pollen-network.json).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing --out file, even FILE itself (its key is then gone).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: both files and fingerprints (no key).")
+def network_rotate(network_file, out_path, force, as_json):
+    """Give a network a new random key, keeping its name, region and preset:
+    what to do when a node is lost or a key has leaked (docs/boards.md,
+    "When a node is lost").
+
+    FILE is left as it is; the new network goes to a new file. Re-provision
+    each node you keep with it (pollen provision --port PORT --network
+    NEWFILE: the node keeps its id, name and settings). A node that is not
+    re-provisioned keeps the old key and is shut out: it can no longer read
+    the network's frames nor send any the others accept."""
+    from pollen_controller.board.network_files import (key_fingerprint, load_network,
+                                                       rotate_network, rotated_path,
+                                                       save_network)
+    from pollen_controller.errors import NetworkError
+
+    old_path = Path(network_file)
+    old = load_network(old_path)
+    path = Path(out_path) if out_path else rotated_path(old_path)
+    if path.exists() and not force:
+        same = path.resolve() == old_path.resolve()
+        raise NetworkError(f"{path} exists" + (" (it is FILE)" if same else "") +
+                           "; choose another --out, or --force to replace it (its key is then "
+                           "gone, and nodes still using it are shut out)")
+    new = rotate_network(old)
+    save_network(new, path)
+    old_fp, new_fp = key_fingerprint(old["key"]), key_fingerprint(new["key"])
+    kept_old = path.resolve() != old_path.resolve()
+    if as_json:
+        click.echo(json.dumps({"name": new["name"], "region": new["region"], "preset": new["preset"],
+                               "old": {"file": str(old_path), "key_fingerprint": old_fp,
+                                       "kept": kept_old},
+                               "new": {"file": str(path), "key_fingerprint": new_fp}}))
+        return
+    click.echo(f"{old_path}: network {old['name']!r}, old key fingerprint {old_fp}" +
+               (" (file left as it was)" if kept_old else " (file replaced: that key is gone)"))
+    click.echo(f"{path}: the same network with a new key, fingerprint {new_fp}")
+    click.echo("next:\n"
+               "  1. re-provision every node you keep, with the new file (each keeps its id,\n"
+               "     name and settings):\n"
+               f"       pollen provision --port PORT --network {path}\n"
+               "     until all are done, the re-provisioned nodes and the others cannot hear\n"
+               "     each other: do them in one round\n"
+               "  2. a node you do not re-provision (the lost one) is shut out: it lacks the\n"
+               "     new key\n"
+               "  3. pass the new network on only to people you trust:\n"
+               f"       pollen network share {path}\n"
+               "     and delete the old file once every node you keep is re-provisioned")
+
+
 def _describe(source, net):
     from pollen_controller.board.network_files import key_fingerprint
 

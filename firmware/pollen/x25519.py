@@ -1,27 +1,28 @@
-# X25519 (RFC 7748 §5), for the coming per-node keys (issue 15), and the
-# node id a public key gives. Pure Python on big ints: MicroPython (boards,
-# unix port) and CPython alike.
+# X25519 (RFC 7748 §5), for the per-node keys (identity.py, which also has
+# the node id a public key gives). Pure Python on big ints: MicroPython
+# (boards, unix port) and CPython alike.
 #
-# A whole ladder is far too long for one turn of a board's event loop (about
-# 0.8 s on an ESP32, docs/identity.md), so Ladder does it a few bits at a
-# time: step(n) does n rungs of work and returns True when done; the node
-# calls it once per turn. The work is the Montgomery ladder's 255 rungs (a
-# bit of the scalar each), then the final inversion, z ** (p-2) by built-in
-# pow on 4 bits of the exponent at a time (64 rungs), so it is sliced too.
+# A whole ladder is far too long for one turn of a board's event loop (half
+# a second to two on an ESP32, docs/identity.md), so Ladder does it a few
+# rungs at a time: step(n) does n rungs of work and returns True when done;
+# the node calls it once per turn. The work is the Montgomery ladder's 255
+# rungs (a bit of the scalar each), then the final inversion, z ** (p-2) by
+# built-in pow on 4 bits of the exponent at a time (64 rungs), so it is
+# sliced too.
 #
 # Not constant-time: big-int arithmetic takes time (and allocates) by the
 # values, so even the RFC's masked swap would leak the bit (its mask & (x2 ^
 # x3) is a new big int only when the bit is 1); the swap is a plain one. A
-# secret key never leaves its node, and timing a node's slices from the air
-# is far coarser than what an attack on that would need.
-import hashlib
+# secret key never leaves its node: an attacker would have to time its
+# slices from the air, through its event loop and radio. Accepted for now
+# (docs/identity.md).
 from pollen._compat import const
 
 _P = const(57896044618658097711785492504343953926634992332820282019728792003956564819949)  # 2**255 - 19
 _A24 = const(121665)  # (486662 - 2) / 4
 _BITS = const(255)
 _INV_BITS = const(4)  # bits of the inversion's exponent per rung of work
-STEP_RUNGS = const(4)  # rungs per step: under 50 ms on an ESP32 (docs/identity.md)
+STEP_RUNGS = const(3)  # rungs per step: about 25 ms on an ESP32, 50 on an RP2040 (docs/identity.md)
 
 
 def _clamp(k):
@@ -52,8 +53,8 @@ class Ladder:
         self._inv = 1  # z2 ** (the exponent's bits done so far)
 
     def step(self, n=STEP_RUNGS):
-        # n rungs of work: a rung of the ladder, or _INV_BITS bits of the
-        # inversion (about as long). True once the result is ready
+        # n (1 or more) rungs of work: a rung of the ladder, or _INV_BITS
+        # bits of the inversion (about as long). True once the result is ready
         t = self._t
         if t:
             done = t if n > t else n
@@ -135,18 +136,3 @@ def public_key(secret):
     # the public key of a 32-byte secret: X25519(secret, 9)
     return x25519(secret, b"\x09" + bytes(31))
 
-
-def node_id_from_public(pub):
-    # The node id a public key gives: the first of the SHA-256 digest's eight
-    # big-endian 4-byte words that is a valid pollen id (pollen.ids: not 0,
-    # not ffffffff, last byte not 00); if none is (odds about 2**-64), the
-    # same over SHA-256 of the digest, and so on
-    if len(pub) != 32:
-        raise ValueError("public key must be 32 bytes")
-    h = hashlib.sha256(pub).digest()
-    while True:
-        for i in range(0, 32, 4):
-            v = int.from_bytes(h[i:i + 4], "big")
-            if 0 < v < 0xFFFFFFFF and v & 0xFF:
-                return v
-        h = hashlib.sha256(h).digest()

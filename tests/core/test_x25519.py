@@ -6,7 +6,8 @@
 import hashlib
 
 from pollen.ids import parse_node_id
-from pollen.x25519 import Ladder, STEP_RUNGS, node_id_from_public, public_key, x25519
+from pollen.x25519 import Ladder, STEP_RUNGS, public_key, x25519
+from pollen.identity import node_id_from_public
 
 from .util import random_bytes
 
