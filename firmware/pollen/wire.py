@@ -75,8 +75,14 @@ def be32(v):
 
 
 def _nonce(header):
-    # origin + message id + version/type: unique per message and frame type.
-    return bytes(header[2:6]) + bytes(header[10:14]) + bytes(header[0:1]) + b"\0\0\0"
+    # origin + message id + version/type, then 3 zero bytes: unique per
+    # message and frame type. (Written into one buffer: no slices to join)
+    n = bytearray(12)
+    for k in range(4):
+        n[k] = header[2 + k]
+        n[4 + k] = header[10 + k]
+    n[8] = header[0]
+    return n
 
 
 def pack(f, key):
