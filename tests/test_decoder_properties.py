@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from pollen import file_author
 from pollen import file_wire, files, held, posts, status_wire, wire
 from pollen.crypto import NetworkKey
 from pollen.file_author import make_manifest
@@ -392,8 +393,8 @@ def test_make_manifest_then_parse(name, media, data, author, chunk):
     m = files.parse_manifest(make_manifest(name, media, data, author, 7, chunk))
     assert (m.name, m.media_type, m.size_bytes, m.chunk_bytes, m.author, m.created_s) == \
         (name, media, len(data), chunk, author, 7)
-    assert all(m.chunk_ok(i, files.chunk_of(data, i, chunk)) for i in range(m.chunks))
-    assert m.file_ok(data)
+    assert all(m.chunk_ok(i, file_author.chunk_of(data, i, chunk)) for i in range(m.chunks))
+    assert file_author.file_ok(m, data)
 
 
 @SOME

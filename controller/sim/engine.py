@@ -278,7 +278,7 @@ class Simulation:
         r = self.routers[f.seeder]
         if self.up[f.seeder]:
             try:
-                cid = r.share(f.name, MEDIA_TYPE, f.data, t)
+                cid = file_author.share(r, f.name, MEDIA_TYPE, f.data, t)
             except files.FileError as e:   # e.g. chunks too small for the file under a dwell limit
                 raise ScenarioError(f"scenario '{self.sc.name}': field 'files[{i}]': node "
                                  f"{f.seeder} cannot share it: {e}") from None

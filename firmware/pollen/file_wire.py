@@ -69,10 +69,6 @@ def unpack_want(p, limit=_MAX_WANTED):
     return bytes(p[:CID_BYTES]), wanted
 
 
-def manifest_parts(cid, raw):
-    return [manifest_part(cid, raw, i) for i in range(part_count(raw))]
-
-
 def part_count(raw, part_bytes=_PART_BYTES):
     return (len(raw) + part_bytes - 1) // part_bytes
 

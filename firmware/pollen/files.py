@@ -13,7 +13,7 @@
 # content id = first 16 bytes of SHA-256(manifest), shown as 26 base32 letters.
 import hashlib
 from pollen._compat import const
-from pollen.wire import u32, be32
+from pollen.wire import u32
 
 _MANIFEST_VERSION = const(1)
 CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
@@ -33,10 +33,6 @@ def _sha(data):
 
 def chunk_count(size_bytes, chunk_bytes=CHUNK_BYTES):
     return (size_bytes + chunk_bytes - 1) // chunk_bytes
-
-
-def chunk_of(data, index, chunk_bytes=CHUNK_BYTES):
-    return data[index * chunk_bytes:(index + 1) * chunk_bytes]
 
 
 def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
@@ -102,9 +98,6 @@ class Manifest:
         last = self.size_bytes - index * self.chunk_bytes
         want = self.chunk_bytes if last > self.chunk_bytes else last
         return len(data) == want and _sha(data)[:_SHORT] == self.chunk_hash(index)
-
-    def file_ok(self, data):
-        return len(data) == self.size_bytes and _sha(data) == self.file_sha256
 
 
 def parse_manifest(raw, max_bytes=MAX_FILE_BYTES, size=None, cid=None):

@@ -103,14 +103,11 @@ class Sharing:
 
     # ---- the app's side ------------------------------------------------------
 
-    def share(self, name, media_type, data, now_ms, created_s=0):
-        # Share a file held in RAM (the simulator, tests); hosts only
-        from pollen.file_author import share
-        return share(self, name, media_type, data, now_ms, created_s)
-
     def share_manifest(self, raw, now_ms):
         # Begin sharing a file of ours, chunks to follow (share_chunk): a board
         # never needs the whole file in RAM. Raises FileError naming the problem.
+        # (A host with the whole file in RAM: file_author.share, which a node
+        # never loads)
         from pollen.file_requests import share_manifest  # (file_requests.py)
         return share_manifest(self, raw, now_ms)
 
