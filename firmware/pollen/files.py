@@ -20,7 +20,6 @@ CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 2
 MAX_FILE_BYTES = const(65536)   # default limit; a node may set a smaller one
 _SHORT = const(4)
 _HEAD_MAX = const(559)  # the longest fields a manifest can have before its chunk hashes
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
 class FileError(ValueError):
@@ -181,7 +180,7 @@ def cid_from_hex(text):
 
 
 def cid_str(cid):
-    # 16 bytes -> 26 lowercase base32 letters (no padding): _ALPHABET, built
+    # 16 bytes -> 26 lowercase base32 letters (no padding): a-z, 2-7, built
     # in one small buffer (it runs for every chunk a node reports, and a
     # growing list and a 128-bit number need heap a busy node may not have)
     out = bytearray(26)
@@ -199,19 +198,21 @@ def cid_str(cid):
 
 
 def _letter(v):
-    # 0..31 -> the byte of _ALPHABET[v]: a..z, then 2..7
+    # 0..31 -> the byte of its letter: a..z, then 2..7
     return 97 + v if v < 26 else 24 + v
 
 
 def parse_cid(text):
+    # read as bytes: each character of a str read one at a time is interned
+    # by MicroPython (a name the heap keeps for good: docs/boards.md, "Heap")
     text = text.strip().lower()
     if len(text) != 26:
         raise FileError("a content id is 26 base32 letters")
     value = 0
     bits = 0
     out = bytearray()
-    for ch in text:
-        v = _ALPHABET.find(ch)
+    for ch in text.encode():
+        v = ch - 97 if 97 <= ch <= 122 else ch - 24 if 50 <= ch <= 55 else -1  # (_letter's inverse)
         if v < 0:
             raise FileError("a content id is 26 base32 letters (a-z, 2-7)")
         value = (value << 5) | v

@@ -37,13 +37,15 @@ F_STORED = const(0x40)  # this copy was held by a node and sent on later
 F_FRESH = const(0x40)   # on a BEACON: the node's first since it started
 F_PARTS = const(0x40)   # on a WANT: the bitmap asks for manifest parts, not chunks
 
-# Reasons a frame is dropped; the node counts each.
-R_SHORT = "short"
-R_OVERSIZE = "oversize"
-R_VERSION = "version"
-R_TAG = "tag"
-R_TYPE = "type"
-R_FIELD = "field"
+# Reasons a frame is dropped; the node counts each (by these names: hosts
+# and tests use the strings themselves; private, a node does not intern the
+# six names)
+_R_SHORT = const("short")
+_R_OVERSIZE = const("oversize")
+_R_VERSION = const("version")
+_R_TAG = const("tag")
+_R_TYPE = const("type")
+_R_FIELD = const("field")
 
 
 class Frame:
@@ -107,21 +109,21 @@ def unpack(data, key):
     # bytes on air -> (Frame, None) or (None, reason). Never raises on bad input.
     n = len(data)
     if n < HEADER_BYTES + TAG_BYTES:
-        return None, R_SHORT
+        return None, _R_SHORT
     if n > MAX_FRAME_BYTES:
-        return None, R_OVERSIZE
+        return None, _R_OVERSIZE
     if data[0] >> 4 != VERSION:
-        return None, R_VERSION
+        return None, _R_VERSION
     body = data[:n - TAG_BYTES]
     if not _equal(key.tag(body), data[n - TAG_BYTES:]):
-        return None, R_TAG
+        return None, _R_TAG
     ftype = data[0] & 0x0F
     if not BEACON <= ftype <= STATUS:
-        return None, R_TYPE
+        return None, _R_TYPE
     hop_limit = (data[1] >> 3) & 0x07
     hops = data[1] & 0x07
     if hops > hop_limit:
-        return None, R_FIELD
+        return None, _R_FIELD
     payload = key.ctr(_nonce(data), body[HEADER_BYTES:])
     return Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
                  u32(data, 6), u32(data, 10), data[14], data[15], payload), None
