@@ -302,6 +302,27 @@ def test_the_core_s_names_fit_five_qstr_pools(tmp_path):
     assert int(m.group(1)) <= 5, "a sixth qstr pool (%s qstrs): reuse existing names" % m.group(2)
 
 
+# Host-only code stays off the node: a running node app, given the console
+# commands a `pollen demo` node gets (a file shared from its host chunk by
+# chunk, a fetch, status), never imports the hosts' file code
+# (file_author.py: a file whole in RAM) or CPython's AES, and none of their
+# names is interned (a module's names are interned when any module that
+# names them loads, and they stay for good: docs/boards.md, "Interned names").
+HOST_ONLY_MODULES = {"pollen.file_author", "pollen._aes_host", "pollen.status_wire"}
+HOST_ONLY_NAMES = {"pollen.file_author", "file_author", "make_manifest", "add_own", "chunk_of",
+                   "file_ok", "manifest_parts"}
+
+
+def test_a_running_node_never_loads_host_only_code():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import qstr_report
+    n, pools, names, modules = qstr_report.run()
+    assert "pollen_io.file_console" not in modules  # (dropped after each command)
+    assert "pollen.node" in modules and "pollen.fetching" in modules, modules
+    assert not HOST_ONLY_MODULES & set(modules), sorted(HOST_ONLY_MODULES & set(modules))
+    assert not HOST_ONLY_NAMES & set(names), sorted(HOST_ONLY_NAMES & set(names))
+    print("a node's interned names after the demo's commands: %d in %d pools" % (n, pools))
+
 # A datagram the emulated radio cannot read for want of heap is dropped after
 # a second failure in a row, not left waiting: left on the socket, the same
 # datagram failed again and again (thousands of times a minute on a full 128K

@@ -56,7 +56,7 @@ def commands():
 
 
 def run(heap="128K", idle=False, romfs=False):
-    """The node's qstr_info(1) output after its life: (n_qstr, n_pool, text)."""
+    """After the node's life: (n_qstr, n_pool, the names, the modules it holds)."""
     with tempfile.TemporaryDirectory() as d:
         fw = Path(d) / "fw"
         compile_firmware(fw)
@@ -66,7 +66,8 @@ def run(heap="128K", idle=False, romfs=False):
             "node_id": "0a0b0c01", "name": "q", "network_key": KEY, "preset": "ShortFast",
             "radio": {"kind": "udp", "host": "127.0.0.1", "port": 9},
             "storage_dir": "store", "status_interval_ms": 500}))
-        code = "import main\nimport micropython\nmicropython.qstr_info(1)\n"
+        code = ("import main\nimport micropython, sys\nmicropython.qstr_info(1)\n"
+                "print('modules', ' '.join(sorted(sys.modules)))\n")
         if romfs:
             image = Path(d) / "pollen.romfs"
             image.write_bytes(romfs_image(fw))
@@ -91,7 +92,9 @@ def run(heap="128K", idle=False, romfs=False):
     if '"error"' in out:
         errors = [line for line in out.splitlines() if '"error"' in line]
         raise SystemExit("a command failed:\n" + "\n".join(errors))
-    return int(m.group(2)), int(m.group(1)), out
+    names = re.findall(r"^Q\((.*)\)$", out, re.M)
+    modules = re.search(r"^modules (.*)$", out, re.M).group(1).split()
+    return int(m.group(2)), int(m.group(1)), names, modules
 
 
 def main():
@@ -101,12 +104,9 @@ def main():
     ap.add_argument("--romfs", action="store_true", help="import the firmware from a ROMFS image")
     ap.add_argument("--names", action="store_true", help="list every interned name")
     args = ap.parse_args()
-    n, pools, out = run(args.heap, args.idle, args.romfs)
-    info = out[out.index("qstr pool:"):]
+    n, pools, names, modules = run(args.heap, args.idle, args.romfs)
     if args.names:
-        print(info.strip())
-    else:
-        print(info.splitlines()[0].strip())
+        print("\n".join(names))
     room = sum(POOLS) - n
     print("n_qstr", n, "n_pool", pools, "room_before_next_pool" if room >= 0 else "over_by",
           abs(room))
