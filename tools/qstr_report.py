@@ -14,7 +14,7 @@ grows).
 Why it matters: names are interned into pools on the heap and never freed;
 each new pool is twice the last. On the unix port the pools hold 20, 40, 80,
 160 and 320 names (620 in all); the 621st name costs a pool of 640 at once,
-about 7 KB of a 128K heap (docs/boards.md, "Heap").
+about 7 KB of a 128K heap (docs/boards.md, "Interned names").
 """
 import argparse
 import base64

@@ -204,7 +204,7 @@ def _letter(v):
 
 def parse_cid(text):
     # read as bytes: each character of a str read one at a time is interned
-    # by MicroPython (a name the heap keeps for good: docs/boards.md, "Heap")
+    # by MicroPython (a name the heap keeps for good: docs/boards.md, "Interned names")
     text = text.strip().lower()
     if len(text) != 26:
         raise FileError("a content id is 26 base32 letters")
