@@ -8,5 +8,5 @@ def aes_ecb(key):
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
 
     def encrypt(block, out):
-        out[:] = enc.update(bytes(block))
+        out[:] = enc.update(block)
     return encrypt
