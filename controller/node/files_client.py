@@ -76,7 +76,7 @@ def share(link, data: bytes, name: str, media_type: str | None = None,
     except files.FileError as e:
         raise FilesError(str(e)) from None
     ready = link.ask({"cmd": "share", "manifest": _b64(raw)}, "share_ready")
-    m = files.parse_manifest(raw, max_bytes=len(data))
+    m = files.parse_manifest(raw, max_file_bytes=len(data))
     missing = ready.get("missing")
     if missing is None:  # the node lists missing chunks only for a share cut short
         missing = [] if ready.get("held", 0) >= m.chunks else list(range(m.chunks))
@@ -169,7 +169,7 @@ def read_out(link, cid: str, progress=None) -> tuple[files.Manifest, bytes]:
     if not ev.get("complete"):
         raise FilesError(f"content id {cid}: the node holds only part of it")
     raw = base64.b64decode(ev["data"])
-    m = files.parse_manifest(raw, max_bytes=MAX_FILE_BYTES)
+    m = files.parse_manifest(raw, max_file_bytes=MAX_FILE_BYTES)
     if files.cid_str(m.cid) != cid:
         raise FilesError(f"content id {cid}: the node sent another file's manifest")
     out = bytearray()

@@ -311,7 +311,7 @@ class Simulation:
         if hops is None:
             return None
         chunk_bytes = self.routers[f.seeder].file_chunk_bytes
-        payload = file_wire.pack_chunk(bytes(file_wire.CID_BYTES), 0, bytes(chunk_bytes))
+        payload = file_wire.pack_chunk(bytes(16), 0, bytes(chunk_bytes))
         frame_bytes = HEADER_BYTES + len(payload) + TAG_BYTES
         return files.chunk_count(f.size_bytes, chunk_bytes) * hops \
             * preset_time_on_air_us(frame_bytes, self.sc.preset)

@@ -21,7 +21,7 @@ except ImportError:
 TAG_BYTES = 8
 
 
-def _sha256(data):
+def _sha(data):
     return hashlib.sha256(data).digest()
 
 
@@ -29,14 +29,15 @@ class NetworkKey:
     def __init__(self, key):
         if len(key) != 32:
             raise ValueError("network key must be 32 bytes")
-        self._enc = aes_ecb(_sha256(b"pollen v1 enc" + key)[:16])
-        self._mac = _sha256(b"pollen v1 mac" + key)
+        self._enc = aes_ecb(_sha(b"pollen v1 enc" + key)[:16])
+        self._mac = _sha(b"pollen v1 mac" + key)
         # Precomputed HMAC pads: the tag is computed for every frame sent/heard.
         k = self._mac + bytes(32)
         self._ipad = bytes(b ^ 0x36 for b in k)
         self._opad = bytes(b ^ 0x5C for b in k)
-        self._block = bytearray(16)  # the counter block
-        self._stream = bytearray(16)  # its keystream
+        # (names MicroPython has built in: a new one costs heap, docs/boards.md)
+        self.buf = bytearray(16)  # the counter block
+        self.stream = bytearray(16)  # its keystream
 
     def tag(self, data):
         inner = hashlib.sha256(self._ipad)
@@ -51,8 +52,8 @@ class NetworkKey:
         # (The core is single-threaded: one frame at a time uses the buffers.)
         out = bytearray(data)
         n = len(out)
-        block = self._block
-        ks = self._stream
+        block = self.buf
+        ks = self.stream
         block[:12] = nonce12
         i = 0
         counter = 0

@@ -34,10 +34,10 @@ def chunk_count(size_bytes, chunk_bytes=CHUNK_BYTES):
     return (size_bytes + chunk_bytes - 1) // chunk_bytes
 
 
-def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
+def max_manifest_bytes(max_file_bytes=MAX_FILE_BYTES):
     # the longest manifest of a file of at most max_bytes: longest name and
     # media type, fixed fields, and a short hash per chunk of the smallest size
-    return 1 + 65 + 33 + 46 + chunk_count(max_bytes, 16) * _SHORT
+    return 1 + 65 + 33 + 46 + chunk_count(max_file_bytes, 16) * _SHORT
 
 
 class Manifest:
@@ -58,7 +58,7 @@ class Manifest:
         self.author = author
         self.created_s = created_s
         self.file_sha256 = file_sha256
-        self._hashes_at = hashes_at
+        self.hashes_at = hashes_at
         self.chunks = chunk_count(size_bytes, chunk_bytes)
         self.cid = cid
 
@@ -73,7 +73,7 @@ class Manifest:
     def __len__(self):
         # its length in bytes, known from its fields (parse_manifest checks
         # it): counting its parts needs no read from storage
-        return self._hashes_at + self.chunks * _SHORT
+        return self.hashes_at + self.chunks * _SHORT
 
     def kept(self, storage, name):
         # it is in storage as record `name`: its bytes leave the heap
@@ -89,7 +89,7 @@ class Manifest:
         return self._raw[offset:offset + n]
 
     def chunk_hash(self, index):
-        return self.read_at(self._hashes_at + index * _SHORT, _SHORT)
+        return self.read_at(self.hashes_at + index * _SHORT, _SHORT)
 
     def chunk_ok(self, index, data):
         if not 0 <= index < self.chunks:
@@ -99,12 +99,12 @@ class Manifest:
         return len(data) == want and _sha(data)[:_SHORT] == self.chunk_hash(index)
 
 
-def parse_manifest(raw, max_bytes=MAX_FILE_BYTES, size=None, cid=None):
+def parse_manifest(raw, max_file_bytes=MAX_FILE_BYTES, length=None, cid=None):
     # bytes -> Manifest; FileError names what is wrong (remote input: count it).
-    # With size (and cid): raw is only the manifest's first bytes, the
-    # manifest is size bytes long and has that content id (files.load)
-    if size is None:
-        size = len(raw)
+    # With length (and cid): raw is only the manifest's first bytes, the
+    # manifest is length bytes long and has that content id (files.load)
+    if length is None:
+        length = len(raw)
         cid = content_id(raw)
         raw = bytes(raw)
     try:
@@ -125,17 +125,17 @@ def parse_manifest(raw, max_bytes=MAX_FILE_BYTES, size=None, cid=None):
         i += 46
     except (IndexError, UnicodeError):
         raise FileError("manifest truncated or garbled")
-    if size_bytes > max_bytes:
-        raise FileError("file is %d bytes; the limit is %d" % (size_bytes, max_bytes))
+    if size_bytes > max_file_bytes:
+        raise FileError("file is %d bytes; the limit is %d" % (size_bytes, max_file_bytes))
     if not n or size_bytes == 0 or not 16 <= chunk <= CHUNK_BYTES:
         raise FileError("manifest fields out of range")
-    if size != i + chunk_count(size_bytes, chunk) * _SHORT or len(sha) != 32:
+    if length != i + chunk_count(size_bytes, chunk) * _SHORT or len(sha) != 32:
         raise FileError("manifest length does not match its chunk count")
-    return Manifest(raw if len(raw) == size else None, name, media, size_bytes, chunk, author,
+    return Manifest(raw if len(raw) == length else None, name, media, size_bytes, chunk, author,
                     created, sha, i, cid)
 
 
-def load(storage, name, max_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=None):
+def load(storage, name, max_file_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=None):
     # Load the manifest in storage record `name` -> Manifest kept there: read and
     # hashed a piece at a time (pieces of chunk_bytes: how it was written),
     # so a long one (16.5 KB, a 64 KiB file in 16-byte chunks) never needs
@@ -156,13 +156,13 @@ def load(storage, name, max_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=N
     got = h.digest()[:16]
     if cid is not None and got != cid:
         return None
-    m = parse_manifest(head, max_bytes, size, got)
+    m = parse_manifest(head, max_file_bytes, size, got)
     m.kept(storage, name)
     return m
 
 
-def content_id(manifest_raw):
-    return _sha(manifest_raw)[:16]
+def content_id(raw):
+    return _sha(raw)[:16]
 
 
 def cid_hex(cid):

@@ -190,11 +190,12 @@ class HeldFiles:
                 return
             self.remove(victim)
 
-    def _make_room(self, need, keep):
-        while self.used_bytes() + need > self.quota_bytes:
+    def _make_room(self, length, cid_kept):
+        # room for length more bytes, evicting cached files (never cid_kept)
+        while self.used_bytes() + length > self.quota_bytes:
             victim = None
             for cid, st in self.state.items():
-                if cid == keep or st[0] & (_OWN | _PINNED):
+                if cid == cid_kept or st[0] & (_OWN | _PINNED):
                     continue
                 if victim is None or st[1] < self.state[victim][1]:
                     victim = cid

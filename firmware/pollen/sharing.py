@@ -368,11 +368,11 @@ class Sharing:
 
     # ---- fetching ----------------------------------------------------------------
 
-    def _relay_fetch(self, cid, asker, now_ms):
+    def _relay_fetch(self, cid, via, now_ms):
         # A neighbour asked us for what we lack: fetch it for them, if we know a way.
         fe = self.fetches.get(cid)
         if fe is None:
-            if not self.catalog.sources(cid, now_ms, (asker,)):
+            if not self.catalog.sources(cid, now_ms, (via,)):
                 self._drop("unknown_cid")
                 return None
             if len(self.fetches) >= MAX_FETCHES:
@@ -381,7 +381,7 @@ class Sharing:
             fe = Fetch(cid, False, now_ms)
             self.fetches[cid] = fe
         if len(fe.askers) < _MAX_ASKERS:
-            fe.askers.add(asker)
+            fe.askers.add(via)
         if not fe.own:
             fe.progress_ms = now_ms
         fe.next_ms = now_ms

@@ -76,14 +76,14 @@ def be32(v):
     return bytes(((v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
 
 
-def _nonce(header):
+def _nonce(frame):
     # origin + message id + version/type, then 3 zero bytes: unique per
     # message and frame type. (Written into one buffer: no slices to join)
     n = bytearray(12)
     for k in range(4):
-        n[k] = header[2 + k]
-        n[4 + k] = header[10 + k]
-    n[8] = header[0]
+        n[k] = frame[2 + k]
+        n[4 + k] = frame[10 + k]
+    n[8] = frame[0]
     return n
 
 
@@ -141,10 +141,10 @@ def relayed(data, hops, next_hop, relayer, key):
     return body + key.tag(body)
 
 
-def with_flags(data, set_flags, key):
+def with_flags(data, flags, key):
     n = len(data)
     body = bytearray(data[:n - TAG_BYTES])
-    body[1] |= set_flags & 0xC0
+    body[1] |= flags & 0xC0
     body = bytes(body)
     return body + key.tag(body)
 
