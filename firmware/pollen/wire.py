@@ -114,7 +114,8 @@ def unpack(data, key):
         return None, _R_OVERSIZE
     if data[0] >> 4 != VERSION:
         return None, _R_VERSION
-    body = data[:n - TAG_BYTES]
+    # (a view, not a copy: the tag and the cipher read the frame in place)
+    body = memoryview(data)[:n - TAG_BYTES]
     if not _equal(key.tag(body), data[n - TAG_BYTES:]):
         return None, _R_TAG
     ftype = data[0] & 0x0F
@@ -132,21 +133,21 @@ def unpack(data, key):
 def relayed(data, hops, next_hop, relayer, key):
     # A copy of an authenticated frame with new hop fields and a fresh tag;
     # the encrypted payload is carried unchanged.
-    n = len(data)
-    body = bytearray(data[:n - TAG_BYTES])
-    body[1] = (body[1] & 0xF8) | hops
-    body[14] = next_hop & 0xFF
-    body[15] = relayer & 0xFF
-    body = bytes(body)
-    return body + key.tag(body)
+    n = len(data) - TAG_BYTES
+    out = bytearray(data)  # one copy, the new tag written into its place
+    out[1] = (out[1] & 0xF8) | hops
+    out[14] = next_hop & 0xFF
+    out[15] = relayer & 0xFF
+    out[n:] = key.tag(memoryview(out)[:n])
+    return bytes(out)
 
 
 def with_flags(data, flags, key):
-    n = len(data)
-    body = bytearray(data[:n - TAG_BYTES])
-    body[1] |= flags & 0xC0
-    body = bytes(body)
-    return body + key.tag(body)
+    n = len(data) - TAG_BYTES
+    out = bytearray(data)  # (as relayed)
+    out[1] |= flags & 0xC0
+    out[n:] = key.tag(memoryview(out)[:n])
+    return bytes(out)
 
 
 def _equal(a, b):
