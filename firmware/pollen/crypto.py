@@ -30,9 +30,9 @@ class NetworkKey:
         if len(key) != 32:
             raise ValueError("network key must be 32 bytes")
         self._enc = aes_ecb(_sha(b"pollen v1 enc" + key)[:16])
-        self._mac = _sha(b"pollen v1 mac" + key)
-        # Precomputed HMAC pads: the tag is computed for every frame sent/heard.
-        k = self._mac + bytes(32)
+        # Precomputed HMAC pads of the tag's key: the tag is computed for
+        # every frame sent/heard (the key itself is not kept)
+        k = _sha(b"pollen v1 mac" + key) + bytes(32)
         self._ipad = bytes(b ^ 0x36 for b in k)
         self._opad = bytes(b ^ 0x5C for b in k)
         # (names MicroPython has built in: a new one costs heap, docs/boards.md)
