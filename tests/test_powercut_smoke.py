@@ -12,7 +12,7 @@ from powercut_check import AirWatch, Ledger, scan_store  # noqa: E402
 from pollen import files, held, wire  # noqa: E402
 from pollen.crypto import NetworkKey  # noqa: E402
 from pollen.replay import Replay  # noqa: E402
-from pollen.file_author import make_manifest  # noqa: E402
+from pollen.file_author import chunk_of, make_manifest  # noqa: E402
 from pollen.held_files import HeldFiles  # noqa: E402
 from pollen_io.filestore import FileStorage  # noqa: E402
 
@@ -40,7 +40,7 @@ def _store(tmp_path):
         cid = hf.begin(make_manifest(f"f{k}.bin", "text/plain", data, 0x101, k), own=True)
         m = hf.manifests[cid]
         for i in range(m.chunks - k):  # the second one lacks its last chunk
-            hf.put_chunk(cid, i, files.chunk_of(data, i, m.chunk_bytes))
+            hf.put_chunk(cid, i, chunk_of(data, i, m.chunk_bytes))
         cids.append(cid)
     st.put("q" + files.cid_hex(cids[1]), b"")
     return folder, cids

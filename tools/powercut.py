@@ -279,7 +279,7 @@ class Harness:
         cid = store.begin(raw, own=True)
         m = store.manifests[cid]
         for k in range(m.chunks):
-            store.put_chunk(cid, k, files.chunk_of(data, k, m.chunk_bytes))
+            store.put_chunk(cid, k, file_author.chunk_of(data, k, m.chunk_bytes))
         assert store.complete(cid)
         return files.cid_str(cid)
 

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pollen import file_author
 from pollen import files, held, wire
 
 try:
@@ -186,7 +187,7 @@ def _check_file(out, cid_hex, recs, max_file_bytes):
         if missing:
             out.torn_complete.append((cid_hex, f"marked complete, chunks {missing} of "
                                                f"{m.chunks} missing"))
-        elif not m.file_ok(b"".join(chunks[i] for i in range(m.chunks))):
+        elif not file_author.file_ok(m, b"".join(chunks[i] for i in range(m.chunks))):
             out.torn_complete.append((cid_hex, "marked complete, SHA-256 does not match"))
 
 

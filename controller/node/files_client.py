@@ -76,12 +76,12 @@ def share(link, data: bytes, name: str, media_type: str | None = None,
     except files.FileError as e:
         raise FilesError(str(e)) from None
     ready = link.ask({"cmd": "share", "manifest": _b64(raw)}, "share_ready")
-    m = files.parse_manifest(raw, max_bytes=len(data))
+    m = files.parse_manifest(raw, max_file_bytes=len(data))
     missing = ready.get("missing")
     if missing is None:  # the node lists missing chunks only for a share cut short
         missing = [] if ready.get("held", 0) >= m.chunks else list(range(m.chunks))
     for n, i in enumerate(missing):
-        chunk = files.chunk_of(data, i, m.chunk_bytes)
+        chunk = file_author.chunk_of(data, i, m.chunk_bytes)
         link.ask({"cmd": "put", "cid": ready["cid"], "index": i, "data": _b64(chunk)}, "put")
         if progress:
             progress(n + 1, len(missing))
@@ -169,7 +169,7 @@ def read_out(link, cid: str, progress=None) -> tuple[files.Manifest, bytes]:
     if not ev.get("complete"):
         raise FilesError(f"content id {cid}: the node holds only part of it")
     raw = base64.b64decode(ev["data"])
-    m = files.parse_manifest(raw, max_bytes=MAX_FILE_BYTES)
+    m = files.parse_manifest(raw, max_file_bytes=MAX_FILE_BYTES)
     if files.cid_str(m.cid) != cid:
         raise FilesError(f"content id {cid}: the node sent another file's manifest")
     out = bytearray()
@@ -178,7 +178,7 @@ def read_out(link, cid: str, progress=None) -> tuple[files.Manifest, bytes]:
         out += base64.b64decode(got["data"])
         if progress:
             progress(i + 1, m.chunks)
-    if not m.file_ok(bytes(out)):
+    if not file_author.file_ok(m, bytes(out)):
         raise FilesError(f"content id {cid}: the file read from the node does not match its SHA-256")
     return m, bytes(out)
 

@@ -278,7 +278,7 @@ class Simulation:
         r = self.routers[f.seeder]
         if self.up[f.seeder]:
             try:
-                cid = r.share(f.name, MEDIA_TYPE, f.data, t)
+                cid = file_author.share(r, f.name, MEDIA_TYPE, f.data, t)
             except files.FileError as e:   # e.g. chunks too small for the file under a dwell limit
                 raise ScenarioError(f"scenario '{self.sc.name}': field 'files[{i}]': node "
                                  f"{f.seeder} cannot share it: {e}") from None
@@ -311,7 +311,7 @@ class Simulation:
         if hops is None:
             return None
         chunk_bytes = self.routers[f.seeder].file_chunk_bytes
-        payload = file_wire.pack_chunk(bytes(file_wire.CID_BYTES), 0, bytes(chunk_bytes))
+        payload = file_wire.pack_chunk(bytes(16), 0, bytes(chunk_bytes))
         frame_bytes = HEADER_BYTES + len(payload) + TAG_BYTES
         return files.chunk_count(f.size_bytes, chunk_bytes) * hops \
             * preset_time_on_air_us(frame_bytes, self.sc.preset)

@@ -1,4 +1,4 @@
-# What differs between MicroPython and CPython, besides AES (see _aes.py).
+# What differs between MicroPython and CPython, besides AES (see crypto.py).
 try:
     from micropython import const
 except ImportError:

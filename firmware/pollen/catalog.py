@@ -18,7 +18,7 @@ class Catalog:
         self.expiry_ms = expiry_ms
         self.table = {}
 
-    def heard(self, cid, name, size_kib, hops, from_id, now_ms):
+    def heard(self, cid, name, size_kib, hops, via, now_ms):
         # A neighbour advertised cid at `hops` from a holder. True if this
         # improved our way to it (new file, or fewer hops): worth telling on.
         if hops >= MAX_HOPS:
@@ -35,7 +35,7 @@ class Catalog:
         e[1] = size_kib
         e[2] = now_ms
         src = e[3]
-        src[from_id] = [hops, now_ms]
+        src[via] = [hops, now_ms]
         if len(src) > _SOURCES:
             worst = None
             for k, v in src.items():
@@ -66,10 +66,10 @@ class Catalog:
         s = self.sources(cid, now_ms)
         return s[0][1] + 1 if s else None
 
-    def forget_source(self, cid, from_id):
+    def forget_source(self, cid, via):
         e = self.table.get(cid)
         if e is not None:
-            e[3].pop(from_id, None)
+            e[3].pop(via, None)
 
     def expire(self, now_ms):
         for cid in [c for c, e in self.table.items() if now_ms - e[2] > self.expiry_ms]:

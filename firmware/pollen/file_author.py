@@ -1,11 +1,14 @@
-# Making a file to share from its whole content in RAM: what hosts do (the
-# `pollen share` command, the simulator, tests). A node never loads this
-# module: a host hands it the manifest and then the chunks one at a time
-# (console share/put, Sharing.share_manifest/share_chunk), so a board never
-# holds a whole file, and this code takes no room in its heap.
+# A file whole in RAM: what hosts do with one (the `pollen share` and `pollen
+# fetch` commands, the simulator, tests): make its manifest, cut it into
+# chunks, share it through a node, check a file read back. A node never
+# loads this module: a host hands it the manifest and then the chunks one at
+# a time (console share/put, Sharing.share_manifest/share_chunk), so a board
+# never holds a whole file, and this code takes no room in its heap (nor
+# its names: tests/test_core_micropython.py checks what a node imports).
 import hashlib
 from pollen import files
-from pollen.files import FileError, CHUNK_BYTES, MAX_FILE_BYTES, chunk_count, chunk_of
+from pollen import file_wire
+from pollen.files import FileError, CHUNK_BYTES, MAX_FILE_BYTES, chunk_count
 from pollen.wire import be32
 
 _MANIFEST_VERSION = 1
@@ -14,6 +17,20 @@ _SHORT = 4  # bytes of each chunk's short hash
 
 def _sha(data):
     return hashlib.sha256(data).digest()
+
+
+def chunk_of(data, index, chunk_bytes=CHUNK_BYTES):
+    return data[index * chunk_bytes:(index + 1) * chunk_bytes]
+
+
+def file_ok(manifest, data):
+    # a whole file read back (chunk by chunk) is the one its manifest names
+    return len(data) == manifest.size_bytes and _sha(data) == manifest.file_sha256
+
+
+def manifest_parts(cid, raw):
+    # a manifest cut into the parts of PART frames (file_wire.manifest_part)
+    return [file_wire.manifest_part(cid, raw, i) for i in range(file_wire.part_count(raw))]
 
 
 def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK_BYTES,

@@ -14,13 +14,13 @@
 #             name length (1) | name (UTF-8, at most 24 bytes, cut short)
 from pollen._compat import const
 
-CID_BYTES = const(16)
+_CID_BYTES = const(16)
 _PART_BYTES = const(200)
 _MAX_WANT_BITMAP = const(32)   # a window of 256 chunks
 _MAX_WANTED = const(64)        # indices of one WANT read (unpack_want)
 _CATALOG_FIXED = const(20)      # cid, size, hops, via, name length
 _CATALOG_NAME_BYTES = const(24)
-MAX_CATALOG_BYTES = const(231)  # a frame's whole payload
+_MAX_CATALOG_BYTES = const(231)  # a frame's whole payload
 
 
 def _idx(b, i):
@@ -31,10 +31,10 @@ def pack_chunk(cid, index, data):
     return bytes(cid) + bytes(((index >> 8) & 0xFF, index & 0xFF)) + bytes(data)
 
 
-def unpack_chunk(p):
-    if len(p) < CID_BYTES + 3:
+def unpack_chunk(payload):
+    if len(payload) < _CID_BYTES + 3:
         return None
-    return bytes(p[:CID_BYTES]), _idx(p, CID_BYTES), bytes(p[CID_BYTES + 2:])
+    return bytes(payload[:_CID_BYTES]), _idx(payload, _CID_BYTES), bytes(payload[_CID_BYTES + 2:])
 
 
 def pack_want(cid, first, wanted):
@@ -51,52 +51,49 @@ def pack_want(cid, first, wanted):
     return bytes(cid) + bytes(((first >> 8) & 0xFF, first & 0xFF)) + bytes(bitmap)
 
 
-def unpack_want(p, limit=_MAX_WANTED):
+def unpack_want(payload, limit=_MAX_WANTED):
     # -> (cid, the first `limit` indices asked for) or None. No node answers
     # more than 64 items of one WANT (sharing._MAX_ANSWER), so a bitmap of
     # 256 set bits does not become a list of 256 numbers (about 2 KB that
     # fragment a small heap): the bitmap is read in place
-    n = len(p) - CID_BYTES - 2
+    n = len(payload) - _CID_BYTES - 2
     if n < 1 or n > _MAX_WANT_BITMAP:
         return None
-    first = _idx(p, CID_BYTES)
+    first = _idx(payload, _CID_BYTES)
     wanted = []
     for k in range(n * 8):
-        if p[CID_BYTES + 2 + (k >> 3)] & (1 << (k & 7)):
+        if payload[_CID_BYTES + 2 + (k >> 3)] & (1 << (k & 7)):
             if len(wanted) >= limit:
                 break
             wanted.append(first + k)
-    return bytes(p[:CID_BYTES]), wanted
+    return bytes(payload[:_CID_BYTES]), wanted
 
 
-def manifest_parts(cid, raw):
-    return [manifest_part(cid, raw, i) for i in range(part_count(raw))]
+def part_count(raw, chunk_bytes=_PART_BYTES):
+    # a manifest is sent in parts of a chunk's size
+    return (len(raw) + chunk_bytes - 1) // chunk_bytes
 
 
-def part_count(raw, part_bytes=_PART_BYTES):
-    return (len(raw) + part_bytes - 1) // part_bytes
-
-
-def manifest_part(cid, raw, i, part_bytes=_PART_BYTES):
+def manifest_part(cid, raw, i, chunk_bytes=_PART_BYTES):
     # parts are cut alike by every node of a network (its region's dwell
-    # time sets part_bytes), so parts from different senders fit together.
+    # time sets chunk_bytes), so parts from different senders fit together.
     # raw: the manifest's bytes, or a files.Manifest (only that part is read
     # from storage, not the whole: up to 16.5 KB)
-    at = i * part_bytes
+    at = i * chunk_bytes
     if hasattr(raw, "read_at"):
-        data = raw.read_at(at, min(part_bytes, len(raw) - at))
+        data = raw.read_at(at, min(chunk_bytes, len(raw) - at))
     else:
-        data = raw[at:at + part_bytes]
-    return bytes(cid) + bytes((i, part_count(raw, part_bytes))) + data
+        data = raw[at:at + chunk_bytes]
+    return bytes(cid) + bytes((i, part_count(raw, chunk_bytes))) + data
 
 
-def unpack_manifest_part(p):
-    if len(p) < CID_BYTES + 3:
+def unpack_manifest_part(payload):
+    if len(payload) < _CID_BYTES + 3:
         return None
-    part, parts = p[CID_BYTES], p[CID_BYTES + 1]
+    part, parts = payload[_CID_BYTES], payload[_CID_BYTES + 1]
     if part >= parts:
         return None
-    return bytes(p[:CID_BYTES]), part, parts, bytes(p[CID_BYTES + 2:])
+    return bytes(payload[:_CID_BYTES]), part, parts, bytes(payload[_CID_BYTES + 2:])
 
 
 def _cut_utf8(b, n):
@@ -108,7 +105,7 @@ def _cut_utf8(b, n):
     return b[:n]
 
 
-def pack_catalog(entries, room=MAX_CATALOG_BYTES):
+def pack_catalog(entries, room=_MAX_CATALOG_BYTES):
     # entries: [(cid, size_bytes, hops, via, name)], as many as fit `room` bytes;
     # returns (payload, how many entries went in)
     out = bytearray()
@@ -123,21 +120,21 @@ def pack_catalog(entries, room=MAX_CATALOG_BYTES):
     return bytes(out), n
 
 
-def unpack_catalog(p):
+def unpack_catalog(payload):
     # -> [(cid, size_kib, hops, via, name)] or None if the payload does not parse
     out = []
     i = 0
-    while i < len(p):
-        if i + _CATALOG_FIXED > len(p):
+    while i < len(payload):
+        if i + _CATALOG_FIXED > len(payload):
             return None
-        n = p[i + CID_BYTES + 3]
-        if n > _CATALOG_NAME_BYTES or i + _CATALOG_FIXED + n > len(p):
+        n = payload[i + _CID_BYTES + 3]
+        if n > _CATALOG_NAME_BYTES or i + _CATALOG_FIXED + n > len(payload):
             return None
         try:
-            name = bytes(p[i + _CATALOG_FIXED:i + _CATALOG_FIXED + n]).decode()
+            name = bytes(payload[i + _CATALOG_FIXED:i + _CATALOG_FIXED + n]).decode()
         except UnicodeError:
             return None
-        out.append((bytes(p[i:i + CID_BYTES]), p[i + CID_BYTES], p[i + CID_BYTES + 1],
-                    p[i + CID_BYTES + 2], name))
+        out.append((bytes(payload[i:i + _CID_BYTES]), payload[i + _CID_BYTES], payload[i + _CID_BYTES + 1],
+                    payload[i + _CID_BYTES + 2], name))
         i += _CATALOG_FIXED + n
     return out if out else None

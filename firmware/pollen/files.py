@@ -13,14 +13,13 @@
 # content id = first 16 bytes of SHA-256(manifest), shown as 26 base32 letters.
 import hashlib
 from pollen._compat import const
-from pollen.wire import u32, be32
+from pollen.wire import u32
 
 _MANIFEST_VERSION = const(1)
 CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
 MAX_FILE_BYTES = const(65536)   # default limit; a node may set a smaller one
 _SHORT = const(4)
 _HEAD_MAX = const(559)  # the longest fields a manifest can have before its chunk hashes
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
 class FileError(ValueError):
@@ -35,14 +34,10 @@ def chunk_count(size_bytes, chunk_bytes=CHUNK_BYTES):
     return (size_bytes + chunk_bytes - 1) // chunk_bytes
 
 
-def chunk_of(data, index, chunk_bytes=CHUNK_BYTES):
-    return data[index * chunk_bytes:(index + 1) * chunk_bytes]
-
-
-def max_manifest_bytes(max_bytes=MAX_FILE_BYTES):
+def max_manifest_bytes(max_file_bytes=MAX_FILE_BYTES):
     # the longest manifest of a file of at most max_bytes: longest name and
     # media type, fixed fields, and a short hash per chunk of the smallest size
-    return 1 + 65 + 33 + 46 + chunk_count(max_bytes, 16) * _SHORT
+    return 1 + 65 + 33 + 46 + chunk_count(max_file_bytes, 16) * _SHORT
 
 
 class Manifest:
@@ -63,7 +58,7 @@ class Manifest:
         self.author = author
         self.created_s = created_s
         self.file_sha256 = file_sha256
-        self._hashes_at = hashes_at
+        self.hashes_at = hashes_at
         self.chunks = chunk_count(size_bytes, chunk_bytes)
         self.cid = cid
 
@@ -78,7 +73,7 @@ class Manifest:
     def __len__(self):
         # its length in bytes, known from its fields (parse_manifest checks
         # it): counting its parts needs no read from storage
-        return self._hashes_at + self.chunks * _SHORT
+        return self.hashes_at + self.chunks * _SHORT
 
     def kept(self, storage, name):
         # it is in storage as record `name`: its bytes leave the heap
@@ -94,7 +89,7 @@ class Manifest:
         return self._raw[offset:offset + n]
 
     def chunk_hash(self, index):
-        return self.read_at(self._hashes_at + index * _SHORT, _SHORT)
+        return self.read_at(self.hashes_at + index * _SHORT, _SHORT)
 
     def chunk_ok(self, index, data):
         if not 0 <= index < self.chunks:
@@ -103,16 +98,13 @@ class Manifest:
         want = self.chunk_bytes if last > self.chunk_bytes else last
         return len(data) == want and _sha(data)[:_SHORT] == self.chunk_hash(index)
 
-    def file_ok(self, data):
-        return len(data) == self.size_bytes and _sha(data) == self.file_sha256
 
-
-def parse_manifest(raw, max_bytes=MAX_FILE_BYTES, size=None, cid=None):
+def parse_manifest(raw, max_file_bytes=MAX_FILE_BYTES, length=None, cid=None):
     # bytes -> Manifest; FileError names what is wrong (remote input: count it).
-    # With size (and cid): raw is only the manifest's first bytes, the
-    # manifest is size bytes long and has that content id (files.load)
-    if size is None:
-        size = len(raw)
+    # With length (and cid): raw is only the manifest's first bytes, the
+    # manifest is length bytes long and has that content id (files.load)
+    if length is None:
+        length = len(raw)
         cid = content_id(raw)
         raw = bytes(raw)
     try:
@@ -133,17 +125,17 @@ def parse_manifest(raw, max_bytes=MAX_FILE_BYTES, size=None, cid=None):
         i += 46
     except (IndexError, UnicodeError):
         raise FileError("manifest truncated or garbled")
-    if size_bytes > max_bytes:
-        raise FileError("file is %d bytes; the limit is %d" % (size_bytes, max_bytes))
+    if size_bytes > max_file_bytes:
+        raise FileError("file is %d bytes; the limit is %d" % (size_bytes, max_file_bytes))
     if not n or size_bytes == 0 or not 16 <= chunk <= CHUNK_BYTES:
         raise FileError("manifest fields out of range")
-    if size != i + chunk_count(size_bytes, chunk) * _SHORT or len(sha) != 32:
+    if length != i + chunk_count(size_bytes, chunk) * _SHORT or len(sha) != 32:
         raise FileError("manifest length does not match its chunk count")
-    return Manifest(raw if len(raw) == size else None, name, media, size_bytes, chunk, author,
+    return Manifest(raw if len(raw) == length else None, name, media, size_bytes, chunk, author,
                     created, sha, i, cid)
 
 
-def load(storage, name, max_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=None):
+def load(storage, name, max_file_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=None):
     # Load the manifest in storage record `name` -> Manifest kept there: read and
     # hashed a piece at a time (pieces of chunk_bytes: how it was written),
     # so a long one (16.5 KB, a 64 KiB file in 16-byte chunks) never needs
@@ -164,13 +156,13 @@ def load(storage, name, max_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=N
     got = h.digest()[:16]
     if cid is not None and got != cid:
         return None
-    m = parse_manifest(head, max_bytes, size, got)
+    m = parse_manifest(head, max_file_bytes, size, got)
     m.kept(storage, name)
     return m
 
 
-def content_id(manifest_raw):
-    return _sha(manifest_raw)[:16]
+def content_id(raw):
+    return _sha(raw)[:16]
 
 
 def cid_hex(cid):
@@ -188,7 +180,7 @@ def cid_from_hex(text):
 
 
 def cid_str(cid):
-    # 16 bytes -> 26 lowercase base32 letters (no padding): _ALPHABET, built
+    # 16 bytes -> 26 lowercase base32 letters (no padding): a-z, 2-7, built
     # in one small buffer (it runs for every chunk a node reports, and a
     # growing list and a 128-bit number need heap a busy node may not have)
     out = bytearray(26)
@@ -206,19 +198,21 @@ def cid_str(cid):
 
 
 def _letter(v):
-    # 0..31 -> the byte of _ALPHABET[v]: a..z, then 2..7
+    # 0..31 -> the byte of its letter: a..z, then 2..7
     return 97 + v if v < 26 else 24 + v
 
 
 def parse_cid(text):
+    # read as bytes: each character of a str read one at a time is interned
+    # by MicroPython (a name the heap keeps for good: docs/boards.md, "Interned names")
     text = text.strip().lower()
     if len(text) != 26:
         raise FileError("a content id is 26 base32 letters")
     value = 0
     bits = 0
     out = bytearray()
-    for ch in text:
-        v = _ALPHABET.find(ch)
+    for ch in text.encode():
+        v = ch - 97 if 97 <= ch <= 122 else ch - 24 if 50 <= ch <= 55 else -1  # (_letter's inverse)
         if v < 0:
             raise FileError("a content id is 26 base32 letters (a-z, 2-7)")
         value = (value << 5) | v

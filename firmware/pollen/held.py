@@ -12,7 +12,7 @@ from pollen._compat import const
 from pollen.wire import u32, be32
 
 _REC_VERSION = const(1)
-_PREFIX = "h"
+_PREFIX = const("h")
 
 
 class Held:

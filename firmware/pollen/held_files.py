@@ -190,14 +190,15 @@ class HeldFiles:
                 return
             self.remove(victim)
 
-    def _make_room(self, need, keep):
-        while self.used_bytes() + need > self.quota_bytes:
+    def _make_room(self, length, cid):
+        # room for length more bytes, evicting cached files (never cid's)
+        while self.used_bytes() + length > self.quota_bytes:
             victim = None
-            for cid, st in self.state.items():
-                if cid == keep or st[0] & (_OWN | _PINNED):
+            for c, st in self.state.items():
+                if c == cid or st[0] & (_OWN | _PINNED):
                     continue
                 if victim is None or st[1] < self.state[victim][1]:
-                    victim = cid
+                    victim = c
             if victim is None:
                 raise files.FileError("file store full (%d of %d bytes, nothing evictable)"
                                       % (self.used_bytes(), self.quota_bytes))

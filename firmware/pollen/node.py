@@ -68,7 +68,7 @@ from pollen.replay import Replay
 
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
 _ID_BLOCK = const(256)          # message ids reserved in storage at a time
-_ID_RECORD = "ids"
+_ID_RECORD = const("ids")
 _BEACON_JOB = const(0)          # the job key of our beacon (message keys are never 0)
 _STATUS_JOB = const(4)   # our status frame's (telemetry.py)
 _CATALOG_JOB = const(3)  # our catalog frame's (sharing.py)

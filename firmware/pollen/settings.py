@@ -4,7 +4,7 @@
 # (pollen_io/boot.py), and Node keeps the values, not this code.
 from pollen._compat import const
 from pollen.region import REGIONS
-from pollen.ids import ConfigError, Values, parse_node_id, fail as _fail
+from pollen.ids import ConfigError, Values, parse_node_id, fail
 from pollen.airtime import PRESETS, preset_time_on_air_us
 
 
@@ -61,23 +61,23 @@ def _hex_key(v, field="network_key"):
             return bytes(int(v[i:i + 2], 16) for i in range(0, 64, 2))
         except ValueError:
             pass
-    _fail(field, "64 hex digits (a 32-byte key)", v if not isinstance(v, str) else v[:8] + "...")
+    fail(field, "64 hex digits (a 32-byte key)", v if not isinstance(v, str) else v[:8] + "...")
 
 
 def _preset(v):
     if isinstance(v, str):
         if v in PRESETS:
             return PRESETS[v]
-        _fail("preset", "one of " + ", ".join(sorted(PRESETS)), v)
+        fail("preset", "one of " + ", ".join(sorted(PRESETS)), v)
     if isinstance(v, dict):
         try:
             p = (int(v["sf"]), int(v["bw_hz"]), int(v.get("cr", 5)), int(v.get("preamble", 16)))
         except (KeyError, ValueError, TypeError):
-            _fail("preset", "{sf, bw_hz, cr, preamble}", v)
+            fail("preset", "{sf, bw_hz, cr, preamble}", v)
         if not 6 <= p[0] <= 12 or p[1] not in (62500, 125000, 250000, 500000) or not 5 <= p[2] <= 8:
-            _fail("preset", "sf 6..12, bw_hz 62500/125000/250000/500000, cr 5..8", v)
+            fail("preset", "sf 6..12, bw_hz 62500/125000/250000/500000, cr 5..8", v)
         return p
-    _fail("preset", "a preset name or {sf, bw_hz, cr, preamble}", v)
+    fail("preset", "a preset name or {sf, bw_hz, cr, preamble}", v)
 
 
 class Settings:
@@ -88,25 +88,25 @@ class Settings:
             if k not in FIELDS:
                 raise ConfigError("config field '%s': unknown (known: %s)" % (k, ", ".join(FIELDS)))
         if "node_id" not in d:
-            _fail("node_id", "a node id", None)
+            fail("node_id", "a node id", None)
         self.node_id = parse_node_id(d["node_id"])
         name = d.get("name", "%08x" % self.node_id)
         if not isinstance(name, str) or not 0 < len(name.encode()) <= 16:
-            _fail("name", "text of 1..16 bytes", name)
+            fail("name", "text of 1..16 bytes", name)
         self.name = name
         if "network_key" not in d:
-            _fail("network_key", "64 hex digits (a 32-byte key)", None)
+            fail("network_key", "64 hex digits (a 32-byte key)", None)
         self.network_key = _hex_key(d["network_key"])
         region = d.get("region", "EU868")
         if region not in REGIONS:
-            _fail("region", "one of " + ", ".join(sorted(REGIONS)), region)
+            fail("region", "one of " + ", ".join(sorted(REGIONS)), region)
         self.region = region
         self.preset = _preset(d.get("preset", "LongFast"))
         dwell_ms = REGIONS[region][3]
         # the largest beacon (90 bytes: name and 32 neighbours and 8 post tags)
         # must fit the region's dwell time; texts are checked when sent
         if dwell_ms and preset_time_on_air_us(_MAX_BEACON_BYTES, self.preset) > dwell_ms * 1000:
-            _fail("preset", "a preset whose frames fit %s's %d ms dwell time (e.g. MediumFast)"
+            fail("preset", "a preset whose frames fit %s's %d ms dwell time (e.g. MediumFast)"
                   % (region, dwell_ms), d.get("preset", "LongFast"))
         self.identity_key = None
         if d.get("identity_key") is not None:
@@ -118,12 +118,12 @@ class Settings:
             self.identity_key = secret + public_key(secret)
             want = node_id_from_public(self.identity_key[32:])
             if want != self.node_id:
-                _fail("node_id", "%08x, the id of identity_key's public key" % want,
+                fail("node_id", "%08x, the id of identity_key's public key" % want,
                       "%08x" % self.node_id)
         for k, (default, lo, hi) in _INTS.items():
             v = d.get(k, default)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                _fail(k, "an integer %d..%d" % (lo, hi), v)
+                fail(k, "an integer %d..%d" % (lo, hi), v)
             setattr(self, k, v)
 
 

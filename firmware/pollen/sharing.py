@@ -103,14 +103,11 @@ class Sharing:
 
     # ---- the app's side ------------------------------------------------------
 
-    def share(self, name, media_type, data, now_ms, created_s=0):
-        # Share a file held in RAM (the simulator, tests); hosts only
-        from pollen.file_author import share
-        return share(self, name, media_type, data, now_ms, created_s)
-
     def share_manifest(self, raw, now_ms):
         # Begin sharing a file of ours, chunks to follow (share_chunk): a board
         # never needs the whole file in RAM. Raises FileError naming the problem.
+        # (A host with the whole file in RAM: file_author.share, which a node
+        # never loads)
         from pollen.file_requests import share_manifest  # (file_requests.py)
         return share_manifest(self, raw, now_ms)
 
@@ -371,11 +368,11 @@ class Sharing:
 
     # ---- fetching ----------------------------------------------------------------
 
-    def _relay_fetch(self, cid, asker, now_ms):
+    def _relay_fetch(self, cid, via, now_ms):
         # A neighbour asked us for what we lack: fetch it for them, if we know a way.
         fe = self.fetches.get(cid)
         if fe is None:
-            if not self.catalog.sources(cid, now_ms, (asker,)):
+            if not self.catalog.sources(cid, now_ms, (via,)):
                 self._drop("unknown_cid")
                 return None
             if len(self.fetches) >= MAX_FETCHES:
@@ -384,7 +381,7 @@ class Sharing:
             fe = Fetch(cid, False, now_ms)
             self.fetches[cid] = fe
         if len(fe.askers) < _MAX_ASKERS:
-            fe.askers.add(asker)
+            fe.askers.add(via)
         if not fe.own:
             fe.progress_ms = now_ms
         fe.next_ms = now_ms

@@ -42,13 +42,15 @@ F_STORED = const(0x40)  # this copy was held by a node and sent on later
 F_FRESH = const(0x40)   # on a BEACON: the node's first since it started
 F_PARTS = const(0x40)   # on a WANT: the bitmap asks for manifest parts, not chunks
 
-# Reasons a frame is dropped; the node counts each.
-R_SHORT = "short"
-R_OVERSIZE = "oversize"
-R_VERSION = "version"
-R_TAG = "tag"
-R_TYPE = "type"
-R_FIELD = "field"
+# Reasons a frame is dropped; the node counts each (by these names: hosts
+# and tests use the strings themselves; private, a node does not intern the
+# six names)
+_R_SHORT = const("short")
+_R_OVERSIZE = const("oversize")
+_R_VERSION = const("version")
+_R_TAG = const("tag")
+_R_TYPE = const("type")
+_R_FIELD = const("field")
 
 
 class Frame:
@@ -80,9 +82,15 @@ def be32(v):
     return bytes(((v >> 24) & 0xFF, (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
 
 
-def _nonce(header):
-    # origin + message id + version/type: unique per message and frame type.
-    return bytes(header[2:6]) + bytes(header[10:14]) + bytes(header[0:1]) + b"\0\0\0"
+def _nonce(frame):
+    # origin + message id + version/type, then 3 zero bytes: unique per
+    # message and frame type. (Written into one buffer: no slices to join)
+    n = bytearray(12)
+    for k in range(4):
+        n[k] = frame[2 + k]
+        n[4 + k] = frame[10 + k]
+    n[8] = frame[0]
+    return n
 
 
 def _inner(key, data):
@@ -125,25 +133,28 @@ def unpack(data, key):
     # bytes on air -> (Frame, None) or (None, reason). Never raises on bad input.
     n = len(data)
     if n < HEADER_BYTES + TAG_BYTES:
-        return None, R_SHORT
+        return None, _R_SHORT
     if n > MAX_FRAME_BYTES:
-        return None, R_OVERSIZE
+        return None, _R_OVERSIZE
     if data[0] >> 4 != VERSION:
-        return None, R_VERSION
+        return None, _R_VERSION
     t = 4 if data[0] & 0x0F in (MSG, ACK) else TAG_BYTES
-    if not _equal(_outer(key, data, n - t), data[n - t:]):
-        return None, R_TAG
+    # (a view, not a copy: the tags and the cipher read the frame in place)
+    view = memoryview(data)
+    if not _equal(_outer(key, view, n - t), data[n - t:]):
+        return None, _R_TAG
     ftype = data[0] & 0x0F
     if not BEACON <= ftype <= IDENT:
-        return None, R_TYPE
+        return None, _R_TYPE
     hop_limit = (data[1] >> 3) & 0x07
     hops = data[1] & 0x07
     if hops > hop_limit:
-        return None, R_FIELD
-    body = data[:n - TAG_BYTES]
+        return None, _R_FIELD
+    body = view[:n - TAG_BYTES]
     sealed = t == 4 and not _equal(_inner(key, body), data[n - 8:n - 4])
     # a sealed MSG keeps its payload encrypted: only its destination can open it
-    payload = body[HEADER_BYTES:] if sealed and ftype == MSG else key.ctr(_nonce(data), body[HEADER_BYTES:])
+    payload = bytes(body[HEADER_BYTES:]) if sealed and ftype == MSG \
+        else key.ctr(_nonce(data), body[HEADER_BYTES:])
     f = Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
               u32(data, 6), u32(data, 10), data[14], data[15], payload)
     f.sealed = sealed
@@ -154,7 +165,7 @@ def open(data, f, cipher):
     # True if sealed frame f (data on air) is the private MSG or ACK of the
     # pair whose key is cipher: then f.payload is its plaintext
     n = len(data)
-    body = data[:n - TAG_BYTES]
+    body = memoryview(data)[:n - TAG_BYTES]
     if not _equal(_inner(cipher, body), data[n - 8:n - 4]):
         return False
     if f.ftype == MSG:
@@ -167,18 +178,20 @@ def relayed(data, hops, next_hop, relayer, key):
     # A copy of an authenticated frame with new hop fields and a fresh tag;
     # the encrypted payload is carried unchanged.
     n = len(data) - (4 if data[0] & 0x0F in (MSG, ACK) else TAG_BYTES)
-    body = bytearray(data[:n])
-    body[1] = (body[1] & 0xF8) | hops
-    body[14] = next_hop & 0xFF
-    body[15] = relayer & 0xFF
-    return bytes(body) + _outer(key, body, n)
+    out = bytearray(data)  # one copy, the new tag written into its place
+    out[1] = (out[1] & 0xF8) | hops
+    out[14] = next_hop & 0xFF
+    out[15] = relayer & 0xFF
+    out[n:] = _outer(key, memoryview(out), n)
+    return bytes(out)
 
 
-def with_flags(data, set_flags, key):
+def with_flags(data, flags, key):
     n = len(data) - (4 if data[0] & 0x0F in (MSG, ACK) else TAG_BYTES)
-    body = bytearray(data[:n])
-    body[1] |= set_flags & 0xC0
-    return bytes(body) + _outer(key, body, n)
+    out = bytearray(data)  # (as relayed)
+    out[1] |= flags & 0xC0
+    out[n:] = _outer(key, memoryview(out), n)
+    return bytes(out)
 
 
 def _equal(a, b):

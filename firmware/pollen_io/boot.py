@@ -3,11 +3,12 @@
 # settings validator) afterwards, so their code does not stay in the heap.
 import json
 
+from pollen._compat import const
 from pollen.ids import ConfigError
 from pollen.settings import plain as Settings  # checked, as plain values
 
 # config.json keys that are the adapters' business rather than the core's
-_IO_FIELDS = ("radio", "storage_dir", "status_interval_ms", "network", "board")
+_IO_FIELDS = const(("radio", "storage_dir", "status_interval_ms", "network", "board"))
 
 
 def load_config(path):

@@ -7,11 +7,12 @@ import gc
 import json
 
 from pollen import VERSION
+from pollen._compat import const
 from pollen.ids import ConfigError, parse_node_id
 from pollen.wire import BROADCAST
 from pollen_io.app import emit, runtime
 
-_FILE_CMDS = ("share", "put", "fetch", "catalog", "manifest", "get")
+_FILE_CMDS = const(("share", "put", "fetch", "catalog", "manifest", "get"))
 
 
 def run(app, line):

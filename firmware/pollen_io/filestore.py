@@ -4,8 +4,10 @@
 # either the old record or the new one, never half of one.
 import os
 
-_TMP = ".tmp"
-_PROBE = ".probe"
+from pollen._compat import const
+
+_TMP = const(".tmp")
+_PROBE = const(".probe")
 
 
 def _exists(path):

@@ -5,10 +5,11 @@
 #   await radio.receive() -> (frame, rssi_dbm, snr_db)
 #   radio.on_busy = fn(airtime_ms)     called when another transmission starts
 import socket
-from pollen.wire import be32, MAX_FRAME_BYTES
+from pollen.wire import be32
+from pollen._compat import const
 from asyncio import core
 
-_DATAGRAM_BYTES = 3 + MAX_FRAME_BYTES  # "R", rssi, snr, frame
+_DATAGRAM_BYTES = const(3 + 255)  # "R", rssi, snr, frame (wire.MAX_FRAME_BYTES)
 
 
 class UdpRadio:

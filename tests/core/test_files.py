@@ -17,29 +17,29 @@ def test_manifest_round_trip_and_chunks_verify():
     assert m.chunks == 82 and m.chunk_bytes == 200
     assert len(raw) == 1 + 1 + 13 + 1 + 10 + 14 + 32 + 82 * 4
     for i in range(m.chunks):
-        assert m.chunk_ok(i, files.chunk_of(data, i))
-    assert m.file_ok(data)
+        assert m.chunk_ok(i, file_author.chunk_of(data, i))
+    assert file_author.file_ok(m, data)
     # kept in storage: its bytes are read back, its length known without them
     from pollen.storage import MemoryStorage
     st = MemoryStorage()
     st.put("fm", raw)
     m.kept(st, "fm")
     assert len(m) == len(raw) and m.raw == raw
-    assert all(m.chunk_ok(i, files.chunk_of(data, i)) for i in range(m.chunks))
-    assert not m.chunk_ok(1, files.chunk_of(data, 2))
+    assert all(m.chunk_ok(i, file_author.chunk_of(data, i)) for i in range(m.chunks))
+    assert not m.chunk_ok(1, file_author.chunk_of(data, 2))
 
 
 def test_a_bad_chunk_or_file_is_caught():
     data = _data(1000)
     m = files.parse_manifest(file_author.make_manifest("a", "", data, 1))
-    c = bytearray(files.chunk_of(data, 2))
+    c = bytearray(file_author.chunk_of(data, 2))
     c[7] ^= 1
     assert not m.chunk_ok(2, bytes(c))
-    assert not m.chunk_ok(2, files.chunk_of(data, 3))       # right size, wrong place
-    assert not m.chunk_ok(4, files.chunk_of(data, 4)[:-1])  # last chunk cut short
-    assert m.chunk_ok(4, files.chunk_of(data, 4))           # 1000 = 4 x 200 + 200
+    assert not m.chunk_ok(2, file_author.chunk_of(data, 3))       # right size, wrong place
+    assert not m.chunk_ok(4, file_author.chunk_of(data, 4)[:-1])  # last chunk cut short
+    assert m.chunk_ok(4, file_author.chunk_of(data, 4))           # 1000 = 4 x 200 + 200
     assert not m.chunk_ok(5, b"") and not m.chunk_ok(-1, b"")
-    assert not m.file_ok(data[:-1] + bytes((data[-1] ^ 1,)))
+    assert not file_author.file_ok(m, data[:-1] + bytes((data[-1] ^ 1,)))
 
 
 def test_content_id_names_the_content():

@@ -25,14 +25,14 @@ def test_fetched_out_of_order_resumes_after_a_restart():
     cid = s.begin(raw)
     m = s.manifests[cid]
     for i in (14, 3, 0, 7):
-        assert s.put_chunk(cid, i, files.chunk_of(data, i))
-    assert not s.put_chunk(cid, 3, files.chunk_of(data, 3))  # a duplicate
+        assert s.put_chunk(cid, i, file_author.chunk_of(data, i))
+    assert not s.put_chunk(cid, 3, file_author.chunk_of(data, 3))  # a duplicate
     assert not s.complete(cid)
     s2 = HeldFiles(store)  # power cut and restart
     left = s2.missing(cid)
     assert left == [i for i in range(m.chunks) if i not in (0, 3, 7, 14)]
     for i in left:
-        s2.put_chunk(cid, i, files.chunk_of(data, i))
+        s2.put_chunk(cid, i, file_author.chunk_of(data, i))
     assert s2.complete(cid) and HeldFiles(store).complete(cid)
 
 
@@ -41,7 +41,7 @@ def test_bad_chunks_and_unknown_files_are_refused_and_nothing_is_damaged():
     data = _data(1000, 3)
     cid = file_author.add_own(s, "a", "", data, 1)
     other = s.begin(file_author.make_manifest("b", "", _data(600, 4), 2))
-    bad = bytearray(files.chunk_of(data, 1))
+    bad = bytearray(file_author.chunk_of(data, 1))
     bad[0] ^= 0xFF
     assert "hash" in _refused(s.put_chunk, other, 1, bytes(bad))
     assert "unknown" in _refused(s.put_chunk, b"\x00" * 16, 0, b"x")
@@ -57,13 +57,13 @@ def test_quota_evicts_least_recently_used_cached_files_not_own_ones():
         d = _data(800, 10 + k)
         cid = s.begin(file_author.make_manifest("c%d" % k, "", d, 2))
         for i in range(4):
-            s.put_chunk(cid, i, files.chunk_of(d, i))
+            s.put_chunk(cid, i, file_author.chunk_of(d, i))
         cached.append(cid)
     s.read_chunk(cached[0], 0)  # the first cached file was used lately
     d = _data(800, 20)
     newest = s.begin(file_author.make_manifest("new", "", d, 3))
     for i in range(4):
-        s.put_chunk(newest, i, files.chunk_of(d, i))
+        s.put_chunk(newest, i, file_author.chunk_of(d, i))
     assert s.complete(own) and s.complete(cached[0]) and s.complete(newest)
     assert cached[1] not in s.state  # least recently used went
     assert s.used_bytes() <= 3000
@@ -125,12 +125,12 @@ def test_a_power_cut_at_any_write_of_an_eviction_or_a_start_leaves_the_old_state
         for k in (0, 1):   # two cached files fill the quota
             cid = s.begin(raws[k])
             for i in range(s.manifests[cid].chunks):
-                s.put_chunk(cid, i, files.chunk_of(data[k], i))
+                s.put_chunk(cid, i, file_author.chunk_of(data[k], i))
         store.left = n   # then the power goes at the n-th write of the third
         try:
             cid = s.begin(raws[2])   # evicts the least recently used to make room
             for i in range(s.manifests[cid].chunks):
-                s.put_chunk(cid, i, files.chunk_of(data[2], i))
+                s.put_chunk(cid, i, file_author.chunk_of(data[2], i))
         except _Cut:
             _check_after_restart(store)
             n += 1
@@ -151,7 +151,7 @@ def test_a_store_of_the_first_layout_is_moved_to_one_data_record_per_file():
     store = MemoryStorage()
     store.put(h + "m", raw)
     for i in range(m.chunks):
-        store.put(h + "c%d" % i, files.chunk_of(data, i, m.chunk_bytes))
+        store.put(h + "c%d" % i, file_author.chunk_of(data, i, m.chunk_bytes))
     store.put(h + "s", bytes((1 | 4,)) + be32(3))   # own, complete, used 3 times
     s = HeldFiles(store)
     assert s.complete(m.cid) and s.holdings() == [m.cid]

@@ -37,7 +37,7 @@ def _same(node, cid, data):
     # the node holds exactly data (chunk by chunk: no second copy of the file)
     m = node.files.manifests[cid]
     for i in range(m.chunks):
-        if node.files.read_chunk(cid, i) != files.chunk_of(data, i, m.chunk_bytes):
+        if node.files.read_chunk(cid, i) != file_author.chunk_of(data, i, m.chunk_bytes):
             return False
     return m.size_bytes == len(data)
 
@@ -66,7 +66,7 @@ def test_file_crosses_four_hops_and_is_verified():
     m = line(5, **FAST)
     _settle(m)
     data = _data(16384)
-    cid = m.nodes[1].share("map.bin", "application/octet-stream", data, m.now_ms)
+    cid = file_author.share(m.nodes[1], "map.bin", "application/octet-stream", data, m.now_ms)
     m.run(20000)
     # the catalog reached the far end, with the way to the file
     row = [r for r in m.nodes[5].catalog_entries(m.now_ms) if r["name"] == "map.bin"]
@@ -85,7 +85,7 @@ def test_fetch_completes_with_frame_loss():
     m = line(4, loss=0.1, seed=3, **FAST)
     _settle(m)
     data = _data(8000, 2)
-    cid = m.nodes[1].share("notice.txt", "text/plain", data, m.now_ms)
+    cid = file_author.share(m.nodes[1], "notice.txt", "text/plain", data, m.now_ms)
     m.run(20000)
     _fetch(m, 4, cid, 1800000)
     assert [e["verified"] for e in _events(m, 4, "fetched")] == [True]
@@ -96,7 +96,7 @@ def test_airtime_within_twice_the_lower_bound():
     m = Logged([1, 2, 3, 4, 5], [(i, i + 1) for i in range(1, 5)], loss=0.1, seed=5, **FAST)
     _settle(m)
     data = _data(16384, 3)
-    cid = m.nodes[1].share("map.bin", "application/octet-stream", data, m.now_ms)
+    cid = file_author.share(m.nodes[1], "map.bin", "application/octet-stream", data, m.now_ms)
     m.run(20000)
     m.air = {}
     _fetch(m, 5, cid, 1800000)
@@ -111,8 +111,8 @@ def test_airtime_within_twice_the_lower_bound():
 def test_catalog_search_and_holders():
     m = line(3, **FAST)
     _settle(m)
-    m.nodes[1].share("Bus Timetable", "text/plain", b"08:15 village hall\n", m.now_ms)
-    m.nodes[3].share("well map", "image/png", _data(900), m.now_ms)
+    file_author.share(m.nodes[1], "Bus Timetable", "text/plain", b"08:15 village hall\n", m.now_ms)
+    file_author.share(m.nodes[3], "well map", "image/png", _data(900), m.now_ms)
     m.run(30000)
     rows = m.nodes[2].catalog_entries(m.now_ms)
     assert sorted(r["name"] for r in rows) == ["Bus Timetable", "well map"]
@@ -127,7 +127,7 @@ def test_catalog_search_and_holders():
 def test_catalog_gossip_stays_within_its_airtime_share():
     m = Logged([1, 2, 3], [(1, 2), (2, 3)], **FAST)
     for k in range(30):  # more files than one catalog frame holds
-        m.nodes[1].share("file %d" % k, "text/plain", _data(300, k), m.now_ms)
+        file_author.share(m.nodes[1], "file %d" % k, "text/plain", _data(300, k), m.now_ms)
     hour = 3600000
     m.run(hour)
     preset = m.nodes[1].preset
@@ -144,12 +144,12 @@ def test_two_holders_serve_one_fetcher_at_once():
     m = Logged([1, 2, 3], [(1, 3), (2, 3)], **FAST)
     _settle(m)
     data = _data(12000, 4)
-    cid = m.nodes[1].share("shared.bin", "application/octet-stream", data, m.now_ms)
+    cid = file_author.share(m.nodes[1], "shared.bin", "application/octet-stream", data, m.now_ms)
     # 2 got the same file (same manifest) some other way
     raw = m.nodes[1].files.manifests[cid].raw
     assert m.nodes[2].share_manifest(raw, m.now_ms) == cid
     for i in range(files.chunk_count(12000)):
-        m.nodes[2].share_chunk(cid, i, files.chunk_of(data, i), m.now_ms)
+        m.nodes[2].share_chunk(cid, i, file_author.chunk_of(data, i), m.now_ms)
     m.run(20000)
     _fetch(m, 3, cid, 900000)
     assert len(_events(m, 3, "fetched")) == 1
@@ -164,7 +164,7 @@ def test_three_fetchers_at_once_cost_less_than_three_fetches():
     def run(fetchers):
         m = FakeMesh([1, 2, 3, 4, 5], links, **FAST)
         _settle(m)
-        cid = m.nodes[1].share("popular", "text/plain", data, m.now_ms)
+        cid = file_author.share(m.nodes[1], "popular", "text/plain", data, m.now_ms)
         m.run(20000)
         for f in fetchers:
             m.nodes[f].fetch(cid, m.now_ms)
@@ -183,7 +183,7 @@ def test_fetch_resumes_after_a_restart():
     m = line(3, **FAST)
     _settle(m)
     data = _data(16384, 6)
-    cid = m.nodes[1].share("big", "application/octet-stream", data, m.now_ms)
+    cid = file_author.share(m.nodes[1], "big", "application/octet-stream", data, m.now_ms)
     m.run(20000)
     m.nodes[3].fetch(cid, m.now_ms)
     m._poll(3)
@@ -204,7 +204,7 @@ def test_forged_chunk_is_dropped_and_its_sender_counted():
     m = line(2, **FAST)
     _settle(m)
     data = _data(4000, 7)
-    cid = m.nodes[1].share("doc", "text/plain", data, m.now_ms)
+    cid = file_author.share(m.nodes[1], "doc", "text/plain", data, m.now_ms)
     m.run(20000)
     n = m.nodes[2]
     n.fetch(cid, m.now_ms)
@@ -223,7 +223,7 @@ def test_forged_chunk_is_dropped_and_its_sender_counted():
 def test_forged_manifest_is_dropped():
     m = line(2, **FAST)
     _settle(m)
-    cid = m.nodes[1].share("doc", "text/plain", _data(1000, 8), m.now_ms)
+    cid = file_author.share(m.nodes[1], "doc", "text/plain", _data(1000, 8), m.now_ms)
     other = file_author.make_manifest("evil", "text/plain", b"not the file", 0x0A0B0C07)
     n = m.nodes[2]
     n.fetch(cid, 0)  # before it could ask anyone: the forger answers first
@@ -247,7 +247,7 @@ def test_over_the_size_limit():
     m = line(2, max_file_bytes=8192, **FAST)
     n = m.nodes[1]
     try:
-        n.share("huge", "application/octet-stream", _data(9000), m.now_ms)
+        file_author.share(n, "huge", "application/octet-stream", _data(9000), m.now_ms)
     except files.FileError as e:
         assert "9000 bytes" in str(e) and "8192" in str(e)
     else:
@@ -255,7 +255,7 @@ def test_over_the_size_limit():
     # a file shared by a node with a higher limit is refused by the fetcher
     m.boot(1, max_file_bytes=65536)
     _settle(m)
-    cid = m.nodes[1].share("huge", "application/octet-stream", _data(9000), m.now_ms)
+    cid = file_author.share(m.nodes[1], "huge", "application/octet-stream", _data(9000), m.now_ms)
     m.run(20000)
     _fetch(m, 2, cid, 300000)
     failed = _events(m, 2, "fetch_failed")
@@ -267,8 +267,8 @@ def test_full_store_refuses_without_damaging_what_is_held():
     m = line(2, file_quota_bytes=6000, **FAST)
     _settle(m)
     mine = _data(4000, 9)
-    own = m.nodes[2].share("mine", "text/plain", mine, m.now_ms)
-    cid = m.nodes[1].share("too much", "text/plain", _data(3000, 10), m.now_ms)
+    own = file_author.share(m.nodes[2], "mine", "text/plain", mine, m.now_ms)
+    cid = file_author.share(m.nodes[1], "too much", "text/plain", _data(3000, 10), m.now_ms)
     m.run(20000)
     _fetch(m, 2, cid, 300000)
     failed = _events(m, 2, "fetch_failed")
@@ -283,7 +283,7 @@ def test_a_bigger_size_limit_is_honoured():
         m.boot(i)
     _settle(m)
     data = _data(66000, 11)
-    cid = m.nodes[1].share("big map", "image/png", data, m.now_ms)
+    cid = file_author.share(m.nodes[1], "big map", "image/png", data, m.now_ms)
     m.run(20000)
     _fetch(m, 2, cid, 1800000)
     assert [e["size_bytes"] for e in _events(m, 2, "fetched")] == [66000]
@@ -307,9 +307,9 @@ def test_every_file_frame_fits_the_dwell_time():
     n = m.nodes[1]
     assert 16 <= n.file_chunk_bytes < 200
     data = _data(20000, 12)
-    cid = n.share("timetable", "text/plain", data, m.now_ms)
+    cid = file_author.share(n, "timetable", "text/plain", data, m.now_ms)
     for k in range(8):  # enough names to fill a catalog frame
-        n.share("notice %d with a long name" % k, "text/plain", _data(100, k), m.now_ms)
+        file_author.share(n, "notice %d with a long name" % k, "text/plain", _data(100, k), m.now_ms)
     m.run(60000)
     _fetch(m, 2, cid, 1800000)
     assert _same(m.nodes[2], cid, data)

@@ -36,7 +36,7 @@ def _advertise(m, node, holder, cid, hops=0):
 
 def _shared(m, node, size_bytes, seed=1):
     data = random_bytes(size_bytes, seed)
-    return m.nodes[node].share("f", "application/octet-stream", data, m.now_ms), data
+    return file_author.share(m.nodes[node], "f", "application/octet-stream", data, m.now_ms), data
 
 
 def _pair_sharing(size_bytes):
@@ -57,7 +57,7 @@ def test_an_overheard_want_for_chunks_we_hold_does_not_hold_back_our_own():
     raw = m.nodes[1].files.manifests[cid].raw
     n.files.begin(raw)
     for i in range(16):
-        n.files.put_chunk(cid, i, files.chunk_of(data, i))
+        n.files.put_chunk(cid, i, file_author.chunk_of(data, i))
     wants = n.counters["wants"]
     n.fetch(cid, m.now_ms)
     behind = 0x0C000005
@@ -77,7 +77,7 @@ def test_an_overheard_want_that_goes_unanswered_is_no_strike_against_the_source(
     n = m.nodes[2]
     n.files.begin(m.nodes[1].files.manifests[cid].raw)
     for i in range(16):
-        n.files.put_chunk(cid, i, files.chunk_of(data, i))
+        n.files.put_chunk(cid, i, file_author.chunk_of(data, i))
     n.fetch(cid, m.now_ms)
     m.inject(2, _want(0x0C000005, 1, cid, 16, list(range(16, 32))))
     fe = n.fetches[cid]
@@ -268,7 +268,7 @@ def test_cached_files_are_bounded_in_number():
     # chunks never came) piled up without limit. Own files are never evicted
     m = line(2, **FAST)
     m.run(30000)
-    mine = m.nodes[2].share("mine", "text/plain", b"my own notice", m.now_ms)
+    mine = file_author.share(m.nodes[2], "mine", "text/plain", b"my own notice", m.now_ms)
     cids = []
     for k in range(40):
         cid, data = _shared(m, 1, 150, k + 10)
@@ -295,7 +295,7 @@ def test_a_power_cut_before_the_complete_flag_is_written_is_healed():
     s = HeldFiles(store)
     cid = s.begin(raw, pinned=True)
     for i in range(s.manifests[cid].chunks):
-        s.put_chunk(cid, i, files.chunk_of(data, i))
+        s.put_chunk(cid, i, file_author.chunk_of(data, i))
     assert s.complete(cid)
     name = "f" + "".join("%02x" % b for b in cid) + "s"
     st = store.get(name)
@@ -353,7 +353,7 @@ def test_a_long_manifest_is_gathered_in_storage_part_by_part():
     raw = file_author.make_manifest("long", "application/octet-stream", data, a.id, 0, 16)
     cid = a.share_manifest(raw, m.now_ms)
     for i in range(a.files.manifests[cid].chunks):
-        a.share_chunk(cid, i, files.chunk_of(data, i, 16), m.now_ms)
+        a.share_chunk(cid, i, file_author.chunk_of(data, i, 16), m.now_ms)
     assert file_wire.part_count(raw, n.file_chunk_bytes) == 3
     m.run(20000)
     n.fetch(cid, m.now_ms)
