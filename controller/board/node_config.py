@@ -55,18 +55,26 @@ def new_node_id() -> int:
 
 
 def new_identity(secret: bytes | None = None) -> tuple[str, int]:
-    """A node identity (docs/identity.md): an X25519 secret (random unless
-    given) as 64 hex digits, and the node id its public key gives."""
+    """A node identity (docs/identity.md) as config.json's identity_key: an
+    X25519 secret (random unless given), then its public key, 128 hex
+    digits; and the node id the public key gives."""
     from pollen.identity import node_id_from_public
     from pollen.x25519 import public_key
     secret = secrets.token_bytes(32) if secret is None else secret
-    return secret.hex(), node_id_from_public(public_key(secret))
+    public = public_key(secret)
+    return (secret + public).hex(), node_id_from_public(public)
 
 
 def identity_id(key_hex) -> int:
-    """The node id of a config's identity_key (refused, naming the field, if it is no key)."""
+    """The node id of a config's identity_key (refused, naming the field, if
+    it is no key, or its public key is not its secret's)."""
     from pollen.settings import _hex_key
-    return new_identity(_hex_key(key_hex, "identity_key"))[1]
+    key = _hex_key(key_hex, "identity_key", 64)
+    key_hex, node_id = new_identity(key[:32])
+    if bytes.fromhex(key_hex) != key:
+        raise BoardError("the board's config.json has an identity_key whose public key is not "
+                         "its secret's; give the node a new identity (--new-identity)")
+    return node_id
 
 
 def board_bands(profile: dict) -> tuple[list, str] | None:

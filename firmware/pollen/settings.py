@@ -52,16 +52,16 @@ _INTS = {
 FIELDS = ("node_id", "name", "network_key", "region", "preset", "identity_key") + tuple(_INTS)
 
 
-def _hex_key(v, field="network_key"):
-    if isinstance(v, (bytes, bytearray)) and len(v) == 32:
+def _hex_key(v, field="network_key", n=32):
+    if isinstance(v, (bytes, bytearray)) and len(v) == n:
         return bytes(v)
-    ok = isinstance(v, str) and len(v) == 64
+    ok = isinstance(v, str) and len(v) == 2 * n
     if ok:
         try:
-            return bytes(int(v[i:i + 2], 16) for i in range(0, 64, 2))
+            return bytes(int(v[i:i + 2], 16) for i in range(0, 2 * n, 2))
         except ValueError:
             pass
-    fail(field, "64 hex digits (a 32-byte key)", v if not isinstance(v, str) else v[:8] + "...")
+    fail(field, "%d hex digits (%d bytes)" % (2 * n, n), v if not isinstance(v, str) else v[:8] + "...")
 
 
 def _preset(v):
@@ -110,12 +110,11 @@ class Settings:
                   % (region, dwell_ms), d.get("preset", "LongFast"))
         self.identity_key = None
         if d.get("identity_key") is not None:
-            # the node's X25519 secret (identity.py): its id is its public
-            # key's. Kept as the secret, then the public key (64 bytes)
-            secret = _hex_key(d["identity_key"], "identity_key")
-            from pollen.x25519 import public_key
+            # the node's X25519 secret, then its public key (identity.py;
+            # pollen provision writes both: X25519 at every start would take
+            # a second on a board, and its heap); its id is the public key's
+            self.identity_key = _hex_key(d["identity_key"], "identity_key", 64)
             from pollen.identity import node_id_from_public
-            self.identity_key = secret + public_key(secret)
             want = node_id_from_public(self.identity_key[32:])
             if want != self.node_id:
                 fail("node_id", "%08x, the id of identity_key's public key" % want,

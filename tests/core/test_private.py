@@ -37,7 +37,7 @@ class PrivateMesh(Mesh):
         from .fakemesh import XorShift
         s = dict(self.kw)
         s.update(kw)
-        s["identity_key"] = self.secrets[i].hex()
+        s["identity_key"] = (self.secrets[i] + public_key(self.secrets[i])).hex()
         n = Node(settings(i, **s), self.storage.setdefault(i, MemoryStorage()),
                  XorShift(self.seed * 7919 + (i & 0xFFFF)))
         n.start(self.now_ms)

@@ -40,7 +40,7 @@ def test_settings_every_field_error_names_the_field():
         "name": ("", "x" * 17, 5, None),
         "network_key": ("00" * 31, "zz" * 32, KEY_HEX + "00", bytes(16), 7, None),
         "region": ("XX", "", None),
-        "identity_key": ("00" * 31, "zz" * 32, 7, bytes(16)),
+        "identity_key": ("00" * 63, "zz" * 64, "00" * 32, 7, bytes(16)),
         "preset": ("Nope", {"sf": 13, "bw_hz": 125000}, {"bw_hz": 125000},
                    {"sf": 7, "bw_hz": 100000}, {"sf": 7, "bw_hz": 125000, "cr": 9}, [7], None),
     }
@@ -93,7 +93,8 @@ def test_a_node_with_an_identity_has_the_id_of_its_public_key():
     from pollen.x25519 import public_key
     secret = bytes(range(1, 33))
     nid = node_id_from_public(public_key(secret))
-    s = Settings(_cfg(node_id=nid, identity_key=secret.hex()))
+    key = (secret + public_key(secret)).hex()   # (as pollen provision writes it)
+    s = Settings(_cfg(node_id=nid, identity_key=key))
     assert s.identity_key == secret + public_key(secret)
-    msg = _config_error(_cfg(node_id=0x0A0B0C01, identity_key=secret.hex()))
+    msg = _config_error(_cfg(node_id=0x0A0B0C01, identity_key=key))
     assert "'node_id'" in msg and "%08x" % nid in msg   # an id of our choosing is refused
