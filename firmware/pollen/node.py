@@ -155,7 +155,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._reserve_ids()
         start_sharing(self, names, now_ms)
         if self.ident:
-            self.ident.load(self, names, now_ms)
+            from pollen.identity_work import load
+            load(self.ident, self, names, now_ms)
         self._init_telemetry(now_ms)
         unload("pollen.restart")  # its code leaves the heap
 
@@ -203,7 +204,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             # storage: accepted) until the destination's key is known
             pair = self.ident.key(dest)
             if pair is None:
-                self.ident.wait(self, dest, msg_id, limit, payload, now_ms)
+                from pollen.identity_work import wait
+                wait(self.ident, self, dest, msg_id, limit, payload, now_ms)
                 return msg_id
         self._seal(dest, msg_id, limit, payload, pair, now_ms)
         return msg_id
@@ -418,7 +420,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if f.ftype == IDENT:
             # a node's key: pinned, answered if it asks us (identity.py), and
             # flooded on like a post
-            if self.ident and not self.ident.heard(self, f, now_ms) or f.dest == self.id:
+            if self.ident:
+                from pollen.identity_work import heard
+                if not heard(self.ident, self, f, now_ms):
+                    return
+            if f.dest == self.id:
                 return
             if f.hops < f.hop_limit:
                 self._relay_flood(f, data, snr_db, now_ms)
@@ -599,7 +605,13 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self._file_timers(now_ms)
         self._telemetry_timer(now_ms)
         if self.ident:
-            self.ident.poll(self, now_ms)
+            # the identity's work (identity_work.py) when it is due; its code
+            # leaves the heap once there is none
+            if self.ident.wanted or now_ms >= self.ident.next_wake_ms:
+                from pollen.identity_work import poll
+                poll(self.ident, self, now_ms)
+            if not self.ident.wanted:
+                unload("pollen.identity_work")
         for job in list(self.jobs.values()):
             if job.watch_ms is not None and now_ms >= job.watch_ms:
                 self._watch_done(job, now_ms)
@@ -720,14 +732,14 @@ class Node(Flooding, Custody, Sharing, Telemetry):
 
     def _traffic_class(self, job):
         # what congestion sheds first (congestion.py): 3 gossip (relayed
-        # status, catalog); 2 retries and repair (a held copy, a copy sent
+        # status and adverts, catalog); 2 retries and repair (a held copy, a copy sent
         # again: F_STORED, a relay's retry queued by _watch_done); 1 the hop
         # retries of our own message or ack, and the flood its last one
         # becomes (its first attempt still: shedding them at level 2 made
         # the end-to-end retry wait, 30 s p95 in town-100, and then flood
         # anyway); 0 the rest
         t = job.frame[0] & 0x0F
-        if t == STATUS and job.hops or job.key == _CATALOG_JOB:
+        if (t == STATUS or t == IDENT) and job.hops or job.key == _CATALOG_JOB:
             return 3
         if job.kind == J_STORED or t == MSG and job.frame[1] & F_STORED \
                 or not job.copies and (job.hops or t != MSG and t != ACK):
@@ -753,7 +765,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 t = h.retry_ms
         t = self._file_wake(t)
         if self.ident:
-            t = min(t, self.ident.next_wake_ms)
+            t = min(t, now_ms if self.ident.wanted else self.ident.next_wake_ms)
         if self.s.telemetry_interval_ms and self.next_status_ms < t:
             t = self.next_status_ms
         if t < self.busy_until_ms:
