@@ -25,8 +25,9 @@
 # messages that wait) is identity_work.py: loaded when there is such
 # work, and let go of after, so a node's heap holds only this part.
 import hashlib
-from pollen._compat import const
+from pollen._compat import const, unload
 from pollen.crypto import NetworkKey
+from pollen.wire import be32
 
 _CACHE = const(4)  # pair keys kept in RAM
 _WANTED = const(8)  # peers whose pair keys wait to be derived
@@ -66,6 +67,8 @@ class Identity:
         self.unopened = None  # the last private copy for us whose pair key was not ready
         self.next_advert_ms = 0
         self.adverts = 0  # sent since start
+        self.ready = None  # the peer whose pair key step() has just made
+        self.asked = {}  # peer -> when it may be asked for its key again
 
     def pinned(self, peer):
         # peer's pinned record (its key, then the pair secret), or None
@@ -96,3 +99,35 @@ class Identity:
             del self.pairs[next(iter(self.pairs))]
         k = self.pairs[peer] = NetworkKey(secret)
         return k
+
+    def step(self):
+        # a slice of X25519 for the pair key being derived (wanted[0]): a
+        # slice a turn of the node's event loop, identity_work.py not loaded
+        # meanwhile. When the key is ready, its peer is self.ready
+        from pollen.x25519 import Ladder
+        peer = self.wanted[0]
+        rec = self.pinned(peer)
+        if rec is None:  # (let go of meanwhile)
+            self.wanted.pop(0)
+            self.ladder = None
+            return
+        if self.ladder is None:
+            self.ladder = Ladder(self.secret, rec[:32])
+            return
+        if not self.ladder.step():
+            return
+        shared = self.ladder.result()
+        self.ladder = None
+        self.wanted.pop(0)
+        if not self.wanted:
+            unload("pollen.x25519")  # its code leaves the heap till the next
+        if shared == bytes(32):
+            # a key of low order (RFC 7748 §6.1): no secret shared. Its pin goes
+            self.storage.delete("k%08x" % peer)
+            self.pins -= 1
+            return
+        a, b = (self.id, peer) if self.id < peer else (peer, self.id)
+        secret = hashlib.sha256(b"pollen v2 pair" + shared + be32(a) + be32(b)).digest()
+        self.storage.put("k%08x" % peer, rec[:32] + secret)
+        self.keep(peer, secret)
+        self.ready = peer

@@ -4,12 +4,11 @@
 # messages that wait for a key. Loaded when there is such work (an IDENT
 # heard, a slice due, a message waiting, the start) and let go of after
 # (Node._timers), so its code is not in a node's heap while it idles.
-from pollen._compat import const, unload
+from pollen._compat import const
 from pollen import wire
 from pollen.wire import be32, u32, Frame, IDENT, BROADCAST
 from pollen.jobs import Job, J_FLOOD
 from pollen.identity import node_id_from_public
-import hashlib
 
 _PINS = const(256)  # keys pinned at most (a storage record each)
 _ADVERT_MS = const(43200000)  # our key is flooded every 12 hours
@@ -18,13 +17,6 @@ _F_ASK = const(0x40)  # on an IDENT: its destination is asked for its own
 
 def _pin_name(peer):
     return "k%08x" % peer
-
-
-def pair_secret(shared, a, b):
-    # the 32 bytes a pair's NetworkKey is made from: both ids, lower first
-    if a > b:
-        a, b = b, a
-    return hashlib.sha256(b"pollen v2 pair" + shared + be32(a) + be32(b)).digest()
 
 
 def pin(ident, peer, pub):
@@ -48,37 +40,6 @@ def _let_go(ident):
             ident.pins -= 1
             return True
     return False
-
-
-def step(ident):
-    # a slice of the pair key being derived: the peer whose key is
-    # ready now, or None
-    from pollen.x25519 import Ladder
-    peer = ident.wanted[0]
-    rec = ident.pinned(peer)
-    if rec is None:  # (let go of meanwhile)
-        ident.wanted.pop(0)
-        ident.ladder = None
-        return None
-    if ident.ladder is None:
-        ident.ladder = Ladder(ident.secret, rec[:32])
-        return None
-    if not ident.ladder.step():
-        return None
-    shared = ident.ladder.result()
-    ident.ladder = None
-    ident.wanted.pop(0)
-    if not ident.wanted:
-        unload("pollen.x25519")  # its code leaves the heap till the next
-    if shared == bytes(32):
-        # a key of low order (RFC 7748 §6.1): no secret shared. Its pin goes
-        ident.storage.delete(_pin_name(peer))
-        ident.pins -= 1
-        return None
-    secret = pair_secret(shared, ident.id, peer)
-    ident.storage.put(_pin_name(peer), rec[:32] + secret)
-    ident.keep(peer, secret)
-    return peer
 
 
 def load(ident, node, names, now_ms):
@@ -172,10 +133,9 @@ def poll(ident, node, now_ms):
             ident.adverts += 1
         ident.next_advert_ms = now_ms + (_ADVERT_MS if ident.adverts > 1 else node._rand(
             node.s.beacon_interval_ms) + node.s.beacon_interval_ms * 4 * ident.adverts)
-    if ident.wanted:
-        peer = step(ident)  # one slice of X25519 a turn
-        if peer is not None:
-            released(ident, node, peer, now_ms)
+    if ident.ready is not None:
+        peer, ident.ready = ident.ready, None
+        released(ident, node, peer, now_ms)
     for w in list(ident.waiting):
         if now_ms >= w[3]:
             ident.waiting.remove(w)
@@ -184,9 +144,9 @@ def poll(ident, node, now_ms):
             node.out.append(("expired", {"id": w[0], "to": "%08x" % w[1]}))
         elif now_ms >= w[4] and w in ident.waiting:
             key_known(ident, node, w[1], now_ms)
-    # due again: at once while a pair key is derived (a slice a turn of
-    # the event loop), else at the next advert, ask or expiry
-    t = now_ms if ident.wanted else ident.next_advert_ms
+    # due again at the next advert, ask or expiry (the slices of a pair
+    # key are identity.py's, each turn: Node._timers)
+    t = ident.next_advert_ms
     for w in ident.waiting:
         t = min(t, w[3], w[4])
     ident.next_wake_ms = t
@@ -211,3 +171,16 @@ def released(ident, node, peer, now_ms):
             if rec:
                 node._seal(peer, w[0], w[2], rec[9:], ident.key(peer), now_ms)
             node.storage.delete("w%08x" % w[0])
+
+
+def ask(ident, node, peer, now_ms):
+    # a private message from a node whose key we lack (we missed its
+    # adverts, and the one it sent us): its key is asked for, at most once
+    # a minute for each of the last few such nodes
+    t = ident.asked.get(peer, 0)
+    if now_ms < t:
+        return
+    if len(ident.asked) >= 8:
+        ident.asked.clear()
+    ident.asked[peer] = now_ms + 60000
+    advert(ident, node, now_ms, peer, _F_ASK)

@@ -363,6 +363,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 if self.ident and f.sealed else None
             if pair is None or not wire.open(data, f, pair):
                 self._drop("private")
+                if f.sealed and self.ident and not self.ident.pinned(f.origin):
+                    from pollen.identity_work import ask
+                    ask(self.ident, self, f.origin, now_ms)  # its key, that we lack
                 return
         job = self.jobs.get(key)
         if job is not None:
@@ -607,11 +610,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if self.ident:
             # the identity's work (identity_work.py) when it is due; its code
             # leaves the heap once there is none
-            if self.ident.wanted or now_ms >= self.ident.next_wake_ms:
+            if self.ident.wanted:
+                self.ident.step()  # a slice of X25519 a turn
+            if self.ident.ready is not None or now_ms >= self.ident.next_wake_ms:
                 from pollen.identity_work import poll
                 poll(self.ident, self, now_ms)
-            if not self.ident.wanted:
-                unload("pollen.identity_work")
+            unload("pollen.identity_work")
         for job in list(self.jobs.values()):
             if job.watch_ms is not None and now_ms >= job.watch_ms:
                 self._watch_done(job, now_ms)
