@@ -411,15 +411,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self.replay.add(f.origin, f.msg_id)  # (what the app gets: when handed)
         if f.ftype == ACK:
             self._on_ack(f, now_ms)
-        if f.dest == self.id:
-            if f.ftype == MSG:
-                self._deliver(f, "msg", key, rssi_dbm, snr_db)
-                if f.flags & F_WANT_ACK:
-                    self._send_ack(f, via, snr_db, now_ms)
-            return
-        if f.ftype == STATUS:
-            self._on_status(f, data, rssi_dbm, snr_db, now_ms)
-            return
         if f.ftype == IDENT:
             # a node's key: pinned, answered if it asks us (identity.py), and
             # flooded on like a post
@@ -431,6 +422,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 return
             if f.hops < f.hop_limit:
                 self._relay_flood(f, data, snr_db, now_ms)
+            return
+        if f.dest == self.id:
+            if f.ftype == MSG:
+                self._deliver(f, "msg", key, rssi_dbm, snr_db)
+                if f.flags & F_WANT_ACK:
+                    self._send_ack(f, via, snr_db, now_ms)
+            return
+        if f.ftype == STATUS:
+            self._on_status(f, data, rssi_dbm, snr_db, now_ms)
             return
         if f.dest == BROADCAST:
             if f.ftype == POST:
@@ -736,14 +736,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
 
     def _traffic_class(self, job):
         # what congestion sheds first (congestion.py): 3 gossip (relayed
-        # status and adverts, catalog); 2 retries and repair (a held copy, a copy sent
+        # status and adverts to all, catalog: not a key asked for); 2 retries and repair (a held copy, a copy sent
         # again: F_STORED, a relay's retry queued by _watch_done); 1 the hop
         # retries of our own message or ack, and the flood its last one
         # becomes (its first attempt still: shedding them at level 2 made
         # the end-to-end retry wait, 30 s p95 in town-100, and then flood
         # anyway); 0 the rest
         t = job.frame[0] & 0x0F
-        if (t == STATUS or t == IDENT) and job.hops or job.key == _CATALOG_JOB:
+        if (t == STATUS or t == IDENT and job.dest == BROADCAST) and job.hops \
+                or job.key == _CATALOG_JOB:
             return 3
         if job.kind == J_STORED or t == MSG and job.frame[1] & F_STORED \
                 or not job.copies and (job.hops or t != MSG and t != ACK):

@@ -153,3 +153,20 @@ def test_deriving_a_pair_key_takes_many_short_turns():
         assert turns < 400
     assert turns > 50 and n.ident.key(c) is not None
     assert m.nodes[c].storage.get("k%08x" % a) is not None
+
+
+def test_a_node_asked_for_its_key_answers_and_each_learns_the_others():
+    m = _line(3, beacon_interval_ms=10000)
+    a, b, c = list(m.nodes)
+    m.run(60000)
+    # neither end has the other's key (their adverts were lost, say)
+    for x, y in ((a, c), (c, a)):
+        m.storage[x].delete("k%08x" % y)
+        m.nodes[x].ident.pairs.pop(y, None)
+    mid = m.send(a, c, "who are you?")
+    m.run(60000)
+    asks = [f for s, f, data in _sent(m, IDENT) if s == a and f.flags & 0x40 and f.dest == c]
+    answers = [f for s, f, data in _sent(m, IDENT) if s == c and f.dest == a]
+    assert asks and answers
+    assert [(r["text"], r["private"]) for r in m.received(c, "msg")] == [("who are you?", True)]
+    assert [d["id"] for d in m.delivered(a)] == [mid]
