@@ -64,11 +64,16 @@ def main():
               help="MicroPython heap size of each node (-X heapsize).")
 @click.option("--file-kib", default=4, show_default=True, type=click.IntRange(0, 64),
               help="Size of the file shared at one end and fetched at the other (0: none).")
-@click.option("--romfs", is_flag=True,
+@click.option("--romfs/--no-romfs", default=True, show_default=True,
               help="Run the nodes as boards with a ROMFS partition: the firmware's bytecode "
-                   "from a ROMFS image, in place, not loaded into the heap (docs/emulation.md).")
+                   "from a ROMFS image, in place, not loaded into the heap (docs/emulation.md). "
+                   "--no-romfs: from .mpy files in the heap, as a stock board's MicroPython.")
+@click.option("--private/--no-private", default=None,
+              help="Give every node an identity, so that its direct messages go end-to-end "
+                   "encrypted (docs/identity.md). Default: with ROMFS; without it a 128K node "
+                   "has no room for X25519 and the identity code.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def demo(nodes, loss, seed, heap, file_kib, romfs, as_json):
+def demo(nodes, loss, seed, heap, file_kib, romfs, private, as_json):
     """Run an emulated mesh of real MicroPython nodes and report what arrived.
 
     Starts a virtual radio medium and NODES real MicroPython unix-port
@@ -81,7 +86,8 @@ def demo(nodes, loss, seed, heap, file_kib, romfs, as_json):
 
     progress = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(nodes=nodes, loss=loss, seed=seed, heap=heap, file_kib=file_kib,
-                      romfs=romfs, progress=progress)
+                      romfs=romfs, private=romfs if private is None else private,
+                      progress=progress)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -116,6 +122,9 @@ def render_summary(r: dict) -> str:
         ("nodes", f"{r['nodes']} ({r['hops_across']} hops across), {r['runtime']}"),
         ("frame loss", f"{r['loss']:.0%}"),
         ("messages delivered", f"{u['delivered']}/{u['sent']} ({u['delivered'] / u['sent']:.0%})"),
+        ("private (end-to-end)", f"{r['private']['delivered']}/{r['private']['sent']} arrived "
+                                 "sealed with their pair's key" if r["private"]["sent"]
+         else "none (--no-private: channel messages)"),
         ("posts: mean reach", f"{b['reach']:.0%} of other nodes, {b['sent']} posts"),
         ("store-and-forward", "delivered %.1f s after switch-on" % sf["seconds_after_switch_on"]
          if sf["delivered"] else "NOT delivered"),

@@ -99,13 +99,16 @@ def _send(emu, log, src, to, text):
 
 def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
              heap: str = "128K", workdir: Path | None = None, progress=None,
-             file_kib: int = 4, romfs: bool = False) -> dict:
+             file_kib: int = 4, romfs: bool = False, private: bool = False) -> dict:
     if nodes < 6 or nodes > 40 or nodes % 2:
         raise DemoError(f"--nodes: expected an even number from 6 to 40 (two rows of nodes), got {nodes}")
     if not 0.0 <= loss < 1.0:
         raise DemoError(f"--loss: expected a probability from 0 to 1 (exclusive), got {loss}")
     say = progress or (lambda s: None)
-    topo, ids, identities = _with_identities(ladder(nodes // 2, rows=2), seed)
+    topo = ladder(nodes // 2, rows=2)
+    ids, identities = sorted(topo.node_ids), {}
+    if private:
+        topo, ids, identities = _with_identities(topo, seed)
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="pollen-demo-"))
     log = _Log(progress)
@@ -129,7 +132,7 @@ def run_demo(nodes: int = 12, loss: float = 0.0, seed: int | None = None,
         if own_dir:
             shutil.rmtree(workdir, ignore_errors=True)
     result = _summarise(summary, statuses, log, ids, runtime, loss, medium_stats,
-                        time.monotonic() - t_begin)
+                        time.monotonic() - t_begin, private)
     result["file"] = file_result
     result["health"] = _health(result, log, medium_stats["rx_by_node"], statuses, exited)
     result["romfs"] = romfs  # peak heap then leaves out the image (a board has it in flash)
@@ -325,7 +328,7 @@ def _health(result, log, delivered_to, statuses, exited) -> dict:
     return h
 
 
-def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):
+def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s, private=False):
     n = len(ids)
     latencies = []
     delivered = 0
@@ -353,9 +356,10 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s):
         "hops_across": n // 2 - 1,
         "unicast": {"sent": len(s["unicasts"]) + 1,
                     "delivered": delivered + (stored_t is not None)},
-        # every node has an identity: its direct messages go end-to-end
-        # encrypted, and a delivery counts here if the node said it came so
-        "private": {"sent": len(s["unicasts"]) + 1,
+        # with --private every node has an identity: its direct messages go
+        # end-to-end encrypted, and a delivery counts here if the node said
+        # it came so
+        "private": {"sent": (len(s["unicasts"]) + 1) if private else 0,
                     "delivered": sum(bool(log.find(_node=u[1], event="received", id=u[2],
                                                    private=True))
                                      for u in s["unicasts"] + [s["stored"]])},

@@ -151,7 +151,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # (a record of one counter, as before there were two: both go on from it)
         c = self.ids
         c[0] = (wire.u32(rec, 0) if len(rec) in (4, 8) else self.rng.getrandbits(32)) & 0x7FFFFFFF
-        c[2] = wire.u32(rec, 4) & 0x7FFFFFFF if len(rec) == 8 else c[0]
+        # (the other counter far from it in the low 30 bits: ids of the two
+        # with those bits alike fold alike in the seen table, tables._fold)
+        c[2] = wire.u32(rec, 4) & 0x7FFFFFFF if len(rec) == 8 else (c[0] + 0x20000000) & 0x7FFFFFFF
         self._reserve_ids()
         start_sharing(self, names, now_ms)
         if self.ident:
