@@ -54,3 +54,35 @@ def test_what_is_shed_at_each_level():
     c.record(47000, NOW)               # level 3: our own hop retries wait too,
     assert c.level(NOW) == 3           # never first transmissions and acks
     assert [c.sheds(k, NOW) for k in range(4)] == [False, True, True, True]
+
+
+# Fair share (Congestion.unfair): relay airtime per origin over a sliding
+# window; an origin over twice the mean share is not relayed while the
+# channel or the duty budget is busy.
+
+def test_an_origin_over_its_fair_share_is_refused_only_when_busy():
+    c = Congestion()
+    for origin in (11, 12, 13, 14):            # four honest origins, 50 ms each
+        assert not c.unfair(origin, 50, NOW, False)
+    for _ in range(8):                          # a spammer: 400 ms
+        assert not c.unfair(99, 50, NOW, False)  # an idle channel: it is relayed
+    assert c.unfair(99, 50, NOW, True)          # our duty budget is busy: not
+    assert not c.unfair(11, 50, NOW, True)      # an honest origin still is
+    c.record(20000, NOW)                        # the channel is busy too
+    assert c.unfair(99, 50, NOW, False)
+    assert not c.unfair(12, 50, NOW, False)
+
+
+def test_fair_share_forgets_and_keeps_a_bounded_table():
+    c = Congestion()
+    for _ in range(8):
+        c.unfair(99, 50, NOW, False)
+    c.unfair(11, 50, NOW, False)
+    c.unfair(12, 50, NOW, False)
+    assert c.unfair(99, 50, NOW, True)
+    # minutes later its airtime weighs little against what we relay now
+    c.unfair(11, 50, NOW + 300000, False)
+    assert not c.unfair(99, 50, NOW + 300000, True)
+    for origin in range(1, 40):                 # many origins: the table stays small
+        c.unfair(origin, 10 + origin, NOW + 300000, False)
+    assert len(c.table) == len(c.spent) == 8
