@@ -197,6 +197,12 @@ class Simulation:
         out = {"scenario": self.sc.name, "router": self.router_kind, "nodes": len(self.ids),
                "seed": self.seed}
         out.update(self.metrics.summary(self.duration_ms, self.channel.stats))
+        if self.router_kind == "pollen":   # frames the cores let go, by reason
+            dropped = {}
+            for r in self.routers.values():
+                for k, v in r.drops.items():
+                    dropped[k] = dropped.get(k, 0) + v
+            out["dropped"] = dict(sorted(dropped.items()))
         out["sim_seconds"] = self.duration_ms / 1000
         out["wall_seconds"] = round(wall, 2)
         out["events"] = self.events
