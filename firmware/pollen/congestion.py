@@ -26,8 +26,8 @@
 # buckets (3/4 of it kept each bucket: a window of a minute or so), for the
 # _FAIR origins it relayed most for. While the channel is at level 1 or more,
 # or the node's duty budget is half spent, a relay for an origin that has
-# had more than twice the mean share of the origins in the table (and more
-# than four frames' worth) is not sent (Node._transmit_due drops it: "unfair"): a member flooding at its
+# had more than twice the mean share of the origins in the table is not
+# sent (Node._transmit_due drops it: "unfair"): a member flooding at its
 # duty limit gets its own airtime and a fair part of its neighbours', not
 # all of it.
 # (Attribute names are ones the core has anyway: each new name is a qstr,
@@ -85,16 +85,13 @@ class Congestion:
     def unfair(self, origin, air_ms, now_ms, busy):
         # Fair share: may we spend air_ms relaying for origin? Not if the
         # channel or our duty budget is busy and origin has had more than
-        # twice the mean share of our relay airtime lately, and more than
-        # four frames like this one (a burst of an honest member's is not
-        # spam); else it is charged (a new origin takes the place of the one
-        # we spent least on)
+        # twice the mean share of our relay airtime lately; else it is
+        # charged (a new origin takes the place of the one we spent least on)
         self._slot(now_ms)
         a = self.spent
         if origin in self.table:
             i = self.table.index(origin)
-            if (busy or self.level(now_ms)) and a[i] > air_ms * 4 \
-                    and a[i] * (_FAIR - a.count(0)) > sum(a) * 2:
+            if (busy or self.level(now_ms)) and a[i] * (_FAIR - a.count(0)) > sum(a) * 2:
                 return True
         else:
             i = a.index(min(a))
