@@ -136,6 +136,23 @@ def test_a_node_whose_receive_count_stands_still_while_it_reports_is_deaf():
     assert v.alerts(T0 + 1501) == []
 
 
+def test_relays_held_back_for_an_origin_over_its_fair_share_are_an_alert_for_a_while():
+    v = MeshView(silent_after_s=600)
+    v.apply(status(dropped={"tag": 3}), T0)
+    assert v.alerts(T0 + 1) == []
+    v.apply(status(dropped={"unfair": 40, "tag": 3}), T0 + 60)
+    (alert,) = v.alerts(T0 + 61)
+    assert alert["kind"] == "unfair"
+    assert alert["text"].endswith("held back 40 relays for an origin over its fair share "
+                                  "of airtime (40 since start): a member flooding?")
+    v.apply(status(dropped={"unfair": 52}), T0 + 120)
+    assert "held back 12 relays" in v.alerts(T0 + 121)[0]["text"]
+    v.apply(status(dropped={"unfair": 52}), T0 + 700)   # no more since: it clears
+    assert v.alerts(T0 + 721) == []
+    v.apply(status(dropped={"unfair": "many"}), T0 + 800)   # nonsense is ignored
+    assert v.alerts(T0 + 801) == []
+
+
 def test_a_task_that_failed_on_the_attached_node_is_an_alert_for_a_while():
     v = MeshView(silent_after_s=600)
     v.apply({"event": "task_failed", "task": "radio", "error": "OSError(5,)"}, T0)

@@ -34,7 +34,15 @@ def register(main):
 @click.option("--background", type=click.Choice(["on", "off"]), default=None,
               help="Baselines only: what a default node sends by itself (Meshtastic NodeInfo "
                    "and telemetry, MeshCore adverts). Default: on, as deployed.")
-def sim(scenario, router, seed, nodes, as_json, plot_dir, separate, background):
+@click.option("--spam", type=click.IntRange(0, None), default=None, metavar="N",
+              help="N members (chosen from the seed) send spam as fast as their duty cycle "
+                   "lets them instead of their traffic; delivery and reach are then the honest "
+                   "traffic's, the spam's apart. 0: none. Default: the scenario's spam section.")
+@click.option("--spam-kind", type=click.Choice(["post", "msg", "both"]), default=None,
+              help="What the spammers send: posts, direct messages, or each in turn. "
+                   "Default: the scenario's, else post.")
+def sim(scenario, router, seed, nodes, as_json, plot_dir, separate, background, spam=None,
+        spam_kind=None):
     """Simulate SCENARIO (a name in scenarios/ or a YAML path) in virtual time.
 
     Every node runs the real protocol core (or the baseline router) on a LoRa
@@ -54,6 +62,11 @@ def sim(scenario, router, seed, nodes, as_json, plot_dir, separate, background):
     sc = load_scenario(scenario)
     if nodes is not None:
         sc = sc.with_nodes(nodes)
+    if spam is not None or spam_kind is not None:
+        if spam is not None and spam > len(sc.placed_ids):
+            raise click.BadParameter(f"expected at most {len(sc.placed_ids)} (the scenario's "
+                                     f"placed nodes), got {spam}", param_hint="--spam")
+        sc = sc.with_spam(spam, spam_kind)
     if separate and router != "pollen":
         raise click.BadParameter(f"needs --router pollen ({router} has no file transfer)",
                                  param_hint="--separate")
@@ -98,6 +111,7 @@ def render_sim(r: dict) -> str:
                         f", background {'on' if r['background'] else 'off'}")),
         ("broadcast reach", f"{pct(r['broadcast_reach'])} over {r['broadcasts']} broadcasts"),
         ("unicast delivery", f"{pct(r['unicast_delivery'])} over {r['unicasts']} unicasts"),
+        *_spam_rows(r),
         ("latency p50 / p95", f"{duration_text(r['latency_ms']['p50'])} / "
                               f"{duration_text(r['latency_ms']['p95'])}"),
         ("frames per delivery", f"{r['tx_per_delivered']} ({r['tx_frames']} frames)"),
@@ -114,6 +128,19 @@ def render_sim(r: dict) -> str:
     ]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def _spam_rows(r: dict) -> list:
+    if not r.get("spammers"):
+        return []
+
+    def pct(v):
+        return "-" if v is None else f"{v:.1%}"
+
+    return [("spam", f"from {', '.join(str(n) for n in r['spammers'])}: reach "
+                     f"{pct(r['spam_broadcast_reach'])} over {r['spam_broadcasts']} posts, "
+                     f"delivery {pct(r['spam_unicast_delivery'])} over {r['spam_unicasts']} "
+                     f"messages, {r['spam_refused']} refused (above: honest traffic only)")]
 
 
 def _file_rows(r: dict) -> list:

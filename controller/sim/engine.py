@@ -119,8 +119,11 @@ class Simulation:
         wall0 = time.perf_counter()
         for n in self.ids:
             self._boot(n, 0)
-        for i, (t, src, dest, size) in enumerate(self.sc.traffic()):
-            self._push(t, _TRAFFIC, (src, dest), size)
+        for t, src, dest, size in self.sc.traffic():
+            self._push(t, _TRAFFIC, (src, dest, False), size)
+        for t, src, dest, size in self.sc.spam():
+            self._push(t, _TRAFFIC, (src, dest, True), size)
+        self.metrics.spammers = self.sc.spammers()
         self.movers = self.sc.movers()
         if self.movers:
             self._push(0, _MOVE)
@@ -157,7 +160,7 @@ class Simulation:
                 self._deliver(a, t)
             elif kind == _TRAFFIC:
                 self.events += 1
-                self._send(a[0], a[1], b, t)
+                self._send(a[0], a[1], b, t, a[2])
             elif kind == _MOVE:
                 self.events += 1
                 for n, mover in self.movers.items():
@@ -194,6 +197,12 @@ class Simulation:
         out = {"scenario": self.sc.name, "router": self.router_kind, "nodes": len(self.ids),
                "seed": self.seed}
         out.update(self.metrics.summary(self.duration_ms, self.channel.stats))
+        if self.router_kind == "pollen":   # frames the cores let go, by reason
+            dropped = {}
+            for r in self.routers.values():
+                for k, v in r.drops.items():
+                    dropped[k] = dropped.get(k, 0) + v
+            out["dropped"] = dict(sorted(dropped.items()))
         out["sim_seconds"] = self.duration_ms / 1000
         out["wall_seconds"] = round(wall, 2)
         out["events"] = self.events
@@ -241,7 +250,7 @@ class Simulation:
                 self.routers[rx].on_frame(tx.frame, int(round(rssi)), round(snr * 4) / 4, t)
                 self._poll(rx, t)
 
-    def _send(self, src, dest, size, t):
+    def _send(self, src, dest, size, t, spam=False):
         if not self.up[src]:
             self.metrics.not_sent += 1
             return
@@ -251,9 +260,16 @@ class Simulation:
         except ValueError:
             # refused (a full store or queue): the user was told, and it
             # counts as a message that did not arrive
+            if spam:   # a spammer's node at its limit: counted apart
+                self.metrics.spam_refused += 1
+                return
             self.metrics.send_errors += 1
             self.metrics.sent(src, ("refused", self.metrics.send_errors), dest, t,
                               dest == BROADCAST)
+            return
+        if spam:
+            self.metrics.sent(src, msg_id, dest, t, dest == BROADCAST, spam=True)
+            self._poll(src, t)
             return
         hops = None if dest == BROADCAST else self._hops_now(src).get(dest)
         routed = None if dest == BROADCAST else self._route_known(r, dest, t)

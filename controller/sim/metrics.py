@@ -33,6 +33,10 @@ Definitions (docs/simulator.md has the full list):
   the delivered unicasts whose sender knew a way to the destination as it
   sent (a next hop; MeshCore: a returned path), the condition of issue 11's
   target; the rest pay a route discovery.
+- With spammers (the scenario's spam section), every figure above counts the
+  honest traffic only (deliveries of spam are not useful ones); spam_*: the
+  spammers' own broadcast reach and unicast delivery, and spam_refused, what
+  their nodes refused (a full queue or store).
 """
 from __future__ import annotations
 
@@ -73,15 +77,18 @@ class Metrics:
         self.files_not_shared = 0     # seeder off at share_at_s
         self.file_not_started = 0     # fetcher off at fetch_at_s, or the core refused
         self.file_not_applicable = None   # why the router reports no file metrics
+        self.spammers = []   # nodes sending spam (scenario spam section)
+        self.spam_refused = 0   # spam the spammer's own node refused (its queue or store full)
 
     # ---- recording ----------------------------------------------------------
 
-    def sent(self, src, msg_id, dest, t_ms, broadcast, hops=None, routed=None):
+    def sent(self, src, msg_id, dest, t_ms, broadcast, hops=None, routed=None, spam=False):
         # hops: the shortest path from src to dest at t_ms (None: no path, or a broadcast);
-        # routed: src knew a way to dest as it sent (None: a broadcast, or not known)
+        # routed: src knew a way to dest as it sent (None: a broadcast, or not known);
+        # spam: a spammer's, measured apart from the honest traffic
         self.messages[(src, msg_id)] = {"src": src, "dest": dest, "t": t_ms,
                                         "broadcast": broadcast, "got": {}, "hops": hops,
-                                        "routed": routed}
+                                        "routed": routed, "spam": spam}
 
     def received(self, node, info, t_ms):
         try:
@@ -131,7 +138,15 @@ class Metrics:
         reach, latencies, bcast_latencies = [], [], []
         unicasts = delivered = receptions = unicast_tx = 0
         tx_over_hops, ack_over_hops, routed_over_hops = [], [], []
+        spam_reach, spam_unicasts, spam_delivered = [], 0, 0
         for key, m in self.messages.items():
+            if m["spam"]:
+                if m["broadcast"]:
+                    spam_reach.append(len(m["got"]) / others)
+                else:
+                    spam_unicasts += 1
+                    spam_delivered += m["dest"] in m["got"]
+                continue
             if m["broadcast"]:
                 reach.append(len(m["got"]) / others)
                 receptions += len(m["got"])
@@ -192,6 +207,14 @@ class Metrics:
             "peak_queue": self.peak_queue,
             "not_sent": self.not_sent,
             "send_errors": self.send_errors,
+            "spammers": list(self.spammers),
+            "spam_broadcasts": len(spam_reach),
+            "spam_unicasts": spam_unicasts,
+            "spam_broadcast_reach":
+                round(sum(spam_reach) / len(spam_reach), 4) if spam_reach else None,
+            "spam_unicast_delivery":
+                round(spam_delivered / spam_unicasts, 4) if spam_unicasts else None,
+            "spam_refused": self.spam_refused,
             **self.file_summary(),
         }
 
@@ -228,6 +251,6 @@ class Metrics:
     def latencies_ms(self):
         out = []
         for m in self.messages.values():
-            if not m["broadcast"] and m["dest"] in m["got"]:
+            if not m["broadcast"] and not m["spam"] and m["dest"] in m["got"]:
                 out.append(m["got"][m["dest"]] - m["t"])
         return out

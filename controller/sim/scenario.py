@@ -42,7 +42,7 @@ ROLES = ("client", "router")
 
 _MAX_SCENARIO_BYTES = 1 << 20   # a scenario is a page of YAML
 _TOP = ("name", "description", "seed", "duration_s", "nodes", "radio", "pathloss",
-        "traffic", "mobility", "failures", "files", "router")
+        "traffic", "mobility", "failures", "files", "router", "spam")
 # placement: the keys it takes besides count and placement
 _PLACEMENTS = {
     "random": ("area_m", "scale_area"),
@@ -59,6 +59,8 @@ _MAX_NAME_BYTES = 64            # a manifest's name (pollen.files)
 _TRAFFIC = ("broadcast_interval_s", "unicast_interval_s", "payload_bytes", "start_s",
             "stop_s", "unicast_dest")
 _UNICAST_DEST = ("random", "far", "other_cluster")
+_SPAM = ("count", "nodes", "kind", "payload_bytes")
+_SPAM_KINDS = ("post", "msg", "both")
 _MOVERS = {
     "random_waypoint": ("kind", "nodes", "count", "speed_mps", "pause_s", "area_m"),
     "mule": ("kind", "node", "path", "speed_mps", "pause_s"),
@@ -148,6 +150,7 @@ class Scenario:
         self._parse_mobility(top)
         self._parse_failures(top)
         self._parse_files(top)
+        self._parse_spam(Fields(source, "spam", top.get("spam", {}), _SPAM))
         self.node_ids = tuple(self.placed_ids + self.extra_ids)
         self._positions = None
 
@@ -434,6 +437,33 @@ class Scenario:
                 f.fail("fetch_at_s", f"a time before duration_s ({self.duration_s:g} s)", fetch_s)
             self._files.append((name, seeder, size, share_s, tuple(fetchers), fetch_s))
 
+    def _parse_spam(self, f):
+        # members whose nodes originate traffic as fast as their duty cycle
+        # lets them, instead of their share of the scenario's traffic
+        self.spam_kind = f.choice("kind", _SPAM_KINDS, "post")
+        self.spam_bytes = f.number("payload_bytes", 40, lo=1, hi=MAX_PAYLOAD_BYTES, integer=True)
+        if f.has("nodes"):
+            raw = f.d["nodes"]
+            if not isinstance(raw, list):
+                f.fail("nodes", "a list of node ids", raw)
+            for j, n in enumerate(raw):
+                if n not in self.placed_ids or isinstance(n, bool) or n in raw[:j]:
+                    f.fail(f"nodes[{j}]", "a placed node id of this scenario, named once", n)
+            if f.has("count") and f.d["count"] != len(raw):
+                f.fail("count", f"{len(raw)} (the number of nodes)", f.d["count"])
+            self._spam_nodes = list(raw)
+            self._spam_count = len(raw)
+        else:
+            self._spam_nodes = None
+            self._spam_count = f.number("count", 0, lo=0, hi=len(self.placed_ids), integer=True)
+        dwell_ms = REGIONS[self.region][3]
+        if dwell_ms and self._spam_air_us() > dwell_ms * 1000:
+            f.fail("payload_bytes", f"texts whose frames fit {self.region}'s {dwell_ms} ms "
+                                    f"dwell time with {self.preset_name}", self.spam_bytes)
+
+    def _spam_air_us(self):
+        return preset_time_on_air_us(HEADER_BYTES + self.spam_bytes + TAG_BYTES, self.preset)
+
     # ---- scaling ------------------------------------------------------------
 
     def with_nodes(self, n):
@@ -468,6 +498,19 @@ class Scenario:
                                 f"expected an integer, got {seed!r}")
         data = copy.deepcopy(self._data)
         data["seed"] = seed
+        return Scenario(data, self.source)
+
+    def with_spam(self, count=None, kind=None):
+        # The same scenario with `count` spammers chosen from the seed (0:
+        # none; None: the scenario's own) sending `kind` (None: the scenario's)
+        data = copy.deepcopy(self._data)
+        spam = dict(data.get("spam") or {})
+        if count is not None:
+            spam["count"] = count
+            spam.pop("nodes", None)
+        if kind is not None:
+            spam["kind"] = kind
+        data["spam"] = spam
         return Scenario(data, self.source)
 
     def with_capture(self, rule, interference_db=None):
@@ -521,9 +564,48 @@ class Scenario:
                 out[spec["node"]] = spec["path"][0]
         return out
 
+    def spammers(self):
+        # the spamming nodes: named in spam.nodes, or spam.count drawn from the seed
+        if self._spam_nodes is not None:
+            return sorted(self._spam_nodes)
+        return sorted(self._rng("spam").sample(self.placed_ids, self._spam_count))
+
+    def spam_interval_ms(self):
+        # one frame of spam_bytes each time the duty cycle has room for it
+        # (only its first transmission counted: relays and beacons share the
+        # budget, so the node's queue fills and it defers); without a duty
+        # cycle, back to back
+        per_mille = REGIONS[self.region][1]
+        air_us = self._spam_air_us()
+        return -(-air_us // per_mille) if per_mille else -(-air_us // 1000)
+
+    def spam(self):
+        # [(t_ms, src, dest, payload_bytes)]: each spammer sends every
+        # spam_interval_ms from start_s (plus a random phase) to stop_s; a
+        # post, a direct message to a random other node, or each in turn
+        out = []
+        interval = self.spam_interval_ms()
+        ids = self.placed_ids
+        for src in self.spammers():
+            rng = self._rng("spam", src)
+            t = round(self.traffic_start_s * 1000) + rng.randrange(interval)
+            i = 0
+            while t < self.traffic_stop_s * 1000:
+                post = self.spam_kind == "post" or self.spam_kind == "both" and i % 2 == 0
+                dest = BROADCAST
+                if not post and len(ids) > 1:
+                    dest = ids[rng.randrange(len(ids) - 1)]
+                    dest = ids[-1] if dest == src else dest
+                out.append((t, src, dest, self.spam_bytes))
+                t += interval
+                i += 1
+        return out
+
     def traffic(self):
         # [(t_ms, src, dest, payload_bytes)]: Poisson per node, between start_s
-        # and stop_s; extra (mule) nodes neither send nor receive traffic.
+        # and stop_s; extra (mule) nodes neither send nor receive traffic;
+        # spammers receive it but send only spam()
+        spammers = set(self.spammers())
         ids = self.placed_ids
         out = []
         far = self._far_thirds() if self.unicast_dest == "far" else None
@@ -532,6 +614,8 @@ class Scenario:
             if not interval_s:
                 continue
             for src in ids:
+                if src in spammers:
+                    continue   # (each node draws its own stream: the others' are as without)
                 rng = self._rng("traffic", kind, src)
                 t_s = self.traffic_start_s + rng.expovariate(1 / interval_s)
                 while t_s < self.traffic_stop_s:

@@ -67,6 +67,21 @@ def test_sim_rejects_a_bad_scenario_naming_the_field(tmp_path):
     assert r.exit_code != 0 and "--router" in r.output
 
 
+def test_sim_spam_reports_honest_traffic_apart_from_the_spam():
+    plain = json.loads(run("sim", "line-10", "--json").output)
+    assert plain["spammers"] == [] and plain["spam_broadcasts"] == 0
+    r = json.loads(run("sim", "line-10", "--spam", "1", "--spam-kind", "both", "--json").output)
+    assert len(r["spammers"]) == 1
+    assert r["spam_broadcasts"] > 0 and r["spam_unicasts"] > 0
+    assert 0 < r["spam_broadcast_reach"] <= 1
+    # the spammer's own traffic is not in the honest figures
+    assert r["broadcasts"] < plain["broadcasts"] and r["unicasts"] < plain["unicasts"]
+    out = run("sim", "line-10", "--spam", "1").output
+    assert "spam" in out and "honest traffic only" in out
+    bad = CliRunner().invoke(main, ["sim", "line-10", "--spam", "11"])
+    assert bad.exit_code != 0 and "--spam" in bad.output
+
+
 def test_bench_quick_runs_every_router_on_the_same_seeds():
     r = run("bench", "--quick", "--seeds", "1", "--no-speed", "--no-curve", "--json")
     out = json.loads(r.output.splitlines()[-1])["standard"]

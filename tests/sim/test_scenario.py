@@ -188,6 +188,14 @@ nodes: {count: 5, placement: line, spacing_m: 1000}
     ("pathloss: {capture: strongest}\n", "pathloss.capture",
      "one of lock-first, calibrated, power-only"),
     ("pathloss: {interference_db: -1}\n", "pathloss.interference_db", "0..30"),
+    # spammers
+    ("spam: {count: 9}\n", "spam.count", "0..5"),
+    ("spam: {kind: flood}\n", "spam.kind", "one of post, msg, both"),
+    ("spam: {nodes: [2, 7]}\n", "spam.nodes[1]", "a placed node id"),
+    ("spam: {nodes: [2, 2]}\n", "spam.nodes[1]", "named once"),
+    ("spam: {nodes: [2], count: 2}\n", "spam.count", "1 (the number of nodes)"),
+    ("spam: {payload_bytes: 300}\n", "spam.payload_bytes", "1..231"),
+    ("spam: {rate: 3}\n", "spam.rate", "unknown"),
 ])
 def test_invalid_field_is_named(tmp_path, extra, field, says):
     path = tmp_path / "bad.yaml"
@@ -398,3 +406,27 @@ def test_failures_sorted_and_random_ones_drawn_once_per_node():
     for t_ms, n, what in events:
         if what == "off" and n != 2:
             assert sc.traffic_start_s * 1000 <= t_ms < sc.traffic_stop_s * 1000
+
+
+def test_spammers_send_at_their_duty_limit_instead_of_their_traffic():
+    sc = Scenario(small(spam={"count": 2, "kind": "both"}))
+    spammers = sc.spammers()
+    assert len(spammers) == 2 and spammers == Scenario(small(spam={"count": 2})).spammers()
+    assert not any(src in spammers for _, src, _, _ in sc.traffic())
+    # the others' traffic is what it is without spammers
+    honest = [m for m in Scenario(small()).traffic() if m[1] not in spammers]
+    assert sc.traffic() == honest
+    spam = sc.spam()
+    interval = sc.spam_interval_ms()   # EU868 1 %: a 64-byte LongFast frame every ~70 s
+    assert 60000 < interval < 80000
+    for n in spammers:
+        times = [t for t, src, _, _ in spam if src == n]
+        assert all(b - a == interval for a, b in zip(times, times[1:]))
+        assert sc.traffic_start_s * 1000 <= times[0] < sc.traffic_stop_s * 1000
+    kinds = {dest == 0xFFFFFFFF for _, _, dest, _ in spam}
+    assert kinds == {True, False}   # posts and messages in turn
+    assert {size for *_, size in spam} == {40}
+    # --spam: the scenario with N spammers from its seed; 0: none
+    assert Scenario(small()).with_spam(2).spammers() == spammers
+    assert sc.with_spam(0).spam() == [] and sc.with_spam(kind="post").spammers() == spammers
+    assert sc.with_seed(8).spammers() != spammers or sc.with_seed(9).spammers() != spammers
