@@ -121,9 +121,11 @@ class Simulation:
             self._boot(n, 0)
         for t, src, dest, size in self.sc.traffic():
             self._push(t, _TRAFFIC, (src, dest, False), size)
-        for t, src, dest, size in self.sc.spam():
+        # (spam: a scenario's members sending at their duty limit; an object
+        # with the older Scenario interface has none)
+        for t, src, dest, size in (self.sc.spam() if hasattr(self.sc, "spam") else ()):
             self._push(t, _TRAFFIC, (src, dest, True), size)
-        self.metrics.spammers = self.sc.spammers()
+        self.metrics.spammers = self.sc.spammers() if hasattr(self.sc, "spammers") else []
         self.movers = self.sc.movers()
         if self.movers:
             self._push(0, _MOVE)
