@@ -153,6 +153,19 @@ def test_relays_held_back_for_an_origin_over_its_fair_share_are_an_alert_for_a_w
     assert v.alerts(T0 + 801) == []
 
 
+def test_a_key_refused_for_a_pinned_id_is_an_alert():
+    # (identity.md: another key for an id whose key the node pinned)
+    v = MeshView(silent_after_s=600)
+    v.apply(status(dropped={"tag": 3}), T0)
+    v.apply(status(dropped={"pin": 2, "tag": 3}), T0 + 60)
+    (alert,) = v.alerts(T0 + 61)
+    assert alert["kind"] == "pin"
+    assert alert["text"].endswith("refused 2 node keys unlike the ones it pinned for their ids "
+                                  "(2 since start): a node impersonated?")
+    v.apply(status(dropped={"pin": 2}), T0 + 700)   # no more since: it clears
+    assert v.alerts(T0 + 721) == []
+
+
 def test_a_task_that_failed_on_the_attached_node_is_an_alert_for_a_while():
     v = MeshView(silent_after_s=600)
     v.apply({"event": "task_failed", "task": "radio", "error": "OSError(5,)"}, T0)

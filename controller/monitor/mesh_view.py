@@ -55,7 +55,7 @@ _RANGES = {"hops": (0, 255), "battery_mv": (0, 65535), "airtime_pct": (0, 100),
            "duty_headroom_pct": (0, 100), "queue": (0, 65535), "held": (0, 65535),
            "uptime_s": (0, _U32), "heap_free_bytes": (0, _U32), "rssi_dbm": (-200, 50),
            "snr_db": (-50, 50), "last_heard_s": (0, _U32), "msg_id": (0, _U32), "rx": (0, _U32),
-           "unfair": (0, _U32),
+           "unfair": (0, _U32), "pin": (0, _U32),
            "battery_pct": (0, 101), "voltage_v": (0, 65.535)}   # (Meshtastic: 101 powered)
 _T_MAX = 2.0 ** 32          # Unix seconds: 2106
 _HEARD_BY = ("status", "neighbour", "telemetry", "message", "meshtastic")
@@ -205,9 +205,11 @@ class MeshView:
         # a node's receive count and when it last moved: a node whose count
         # stands still while it keeps reporting has stopped hearing
         self._rx: dict[str, tuple[int, float]] = {}
-        # a node's relays held back for an origin over its fair share
-        # (status dropped.unfair): (count, when it last rose, by how much)
-        self._unfair: dict[str, tuple[int, float, int]] = {}
+        # drops that say someone misbehaves, by reason ("unfair": relays
+        # held back for an origin over its fair share; "pin": a key refused
+        # for an id pinned to another, identity.md): (reason, node) ->
+        # (count, when it last rose, by how much)
+        self._rising: dict[tuple[str, str], tuple[int, float, int]] = {}
         # an attached node's task_failed events: (how many, last t, last text)
         self._task_failures: dict[str, tuple[int, float, str]] = {}
         # Meshtastic node -> (seen_t, what it reported) of its last sample
@@ -264,13 +266,15 @@ class MeshView:
             if last is None or rx != last[0]:
                 self._rx[n["id"]] = (rx, t)
         dropped = ev.get("dropped")
-        unfair = _int(dropped.get("unfair"), "unfair") if isinstance(dropped, dict) else None
-        if unfair is not None:
-            last = self._unfair.get(n["id"])
-            if last is None and unfair or last is not None and unfair > last[0]:
-                self._unfair[n["id"]] = (unfair, t, unfair - (last[0] if last else 0))
-            elif last is not None and unfair < last[0]:   # the node restarted
-                self._unfair[n["id"]] = (unfair, last[1], last[2])
+        for reason in ("unfair", "pin"):
+            count = _int(dropped.get(reason), reason) if isinstance(dropped, dict) else None
+            if count is None:
+                continue
+            last = self._rising.get((reason, n["id"]))
+            if last is None and count or last is not None and count > last[0]:
+                self._rising[(reason, n["id"])] = (count, t, count - (last[0] if last else 0))
+            elif last is not None and count < last[0]:   # the node restarted
+                self._rising[(reason, n["id"])] = (count, last[1], last[2])
 
     def _task_failed(self, ev, t, u):
         # said on the console of the attached node (the node whose status
@@ -553,9 +557,10 @@ class MeshView:
         failed = self._task_failures.get(n["id"])
         if failed is not None and now - failed[1] <= self.silent_after_s:
             kinds.append("task")
-        unfair = self._unfair.get(n["id"])
-        if unfair is not None and now - unfair[1] <= self.silent_after_s:
-            kinds.append("unfair")
+        for reason in ("unfair", "pin"):
+            rising = self._rising.get((reason, n["id"]))
+            if rising is not None and now - rising[1] <= self.silent_after_s:
+                kinds.append(reason)
         return kinds
 
     def rows(self, now: float) -> list[dict]:
@@ -603,9 +608,13 @@ class MeshView:
                     count, _, what = self._task_failures[r["id"]]
                     text = f"{label}: a task failed and went on, {count} times (last {what})"
                 elif kind == "unfair":
-                    count, _, rose = self._unfair[r["id"]]
+                    count, _, rose = self._rising[("unfair", r["id"])]
                     text = (f"{label} held back {rose} relays for an origin over its fair "
                             f"share of airtime ({count} since start): a member flooding?")
+                elif kind == "pin":
+                    count, _, rose = self._rising[("pin", r["id"])]
+                    text = (f"{label} refused {rose} node keys unlike the ones it pinned for "
+                            f"their ids ({count} since start): a node impersonated?")
                 elif kind == "duty":
                     text = (f"{label} near its duty-cycle limit: "
                             f"{r['duty_headroom_pct']:.1f} % of the hourly budget left")
