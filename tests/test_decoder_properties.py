@@ -559,14 +559,29 @@ def test_a_node_starts_whatever_its_storage_holds(records):
 
 # ---- the hostile-frame harness (tools/fuzz.py), briefly ------------------------------------
 
-def test_a_short_fuzz_run_crashes_nothing_and_nothing_escapes():
+def _short_fuzz_run(identity=False):
     path = Path(__file__).resolve().parent.parent / "tools" / "fuzz.py"
     spec = importlib.util.spec_from_file_location("fuzz", path)
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)
+    if identity:
+        fuzz._with_identity()
     traces = []
     s = fuzz.fuzz(2000, 5, lambda n: fuzz.Driver(5, None, traces.append), traces.append)
     assert s["frames"] == 2000
     counts = (s["crashes"], s["uncaught"], s["internal_errors"], s["api_errors"])
     assert counts == (0, 0, 0, 0), traces
     assert s["bound_violations"] == []
+    return s
+
+
+def test_a_short_fuzz_run_crashes_nothing_and_nothing_escapes():
+    _short_fuzz_run()
+
+
+def test_a_short_fuzz_run_on_a_node_with_an_identity_reaches_the_new_parsers():
+    # IDENT frames, and private messages and acks sealed with real pair keys
+    s = _short_fuzz_run(identity=True)
+    assert s["signed_by_type"]["10"] > 50            # IDENT frames with a valid tag
+    assert s["drops"].get("private", 0) > 0           # sealed with no key of ours, or unsealed
+    assert s["drops"].get("field", 0) > 0             # (keys that are not their id's among them)

