@@ -162,6 +162,8 @@ def test_flash_and_provision_stop_a_running_app_and_start_it_again(tmp_path, bun
             f"{vb.port}: node {json.loads((vb.folder / 'config.json').read_text())['node_id']} "
             "'renamed' in network 'village' (udp:9 radio)",
             "kept from the board's config.json: node_id, radio",
+            "no identity: this node sends and takes no private messages "
+            "(pollen provision --new-identity gives it one)",   # (provisioned with an id of ours)
             f"{vb.port}: reset the board: the app starts again"]
         assert time.monotonic() - t0 < 5  # no waiting out timeouts
         end = time.monotonic() + 10

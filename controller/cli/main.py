@@ -122,7 +122,7 @@ def render_summary(r: dict) -> str:
         ("nodes", f"{r['nodes']} ({r['hops_across']} hops across), {r['runtime']}"),
         ("frame loss", f"{r['loss']:.0%}"),
         ("messages delivered", f"{u['delivered']}/{u['sent']} ({u['delivered'] / u['sent']:.0%})"),
-        ("private (end-to-end)", f"{r['private']['delivered']}/{r['private']['sent']} arrived "
+        ("private messages", f"{r['private']['delivered']}/{r['private']['sent']} arrived "
                                  "sealed with their pair's key" if r["private"]["sent"]
          else "none (--no-private: channel messages)"),
         ("posts: mean reach", f"{b['reach']:.0%} of other nodes, {b['sent']} posts"),

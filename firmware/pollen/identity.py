@@ -57,7 +57,7 @@ class Identity:
         self.secret = key[:32]
         self.public = key[32:]
         self.next_wake_ms = 0  # when identity_work.poll is due next
-        self.pins = None   # how many are stored: counted at start
+        self.pins = 0   # how many are stored: counted at start
         self.pairs = {}    # peer id -> its pair's NetworkKey: the last used
         self.wanted = []   # peers whose pair key is to be derived, first first
         self.ladder = None  # the x25519.Ladder of wanted[0], while it runs

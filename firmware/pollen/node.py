@@ -357,17 +357,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if f.ftype == BEACON:
             self._on_beacon(f, now_ms)
             return
-        if f.dest == self.id and (f.ftype == MSG or f.ftype == ACK) and (self.ident or f.sealed):
+        if (self.ident or f.sealed) and f.dest == self.id and (f.ftype == MSG or f.ftype == ACK):
             # ours, private: only the pair key opens it. A node with an
             # identity takes no other (any member could forge its origin)
-            # (a copy that comes while its pair key is derived is opened then)
-            pair = self.ident.key(f.origin, (data, rssi_dbm, snr_db)) \
-                if self.ident and f.sealed else None
-            if pair is None or not wire.open(data, f, pair):
+            from pollen.identity_work import opened
+            if not opened(self, f, data, rssi_dbm, snr_db, now_ms):
                 self._drop("private")
-                if f.sealed and self.ident and not self.ident.pinned(f.origin):
-                    from pollen.identity_work import ask
-                    ask(self.ident, self, f.origin, now_ms)  # its key, that we lack
                 return
         job = self.jobs.get(key)
         if job is not None:

@@ -43,13 +43,13 @@ class Replay:
     def __init__(self, storage, capacity):
         self.storage = storage
         self.capacity = capacity
-        self.t = None  # read at the first use, not at start (a start's heap is its peak)
+        self.t = bytearray()  # read at the first use, not at start (a start's heap is its peak)
         self.used = bytearray(capacity)
         self._i = 0  # the clock's hand
 
     def load(self):
         t = self.t
-        if t is None:
+        if not t:
             t = self.t = bytearray(_ENTRY * self.capacity)
             rec = self.storage.get(_RECORD)
             if rec:
@@ -134,7 +134,7 @@ class Replay:
 
     def flush(self):
         # write the table: at deliveries, and at each beacon of ours
-        if self.t is not None:
+        if self.t:
             try:
                 self.storage.put(_RECORD, self.t)
             except MemoryError:

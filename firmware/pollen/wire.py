@@ -152,26 +152,14 @@ def unpack(data, key):
         return None, _R_FIELD
     body = view[:n - TAG_BYTES]
     sealed = t == 4 and not _equal(_inner(key, body), data[n - 8:n - 4])
-    # a sealed MSG keeps its payload encrypted: only its destination can open it
+    # a sealed MSG keeps its payload encrypted: only its destination can open
+    # it (identity_work.opened)
     payload = bytes(body[HEADER_BYTES:]) if sealed and ftype == MSG \
         else key.ctr(_nonce(data), body[HEADER_BYTES:])
     f = Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
               u32(data, 6), u32(data, 10), data[14], data[15], payload)
     f.sealed = sealed
     return f, None
-
-
-def open(data, f, cipher):
-    # True if sealed frame f (data on air) is the private MSG or ACK of the
-    # pair whose key is cipher: then f.payload is its plaintext
-    n = len(data)
-    body = memoryview(data)[:n - TAG_BYTES]
-    if not _equal(_inner(cipher, body), data[n - 8:n - 4]):
-        return False
-    if f.ftype == MSG:
-        f.payload = cipher.ctr(_nonce(data), body[HEADER_BYTES:])
-    f.sealed = False
-    return True
 
 
 def relayed(data, hops, next_hop, relayer, key):
