@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from powercut_check import AirWatch, Ledger, scan_store  # noqa: E402
 from pollen import files, held, wire  # noqa: E402
 from pollen.crypto import NetworkKey  # noqa: E402
-from pollen.replay import Replay  # noqa: E402
+from pollen.tables import Replay  # noqa: E402
 from pollen.file_author import chunk_of, make_manifest  # noqa: E402
 from pollen.held_files import HeldFiles  # noqa: E402
 from pollen_io.filestore import FileStorage  # noqa: E402

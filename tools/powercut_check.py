@@ -28,7 +28,7 @@ from pollen import file_author
 from pollen import files, held, wire
 
 try:
-    from pollen import replay
+    from pollen import tables as replay
 except ImportError:  # a firmware from before the replay windows
     replay = None
 
@@ -87,7 +87,7 @@ def scan_store(folder, key, max_file_bytes: int = files.MAX_FILE_BYTES) -> Store
             if len(raw) not in (4, 8):
                 out.corrupt.append((name, f"id record of {len(raw)} bytes, not 8"))
         elif replay is not None and name == replay._RECORD:
-            # pollen/replay.py: whole entries, one per origin
+            # pollen/tables.py Replay: whole entries, one per origin
             if not raw or len(raw) % replay._ENTRY:
                 out.corrupt.append((name, f"replay windows of {len(raw)} bytes"))
         elif held.is_record(name):

@@ -21,7 +21,7 @@ from pollen.wire import Frame, BEACON, POST, MSG, ACK, STATUS, IDENT, BROADCAST,
 from pollen.crypto import NetworkKey
 from pollen.airtime import preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
-from pollen.tables import Seen, Neighbours, Routes
+from pollen.tables import Seen, Neighbours, Routes, Replay
 from pollen import held as heldrec
 from pollen.posts import RecentPosts
 from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED, MAX_JOBS
@@ -31,7 +31,6 @@ from pollen.sharing import Sharing
 from pollen.telemetry import Telemetry
 from pollen.ids import Values
 from pollen.congestion import Congestion
-from pollen.replay import Replay
 
 # What Node is made of (docs/architecture.md). node.py keeps the state every
 # part shares and the frame dispatch; four mixins, one file each, share its
@@ -320,11 +319,10 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         return out
 
     def status(self, now_ms):
-        # a snapshot of the node's state (docs/console.md, status fields)
-        s = dict(self.status_items(now_ms))
-        s["counters"] = dict(self.counters)
-        s["dropped"] = dict(self.drops)
-        return s
+        # a snapshot of the node's state (docs/console.md, status fields):
+        # hosts' (the simulator, tests), in node_report.py
+        from pollen.node_report import status
+        return status(self, now_ms)
 
     def status_items(self, now_ms):
         # the same, as (field, value) pairs one at a time. Who it is and its
@@ -371,7 +369,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if not known and POST <= f.ftype <= ACK:
             # out of the seen table (a restart, much traffic since): its
             # origin's window tells a message accepted before, or older
-            # than any it keeps (replay.py). A replay, or a late copy
+            # than any it keeps (tables.Replay). A replay, or a late copy
             st = self.replay.state(f.origin, f.msg_id)  # 1 accepted, 2 older
             if st:
                 self._drop("replay")
@@ -815,7 +813,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         return self.rng.getrandbits(16) % n if n > 0 else 0
 
     def _new_id(self, kind=1):
-        # two counters (replay.py): kind 0 for messages (POST, MSG, ACK: the
+        # two counters (tables.Replay): kind 0 for messages (POST, MSG, ACK: the
         # top bit clear), 1 for the rest (BEACON, file frames, STATUS: set)
         c = self.ids
         j = kind * 2

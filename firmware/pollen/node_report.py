@@ -64,3 +64,11 @@ def catalog_entries(node, now_ms, search=None):
         rows = [r for r in rows if q in r["name"].lower()]
     rows.sort(key=lambda r: (r["hops"] if r["hops"] is not None else 99, r["name"]))
     return rows
+
+
+def status(node, now_ms):
+    # Node.status: a snapshot of the node's state, one dict
+    s = dict(node.status_items(now_ms))
+    s["counters"] = dict(node.counters)
+    s["dropped"] = dict(node.drops)
+    return s

@@ -29,7 +29,7 @@ _INTS = {
     "tx_budget": (6, 1, 16),
     "held_capacity": (32, 1, 1024),
     "seen_capacity": (128, 16, 4096),
-    # origins whose window of message ids a node keeps (replay.py)
+    # origins whose window of message ids a node keeps (tables.Replay)
     "replay_origins": (32, 8, 1024),
     "neighbour_capacity": (32, 4, 256),
     "neighbour_expiry_ms": (900000, 1000, 86400000),

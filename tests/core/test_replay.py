@@ -1,10 +1,10 @@
-# Replay protection (replay.py): a frame recorded off the air and sent again
+# Replay protection (tables.Replay): a frame recorded off the air and sent again
 # later (a minute, an hour of traffic, a day, a restart) is not delivered,
 # acked, flooded or believed again. Runs under CPython and MicroPython.
 from pollen import wire
 from pollen.wire import Frame, BEACON, POST, MSG, ACK, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
 from pollen.crypto import NetworkKey
-from pollen.replay import Replay
+from pollen.tables import Replay
 from pollen.storage import MemoryStorage
 
 from .fakemesh import KEY_HEX

@@ -226,7 +226,7 @@ def test_a_message_or_post_delivered_before_a_restart_is_not_delivered_again():
 def test_a_message_below_its_origins_window_is_not_delivered_again_after_a_restart():
     # a busy origin sends many messages between a message and a copy of it
     # that comes after a restart (a retry, or a replay): the copy is older
-    # than the window kept for that origin across restarts (replay.py) and
+    # than the window kept for that origin across restarts (tables.Replay) and
     # is refused, not delivered twice (a ring of 32 keys once let 167
     # duplicates through in 1000 power cuts)
     from pollen import wire
