@@ -20,7 +20,7 @@
 #   (_F_ASK) or answering its asking.
 # - Private messages for a node whose key is not pinned yet wait (a "w"
 #   record each: accepted), and its key is asked for; once the pair key is
-#   ready they are sealed and go into custody like any other (Node._seal).
+#   ready they are sealed and go into custody like any other (sending.seal).
 # What the node does with them (adverts, pins, deriving pair keys, the
 # messages that wait) is identity_work.py: loaded when there is such
 # work, and let go of after, so a node's heap holds only this part.

@@ -170,7 +170,8 @@ def released(ident, node, peer, now_ms):
             rec = node.storage.get("w%08x" % w[0])
             ident.waiting.remove(w)
             if rec:
-                node._seal(peer, w[0], w[2], rec[9:], ident.key(peer), now_ms)
+                from pollen.sending import seal
+                seal(node, peer, w[0], w[2], rec[9:], ident.key(peer), now_ms)
             node.storage.delete("w%08x" % w[0])
 
 

@@ -162,72 +162,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         unload("pollen.restart")  # its code leaves the heap
 
     def send(self, dest, text, now_ms, hop_limit=None):
-        # Accept a message from the app. Raises ValueError on misuse (too long,
-        # bad destination); once this returns, the message is persisted.
-        payload = text.encode() if isinstance(text, str) else bytes(text)
-        if len(payload) > wire.MAX_PAYLOAD_BYTES:
-            raise ValueError("text is %d bytes; at most %d fit in a frame"
-                             % (len(payload), wire.MAX_PAYLOAD_BYTES))
-        if dest == self.id or dest == 0 or dest & 0xFF == 0 and dest != BROADCAST:
-            raise ValueError("bad destination %08x" % dest)
-        if self.dwell_us and self._airtime_us(wire.HEADER_BYTES + len(payload) + 8) > self.dwell_us:
-            raise ValueError("frame would exceed the region's %d ms dwell time"
-                             % (self.dwell_us // 1000))
-        limit = self.s.hop_limit if hop_limit is None else hop_limit
-        if dest != BROADCAST and len(self.held) >= self.s.held_capacity \
-                and not self._evict_held():
-            raise ValueError("store full: %d messages wait for delivery" % len(self.held))
-        msg_id = self._new_id(0)
-        self.counters["originated"] += 1
-        if dest == BROADCAST:
-            f = Frame(POST, 0, limit, 0, self.id, BROADCAST, msg_id, 0, self.low, payload)
-            data = wire.pack(f, self.key)
-            key = f.key()
-            self._add_job(Job(key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
-                              0, BROADCAST, 1 + self.s.post_retries))
-            if key not in self.jobs:
-                raise ValueError("queue full: %d frames wait to go on air" % len(self.jobs))
-            # kept in storage (as a held record) until it first goes on air:
-            # a power cut before then does not lose it (restart.py sends it)
-            try:
-                self.storage.put(heldrec.record_name(key), heldrec.encode(
-                    heldrec.Held(key, BROADCAST, None, now_ms + self.s.lifetime_ms, True),
-                    now_ms, data))
-            except Exception:
-                del self.jobs[key]  # not accepted: nothing goes
-                raise
-            self.seen.add(key)
-            self.posts.add(key, data, now_ms)
-            return msg_id
-        pair = None
-        if self.ident:
-            # a private message: sealed with the pair key, or kept (in
-            # storage: accepted) until the destination's key is known
-            pair = self.ident.key(dest)
-            if pair is None:
-                from pollen.identity_work import wait
-                wait(self.ident, self, dest, msg_id, limit, payload, now_ms)
-                return msg_id
-        self._seal(dest, msg_id, limit, payload, pair, now_ms)
-        return msg_id
-
-    def _seal(self, dest, msg_id, limit, payload, cipher, now_ms):
-        # our unicast goes into custody (held, persisted) and is first sent
-        f = Frame(MSG, F_WANT_ACK, limit, 0, self.id, dest, msg_id, 0, self.low, payload)
-        data = wire.pack(f, self.key, cipher)
-        key = f.key()
-        self.seen.add(key)
-        h = heldrec.Held(key, dest, data, now_ms + self.s.lifetime_ms, True)
-        self.held[key] = h
-        self._persist(h, now_ms, data)
-        h.frame = data  # (for its first attempt: not read back from storage)
-        # accepted: it is in storage. Anything that goes wrong from here is
-        # the node's trouble, not a failed send: the retry timer sends it
+        # Accept a message from the app (sending.py: code a node runs when
+        # its user sends, loaded then and dropped after). Raises ValueError
+        # on misuse (too long, bad destination); once this returns, the
+        # message is persisted.
+        from pollen.sending import send
         try:
-            self._attempt(h, now_ms)
-        except MemoryError:
-            h.retry_ms = now_ms + self.slot_ms * 8
-            self._internal("MemoryError: first attempt of %08x" % msg_id)
+            return send(self, dest, text, now_ms, hop_limit)
+        finally:
+            unload("pollen.sending")
 
     def on_frame(self, data, rssi_dbm, snr_db, now_ms):
         self.counters["rx"] += 1
