@@ -641,17 +641,6 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             self.counters["deferred"] += 1
             return
         air_ms = air_us // 1000 + 1
-        if best.hops and best.copies and best.kind != J_STORED \
-                and best.frame[0] & 0x0F != ACK \
-                and self.cong.unfair(best.key >> 32, air_ms, now_ms):
-            # a relay for an origin over its fair share of our relay airtime
-            # (congestion.py): one member's flood cannot take it all. Only
-            # its first transmission is weighed (not a retry: copies 0; nor a
-            # held copy handed on, a data mule's: class 2 and the message's
-            # budget bound those)
-            del self.jobs[best.key]
-            self._drop("unfair")
-            return
         self.duty.record(now_ms, air_us)
         self.busy_until_ms = now_ms + air_ms
         self.cong.record(now_ms, now_ms + air_ms)
