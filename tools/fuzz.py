@@ -2,6 +2,7 @@
 
     python tools/fuzz.py [--frames N] [--seed S] [--json] [--storage memory|file]
     python tools/fuzz.py --micropython [--heap 128K] [--romfs] [--frames N] [--seed S] [--json]
+    python tools/fuzz.py --identity [...]  (the node and three neighbours with identities)
 
 Drives one Node (firmware/pollen/node.py) with frames a neighbour holding the
 network key, or anyone at all, could send: random bytes; valid frames of every
