@@ -441,7 +441,7 @@ def test_command_runs_and_reports(tmp_path, mosquitto):
         gw.publish(b"junk")
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=10)[1]
+        rest = proc.communicate(timeout=30)[1]   # (a loaded machine: the MQTT client's stop)
     finally:
         proc.kill()
         gw.close()
