@@ -110,17 +110,17 @@ def test_pollen_flash_interrupted_by_sigint_then_run_again(tmp_path, installed):
     """A real Ctrl-C (SIGINT) to `pollen flash` while it rewrites the modules."""
     vb = installed
     args = [POLLEN, "flash", "--board", BOARD, "--port", vb.port, "--cache", str(_cache(tmp_path / "c"))]
-    flash = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # (Ctrl-C once it has rewritten a module: on a loaded machine this process
-    # may not run again for a while, and a flash that had finished by then
-    # proves nothing; so not later than it must)
+    # (SIGINT as a terminal gives it: an xdist worker ignores SIGINT, and a
+    # child would inherit that, as test_cli.py's Ctrl-C test says)
+    flash = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     end = time.monotonic() + 30
-    while _restored(vb.folder) < 1 and time.monotonic() < end and flash.poll() is None:
-        time.sleep(0.002)
+    while _restored(vb.folder) < 5 and time.monotonic() < end and flash.poll() is None:
+        time.sleep(0.01)
     flash.send_signal(signal.SIGINT)
     out, err = flash.communicate(timeout=30)
     total = sum(1 for _ in vb.folder.rglob("*.mpy"))
-    assert flash.returncode != 0 and 1 <= _restored(vb.folder) < total, (out, err)
+    assert flash.returncode != 0 and 5 <= _restored(vb.folder) < total, (out, err)
     assert not (vb.folder / "main.py").exists()
     provision = [POLLEN, "provision", "--port", vb.port, "--network", "v.json", "--name", "n"]
     r = subprocess.run(provision, capture_output=True, text=True, cwd=tmp_path, timeout=60)

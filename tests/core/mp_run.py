@@ -3,7 +3,7 @@
 # failure printed. Without module names it runs every tests/core/test_*.py
 # (found in this file's folder: a new module runs here without being
 # listed). Run from the repository root:
-#   MICROPYPATH=.frozen:firmware:. micropython -X heapsize=1M tests/core/mp_run.py [module ...] [-k text]
+#   MICROPYPATH=.frozen:firmware:. micropython -X heapsize=2M tests/core/mp_run.py [module ...] [-k text]
 # Prints "<module>: N passed, M failed" per module, and ends with
 # "N passed, M failed"; exits 1 if anything failed.
 import gc
