@@ -74,3 +74,11 @@ def mosquitto(tmp_path):
     b.start()
     yield b
     b.stop()
+
+
+@_pytest.fixture(autouse=True)
+def _identity_backups_in_tmp(tmp_path_factory, monkeypatch):
+    # pollen provision backs up each identity it makes in XDG_DATA_HOME
+    # (docs/identity.md): the tests' go to a folder of their own, not the
+    # user's home
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))

@@ -109,3 +109,43 @@ def test_provision_options_are_checked_before_the_port_is_opened(tmp_path, args,
                         *args], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith(message), r.stderr
     assert r.stderr.count("\n") == 1
+
+
+# ---- identities (docs/identity.md) ---------------------------------------------
+
+def test_a_new_node_gets_an_identity_and_the_id_its_key_gives():
+    from pollen.identity import node_id_from_public
+    cfg, kept = make_config({}, NET, {}, "n")
+    key = bytes.fromhex(cfg["identity_key"])
+    assert len(key) == 64 and int(cfg["node_id"], 16) == node_id_from_public(key[32:])
+    again, kept = make_config(cfg, NET, {}, None)        # re-provisioned: kept
+    assert (again["identity_key"], again["node_id"]) == (cfg["identity_key"], cfg["node_id"])
+    assert "identity_key" in kept
+    with pytest.raises(InputError, match="--node-id: this node has an identity"):
+        make_config(cfg, NET, {}, None, node_id=0x0A0B0C01)
+    forged = dict(cfg, identity_key=cfg["identity_key"][:64] + "00" * 32)
+    with pytest.raises(BoardError, match="public key is not its secret's"):
+        make_config(forged, NET, {}, None)
+
+
+def test_a_node_without_an_identity_keeps_its_id_unless_given_one():
+    old = {"node_id": "0a0b0c01", "name": "old"}
+    cfg, _ = make_config(old, NET, {}, None)
+    assert cfg["node_id"] == "0a0b0c01" and "identity_key" not in cfg
+    cfg, _ = make_config(old, NET, {}, None, identity=True)
+    assert cfg["node_id"] != "0a0b0c01" and len(cfg["identity_key"]) == 128
+    cfg, _ = make_config({}, NET, {}, "n", node_id=0x0A0B0C01)   # --node-id: none
+    assert cfg["node_id"] == "0a0b0c01" and "identity_key" not in cfg
+
+
+def test_the_hosts_backup_of_an_identity_is_its_users_only(tmp_path, monkeypatch):
+    import os
+    import stat
+    from pollen_controller.board.identity_backup import save_backup
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    cfg, _ = make_config({}, NET, {}, "n")
+    path = save_backup(cfg)
+    assert path.parent == tmp_path / "pollen" / "identities"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert cfg["identity_key"] in path.read_text()
