@@ -39,8 +39,11 @@ class NetworkKey:
         self.buf = bytearray(16)  # the counter block
         self.stream = bytearray(16)  # its keystream
 
-    def tag(self, data):
+    def tag(self, data, head=None):
+        # (head: bytes hashed before data, so a caller need not join them)
         inner = hashlib.sha256(self._ipad)
+        if head:
+            inner.update(head)
         inner.update(data)
         outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())

@@ -27,7 +27,7 @@
 import hashlib
 from pollen._compat import const, unload
 from pollen.crypto import NetworkKey
-from pollen.wire import be32
+from pollen.wire import be32, MSG, HEADER_BYTES, TAG_BYTES, inner_ok, _nonce
 
 _CACHE = const(4)  # pair keys kept in RAM
 _WANTED = const(8)  # peers whose pair keys wait to be derived
@@ -92,6 +92,26 @@ class Identity:
         if copy is not None and peer in self.wanted:
             self.unopened = copy
         return None
+
+    def opened(self, node, f, data, rssi_dbm, snr_db, now_ms):
+        # a MSG or ACK for us (data: as on air): True if private, opened with
+        # its pair's key (f.payload is then its plaintext). A copy that comes
+        # while that key is derived is kept and opened then; one from a node
+        # whose key we lack has its key asked for (identity_work.py)
+        if inner_ok(data, node.key):
+            return False  # a channel one: refused (its origin could be forged)
+        cipher = self.key(f.origin, (data, rssi_dbm, snr_db))
+        if cipher is None:
+            if not self.pinned(f.origin):
+                from pollen.identity_work import ask
+                ask(self, node, f.origin, now_ms)
+            return False
+        if not inner_ok(data, cipher):
+            return False
+        if f.ftype == MSG:
+            n = len(data)
+            f.payload = cipher.ctr(_nonce(data), memoryview(data)[HEADER_BYTES:n - TAG_BYTES])
+        return True
 
     def keep(self, peer, secret):
         # peer's pair key made from its pair secret, kept among the last used

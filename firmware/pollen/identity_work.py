@@ -6,8 +6,7 @@
 # (Node._timers), so its code is not in a node's heap while it idles.
 from pollen._compat import const
 from pollen import wire
-from pollen.wire import be32, u32, Frame, IDENT, BROADCAST, MSG, HEADER_BYTES, TAG_BYTES
-from pollen.wire import _inner, _nonce, _equal
+from pollen.wire import be32, u32, Frame, IDENT, BROADCAST
 from pollen.jobs import Job, J_FLOOD
 from pollen.identity import node_id_from_public
 
@@ -187,24 +186,3 @@ def ask(ident, node, peer, now_ms):
     ident.asked[peer] = now_ms + 60000
     advert(ident, node, now_ms, peer, _F_ASK)
 
-
-def opened(node, f, data, rssi_dbm, snr_db, now_ms):
-    # a MSG or ACK for a node that has an identity (or a sealed one for a
-    # node without): True if it is private and opens with its pair's key,
-    # then f.payload is its plaintext. A copy that comes while the pair key
-    # is derived is kept and opened then; a private one from a node whose
-    # key we lack has its key asked for
-    ident = node.ident
-    cipher = ident.key(f.origin, (data, rssi_dbm, snr_db)) if ident and f.sealed else None
-    if cipher is None:
-        if f.sealed and ident and not ident.pinned(f.origin):
-            ask(ident, node, f.origin, now_ms)
-        return False
-    n = len(data)
-    body = memoryview(data)[:n - TAG_BYTES]
-    if not _equal(_inner(cipher, body), data[n - 8:n - 4]):
-        return False
-    if f.ftype == MSG:
-        f.payload = cipher.ctr(_nonce(data), body[HEADER_BYTES:])
-    f.sealed = False
-    return True

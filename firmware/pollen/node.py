@@ -298,11 +298,12 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if f.ftype == BEACON:
             self._on_beacon(f, now_ms)
             return
-        if (self.ident or f.sealed) and f.dest == self.id and (f.ftype == MSG or f.ftype == ACK):
-            # ours, private: only the pair key opens it. A node with an
-            # identity takes no other (any member could forge its origin)
-            from pollen.identity_work import opened
-            if not opened(self, f, data, rssi_dbm, snr_db, now_ms):
+        if f.dest == self.id and (f.ftype == MSG or f.ftype == ACK):
+            # ours: a channel one's inner tag is the network key's; a node
+            # with an identity takes only private ones, which its pair key
+            # opens (any member could forge a channel one's origin)
+            if not (self.ident.opened(self, f, data, rssi_dbm, snr_db, now_ms) if self.ident
+                    else wire.inner_ok(data, self.key)):
                 self._drop("private")
                 return
         job = self.jobs.get(key)
@@ -640,8 +641,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             best.due_ms = at + self._rand(self.slot_ms * 4)
             self.counters["deferred"] += 1
             return
-        air_ms = air_us // 1000 + 1
         self.duty.record(now_ms, air_us)
+        air_ms = air_us // 1000 + 1
         self.busy_until_ms = now_ms + air_ms
         self.cong.record(now_ms, now_ms + air_ms)
         self._status_credit(now_ms, best.frame)
@@ -674,8 +675,9 @@ class Node(Flooding, Custody, Sharing, Telemetry):
 
     def _traffic_class(self, job):
         # what congestion sheds first (congestion.py): 3 gossip (relayed
-        # status and adverts to all, catalog: not a key asked for); 2 retries and repair (a held copy, a copy sent
-        # again: F_STORED, a relay's retry queued by _watch_done); 1 the hop
+        # status and adverts to all, catalog: not a key asked for); 2
+        # retries and repair (a held copy, a copy sent again: F_STORED, a
+        # relay's retry queued by _watch_done); 1 the hop
         # retries of our own message or ack, and the flood its last one
         # becomes (its first attempt still: shedding them at level 2 made
         # the end-to-end retry wait, 30 s p95 in town-100, and then flood

@@ -66,7 +66,6 @@ class Frame:
         self.next_hop = next_hop
         self.relayer = relayer
         self.payload = payload
-        self.sealed = False  # a MSG or ACK whose inner tag is not the network key's
 
     def key(self):
         # Names the message across all its copies (for duplicate suppression).
@@ -96,8 +95,20 @@ def _nonce(frame):
 def _inner(key, data):
     # the inner tag: over type, origin, destination, id and the encrypted
     # payload, what no relay changes (the leading 00 keeps it apart from an
-    # outer tag's input, which begins with the version)
-    return key.tag(b"\0" + bytes(data[0:1]) + bytes(data[2:14]) + bytes(data[HEADER_BYTES:]))[:4]
+    # outer tag's input, which begins with the version); data: the frame
+    # without its tags
+    head = bytearray(14)  # 00, type, origin, destination, id
+    head[1] = data[0]
+    head[2:] = data[2:14]
+    return key.tag(memoryview(data)[HEADER_BYTES:], head)[:4]
+
+
+def inner_ok(data, key):
+    # whether MSG or ACK frame data (as on air, its outer tag checked) has
+    # the inner tag of key: the network key's for a channel frame, a pair
+    # key's for a private one. Only its destination asks (relays need not)
+    n = len(data)
+    return _equal(_inner(key, memoryview(data)[:n - TAG_BYTES]), data[n - 8:n - 4])
 
 
 def _outer(key, data, n):
@@ -150,16 +161,11 @@ def unpack(data, key):
     hops = data[1] & 0x07
     if hops > hop_limit:
         return None, _R_FIELD
-    body = view[:n - TAG_BYTES]
-    sealed = t == 4 and not _equal(_inner(key, body), data[n - 8:n - 4])
-    # a sealed MSG keeps its payload encrypted: only its destination can open
-    # it (identity_work.opened)
-    payload = bytes(body[HEADER_BYTES:]) if sealed and ftype == MSG \
-        else key.ctr(_nonce(data), body[HEADER_BYTES:])
-    f = Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
-              u32(data, 6), u32(data, 10), data[14], data[15], payload)
-    f.sealed = sealed
-    return f, None
+    # (a MSG or ACK's inner tag is its destination's to check: inner_ok; a
+    # private MSG's payload so deciphered is noise until Identity.opened)
+    payload = key.ctr(_nonce(data), view[HEADER_BYTES:n - TAG_BYTES])
+    return Frame(ftype, data[1] & 0xC0, hop_limit, hops, u32(data, 2),
+                 u32(data, 6), u32(data, 10), data[14], data[15], payload), None
 
 
 def relayed(data, hops, next_hop, relayer, key):
