@@ -27,7 +27,7 @@ gc.collect()
 before_import = gc.mem_alloc()
 from pollen.node import Node
 from pollen.storage import MemoryStorage
-from pollen.wire import BROADCAST
+BROADCAST = 0xFFFFFFFF
 import random
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 def mk(i):

@@ -6,9 +6,9 @@
 # Like a distance-vector routing table for content: a fetch asks the source
 # with the fewest hops, and a node advertises a file it does not hold with
 # one hop more than its best source.
-from pollen._compat import const
+from pollen._compat import const, publish
 
-MAX_HOPS = const(7)       # a file further away than this is not advertised
+_MAX_HOPS = const(7)       # a file further away than this is not advertised
 _SOURCES = const(4)       # neighbours remembered per file
 
 
@@ -21,7 +21,7 @@ class Catalog:
     def heard(self, cid, name, size_kib, hops, via, now_ms):
         # A neighbour advertised cid at `hops` from a holder. True if this
         # improved our way to it (new file, or fewer hops): worth telling on.
-        if hops >= MAX_HOPS:
+        if hops >= _MAX_HOPS:
             return False
         before = self.distance(cid, now_ms)
         e = self.table.get(cid)
@@ -81,3 +81,6 @@ class Catalog:
             if oldest is None or e[2] < self.table[oldest][2]:
                 oldest = cid
         del self.table[oldest]
+
+
+publish(globals())  # hosts: wire.MSG and the like (_compat.py)

@@ -10,6 +10,7 @@
 # keystream is made in two buffers the key keeps, not in new objects per
 # 16-byte block (every frame heard and sent passes through here).
 import hashlib
+from pollen._compat import const, publish
 try:
     from cryptolib import aes
 
@@ -18,7 +19,7 @@ try:
 except ImportError:
     from pollen._aes_host import aes_ecb
 
-TAG_BYTES = 8
+_TAG_BYTES = const(8)
 
 
 def _sha(data):
@@ -47,7 +48,7 @@ class NetworkKey:
         inner.update(data)
         outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())
-        return outer.digest()[:TAG_BYTES]
+        return outer.digest()[:_TAG_BYTES]
 
     def ctr(self, nonce12, data):
         # Encrypt or decrypt (CTR is its own inverse). nonce12 must never repeat
@@ -73,3 +74,6 @@ class NetworkKey:
                 j += 1
             counter += 1
         return bytes(out)
+
+
+publish(globals())  # hosts: wire.MSG and the like (_compat.py)

@@ -4,9 +4,16 @@
 # retried end to end, and sent on when the destination is heard again.
 from pollen._compat import const
 from pollen import wire
-from pollen.wire import MSG, F_STORED
+
 from pollen import held as heldrec
-from pollen.jobs import Job, J_FLOOD, J_ROUTED, J_STORED
+from pollen.jobs import Job
+
+# the numbers of wire.py and jobs.py used here, as private copies (_compat.publish)
+_MSG = const(3)
+_F_STORED = const(0x40)
+_J_FLOOD = const(1)
+_J_ROUTED = const(2)
+_J_STORED = const(3)
 
 _MAX_OFFERS = const(4)  # times a carried copy is sent on before it is let go
 _OFFERS_PER_LINK = const(4)  # carried copies offered when a new neighbour appears
@@ -148,7 +155,7 @@ class Custody:
         # it until we see it acknowledged, so that if the destination is away
         # (another village, switched off) we can hand it over when it comes
         # back. With a route, the origin's own retries are what recovers it.
-        if f.ftype != MSG or f.key() in self.held or f.key() in self.acked \
+        if f.ftype != _MSG or f.key() in self.held or f.key() in self.acked \
                 or self._next_hop(f.dest, now_ms) is not None:
             return
         if len(self.held) >= self.s.held_capacity and not self._evict_held():
@@ -193,16 +200,16 @@ class Custody:
             self._forget_held(h)
             return
         if h.attempts > 1:
-            data = wire.with_flags(data, F_STORED, self.key)
+            data = wire.with_flags(data, _F_STORED, self.key)
         # the ack comes back from as far as the destination is known to be
         # (a neighbour: one hop, whatever the route table says)
         hops = 1 if nh == h.dest else self.routes.hops(h.dest) or self.s.hop_limit
         if nh is not None:
             data = wire.relayed(data, 0, nh & 0xFF, self.low, self.key)
-            self._add_job(Job(h.key, J_ROUTED, data, now_ms, 0, h.dest,
+            self._add_job(Job(h.key, _J_ROUTED, data, now_ms, 0, h.dest,
                               1 + self.s.relay_retries))
         else:
-            self._add_job(Job(h.key, J_FLOOD, data, now_ms + self._rand(self.slot_ms),
+            self._add_job(Job(h.key, _J_FLOOD, data, now_ms + self._rand(self.slot_ms),
                               0, h.dest, 1))
         n = h.attempts - 1 if h.attempts < 4 else 3
         wait = self._ack_timeout_ms(hops, nh is not None) << n
@@ -229,15 +236,15 @@ class Custody:
             return
         hops = f.hops if f.hops < f.hop_limit else f.hop_limit - 1
         data = wire.relayed(frame, hops, (nh or 0) & 0xFF, self.low, self.key)
-        data = wire.with_flags(data, F_STORED, self.key)
+        data = wire.with_flags(data, _F_STORED, self.key)
         # a second try if nobody is heard taking it on (the link just came up:
         # the first may meet the newcomer's own frames)
-        self._add_job(Job(h.key, J_STORED, data,
+        self._add_job(Job(h.key, _J_STORED, data,
                           now_ms + self.slot_ms + self._rand(self.slot_ms * 4), hops, h.dest, 2))
 
     def _unacknowledged(self, job, now_ms):
         h = self.held.get(job.key)
-        if h is None and job.frame[14] and job.hops > 0 and job.frame[0] & 0x0F == MSG \
+        if h is None and job.frame[14] and job.hops > 0 and job.frame[0] & 0x0F == _MSG \
                 and job.key not in self.acked \
                 and (len(self.held) < self.s.held_capacity or self._evict_held()):
             # we sent it along our route (header byte 14: a next hop) and it

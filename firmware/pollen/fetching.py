@@ -4,8 +4,11 @@
 # a node that fetches nothing, as most do most of the time, does not have
 # this code in its heap. `self` is the Node.
 from pollen._compat import const
-from pollen.jobs import MAX_JOBS
+
 from pollen.files import cid_str
+
+# the numbers of jobs.py used here, as private copies (_compat.publish)
+_MAX_JOBS = const(24)
 
 # sharing.py's, as compile-time constants (no room in this module's dict;
 # tests/core/test_sharing.py checks they are the same)
@@ -48,7 +51,7 @@ def fetch_tick(self, fe, now_ms):
             self._end_fetch(fe, now_ms, "no progress for %d s"
                             % (self.s.fetch_patience_ms // 1000))
         return
-    if _WANT_JOB in self.jobs or len(self.jobs) >= MAX_JOBS:
+    if _WANT_JOB in self.jobs or len(self.jobs) >= _MAX_JOBS:
         return  # the job queue wakes us when it moves
     fe.next_ms = self._fetch_deadline(fe, now_ms)
     wanted = self._wanted(fe, parts)

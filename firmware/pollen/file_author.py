@@ -8,8 +8,13 @@
 import hashlib
 from pollen import files
 from pollen import file_wire
-from pollen.files import FileError, CHUNK_BYTES, MAX_FILE_BYTES, chunk_count
+from pollen.files import FileError, chunk_count
 from pollen.wire import be32
+from pollen._compat import const
+
+# the numbers of files.py used here, as private copies (_compat.publish)
+_CHUNK_BYTES = const(200)
+_MAX_FILE_BYTES = const(65536)
 
 _MANIFEST_VERSION = 1
 _SHORT = 4  # bytes of each chunk's short hash
@@ -19,7 +24,7 @@ def _sha(data):
     return hashlib.sha256(data).digest()
 
 
-def chunk_of(data, index, chunk_bytes=CHUNK_BYTES):
+def chunk_of(data, index, chunk_bytes=_CHUNK_BYTES):
     return data[index * chunk_bytes:(index + 1) * chunk_bytes]
 
 
@@ -33,8 +38,8 @@ def manifest_parts(cid, raw):
     return [file_wire.manifest_part(cid, raw, i) for i in range(file_wire.part_count(raw))]
 
 
-def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK_BYTES,
-                  max_bytes=MAX_FILE_BYTES):
+def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=_CHUNK_BYTES,
+                  max_bytes=_MAX_FILE_BYTES):
     # Raises FileError on local misuse: over the size limit, names too long.
     if len(data) > max_bytes:
         raise FileError("file is %d bytes; the limit is %d" % (len(data), max_bytes))
@@ -46,8 +51,8 @@ def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK
         raise FileError("name must be 1..64 bytes")
     if len(m) > 32:
         raise FileError("media type must be at most 32 bytes")
-    if not 16 <= chunk_bytes <= CHUNK_BYTES:
-        raise FileError("chunk size must be 16..%d bytes" % CHUNK_BYTES)
+    if not 16 <= chunk_bytes <= _CHUNK_BYTES:
+        raise FileError("chunk size must be 16..%d bytes" % _CHUNK_BYTES)
     out = bytearray((_MANIFEST_VERSION, len(n)))
     out += n
     out.append(len(m))
@@ -60,7 +65,7 @@ def make_manifest(name, media_type, data, author, created_s=0, chunk_bytes=CHUNK
     return bytes(out)
 
 
-def add_own(held, name, media_type, data, author, created_s=0, max_bytes=MAX_FILE_BYTES):
+def add_own(held, name, media_type, data, author, created_s=0, max_bytes=_MAX_FILE_BYTES):
     # Share a file of ours into a HeldFiles store: kept until unshared, never evicted.
     raw = make_manifest(name, media_type, data, author, created_s, max_bytes=max_bytes)
     known = files.content_id(raw) in held.state

@@ -5,7 +5,12 @@
 # (pollen_io/app.py): it takes no room in a running node's heap.
 from pollen import files, file_wire
 from pollen.files import FileError
-from pollen.sharing import Fetch, MAX_FETCHES, FETCH_RECORD
+from pollen.sharing import Fetch
+from pollen._compat import const
+
+# the numbers of sharing.py used here, as private copies (_compat.publish)
+_MAX_FETCHES = const(4)
+_FETCH_RECORD = const("q")
 
 
 def share_manifest(node, raw, now_ms):
@@ -33,7 +38,7 @@ def fetch(node, cid, now_ms):
         return
     fe = node.fetches.get(cid)
     if fe is None:
-        if len(node.fetches) >= MAX_FETCHES and not node._drop_relay_fetch():
+        if len(node.fetches) >= _MAX_FETCHES and not node._drop_relay_fetch():
             raise FileError("already fetching %d files; wait for one to finish"
                             % len(node.fetches))
         fe = Fetch(cid, True, now_ms)
@@ -42,4 +47,4 @@ def fetch(node, cid, now_ms):
     fe.progress_ms = now_ms
     fe.next_ms = now_ms
     node.files.pin(cid)
-    node.storage.put(FETCH_RECORD + files.cid_hex(cid), b"")
+    node.storage.put(_FETCH_RECORD + files.cid_hex(cid), b"")

@@ -12,12 +12,12 @@
 #   .      4-byte short hash (SHA-256 prefix) of each chunk, in order
 # content id = first 16 bytes of SHA-256(manifest), shown as 26 base32 letters.
 import hashlib
-from pollen._compat import const
+from pollen._compat import const, publish
 from pollen.wire import u32
 
 _MANIFEST_VERSION = const(1)
-CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
-MAX_FILE_BYTES = const(65536)   # default limit; a node may set a smaller one
+_CHUNK_BYTES = const(200)        # 16 header + 16 id + 2 index + 200 + 8 tag <= 255
+_MAX_FILE_BYTES = const(65536)   # default limit; a node may set a smaller one
 _SHORT = const(4)
 _HEAD_MAX = const(559)  # the longest fields a manifest can have before its chunk hashes
 
@@ -30,11 +30,11 @@ def _sha(data):
     return hashlib.sha256(data).digest()
 
 
-def chunk_count(size_bytes, chunk_bytes=CHUNK_BYTES):
+def chunk_count(size_bytes, chunk_bytes=_CHUNK_BYTES):
     return (size_bytes + chunk_bytes - 1) // chunk_bytes
 
 
-def max_manifest_bytes(max_file_bytes=MAX_FILE_BYTES):
+def max_manifest_bytes(max_file_bytes=_MAX_FILE_BYTES):
     # the longest manifest of a file of at most max_bytes: longest name and
     # media type, fixed fields, and a short hash per chunk of the smallest size
     return 1 + 65 + 33 + 46 + chunk_count(max_file_bytes, 16) * _SHORT
@@ -99,7 +99,7 @@ class Manifest:
         return len(data) == want and _sha(data)[:_SHORT] == self.chunk_hash(index)
 
 
-def parse_manifest(raw, max_file_bytes=MAX_FILE_BYTES, length=None, cid=None):
+def parse_manifest(raw, max_file_bytes=_MAX_FILE_BYTES, length=None, cid=None):
     # bytes -> Manifest; FileError names what is wrong (remote input: count it).
     # With length (and cid): raw is only the manifest's first bytes, the
     # manifest is length bytes long and has that content id (files.load)
@@ -127,7 +127,7 @@ def parse_manifest(raw, max_file_bytes=MAX_FILE_BYTES, length=None, cid=None):
         raise FileError("manifest truncated or garbled")
     if size_bytes > max_file_bytes:
         raise FileError("file is %d bytes; the limit is %d" % (size_bytes, max_file_bytes))
-    if not n or size_bytes == 0 or not 16 <= chunk <= CHUNK_BYTES:
+    if not n or size_bytes == 0 or not 16 <= chunk <= _CHUNK_BYTES:
         raise FileError("manifest fields out of range")
     if length != i + chunk_count(size_bytes, chunk) * _SHORT or len(sha) != 32:
         raise FileError("manifest length does not match its chunk count")
@@ -135,7 +135,7 @@ def parse_manifest(raw, max_file_bytes=MAX_FILE_BYTES, length=None, cid=None):
                     created, sha, i, cid)
 
 
-def load(storage, name, max_file_bytes=MAX_FILE_BYTES, chunk_bytes=CHUNK_BYTES, cid=None):
+def load(storage, name, max_file_bytes=_MAX_FILE_BYTES, chunk_bytes=_CHUNK_BYTES, cid=None):
     # Load the manifest in storage record `name` -> Manifest kept there: read and
     # hashed a piece at a time (pieces of chunk_bytes: how it was written),
     # so a long one (16.5 KB, a 64 KiB file in 16-byte chunks) never needs
@@ -224,3 +224,6 @@ def parse_cid(text):
     if cid_str(cid) != text:
         raise FileError("not a canonical content id")
     return cid
+
+
+publish(globals())  # hosts: wire.MSG and the like (_compat.py)

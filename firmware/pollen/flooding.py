@@ -2,9 +2,19 @@
 # distant receivers, pruning by the two-hop view from beacons, hop-level
 # implicit acknowledgement of routed copies and fallback to flooding.
 from pollen import wire
-from pollen.wire import BROADCAST, ACK, POST
-from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED
+
+from pollen.jobs import Job
 from pollen import held as heldrec
+from pollen._compat import const
+
+# the numbers of wire.py and jobs.py used here, as private copies (_compat.publish)
+_BROADCAST = const(0xFFFFFFFF)
+_POST = const(2)
+_ACK = const(4)
+_J_ONCE = const(0)
+_J_FLOOD = const(1)
+_J_ROUTED = const(2)
+_J_STORED = const(3)
 
 
 class Flooding:
@@ -14,13 +24,13 @@ class Flooding:
             job.heard_from.append(f.relayer)
         if job.due_ms is not None:
             job.copies += 1
-            if job.kind == J_FLOOD and job.copies >= self._cancel_threshold():
+            if job.kind == _J_FLOOD and job.copies >= self._cancel_threshold():
                 del self.jobs[job.key]
                 self.counters["cancelled"] += 1
-                if not job.hops and job.frame[0] & 0x0F == POST:
+                if not job.hops and job.frame[0] & 0x0F == _POST:
                     # our own post, sent before a restart: on air already
                     self.storage.delete(heldrec.record_name(job.key))
-            elif job.kind == J_STORED:
+            elif job.kind == _J_STORED:
                 del self.jobs[job.key]  # someone else is delivering it
                 self.counters["cancelled"] += 1
             return
@@ -28,7 +38,7 @@ class Flooding:
             job.onward = True
 
     def _relay_flood(self, f, data, snr_db, now_ms):
-        if f.dest != BROADCAST:
+        if f.dest != _BROADCAST:
             # a unicast flood goes no further than the destination needs: if
             # we know it is d hops away and the copy has fewer left, it cannot
             # arrive through us
@@ -45,8 +55,8 @@ class Flooding:
         copy = wire.relayed(data, f.hops + 1, 0, self.low, self.key)
         # a relayed unicast is sent again if nobody is heard taking it on; a
         # post is not: beacons' post summaries repair what a neighbour missed
-        retries = 0 if f.dest == BROADCAST else self.s.relay_retries
-        job = Job(f.key(), J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
+        retries = 0 if f.dest == _BROADCAST else self.s.relay_retries
+        job = Job(f.key(), _J_FLOOD, copy, now_ms + self._contention_ms(snr_db),
                   f.hops + 1, f.dest, 1 + retries)
         job.heard_from.append(f.relayer)  # the copy we got counts for coverage too
         self._add_job(job)
@@ -63,18 +73,18 @@ class Flooding:
         # an ack handed to its destination is not taken further: nothing to
         # hear, so it goes once, or twice over a weak link (a lost ack costs
         # the origin a retry)
-        kind = J_ROUTED
-        if f.ftype == ACK and nh & 0xFF == f.dest & 0xFF:
+        kind = _J_ROUTED
+        if f.ftype == _ACK and nh & 0xFF == f.dest & 0xFF:
             e = self.neigh.table.get(f.dest)
             if e is not None and not self._weak(e[2]):
-                kind = J_ONCE
-        tries = 1 if kind == J_ONCE else 1 + self.s.relay_retries
+                kind = _J_ONCE
+        tries = 1 if kind == _J_ONCE else 1 + self.s.relay_retries
         due_ms = now_ms + self._rand(self.slot_ms // 2)
         if snr_db is not None:
             # a flooded copy we take on along our route: other relays of the
             # flood may do the same, so contend like a flood relay and stand
             # down on hearing one of them (else they collide)
-            kind = J_FLOOD
+            kind = _J_FLOOD
             due_ms = now_ms + self._contention_ms(snr_db)
         self._add_job(Job(f.key(), kind, copy, due_ms, f.hops + 1, f.dest, tries))
         self._maybe_carry(f, copy, now_ms)
@@ -121,12 +131,12 @@ class Flooding:
     def _watch_done(self, job, now_ms):
         # The time to hear our copy taken further has passed.
         done = job.onward or job.key in self.acked
-        if job.kind == J_FLOOD and not done and job.dest == BROADCAST:
+        if job.kind == _J_FLOOD and not done and job.dest == _BROADCAST:
             done = self._covered(job, now_ms)
-        if done or job.tries <= 0 or job.kind == J_ONCE:
+        if done or job.tries <= 0 or job.kind == _J_ONCE:
             del self.jobs[job.key]
             if not done:
-                if job.kind == J_ROUTED and job.frame[0] & 0x0F != ACK:
+                if job.kind == _J_ROUTED and job.frame[0] & 0x0F != _ACK:
                     # the next hop was not heard taking it on: the route is
                     # suspect. The origin's next attempt finds another way
                     # (no flood from the middle of the path: that is what
@@ -137,8 +147,8 @@ class Flooding:
         self.counters["retries"] += 1
         job.copies = 0  # a retry (Node._traffic_class)
         job.watch_ms = None
-        if job.kind == J_ROUTED and job.tries == 1 and job.frame[14] != job.dest & 0xFF \
-                and (job.hops == 0 or job.frame[0] & 0x0F == ACK):
+        if job.kind == _J_ROUTED and job.tries == 1 and job.frame[14] != job.dest & 0xFF \
+                and (job.hops == 0 or job.frame[0] & 0x0F == _ACK):
             # our own message, or an ack, that the route did not carry on:
             # its last try floods from here (within its hop limit), where
             # relays that know a way take it on. At the origin this is what
@@ -146,7 +156,7 @@ class Flooding:
             # the retry a lost ack causes. (Never for a relayed message: a
             # flood from the middle of every broken path made storms.)
             self.routes.forget(job.dest)
-            job.kind = J_FLOOD
+            job.kind = _J_FLOOD
             job.frame = wire.relayed(job.frame, job.hops, 0, self.low, self.key)
         # in whole slots across the window: two hidden nodes that collided
         # went at the same time, so their retries must not pick close times

@@ -24,6 +24,9 @@ from pollen import files
 from pollen._compat import const, unload
 from pollen.wire import be32
 
+# the numbers of files.py used here, as private copies (_compat.publish)
+_MAX_FILE_BYTES = const(65536)
+
 _OWN = const(1)
 _PINNED = const(2)
 _COMPLETE = const(4)
@@ -32,7 +35,7 @@ _MAX_CACHED = const(16)  # files kept for others (each a Manifest in RAM, its by
 
 class HeldFiles:
     # The node's files: its own (shared) ones and those it fetched or cached.
-    def __init__(self, storage, quota_bytes=262144, max_file_bytes=files.MAX_FILE_BYTES,
+    def __init__(self, storage, quota_bytes=262144, max_file_bytes=_MAX_FILE_BYTES,
                  load=True):
         self.storage = storage
         self.quota_bytes = quota_bytes

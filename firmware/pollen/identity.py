@@ -27,7 +27,12 @@
 import hashlib
 from pollen._compat import const, unload
 from pollen.crypto import NetworkKey
-from pollen.wire import be32, MSG, HEADER_BYTES, TAG_BYTES, inner_ok, _nonce
+from pollen.wire import be32, inner_ok, _nonce
+
+# the numbers of wire.py and crypto.py used here, as private copies (_compat.publish)
+_HEADER_BYTES = const(16)
+_MSG = const(3)
+_TAG_BYTES = const(8)
 
 _CACHE = const(4)  # pair keys kept in RAM
 _WANTED = const(8)  # peers whose pair keys wait to be derived
@@ -108,9 +113,9 @@ class Identity:
             return False
         if not inner_ok(data, cipher):
             return False
-        if f.ftype == MSG:
+        if f.ftype == _MSG:
             n = len(data)
-            f.payload = cipher.ctr(_nonce(data), memoryview(data)[HEADER_BYTES:n - TAG_BYTES])
+            f.payload = cipher.ctr(_nonce(data), memoryview(data)[_HEADER_BYTES:n - _TAG_BYTES])
         return True
 
     def keep(self, peer, secret):

@@ -6,9 +6,14 @@
 # (Node._timers), so its code is not in a node's heap while it idles.
 from pollen._compat import const
 from pollen import wire
-from pollen.wire import be32, u32, Frame, IDENT, BROADCAST
-from pollen.jobs import Job, J_FLOOD
+from pollen.wire import be32, u32, Frame
+from pollen.jobs import Job
 from pollen.identity import node_id_from_public
+
+# the numbers of wire.py and jobs.py used here, as private copies (_compat.publish)
+_BROADCAST = const(0xFFFFFFFF)
+_IDENT = const(10)
+_J_FLOOD = const(1)
 
 _PINS = const(256)  # keys pinned at most (a storage record each)
 _ADVERT_MS = const(43200000)  # our key is flooded every 12 hours
@@ -84,13 +89,13 @@ def heard(ident, node, f, now_ms):
     return True
 
 
-def advert(ident, node, now_ms, dest=BROADCAST, ask=0):
+def advert(ident, node, now_ms, dest=_BROADCAST, ask=0):
     # our key and name, flooded: to everyone now and then, or to one node
     # (asking for its key, or answering its asking)
-    f = Frame(IDENT, ask, node.s.hop_limit, 0, node.id, dest, node._new_id(), 0, node.low,
+    f = Frame(_IDENT, ask, node.s.hop_limit, 0, node.id, dest, node._new_id(), 0, node.low,
               ident.public + node.s.name.encode()[:16])
     node.seen.add(f.key())
-    node._add_job(Job(f.key(), J_FLOOD, wire.pack(f, node.key),
+    node._add_job(Job(f.key(), _J_FLOOD, wire.pack(f, node.key),
                       now_ms + node._rand(node.slot_ms * 4), 0, dest, 1))
 
 

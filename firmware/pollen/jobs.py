@@ -1,20 +1,23 @@
 # A job: one message the node means to put on air, and what it listens for
 # afterwards. The node keeps at most MAX_JOBS of them (see Node._add_job for
 # the policy when full).
-from pollen._compat import const
-from pollen.wire import BROADCAST
+from pollen._compat import const, publish
+
+# the numbers of wire.py used here, as private copies (_compat.publish)
+_BROADCAST = const(0xFFFFFFFF)
+
 
 # What a job does once its frame is on air.
-J_ONCE = const(0)      # beacons, acks we originate: fire and forget
-J_FLOOD = const(1)     # a flooded copy: cancelled by overheard copies, one coverage retry
-J_ROUTED = const(2)    # a copy for one next hop: expects to hear it forwarded (or acked)
-J_STORED = const(3)    # a held message sent to its destination when it reappeared
+_J_ONCE = const(0)      # beacons, acks we originate: fire and forget
+_J_FLOOD = const(1)     # a flooded copy: cancelled by overheard copies, one coverage retry
+_J_ROUTED = const(2)    # a copy for one next hop: expects to hear it forwarded (or acked)
+_J_STORED = const(3)    # a held message sent to its destination when it reappeared
 
-MAX_JOBS = const(24)
+_MAX_JOBS = const(24)
 
 
 class Job:
-    def __init__(self, key, kind, frame, due_ms, hops, dest=BROADCAST, tries=1):
+    def __init__(self, key, kind, frame, due_ms, hops, dest=_BROADCAST, tries=1):
         self.key = key
         self.kind = kind
         self.frame = frame
@@ -28,3 +31,4 @@ class Job:
         self.heard_from = []      # low bytes of nodes heard sending this message
 
 
+publish(globals())  # hosts: wire.MSG and the like (_compat.py)

@@ -17,20 +17,40 @@
 # or raises on input from the air.
 from pollen._compat import const, unload
 from pollen import wire
-from pollen.wire import Frame, BEACON, POST, MSG, ACK, STATUS, IDENT, BROADCAST, F_WANT_ACK, F_STORED, F_FRESH
+from pollen.wire import Frame
 from pollen.crypto import NetworkKey
 from pollen.airtime import preset_time_on_air_us
 from pollen.region import DutyCycle, REGIONS
 from pollen.tables import Seen, Neighbours, Routes, Replay
 from pollen import held as heldrec
 from pollen.posts import RecentPosts
-from pollen.jobs import Job, J_ONCE, J_FLOOD, J_ROUTED, J_STORED, MAX_JOBS
+from pollen.jobs import Job
 from pollen.flooding import Flooding
 from pollen.custody import Custody
 from pollen.sharing import Sharing
 from pollen.telemetry import Telemetry
 from pollen.ids import Values
 from pollen.congestion import Congestion
+
+# the numbers of wire.py and jobs.py used here, as private copies (_compat.publish)
+_MAX_HOPS = const(7)
+_BROADCAST = const(0xFFFFFFFF)
+_BEACON = const(1)
+_POST = const(2)
+_MSG = const(3)
+_ACK = const(4)
+_CATALOG = const(5)
+_PART = const(8)
+_STATUS = const(9)
+_IDENT = const(10)
+_F_WANT_ACK = const(0x80)
+_F_STORED = const(0x40)
+_F_FRESH = const(0x40)
+_J_ONCE = const(0)
+_J_FLOOD = const(1)
+_J_ROUTED = const(2)
+_J_STORED = const(3)
+_MAX_JOBS = const(24)
 
 # What Node is made of (docs/architecture.md). node.py keeps the state every
 # part shares and the frame dispatch; four mixins, one file each, share its
@@ -192,7 +212,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             if f.origin == self.id and f.hops == 0:
                 self._drop("loop")  # our own frame echoed back by a misbehaving radio
                 return
-            if not f.origin & 0xFF or f.origin == BROADCAST or not f.dest & 0xFF:
+            if not f.origin & 0xFF or f.origin == _BROADCAST or not f.dest & 0xFF:
                 # no node has such an id (00000000, ffffffff, or a last byte
                 # of 00: Settings refuse them), and a message key from one could
                 # name one of our own jobs (their keys are small numbers)
@@ -287,18 +307,18 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     # ---- frame handling -----------------------------------------------------
 
     def _handle(self, f, data, rssi_dbm, snr_db, now_ms):
-        if f.ftype == BEACON and not self.replay.heard(f.origin, f.msg_id):
+        if f.ftype == _BEACON and not self.replay.heard(f.origin, f.msg_id):
             self._drop("replay")  # not newer than its last: recorded and sent again
             return
         via = self._learn(f, rssi_dbm, snr_db, now_ms)
-        if wire.CATALOG <= f.ftype <= wire.PART:
+        if _CATALOG <= f.ftype <= _PART:
             self._on_file_frame(f, via, now_ms)  # the shared commons: sharing.py
             return
         key = f.key()
-        if f.ftype == BEACON:
+        if f.ftype == _BEACON:
             self._on_beacon(f, now_ms)
             return
-        if f.dest == self.id and (f.ftype == MSG or f.ftype == ACK):
+        if f.dest == self.id and (f.ftype == _MSG or f.ftype == _ACK):
             # ours: a channel one's inner tag is the network key's; a node
             # with an identity takes only private ones, which its pair key
             # opens (any member could forge a channel one's origin)
@@ -310,7 +330,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if job is not None:
             self._overheard(job, f)
         known = key in self.seen
-        if not known and POST <= f.ftype <= ACK:
+        if not known and _POST <= f.ftype <= _ACK:
             # out of the seen table (a restart, much traffic since): its
             # origin's window tells a message accepted before, or older
             # than any it keeps (tables.Replay). A replay, or a late copy
@@ -322,7 +342,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self.seen.add(key)
                 known = True
         if known:
-            if f.ftype == MSG and f.dest == self.id:
+            if f.ftype == _MSG and f.dest == self.id:
                 # seen, but perhaps not handed to the app (handling the first
                 # copy failed on the way: a full heap): then it is now. Acked
                 # when handed, and again when a copy says our ack was lost: an
@@ -333,24 +353,24 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 # (a few times at most: a replayed copy must not make us
                 # transmit an ack each time; charged to the message)
                 handed = self._deliver(f, "msg", key, rssi_dbm, snr_db)
-                if f.flags & F_WANT_ACK and (handed or (f.flags & F_STORED or f.next_hop == self.low)
+                if f.flags & _F_WANT_ACK and (handed or (f.flags & _F_STORED or f.next_hop == self.low)
                                              and self.replay.state(f.origin, f.msg_id) == 1
                                              and self.seen.spent(key, 1) <= _REACKS):
                     self._send_ack(f, via, snr_db, now_ms)
                 return
-            if f.ftype == POST and f.origin != self.id:
+            if f.ftype == _POST and f.origin != self.id:
                 self._deliver(f, "post", key, rssi_dbm, snr_db)  # the same for a post
                 return
             self.counters["duplicates"] += 1
-            if f.ftype == MSG and f.flags & F_STORED:
+            if f.ftype == _MSG and f.flags & _F_STORED:
                 self._retried(f, data, now_ms)
             return
         self.seen.add(key)
-        if f.ftype == ACK or f.ftype == MSG and f.dest != self.id:
+        if f.ftype == _ACK or f.ftype == _MSG and f.dest != self.id:
             self.replay.add(f.origin, f.msg_id)  # (what the app gets: when handed)
-        if f.ftype == ACK:
+        if f.ftype == _ACK:
             self._on_ack(f, now_ms)
-        if f.ftype == IDENT:
+        if f.ftype == _IDENT:
             # a node's key: pinned, answered if it asks us (identity.py), and
             # flooded on like a post
             if self.ident:
@@ -363,16 +383,16 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 self._relay_flood(f, data, snr_db, now_ms)
             return
         if f.dest == self.id:
-            if f.ftype == MSG:
+            if f.ftype == _MSG:
                 self._deliver(f, "msg", key, rssi_dbm, snr_db)
-                if f.flags & F_WANT_ACK:
+                if f.flags & _F_WANT_ACK:
                     self._send_ack(f, via, snr_db, now_ms)
             return
-        if f.ftype == STATUS:
+        if f.ftype == _STATUS:
             self._on_status(f, data, rssi_dbm, snr_db, now_ms)
             return
-        if f.dest == BROADCAST:
-            if f.ftype == POST:
+        if f.dest == _BROADCAST:
+            if f.ftype == _POST:
                 self._deliver(f, "post", key, rssi_dbm, snr_db)
                 if f.hops < f.hop_limit:
                     # within the hop limit our neighbours may be owed a repair
@@ -400,7 +420,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             # range): as good as new for store-and-forward
             back = e is not None and now_ms - e[3] > self.s.beacon_interval_ms * 5
             # or it says it has just started (it may have been off for a moment)
-            fresh = f.ftype == BEACON and f.flags & F_FRESH
+            fresh = f.ftype == _BEACON and f.flags & _F_FRESH
             if self.neigh.heard(via, rssi_dbm, snr_db, now_ms) or back or fresh:
                 self._neighbour_appeared(via, now_ms)
                 self.beacon_calm = 0  # the neighbourhood changed: beacon at the base rate
@@ -451,8 +471,8 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                 # neighbour of it does so first. One repair per beacon heard.
                 it[3] += 1
                 self.counters["repaired"] += 1
-                self._add_job(Job(it[0], J_STORED, it[1], now_ms + self.slot_ms
-                                  + self._rand(self.slot_ms * 4), 1, BROADCAST, 1))
+                self._add_job(Job(it[0], _J_STORED, it[1], now_ms + self.slot_ms
+                                  + self._rand(self.slot_ms * 4), 1, _BROADCAST, 1))
                 break
 
     def _neighbour_appeared(self, node_id, now_ms):
@@ -512,17 +532,17 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # low byte if it is not in our neighbour table)
         if via is None:
             via = f.relayer or None
-        a = Frame(ACK, 0, wire.MAX_HOPS, 0, self.id, f.origin, self._new_id(0),
+        a = Frame(_ACK, 0, _MAX_HOPS, 0, self.id, f.origin, self._new_id(0),
                   (via or 0) & 0xFF, self.low, wire.be32(f.msg_id))
         if via is not None and f.hops > 0:
             self.routes.learn(f.origin, via, f.hops + 1, now_ms)
         data = wire.pack(a, self.key, self.ident and self.ident.key(f.origin))
         self.seen.add(a.key())
-        kind = J_FLOOD
+        kind = _J_FLOOD
         if a.next_hop:
             # straight back to the origin: once, or twice over a weak link
             # (nothing can tell us it arrived; a lost ack costs a retry)
-            kind = J_ONCE if via == f.origin and not self._weak(snr_db) else J_ROUTED
+            kind = _J_ONCE if via == f.origin and not self._weak(snr_db) else _J_ROUTED
         self._add_job(Job(a.key(), kind, data, now_ms + self._rand(self.slot_ms // 2),
                           0, f.origin, 2))
 
@@ -571,13 +591,13 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         self.next_beacon_ms = now_ms + interval - interval // 10 + self._rand(interval // 5)
         name = self.s.name.encode()[:16]
         heard = bytes(n & 0xFF for n in self.neigh.live(now_ms)[:_BEACON_NEIGHBOURS])
-        flags = 0 if self.beaconed else F_FRESH
+        flags = 0 if self.beaconed else _F_FRESH
         self.replay.flush()  # (with the windows of frames relayed since the last)
-        f = Frame(BEACON, flags, 0, 0, self.id, BROADCAST, self._new_id(1), 0, self.low,
+        f = Frame(_BEACON, flags, 0, 0, self.id, _BROADCAST, self._new_id(1), 0, self.low,
                   bytes((len(name),)) + name + bytes((len(heard),)) + heard
                   + self.posts.summary(now_ms))
         # one beacon job at most: a newer beacon replaces one still waiting
-        self._add_job(Job(_BEACON_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
+        self._add_job(Job(_BEACON_JOB, _J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _transmit_due(self, now_ms):
         # the most valuable class first (acks, first sends and our own hop
@@ -593,15 +613,15 @@ class Node(Flooding, Custody, Sharing, Telemetry):
                     order = o
         if best is None:
             return
-        if best.kind == J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
+        if best.kind == _J_FLOOD and best.hops > 0 and self._covered(best, now_ms):
             del self.jobs[best.key]  # every neighbour we know of has it already
             self.counters["cancelled"] += 1
             return
-        relay = best.hops > 0 or best.kind == J_STORED
+        relay = best.hops > 0 or best.kind == _J_STORED
         # a held copy handed on later (store-and-forward, post repair) has a
         # few more, counted by custody.py and posts.py
         if relay and self.seen.spent(best.key) >= self.s.tx_budget \
-                + (_STORED_EXTRA if best.kind == J_STORED else 0):
+                + (_STORED_EXTRA if best.kind == _J_STORED else 0):
             del self.jobs[best.key]  # this node has spent its share on this message
             self._drop("over_budget")
             return
@@ -629,7 +649,7 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             if best.key == _STATUS_JOB:  # charged when queued (telemetry.py): not spent
                 self.tele_budget.saved_us += air_us
             return
-        if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == STATUS \
+        if at <= now_ms and best.key != _STATUS_JOB and best.frame[0] & 0x0F == _STATUS \
                 and (self._status_credit(now_ms) < air_us
                      or self.tele_budget.take(air_us, now_ms)):
             del self.jobs[best.key]  # a relay: telemetry has used its share of airtime
@@ -657,17 +677,17 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         if best.key == _BEACON_JOB:
             self.beaconed = True
         elif not best.hops and best.tries > self.s.post_retries \
-                and best.frame[0] & 0x0F == POST:
+                and best.frame[0] & 0x0F == _POST:
             # our own post (a POST at hop 0 is only ever ours) is on air for
             # the first time: its record has done its job (send())
             self.storage.delete(heldrec.record_name(best.key))
         best.tries -= 1
         best.due_ms = None
-        if best.kind == J_ONCE:
+        if best.kind == _J_ONCE:
             del self.jobs[best.key]
             return
         best.onward = False
-        if best.kind == J_FLOOD:
+        if best.kind == _J_FLOOD:
             wait = self._window_ms() + air_ms * 2
         else:
             wait = self.slot_ms * 2 + air_ms * 3
@@ -683,11 +703,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
         # the end-to-end retry wait, 30 s p95 in town-100, and then flood
         # anyway); 0 the rest
         t = job.frame[0] & 0x0F
-        if (t == STATUS or t == IDENT and job.dest == BROADCAST) and job.hops \
+        if (t == _STATUS or t == _IDENT and job.dest == _BROADCAST) and job.hops \
                 or job.key == _CATALOG_JOB:
             return 3
-        if job.kind == J_STORED or t == MSG and job.frame[1] & F_STORED \
-                or not job.copies and (job.hops or t != MSG and t != ACK):
+        if job.kind == _J_STORED or t == _MSG and job.frame[1] & _F_STORED \
+                or not job.copies and (job.hops or t != _MSG and t != _ACK):
             return 2
         return 0 if job.copies else 1
 
@@ -720,11 +740,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
     # ---- helpers ------------------------------------------------------------
 
     def _add_job(self, job):
-        if job.key not in self.jobs and len(self.jobs) >= MAX_JOBS:
+        if job.key not in self.jobs and len(self.jobs) >= _MAX_JOBS:
             # full: drop the newest-due flood relay, or refuse this job
             victim = None
             for j in self.jobs.values():
-                if j.kind == J_FLOOD and j.hops > 0 and j.due_ms is not None:
+                if j.kind == _J_FLOOD and j.hops > 0 and j.due_ms is not None:
                     if victim is None or j.due_ms > victim.due_ms:
                         victim = j
             self.counters["queue_full"] += 1

@@ -6,7 +6,13 @@ from pollen._compat import const
 from pollen import wire, files
 from pollen import held as heldrec
 from pollen.wire import u32
-from pollen.jobs import Job, J_FLOOD
+from pollen.jobs import Job
+
+# the numbers of wire.py, jobs.py and sharing.py used here, as private copies (_compat.publish)
+_POST = const(2)
+_J_FLOOD = const(1)
+_MAX_FETCHES = const(4)
+_FETCH_RECORD = const("q")
 
 _START_GAP_SLOTS = const(8)  # own messages are retried this many slots apart (custody.py)
 _COMPLETE = const(4)         # a file's state flag (held_files.py)
@@ -25,16 +31,16 @@ def load_held(node, names, now_ms):
         f = None
         if rec:
             f, _ = wire.unpack(rec[4], node.key)
-        if f is None or f.ftype == wire.POST and f.origin != node.id:
+        if f is None or f.ftype == _POST and f.origin != node.id:
             node.storage.delete(name)
             node._drop("store")
             continue
-        if f.ftype == wire.POST:
+        if f.ftype == _POST:
             # our own post, accepted but not yet on air when the node went
             # down (Node.send): it goes now. The record goes once it has
             node.seen.add(rec[0])
             node.posts.add(rec[0], rec[4], now_ms)
-            node._add_job(Job(rec[0], J_FLOOD, rec[4], now_ms + node.slot_ms * (4 + k)
+            node._add_job(Job(rec[0], _J_FLOOD, rec[4], now_ms + node.slot_ms * (4 + k)
                               + node._rand(node.slot_ms * 4), 0, f.dest, 1 + node.s.post_retries))
             k += 1
             continue
@@ -53,20 +59,20 @@ def load_held(node, names, now_ms):
 def start_sharing(node, names, now_ms):
     # the files the node holds, and the fetches its user asked for before
     # the restart: they go on where they were (sharing.py)
-    from pollen.sharing import Fetch, MAX_FETCHES, FETCH_RECORD
+    from pollen.sharing import Fetch
     node.files.load(names)
     node.cat_budget.at_ms = now_ms
     # something to tell from the start (our files), or nothing until we hear of some
     node.next_catalog_ms = now_ms + (node.slot_ms if node.files.holdings()
                                      else node.s.catalog_interval_ms)
     for name in names:
-        if name[:1] == FETCH_RECORD and len(name) == 33:
+        if name[:1] == _FETCH_RECORD and len(name) == 33:
             try:
                 cid = files.cid_from_hex(name[1:])
             except ValueError:
                 node.storage.delete(name)
                 continue
-            if len(node.fetches) < MAX_FETCHES:
+            if len(node.fetches) < _MAX_FETCHES:
                 node.fetches[cid] = Fetch(cid, True, now_ms)
 
 

@@ -14,18 +14,31 @@
 # is on air (virtual carrier sense): its neighbour is receiving, and a
 # transmission of ours would collide there.
 from pollen import wire, files, file_wire
-from pollen.wire import Frame, BROADCAST, CATALOG, WANT, CHUNK, PART, F_PARTS
-from pollen.jobs import Job, J_ONCE, MAX_JOBS
+from pollen.wire import Frame
+from pollen.jobs import Job
 from pollen.airtime import AirtimeBudget
 from pollen.files import FileError, cid_str
 from pollen.held_files import HeldFiles
-from pollen.catalog import Catalog, MAX_HOPS
-from pollen._compat import const
+from pollen.catalog import Catalog
+from pollen._compat import const, publish
+
+# the numbers of wire.py, jobs.py and files.py used here, as private copies (_compat.publish)
+_MAX_HOPS = const(7)
+_MAX_FRAME_BYTES = const(255)
+_BROADCAST = const(0xFFFFFFFF)
+_CATALOG = const(5)
+_WANT = const(6)
+_CHUNK = const(7)
+_PART = const(8)
+_F_PARTS = const(0x40)
+_J_ONCE = const(0)
+_MAX_JOBS = const(24)
+_CHUNK_BYTES = const(200)
 
 _SERVE_JOB = const(1)     # job keys (message keys are never this small)
 _WANT_JOB = const(2)
 _CATALOG_JOB = const(3)
-MAX_FETCHES = const(4)    # files fetched at once (the user's and for neighbours)
+_MAX_FETCHES = const(4)    # files fetched at once (the user's and for neighbours)
 _MAX_SERVING = const(8)   # files being sent at once
 _MAX_QUEUED = const(128)  # parts and chunks of one file waiting to be sent
 _FIRST_PARTS = const(8)   # manifest parts asked for before their count is known
@@ -37,7 +50,7 @@ _MAX_ASKERS = const(8)    # askers a fetch remembers (they are not its sources)
 _MAX_STRIKES = const(8)   # silent sources a fetch remembers backing off
 _FRAME_EXTRA = const(24)  # header and tag around a payload
 _CHUNK_HEAD = const(18)   # content id and index before a chunk's data
-FETCH_RECORD = "q"        # record "q<cid hex>": a fetch the user asked for
+_FETCH_RECORD = const("q")        # record "q<cid hex>": a fetch the user asked for
 
 
 class Fetch:
@@ -88,14 +101,14 @@ class Sharing:
         self.max_parts = n if n < 255 else 255
         self.chunk_air_ms = self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD
                                              + self.file_chunk_bytes) // 1000 + 1
-        big = self._airtime_us(wire.MAX_FRAME_BYTES)
+        big = self._airtime_us(_MAX_FRAME_BYTES)
         # a node just started may say what it has once
         self.cat_budget = AirtimeBudget(s.catalog_share_per_mille * 1000, 4 * big, big)
         self.next_catalog_ms = 0
 
     def _fitting_chunk_bytes(self):
         # the biggest chunk whose frame fits the region's dwell time
-        c = files.CHUNK_BYTES
+        c = _CHUNK_BYTES
         while self.dwell_us and c > 16 and \
                 self._airtime_us(_FRAME_EXTRA + _CHUNK_HEAD + c) > self.dwell_us:
             c -= 8
@@ -139,11 +152,11 @@ class Sharing:
             self._drop("field")  # file frames go one hop, never relayed
             return
         t = f.ftype
-        if t == CHUNK:
+        if t == _CHUNK:
             self._on_chunk(f, via, now_ms)
-        elif t == WANT:
+        elif t == _WANT:
             self._on_want(f, via, now_ms)
-        elif t == PART:
+        elif t == _PART:
             self._on_part(f, via, now_ms)
         else:
             self._on_catalog(f, via, now_ms)
@@ -170,7 +183,7 @@ class Sharing:
             self._drop("field")
             return
         cid, idx = p
-        parts = bool(f.flags & F_PARTS)
+        parts = bool(f.flags & _F_PARTS)
         if f.next_hop == 0:
             # a query: say what we know of it (if anything) in a catalog frame
             if self.files.complete(cid) or self.catalog.distance(cid, now_ms) is not None:
@@ -375,7 +388,7 @@ class Sharing:
             if not self.catalog.sources(cid, now_ms, (via,)):
                 self._drop("unknown_cid")
                 return None
-            if len(self.fetches) >= MAX_FETCHES:
+            if len(self.fetches) >= _MAX_FETCHES:
                 self.counters["queue_full"] += 1
                 return None
             fe = Fetch(cid, False, now_ms)
@@ -440,10 +453,10 @@ class Sharing:
         return out
 
     def _want(self, cid, next_hop, idx, parts, now_ms):
-        data = self._file_frame(WANT, file_wire.pack_want(cid, idx[0], idx), next_hop,
-                                F_PARTS if parts else 0)
+        data = self._file_frame(_WANT, file_wire.pack_want(cid, idx[0], idx), next_hop,
+                                _F_PARTS if parts else 0)
         self.counters["wants"] += 1
-        self._add_job(Job(_WANT_JOB, J_ONCE, data, now_ms + self._rand(self.slot_ms // 2), 0))
+        self._add_job(Job(_WANT_JOB, _J_ONCE, data, now_ms + self._rand(self.slot_ms // 2), 0))
 
     def _report(self, fe, now_ms):
         if not fe.own:
@@ -461,7 +474,7 @@ class Sharing:
     def _fetch_complete(self, fe, now_ms):
         self.fetches.pop(fe.cid, None)
         if fe.own:
-            self.storage.delete(FETCH_RECORD + files.cid_hex(fe.cid))
+            self.storage.delete(_FETCH_RECORD + files.cid_hex(fe.cid))
             self._fetched(fe.cid, fe.started_ms, now_ms)
         self._catalog_dirty(fe.cid, now_ms)  # we hold it now: say so
 
@@ -479,7 +492,7 @@ class Sharing:
         if fe.parts is not None and fe.cid not in self.files.manifests:
             self.storage.delete("f" + files.cid_hex(fe.cid) + "m")
         if fe.own:
-            self.storage.delete(FETCH_RECORD + files.cid_hex(fe.cid))
+            self.storage.delete(_FETCH_RECORD + files.cid_hex(fe.cid))
             self.out.append(("fetch_failed", {"cid": cid_str(fe.cid), "error": error}))
 
     # ---- serving -----------------------------------------------------------------
@@ -503,19 +516,19 @@ class Sharing:
         if m is not None and e[0]:
             i = min(e[0])
             e[0].discard(i)
-            data = self._file_frame(PART, file_wire.manifest_part(cid, m, i,
+            data = self._file_frame(_PART, file_wire.manifest_part(cid, m, i,
                                                                   self.file_chunk_bytes))
         elif m is not None and e[1]:
             i = min(e[1])
             e[1].discard(i)
             chunk = self.files.read_chunk(cid, i)
             if chunk is not None:  # evicted meanwhile: the asker asks elsewhere
-                data = self._file_frame(CHUNK, file_wire.pack_chunk(cid, i, chunk))
+                data = self._file_frame(_CHUNK, file_wire.pack_chunk(cid, i, chunk))
                 self.counters["chunks_sent"] += 1
         if m is None or not e[0] and not e[1]:
             del self.serving[cid]
         if data is not None:
-            self._add_job(Job(_SERVE_JOB, J_ONCE, data, now_ms, 0))
+            self._add_job(Job(_SERVE_JOB, _J_ONCE, data, now_ms, 0))
 
     # ---- catalog gossip --------------------------------------------------------
 
@@ -537,7 +550,7 @@ class Sharing:
         for cid, e in self.catalog.table.items():
             if cid not in out:
                 src = self.catalog.sources(cid, now_ms)
-                if src and src[0][1] + 1 < MAX_HOPS:
+                if src and src[0][1] + 1 < _MAX_HOPS:
                     out[cid] = (e[1] * 1024, src[0][1] + 1, src[0][0] & 0xFF, e[0])
         return out
 
@@ -571,7 +584,7 @@ class Sharing:
         self.cat_dirty = [c for c in self.cat_dirty if c not in sent]
         self.cat_cursor += len([c for c in sent if c in rest])
         self.counters["catalogs"] += 1
-        self._add_job(Job(_CATALOG_JOB, J_ONCE, self._file_frame(CATALOG, payload), now_ms, 0))
+        self._add_job(Job(_CATALOG_JOB, _J_ONCE, self._file_frame(_CATALOG, payload), now_ms, 0))
         if self.cat_dirty:
             self.next_catalog_ms = now_ms + self.slot_ms * 4 + self._rand(self.slot_ms * 4)
         elif self.cat_again:
@@ -583,7 +596,7 @@ class Sharing:
 
     def _file_timers(self, now_ms):
         self._catalog_timer(now_ms)
-        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
+        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < _MAX_JOBS:
             self._serve_next(now_ms)
         if self.fetches:
             # (its own module: a node that fetches nothing, as most do most
@@ -595,19 +608,21 @@ class Sharing:
     def _file_wake(self, t):
         # (called after this poll's timers and transmission; the caller holds
         # t back until our own transmission ends)
-        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
+        if self.serving and _SERVE_JOB not in self.jobs and len(self.jobs) < _MAX_JOBS:
             t = 0  # the next chunk is queued as soon as the radio is free
         if self.next_catalog_ms < t and _CATALOG_JOB not in self.jobs \
                 and self.s.catalog_share_per_mille:
             t = self.next_catalog_ms
-        if _WANT_JOB not in self.jobs and len(self.jobs) < MAX_JOBS:
+        if _WANT_JOB not in self.jobs and len(self.jobs) < _MAX_JOBS:
             for fe in self.fetches.values():
                 if fe.next_ms < t:
                     t = fe.next_ms
         return t
 
     def _file_frame(self, ftype, payload, next_hop=0, flags=0):
-        f = Frame(ftype, flags, 0, 0, self.id, BROADCAST, self._new_id(), next_hop,
+        f = Frame(ftype, flags, 0, 0, self.id, _BROADCAST, self._new_id(), next_hop,
                   self.low, payload)
         return wire.pack(f, self.key)
 
+
+publish(globals())  # hosts: wire.MSG and the like (_compat.py)

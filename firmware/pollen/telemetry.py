@@ -29,10 +29,16 @@
 # the credit covers them. It saves up at most four status frames, and starts
 # with two (our own first status and one relay).
 from pollen import wire
-from pollen.wire import Frame, STATUS, BROADCAST
+from pollen.wire import Frame
 from pollen.airtime import AirtimeBudget
 from pollen._compat import const
-from pollen.jobs import Job, J_ONCE
+from pollen.jobs import Job
+
+# the numbers of wire.py and jobs.py used here, as private copies (_compat.publish)
+_HEADER_BYTES = const(16)
+_BROADCAST = const(0xFFFFFFFF)
+_STATUS = const(9)
+_J_ONCE = const(0)
 
 _VERSION = const(1)
 _NEIGHBOURS = const(8)     # most neighbours one status lists
@@ -81,7 +87,7 @@ class Telemetry:
         c = b.saved_us + (now_ms - b.at_ms) * b.per_million // 1000
         if data:
             air_us = self._airtime_us(len(data))
-            if data[0] & 0x0F == STATUS:
+            if data[0] & 0x0F == _STATUS:
                 c -= air_us
                 if c < -b.cap_us:
                     c = -b.cap_us
@@ -98,7 +104,7 @@ class Telemetry:
         if _STATUS_JOB in self.jobs:
             self.next_status_ms = now_ms + self.slot_ms
             return
-        air_us = self._airtime_us(wire.HEADER_BYTES + len(self._status_payload(now_ms)) + 8)
+        air_us = self._airtime_us(_HEADER_BYTES + len(self._status_payload(now_ms)) + 8)
         if self._status_credit(now_ms) < air_us:
             # the mesh's status frames have their share of the channel: later
             self.next_status_ms = now_ms + self.slot_ms * 64 + self._rand(self.slot_ms * 64)
@@ -120,11 +126,11 @@ class Telemetry:
             gap_ms = again_ms if again_ms < gap_ms else gap_ms
         self.next_status_ms = now_ms + gap_ms
         # built again: it tells when the next one is due, known only now
-        f = Frame(STATUS, 0, self.s.hop_limit, 0, self.id, BROADCAST, self._new_id(),
+        f = Frame(_STATUS, 0, self.s.hop_limit, 0, self.id, _BROADCAST, self._new_id(),
                   0, self.low, self._status_payload(now_ms))
         self.seen.add(f.key())
         # like a beacon: one at a time, dropped rather than deferred by the duty cycle
-        self._add_job(Job(_STATUS_JOB, J_ONCE, wire.pack(f, self.key), now_ms, 0))
+        self._add_job(Job(_STATUS_JOB, _J_ONCE, wire.pack(f, self.key), now_ms, 0))
 
     def _on_status(self, f, data, rssi_dbm, snr_db, now_ms):
         p = f.payload

@@ -9,8 +9,11 @@ import json
 from pollen import VERSION
 from pollen._compat import const
 from pollen.ids import ConfigError, parse_node_id
-from pollen.wire import BROADCAST
+
 from pollen_io.app import emit, runtime
+
+# the numbers of wire.py used here, as private copies (_compat.publish)
+_BROADCAST = const(0xFFFFFFFF)
 
 _FILE_CMDS = const(("share", "put", "fetch", "catalog", "manifest", "get"))
 
@@ -63,14 +66,14 @@ def cmd_send(app, c, ref):
     if not isinstance(text, str):
         raise ValueError("field 'text': expected a string")
     if to == "all":
-        dest = BROADCAST
+        dest = _BROADCAST
     else:
         try:
             dest = parse_node_id(to, "to")
         except ConfigError as e:
             raise ValueError(str(e).replace("config field", "field"))
     msg_id = app.node.send(dest, text, app.clock.now())
-    emit("sent", id=msg_id, to="all" if dest == BROADCAST else "%08x" % dest, ref=ref)
+    emit("sent", id=msg_id, to="all" if dest == _BROADCAST else "%08x" % dest, ref=ref)
 
 
 def emit_status(app, ref=None):

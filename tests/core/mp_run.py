@@ -18,6 +18,34 @@ def core_modules():
             if f.startswith("test_") and f.endswith(".py")]
 
 
+def publish_constants():
+    # What pollen._compat.publish gives tests on CPython (wire.MSG for
+    # wire's private _MSG): MicroPython builds a `_` const() into the code
+    # and keeps no name for it, so the values are read from the firmware's
+    # source, for each module that publishes its constants
+    import re
+    pattern = re.compile(r"^_([A-Z][A-Z0-9_]*) = const[(](.+)[)]")
+    folder = "firmware/pollen"
+    for f in os.listdir(folder):
+        if not f.endswith(".py"):
+            continue
+        with open(folder + "/" + f) as src:
+            text = src.read()
+        if "publish(globals())" not in text:
+            continue
+        try:
+            mod = __import__("pollen." + f[:-3], None, None, ("x",))
+        except ImportError:
+            return  # the firmware is not on the path (tests of mp_run itself)
+        names = {}
+        for line in text.split("\n"):
+            m = pattern.match(line.split("  #")[0])
+            if m:
+                names["_" + m.group(1)] = eval(m.group(2), names)  # literals and earlier constants
+                if not hasattr(mod, m.group(1)):
+                    setattr(mod, m.group(1), names["_" + m.group(1)])
+
+
 def _print_exc(e):
     if hasattr(sys, "print_exception"):
         sys.print_exception(e)
@@ -39,6 +67,7 @@ def main(argv):
         i += 1
     passed = 0
     failed = 0
+    publish_constants()
     for name in modules or core_modules():
         before = passed, failed
         try:
