@@ -21,6 +21,16 @@
 #                      back off twice as long
 # What the channel can carry is still delivered: goodput plateaus at
 # capacity instead of collapsing under retries and gossip.
+#
+# Fair share (unfair): the node's relay airtime per origin over the same
+# buckets (3/4 of it kept each bucket: a window of a minute or so), for the
+# _FAIR origins it relayed most for. While the channel is at level 1 or
+# more, the first transmission of a relay for an origin that has had more
+# than twice the mean share of the origins in the table is not sent
+# (Node._transmit_due drops it: "unfair"): a member flooding at its duty
+# limit gets its own airtime and a fair part of its neighbours', not all of
+# it. (Not on the duty budget alone: in a 1 % region half of it is spent
+# in ordinary traffic, and line-10 then lost honest relays.)
 # (Attribute names are ones the core has anyway: each new name is a qstr,
 # and a node's heap is near the point where MicroPython adds a pool of them.)
 from pollen._compat import const
@@ -30,6 +40,7 @@ _BUCKET_MS = const(10000)
 _L1 = const(350)  # per mille at which level 1, 2, 3 start
 _L2 = const(500)
 _L3 = const(700)
+_FAIR = const(8)  # origins in the fair-share table
 
 
 class Congestion:
@@ -37,6 +48,8 @@ class Congestion:
         self.used = [0] * _BUCKETS  # busy ms per bucket, a ring: bucket b is used[b % _BUCKETS]
         self.stamp = 0              # the current bucket's number (time // _BUCKET_MS)
         self.at_ms = 0              # busy time is counted up to here
+        self.table = [0] * _FAIR    # the origins we relayed most for lately (0: none)
+        self.spent = [0] * _FAIR    # our relay airtime on each, ms; 3/4 kept each bucket
 
     def record(self, start_ms, end_ms):
         # the channel was (or will be) busy from start_ms to end_ms
@@ -56,6 +69,8 @@ class Congestion:
         while self.stamp < b:
             self.stamp += 1
             self.used[self.stamp % _BUCKETS] = 0
+            for i in range(_FAIR):
+                self.spent[i] -= self.spent[i] >> 2
             if b - self.stamp > _BUCKETS:
                 self.stamp = b - _BUCKETS
 
@@ -67,6 +82,23 @@ class Congestion:
             busy -= self.at_ms - now_ms  # a frame still on air is not past yet
         u = busy * 1000 // span if span else 0
         return (u >= _L1) + (u >= _L2) + (u >= _L3)
+
+    def unfair(self, origin, air_ms, now_ms):
+        # Fair share: may we spend air_ms relaying for origin? Not if the
+        # channel is busy (level 1 or more) and origin has had more than
+        # twice the mean share of our relay airtime lately; else it is
+        # charged (a new origin takes the place of the one we spent least on)
+        self._slot(now_ms)
+        a = self.spent
+        if origin in self.table:
+            i = self.table.index(origin)
+            if self.level(now_ms) and a[i] * (_FAIR - a.count(0)) > sum(a) * 2:
+                return True
+        else:
+            i = a.index(min(a))
+            self.table[i] = origin
+            a[i] = 0
+        a[i] += air_ms
 
     def sheds(self, cls, now_ms):
         # should a frame of this class stay off the air now?

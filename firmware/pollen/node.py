@@ -661,8 +661,19 @@ class Node(Flooding, Custody, Sharing, Telemetry):
             best.due_ms = at + self._rand(self.slot_ms * 4)
             self.counters["deferred"] += 1
             return
-        self.duty.record(now_ms, air_us)
         air_ms = air_us // 1000 + 1
+        if best.hops and best.copies and best.kind != _J_STORED \
+                and best.frame[0] & 0x0F != _ACK \
+                and self.cong.unfair(best.key >> 32, air_ms, now_ms):
+            # a relay for an origin over its fair share of our relay airtime
+            # (congestion.py): one member's flood cannot take it all. Only
+            # its first transmission is weighed (not a retry: copies 0; nor a
+            # held copy handed on, a data mule's: class 2 and the message's
+            # budget bound those)
+            del self.jobs[best.key]
+            self._drop("unfair")
+            return
+        self.duty.record(now_ms, air_us)
         self.busy_until_ms = now_ms + air_ms
         self.cong.record(now_ms, now_ms + air_ms)
         self._status_credit(now_ms, best.frame)

@@ -54,3 +54,38 @@ def test_what_is_shed_at_each_level():
     c.record(47000, NOW)               # level 3: our own hop retries wait too,
     assert c.level(NOW) == 3           # never first transmissions and acks
     assert [c.sheds(k, NOW) for k in range(4)] == [False, True, True, True]
+
+
+# Fair share (Congestion.unfair): relay airtime per origin over a sliding
+# window; an origin over twice the mean share is not relayed while the
+# channel is busy (level 1 or more).
+
+def test_an_origin_over_its_fair_share_is_refused_only_when_busy():
+    c = Congestion()
+    for origin in (11, 12, 13, 14):            # four honest origins, 50 ms each
+        assert not c.unfair(origin, 50, NOW)
+    for _ in range(8):                          # a spammer: 400 ms
+        assert not c.unfair(99, 50, NOW)        # an idle channel: it is relayed
+    c.record(20000, 40000)                      # the channel is busy (40 %): not
+    assert c.unfair(99, 50, NOW)
+    assert not c.unfair(11, 50, NOW)            # an honest origin still is
+    assert not c.unfair(12, 50, NOW)
+
+
+def test_fair_share_forgets_and_keeps_a_bounded_table():
+    c = Congestion()
+    c.record(20000, 40000)
+    for _ in range(8):
+        c.unfair(99, 50, NOW)
+    c.unfair(11, 50, NOW)
+    c.unfair(12, 50, NOW)
+    assert c.unfair(99, 50, NOW)
+    # minutes later its airtime weighs little against what we relay now
+    # (the channel busy again)
+    later = NOW + 300000
+    c.record(later - 40000, later - 20000)
+    c.unfair(11, 50, later)
+    assert not c.unfair(99, 50, later)
+    for origin in range(1, 40):                 # many origins: the table stays small
+        c.unfair(origin, 10 + origin, later)
+    assert len(c.table) == len(c.spent) == 8
