@@ -284,7 +284,7 @@ def test_a_node_holding_a_full_store_restarts_in_128k(tmp_path):
 # middle of its run, loading file_requests.py on a full heap). Here the core
 # over a node's life: started on a board's file storage, then the code it
 # loads for the user's file requests, a fetch and a status. At issue 15 it
-# held 598 names of the 620 that five pools take (docs/boards.md, "Interned
+# held 584 names of the 620 that five pools take (docs/boards.md, "Interned
 # names"): a new name should reuse one the core or MicroPython already has.
 QSTR_SCRIPT = """
 import gc, micropython
