@@ -4,7 +4,7 @@
 # messages that wait for a key. Loaded when there is such work (an IDENT
 # heard, a slice due, a message waiting, the start) and let go of after
 # (Node._timers), so its code is not in a node's heap while it idles.
-from pollen._compat import const
+from pollen._compat import const, unload
 from pollen import wire
 from pollen.wire import be32, u32, Frame
 from pollen.jobs import Job
@@ -169,14 +169,17 @@ def released(ident, node, peer, now_ms):
             node._handle(f, u[0], u[1], u[2], now_ms)
     if [w for w in ident.waiting if w[1] == peer]:
         advert(ident, node, now_ms, peer)
-    for w in list(ident.waiting):
-        if w[1] == peer:
-            rec = node.storage.get("w%08x" % w[0])
-            ident.waiting.remove(w)
-            if rec:
-                from pollen.sending import seal
-                seal(node, peer, w[0], w[2], rec[9:], ident.key(peer), now_ms)
-            node.storage.delete("w%08x" % w[0])
+    try:
+        for w in list(ident.waiting):
+            if w[1] == peer:
+                rec = node.storage.get("w%08x" % w[0])
+                ident.waiting.remove(w)
+                if rec:
+                    from pollen.sending import seal
+                    seal(node, peer, w[0], w[2], rec[9:], ident.key(peer), now_ms)
+                node.storage.delete("w%08x" % w[0])
+    finally:
+        unload("pollen.sending")  # (Node.send's code: dropped after, as there)
 
 
 def ask(ident, node, peer, now_ms):

@@ -120,6 +120,9 @@ def test_a_message_to_a_node_whose_key_is_unknown_waits_and_asks_for_it():
     asks = [f for s, f, data in _sent(m, IDENT) if s == a and f.flags & 0x40]
     assert asks and all(f.dest == c for f in asks)
     assert not m.storage[a].get("w%08x" % mid)
+    # the code that sealed it (sending.py) left the heap after, as after a send
+    import sys
+    assert "pollen.sending" not in sys.modules
 
 
 def test_another_key_for_a_pinned_id_is_refused():
