@@ -31,21 +31,21 @@ def _relays(busy_ms):
         n.on_frame(wire.pack(f, KEY), -100, -5, now)
         if busy_ms:
             n.channel_busy(now + busy_ms, now)
-        for _ in range(20):
-            for a in n.poll(now):
-                if a[0] == "tx":
-                    g, _ = wire.unpack(a[1], KEY)
-                    if g.ftype == POST:
-                        sent.append(g.origin)
-            now += 50
-    for _ in range(200):  # what is still queued
+        now = _poll(n, now, 20, sent)
+    _poll(n, now, 200, sent)  # what is still queued
+    return n, sent
+
+
+def _poll(n, now, turns, sent):
+    # n's turns 50 ms apart; the origins of the posts it sends go to sent
+    for _ in range(turns):
         for a in n.poll(now):
             if a[0] == "tx":
                 g, _ = wire.unpack(a[1], KEY)
                 if g.ftype == POST:
                     sent.append(g.origin)
         now += 50
-    return n, sent
+    return now
 
 
 def test_a_spamming_origin_is_relayed_less_than_honest_ones_under_contention():
