@@ -103,11 +103,11 @@ class Running(BridgeRun):
     """A bridge between a fake pollen node and a fake Meshtastic device, on a thread."""
 
     def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10),
-                 node_id="0000000a", mesh_num=None, hold=(0.0,)):
+                 node_id="0000000a", mesh_num=None, hold=(0.0,), nodes=NODES):
         folder = tmp_path / name
         folder.mkdir()
         self.node = FakeConsoleNode(folder, node_id=node_id).plug()
-        nodes = NODES if mesh_num is None else [(mesh_num, "BRG", "a bridge")] + NODES[1:]
+        nodes = nodes if mesh_num is None else [(mesh_num, "BRG", "a bridge")] + nodes[1:]
         self.mesh = getattr(FakeMeshtastic(folder, nodes), kind)()
         self.logs = []
         self.device = Device(None, serial_port=self.mesh.path if kind == "serial" else None,
@@ -294,6 +294,17 @@ def test_two_bridges_no_loop_and_one_copy_each_way(running):
     assert two.bridge.inbox.count == two.bridge.outbox.count == 0
     assert t1 - t0 >= 0.1                            # a rank-0 bridge: the base hold and its own way
     print(f"\ntwo bridges: one copy each way; rank 0 into pollen after {1000 * (t1 - t0):.0f} ms")
+
+
+def test_a_bridge_on_mqtt_in_the_node_database_counts_in_the_ranks(running):
+    # a bridge on MQTT is named "pollen bridge ID" (its node info, put on the air by a
+    # gateway): the device's node database has it, so this bridge knows of it before any text
+    b = running(node_id="0000000b", nodes=NODES + [(0xB0000001, "PLN", "pollen bridge 0000000a")])
+    deadline = time.monotonic() + 5
+    while not b.bridge.holdback.bridges("pollen", "0000000b") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b.bridge.holdback.bridges("pollen", "0000000b") == ["0000000a"]
+    assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
 
 
 # ---- the command: bad input is one line naming the option --------------------------------

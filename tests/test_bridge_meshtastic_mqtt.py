@@ -26,7 +26,7 @@ from pollen_controller.bridge_meshtastic import mqtt_codec as codec
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide, topics
-from pollen_controller.bridge_meshtastic.relay import RateLimit
+from pollen_controller.bridge_meshtastic.relay import RateLimit, bridge_in_name, bridge_name
 from pollen_controller.errors import InputError
 from pollen_controller.node.link import SerialLink
 from tests.fakes.bridge_run import BridgeRun
@@ -223,7 +223,8 @@ class Bridge(BridgeRun):
         self.node = FakeConsoleNode(folder, node_id=node_id).plug()
         self.logs = []
         self.side = MqttSide(f"mqtt://127.0.0.1:{broker_port}", CH, key, num, region="EU_868",
-                             log=self.logs.append, reconnect_s=(0.1, 0.5))
+                             long_name=bridge_name(node_id), log=self.logs.append,
+                             reconnect_s=(0.1, 0.5))
         self.link = SerialLink(self.node.path)
         self.bridge = MeshtasticBridge(self.link, self.side, CH, folder / "outbox.db",
                                        to_mesh_rate=RateLimit(*to_mesh), to_pollen_rate=RateLimit(*to_pollen),
@@ -352,6 +353,84 @@ def test_two_bridges_on_one_broker_publish_one_copy(tmp_path, mosquitto):
                        (0xB0000001, "\u21c40000000c-41 market at noon")]
         assert two.bridge.stats["doubles_avoided"] == 1 and two.bridge.outbox.count == 0
     finally:
+        for m in reversed(made):
+            m.close()
+        gw.close()
+
+
+@pytest.mark.parametrize("long, pollen_id", [
+    ("pollen bridge 0000000a", "0000000a"), ("pollen bridge 0000000A", None), ("pollen bridge 0a", None),
+    ("pollen bridge 0000000a x", None), ("Anna's handheld", None), (None, None)])
+def test_a_bridge_is_known_by_its_long_name(long, pollen_id):
+    assert bridge_in_name(long) == pollen_id
+    assert bridge_in_name(bridge_name("0000000c")) == "0000000c"
+
+
+def test_a_newcomer_bridge_is_answered():
+    side = MqttSide("mqtt://127.0.0.1:1", CH, DEFAULT_KEY, BRIDGE)
+    heard = []
+    side.on_bridge = lambda num, pollen_id: heard.append((num, pollen_id))
+    env = gateway_envelope(0xB0000002, 9, NODEINFO, user("PLN", "pollen bridge 0000000b"))
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert heard == [(0xB0000002, "0000000b")] and side.answer_due    # new here: answered
+    side.answer_due = False
+    env = gateway_envelope(0xB0000002, 10, NODEINFO, user("PLN", "pollen bridge 0000000b"))
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert len(heard) == 2 and side.answer_due                         # restarted: answered again
+    env = gateway_envelope(0xB0000003, 11, NODEINFO, user("ANNA", "Anna's handheld"))
+    side.answer_due = False
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert len(heard) == 2 and not side.answer_due                     # not a bridge
+    assert [side.answers.take(0.0) for _ in range(4)] == [True, True, True, False]   # bounded
+
+
+def test_three_bridges_started_together_bring_one_copy_into_pollen(tmp_path, mosquitto):
+    # Three bridges on one broker, started one after another, each with its
+    # own pollen node in the same pollen mesh (the test relays each node's
+    # post to the other two after 0.5 s, as over the air). They learn of each
+    # other from their node infos (a bridge answers a newcomer's with its own)
+    # before any text: Anna's first text reaches pollen once, not three times
+    # (all rank 0, their draws within 0.2 s, each copy heard 0.5 s later)
+    gw = Gateways(mosquitto.port)
+    made, stop = [], threading.Event()
+    try:
+        for name, num, node_id in (("one", 0xB0000001, "0000000a"), ("two", 0xB0000002, "0000000b"),
+                                   ("three", 0xB0000003, "0000000d")):
+            (tmp_path / name).mkdir()
+            made.append(Bridge(tmp_path / name, mosquitto.port, num=num, node_id=node_id,
+                               hold=(0.1, 1.0, 0.2)))
+        sends = queue.Queue()
+
+        def air(b):   # a post one node sends is heard by the others 0.5 s later
+            while not stop.is_set():
+                try:
+                    cmd = b.node.commands.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if cmd.get("cmd") == "send":
+                    sends.put((b.node.id, cmd["text"]))
+                    for other in made:
+                        if other is not b:
+                            threading.Timer(0.5, other.post, (cmd["text"],),
+                                            {"msg_id": 60, "sender": b.node.id}).start()
+        for b in made:
+            threading.Thread(target=air, args=(b,), daemon=True).start()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not all(
+                len(b.bridge.holdback.bridges("pollen", b.node.id)) == 2 for b in made):
+            time.sleep(0.02)
+        assert [b.bridge.holdback.bridges("pollen", b.node.id) for b in made] == \
+            [["0000000b", "0000000d"], ["0000000a", "0000000d"], ["0000000a", "0000000b"]]
+        gw.publish(gateway_envelope(ANNA, 70, TEXT, "hello all".encode()))
+        time.sleep(2.5)                                   # past the third's hold (2.1..2.3 s)
+        got = []
+        while not sends.empty():
+            got.append(sends.get())
+        assert got == [("0000000a", "\u21c411223344-70 !11223344: hello all")]
+        assert [b.bridge.stats["doubles_avoided"] for b in made] == [0, 1, 1]
+        assert all(b.bridge.inbox.count == 0 for b in made)
+    finally:
+        stop.set()
         for m in reversed(made):
             m.close()
         gw.close()

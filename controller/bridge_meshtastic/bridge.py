@@ -53,6 +53,8 @@ class MeshtasticBridge:
         self.attached = AttachedNode(link, self.log)
         self.device = device
         self.device.on_text = self._on_mesh_text
+        if hasattr(device, "on_bridge"):
+            device.on_bridge = self._on_bridge    # a side that tells of other bridges
         self.channel = channel
         self.ids = id_map or IdMap()
         self.to_mesh_rate = to_mesh_rate or RateLimit(6, 3)
@@ -205,6 +207,13 @@ class MeshtasticBridge:
             if dropped:
                 self._count("doubles_avoided")
                 self.log(f"{uid}: another bridge brought it into {network} first; ours dropped")
+
+    def _on_bridge(self, num: int, pollen_id: str):
+        # another bridge made itself known (its node info): it counts in the ranks, both networks
+        now = time.time()
+        with self.hold_lock:
+            self.holdback.known("meshtastic", num, now)
+            self.holdback.known("pollen", pollen_id, now)
 
     def _hold(self, network: str, first_part: str, own, who: str):
         # (Unix time before which the text waits, its uid), or (None, None): a copy is in already

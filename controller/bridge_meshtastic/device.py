@@ -17,12 +17,14 @@ import re
 import threading
 import time
 
+from pollen_controller.bridge_meshtastic.relay import bridge_in_name
 from pollen_controller.errors import InputError, MeshtasticError
 
 DEFAULT_TCP_PORT = 4403   # meshtastic.tcp_interface.DEFAULT_TCP_PORT
 _FIRST_DELAY_S = 1.0
 _MAX_DELAY_S = 30.0
 _CONNECT_TIMEOUT_S = 20   # waitForConfig after the handshake (the handshake itself: the package waits 30 s)
+_SCAN_EVERY_S = 60.0      # the node database read for bridges on MQTT this often
 
 
 def parse_host(value: str, option: str = "--meshtastic-host") -> tuple[str, int]:
@@ -76,6 +78,8 @@ class Device:
         if (serial_port is None) == (host is None):
             raise InputError("give --meshtastic-port DEV or --meshtastic-host HOST[:PORT]")
         self.on_text = on_text
+        self.on_bridge = None   # set by the bridge: (num, pollen id) of a bridge on MQTT it knows
+        self._next_scan = 0.0
         self.serial_port, self.host, self.tcp_port = serial_port, host, tcp_port
         self.where = serial_port or f"{host}:{tcp_port}"
         self.log = log or (lambda s: None)
@@ -146,6 +150,7 @@ class Device:
             return "closed"
         with self._early_lock:  # texts published meanwhile wait for these to be passed on
             self.iface, self.num = iface, iface.myInfo.my_node_num
+            self._next_scan = 0.0
             early, self._pending, self._early = self._early, None, None
             self.stats["connects"] += 1
             for packet in early:
@@ -167,6 +172,9 @@ class Device:
         if self.iface is not None and not self.up:
             self._lost("the connection went away")
         if self.iface is not None:
+            if time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + _SCAN_EVERY_S
+                self._scan_bridges()
             return
         if self._connector is not None:
             if self._connector.is_alive():
@@ -192,6 +200,18 @@ class Device:
             self.log(f"Meshtastic device {self.where}: {error}; trying again")
         self._delay_s = min(self._delay_s * 2, self.max_delay_s)
         self._next_try = time.monotonic() + self._delay_s
+
+    def _scan_bridges(self):
+        # bridges on MQTT publish their node info as "pollen bridge ID"
+        # (mqtt_side.py); a device that heard one (a gateway put it on the
+        # air) has it in its node database: it counts in the hold-back ranks
+        iface = self.iface
+        if self.on_bridge is None or iface is None:
+            return
+        for num, node in list((iface.nodesByNum or {}).items()):
+            pollen_id = bridge_in_name(((node or {}).get("user") or {}).get("longName"))
+            if pollen_id is not None and num != self.num:
+                self.on_bridge(num, pollen_id)
 
     def drop(self, why: str):
         """Take the device as gone (it stopped confirming): connect again."""

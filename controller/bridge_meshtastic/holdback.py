@@ -9,7 +9,8 @@ A text to be bridged into a network waits hold + rank * step + 0..spread s
 rank being how many bridges into that network this one knows of have a
 lower id (a pollen node id; a Meshtastic node number). The sender of a
 marked text is a bridge (or an MQTT gateway): that is how bridges learn of
-each other, on each network. If meanwhile this bridge hears a marked text of
+each other, on each network; a bridge on MQTT also makes itself known by
+its node info ("pollen bridge ID", relay.bridge_name), before any text. If meanwhile this bridge hears a marked text of
 the same uid on that network, another bridge brought it in first: the held
 text (both parts of a split one: they share the uid) is dropped.
 """
@@ -53,6 +54,11 @@ class HoldBack:
         within FORGET_S of now_s, when given)."""
         return sorted(b for b, t in self.nets[network].bridges.items()
                       if b != own and (now_s is None or now_s - t < FORGET_S))
+
+    def known(self, network: str, bridge, now_s: float):
+        """Another bridge into `network` made itself known otherwise than by
+        a text (a bridge on MQTT by its node info: "pollen bridge ID")."""
+        self.nets[network].bridges.add(bridge, now_s)
 
     def heard(self, network: str, sender, text, now_s: float) -> list[str]:
         """A text heard on `network` (from sender); the uids of our held

@@ -12,6 +12,12 @@ publication (QoS 1). The same outbox row handed again (the broker went
 before acknowledging it) goes out with the same packet id, so a Meshtastic
 node that gets both keeps one (the firmware drops a packet whose sender
 and id it has seen: src/mesh/PacketHistory.cpp).
+
+The bridge's own node info ("pollen bridge ID", relay.bridge_name) goes out
+when it connects and every 3 hours; other bridges on the broker learn of it
+from that (on_bridge(num, pollen_id)), and each answers a newcomer's with
+its own, so bridges started together know of each other before any text
+(docs/meshtastic.md, "No loops, no doubles").
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import threading
 import time
 
 from pollen_controller.bridge_meshtastic import mqtt_codec as codec
+from pollen_controller.bridge_meshtastic.relay import RateLimit, bridge_in_name
 from pollen_controller.errors import MeshtasticError
 from pollen_controller.gateway.bridge import Recent
 from pollen_controller.gateway.mqtt import mqtt_client, parse_mqtt_url, probe_broker
@@ -29,6 +36,8 @@ _SEEN = 1024                  # (sender, packet id) remembered against duplicate
 _NODES = 4096                 # nodes whose names are kept
 _CONNECT_WAIT_S = 5.0         # at start, for the broker's answer
 _SAY_EVERY = 100              # a kind of drop said on stderr the first time, then every 100th
+_BRIDGES = 256                # other bridges' node infos remembered
+_RESTARTED_S = 2.5 * 3600     # a bridge's node info sooner than this after its last: it restarted
 DROPS = ("undecodable", "not_envelope", "too_big", "other_channel", "pki", "wrong_key", "plaintext",
          "not_utf8", "duplicate", "own", "direct")
 
@@ -70,6 +79,10 @@ class MqttSide:
         self.seen = Recent(_SEEN)           # (from, id) of packets taken
         self.nodes = Recent(_NODES)         # node number -> (short name, long name)
         self.next_nodeinfo = 0.0
+        self.on_bridge = None                # set by the bridge: (num, pollen id) of another bridge
+        self.bridges = Recent(_BRIDGES)      # num of another bridge -> when its node info came
+        self.answer_due = False              # a newcomer's node info came: ours goes out
+        self.answers = RateLimit(0.1, 3)     # answers: bursts of 3, then one in 10 minutes
         self.unreachable = False
         self.stats = {"connects": 0, "lost": 0, "heard": 0, "texts": 0, "names": 0,
                       **{k: 0 for k in DROPS}, "ignored": 0}
@@ -140,8 +153,10 @@ class MqttSide:
 
     def poll(self):
         """The bridge's loop: the bridge's own node info, every few hours."""
-        if self.up and time.monotonic() >= self.next_nodeinfo:
-            self.next_nodeinfo = time.monotonic() + self.nodeinfo_every_s
+        now = time.monotonic()
+        if self.up and (now >= self.next_nodeinfo
+                        or (self.answer_due and self.answers.take(now))):
+            self.next_nodeinfo, self.answer_due = now + self.nodeinfo_every_s, False
             self.client.publish(self.publish_to + self.node_id,
                                 codec.nodeinfo_envelope(self.channel, self.key, self.num,
                                                         _packet_id(), self.long_name, self.short),
@@ -199,6 +214,9 @@ class MqttSide:
         if heard.kind == "user":
             self.nodes.add(heard.from_num, (heard.short, heard.long))
             self.stats["names"] += 1
+            pollen_id = bridge_in_name(heard.long)
+            if pollen_id is not None:
+                self._bridge(heard.from_num, pollen_id)
             return
         if heard.to != codec.BROADCAST:
             self._drop("direct", msg.topic, heard)
@@ -207,6 +225,19 @@ class MqttSide:
         if self.on_text is not None:
             self.on_text({"from": heard.from_num, "to": heard.to, "id": heard.packet_id,
                           "channel": self.channel, "decoded": {"text": heard.text}}, self)
+
+    def _bridge(self, num: int, pollen_id: str):
+        # another bridge's node info: it goes into the hold-back ranks; ours
+        # answers it when it is new here or restarted (it may not know of us)
+        now = time.monotonic()
+        last = self.bridges.get(num)
+        self.bridges.add(num, now)
+        if last is None or now - last < _RESTARTED_S:
+            self.answer_due = True
+        if last is None:
+            self.log(f"another bridge on the channel: !{num:08x} (pollen node {pollen_id})")
+        if self.on_bridge is not None:
+            self.on_bridge(num, pollen_id)
 
     def _drop(self, why: str, topic: str, heard):
         if why.startswith("port:"):

@@ -29,6 +29,9 @@ POLLEN_TEXT_BYTES = MAX_PAYLOAD_BYTES   # a pollen post or message: one frame's 
 MESHTASTIC_TEXT_BYTES = 233
 MAX_PARTS = 2
 _NAME_CHARS = 16                        # of a sender's name shown in a bridged text
+# A bridge on MQTT publishes its own node info with this long name and its
+# pollen node's id: other bridges learn of it from that before any text
+BRIDGE_NAME = "pollen bridge "
 
 
 def is_bridged(text) -> bool:
@@ -46,6 +49,20 @@ def destination(text: str, direct: bool, sender, pairs: dict, everyone):
         return everyone, None
     dest = pairs.get(sender)
     return (dest, None) if dest is not None else (None, "unmapped")
+
+
+def bridge_name(pollen_id: str) -> str:
+    """The long name of a bridge's own Meshtastic node: "pollen bridge 0000000a"."""
+    return BRIDGE_NAME + pollen_id
+
+
+def bridge_in_name(long_name) -> str | None:
+    """The pollen node id a Meshtastic node's long name says it bridges
+    ("pollen bridge 0000000a" -> "0000000a"); None for any other name."""
+    if not isinstance(long_name, str) or not long_name.startswith(BRIDGE_NAME):
+        return None
+    pollen_id = long_name[len(BRIDGE_NAME):]
+    return pollen_id if is_node_id(pollen_id) else None
 
 
 def mesh_id(num: int) -> str:

@@ -107,11 +107,12 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
                 f" channel {channel}; {len(ids.to_mesh)} id(s) mapped")
         else:
             from pollen_controller.bridge_meshtastic.mqtt_codec import node_for
+            from pollen_controller.bridge_meshtastic.relay import bridge_name
 
             br = MeshtasticBridge(link, side, channel, outbox, ids, *rates, log=say, holdback=holdback)
             if side.num is None:
                 side.num = node_for(br.node)
-            side.long_name = f"pollen bridge {br.node}"
+            side.long_name = bridge_name(br.node)   # other bridges on the broker learn of it
             device = side
             side.open()
             say(f"bridge: pollen node {br.node} <-> Meshtastic channel {channel} on {side.where}"
