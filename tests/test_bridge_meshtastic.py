@@ -4,6 +4,7 @@ Meshtastic device (tests/fakes/fake_meshtastic.py), a fake pollen node's
 console on a pty (tests/fakes/fake_console_node.py), and the pure relay
 decisions with byte vectors."""
 import queue
+import struct
 import subprocess
 import sys
 import threading
@@ -294,6 +295,17 @@ def test_two_bridges_no_loop_and_one_copy_each_way(running):
     assert two.bridge.inbox.count == two.bridge.outbox.count == 0
     assert t1 - t0 >= 0.1                            # a rank-0 bridge: the base hold and its own way
     print(f"\ntwo bridges: one copy each way; rank 0 into pollen after {1000 * (t1 - t0):.0f} ms")
+
+
+def test_a_far_pollen_nodes_name_comes_from_its_status_frames(running):
+    # the bakery is not the bridge node's neighbour (no beacon of it), but every node
+    # floods its status frame with its name, which the node passes on as a telemetry event
+    b = running()
+    fixed = struct.pack(">IHIHHBBHH6IB", 1234, 3950, 40960, 8, 950, 1, 3, 12, 300, 1, 2, 3, 4, 5, 6, 0)
+    b.node.emit({"event": "telemetry", "id": "0000000c", "hops": 3, "rssi_dbm": -97, "snr_db": 5.0,
+                 "data": (bytes([1, 6]) + b"bakery" + fixed).hex()})
+    b.post("market at noon")
+    assert b.mesh.sent.get(timeout=10) == (BROADCAST, CH, "\u21c40000000c-17 bakery: market at noon")
 
 
 def test_a_bridge_on_mqtt_in_the_node_database_counts_in_the_ranks(running):

@@ -28,7 +28,7 @@ from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, destination, mesh_id,
                                                        to_meshtastic, to_pollen)
 from pollen_controller.gateway.attached_node import AttachedNode
-from pollen_controller.gateway.bridge import is_node_id, parse_mark
+from pollen_controller.gateway.bridge import Recent, is_node_id, parse_mark
 from pollen_controller.gateway.store import Store
 from pollen_controller.untrusted import safe_text
 
@@ -38,6 +38,7 @@ _CONFIRM_TIMEOUT_S = 5.0  # a text the device has not confirmed by then: the dev
 _REFUSED_RETRY_S = 5.0    # a send the pollen node refused (queue full) is tried again after
 _TOPIC = "meshtastic"
 _STATUS_EVERY_S = 60.0    # the pollen node asked its status (its neighbours' names) this often
+_NAMES = 4096             # pollen nodes' names kept
 
 
 class MeshtasticBridge:
@@ -61,7 +62,7 @@ class MeshtasticBridge:
         self.to_pollen_rate = to_pollen_rate or RateLimit(20, 5)
         self.store = Store(outbox_path)
         self.outbox, self.inbox = self.store.outbox, self.store.inbox
-        self.names: dict[str, str] = {}      # pollen node id -> name, from status events
+        self.names = Recent(_NAMES)          # pollen node id -> name: beacons and status frames
         self.sending: tuple[int, float] | None = None   # inbox seq written to the node, when
         self.retry_at = 0.0
         self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
@@ -144,6 +145,8 @@ class MeshtasticBridge:
             self._on_pollen_text(ev)
         elif kind == "status":
             self._learn_names(ev)
+        elif kind == "telemetry":             # any node's status frame, flooded: its name
+            self._learn_name(ev.get("id"), ev.get("name"))
         elif self.sending is not None and ev.get("ref") == f"mt{self.sending[0]}":
             seq = self.sending[0]
             if kind == "sent":
@@ -158,9 +161,14 @@ class MeshtasticBridge:
             self.sending = None               # unanswered: written again
 
     def _learn_names(self, status: dict):
+        # the attached node's status: its neighbours' names, from their beacons
         for n in status.get("neighbours") or ():
-            if isinstance(n, dict) and is_node_id(n.get("id")) and isinstance(n.get("name"), str):
-                self.names[n["id"]] = n["name"]
+            if isinstance(n, dict):
+                self._learn_name(n.get("id"), n.get("name"))
+
+    def _learn_name(self, node_id, name):
+        if is_node_id(node_id) and isinstance(name, str) and name:
+            self.names.add(node_id, name)
 
     def _on_pollen_text(self, ev: dict):
         sender, text, msg_id = ev.get("from"), ev.get("text"), ev.get("id")
