@@ -16,7 +16,8 @@ import pytest
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.device import Device, parse_host
 from pollen_controller.bridge_meshtastic.holdback import HoldBack
-from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_TEXT_BYTES, POLLEN_TEXT_BYTES, IdMap,
+from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_DM_BYTES, MESHTASTIC_TEXT_BYTES,
+                                                       POLLEN_TEXT_BYTES, IdMap,
                                                        RateLimit, destination, split_text, to_meshtastic,
                                                        to_pollen)
 from pollen_controller.errors import InputError
@@ -35,7 +36,12 @@ POLLEN = str(Path(sys.executable).with_name("pollen"))
 def test_the_meshtastic_limit_is_the_packages():
     from meshtastic.protobuf import mesh_pb2
 
-    assert MESHTASTIC_TEXT_BYTES == mesh_pb2.Constants.DATA_PAYLOAD_LEN
+    assert MESHTASTIC_TEXT_BYTES < mesh_pb2.Constants.DATA_PAYLOAD_LEN
+    for limit, room in ((MESHTASTIC_TEXT_BYTES, 255 - 16), (MESHTASTIC_DM_BYTES, 255 - 16 - 12)):
+        # the Data the firmware encodes (Router.cpp perhapsEncode): with its bitfield
+        fits = mesh_pb2.Data(portnum=1, payload=b"x" * limit, bitfield=0).SerializeToString()
+        over = mesh_pb2.Data(portnum=1, payload=b"x" * (limit + 1), bitfield=0).SerializeToString()
+        assert len(fits) <= room < len(over)
     assert POLLEN_TEXT_BYTES == 231
 
 
@@ -202,6 +208,26 @@ def test_non_ascii_and_over_long_texts(running):
     assert b.bridge.stats["too_long"] == 1
     assert b.device.stats["package_errors"] >= 1          # the frame it could not parse
     assert any(line.startswith("meshtastic package: Error while parsing FromRadio") for line in b.logs)
+
+
+def test_full_length_texts_fit_what_the_firmware_sends(running):
+    # the firmware adds a bitfield to every Data from its client (2 bytes) and 12 bytes
+    # to a PKI-encrypted direct message: a 233-byte text (DATA_PAYLOAD_LEN) is refused
+    # TOO_LARGE on the channel, one over 220 bytes as a direct message
+    b = running()
+    post = "ü" * 100 + " " + "x" * 28            # 229 bytes: a full pollen post, in two parts
+    b.post(post, msg_id=30)
+    parts = [b.mesh.sent.get(timeout=10)[2] for _ in range(2)]
+    assert parts[0][len("\u21c40000000c-30 (1/2) "):] + parts[1][len("\u21c40000000c-30 (2/2) "):] == post
+    dm = "y" * 215                               # a full direct message, from the paired node
+    b.post(dm, kind="msg", msg_id=31)
+    got = [b.mesh.sent.get(timeout=10) for _ in range(2)]
+    assert [g[0] for g in got] == [ANNA, ANNA]
+    assert "".join(g[2].split(") ", 1)[1] for g in got) == dm
+    deadline = time.monotonic() + 5
+    while b.bridge.outbox.count and time.monotonic() < deadline:   # (each confirmed)
+        time.sleep(0.02)
+    assert b.mesh.refused == [] and b.bridge.outbox.count == 0
 
 
 def test_device_away_and_back_nothing_lost(running):

@@ -181,7 +181,7 @@ class MeshtasticBridge:
         if why:
             self._skip(why, who, sender)
             return
-        parts = to_meshtastic(sender, msg_id, name, text)
+        parts = to_meshtastic(sender, msg_id, name, text, direct=to is not None)
         if parts is None:
             self._count("too_long")
             self.log(f"{who}: a text too long for two Meshtastic texts; not bridged")

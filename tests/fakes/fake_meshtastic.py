@@ -33,6 +33,14 @@
 #   queued                        texts handed over right after the next handshake
 #   swallow = True                packets from the client vanish (no QueueStatus):
 #                                 a connection dead before either side noticed
+#   refuse = "DUTY_CYCLE_LIMIT"   packets from the client refused with that
+#                                 Routing.Error in their QueueStatus (res), not sent
+#   refused                       list of (to, text, error name) refused
+# A packet is refused TOO_LARGE as the firmware refuses it (src/mesh/Router.cpp
+# perhapsEncode): its Data, with the bitfield the firmware adds to every packet
+# from its client, over 255 - 16 (header) bytes, or over 255 - 16 - 12
+# (MESHTASTIC_PKC_OVERHEAD) for a direct message (PKI-encrypted: the
+# destination's key known, as for any node of firmware 2.5 on).
 # Runs under CPython only.
 import os
 import pty
@@ -107,6 +115,8 @@ class FakeMeshtastic:
         self.queued: list = []                   # (from_num, text, channel) sent right after a handshake
         self.swallow = False                     # True: packets from the client vanish, unanswered
         self.swallowed = 0
+        self.refuse = None                       # a Routing.Error name: every packet refused with it
+        self.refused: list = []                  # (to, text, error name)
         self.next_id = 1
         self.kind = None
         self.tcp_port = None
@@ -294,9 +304,17 @@ class FakeMeshtastic:
             if self.swallow:               # lost on the way, as into a connection already dead
                 self.swallowed += 1
                 return
-            if p.decoded.portnum == portnums_pb2.PortNum.TEXT_MESSAGE_APP:
+            data = mesh_pb2.Data()
+            data.CopyFrom(p.decoded)
+            data.bitfield = data.bitfield            # present, as perhapsEncode sets has_bitfield
+            room = 255 - 16 - (12 if p.to != BROADCAST else 0)
+            error = self.refuse or ("TOO_LARGE" if len(data.SerializeToString()) > room else None)
+            if error:
+                self.refused.append((p.to, p.decoded.payload.decode(errors="replace"), error))
+            elif p.decoded.portnum == portnums_pb2.PortNum.TEXT_MESSAGE_APP:
                 self.sent.put((p.to, p.channel, p.decoded.payload.decode()))
-            status = mesh_pb2.QueueStatus(res=0, free=16, maxlen=16, mesh_packet_id=p.id)
+            res = mesh_pb2.Routing.Error.Value(error) if error else 0
+            status = mesh_pb2.QueueStatus(res=res, free=16, maxlen=16, mesh_packet_id=p.id)
             self._write(frame(mesh_pb2.FromRadio(queueStatus=status)), out)
 
 
