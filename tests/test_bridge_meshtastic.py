@@ -230,6 +230,36 @@ def test_full_length_texts_fit_what_the_firmware_sends(running):
     assert b.mesh.refused == [] and b.bridge.outbox.count == 0
 
 
+def test_a_text_the_device_refuses_waits_and_goes_later(running):
+    # the firmware answers each packet with a QueueStatus whose res says whether it took
+    # it (src/mesh/MeshService.cpp sendToMesh): over its duty cycle (EU_868: 10 %) it
+    # refuses every packet (DUTY_CYCLE_LIMIT) until the hour's airtime frees
+    b = running()
+    b.bridge.refused_retry_s = 0.2
+    b.mesh.refuse = "DUTY_CYCLE_LIMIT"
+    b.post("wait for the duty cycle", msg_id=60)
+    deadline = time.monotonic() + 5
+    while not b.mesh.refused and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert b.bridge.outbox.count == 1 and b.bridge.stats["sent_meshtastic"] == 0
+    b.mesh.refuse = None
+    assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-60 wait for the duty cycle"
+    assert b.mesh.refused[0] == (BROADCAST, "\u21c40000000c-60 wait for the duty cycle",
+                                 "DUTY_CYCLE_LIMIT")
+    assert any("refused a text (DUTY_CYCLE_LIMIT)" in line for line in b.logs)
+    # one it refuses for good (TOO_LARGE) is dropped, said and counted; the next goes
+    b.mesh.refuse = "TOO_LARGE"
+    b.post("never fits", msg_id=61)
+    while len(b.mesh.refused) < 2 or b.mesh.refused[-1][2] != "TOO_LARGE":
+        time.sleep(0.02)
+    b.mesh.refuse = None
+    b.post("next", msg_id=62)
+    assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-62 next"
+    assert b.bridge.stats["refused_meshtastic"] == 1
+    assert any("refused a text for good (TOO_LARGE)" in line for line in b.logs)
+
+
 def test_device_away_and_back_nothing_lost(running):
     b = running()
     b.mesh.unplug()

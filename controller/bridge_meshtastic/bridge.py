@@ -36,6 +36,10 @@ MAX_QUEUE = 1000          # texts waiting each way, at most
 _ANSWER_TIMEOUT_S = 10.0  # a send the pollen node has not answered is written again
 _CONFIRM_TIMEOUT_S = 5.0  # a text the device has not confirmed by then: the device is taken as gone
 _REFUSED_RETRY_S = 5.0    # a send the pollen node refused (queue full) is tried again after
+_DEVICE_RETRY_S = (5.0, 300.0)   # a text the device refused: tried again after 5 s, 10 .. 300 s
+# what a device refuses a text for, for good: that text is dropped (said, counted);
+# it refuses others (DUTY_CYCLE_LIMIT, a full queue, NO_CHANNEL ..) until something changes
+_REFUSED_FOR_GOOD = ("TOO_LARGE", "BAD_REQUEST")
 _TOPIC = "meshtastic"
 _STATUS_EVERY_S = 60.0    # the pollen node asked its status (its neighbours' names) this often
 _NAMES = 4096             # pollen nodes' names kept
@@ -66,10 +70,13 @@ class MeshtasticBridge:
         self.sending: tuple[int, float] | None = None   # inbox seq written to the node, when
         self.retry_at = 0.0
         self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
+        self.refused_retry_s = _DEVICE_RETRY_S[0]   # the device refused a text: the next try's wait
+        self.device_retry_at = 0.0
+        self.device_wait_s = 0.0
         self.lock = threading.Lock()
         self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
                       "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
-                      "other_channel": 0, "doubles_avoided": 0}
+                      "other_channel": 0, "doubles_avoided": 0, "refused_meshtastic": 0}
         self.holdback = holdback or HoldBack()
         self.hold_lock = threading.Lock()    # holdback is fed on both threads
         now = time.time()
@@ -266,6 +273,11 @@ class MeshtasticBridge:
             if self.device.stats["connects"] != connection or not self.device.up:
                 self.handed = None            # the device went: handed again to the next one
                 return
+            why = self.device.refused(packet_id)
+            if why is not None:
+                self.handed = None
+                self._device_refused(seq, why)
+                return
             confirmed = self.device.confirmed(packet_id)
             waited_s = time.monotonic() - t0
             if confirmed is None and waited_s >= self.confirm_timeout_s:
@@ -274,11 +286,12 @@ class MeshtasticBridge:
                 self.outbox.done(seq)
                 self._count("sent_meshtastic")
                 self.handed = None
+                self.device_wait_s = 0.0
             elif waited_s >= self.confirm_timeout_s:
                 self.device.drop(f"no confirmation of a text within {self.confirm_timeout_s:g} s")
                 self.handed = None
             return
-        if not self.device.up:
+        if not self.device.up or time.monotonic() < self.device_retry_at:
             return
         for seq, _topic, payload in self.outbox.pending(limit=1, now_s=time.time()):
             if not self.to_mesh_rate.take(time.monotonic()):
@@ -287,6 +300,25 @@ class MeshtasticBridge:
             packet_id = self.device.send(body["text"], body["channel"], body.get("to"), ref=seq)
             if packet_id is not None:
                 self.handed = (seq, packet_id, self.device.stats["connects"], time.monotonic())
+
+    def _device_refused(self, seq: int, why: str):
+        # the device said it will not send the text (its QueueStatus): for
+        # good (too large) it is dropped; else it waits, in order, and is
+        # handed again after 5 s, 10, 20 .. 300 s (a duty cycle used up
+        # frees within the hour)
+        if why in _REFUSED_FOR_GOOD:
+            self.outbox.done(seq)
+            self._count("refused_meshtastic")
+            self.log(f"the Meshtastic device refused a text for good ({why}); dropped")
+            return
+        first = self.device_wait_s == 0.0
+        self.device_wait_s = min(max(2 * self.device_wait_s, self.refused_retry_s),
+                                  max(_DEVICE_RETRY_S[1], self.refused_retry_s))
+        self.device_retry_at = time.monotonic() + self.device_wait_s
+        if first:
+            self.log(f"the Meshtastic device refused a text ({why}); texts for it wait, tried"
+                     f" again after {self.device_wait_s:g} s and longer, up to"
+                     f" {_DEVICE_RETRY_S[1]:g} s")
 
     def _send_to_pollen(self):
         now = time.monotonic()

@@ -25,6 +25,9 @@ _FIRST_DELAY_S = 1.0
 _MAX_DELAY_S = 30.0
 _CONNECT_TIMEOUT_S = 20   # waitForConfig after the handshake (the handshake itself: the package waits 30 s)
 _SCAN_EVERY_S = 60.0      # the node database read for bridges on MQTT this often
+# a QueueStatus res that says the device took the packet: 0, or the firmware's
+# ERRNO_SHOULD_RELEASE (src/mesh/MeshTypes.h: handled, the caller frees it)
+_TAKEN = (0, 35)
 
 
 def parse_host(value: str, option: str = "--meshtastic-host") -> tuple[str, int]:
@@ -266,11 +269,12 @@ class Device:
         return packet.id
 
     def confirmed(self, packet_id: int) -> bool | None:
-        """Did the device take the packet? True once a QueueStatus named it;
-        False while not yet; None if this device has never sent a
-        QueueStatus (a firmware too old to confirm). The package keeps the
-        last QueueStatus as `queueStatus`, and one naming a packet it is no
-        longer sending as `queue[id] = False`
+        """Did the device take the packet? True once a QueueStatus named it
+        with res 0; False while not yet (or refused: refused() says why);
+        None if this device has never sent a QueueStatus (a firmware too old
+        to confirm). The package keeps the last QueueStatus as
+        `queueStatus`, and one naming a packet it is no longer sending, with
+        res 0, as `queue[id] = False`
         (MeshInterface._handleQueueStatusFromRadio); either says so."""
         iface = self.iface
         if iface is None:
@@ -278,7 +282,25 @@ class Device:
         status = iface.queueStatus
         if status is None:
             return None
-        return status.mesh_packet_id == packet_id or iface.queue.get(packet_id, None) is False
+        if status.mesh_packet_id == packet_id:
+            return status.res in _TAKEN
+        return iface.queue.get(packet_id, None) is False
+
+    def refused(self, packet_id: int) -> str | None:
+        """Why the device refused the packet (a Routing.Error name, such as
+        DUTY_CYCLE_LIMIT or TOO_LARGE), or None: the firmware answers each
+        packet from its client with a QueueStatus whose res is what sending
+        it gave (src/mesh/MeshService.cpp sendToMesh)."""
+        iface = self.iface
+        status = iface.queueStatus if iface is not None else None
+        if status is None or status.mesh_packet_id != packet_id or status.res in _TAKEN:
+            return None
+        from meshtastic.protobuf import mesh_pb2
+
+        try:
+            return mesh_pb2.Routing.Error.Name(status.res)
+        except ValueError:
+            return f"error {status.res}"
 
     def report(self) -> dict:
         """The counters said when the bridge stops: the package's warnings and errors."""

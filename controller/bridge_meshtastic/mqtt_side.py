@@ -191,6 +191,9 @@ class MqttSide:
             mid = self.mids.get(packet_id)
             return mid is not None and mid in self.acked
 
+    def refused(self, packet_id: int) -> None:
+        return None      # (a broker that refuses a publication drops the connection)
+
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self.lock:
             self.acked.add(mid)
