@@ -260,6 +260,28 @@ def test_a_text_the_device_refuses_waits_and_goes_later(running):
     assert any("refused a text for good (TOO_LARGE)" in line for line in b.logs)
 
 
+def test_a_text_the_pollen_node_refuses_for_good_does_not_hold_up_the_rest(running):
+    # a node refuses a text that can never go (too long for the region's dwell time,
+    # firmware/pollen/sending.py) for good, and a send while its queue is full for now
+    b = running()
+    b.bridge.pollen_retry_s = 0.2
+    dwell = "send: frame would exceed the region's 400 ms dwell time"
+    full = ["send: queue full: 16 frames wait to go on air"]
+    b.node.refuse = lambda cmd: (dwell if "long one" in cmd["text"]
+                                 else full.pop() if full else None)
+    b.mesh.text(ANNA, "first, while the queue is full", channel=CH, packet_id=1)
+    b.mesh.text(ANNA, "a long one", channel=CH, packet_id=2)
+    b.mesh.text(ANNA, "then this", channel=CH, packet_id=3)
+    sends = [text for _, text, _ in b.pollen_sends(4)]
+    assert sends == ["\u21c411223344-1 ANNA: first, while the queue is full"] * 2 + \
+        ["\u21c411223344-2 ANNA: a long one", "\u21c411223344-3 ANNA: then this"]
+    deadline = time.monotonic() + 5
+    while b.bridge.inbox.count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b.bridge.inbox.count == 0 and b.bridge.stats["refused_pollen"] == 1
+    assert any("refused a bridged text for good" in line and "dwell time" in line for line in b.logs)
+
+
 def test_device_away_and_back_nothing_lost(running):
     b = running()
     b.mesh.unplug()

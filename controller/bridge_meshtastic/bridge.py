@@ -40,6 +40,12 @@ _DEVICE_RETRY_S = (5.0, 300.0)   # a text the device refused: tried again after 
 # what a device refuses a text for, for good: that text is dropped (said, counted);
 # it refuses others (DUTY_CYCLE_LIMIT, a full queue, NO_CHANNEL ..) until something changes
 _REFUSED_FOR_GOOD = ("TOO_LARGE", "BAD_REQUEST")
+# what the pollen node refuses a send for, for good (firmware/pollen/sending.py and
+# pollen_io/console_commands.py raise these; the console gives no codes, only the
+# text): too long for a frame or for the region's dwell time, a bad destination or
+# field. Any other refusal (its queue or store full, out of memory) is for now.
+_POLLEN_FOR_GOOD = ("send: text is ", "send: frame would exceed", "send: bad destination",
+                    "send: field ")
 _TOPIC = "meshtastic"
 _STATUS_EVERY_S = 60.0    # the pollen node asked its status (its neighbours' names) this often
 _NAMES = 4096             # pollen nodes' names kept
@@ -69,6 +75,7 @@ class MeshtasticBridge:
         self.names = Recent(_NAMES)          # pollen node id -> name: beacons and status frames
         self.sending: tuple[int, float] | None = None   # inbox seq written to the node, when
         self.retry_at = 0.0
+        self.pollen_retry_s = _REFUSED_RETRY_S   # the pollen node refused a send for now: the wait
         self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
         self.refused_retry_s = _DEVICE_RETRY_S[0]   # the device refused a text: the next try's wait
         self.device_retry_at = 0.0
@@ -76,7 +83,8 @@ class MeshtasticBridge:
         self.lock = threading.Lock()
         self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
                       "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
-                      "other_channel": 0, "doubles_avoided": 0, "refused_meshtastic": 0}
+                      "other_channel": 0, "doubles_avoided": 0, "refused_meshtastic": 0,
+                      "refused_pollen": 0}
         self.holdback = holdback or HoldBack()
         self.hold_lock = threading.Lock()    # holdback is fed on both threads
         now = time.time()
@@ -160,9 +168,16 @@ class MeshtasticBridge:
                 self.inbox.done(seq)
                 self._count("sent_pollen")
             elif kind == "error":
-                self.retry_at = time.monotonic() + _REFUSED_RETRY_S
-                self.log(f"the pollen node refused a bridged text ({safe_text(ev.get('error'))});"
-                         f" tried again in {_REFUSED_RETRY_S:g} s")
+                error = ev.get("error") if isinstance(ev.get("error"), str) else ""
+                if error.startswith(_POLLEN_FOR_GOOD):   # it never goes: not in the way of the rest
+                    self.inbox.done(seq)
+                    self._count("refused_pollen")
+                    self.log(f"the pollen node refused a bridged text for good ({safe_text(error)});"
+                             f" dropped")
+                else:
+                    self.retry_at = time.monotonic() + self.pollen_retry_s
+                    self.log(f"the pollen node refused a bridged text ({safe_text(error)});"
+                             f" tried again in {self.pollen_retry_s:g} s")
             self.sending = None
         elif kind in ("_away", "_back", "started"):
             self.sending = None               # unanswered: written again
