@@ -72,7 +72,7 @@ class MqttSide:
         self.connected = threading.Event()
         self.answered = threading.Event()    # the broker took or refused the first connection
         self.subscribed = threading.Event()  # the broker acknowledged the subscription
-        self.refused = None                  # the broker's reason when it refused us
+        self.connect_refused = None          # the broker's reason when it refused us
         self.acked = Recent(_SEEN)          # mids the broker acknowledged
         self.mids: dict[int, int] = {}       # packet id -> mid of its last publication
         self.ids = Recent(64)               # outbox ref -> packet id (the same id when handed again)
@@ -111,19 +111,19 @@ class MqttSide:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         end = time.monotonic() + _CONNECT_WAIT_S
-        if not self.answered.wait(_CONNECT_WAIT_S) or self.refused \
+        if not self.answered.wait(_CONNECT_WAIT_S) or self.connect_refused \
                 or not self.subscribed.wait(max(0.0, end - time.monotonic())):
-            why = self.refused or f"no answer within {_CONNECT_WAIT_S:g} s"
+            why = self.connect_refused or f"no answer within {_CONNECT_WAIT_S:g} s"
             self.close()
             raise MeshtasticError(f"--mqtt {self.url}: the broker did not take the connection ({why})")
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            self.refused = str(reason_code)
+            self.connect_refused = str(reason_code)
             self.log(f"broker {self.where} refused the connection: {reason_code}")
             self.answered.set()
             return
-        self.refused = None
+        self.connect_refused = None
         # QoS 1 and a persistent session: the broker keeps what the channel
         # says while the bridge is away (up to its max_queued_messages)
         client.subscribe([(self.subscribe_to, 1), (self.subscribe_to.replace("/2/e/", "/2/c/"), 1)])
