@@ -235,6 +235,7 @@ def test_a_text_the_device_refuses_waits_and_goes_later(running):
     # it (src/mesh/MeshService.cpp sendToMesh): over its duty cycle (EU_868: 10 %) it
     # refuses every packet (DUTY_CYCLE_LIMIT) until the hour's airtime frees
     b = running()
+    b.mesh.data.get(timeout=10)                      # (its announce, when it connected)
     b.bridge.refused_retry_s = 0.2
     b.mesh.refuse = "DUTY_CYCLE_LIMIT"
     b.post("wait for the duty cycle", msg_id=60)
@@ -394,6 +395,23 @@ def test_a_bridge_on_mqtt_in_the_node_database_counts_in_the_ranks(running):
     while not b.bridge.holdback.bridges("pollen", "0000000b") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert b.bridge.holdback.bridges("pollen", "0000000b") == ["0000000a"]
+    assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
+
+
+def test_bridges_on_devices_announce_themselves(running):
+    # a bridge on a device says "pollen bridge ID" on its channel (a PRIVATE_APP packet:
+    # apps show nothing) when it connects; another's announce puts that one in its
+    # ranks, both networks, and is answered, so bridges started together take turns
+    b = running(node_id="0000000b")
+    assert b.mesh.data.get(timeout=10) == (BROADCAST, CH, "PRIVATE_APP", b"pollen bridge 0000000b")
+    b.mesh.packet(0xB0000001, "PRIVATE_APP", b"pollen bridge 0000000a", channel=CH)
+    assert b.mesh.data.get(timeout=10) == (BROADCAST, CH, "PRIVATE_APP", b"pollen bridge 0000000b")
+    assert b.bridge.holdback.bridges("pollen", "0000000b") == ["0000000a"]
+    assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
+    b.mesh.packet(0xB0000003, "PRIVATE_APP", b"not a bridge", channel=CH)
+    b.post("market at noon")                         # texts go on as before
+    assert b.mesh.sent.get(timeout=10) == (BROADCAST, CH, "\u21c40000000c-17 market at noon")
+    _no_more(b.mesh.data, 0.2)
     assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
 
 

@@ -369,7 +369,7 @@ def test_a_bridge_is_known_by_its_long_name(long, pollen_id):
 def test_a_newcomer_bridge_is_answered():
     side = MqttSide("mqtt://127.0.0.1:1", CH, DEFAULT_KEY, BRIDGE)
     heard = []
-    side.on_bridge = lambda num, pollen_id: heard.append((num, pollen_id))
+    side.on_bridge = lambda num, pollen_id, answer: heard.append((num, pollen_id))
     env = gateway_envelope(0xB0000002, 9, NODEINFO, user("PLN", "pollen bridge 0000000b"))
     side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
     assert heard == [(0xB0000002, "0000000b")] and side.answer_due    # new here: answered
@@ -382,6 +382,9 @@ def test_a_newcomer_bridge_is_answered():
     side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
     assert len(heard) == 2 and not side.answer_due                     # not a bridge
     assert [side.answers.take(0.0) for _ in range(4)] == [True, True, True, False]   # bounded
+    env = gateway_envelope(0xB0000004, 12, portnums_pb2.PortNum.PRIVATE_APP, b"pollen bridge 0000000d")
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert heard[-1] == (0xB0000004, "0000000d") and side.answer_due   # a bridge on a device
 
 
 def test_three_bridges_started_together_bring_one_copy_into_pollen(tmp_path, mosquitto):

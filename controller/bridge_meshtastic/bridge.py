@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from pollen_controller.bridge_meshtastic.holdback import HoldBack
-from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, destination, mesh_id,
-                                                       to_meshtastic, to_pollen)
+from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, bridge_name, destination,
+                                                       mesh_id, to_meshtastic, to_pollen)
 from pollen_controller.gateway.attached_node import AttachedNode
 from pollen_controller.gateway.bridge import Recent, is_node_id, parse_mark
 from pollen_controller.gateway.store import Store
@@ -78,6 +78,9 @@ class MeshtasticBridge:
         self.pollen_retry_s = _REFUSED_RETRY_S   # the pollen node refused a send for now: the wait
         self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
         self.refused_retry_s = _DEVICE_RETRY_S[0]   # the device refused a text: the next try's wait
+        self.announced = -1                  # the device connection this bridge last announced on
+        self.announce_due = False            # another bridge announced itself: ours answers
+        self.announces = RateLimit(0.1, 3)   # at most 3 at once, then one in 10 minutes
         self.device_retry_at = 0.0
         self.device_wait_s = 0.0
         self.lock = threading.Lock()
@@ -238,12 +241,19 @@ class MeshtasticBridge:
                 self._count("doubles_avoided")
                 self.log(f"{uid}: another bridge brought it into {network} first; ours dropped")
 
-    def _on_bridge(self, num: int, pollen_id: str):
-        # another bridge made itself known (its node info): it counts in the ranks, both networks
+    def _on_bridge(self, num: int, pollen_id: str, answer: bool = False):
+        # another bridge made itself known (its node info, its announce): it counts in
+        # the ranks, both networks; one that announced itself (it just connected) is
+        # answered with ours, as it may not know of us
         now = time.time()
         with self.hold_lock:
+            new = num not in self.holdback.bridges("meshtastic")
             self.holdback.known("meshtastic", num, now)
             self.holdback.known("pollen", pollen_id, now)
+        if new:
+            self.log(f"another bridge: Meshtastic node {mesh_id(num)}, pollen node {pollen_id}")
+        if answer:
+            self.announce_due = True
 
     def _hold(self, network: str, first_part: str, own, who: str):
         # (Unix time before which the text waits, its uid), or (None, None): a copy is in already
@@ -306,7 +316,10 @@ class MeshtasticBridge:
                 self.device.drop(f"no confirmation of a text within {self.confirm_timeout_s:g} s")
                 self.handed = None
             return
-        if not self.device.up or time.monotonic() < self.device_retry_at:
+        if not self.device.up:
+            return
+        self._announce()
+        if time.monotonic() < self.device_retry_at:
             return
         for seq, _topic, payload in self.outbox.pending(limit=1, now_s=time.time()):
             if not self.to_mesh_rate.take(time.monotonic()):
@@ -315,6 +328,23 @@ class MeshtasticBridge:
             packet_id = self.device.send(body["text"], body["channel"], body.get("to"), ref=seq)
             if packet_id is not None:
                 self.handed = (seq, packet_id, self.device.stats["connects"], time.monotonic())
+
+    def _announce(self):
+        # a bridge on a device says "pollen bridge ID" on its channel when it
+        # connects and to answer another's (device.py announce): the other
+        # bridges then count it in their ranks before any text. Never while a
+        # text waits for its confirmation (one packet at a time)
+        announce = getattr(self.device, "announce", None)
+        connection = self.device.stats["connects"]
+        if announce is None or (connection == self.announced and not self.announce_due):
+            return
+        if not self.announces.take(time.monotonic()):
+            return
+        due, self.announce_due = self.announce_due, False   # (one heard meanwhile: due again)
+        if announce(bridge_name(self.node), self.channel):
+            self.announced = connection
+        else:
+            self.announce_due = self.announce_due or due
 
     def _device_refused(self, seq: int, why: str):
         # the device said it will not send the text (its QueueStatus): for

@@ -28,6 +28,12 @@ _SCAN_EVERY_S = 60.0      # the node database read for bridges on MQTT this ofte
 # a QueueStatus res that says the device took the packet: 0, or the firmware's
 # ERRNO_SHOULD_RELEASE (src/mesh/MeshTypes.h: handled, the caller frees it)
 _TAKEN = (0, 35)
+# A bridge on a device says "pollen bridge ID" on its channel (announce()) in a
+# packet of this port, the one Meshtastic keeps for private applications, when it
+# connects; apps show nothing of it. The package publishes what it hears of that
+# port on this topic.
+ANNOUNCE_PORT = "PRIVATE_APP"
+_ANNOUNCE_TOPIC = "meshtastic.receive.data." + ANNOUNCE_PORT
 
 
 def parse_host(value: str, option: str = "--meshtastic-host") -> tuple[str, int]:
@@ -107,6 +113,7 @@ class Device:
 
         self.topic = topic   # "meshtastic.receive": every packet (pubsub passes on subtopics)
         pub.subscribe(self._on_text, topic)
+        pub.subscribe(self._on_announce, _ANNOUNCE_TOPIC)
 
     # ---- connecting ---------------------------------------------------------------
 
@@ -214,7 +221,34 @@ class Device:
         for num, node in list((iface.nodesByNum or {}).items()):
             pollen_id = bridge_in_name(((node or {}).get("user") or {}).get("longName"))
             if pollen_id is not None and num != self.num:
-                self.on_bridge(num, pollen_id)
+                self.on_bridge(num, pollen_id, False)
+
+    def announce(self, text: str, channel: int) -> bool:
+        """Say `text` (a bridge's "pollen bridge ID") to the channel, in a
+        packet of ANNOUNCE_PORT; False if it could not be handed over now."""
+        if not self.up:
+            return False
+        from meshtastic.protobuf import portnums_pb2
+
+        try:
+            self.iface.sendData(text.encode(), destinationId="^all",
+                                portNum=portnums_pb2.PortNum.Value(ANNOUNCE_PORT),
+                                channelIndex=channel)
+        except Exception as e:  # noqa: BLE001 - a write to a device going away
+            self._lost(f"a send failed ({type(e).__name__}: {e})")
+            return False
+        return True
+
+    def _on_announce(self, packet, interface=None):
+        # another bridge's announce() heard: (num, its pollen id) to on_bridge
+        if interface is None or interface is not self.iface or self.on_bridge is None:
+            return
+        num, payload = packet.get("from"), (packet.get("decoded") or {}).get("payload")
+        if not isinstance(num, int) or num == self.num or not isinstance(payload, bytes):
+            return
+        pollen_id = bridge_in_name(payload.decode("utf-8", errors="replace"))
+        if pollen_id is not None:
+            self.on_bridge(num, pollen_id, True)
 
     def drop(self, why: str):
         """Take the device as gone (it stopped confirming): connect again."""
@@ -325,6 +359,7 @@ class Device:
         logging.getLogger("meshtastic").removeHandler(self._package_log)
         try:
             pub.unsubscribe(self._on_text, self.topic)
+            pub.unsubscribe(self._on_announce, _ANNOUNCE_TOPIC)
         except Exception:  # noqa: BLE001 - not subscribed
             pass
         if self.iface is not None:

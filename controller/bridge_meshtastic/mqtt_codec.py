@@ -197,6 +197,14 @@ def read_envelope(payload: bytes, channel: str, key: bytes) -> Heard:
         except UnicodeDecodeError:
             heard.why = "not_utf8"
         return heard
+    if data.portnum == portnums_pb2.PortNum.PRIVATE_APP:
+        # a bridge on a device says "pollen bridge ID" in this port (device.py announce)
+        from pollen_controller.bridge_meshtastic.relay import bridge_in_name
+
+        pollen_id = bridge_in_name(data.payload.decode("utf-8", errors="replace"))
+        if pollen_id is not None:
+            heard.kind, heard.long = "bridge", pollen_id
+            return heard
     if data.portnum == portnums_pb2.PortNum.NODEINFO_APP:
         user = mesh_pb2.User()
         try:

@@ -214,6 +214,9 @@ class MqttSide:
             self._drop("duplicate", msg.topic, heard)
             return
         self.seen.add(uid)
+        if heard.kind == "bridge":                   # a bridge on a device announcing itself
+            self._bridge(heard.from_num, heard.long)
+            return
         if heard.kind == "user":
             self.nodes.add(heard.from_num, (heard.short, heard.long))
             self.stats["names"] += 1
@@ -240,7 +243,7 @@ class MqttSide:
         if last is None:
             self.log(f"another bridge on the channel: !{num:08x} (pollen node {pollen_id})")
         if self.on_bridge is not None:
-            self.on_bridge(num, pollen_id)
+            self.on_bridge(num, pollen_id, False)   # (this side answers with its node info)
 
     def _drop(self, why: str, topic: str, heard):
         if why.startswith("port:"):

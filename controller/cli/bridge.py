@@ -54,8 +54,9 @@ def bridge():
               help="Texts a minute into pollen, on average (bursts of 5).")
 @click.option("--hold-s", "hold_s", default=2.0, show_default=True, type=float,
               help="Each text waits this long (+ 0..1 s, + 4 s for each other bridge with a lower id"
-                   " that this one has heard) before it crosses, and is dropped if another bridge's"
-                   " copy is heard meanwhile: several bridges give one copy. 0: no wait.")
+                   " that this one knows of: bridges announce themselves when they connect) before"
+                   " it crosses, and is dropped if another bridge's copy is heard meanwhile:"
+                   " several bridges give one copy. 0: no wait.")
 def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root, mqtt_node,
                username, password, maps, outbox, rate_mesh, rate_pollen, hold_s):
     """Relay texts between the attached node's mesh (its posts) and one
@@ -64,8 +65,11 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
     given with --map (device only) (docs/meshtastic.md). Each bridged text
     says who wrote it and carries the bridging mark, so no bridge or
     gateway brings it back; with several bridges, each holds a text back a
-    moment (--hold-s) and drops it when another's copy comes first. Runs
-    until Ctrl-C; texts wait on disk while either side is away."""
+    moment (--hold-s) and drops it when another's copy comes first (each
+    bridge announces itself when it connects: on a device one PRIVATE_APP
+    packet "pollen bridge ID" on the channel, on MQTT its node info). Runs
+    until Ctrl-C; texts wait on disk while either side is away, or while
+    the device refuses them (its duty cycle used up)."""
     from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
     from pollen_controller.bridge_meshtastic.holdback import HoldBack
     from pollen_controller.bridge_meshtastic.relay import IdMap, RateLimit

@@ -27,6 +27,8 @@
 #   telemetry(from_num, ...)      a device-metrics packet (TELEMETRY_APP) heard
 #   user(from_num, short, long)   a node-info packet (NODEINFO_APP): its names
 #   sent                          queue of (to, channel, text) the client sent
+#   data                          queue of (to, channel, port name, payload) of its other packets
+#   packet(from_num, port, b)     a packet of another port (a PortNum name) heard, to the client
 #   unplug() / plug()             the port goes away (pty closed, symlink gone;
 #                                 TCP: listener and connections closed) and back
 #   garbage(b)                    raw bytes on the line (log text, noise)
@@ -111,6 +113,7 @@ class FakeMeshtastic:
         self.nodes, self.channels = nodes, channels
         self.num = nodes[0][0]
         self.sent: queue.Queue = queue.Queue()   # (to, channel, text) from the client
+        self.data: queue.Queue = queue.Queue()   # (to, channel, port name, payload): other ports
         self.configs = 0                         # handshakes answered
         self.queued: list = []                   # (from_num, text, channel) sent right after a handshake
         self.swallow = False                     # True: packets from the client vanish, unanswered
@@ -251,6 +254,16 @@ class FakeMeshtastic:
         return self._packet(from_num, portnums_pb2.PortNum.NODEINFO_APP, u.SerializeToString(),
                             **packet)
 
+    def packet(self, from_num: int, port: str, payload: bytes, channel: int = 1):
+        """A packet of another port heard from the air, to the client."""
+        packet_id, self.next_id = self.next_id, self.next_id + 1
+        pkt = mesh_pb2.MeshPacket(**{"from": from_num}, to=BROADCAST, channel=channel, id=packet_id,
+                                  hop_limit=3, rx_snr=6.5, rx_rssi=-90)
+        pkt.decoded.portnum = portnums_pb2.PortNum.Value(port)
+        pkt.decoded.payload = payload
+        self._write(frame(mesh_pb2.FromRadio(packet=pkt)))
+        return packet_id
+
     def garbage(self, data: bytes):
         self._write(data)
 
@@ -313,6 +326,9 @@ class FakeMeshtastic:
                 self.refused.append((p.to, p.decoded.payload.decode(errors="replace"), error))
             elif p.decoded.portnum == portnums_pb2.PortNum.TEXT_MESSAGE_APP:
                 self.sent.put((p.to, p.channel, p.decoded.payload.decode()))
+            else:
+                self.data.put((p.to, p.channel, portnums_pb2.PortNum.Name(p.decoded.portnum),
+                               p.decoded.payload))
             res = mesh_pb2.Routing.Error.Value(error) if error else 0
             status = mesh_pb2.QueueStatus(res=res, free=16, maxlen=16, mesh_packet_id=p.id)
             self._write(frame(mesh_pb2.FromRadio(queueStatus=status)), out)
@@ -330,7 +346,10 @@ def _read_fd(fd, stop):
 
 
 def _read_sock(conn, stop):
-    conn.settimeout(0.1)
+    try:
+        conn.settimeout(0.1)
+    except OSError:        # closed meanwhile (unplugged)
+        return None
     while not stop.is_set():
         try:
             data = conn.recv(4096)
