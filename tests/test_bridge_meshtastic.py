@@ -404,8 +404,11 @@ def test_bridges_on_devices_announce_themselves(running):
     # ranks, both networks, and is answered, so bridges started together take turns
     b = running(node_id="0000000b")
     assert b.mesh.data.get(timeout=10) == (BROADCAST, CH, "PRIVATE_APP", b"pollen bridge 0000000b")
-    b.mesh.packet(0xB0000001, "PRIVATE_APP", b"pollen bridge 0000000a", channel=CH)
+    heard = b.mesh.packet(0xB0000001, "PRIVATE_APP", b"pollen bridge 0000000a", channel=CH)
     assert b.mesh.data.get(timeout=10) == (BROADCAST, CH, "PRIVATE_APP", b"pollen bridge 0000000b")
+    assert b.mesh.data_reply_ids == [0, heard]       # the answer names the announce it answers
+    # an answer (its reply_id set) is not answered: two bridges do not answer each other forever
+    b.mesh.packet(0xB0000001, "PRIVATE_APP", b"pollen bridge 0000000a", channel=CH, reply_id=77)
     assert b.bridge.holdback.bridges("pollen", "0000000b") == ["0000000a"]
     assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
     b.mesh.packet(0xB0000003, "PRIVATE_APP", b"not a bridge", channel=CH)

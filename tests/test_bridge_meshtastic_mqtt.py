@@ -59,9 +59,9 @@ def _hash(name, key):
 
 
 def gateway_envelope(sender, packet_id, portnum, payload, key=DEFAULT_KEY, channel=CH,
-                     gateway="!aaaaaaaa", to=0xFFFFFFFF, channel_hash=None):
+                     gateway="!aaaaaaaa", to=0xFFFFFFFF, channel_hash=None, reply_id=0):
     """What a Meshtastic gateway publishes for a packet it heard (MQTT.cpp onSend)."""
-    data = mesh_pb2.Data(portnum=portnum, payload=payload).SerializeToString()
+    data = mesh_pb2.Data(portnum=portnum, payload=payload, reply_id=reply_id).SerializeToString()
     p = mesh_pb2.MeshPacket(to=to, id=packet_id, hop_limit=2, hop_start=3,
                             channel=_hash(channel, key) if channel_hash is None else channel_hash,
                             encrypted=_ctr(key, packet_id, sender, data))
@@ -381,6 +381,9 @@ def test_a_newcomer_bridge_is_answered():
     side.answer_due = False
     side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
     assert len(heard) == 2 and not side.answer_due                     # not a bridge
+    env = gateway_envelope(0xB0000002, 13, NODEINFO, user("PLN", "pollen bridge 0000000b"), reply_id=5)
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert len(heard) == 3 and not side.answer_due                     # an answer: not answered
     assert [side.answers.take(0.0) for _ in range(4)] == [True, True, True, False]   # bounded
     env = gateway_envelope(0xB0000004, 12, portnums_pb2.PortNum.PRIVATE_APP, b"pollen bridge 0000000d")
     side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))

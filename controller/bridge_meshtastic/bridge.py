@@ -79,7 +79,7 @@ class MeshtasticBridge:
         self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
         self.refused_retry_s = _DEVICE_RETRY_S[0]   # the device refused a text: the next try's wait
         self.announced = -1                  # the device connection this bridge last announced on
-        self.announce_due = False            # another bridge announced itself: ours answers
+        self.announce_due = 0                # another bridge's announce (its id): ours answers it
         self.announces = RateLimit(0.1, 3)   # at most 3 at once, then one in 10 minutes
         self.device_retry_at = 0.0
         self.device_wait_s = 0.0
@@ -241,10 +241,11 @@ class MeshtasticBridge:
                 self._count("doubles_avoided")
                 self.log(f"{uid}: another bridge brought it into {network} first; ours dropped")
 
-    def _on_bridge(self, num: int, pollen_id: str, answer: bool = False):
+    def _on_bridge(self, num: int, pollen_id: str, answer: int | None = None):
         # another bridge made itself known (its node info, its announce): it counts in
-        # the ranks, both networks; one that announced itself (it just connected) is
-        # answered with ours, as it may not know of us
+        # the ranks, both networks; one that announced itself (it just connected;
+        # `answer` the announce's packet id) is answered with ours, as it may not know
+        # of us; an answer names the announce it answers and is not answered in turn
         now = time.time()
         with self.hold_lock:
             new = num not in self.holdback.bridges("meshtastic")
@@ -253,7 +254,7 @@ class MeshtasticBridge:
         if new:
             self.log(f"another bridge: Meshtastic node {mesh_id(num)}, pollen node {pollen_id}")
         if answer:
-            self.announce_due = True
+            self.announce_due = answer
 
     def _hold(self, network: str, first_part: str, own, who: str):
         # (Unix time before which the text waits, its uid), or (None, None): a copy is in already
@@ -340,8 +341,8 @@ class MeshtasticBridge:
             return
         if not self.announces.take(time.monotonic()):
             return
-        due, self.announce_due = self.announce_due, False   # (one heard meanwhile: due again)
-        if announce(bridge_name(self.node), self.channel):
+        due, self.announce_due = self.announce_due, 0   # (one heard meanwhile: due again)
+        if announce(bridge_name(self.node), self.channel, reply_to=due or None):
             self.announced = connection
         else:
             self.announce_due = self.announce_due or due

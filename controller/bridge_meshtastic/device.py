@@ -221,11 +221,13 @@ class Device:
         for num, node in list((iface.nodesByNum or {}).items()):
             pollen_id = bridge_in_name(((node or {}).get("user") or {}).get("longName"))
             if pollen_id is not None and num != self.num:
-                self.on_bridge(num, pollen_id, False)
+                self.on_bridge(num, pollen_id, None)
 
-    def announce(self, text: str, channel: int) -> bool:
+    def announce(self, text: str, channel: int, reply_to: int | None = None) -> bool:
         """Say `text` (a bridge's "pollen bridge ID") to the channel, in a
-        packet of ANNOUNCE_PORT; False if it could not be handed over now."""
+        packet of ANNOUNCE_PORT; reply_to: the id of the announce this
+        answers (Data.reply_id), so it is not answered in turn. False if it
+        could not be handed over now."""
         if not self.up:
             return False
         from meshtastic.protobuf import portnums_pb2
@@ -233,7 +235,7 @@ class Device:
         try:
             self.iface.sendData(text.encode(), destinationId="^all",
                                 portNum=portnums_pb2.PortNum.Value(ANNOUNCE_PORT),
-                                channelIndex=channel)
+                                channelIndex=channel, replyId=reply_to or None)
         except Exception as e:  # noqa: BLE001 - a write to a device going away
             self._lost(f"a send failed ({type(e).__name__}: {e})")
             return False
@@ -247,8 +249,9 @@ class Device:
         if not isinstance(num, int) or num == self.num or not isinstance(payload, bytes):
             return
         pollen_id = bridge_in_name(payload.decode("utf-8", errors="replace"))
-        if pollen_id is not None:
-            self.on_bridge(num, pollen_id, True)
+        if pollen_id is not None:   # an announce is answered (its id); an answer is not
+            answered = (packet.get("decoded") or {}).get("replyId")
+            self.on_bridge(num, pollen_id, None if answered else packet.get("id"))
 
     def drop(self, why: str):
         """Take the device as gone (it stopped confirming): connect again."""

@@ -130,12 +130,14 @@ class Heard:
     """What one envelope said: kind "text" (text), "user" (short/long name)
     or a drop reason (why) with the port's name for an ignored port."""
 
-    __slots__ = ("why", "kind", "from_num", "to", "packet_id", "gateway", "text", "short", "long")
+    __slots__ = ("why", "kind", "from_num", "to", "packet_id", "gateway", "text", "short", "long",
+                 "reply_id")
 
     def __init__(self, why=None, kind=None, from_num=0, to=BROADCAST, packet_id=0, gateway="",
                  text=None, short=None, long=None):
         self.why, self.kind, self.from_num, self.to = why, kind, from_num, to
         self.packet_id, self.gateway, self.text, self.short, self.long = packet_id, gateway, text, short, long
+        self.reply_id = 0   # Data.reply_id: the packet this one answers
 
 
 def read_envelope(payload: bytes, channel: str, key: bytes) -> Heard:
@@ -197,6 +199,7 @@ def read_envelope(payload: bytes, channel: str, key: bytes) -> Heard:
         except UnicodeDecodeError:
             heard.why = "not_utf8"
         return heard
+    heard.reply_id = data.reply_id
     if data.portnum == portnums_pb2.PortNum.PRIVATE_APP:
         # a bridge on a device says "pollen bridge ID" in this port (device.py announce)
         from pollen_controller.bridge_meshtastic.relay import bridge_in_name
@@ -230,13 +233,13 @@ def _port_name(num: int) -> str:
 # ---- sending ----------------------------------------------------------------------------
 
 def envelope(channel: str, key: bytes, from_num: int, packet_id: int, portnum: int, payload: bytes,
-             to: int = BROADCAST) -> bytes:
+             to: int = BROADCAST, reply_id: int = 0) -> bytes:
     """A packet from the bridge's own node as a gateway would uplink it: a
     ServiceEnvelope (gateway_id the bridge's own node) around a MeshPacket
     encrypted with the channel's key, hop limit and start the firmware's default."""
     from meshtastic.protobuf import mesh_pb2, mqtt_pb2
 
-    data = mesh_pb2.Data(portnum=portnum, payload=payload).SerializeToString()
+    data = mesh_pb2.Data(portnum=portnum, payload=payload, reply_id=reply_id).SerializeToString()
     packet = mesh_pb2.MeshPacket(to=to, channel=channel_hash(channel, key), id=packet_id,
                                  hop_limit=HOP_LIMIT, hop_start=HOP_LIMIT,
                                  encrypted=crypt(key, packet_id, from_num, data))
@@ -253,12 +256,13 @@ def text_envelope(channel: str, key: bytes, from_num: int, packet_id: int, text:
 
 
 def nodeinfo_envelope(channel: str, key: bytes, from_num: int, packet_id: int, long_name: str,
-                      short_name: str) -> bytes:
+                      short_name: str, reply_id: int = 0) -> bytes:
     """The bridge's own NODEINFO_APP (a User), as every node broadcasts its
-    own every 3 hours (src/mesh/Default.h default_node_info_broadcast_secs)."""
+    own every 3 hours (src/mesh/Default.h default_node_info_broadcast_secs);
+    reply_id: the node info it answers (another bridge's), 0 for none."""
     from meshtastic.protobuf import mesh_pb2, portnums_pb2
 
     user = mesh_pb2.User(id=f"!{from_num:08x}", long_name=long_name, short_name=short_name,
                          hw_model=mesh_pb2.HardwareModel.PRIVATE_HW)
     return envelope(channel, key, from_num, packet_id, portnums_pb2.PortNum.NODEINFO_APP,
-                    user.SerializeToString())
+                    user.SerializeToString(), reply_id=reply_id)

@@ -81,7 +81,7 @@ class MqttSide:
         self.next_nodeinfo = 0.0
         self.on_bridge = None                # set by the bridge: (num, pollen id) of another bridge
         self.bridges = Recent(_BRIDGES)      # num of another bridge -> when its node info came
-        self.answer_due = False              # a newcomer's node info came: ours goes out
+        self.answer_due = 0                  # a newcomer's node info came (its id): ours answers it
         self.answers = RateLimit(0.1, 3)     # answers: bursts of 3, then one in 10 minutes
         self.unreachable = False
         self.stats = {"connects": 0, "lost": 0, "heard": 0, "texts": 0, "names": 0,
@@ -156,10 +156,12 @@ class MqttSide:
         now = time.monotonic()
         if self.up and (now >= self.next_nodeinfo
                         or (self.answer_due and self.answers.take(now))):
-            self.next_nodeinfo, self.answer_due = now + self.nodeinfo_every_s, False
+            reply_id, self.answer_due = self.answer_due, 0
+            self.next_nodeinfo = now + self.nodeinfo_every_s
             self.client.publish(self.publish_to + self.node_id,
                                 codec.nodeinfo_envelope(self.channel, self.key, self.num,
-                                                        _packet_id(), self.long_name, self.short),
+                                                        _packet_id(), self.long_name, self.short,
+                                                        reply_id=reply_id),
                                 qos=1)
 
     def drop(self, why: str):
@@ -215,14 +217,14 @@ class MqttSide:
             return
         self.seen.add(uid)
         if heard.kind == "bridge":                   # a bridge on a device announcing itself
-            self._bridge(heard.from_num, heard.long)
+            self._bridge(heard.from_num, heard.long, heard)
             return
         if heard.kind == "user":
             self.nodes.add(heard.from_num, (heard.short, heard.long))
             self.stats["names"] += 1
             pollen_id = bridge_in_name(heard.long)
             if pollen_id is not None:
-                self._bridge(heard.from_num, pollen_id)
+                self._bridge(heard.from_num, pollen_id, heard)
             return
         if heard.to != codec.BROADCAST:
             self._drop("direct", msg.topic, heard)
@@ -232,14 +234,15 @@ class MqttSide:
             self.on_text({"from": heard.from_num, "to": heard.to, "id": heard.packet_id,
                           "channel": self.channel, "decoded": {"text": heard.text}}, self)
 
-    def _bridge(self, num: int, pollen_id: str):
-        # another bridge's node info: it goes into the hold-back ranks; ours
-        # answers it when it is new here or restarted (it may not know of us)
+    def _bridge(self, num: int, pollen_id: str, heard):
+        # another bridge's node info (or announce): it goes into the hold-back
+        # ranks; ours answers it (naming it: reply_id) when it is new here or
+        # restarted (it may not know of us), never an answer itself
         now = time.monotonic()
         last = self.bridges.get(num)
         self.bridges.add(num, now)
-        if last is None or now - last < _RESTARTED_S:
-            self.answer_due = True
+        if not heard.reply_id and (last is None or now - last < _RESTARTED_S):
+            self.answer_due = heard.packet_id
         if last is None:
             self.log(f"another bridge on the channel: !{num:08x} (pollen node {pollen_id})")
         if self.on_bridge is not None:

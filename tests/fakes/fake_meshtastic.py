@@ -114,6 +114,7 @@ class FakeMeshtastic:
         self.num = nodes[0][0]
         self.sent: queue.Queue = queue.Queue()   # (to, channel, text) from the client
         self.data: queue.Queue = queue.Queue()   # (to, channel, port name, payload): other ports
+        self.data_reply_ids: list = []           # the reply_id of each of those
         self.configs = 0                         # handshakes answered
         self.queued: list = []                   # (from_num, text, channel) sent right after a handshake
         self.swallow = False                     # True: packets from the client vanish, unanswered
@@ -254,13 +255,14 @@ class FakeMeshtastic:
         return self._packet(from_num, portnums_pb2.PortNum.NODEINFO_APP, u.SerializeToString(),
                             **packet)
 
-    def packet(self, from_num: int, port: str, payload: bytes, channel: int = 1):
+    def packet(self, from_num: int, port: str, payload: bytes, channel: int = 1, reply_id: int = 0):
         """A packet of another port heard from the air, to the client."""
         packet_id, self.next_id = self.next_id, self.next_id + 1
         pkt = mesh_pb2.MeshPacket(**{"from": from_num}, to=BROADCAST, channel=channel, id=packet_id,
                                   hop_limit=3, rx_snr=6.5, rx_rssi=-90)
         pkt.decoded.portnum = portnums_pb2.PortNum.Value(port)
         pkt.decoded.payload = payload
+        pkt.decoded.reply_id = reply_id
         self._write(frame(mesh_pb2.FromRadio(packet=pkt)))
         return packet_id
 
@@ -329,6 +331,7 @@ class FakeMeshtastic:
             else:
                 self.data.put((p.to, p.channel, portnums_pb2.PortNum.Name(p.decoded.portnum),
                                p.decoded.payload))
+                self.data_reply_ids.append(p.decoded.reply_id)
             res = mesh_pb2.Routing.Error.Value(error) if error else 0
             status = mesh_pb2.QueueStatus(res=res, free=16, maxlen=16, mesh_packet_id=p.id)
             self._write(frame(mesh_pb2.FromRadio(queueStatus=status)), out)
