@@ -219,6 +219,7 @@ def test_full_length_texts_fit_what_the_firmware_sends(running):
     b.post(post, msg_id=30)
     parts = [b.mesh.sent.get(timeout=10)[2] for _ in range(2)]
     assert parts[0][len("\u21c40000000c-30 (1/2) "):] + parts[1][len("\u21c40000000c-30 (2/2) "):] == post
+    assert b.mesh.want_acks == [True, True]      # sent reliably, as the apps send texts
     dm = "y" * 215                               # a full direct message, from the paired node
     b.post(dm, kind="msg", msg_id=31)
     got = [b.mesh.sent.get(timeout=10) for _ in range(2)]

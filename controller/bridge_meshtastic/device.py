@@ -298,8 +298,11 @@ class Device:
         if queue_status is not None and queue_status.free <= 0:
             return None     # full: sendText would wait for room, holding up the bridge; try later
         try:
+            # want_ack, as the Meshtastic apps send texts: the firmware sends a
+            # broadcast again until it hears a relay of it (implicit ack), a
+            # direct message until its destination acks it (ReliableRouter)
             packet = self.iface.sendText(text, destinationId=to_num if to_num is not None else "^all",
-                                         channelIndex=channel)
+                                         wantAck=True, channelIndex=channel)
         except Exception as e:  # noqa: BLE001 - a write to a device going away
             self._lost(f"a send failed ({type(e).__name__}: {e})")
             return None

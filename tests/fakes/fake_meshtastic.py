@@ -115,6 +115,7 @@ class FakeMeshtastic:
         self.sent: queue.Queue = queue.Queue()   # (to, channel, text) from the client
         self.data: queue.Queue = queue.Queue()   # (to, channel, port name, payload): other ports
         self.data_reply_ids: list = []           # the reply_id of each of those
+        self.want_acks: list = []                # want_ack of each text sent
         self.configs = 0                         # handshakes answered
         self.queued: list = []                   # (from_num, text, channel) sent right after a handshake
         self.swallow = False                     # True: packets from the client vanish, unanswered
@@ -327,6 +328,7 @@ class FakeMeshtastic:
             if error:
                 self.refused.append((p.to, p.decoded.payload.decode(errors="replace"), error))
             elif p.decoded.portnum == portnums_pb2.PortNum.TEXT_MESSAGE_APP:
+                self.want_acks.append(p.want_ack)
                 self.sent.put((p.to, p.channel, p.decoded.payload.decode()))
             else:
                 self.data.put((p.to, p.channel, portnums_pb2.PortNum.Name(p.decoded.portnum),
