@@ -419,6 +419,72 @@ def test_bridges_on_devices_announce_themselves(running):
     assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
 
 
+def test_three_bridges_on_devices_started_together_bring_one_copy_each_way(running):
+    # three bridges, each with its own device and pollen node, started together; the
+    # test is the air: what a device sends reaches the other two devices 0.3 s later,
+    # what a pollen node posts the other two nodes 0.5 s later. Their announces make
+    # them known to each other before any text; then Anna's text reaches pollen once
+    # and the bakery's post Meshtastic once (all at rank 0, their draws within 0.2 s
+    # of each other, each brought it in: three copies each way)
+    made = [running(name=name, node_id=node_id, mesh_num=num, hold=(0.1, 1.0, 0.2))
+            for name, node_id, num in (("one", "0000000a", 0xB0000001), ("two", "0000000b", 0xB0000002),
+                                       ("three", "0000000d", 0xB0000003))]
+    into_pollen, into_mesh, stop = queue.Queue(), queue.Queue(), threading.Event()
+
+    def later(s, f, *args, **kw):
+        threading.Timer(s, f, args, kw).start()
+
+    def air(b):
+        seen_data = 0
+        while not stop.is_set():
+            try:
+                to, ch, port, payload = b.mesh.data.get(timeout=0.02)
+                reply_id = b.mesh.data_reply_ids[seen_data]
+                seen_data += 1
+                for o in made:
+                    if o is not b:
+                        later(0.3, o.mesh.packet, b.mesh.num, port, payload, channel=ch, reply_id=reply_id)
+            except queue.Empty:
+                pass
+            try:
+                to, ch, text = b.mesh.sent.get_nowait()
+                into_mesh.put((b.node.id, text))
+                for o in made:
+                    if o is not b:
+                        later(0.3, o.mesh.text, b.mesh.num, text, channel=ch)
+            except queue.Empty:
+                pass
+            try:
+                cmd = b.node.commands.get_nowait()
+                if cmd.get("cmd") == "send":
+                    into_pollen.put((b.node.id, cmd["text"]))
+                    for o in made:
+                        if o is not b:
+                            later(0.5, o.post, cmd["text"], sender=b.node.id, msg_id=90)
+            except queue.Empty:
+                pass
+    for b in made:
+        threading.Thread(target=air, args=(b,), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(
+                len(b.bridge.holdback.bridges("pollen", b.node.id)) == 2 for b in made):
+            time.sleep(0.02)
+        assert [b.bridge.holdback.bridges("pollen", b.node.id) for b in made] == \
+            [["0000000b", "0000000d"], ["0000000a", "0000000d"], ["0000000a", "0000000b"]]
+        for b in made:
+            b.mesh.text(ANNA, "hello pollen", channel=CH, packet_id=5)
+            b.post("market at noon", msg_id=52)
+        time.sleep(2.6)                               # past the third's hold (2.1..2.3 s) and its copy
+        got = [into_pollen.get_nowait() for _ in range(into_pollen.qsize())]
+        assert got == [("0000000a", "\u21c411223344-5 ANNA: hello pollen")]
+        got = [into_mesh.get_nowait() for _ in range(into_mesh.qsize())]
+        assert got == [("0000000a", "\u21c40000000c-52 market at noon")]
+        assert [b.bridge.stats["doubles_avoided"] for b in made] == [0, 2, 2]
+    finally:
+        stop.set()
+
+
 # ---- the command: bad input is one line naming the option --------------------------------
 
 @pytest.mark.parametrize("args, line", [
