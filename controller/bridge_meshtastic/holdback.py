@@ -25,6 +25,8 @@ STEP_S = 4.0     # + this for each known bridge into that network with a lower i
 #                  LongFast airtimes of a 200-byte text: the first copy is heard before it ends),
 SPREAD_S = 1.0   # + 0..this at random (bridges that do not know of each other yet)
 FORGET_S = 24 * 3600.0   # a bridge not heard for this long no longer counts (it may be gone)
+MAX_RANK = 4     # a text waits for 4 bridges at most: anyone may claim to be one (a node
+#                  info, a marked text), and 256 made-up ones would hold each text 17 min
 NETWORKS = ("pollen", "meshtastic")
 _UIDS = 1024     # uids remembered, each network
 _BRIDGES = 256   # bridges remembered, each network
@@ -84,8 +86,8 @@ class HoldBack:
         net = self.nets[network]
         if uid in net.brought:
             return None
-        hold = hold_back_s(own, self.bridges(network, own, now_s), self.hold_s, self.step_s,
-                           self.spread_s, self.rng)
+        lowest = self.bridges(network, own, now_s)[:MAX_RANK]   # (sorted: the rank is capped)
+        hold = hold_back_s(own, lowest, self.hold_s, self.step_s, self.spread_s, self.rng)
         if hold > 0:
             hold = max(hold, net.last_until - now_s)   # not before an earlier text
             net.held.add(uid, now_s + hold)
