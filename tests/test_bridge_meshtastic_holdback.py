@@ -138,3 +138,22 @@ def test_a_flood_of_made_up_bridges_holds_a_text_back_boundedly():
     assert h.offer("meshtastic", "0000000c-17", 0xB0000001, 10.0) == 2.0 + 4.0 * MAX_RANK + 0.5
     assert h.offer("pollen", "55667788-7", "f0000000", 10.0) == 2.0 + 4.0 * MAX_RANK + 0.5
     assert MAX_RANK == 4
+
+
+def test_a_made_up_copy_does_not_stop_a_text():
+    # uids are predictable (a pollen node's message ids count up): anyone on the channel
+    # could send marked texts naming the next ones, to keep them out of Meshtastic. A
+    # copy counts only when it carries our text (the end of what it carries is in ours)
+    h = hb()
+    assert h.heard("meshtastic", 0x66, f"{M}0000000c-18 X: made up", 0.0) == []
+    assert h.offer("meshtastic", "0000000c-18", 0x02, 1.0, "market at noon") == 2.5
+    assert h.heard("meshtastic", 0x66, f"{M}0000000c-18 X: made up again", 1.5) == []
+    assert h.heard("meshtastic", 0x01, f"{M}0000000c-18 bakery: market at noon", 2.0) == \
+        ["0000000c-18"]                                                  # a real copy
+    long = "ü" * 100 + " " + "x" * 28                                   # both parts of a split one
+    for k in (0, 1):                   # either part of the other's copy is ours
+        part = to_meshtastic("0000000c", 30 + k, "bakery", long)[k]
+        h.offer("meshtastic", f"0000000c-{30 + k}", 0x02, 3.0, long)
+        assert h.heard("meshtastic", 0x01, part, 3.5) == [f"0000000c-{30 + k}"]
+    assert h.heard("pollen", "0000000a", f"{M}11223344-9 ANNA: hi", 4.0) == []
+    assert h.offer("pollen", "11223344-9", "0000000b", 4.5, "hi") is None   # heard before ours

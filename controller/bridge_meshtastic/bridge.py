@@ -129,7 +129,7 @@ class MeshtasticBridge:
             self.log(f"{who}: a text of {len(text.encode())} bytes does not fit two"
                      f" pollen posts; not bridged")
             return
-        after_s, uid = self._hold("pollen", parts[0], self.node, who)
+        after_s, uid = self._hold("pollen", parts[0], self.node, who, text)
         if after_s is None:
             return
         for part in parts:
@@ -211,7 +211,7 @@ class MeshtasticBridge:
             self._count("too_long")
             self.log(f"{who}: a text too long for two Meshtastic texts; not bridged")
             return
-        after_s, uid = self._hold("meshtastic", parts[0], self.device.num, who)
+        after_s, uid = self._hold("meshtastic", parts[0], self.device.num, who, text)
         if after_s is None:
             return
         for part in parts:
@@ -256,12 +256,12 @@ class MeshtasticBridge:
         if answer:
             self.announce_due = answer
 
-    def _hold(self, network: str, first_part: str, own, who: str):
+    def _hold(self, network: str, first_part: str, own, who: str, text: str):
         # (Unix time before which the text waits, its uid), or (None, None): a copy is in already
         uid = parse_mark(first_part)[1]
         now = time.time()
         with self.hold_lock:
-            hold_s = self.holdback.offer(network, uid, own, now)
+            hold_s = self.holdback.offer(network, uid, own, now, text)
         if hold_s is None:
             self._count("doubles_avoided")
             self.log(f"{who}: another bridge brought it into {network} already ({uid}); not bridged")
