@@ -358,6 +358,42 @@ def test_two_bridges_on_one_broker_publish_one_copy(tmp_path, mosquitto):
         gw.close()
 
 
+def test_a_direct_message_decrypts_as_the_firmwares_own_test():
+    # meshtastic/firmware test/test_crypto/test_main.cpp test_PKC_Decrypt: a packet from
+    # node 0x0929, id 0x13b2d662, 16 header bytes then 22 of PKI payload; its Data is
+    # "08011204746573744800": TEXT_MESSAGE_APP "test", bitfield 0
+    key = codec.pki_shared_key(
+        bytes.fromhex("a00330633e63522f8a4d81ec6d9d1e6617f6c8ffd3a4c698229537d44e522277"),
+        bytes.fromhex("db18fc50eea47f00251cb784819a3cf5fc361882597f589f0d7ff820e8064457"))
+    assert key[:8].hex() == "777b1545c9d6f9a2"
+    radio = bytes.fromhex("8c646d7a2909000062d6b2136b00000040df24abfcc30a17a3d9046726099e796a1c036a792b")
+    assert codec.pki_decrypt(key, 0x13B2D662, 0x0929, radio[16:]).hex() == "08011204746573744800"
+    assert codec.pki_decrypt(key, 0x13B2D663, 0x0929, radio[16:]) is None     # another id: no
+    assert codec.pki_decrypt(bytes(32), 0x13B2D662, 0x0929, radio[16:]) is None
+    assert codec.pki_shared_key(bytes(32), bytes(32)) is None                  # a weak key
+
+
+def test_direct_messages_both_ways_in_envelopes():
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    def pair():
+        k = X25519PrivateKey.generate()
+        return k.private_bytes_raw(), k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    (bridge_priv, bridge_pub), (anna_priv, anna_pub) = pair(), pair()
+    env = codec.pki_text_envelope(codec.pki_shared_key(anna_priv, bridge_pub), ANNA, BRIDGE, 61,
+                                  "for the bakery 🍞")
+    ours = {(ANNA, BRIDGE): codec.pki_shared_key(bridge_priv, anna_pub)}
+    heard = codec.read_envelope(env, CH, DEFAULT_KEY, lambda f, t: ours.get((f, t)))
+    assert (heard.why, heard.kind, heard.text, heard.pki, heard.to) == \
+        (None, "text", "for the bakery 🍞", True, BRIDGE)
+    assert codec.read_envelope(env, CH, DEFAULT_KEY).why == "pki"              # not ours to read
+    assert codec.read_envelope(env, CH, DEFAULT_KEY, lambda f, t: bytes(32)).why == "pki"
+    p = mqtt_pb2.ServiceEnvelope.FromString(env).packet
+    assert (p.channel, p.pki_encrypted, len(p.encrypted)) == (0, True, len(
+        mesh_pb2.Data(portnum=TEXT, payload="for the bakery 🍞".encode()).SerializeToString()) + 12)
+
+
 @pytest.mark.parametrize("long, pollen_id", [
     ("pollen bridge 0000000a", "0000000a"), ("pollen bridge 0000000A", None), ("pollen bridge 0a", None),
     ("pollen bridge 0000000a x", None), ("Anna's handheld", None), (None, None)])
