@@ -26,7 +26,7 @@ from pollen_controller.bridge_meshtastic import mqtt_codec as codec
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide, topics
-from pollen_controller.bridge_meshtastic.relay import RateLimit, bridge_in_name, bridge_name
+from pollen_controller.bridge_meshtastic.relay import IdMap, RateLimit, bridge_in_name, bridge_name
 from pollen_controller.errors import InputError
 from pollen_controller.node.link import SerialLink
 from tests.fakes.bridge_run import BridgeRun
@@ -219,14 +219,14 @@ class Gateways:
 
 class Bridge(BridgeRun):
     def __init__(self, folder, broker_port, key=DEFAULT_KEY, to_mesh=(6000, 10), to_pollen=(6000, 10),
-                 num=BRIDGE, node_id="0000000a", hold=(0,)):
+                 num=BRIDGE, node_id="0000000a", hold=(0,), maps=()):
         self.node = FakeConsoleNode(folder, node_id=node_id).plug()
         self.logs = []
         self.side = MqttSide(f"mqtt://127.0.0.1:{broker_port}", CH, key, num, region="EU_868",
                              long_name=bridge_name(node_id), log=self.logs.append,
                              reconnect_s=(0.1, 0.5))
         self.link = SerialLink(self.node.path)
-        self.bridge = MeshtasticBridge(self.link, self.side, CH, folder / "outbox.db",
+        self.bridge = MeshtasticBridge(self.link, self.side, CH, folder / "outbox.db", IdMap(maps),
                                        to_mesh_rate=RateLimit(*to_mesh), to_pollen_rate=RateLimit(*to_pollen),
                                        log=self.logs.append, confirm_timeout_s=1.0,
                                        holdback=HoldBack(*hold))
@@ -478,6 +478,86 @@ def test_three_bridges_started_together_bring_one_copy_into_pollen(tmp_path, mos
         gw.close()
 
 
+def _x25519_pair():
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    k = X25519PrivateKey.generate()
+    return k.private_bytes_raw(), k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _pki_key(private, public):
+    # as the firmware: SHA-256 of the X25519 secret (CryptoEngine setDHPublicKey, hash)
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    return hashlib.sha256(X25519PrivateKey.from_private_bytes(private).exchange(
+        X25519PublicKey.from_public_bytes(public))).digest()
+
+
+def _pki_nonce(packet_id, sender, extra):
+    return struct.pack("<I", packet_id) + extra + struct.pack("<I", sender) + b"\0"
+
+
+def test_direct_messages_both_ways_over_mqtt(tmp_path, mosquitto):
+    # PKI, as firmware 2.5 on sends direct messages: Anna's node knows the bridge's public
+    # key from its node info, the bridge hers from hers (encrypted here, apart from mqtt_codec)
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+    gw = Gateways(mosquitto.port)
+    gw.c.subscribe("msh/EU_868/2/e/PKI/+", qos=1)
+    anna_priv, anna_pub = _x25519_pair()
+    b = Bridge(tmp_path, mosquitto.port, maps=["0000000c=!11223344", "0000000d=!55667788"])
+    try:
+        end = time.monotonic() + 10
+        bridge_pub = None
+        while bridge_pub is None:                     # the bridge's node info, with its key
+            topic, payload, _ = gw.got.get(timeout=max(0.01, end - time.monotonic()))
+            p = mqtt_pb2.ServiceEnvelope.FromString(payload).packet
+            if getattr(p, "from") == BRIDGE:
+                data = mesh_pb2.Data.FromString(_ctr(DEFAULT_KEY, p.id, BRIDGE, p.encrypted))
+                if data.portnum == NODEINFO:
+                    bridge_pub = mesh_pb2.User.FromString(data.payload).public_key
+        assert len(bridge_pub) == 32
+        anna = mesh_pb2.User(short_name="ANNA", long_name="Anna's handheld", public_key=anna_pub)
+        gw.publish(gateway_envelope(ANNA, 3, NODEINFO, anna.SerializeToString()))
+        key = _pki_key(anna_priv, bridge_pub)
+        data = mesh_pb2.Data(portnum=TEXT, payload="psst, bakery".encode(), bitfield=0)
+        enc = AESCCM(key, tag_length=8).encrypt(_pki_nonce(62, ANNA, b"\x01\x02\x03\x04"),
+                                                data.SerializeToString(), None) + b"\x01\x02\x03\x04"
+        p = mesh_pb2.MeshPacket(to=BRIDGE, id=62, channel=0, hop_limit=2, hop_start=3,
+                                pki_encrypted=True, encrypted=enc)
+        setattr(p, "from", ANNA)
+        env = mqtt_pb2.ServiceEnvelope(packet=p, channel_id="PKI", gateway_id="!aaaaaaaa")
+        gw.c.publish("msh/EU_868/2/e/PKI/!aaaaaaaa", env.SerializeToString(), qos=1).wait_for_publish(5)
+        assert b.pollen_sends(1)[0][:2] == ("0000000c", "\u21c411223344-62 ANNA: psst, bakery")
+        b.node.emit({"event": "received", "kind": "msg", "from": "0000000c", "to": "0000000a",
+                     "id": 19, "text": "hello anna", "hops": 1})
+        while True:                                   # the bridge's direct message to Anna
+            topic, payload, _ = gw.got.get(timeout=max(0.01, end + 10 - time.monotonic()))
+            env = mqtt_pb2.ServiceEnvelope.FromString(payload)
+            if env.channel_id == "PKI" and getattr(env.packet, "from") == BRIDGE:
+                break
+        p = env.packet
+        assert topic == f"msh/EU_868/2/e/PKI/!{BRIDGE:08x}" and (p.to, p.channel, p.pki_encrypted) == \
+            (ANNA, 0, True)
+        plain = AESCCM(key, tag_length=8).decrypt(_pki_nonce(p.id, BRIDGE, p.encrypted[-4:]),
+                                                  p.encrypted[:-4], None)
+        assert mesh_pb2.Data.FromString(plain).payload.decode() == "\u21c40000000c-19 hello anna"
+        # a direct message for a node whose key the bridge has not heard: said, not queued
+        b.node.emit({"event": "received", "kind": "msg", "from": "0000000d", "to": "0000000a",
+                     "id": 20, "text": "hello farm", "hops": 1})
+        deadline = time.monotonic() + 5
+        while not b.bridge.stats["unreachable"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b.bridge.stats["unreachable"] == 1
+        assert any("its public key is not known" in line for line in b.logs)
+    finally:
+        b.close()
+        gw.close()
+
+
 def test_non_ascii_both_ways(bridged):
     b, gw = bridged()
     gw.publish(gateway_envelope(FARM, 2, NODEINFO, user("🌻SF", "Sunflower farm")))
@@ -532,7 +612,7 @@ def test_broker_restarted_mid_flight_nothing_lost(bridged, mosquitto):
 
 @pytest.mark.parametrize("args, line", [   # (--key, --channel, --mqtt-node: the pure tests above)
     (["--channel", "LongFast", "--region", "XX"], "pollen: --region 'XX': expected a Meshtastic region"),
-    (["--channel", "LongFast", "--map", "0000000c=!11223344"], "pollen: --map: direct messages do not"),
+    (["--channel", "LongFast", "--map", "0000000c"], "pollen: --map '0000000c': expected POLLENID"),
 ])
 def test_command_bad_input(args, line):
     r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", "/dev/null/x", "--mqtt",

@@ -39,7 +39,7 @@ _REFUSED_RETRY_S = 5.0    # a send the pollen node refused (queue full) is tried
 _DEVICE_RETRY_S = (5.0, 300.0)   # a text the device refused: tried again after 5 s, 10 .. 300 s
 # what a device refuses a text for, for good: that text is dropped (said, counted);
 # it refuses others (DUTY_CYCLE_LIMIT, a full queue, NO_CHANNEL ..) until something changes
-_REFUSED_FOR_GOOD = ("TOO_LARGE", "BAD_REQUEST")
+_REFUSED_FOR_GOOD = ("TOO_LARGE", "BAD_REQUEST", "PKI_UNKNOWN_PUBKEY")
 # what the pollen node refuses a send for, for good (firmware/pollen/sending.py and
 # pollen_io/console_commands.py raise these; the console gives no codes, only the
 # text): too long for a frame or for the region's dwell time, a bad destination or
@@ -87,7 +87,7 @@ class MeshtasticBridge:
         self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
                       "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
                       "other_channel": 0, "doubles_avoided": 0, "refused_meshtastic": 0,
-                      "refused_pollen": 0}
+                      "refused_pollen": 0, "unreachable": 0}
         self.holdback = holdback or HoldBack()
         self.hold_lock = threading.Lock()    # holdback is fed on both threads
         now = time.time()
@@ -205,6 +205,12 @@ class MeshtasticBridge:
         to, why = destination(text, ev.get("kind") == "msg", sender, self.ids.to_mesh, None)
         if why:
             self._skip(why, who, sender)
+            return
+        cannot = getattr(self.device, "cannot_reach", None)   # (MQTT: a direct message needs a key)
+        why_not = cannot(to) if cannot is not None and to is not None else None
+        if why_not:
+            self._count("unreachable")
+            self.log(f"{who}: a direct message for {mesh_id(to)} not bridged: {why_not}")
             return
         parts = to_meshtastic(sender, msg_id, name, text, direct=to is not None)
         if parts is None:
