@@ -4,6 +4,7 @@ Meshtastic device (tests/fakes/fake_meshtastic.py), a fake pollen node's
 console on a pty (tests/fakes/fake_console_node.py), and the pure relay
 decisions with byte vectors."""
 import queue
+import struct
 import subprocess
 import sys
 import threading
@@ -15,7 +16,8 @@ import pytest
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.device import Device, parse_host
 from pollen_controller.bridge_meshtastic.holdback import HoldBack
-from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_TEXT_BYTES, POLLEN_TEXT_BYTES, IdMap,
+from pollen_controller.bridge_meshtastic.relay import (MESHTASTIC_DM_BYTES, MESHTASTIC_TEXT_BYTES,
+                                                       POLLEN_TEXT_BYTES, IdMap,
                                                        RateLimit, destination, split_text, to_meshtastic,
                                                        to_pollen)
 from pollen_controller.errors import InputError
@@ -34,7 +36,12 @@ POLLEN = str(Path(sys.executable).with_name("pollen"))
 def test_the_meshtastic_limit_is_the_packages():
     from meshtastic.protobuf import mesh_pb2
 
-    assert MESHTASTIC_TEXT_BYTES == mesh_pb2.Constants.DATA_PAYLOAD_LEN
+    assert MESHTASTIC_TEXT_BYTES < mesh_pb2.Constants.DATA_PAYLOAD_LEN
+    for limit, room in ((MESHTASTIC_TEXT_BYTES, 255 - 16), (MESHTASTIC_DM_BYTES, 255 - 16 - 12)):
+        # the Data the firmware encodes (Router.cpp perhapsEncode): with its bitfield
+        fits = mesh_pb2.Data(portnum=1, payload=b"x" * limit, bitfield=0).SerializeToString()
+        over = mesh_pb2.Data(portnum=1, payload=b"x" * (limit + 1), bitfield=0).SerializeToString()
+        assert len(fits) <= room < len(over)
     assert POLLEN_TEXT_BYTES == 231
 
 
@@ -103,11 +110,11 @@ class Running(BridgeRun):
     """A bridge between a fake pollen node and a fake Meshtastic device, on a thread."""
 
     def __init__(self, tmp_path, kind="serial", name="b", to_mesh=(6000, 10), to_pollen=(6000, 10),
-                 node_id="0000000a", mesh_num=None, hold=(0.0,)):
+                 node_id="0000000a", mesh_num=None, hold=(0.0,), nodes=NODES):
         folder = tmp_path / name
         folder.mkdir()
         self.node = FakeConsoleNode(folder, node_id=node_id).plug()
-        nodes = NODES if mesh_num is None else [(mesh_num, "BRG", "a bridge")] + NODES[1:]
+        nodes = nodes if mesh_num is None else [(mesh_num, "BRG", "a bridge")] + nodes[1:]
         self.mesh = getattr(FakeMeshtastic(folder, nodes), kind)()
         self.logs = []
         self.device = Device(None, serial_port=self.mesh.path if kind == "serial" else None,
@@ -203,6 +210,80 @@ def test_non_ascii_and_over_long_texts(running):
     assert any(line.startswith("meshtastic package: Error while parsing FromRadio") for line in b.logs)
 
 
+def test_full_length_texts_fit_what_the_firmware_sends(running):
+    # the firmware adds a bitfield to every Data from its client (2 bytes) and 12 bytes
+    # to a PKI-encrypted direct message: a 233-byte text (DATA_PAYLOAD_LEN) is refused
+    # TOO_LARGE on the channel, one over 220 bytes as a direct message
+    b = running()
+    post = "ü" * 100 + " " + "x" * 28            # 229 bytes: a full pollen post, in two parts
+    b.post(post, msg_id=30)
+    parts = [b.mesh.sent.get(timeout=10)[2] for _ in range(2)]
+    assert parts[0][len("\u21c40000000c-30 (1/2) "):] + parts[1][len("\u21c40000000c-30 (2/2) "):] == post
+    assert b.mesh.want_acks == [True, True]      # sent reliably, as the apps send texts
+    dm = "y" * 215                               # a full direct message, from the paired node
+    b.post(dm, kind="msg", msg_id=31)
+    got = [b.mesh.sent.get(timeout=10) for _ in range(2)]
+    assert [g[0] for g in got] == [ANNA, ANNA]
+    assert "".join(g[2].split(") ", 1)[1] for g in got) == dm
+    deadline = time.monotonic() + 5
+    while b.bridge.outbox.count and time.monotonic() < deadline:   # (each confirmed)
+        time.sleep(0.02)
+    assert b.mesh.refused == [] and b.bridge.outbox.count == 0
+
+
+def test_a_text_the_device_refuses_waits_and_goes_later(running):
+    # the firmware answers each packet with a QueueStatus whose res says whether it took
+    # it (src/mesh/MeshService.cpp sendToMesh): over its duty cycle (EU_868: 10 %) it
+    # refuses every packet (DUTY_CYCLE_LIMIT) until the hour's airtime frees
+    b = running()
+    b.mesh.data.get(timeout=10)                      # (its announce, when it connected)
+    b.bridge.refused_retry_s = 0.2
+    b.mesh.refuse = "DUTY_CYCLE_LIMIT"
+    b.post("wait for the duty cycle", msg_id=60)
+    deadline = time.monotonic() + 5
+    while not b.mesh.refused and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert b.bridge.outbox.count == 1 and b.bridge.stats["sent_meshtastic"] == 0
+    b.mesh.refuse = None
+    assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-60 wait for the duty cycle"
+    assert b.mesh.refused[0] == (BROADCAST, "\u21c40000000c-60 wait for the duty cycle",
+                                 "DUTY_CYCLE_LIMIT")
+    assert any("refused a text (DUTY_CYCLE_LIMIT)" in line for line in b.logs)
+    # one it refuses for good (TOO_LARGE) is dropped, said and counted; the next goes
+    b.mesh.refuse = "TOO_LARGE"
+    b.post("never fits", msg_id=61)
+    while len(b.mesh.refused) < 2 or b.mesh.refused[-1][2] != "TOO_LARGE":
+        time.sleep(0.02)
+    b.mesh.refuse = None
+    b.post("next", msg_id=62)
+    assert b.mesh.sent.get(timeout=10)[2] == "\u21c40000000c-62 next"
+    assert b.bridge.stats["refused_meshtastic"] == 1
+    assert any("refused a text for good (TOO_LARGE)" in line for line in b.logs)
+
+
+def test_a_text_the_pollen_node_refuses_for_good_does_not_hold_up_the_rest(running):
+    # a node refuses a text that can never go (too long for the region's dwell time,
+    # firmware/pollen/sending.py) for good, and a send while its queue is full for now
+    b = running()
+    b.bridge.pollen_retry_s = 0.2
+    dwell = "send: frame would exceed the region's 400 ms dwell time"
+    full = ["send: queue full: 16 frames wait to go on air"]
+    b.node.refuse = lambda cmd: (dwell if "long one" in cmd["text"]
+                                 else full.pop() if full else None)
+    b.mesh.text(ANNA, "first, while the queue is full", channel=CH, packet_id=1)
+    b.mesh.text(ANNA, "a long one", channel=CH, packet_id=2)
+    b.mesh.text(ANNA, "then this", channel=CH, packet_id=3)
+    sends = [text for _, text, _ in b.pollen_sends(4)]
+    assert sends == ["\u21c411223344-1 ANNA: first, while the queue is full"] * 2 + \
+        ["\u21c411223344-2 ANNA: a long one", "\u21c411223344-3 ANNA: then this"]
+    deadline = time.monotonic() + 5
+    while b.bridge.inbox.count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b.bridge.inbox.count == 0 and b.bridge.stats["refused_pollen"] == 1
+    assert any("refused a bridged text for good" in line and "dwell time" in line for line in b.logs)
+
+
 def test_device_away_and_back_nothing_lost(running):
     b = running()
     b.mesh.unplug()
@@ -294,6 +375,114 @@ def test_two_bridges_no_loop_and_one_copy_each_way(running):
     assert two.bridge.inbox.count == two.bridge.outbox.count == 0
     assert t1 - t0 >= 0.1                            # a rank-0 bridge: the base hold and its own way
     print(f"\ntwo bridges: one copy each way; rank 0 into pollen after {1000 * (t1 - t0):.0f} ms")
+
+
+def test_a_far_pollen_nodes_name_comes_from_its_status_frames(running):
+    # the bakery is not the bridge node's neighbour (no beacon of it), but every node
+    # floods its status frame with its name, which the node passes on as a telemetry event
+    b = running()
+    fixed = struct.pack(">IHIHHBBHH6IB", 1234, 3950, 40960, 8, 950, 1, 3, 12, 300, 1, 2, 3, 4, 5, 6, 0)
+    b.node.emit({"event": "telemetry", "id": "0000000c", "hops": 3, "rssi_dbm": -97, "snr_db": 5.0,
+                 "data": (bytes([1, 6]) + b"bakery" + fixed).hex()})
+    b.post("market at noon")
+    assert b.mesh.sent.get(timeout=10) == (BROADCAST, CH, "\u21c40000000c-17 bakery: market at noon")
+
+
+def test_a_bridge_on_mqtt_in_the_node_database_counts_in_the_ranks(running):
+    # a bridge on MQTT is named "pollen bridge ID" (its node info, put on the air by a
+    # gateway): the device's node database has it, so this bridge knows of it before any text
+    b = running(node_id="0000000b", nodes=NODES + [(0xB0000001, "PLN", "pollen bridge 0000000a")])
+    deadline = time.monotonic() + 5
+    while not b.bridge.holdback.bridges("pollen", "0000000b") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b.bridge.holdback.bridges("pollen", "0000000b") == ["0000000a"]
+    assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
+
+
+def test_bridges_on_devices_announce_themselves(running):
+    # a bridge on a device says "pollen bridge ID" on its channel (a PRIVATE_APP packet:
+    # apps show nothing) when it connects; another's announce puts that one in its
+    # ranks, both networks, and is answered, so bridges started together take turns
+    b = running(node_id="0000000b")
+    assert b.mesh.data.get(timeout=10) == (BROADCAST, CH, "PRIVATE_APP", b"pollen bridge 0000000b")
+    heard = b.mesh.packet(0xB0000001, "PRIVATE_APP", b"pollen bridge 0000000a", channel=CH)
+    assert b.mesh.data.get(timeout=10) == (BROADCAST, CH, "PRIVATE_APP", b"pollen bridge 0000000b")
+    assert b.mesh.data_reply_ids == [0, heard]       # the answer names the announce it answers
+    # an answer (its reply_id set) is not answered: two bridges do not answer each other forever
+    b.mesh.packet(0xB0000001, "PRIVATE_APP", b"pollen bridge 0000000a", channel=CH, reply_id=77)
+    assert b.bridge.holdback.bridges("pollen", "0000000b") == ["0000000a"]
+    assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
+    b.mesh.packet(0xB0000003, "PRIVATE_APP", b"not a bridge", channel=CH)
+    b.post("market at noon")                         # texts go on as before
+    assert b.mesh.sent.get(timeout=10) == (BROADCAST, CH, "\u21c40000000c-17 market at noon")
+    _no_more(b.mesh.data, 0.2)
+    assert b.bridge.holdback.bridges("meshtastic", b.device.num) == [0xB0000001]
+
+
+def test_three_bridges_on_devices_started_together_bring_one_copy_each_way(running):
+    # three bridges, each with its own device and pollen node, started together; the
+    # test is the air: what a device sends reaches the other two devices 0.3 s later,
+    # what a pollen node posts the other two nodes 0.5 s later. Their announces make
+    # them known to each other before any text; then Anna's text reaches pollen once
+    # and the bakery's post Meshtastic once (all at rank 0, their draws within 0.2 s
+    # of each other, each brought it in: three copies each way)
+    made = [running(name=name, node_id=node_id, mesh_num=num, hold=(0.1, 1.0, 0.2))
+            for name, node_id, num in (("one", "0000000a", 0xB0000001), ("two", "0000000b", 0xB0000002),
+                                       ("three", "0000000d", 0xB0000003))]
+    into_pollen, into_mesh, stop = queue.Queue(), queue.Queue(), threading.Event()
+
+    def later(s, f, *args, **kw):
+        threading.Timer(s, f, args, kw).start()
+
+    def air(b):
+        seen_data = 0
+        while not stop.is_set():
+            try:
+                to, ch, port, payload = b.mesh.data.get(timeout=0.02)
+                reply_id = b.mesh.data_reply_ids[seen_data]
+                seen_data += 1
+                for o in made:
+                    if o is not b:
+                        later(0.3, o.mesh.packet, b.mesh.num, port, payload, channel=ch, reply_id=reply_id)
+            except queue.Empty:
+                pass
+            try:
+                to, ch, text = b.mesh.sent.get_nowait()
+                into_mesh.put((b.node.id, text))
+                for o in made:
+                    if o is not b:
+                        later(0.3, o.mesh.text, b.mesh.num, text, channel=ch)
+            except queue.Empty:
+                pass
+            try:
+                cmd = b.node.commands.get_nowait()
+                if cmd.get("cmd") == "send":
+                    into_pollen.put((b.node.id, cmd["text"]))
+                    for o in made:
+                        if o is not b:
+                            later(0.5, o.post, cmd["text"], sender=b.node.id, msg_id=90)
+            except queue.Empty:
+                pass
+    for b in made:
+        threading.Thread(target=air, args=(b,), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(
+                len(b.bridge.holdback.bridges("pollen", b.node.id)) == 2 for b in made):
+            time.sleep(0.02)
+        assert [b.bridge.holdback.bridges("pollen", b.node.id) for b in made] == \
+            [["0000000b", "0000000d"], ["0000000a", "0000000d"], ["0000000a", "0000000b"]]
+        for b in made:
+            b.mesh.text(ANNA, "hello pollen", channel=CH, packet_id=5)
+            b.post("market at noon", msg_id=52)
+        time.sleep(2.6)                               # past the third's hold (2.1..2.3 s) and its copy
+        got = [into_pollen.get_nowait() for _ in range(into_pollen.qsize())]
+        assert got == [("0000000a", "\u21c411223344-5 ANNA: hello pollen")]
+        got = [into_mesh.get_nowait() for _ in range(into_mesh.qsize())]
+        assert got == [("0000000a", "\u21c40000000c-52 market at noon")]
+        assert [b.bridge.stats["doubles_avoided"] for b in made] == [0, 2, 2]
+    finally:
+        stop.set()
 
 
 # ---- the command: bad input is one line naming the option --------------------------------

@@ -3,7 +3,8 @@ docs/meshtastic.md "No loops, no doubles"): the pure decisions, with a
 fixed random draw and the time given."""
 import pytest
 
-from pollen_controller.bridge_meshtastic.holdback import FORGET_S, HOLD_S, SPREAD_S, STEP_S, HoldBack
+from pollen_controller.bridge_meshtastic.holdback import (FORGET_S, HOLD_S, MAX_RANK, SPREAD_S, STEP_S,
+                                                         HoldBack)
 from pollen_controller.bridge_meshtastic.relay import to_meshtastic, to_pollen
 from pollen_controller.gateway.bridge import Bridging, hold_back_s
 
@@ -125,3 +126,34 @@ def test_the_gateways_hold_is_the_same_rule():
         b.offer({"uid": f"{gw}-1", "gateway": gw, "from": gw, "kind": "post", "text": "x"}, 0.0)
     assert b.offer({"uid": "000000ff-1", "gateway": "000000ee", "from": "000000ff", "kind": "post",
                     "text": "hi"}, 0.0) == 5.0 + 2 * 8.0 + 1.0
+
+
+def test_a_flood_of_made_up_bridges_holds_a_text_back_boundedly():
+    # anyone on the broker (or the air) may claim to be a bridge, by a node info or a
+    # marked text: 300 made-up bridges with lower ids cost a text 4 ranks at most
+    h = hb()
+    for k in range(300):
+        h.known("meshtastic", k + 1, 0.0)
+        h.heard("pollen", f"{k + 1:08x}", f"{M}11223344-{k} spam", 0.0)
+    assert h.offer("meshtastic", "0000000c-17", 0xB0000001, 10.0) == 2.0 + 4.0 * MAX_RANK + 0.5
+    assert h.offer("pollen", "55667788-7", "f0000000", 10.0) == 2.0 + 4.0 * MAX_RANK + 0.5
+    assert MAX_RANK == 4
+
+
+def test_a_made_up_copy_does_not_stop_a_text():
+    # uids are predictable (a pollen node's message ids count up): anyone on the channel
+    # could send marked texts naming the next ones, to keep them out of Meshtastic. A
+    # copy counts only when it carries our text (the end of what it carries is in ours)
+    h = hb()
+    assert h.heard("meshtastic", 0x66, f"{M}0000000c-18 X: made up", 0.0) == []
+    assert h.offer("meshtastic", "0000000c-18", 0x02, 1.0, "market at noon") == 2.5
+    assert h.heard("meshtastic", 0x66, f"{M}0000000c-18 X: made up again", 1.5) == []
+    assert h.heard("meshtastic", 0x01, f"{M}0000000c-18 bakery: market at noon", 2.0) == \
+        ["0000000c-18"]                                                  # a real copy
+    long = "ü" * 100 + " " + "x" * 28                                   # both parts of a split one
+    for k in (0, 1):                   # either part of the other's copy is ours
+        part = to_meshtastic("0000000c", 30 + k, "bakery", long)[k]
+        h.offer("meshtastic", f"0000000c-{30 + k}", 0x02, 3.0, long)
+        assert h.heard("meshtastic", 0x01, part, 3.5) == [f"0000000c-{30 + k}"]
+    assert h.heard("pollen", "0000000a", f"{M}11223344-9 ANNA: hi", 4.0) == []
+    assert h.offer("pollen", "11223344-9", "0000000b", 4.5, "hi") is None   # heard before ours

@@ -26,7 +26,7 @@ from pollen_controller.bridge_meshtastic import mqtt_codec as codec
 from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
 from pollen_controller.bridge_meshtastic.holdback import HoldBack
 from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide, topics
-from pollen_controller.bridge_meshtastic.relay import RateLimit
+from pollen_controller.bridge_meshtastic.relay import IdMap, RateLimit, bridge_in_name, bridge_name
 from pollen_controller.errors import InputError
 from pollen_controller.node.link import SerialLink
 from tests.fakes.bridge_run import BridgeRun
@@ -59,9 +59,9 @@ def _hash(name, key):
 
 
 def gateway_envelope(sender, packet_id, portnum, payload, key=DEFAULT_KEY, channel=CH,
-                     gateway="!aaaaaaaa", to=0xFFFFFFFF, channel_hash=None):
+                     gateway="!aaaaaaaa", to=0xFFFFFFFF, channel_hash=None, reply_id=0):
     """What a Meshtastic gateway publishes for a packet it heard (MQTT.cpp onSend)."""
-    data = mesh_pb2.Data(portnum=portnum, payload=payload).SerializeToString()
+    data = mesh_pb2.Data(portnum=portnum, payload=payload, reply_id=reply_id).SerializeToString()
     p = mesh_pb2.MeshPacket(to=to, id=packet_id, hop_limit=2, hop_start=3,
                             channel=_hash(channel, key) if channel_hash is None else channel_hash,
                             encrypted=_ctr(key, packet_id, sender, data))
@@ -219,13 +219,14 @@ class Gateways:
 
 class Bridge(BridgeRun):
     def __init__(self, folder, broker_port, key=DEFAULT_KEY, to_mesh=(6000, 10), to_pollen=(6000, 10),
-                 num=BRIDGE, node_id="0000000a", hold=(0,)):
+                 num=BRIDGE, node_id="0000000a", hold=(0,), maps=()):
         self.node = FakeConsoleNode(folder, node_id=node_id).plug()
         self.logs = []
         self.side = MqttSide(f"mqtt://127.0.0.1:{broker_port}", CH, key, num, region="EU_868",
-                             log=self.logs.append, reconnect_s=(0.1, 0.5))
+                             long_name=bridge_name(node_id), log=self.logs.append,
+                             reconnect_s=(0.1, 0.5))
         self.link = SerialLink(self.node.path)
-        self.bridge = MeshtasticBridge(self.link, self.side, CH, folder / "outbox.db",
+        self.bridge = MeshtasticBridge(self.link, self.side, CH, folder / "outbox.db", IdMap(maps),
                                        to_mesh_rate=RateLimit(*to_mesh), to_pollen_rate=RateLimit(*to_pollen),
                                        log=self.logs.append, confirm_timeout_s=1.0,
                                        holdback=HoldBack(*hold))
@@ -357,6 +358,206 @@ def test_two_bridges_on_one_broker_publish_one_copy(tmp_path, mosquitto):
         gw.close()
 
 
+def test_a_direct_message_decrypts_as_the_firmwares_own_test():
+    # meshtastic/firmware test/test_crypto/test_main.cpp test_PKC_Decrypt: a packet from
+    # node 0x0929, id 0x13b2d662, 16 header bytes then 22 of PKI payload; its Data is
+    # "08011204746573744800": TEXT_MESSAGE_APP "test", bitfield 0
+    key = codec.pki_shared_key(
+        bytes.fromhex("a00330633e63522f8a4d81ec6d9d1e6617f6c8ffd3a4c698229537d44e522277"),
+        bytes.fromhex("db18fc50eea47f00251cb784819a3cf5fc361882597f589f0d7ff820e8064457"))
+    assert key[:8].hex() == "777b1545c9d6f9a2"
+    radio = bytes.fromhex("8c646d7a2909000062d6b2136b00000040df24abfcc30a17a3d9046726099e796a1c036a792b")
+    assert codec.pki_decrypt(key, 0x13B2D662, 0x0929, radio[16:]).hex() == "08011204746573744800"
+    assert codec.pki_decrypt(key, 0x13B2D663, 0x0929, radio[16:]) is None     # another id: no
+    assert codec.pki_decrypt(bytes(32), 0x13B2D662, 0x0929, radio[16:]) is None
+    assert codec.pki_shared_key(bytes(32), bytes(32)) is None                  # a weak key
+
+
+def test_direct_messages_both_ways_in_envelopes():
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    def pair():
+        k = X25519PrivateKey.generate()
+        return k.private_bytes_raw(), k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    (bridge_priv, bridge_pub), (anna_priv, anna_pub) = pair(), pair()
+    env = codec.pki_text_envelope(codec.pki_shared_key(anna_priv, bridge_pub), ANNA, BRIDGE, 61,
+                                  "for the bakery 🍞")
+    ours = {(ANNA, BRIDGE): codec.pki_shared_key(bridge_priv, anna_pub)}
+    heard = codec.read_envelope(env, CH, DEFAULT_KEY, lambda f, t: ours.get((f, t)))
+    assert (heard.why, heard.kind, heard.text, heard.pki, heard.to) == \
+        (None, "text", "for the bakery 🍞", True, BRIDGE)
+    assert codec.read_envelope(env, CH, DEFAULT_KEY).why == "pki"              # not ours to read
+    assert codec.read_envelope(env, CH, DEFAULT_KEY, lambda f, t: bytes(32)).why == "pki"
+    p = mqtt_pb2.ServiceEnvelope.FromString(env).packet
+    assert (p.channel, p.pki_encrypted, len(p.encrypted)) == (0, True, len(
+        mesh_pb2.Data(portnum=TEXT, payload="for the bakery 🍞".encode()).SerializeToString()) + 12)
+
+
+@pytest.mark.parametrize("long, pollen_id", [
+    ("pollen bridge 0000000a", "0000000a"), ("pollen bridge 0000000A", None), ("pollen bridge 0a", None),
+    ("pollen bridge 0000000a x", None), ("Anna's handheld", None), (None, None)])
+def test_a_bridge_is_known_by_its_long_name(long, pollen_id):
+    assert bridge_in_name(long) == pollen_id
+    assert bridge_in_name(bridge_name("0000000c")) == "0000000c"
+
+
+def test_a_newcomer_bridge_is_answered():
+    side = MqttSide("mqtt://127.0.0.1:1", CH, DEFAULT_KEY, BRIDGE)
+    heard = []
+    side.on_bridge = lambda num, pollen_id, answer: heard.append((num, pollen_id))
+    env = gateway_envelope(0xB0000002, 9, NODEINFO, user("PLN", "pollen bridge 0000000b"))
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert heard == [(0xB0000002, "0000000b")] and side.answer_due    # new here: answered
+    side.answer_due = False
+    env = gateway_envelope(0xB0000002, 10, NODEINFO, user("PLN", "pollen bridge 0000000b"))
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert len(heard) == 2 and side.answer_due                         # restarted: answered again
+    env = gateway_envelope(0xB0000003, 11, NODEINFO, user("ANNA", "Anna's handheld"))
+    side.answer_due = False
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert len(heard) == 2 and not side.answer_due                     # not a bridge
+    env = gateway_envelope(0xB0000002, 13, NODEINFO, user("PLN", "pollen bridge 0000000b"), reply_id=5)
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert len(heard) == 3 and not side.answer_due                     # an answer: not answered
+    assert [side.answers.take(0.0) for _ in range(4)] == [True, True, True, False]   # bounded
+    env = gateway_envelope(0xB0000004, 12, portnums_pb2.PortNum.PRIVATE_APP, b"pollen bridge 0000000d")
+    side._on_message(None, None, type("M", (), {"payload": env, "topic": TOPIC + "!aaaaaaaa"}))
+    assert heard[-1] == (0xB0000004, "0000000d") and side.answer_due   # a bridge on a device
+
+
+def test_three_bridges_started_together_bring_one_copy_into_pollen(tmp_path, mosquitto):
+    # Three bridges on one broker, started one after another, each with its
+    # own pollen node in the same pollen mesh (the test relays each node's
+    # post to the other two after 0.5 s, as over the air). They learn of each
+    # other from their node infos (a bridge answers a newcomer's with its own)
+    # before any text: Anna's first text reaches pollen once, not three times
+    # (all rank 0, their draws within 0.2 s, each copy heard 0.5 s later)
+    gw = Gateways(mosquitto.port)
+    made, stop = [], threading.Event()
+    try:
+        for name, num, node_id in (("one", 0xB0000001, "0000000a"), ("two", 0xB0000002, "0000000b"),
+                                   ("three", 0xB0000003, "0000000d")):
+            (tmp_path / name).mkdir()
+            made.append(Bridge(tmp_path / name, mosquitto.port, num=num, node_id=node_id,
+                               hold=(0.1, 1.0, 0.2)))
+        sends = queue.Queue()
+
+        def air(b):   # a post one node sends is heard by the others 0.5 s later
+            while not stop.is_set():
+                try:
+                    cmd = b.node.commands.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if cmd.get("cmd") == "send":
+                    sends.put((b.node.id, cmd["text"]))
+                    for other in made:
+                        if other is not b:
+                            threading.Timer(0.5, other.post, (cmd["text"],),
+                                            {"msg_id": 60, "sender": b.node.id}).start()
+        for b in made:
+            threading.Thread(target=air, args=(b,), daemon=True).start()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not all(
+                len(b.bridge.holdback.bridges("pollen", b.node.id)) == 2 for b in made):
+            time.sleep(0.02)
+        assert [b.bridge.holdback.bridges("pollen", b.node.id) for b in made] == \
+            [["0000000b", "0000000d"], ["0000000a", "0000000d"], ["0000000a", "0000000b"]]
+        gw.publish(gateway_envelope(ANNA, 70, TEXT, "hello all".encode()))
+        time.sleep(2.5)                                   # past the third's hold (2.1..2.3 s)
+        got = []
+        while not sends.empty():
+            got.append(sends.get())
+        assert got == [("0000000a", "\u21c411223344-70 !11223344: hello all")]
+        assert [b.bridge.stats["doubles_avoided"] for b in made] == [0, 1, 1]
+        assert all(b.bridge.inbox.count == 0 for b in made)
+    finally:
+        stop.set()
+        for m in reversed(made):
+            m.close()
+        gw.close()
+
+
+def _x25519_pair():
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    k = X25519PrivateKey.generate()
+    return k.private_bytes_raw(), k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _pki_key(private, public):
+    # as the firmware: SHA-256 of the X25519 secret (CryptoEngine setDHPublicKey, hash)
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    return hashlib.sha256(X25519PrivateKey.from_private_bytes(private).exchange(
+        X25519PublicKey.from_public_bytes(public))).digest()
+
+
+def _pki_nonce(packet_id, sender, extra):
+    return struct.pack("<I", packet_id) + extra + struct.pack("<I", sender) + b"\0"
+
+
+def test_direct_messages_both_ways_over_mqtt(tmp_path, mosquitto):
+    # PKI, as firmware 2.5 on sends direct messages: Anna's node knows the bridge's public
+    # key from its node info, the bridge hers from hers (encrypted here, apart from mqtt_codec)
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+    gw = Gateways(mosquitto.port)
+    gw.c.subscribe("msh/EU_868/2/e/PKI/+", qos=1)
+    anna_priv, anna_pub = _x25519_pair()
+    b = Bridge(tmp_path, mosquitto.port, maps=["0000000c=!11223344", "0000000d=!55667788"])
+    try:
+        end = time.monotonic() + 10
+        bridge_pub = None
+        while bridge_pub is None:                     # the bridge's node info, with its key
+            topic, payload, _ = gw.got.get(timeout=max(0.01, end - time.monotonic()))
+            p = mqtt_pb2.ServiceEnvelope.FromString(payload).packet
+            if getattr(p, "from") == BRIDGE:
+                data = mesh_pb2.Data.FromString(_ctr(DEFAULT_KEY, p.id, BRIDGE, p.encrypted))
+                if data.portnum == NODEINFO:
+                    bridge_pub = mesh_pb2.User.FromString(data.payload).public_key
+        assert len(bridge_pub) == 32
+        anna = mesh_pb2.User(short_name="ANNA", long_name="Anna's handheld", public_key=anna_pub)
+        gw.publish(gateway_envelope(ANNA, 3, NODEINFO, anna.SerializeToString()))
+        key = _pki_key(anna_priv, bridge_pub)
+        data = mesh_pb2.Data(portnum=TEXT, payload="psst, bakery".encode(), bitfield=0)
+        enc = AESCCM(key, tag_length=8).encrypt(_pki_nonce(62, ANNA, b"\x01\x02\x03\x04"),
+                                                data.SerializeToString(), None) + b"\x01\x02\x03\x04"
+        p = mesh_pb2.MeshPacket(to=BRIDGE, id=62, channel=0, hop_limit=2, hop_start=3,
+                                pki_encrypted=True, encrypted=enc)
+        setattr(p, "from", ANNA)
+        env = mqtt_pb2.ServiceEnvelope(packet=p, channel_id="PKI", gateway_id="!aaaaaaaa")
+        gw.c.publish("msh/EU_868/2/e/PKI/!aaaaaaaa", env.SerializeToString(), qos=1).wait_for_publish(5)
+        assert b.pollen_sends(1)[0][:2] == ("0000000c", "\u21c411223344-62 ANNA: psst, bakery")
+        b.node.emit({"event": "received", "kind": "msg", "from": "0000000c", "to": "0000000a",
+                     "id": 19, "text": "hello anna", "hops": 1})
+        while True:                                   # the bridge's direct message to Anna
+            topic, payload, _ = gw.got.get(timeout=max(0.01, end + 10 - time.monotonic()))
+            env = mqtt_pb2.ServiceEnvelope.FromString(payload)
+            if env.channel_id == "PKI" and getattr(env.packet, "from") == BRIDGE:
+                break
+        p = env.packet
+        assert topic == f"msh/EU_868/2/e/PKI/!{BRIDGE:08x}" and (p.to, p.channel, p.pki_encrypted) == \
+            (ANNA, 0, True)
+        plain = AESCCM(key, tag_length=8).decrypt(_pki_nonce(p.id, BRIDGE, p.encrypted[-4:]),
+                                                  p.encrypted[:-4], None)
+        assert mesh_pb2.Data.FromString(plain).payload.decode() == "\u21c40000000c-19 hello anna"
+        # a direct message for a node whose key the bridge has not heard: said, not queued
+        b.node.emit({"event": "received", "kind": "msg", "from": "0000000d", "to": "0000000a",
+                     "id": 20, "text": "hello farm", "hops": 1})
+        deadline = time.monotonic() + 5
+        while not b.bridge.stats["unreachable"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b.bridge.stats["unreachable"] == 1
+        assert any("its public key is not known" in line for line in b.logs)
+    finally:
+        b.close()
+        gw.close()
+
+
 def test_non_ascii_both_ways(bridged):
     b, gw = bridged()
     gw.publish(gateway_envelope(FARM, 2, NODEINFO, user("🌻SF", "Sunflower farm")))
@@ -411,7 +612,7 @@ def test_broker_restarted_mid_flight_nothing_lost(bridged, mosquitto):
 
 @pytest.mark.parametrize("args, line", [   # (--key, --channel, --mqtt-node: the pure tests above)
     (["--channel", "LongFast", "--region", "XX"], "pollen: --region 'XX': expected a Meshtastic region"),
-    (["--channel", "LongFast", "--map", "0000000c=!11223344"], "pollen: --map: direct messages do not"),
+    (["--channel", "LongFast", "--map", "0000000c"], "pollen: --map '0000000c': expected POLLENID"),
 ])
 def test_command_bad_input(args, line):
     r = subprocess.run([POLLEN, "bridge", "meshtastic", "--port", "/dev/null/x", "--mqtt",

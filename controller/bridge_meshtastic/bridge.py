@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 from pollen_controller.bridge_meshtastic.holdback import HoldBack
-from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, destination, mesh_id,
-                                                       to_meshtastic, to_pollen)
+from pollen_controller.bridge_meshtastic.relay import (IdMap, RateLimit, bridge_name, destination,
+                                                       mesh_id, to_meshtastic, to_pollen)
 from pollen_controller.gateway.attached_node import AttachedNode
-from pollen_controller.gateway.bridge import is_node_id, parse_mark
+from pollen_controller.gateway.bridge import Recent, is_node_id, parse_mark
 from pollen_controller.gateway.store import Store
 from pollen_controller.untrusted import safe_text
 
@@ -36,8 +36,19 @@ MAX_QUEUE = 1000          # texts waiting each way, at most
 _ANSWER_TIMEOUT_S = 10.0  # a send the pollen node has not answered is written again
 _CONFIRM_TIMEOUT_S = 5.0  # a text the device has not confirmed by then: the device is taken as gone
 _REFUSED_RETRY_S = 5.0    # a send the pollen node refused (queue full) is tried again after
+_DEVICE_RETRY_S = (5.0, 300.0)   # a text the device refused: tried again after 5 s, 10 .. 300 s
+# what a device refuses a text for, for good: that text is dropped (said, counted);
+# it refuses others (DUTY_CYCLE_LIMIT, a full queue, NO_CHANNEL ..) until something changes
+_REFUSED_FOR_GOOD = ("TOO_LARGE", "BAD_REQUEST", "PKI_UNKNOWN_PUBKEY")
+# what the pollen node refuses a send for, for good (firmware/pollen/sending.py and
+# pollen_io/console_commands.py raise these; the console gives no codes, only the
+# text): too long for a frame or for the region's dwell time, a bad destination or
+# field. Any other refusal (its queue or store full, out of memory) is for now.
+_POLLEN_FOR_GOOD = ("send: text is ", "send: frame would exceed", "send: bad destination",
+                    "send: field ")
 _TOPIC = "meshtastic"
 _STATUS_EVERY_S = 60.0    # the pollen node asked its status (its neighbours' names) this often
+_NAMES = 4096             # pollen nodes' names kept
 
 
 class MeshtasticBridge:
@@ -53,20 +64,30 @@ class MeshtasticBridge:
         self.attached = AttachedNode(link, self.log)
         self.device = device
         self.device.on_text = self._on_mesh_text
+        if hasattr(device, "on_bridge"):
+            device.on_bridge = self._on_bridge    # a side that tells of other bridges
         self.channel = channel
         self.ids = id_map or IdMap()
         self.to_mesh_rate = to_mesh_rate or RateLimit(6, 3)
         self.to_pollen_rate = to_pollen_rate or RateLimit(20, 5)
         self.store = Store(outbox_path)
         self.outbox, self.inbox = self.store.outbox, self.store.inbox
-        self.names: dict[str, str] = {}      # pollen node id -> name, from status events
+        self.names = Recent(_NAMES)          # pollen node id -> name: beacons and status frames
         self.sending: tuple[int, float] | None = None   # inbox seq written to the node, when
         self.retry_at = 0.0
+        self.pollen_retry_s = _REFUSED_RETRY_S   # the pollen node refused a send for now: the wait
         self.handed: tuple[int, int, int, float] | None = None  # outbox seq, packet id, connection, when
+        self.refused_retry_s = _DEVICE_RETRY_S[0]   # the device refused a text: the next try's wait
+        self.announced = -1                  # the device connection this bridge last announced on
+        self.announce_due = 0                # another bridge's announce (its id): ours answers it
+        self.announces = RateLimit(0.1, 3)   # at most 3 at once, then one in 10 minutes
+        self.device_retry_at = 0.0
+        self.device_wait_s = 0.0
         self.lock = threading.Lock()
         self.stats = {"to_meshtastic": 0, "to_pollen": 0, "sent_meshtastic": 0, "sent_pollen": 0,
                       "bridged_skipped": 0, "unmapped": 0, "too_long": 0, "refused_full": 0,
-                      "other_channel": 0, "doubles_avoided": 0}
+                      "other_channel": 0, "doubles_avoided": 0, "refused_meshtastic": 0,
+                      "refused_pollen": 0, "unreachable": 0}
         self.holdback = holdback or HoldBack()
         self.hold_lock = threading.Lock()    # holdback is fed on both threads
         now = time.time()
@@ -108,7 +129,7 @@ class MeshtasticBridge:
             self.log(f"{who}: a text of {len(text.encode())} bytes does not fit two"
                      f" pollen posts; not bridged")
             return
-        after_s, uid = self._hold("pollen", parts[0], self.node, who)
+        after_s, uid = self._hold("pollen", parts[0], self.node, who, text)
         if after_s is None:
             return
         for part in parts:
@@ -142,23 +163,37 @@ class MeshtasticBridge:
             self._on_pollen_text(ev)
         elif kind == "status":
             self._learn_names(ev)
+        elif kind == "telemetry":             # any node's status frame, flooded: its name
+            self._learn_name(ev.get("id"), ev.get("name"))
         elif self.sending is not None and ev.get("ref") == f"mt{self.sending[0]}":
             seq = self.sending[0]
             if kind == "sent":
                 self.inbox.done(seq)
                 self._count("sent_pollen")
             elif kind == "error":
-                self.retry_at = time.monotonic() + _REFUSED_RETRY_S
-                self.log(f"the pollen node refused a bridged text ({safe_text(ev.get('error'))});"
-                         f" tried again in {_REFUSED_RETRY_S:g} s")
+                error = ev.get("error") if isinstance(ev.get("error"), str) else ""
+                if error.startswith(_POLLEN_FOR_GOOD):   # it never goes: not in the way of the rest
+                    self.inbox.done(seq)
+                    self._count("refused_pollen")
+                    self.log(f"the pollen node refused a bridged text for good ({safe_text(error)});"
+                             f" dropped")
+                else:
+                    self.retry_at = time.monotonic() + self.pollen_retry_s
+                    self.log(f"the pollen node refused a bridged text ({safe_text(error)});"
+                             f" tried again in {self.pollen_retry_s:g} s")
             self.sending = None
         elif kind in ("_away", "_back", "started"):
             self.sending = None               # unanswered: written again
 
     def _learn_names(self, status: dict):
+        # the attached node's status: its neighbours' names, from their beacons
         for n in status.get("neighbours") or ():
-            if isinstance(n, dict) and is_node_id(n.get("id")) and isinstance(n.get("name"), str):
-                self.names[n["id"]] = n["name"]
+            if isinstance(n, dict):
+                self._learn_name(n.get("id"), n.get("name"))
+
+    def _learn_name(self, node_id, name):
+        if is_node_id(node_id) and isinstance(name, str) and name:
+            self.names.add(node_id, name)
 
     def _on_pollen_text(self, ev: dict):
         sender, text, msg_id = ev.get("from"), ev.get("text"), ev.get("id")
@@ -171,12 +206,18 @@ class MeshtasticBridge:
         if why:
             self._skip(why, who, sender)
             return
-        parts = to_meshtastic(sender, msg_id, name, text)
+        cannot = getattr(self.device, "cannot_reach", None)   # (MQTT: a direct message needs a key)
+        why_not = cannot(to) if cannot is not None and to is not None else None
+        if why_not:
+            self._count("unreachable")
+            self.log(f"{who}: a direct message for {mesh_id(to)} not bridged: {why_not}")
+            return
+        parts = to_meshtastic(sender, msg_id, name, text, direct=to is not None)
         if parts is None:
             self._count("too_long")
             self.log(f"{who}: a text too long for two Meshtastic texts; not bridged")
             return
-        after_s, uid = self._hold("meshtastic", parts[0], self.device.num, who)
+        after_s, uid = self._hold("meshtastic", parts[0], self.device.num, who, text)
         if after_s is None:
             return
         for part in parts:
@@ -206,12 +247,27 @@ class MeshtasticBridge:
                 self._count("doubles_avoided")
                 self.log(f"{uid}: another bridge brought it into {network} first; ours dropped")
 
-    def _hold(self, network: str, first_part: str, own, who: str):
+    def _on_bridge(self, num: int, pollen_id: str, answer: int | None = None):
+        # another bridge made itself known (its node info, its announce): it counts in
+        # the ranks, both networks; one that announced itself (it just connected;
+        # `answer` the announce's packet id) is answered with ours, as it may not know
+        # of us; an answer names the announce it answers and is not answered in turn
+        now = time.time()
+        with self.hold_lock:
+            new = num not in self.holdback.bridges("meshtastic")
+            self.holdback.known("meshtastic", num, now)
+            self.holdback.known("pollen", pollen_id, now)
+        if new:
+            self.log(f"another bridge: Meshtastic node {mesh_id(num)}, pollen node {pollen_id}")
+        if answer:
+            self.announce_due = answer
+
+    def _hold(self, network: str, first_part: str, own, who: str, text: str):
         # (Unix time before which the text waits, its uid), or (None, None): a copy is in already
         uid = parse_mark(first_part)[1]
         now = time.time()
         with self.hold_lock:
-            hold_s = self.holdback.offer(network, uid, own, now)
+            hold_s = self.holdback.offer(network, uid, own, now, text)
         if hold_s is None:
             self._count("doubles_avoided")
             self.log(f"{who}: another bridge brought it into {network} already ({uid}); not bridged")
@@ -249,6 +305,11 @@ class MeshtasticBridge:
             if self.device.stats["connects"] != connection or not self.device.up:
                 self.handed = None            # the device went: handed again to the next one
                 return
+            why = self.device.refused(packet_id)
+            if why is not None:
+                self.handed = None
+                self._device_refused(seq, why)
+                return
             confirmed = self.device.confirmed(packet_id)
             waited_s = time.monotonic() - t0
             if confirmed is None and waited_s >= self.confirm_timeout_s:
@@ -257,11 +318,15 @@ class MeshtasticBridge:
                 self.outbox.done(seq)
                 self._count("sent_meshtastic")
                 self.handed = None
+                self.device_wait_s = 0.0
             elif waited_s >= self.confirm_timeout_s:
                 self.device.drop(f"no confirmation of a text within {self.confirm_timeout_s:g} s")
                 self.handed = None
             return
         if not self.device.up:
+            return
+        self._announce()
+        if time.monotonic() < self.device_retry_at:
             return
         for seq, _topic, payload in self.outbox.pending(limit=1, now_s=time.time()):
             if not self.to_mesh_rate.take(time.monotonic()):
@@ -270,6 +335,42 @@ class MeshtasticBridge:
             packet_id = self.device.send(body["text"], body["channel"], body.get("to"), ref=seq)
             if packet_id is not None:
                 self.handed = (seq, packet_id, self.device.stats["connects"], time.monotonic())
+
+    def _announce(self):
+        # a bridge on a device says "pollen bridge ID" on its channel when it
+        # connects and to answer another's (device.py announce): the other
+        # bridges then count it in their ranks before any text. Never while a
+        # text waits for its confirmation (one packet at a time)
+        announce = getattr(self.device, "announce", None)
+        connection = self.device.stats["connects"]
+        if announce is None or (connection == self.announced and not self.announce_due):
+            return
+        if not self.announces.take(time.monotonic()):
+            return
+        due, self.announce_due = self.announce_due, 0   # (one heard meanwhile: due again)
+        if announce(bridge_name(self.node), self.channel, reply_to=due or None):
+            self.announced = connection
+        else:
+            self.announce_due = self.announce_due or due
+
+    def _device_refused(self, seq: int, why: str):
+        # the device said it will not send the text (its QueueStatus): for
+        # good (too large) it is dropped; else it waits, in order, and is
+        # handed again after 5 s, 10, 20 .. 300 s (a duty cycle used up
+        # frees within the hour)
+        if why in _REFUSED_FOR_GOOD:
+            self.outbox.done(seq)
+            self._count("refused_meshtastic")
+            self.log(f"the Meshtastic device refused a text for good ({why}); dropped")
+            return
+        first = self.device_wait_s == 0.0
+        self.device_wait_s = min(max(2 * self.device_wait_s, self.refused_retry_s),
+                                  max(_DEVICE_RETRY_S[1], self.refused_retry_s))
+        self.device_retry_at = time.monotonic() + self.device_wait_s
+        if first:
+            self.log(f"the Meshtastic device refused a text ({why}); texts for it wait, tried"
+                     f" again after {self.device_wait_s:g} s and longer, up to"
+                     f" {_DEVICE_RETRY_S[1]:g} s")
 
     def _send_to_pollen(self):
         now = time.monotonic()

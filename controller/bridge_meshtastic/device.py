@@ -17,12 +17,23 @@ import re
 import threading
 import time
 
+from pollen_controller.bridge_meshtastic.relay import bridge_in_name
 from pollen_controller.errors import InputError, MeshtasticError
 
 DEFAULT_TCP_PORT = 4403   # meshtastic.tcp_interface.DEFAULT_TCP_PORT
 _FIRST_DELAY_S = 1.0
 _MAX_DELAY_S = 30.0
 _CONNECT_TIMEOUT_S = 20   # waitForConfig after the handshake (the handshake itself: the package waits 30 s)
+_SCAN_EVERY_S = 60.0      # the node database read for bridges on MQTT this often
+# a QueueStatus res that says the device took the packet: 0, or the firmware's
+# ERRNO_SHOULD_RELEASE (src/mesh/MeshTypes.h: handled, the caller frees it)
+_TAKEN = (0, 35)
+# A bridge on a device says "pollen bridge ID" on its channel (announce()) in a
+# packet of this port, the one Meshtastic keeps for private applications, when it
+# connects; apps show nothing of it. The package publishes what it hears of that
+# port on this topic.
+ANNOUNCE_PORT = "PRIVATE_APP"
+_ANNOUNCE_TOPIC = "meshtastic.receive.data." + ANNOUNCE_PORT
 
 
 def parse_host(value: str, option: str = "--meshtastic-host") -> tuple[str, int]:
@@ -76,6 +87,8 @@ class Device:
         if (serial_port is None) == (host is None):
             raise InputError("give --meshtastic-port DEV or --meshtastic-host HOST[:PORT]")
         self.on_text = on_text
+        self.on_bridge = None   # set by the bridge: (num, pollen id) of a bridge on MQTT it knows
+        self._next_scan = 0.0
         self.serial_port, self.host, self.tcp_port = serial_port, host, tcp_port
         self.where = serial_port or f"{host}:{tcp_port}"
         self.log = log or (lambda s: None)
@@ -100,6 +113,7 @@ class Device:
 
         self.topic = topic   # "meshtastic.receive": every packet (pubsub passes on subtopics)
         pub.subscribe(self._on_text, topic)
+        pub.subscribe(self._on_announce, _ANNOUNCE_TOPIC)
 
     # ---- connecting ---------------------------------------------------------------
 
@@ -146,6 +160,7 @@ class Device:
             return "closed"
         with self._early_lock:  # texts published meanwhile wait for these to be passed on
             self.iface, self.num = iface, iface.myInfo.my_node_num
+            self._next_scan = 0.0
             early, self._pending, self._early = self._early, None, None
             self.stats["connects"] += 1
             for packet in early:
@@ -167,6 +182,9 @@ class Device:
         if self.iface is not None and not self.up:
             self._lost("the connection went away")
         if self.iface is not None:
+            if time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + _SCAN_EVERY_S
+                self._scan_bridges()
             return
         if self._connector is not None:
             if self._connector.is_alive():
@@ -192,6 +210,48 @@ class Device:
             self.log(f"Meshtastic device {self.where}: {error}; trying again")
         self._delay_s = min(self._delay_s * 2, self.max_delay_s)
         self._next_try = time.monotonic() + self._delay_s
+
+    def _scan_bridges(self):
+        # bridges on MQTT publish their node info as "pollen bridge ID"
+        # (mqtt_side.py); a device that heard one (a gateway put it on the
+        # air) has it in its node database: it counts in the hold-back ranks
+        iface = self.iface
+        if self.on_bridge is None or iface is None:
+            return
+        for num, node in list((iface.nodesByNum or {}).items()):
+            pollen_id = bridge_in_name(((node or {}).get("user") or {}).get("longName"))
+            if pollen_id is not None and num != self.num:
+                self.on_bridge(num, pollen_id, None)
+
+    def announce(self, text: str, channel: int, reply_to: int | None = None) -> bool:
+        """Say `text` (a bridge's "pollen bridge ID") to the channel, in a
+        packet of ANNOUNCE_PORT; reply_to: the id of the announce this
+        answers (Data.reply_id), so it is not answered in turn. False if it
+        could not be handed over now."""
+        if not self.up:
+            return False
+        from meshtastic.protobuf import portnums_pb2
+
+        try:
+            self.iface.sendData(text.encode(), destinationId="^all",
+                                portNum=portnums_pb2.PortNum.Value(ANNOUNCE_PORT),
+                                channelIndex=channel, replyId=reply_to or None)
+        except Exception as e:  # noqa: BLE001 - a write to a device going away
+            self._lost(f"a send failed ({type(e).__name__}: {e})")
+            return False
+        return True
+
+    def _on_announce(self, packet, interface=None):
+        # another bridge's announce() heard: (num, its pollen id) to on_bridge
+        if interface is None or interface is not self.iface or self.on_bridge is None:
+            return
+        num, payload = packet.get("from"), (packet.get("decoded") or {}).get("payload")
+        if not isinstance(num, int) or num == self.num or not isinstance(payload, bytes):
+            return
+        pollen_id = bridge_in_name(payload.decode("utf-8", errors="replace"))
+        if pollen_id is not None:   # an announce is answered (its id); an answer is not
+            answered = (packet.get("decoded") or {}).get("replyId")
+            self.on_bridge(num, pollen_id, None if answered else packet.get("id"))
 
     def drop(self, why: str):
         """Take the device as gone (it stopped confirming): connect again."""
@@ -238,19 +298,23 @@ class Device:
         if queue_status is not None and queue_status.free <= 0:
             return None     # full: sendText would wait for room, holding up the bridge; try later
         try:
+            # want_ack, as the Meshtastic apps send texts: the firmware sends a
+            # broadcast again until it hears a relay of it (implicit ack), a
+            # direct message until its destination acks it (ReliableRouter)
             packet = self.iface.sendText(text, destinationId=to_num if to_num is not None else "^all",
-                                         channelIndex=channel)
+                                         wantAck=True, channelIndex=channel)
         except Exception as e:  # noqa: BLE001 - a write to a device going away
             self._lost(f"a send failed ({type(e).__name__}: {e})")
             return None
         return packet.id
 
     def confirmed(self, packet_id: int) -> bool | None:
-        """Did the device take the packet? True once a QueueStatus named it;
-        False while not yet; None if this device has never sent a
-        QueueStatus (a firmware too old to confirm). The package keeps the
-        last QueueStatus as `queueStatus`, and one naming a packet it is no
-        longer sending as `queue[id] = False`
+        """Did the device take the packet? True once a QueueStatus named it
+        with res 0; False while not yet (or refused: refused() says why);
+        None if this device has never sent a QueueStatus (a firmware too old
+        to confirm). The package keeps the last QueueStatus as
+        `queueStatus`, and one naming a packet it is no longer sending, with
+        res 0, as `queue[id] = False`
         (MeshInterface._handleQueueStatusFromRadio); either says so."""
         iface = self.iface
         if iface is None:
@@ -258,7 +322,25 @@ class Device:
         status = iface.queueStatus
         if status is None:
             return None
-        return status.mesh_packet_id == packet_id or iface.queue.get(packet_id, None) is False
+        if status.mesh_packet_id == packet_id:
+            return status.res in _TAKEN
+        return iface.queue.get(packet_id, None) is False
+
+    def refused(self, packet_id: int) -> str | None:
+        """Why the device refused the packet (a Routing.Error name, such as
+        DUTY_CYCLE_LIMIT or TOO_LARGE), or None: the firmware answers each
+        packet from its client with a QueueStatus whose res is what sending
+        it gave (src/mesh/MeshService.cpp sendToMesh)."""
+        iface = self.iface
+        status = iface.queueStatus if iface is not None else None
+        if status is None or status.mesh_packet_id != packet_id or status.res in _TAKEN:
+            return None
+        from meshtastic.protobuf import mesh_pb2
+
+        try:
+            return mesh_pb2.Routing.Error.Name(status.res)
+        except ValueError:
+            return f"error {status.res}"
 
     def report(self) -> dict:
         """The counters said when the bridge stops: the package's warnings and errors."""
@@ -283,6 +365,7 @@ class Device:
         logging.getLogger("meshtastic").removeHandler(self._package_log)
         try:
             pub.unsubscribe(self._on_text, self.topic)
+            pub.unsubscribe(self._on_announce, _ANNOUNCE_TOPIC)
         except Exception:  # noqa: BLE001 - not subscribed
             pass
         if self.iface is not None:

@@ -24,11 +24,20 @@ from pollen_controller.errors import InputError
 from pollen_controller.gateway.bridge import BRIDGE_MARK, is_node_id, parse_mark
 
 POLLEN_TEXT_BYTES = MAX_PAYLOAD_BYTES   # a pollen post or message: one frame's payload
-# Meshtastic's Data payload (meshtastic.protobuf.mesh_pb2.Constants.DATA_PAYLOAD_LEN,
-# checked by MeshInterface.sendData); the same number is asserted in the tests
-MESHTASTIC_TEXT_BYTES = 233
+# A Meshtastic text as the firmware sends it from its client (src/mesh/Router.cpp
+# perhapsEncode): the encoded Data (portnum 2 bytes, the payload 3 + n, the
+# bitfield it adds to every packet from its client 2) must fit 255 - 16 header
+# bytes, so 232 (one less than Constants.DATA_PAYLOAD_LEN, which the package
+# checks); a direct message, PKI-encrypted, 12 bytes less (MESHTASTIC_PKC_OVERHEAD).
+# Over that the firmware refuses the packet (TOO_LARGE). Asserted in the tests
+# with the package's Data.
+MESHTASTIC_TEXT_BYTES = 232
+MESHTASTIC_DM_BYTES = 220
 MAX_PARTS = 2
 _NAME_CHARS = 16                        # of a sender's name shown in a bridged text
+# A bridge on MQTT publishes its own node info with this long name and its
+# pollen node's id: other bridges learn of it from that before any text
+BRIDGE_NAME = "pollen bridge "
 
 
 def is_bridged(text) -> bool:
@@ -46,6 +55,20 @@ def destination(text: str, direct: bool, sender, pairs: dict, everyone):
         return everyone, None
     dest = pairs.get(sender)
     return (dest, None) if dest is not None else (None, "unmapped")
+
+
+def bridge_name(pollen_id: str) -> str:
+    """The long name of a bridge's own Meshtastic node: "pollen bridge 0000000a"."""
+    return BRIDGE_NAME + pollen_id
+
+
+def bridge_in_name(long_name) -> str | None:
+    """The pollen node id a Meshtastic node's long name says it bridges
+    ("pollen bridge 0000000a" -> "0000000a"); None for any other name."""
+    if not isinstance(long_name, str) or not long_name.startswith(BRIDGE_NAME):
+        return None
+    pollen_id = long_name[len(BRIDGE_NAME):]
+    return pollen_id if is_node_id(pollen_id) else None
 
 
 def mesh_id(num: int) -> str:
@@ -92,11 +115,13 @@ def to_pollen(from_num: int, packet_id: int, short_name: str | None, text: str) 
     return split_text(head, text, POLLEN_TEXT_BYTES)
 
 
-def to_meshtastic(from_id: str, msg_id: int, name: str | None, text: str) -> list[str] | None:
-    """A pollen text as the Meshtastic text(s) to send; None when too long."""
+def to_meshtastic(from_id: str, msg_id: int, name: str | None, text: str,
+                  direct: bool = False) -> list[str] | None:
+    """A pollen text as the Meshtastic text(s) to send (to the channel, or a
+    direct message); None when too long."""
     name = _name(name)
     head = f"{BRIDGE_MARK}{from_id}-{msg_id} " + (f"{name}: " if name else "")
-    return split_text(head, text, MESHTASTIC_TEXT_BYTES)
+    return split_text(head, text, MESHTASTIC_DM_BYTES if direct else MESHTASTIC_TEXT_BYTES)
 
 
 def _name(name) -> str:

@@ -13,6 +13,9 @@ the `meshtastic` package) or a channel on an MQTT broker (mqtt_side.py).
                           the bridge hands a text again); None: not now
   confirmed(packet_id) -> bool | None
                           taken for good (None: this side never says)
+  refused(packet_id) -> str | None
+                          why the side refused it (a device: a Routing.Error
+                          name in its QueueStatus); None if it did not
   drop(why)               not confirmed in time: the side is taken as gone
   stats["connects"]       counts connections (a text handed on an earlier
                           one is handed again)
@@ -38,6 +41,8 @@ class Side(Protocol):
     def send(self, text: str, channel, to_num: int | None = None, ref=None) -> int | None: ...
 
     def confirmed(self, packet_id: int) -> bool | None: ...
+
+    def refused(self, packet_id: int) -> str | None: ...
 
     def drop(self, why: str) -> None: ...
 

@@ -45,7 +45,8 @@ def bridge():
 @click.option("--password", default=None, envvar="POLLEN_MQTT_PASSWORD",
               help="With --mqtt: the broker's password (also read from POLLEN_MQTT_PASSWORD).")
 @click.option("--map", "maps", multiple=True, metavar="POLLENID=!MESHID",
-              help="Bridge direct messages between these two nodes (repeatable; not with --mqtt).")
+              help="Bridge direct messages between these two nodes (repeatable). With --mqtt they"
+                   " are PKI-encrypted: the bridge's key is kept beside --outbox (.key).")
 @click.option("--outbox", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where texts wait for either side (default: under the user's data directory).")
 @click.option("--rate-to-meshtastic", "rate_mesh", default=6.0, show_default=True, type=float,
@@ -54,18 +55,22 @@ def bridge():
               help="Texts a minute into pollen, on average (bursts of 5).")
 @click.option("--hold-s", "hold_s", default=2.0, show_default=True, type=float,
               help="Each text waits this long (+ 0..1 s, + 4 s for each other bridge with a lower id"
-                   " that this one has heard) before it crosses, and is dropped if another bridge's"
-                   " copy is heard meanwhile: several bridges give one copy. 0: no wait.")
+                   " that this one knows of: bridges announce themselves when they connect) before"
+                   " it crosses, and is dropped if another bridge's copy is heard meanwhile:"
+                   " several bridges give one copy. 0: no wait.")
 def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root, mqtt_node,
                username, password, maps, outbox, rate_mesh, rate_pollen, hold_s):
     """Relay texts between the attached node's mesh (its posts) and one
     Meshtastic channel, on a device or (--mqtt) as Meshtastic gateways
     publish it on a broker, and direct messages between the node ids
-    given with --map (device only) (docs/meshtastic.md). Each bridged text
+    given with --map (docs/meshtastic.md). Each bridged text
     says who wrote it and carries the bridging mark, so no bridge or
     gateway brings it back; with several bridges, each holds a text back a
-    moment (--hold-s) and drops it when another's copy comes first. Runs
-    until Ctrl-C; texts wait on disk while either side is away."""
+    moment (--hold-s) and drops it when another's copy comes first (each
+    bridge announces itself when it connects: on a device one PRIVATE_APP
+    packet "pollen bridge ID" on the channel, on MQTT its node info). Runs
+    until Ctrl-C; texts wait on disk while either side is away, or while
+    the device refuses them (its duty cycle used up)."""
     from pollen_controller.bridge_meshtastic.bridge import MeshtasticBridge
     from pollen_controller.bridge_meshtastic.holdback import HoldBack
     from pollen_controller.bridge_meshtastic.relay import IdMap, RateLimit
@@ -86,9 +91,9 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
              RateLimit(rate_pollen, 5, "--rate-to-pollen"))
     say = lambda s: click.echo(safe_text(s), err=True)  # noqa: E731
     if mqtt_url is not None:
-        side, channel = _mqtt_side(mqtt_url, channel, key, region, root, mqtt_node, username,
-                                   password, maps, say)
         outbox = outbox or _data_dir() / "bridge-meshtastic-mqtt.db"
+        side, channel = _mqtt_side(mqtt_url, channel, key, region, root, mqtt_node, username,
+                                   password, outbox.with_suffix(".key"), say)
     else:
         from pollen_controller.bridge_meshtastic.device import Device, parse_host
 
@@ -107,11 +112,12 @@ def meshtastic(port, mesh_port, mesh_host, mqtt_url, channel, key, region, root,
                 f" channel {channel}; {len(ids.to_mesh)} id(s) mapped")
         else:
             from pollen_controller.bridge_meshtastic.mqtt_codec import node_for
+            from pollen_controller.bridge_meshtastic.relay import bridge_name
 
             br = MeshtasticBridge(link, side, channel, outbox, ids, *rates, log=say, holdback=holdback)
             if side.num is None:
                 side.num = node_for(br.node)
-            side.long_name = f"pollen bridge {br.node}"
+            side.long_name = bridge_name(br.node)   # other bridges on the broker learn of it
             device = side
             side.open()
             say(f"bridge: pollen node {br.node} <-> Meshtastic channel {channel} on {side.where}"
@@ -136,15 +142,12 @@ def _device_channel(channel: str) -> int:
     return int(channel)
 
 
-def _mqtt_side(url, channel, key, region, root, node, username, password, maps, say):
+def _mqtt_side(url, channel, key, region, root, node, username, password, key_file, say):
     from pollen_controller.bridge_meshtastic.mqtt_codec import check_channel, parse_key, parse_node
     from pollen_controller.bridge_meshtastic.mqtt_side import MqttSide
     from pollen_controller.errors import InputError
     from pollen_controller.gateway.gateway import is_topic_level
 
-    if maps:
-        raise InputError("--map: direct messages do not cross over MQTT (a Meshtastic node takes"
-                         " direct messages only PKI-encrypted, to its own key; docs/meshtastic.md)")
     check_channel(channel)
     if region is not None:
         from meshtastic.protobuf import config_pb2
@@ -158,4 +161,5 @@ def _mqtt_side(url, channel, key, region, root, node, username, password, maps, 
         raise InputError(f"--root {root!r}: expected topic levels such as msh (no '+', '#' or"
                          f" empty levels)")
     return MqttSide(url, channel, parse_key(key), parse_node(node) if node else None, root=root,
-                    region=region, username=username, password=password, log=say), channel
+                    region=region, username=username, password=password, log=say,
+                    key_file=key_file), channel

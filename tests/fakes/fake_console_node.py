@@ -4,6 +4,8 @@
 #   answers               status (id, name, uptime_s ...) and send (a `sent`
 #                         with a message id); every command is kept in `commands`
 #   emit(event)           one event line to the host, as the node would print it
+#   refuse                a function of a send command: the error the node answers
+#                         it with (as console_commands.py does), or None: `sent`
 #   unplug() / plug()     the port goes away (the pty closes under the host, the
 #                         path disappears) and comes back on a new pty, like a
 #                         USB board unplugged or reset
@@ -24,6 +26,7 @@ class FakeConsoleNode:
         self.commands: queue.Queue = queue.Queue()
         self.next_msg_id = 1000
         self.plugs = 0
+        self.refuse = lambda cmd: None
         self._lock = threading.Lock()
         self._master = None
 
@@ -78,6 +81,8 @@ class FakeConsoleNode:
         if cmd.get("cmd") == "status":
             self.emit({"event": "status", "ref": ref, "id": self.id, "name": self.name,
                        "uptime_s": 1, "counters": {}, "neighbours": []})
+        elif cmd.get("cmd") == "send" and self.refuse(cmd):
+            self.emit({"event": "error", "error": self.refuse(cmd), "ref": ref})
         elif cmd.get("cmd") == "send":
             self.next_msg_id += 1
             to = cmd.get("to", "all")

@@ -27,12 +27,22 @@
 #   telemetry(from_num, ...)      a device-metrics packet (TELEMETRY_APP) heard
 #   user(from_num, short, long)   a node-info packet (NODEINFO_APP): its names
 #   sent                          queue of (to, channel, text) the client sent
+#   data                          queue of (to, channel, port name, payload) of its other packets
+#   packet(from_num, port, b)     a packet of another port (a PortNum name) heard, to the client
 #   unplug() / plug()             the port goes away (pty closed, symlink gone;
 #                                 TCP: listener and connections closed) and back
 #   garbage(b)                    raw bytes on the line (log text, noise)
 #   queued                        texts handed over right after the next handshake
 #   swallow = True                packets from the client vanish (no QueueStatus):
 #                                 a connection dead before either side noticed
+#   refuse = "DUTY_CYCLE_LIMIT"   packets from the client refused with that
+#                                 Routing.Error in their QueueStatus (res), not sent
+#   refused                       list of (to, text, error name) refused
+# A packet is refused TOO_LARGE as the firmware refuses it (src/mesh/Router.cpp
+# perhapsEncode): its Data, with the bitfield the firmware adds to every packet
+# from its client, over 255 - 16 (header) bytes, or over 255 - 16 - 12
+# (MESHTASTIC_PKC_OVERHEAD) for a direct message (PKI-encrypted: the
+# destination's key known, as for any node of firmware 2.5 on).
 # Runs under CPython only.
 import os
 import pty
@@ -103,10 +113,15 @@ class FakeMeshtastic:
         self.nodes, self.channels = nodes, channels
         self.num = nodes[0][0]
         self.sent: queue.Queue = queue.Queue()   # (to, channel, text) from the client
+        self.data: queue.Queue = queue.Queue()   # (to, channel, port name, payload): other ports
+        self.data_reply_ids: list = []           # the reply_id of each of those
+        self.want_acks: list = []                # want_ack of each text sent
         self.configs = 0                         # handshakes answered
         self.queued: list = []                   # (from_num, text, channel) sent right after a handshake
         self.swallow = False                     # True: packets from the client vanish, unanswered
         self.swallowed = 0
+        self.refuse = None                       # a Routing.Error name: every packet refused with it
+        self.refused: list = []                  # (to, text, error name)
         self.next_id = 1
         self.kind = None
         self.tcp_port = None
@@ -241,6 +256,17 @@ class FakeMeshtastic:
         return self._packet(from_num, portnums_pb2.PortNum.NODEINFO_APP, u.SerializeToString(),
                             **packet)
 
+    def packet(self, from_num: int, port: str, payload: bytes, channel: int = 1, reply_id: int = 0):
+        """A packet of another port heard from the air, to the client."""
+        packet_id, self.next_id = self.next_id, self.next_id + 1
+        pkt = mesh_pb2.MeshPacket(**{"from": from_num}, to=BROADCAST, channel=channel, id=packet_id,
+                                  hop_limit=3, rx_snr=6.5, rx_rssi=-90)
+        pkt.decoded.portnum = portnums_pb2.PortNum.Value(port)
+        pkt.decoded.payload = payload
+        pkt.decoded.reply_id = reply_id
+        self._write(frame(mesh_pb2.FromRadio(packet=pkt)))
+        return packet_id
+
     def garbage(self, data: bytes):
         self._write(data)
 
@@ -294,9 +320,22 @@ class FakeMeshtastic:
             if self.swallow:               # lost on the way, as into a connection already dead
                 self.swallowed += 1
                 return
-            if p.decoded.portnum == portnums_pb2.PortNum.TEXT_MESSAGE_APP:
+            data = mesh_pb2.Data()
+            data.CopyFrom(p.decoded)
+            data.bitfield = data.bitfield            # present, as perhapsEncode sets has_bitfield
+            room = 255 - 16 - (12 if p.to != BROADCAST else 0)
+            error = self.refuse or ("TOO_LARGE" if len(data.SerializeToString()) > room else None)
+            if error:
+                self.refused.append((p.to, p.decoded.payload.decode(errors="replace"), error))
+            elif p.decoded.portnum == portnums_pb2.PortNum.TEXT_MESSAGE_APP:
+                self.want_acks.append(p.want_ack)
                 self.sent.put((p.to, p.channel, p.decoded.payload.decode()))
-            status = mesh_pb2.QueueStatus(res=0, free=16, maxlen=16, mesh_packet_id=p.id)
+            else:
+                self.data.put((p.to, p.channel, portnums_pb2.PortNum.Name(p.decoded.portnum),
+                               p.decoded.payload))
+                self.data_reply_ids.append(p.decoded.reply_id)
+            res = mesh_pb2.Routing.Error.Value(error) if error else 0
+            status = mesh_pb2.QueueStatus(res=res, free=16, maxlen=16, mesh_packet_id=p.id)
             self._write(frame(mesh_pb2.FromRadio(queueStatus=status)), out)
 
 
@@ -312,7 +351,10 @@ def _read_fd(fd, stop):
 
 
 def _read_sock(conn, stop):
-    conn.settimeout(0.1)
+    try:
+        conn.settimeout(0.1)
+    except OSError:        # closed meanwhile (unplugged)
+        return None
     while not stop.is_set():
         try:
             data = conn.recv(4096)
