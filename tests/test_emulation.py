@@ -192,3 +192,18 @@ def test_node_processes_are_gone_after_close(tmp_path):
         procs = [n.proc for n in emu.nodes.values()]
     for p in procs:
         assert p.poll() is not None
+
+
+def test_the_demo_counts_identity_adverts_apart_from_the_data_frames():
+    # the demo's frames per delivery are data frames (posts, messages, acks);
+    # a node's key flooded at start (--private) is counted as an advert
+    from pollen import wire
+    from pollen.crypto import NetworkKey
+    from pollen_controller.emulation.demo import _Log
+    key = NetworkKey(bytes(32))
+    log = _Log(None)
+    for ftype, payload in ((wire.IDENT, bytes(40)), (wire.POST, b"hi"), (wire.BEACON, b"")):
+        f = wire.Frame(ftype, 0, 6, 0, 0x0A0B0C01, wire.BROADCAST, 7, 0, 1, payload)
+        log.on_transmit(0x0A0B0C01, wire.pack(f, key), 0.0)
+    assert (log.tx_adverts, log.tx_data, log.tx_beacons) == (1, 1, 1)
+    assert log.air_us["adverts"] > 0 and log.air_us["data"] > 0

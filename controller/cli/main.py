@@ -130,7 +130,9 @@ def render_summary(r: dict) -> str:
          if sf["delivered"] else "NOT delivered"),
         ("latency p50 / p95", f"{lat['p50']} / {lat['p95']} ms"),
         ("file fetched", _file_line(r.get("file"))),
-        ("frames per delivery", f"{r['tx_per_delivered']} (+{r['tx_frames']['beacons']} beacons)"),
+        ("frames per delivery", f"{r['tx_per_delivered']} (+{r['tx_frames']['beacons']} beacons"
+                                + (f", +{r['tx_frames']['adverts']} identity adverts and asks"
+                                   if r["tx_frames"].get("adverts") else "") + ")"),
         ("collisions", str(r["collisions"])),
         ("telemetry airtime", f"{r['airtime_share']['telemetry']:.1%} of all airtime "
                               f"({r['tx_frames']['telemetry']} status frames)"),

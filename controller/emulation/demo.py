@@ -12,7 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 from pollen.airtime import PRESETS, preset_time_on_air_us
-from pollen.wire import BEACON, CATALOG, PART, STATUS
+from pollen.wire import BEACON, CATALOG, IDENT, PART, STATUS
 from pollen_controller.emulation.demo_mesh import start_demo_mesh
 from pollen_controller.errors import DemoError
 from pollen_controller.node import files_client
@@ -40,7 +40,8 @@ class _Log:
         self.tx_beacons = 0
         self.tx_files = 0
         self.tx_status = 0
-        self.air_us = {"data": 0, "beacons": 0, "files": 0, "telemetry": 0}
+        self.tx_adverts = 0
+        self.air_us = {"data": 0, "beacons": 0, "files": 0, "telemetry": 0, "adverts": 0}
         self.waiters = {}
 
     def on_event(self, node, ev):
@@ -61,6 +62,9 @@ class _Log:
             elif ftype == STATUS:
                 self.tx_status += 1
                 kind = "telemetry"
+            elif ftype == IDENT:  # identity adverts and asks (--private)
+                self.tx_adverts += 1
+                kind = "adverts"
             else:
                 self.tx_data += 1
                 kind = "data"
@@ -371,7 +375,7 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s, private=Fal
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
         "tx_per_delivered": round(log.tx_data / useful, 2) if useful else None,
         "tx_frames": {"data": log.tx_data, "beacons": log.tx_beacons, "files": log.tx_files,
-                      "telemetry": log.tx_status},
+                      "telemetry": log.tx_status, "adverts": log.tx_adverts},
         # each kind's share of all the airtime the run used
         "airtime_share": {k: round(v / max(1, sum(log.air_us.values())), 4)
                           for k, v in log.air_us.items()},
