@@ -71,7 +71,8 @@ def main():
 @click.option("--private/--no-private", default=None,
               help="Give every node an identity, so that its direct messages go end-to-end "
                    "encrypted (docs/identity.md). Default: with ROMFS; without it a 128K node "
-                   "has no room for X25519 and the identity code.")
+                   "has no room for X25519 and the identity code (--no-romfs --private needs "
+                   "about --heap 160K).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def demo(nodes, loss, seed, heap, file_kib, romfs, private, as_json):
     """Run an emulated mesh of real MicroPython nodes and report what arrived.
