@@ -101,3 +101,52 @@ def test_info_shows_names_from_the_air_escaped():
     text = render_info({"status": st})
     assert "\x1b" not in text and "\u202e" not in text
     assert "evil\\x1b[2J\\u202e" in text and "'hall'" in text
+
+
+def _with_identity():
+    from pollen_controller.board.node_config import new_identity
+
+    ident, node_id = new_identity(bytes(range(32)))
+    return dict(CFG, node_id=f"{node_id:08x}", identity_key=ident), ident
+
+
+def test_the_identity_secret_is_hidden_and_exported_only_with_the_key_and_kept_on_import():
+    cfg, ident = _with_identity()
+    # info: neither secret shown
+    assert commands.hide_key(cfg)["identity_key"] == "(hidden)"
+    assert commands.hide_key(cfg)["network_key"] == "(hidden)"
+    # export: the node's X25519 secret is a key like the network key
+    text = commands.config_to_yaml(cfg)
+    assert ident not in text and KEY not in text and "identity_key" in text.splitlines()[1]
+    assert ident in commands.config_to_yaml(cfg, with_key=True)
+    # import of an export without it keeps the node's own (its id is its key's)
+    assert commands.config_from_yaml(text, "x.yaml", current=cfg) == cfg
+    # a config read from the console, key fields "(hidden)", never writes them
+    shown = commands.hide_key(cfg)
+    back = commands.config_from_yaml(commands.config_to_yaml(shown), "x.yaml", current=cfg)
+    assert back == cfg
+
+
+def test_info_renders_the_config_without_secrets_and_unicode_as_itself():
+    from pollen_controller.cli.node_commands import render_info
+
+    cfg, ident = _with_identity()
+    out = {"status": {"id": cfg["node_id"], "name": "café 🌻", "neighbours": []},
+           "config": commands.hide_key(dict(cfg, name="café 🌻\u202e"))}
+    text = render_info(out)
+    assert ident not in text and KEY not in text
+    assert 'name: "café 🌻\\u202e"' in text        # readable, the bidi override escaped
+
+
+@pytest.mark.parametrize("name, message", [
+    ("   ", "config field 'name': expected a name that is not blank"),
+    ("a\x1bb", "config field 'name': expected printable characters, got 'a\\x1bb' (U+001B"),
+    ("x\u202e", "config field 'name': expected printable characters"),
+])
+def test_set_and_import_check_a_name_as_provision_does(name, message):
+    with pytest.raises(InputError) as e:
+        commands.check_config(dict(CFG, name=name))
+    assert str(e.value).startswith("config.json: " + message)
+    new, _ = commands.apply_assignments(CFG, [f"name={name}"])
+    with pytest.raises(InputError):
+        commands.check_config(new)

@@ -30,8 +30,8 @@ def _link(port):
 @click.option("--port", required=True, help=_PORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(port, as_json):
-    """Show the attached node: who it is, its config (the network key
-    hidden), its status and its neighbours, all from its console, without
+    """Show the attached node: who it is, its config (the network key and
+    the node's identity secret hidden), its status and its neighbours, all from its console, without
     disturbing it."""
     from pollen_controller.node import commands
 
@@ -73,7 +73,9 @@ def render_info(out: dict) -> str:
                      f"SNR {n.get('snr_db')} dB  heard {n.get('last_heard_s')} s ago")
     if "config" in out:
         lines.append("config:")
-        lines += [f"  {k}: {json.dumps(v)}" for k, v in out["config"].items()]
+        # as JSON, text as itself (café, 🌻), what a terminal must not get escaped
+        lines += [f"  {safe_text(k)}: {safe_text(json.dumps(v, ensure_ascii=False))}"
+                  for k, v in out["config"].items()]
     return "\n".join(lines)
 
 
@@ -151,12 +153,13 @@ def config():
 @config.command("export")
 @click.option("--port", required=True, help=_PORT_HELP)
 @click.option("--with-key", is_flag=True,
-              help="Include the network key (keep such a file as you keep the network file).")
+              help="Include the network key and the node's identity secret (keep such a file "
+                   "as you keep the network file).")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write to this file (default: print it).")
 def config_export(port, with_key, out_path):
     """Print (or write) the node's config as YAML, without the network key
-    unless --with-key. Without the key it comes from the node's console (its
+    and the node's identity secret (identity_key) unless --with-key. Without the key it comes from the node's console (its
     config command), the node undisturbed; the key never leaves a node by its
     console, so --with-key interrupts its app, reads config.json in the REPL
     and restarts it."""
@@ -177,7 +180,7 @@ def config_export(port, with_key, out_path):
         click.echo(text, nl=False)
     else:
         write_atomic(out_path, text, mode=0o600 if with_key else 0o644)
-        click.echo(f"{out_path}: config of {port}" + (" (with the network key)" if with_key
+        click.echo(f"{out_path}: config of {port}" + (" (with its keys)" if with_key
                                                        else ""))
 
 
@@ -186,8 +189,8 @@ def config_export(port, with_key, out_path):
 @click.option("--port", required=True, help=_PORT_HELP)
 def config_import(path, port):
     """Write a YAML config (from config export) to the node: every field is
-    checked first, as the node checks it; without a network_key the node's
-    own is kept. Written atomically; the node restarts with it."""
+    checked first, as the node checks it; without a network_key or
+    identity_key the node's own is kept. Written atomically; the node restarts with it."""
     from pollen_controller.node import commands
 
     text = path.read_text(encoding="utf-8")

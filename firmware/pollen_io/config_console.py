@@ -1,6 +1,6 @@
 # The console's config command (docs/console.md): the node's config.json,
-# with the network key left out: the key never leaves a node through its
-# console (pollen config export --with-key reads it through the REPL).
+# with the network key and identity secret hidden: they never leave a node
+# through its console (pollen config export --with-key reads it through the REPL).
 # Loaded for the command and dropped after it (App.command).
 import json
 
@@ -13,6 +13,7 @@ def cmd_config(ref):
             d = json.load(f)
     except (OSError, ValueError):
         raise ValueError("%s cannot be read" % CONFIG)
-    if "network_key" in d:
-        d["network_key"] = "(hidden)"
+    for k in ("network_key", "identity_key"):  # the node's secrets
+        if k in d:
+            d[k] = "(hidden)"
     emit("config", config=d, ref=ref)
