@@ -172,9 +172,13 @@ def test_uplink_downlink_and_a_malformed_send(mosquitto, mesh, tmp_path):
         publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "x" * 300}))
         topic, body = sub.wait(lambda t, b: t == "pollen/test/errors")
         assert "'text'" in body["error"] and "231" in body["error"]
-        publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "\U0001f33b" * 58}))
+        publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "\U0001f33b" * 58,
+                                                          "ref": "r2"}))
         topic, body = sub.wait(lambda t, b: t == "pollen/test/errors")
         assert "232 bytes in UTF-8 (58 characters); at most 231" in body["error"]
+        # ... and on send/outcome as failed, with its ref, for whoever waits there
+        topic, body = sub.wait(lambda t, b: t == "pollen/test/send/outcome" and b.get("ref") == "r2")
+        assert body["outcome"] == "failed" and "232 bytes" in body["error"]
         publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "still here"}))
         received_by(emu.nodes[ids[-1]], "still here")
         # telemetry: the far node's first status frame (seconds after its start), decoded
@@ -281,6 +285,19 @@ def test_publications_carry_text_as_utf8():
 
     assert mqtt_json({"text": "sunflower \U0001f33b"}) == '{"text": "sunflower \U0001f33b"}'
     assert mqtt_json({"text": "half \ud83c"}) == '{"text": "half \\ud83c"}'   # not encodable: escaped
+
+
+def test_a_send_the_gateway_refuses_has_a_failed_outcome_with_its_ref():
+    error = "field 'text': 232 bytes in UTF-8 (58 characters); at most 231 bytes fit a frame"
+    payload = json.dumps({"to": "all", "text": "\U0001f33b" * 58, "ref": "r9"}).encode()
+    assert Outcomes.invalid(payload, error) == {
+        "to": "all", "text": "\U0001f33b" * 58, "ref": "r9", "outcome": "failed", "error": error}
+    assert Outcomes.invalid(b'{"to": 5}', "field 'to'") == {
+        "to": None, "outcome": "failed", "error": "field 'to'"}
+    assert Outcomes.invalid(json.dumps({"text": "x", "ref": "r" * 300}).encode(), "e") == {
+        "to": None, "text": "x", "outcome": "failed", "error": "e"}     # a ref too long: not echoed
+    for not_a_send in (b"{not json", b"[1]", b"\xff"):
+        assert Outcomes.invalid(not_a_send, "e") is None     # the errors topic only
 
 
 def test_outcomes_of_sends():

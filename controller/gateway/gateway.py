@@ -274,6 +274,7 @@ class Gateway:
             cmd = check_send(payload)
         except GatewayError as e:
             self._refuse(str(e), payload)
+            self._outcome(self.outcomes.invalid(payload, str(e)))   # with its ref, if any
             return
         try:
             ref = json.loads(payload).get("ref")
