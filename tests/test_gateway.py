@@ -335,6 +335,42 @@ def test_an_unreachable_broker_stops_the_gateway_at_once(tmp_path):
     assert r.exit_code == 1 and "no such host 'no-such-host.invalid'" in r.output
 
 
+def test_a_port_with_something_else_than_an_mqtt_broker_is_told_at_once(mosquitto):
+    # a web server or a typo'd port takes the connection: the probe speaks
+    # MQTT (CONNECT, expects a CONNACK) so that is said at start, not after a
+    # silent wait and a "connection lost"
+    import threading
+
+    from pollen_controller.errors import GatewayError
+    from pollen_controller.gateway.mqtt import probe_broker
+
+    def serve(answer):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+
+        def run():
+            c, _ = srv.accept()
+            c.recv(100)
+            if answer:
+                c.sendall(answer)
+            time.sleep(2)
+            c.close()
+            srv.close()
+        threading.Thread(target=run, daemon=True).start()
+        return f"mqtt://127.0.0.1:{srv.getsockname()[1]}"
+
+    url = serve(None)
+    with pytest.raises(GatewayError, match=r"takes connections but did not answer as an MQTT "
+                                           r"broker within 1 s \(another service on that port\?\)"):
+        probe_broker(url, timeout_s=1.0)
+    url = serve(b"HTTP/1.0 400 Bad request\r\n\r\n")
+    with pytest.raises(GatewayError, match=r"answered, but not as an MQTT broker \(it said "
+                                           r"'HTTP/1.0 400 Bad request"):
+        probe_broker(url, timeout_s=1.0)
+    probe_broker(mosquitto.url, timeout_s=2.0)   # a real broker passes
+
+
 # ---- which posts a gateway bridges in, and when (Bridging: no IO, times given) ------
 
 def _post(uid, gateway, origin="0000000c", text="market at noon", **kw):
