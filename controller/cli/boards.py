@@ -60,7 +60,9 @@ def build(board_id, out_dir, make_zip, romfs, as_json):
 
 
 @click.command()
-@click.option("--board", "board_id", required=True, help=_BOARDS)
+@click.option("--board", "board_id", required=True,
+              help=_BOARDS[:-1] + "; virtual (a virtual board: pollen virtual-board; no radio "
+                                  "drivers, so it flashes offline).")
 @click.option("--port", required=True,
               help="Serial port of the board (or of a virtual board); held exclusively.")
 @click.option("--micropython", "image", type=click.Path(exists=True, dir_okay=False), default=None,
