@@ -119,3 +119,26 @@ def test_pollen_console_prints_what_the_node_says_safely(tmp_path):
     assert '"text": "sunflower \U0001f33b \\u202eevil \\x9b2J"' in shown
     assert "Traceback: name 'red\\x1b[31mX'" in shown
     assert '{"event": "status", "duty_headroom_pct": 99.9}' in shown   # the float the node meant
+
+
+def test_console_with_piped_input_shows_the_answers_after_the_input_ends(tmp_path):
+    # `echo '{"cmd": "status"}' | pollen console --port P` (or stdin /dev/null,
+    # to log a node's events): the input ends at once, the answers come after;
+    # it went on only while there was input, and so printed nothing
+    import threading
+    import time
+
+    from click.testing import CliRunner
+
+    from fakes.fake_console_node import FakeConsoleNode
+    from pollen_controller.cli.main import main
+
+    node = FakeConsoleNode(tmp_path).plug()
+    threading.Timer(1.5, lambda: node.emit({"event": "received", "text": "later"})).start()
+    threading.Timer(2.5, node.unplug).start()    # ends it: the port goes away
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["console", "--port", node.path],
+                           input='{"cmd": "status", "ref": 7}\n')
+    assert time.monotonic() - t0 >= 2.4, r.output
+    assert '"event": "status"' in r.output and '"text": "later"' in r.output, r.output
+    assert "the port went away" in r.output

@@ -443,11 +443,14 @@ def provision(port, network_file, name, node_id, radio, new_identity):
 @click.option("--port", required=True, help="Serial port of the node.")
 def console(port):
     """Attach to a node's JSON console: events are printed, typed lines sent
-    (e.g. {"cmd": "status"}). Ctrl-C to leave. The port is held exclusively
-    while attached: flash, provision and the rest are told who has it."""
+    (e.g. {"cmd": "status"}). Ctrl-C to leave (or Ctrl-D on a terminal).
+    Input from a pipe or a file is sent, and the events shown after it ends
+    too, until Ctrl-C: echo '{"cmd": "status"}' | pollen console --port P.
+    The port is held exclusively while attached: flash, provision and the
+    rest are told who has it."""
     from pollen_controller.node.console import attach
 
-    attach(port)
+    attach(port, listen_after_input=not sys.stdin.isatty())
 
 
 @click.command("virtual-board")

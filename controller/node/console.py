@@ -27,7 +27,12 @@ def _typed(line: str) -> bytes:
     return line.encode("utf-8", errors="backslashreplace") + b"\n"
 
 
-def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin):
+def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin,
+           listen_after_input: bool = False):
+    """Show the node's lines on out and send it what comes from lines_in,
+    until lines_in ends (or, with listen_after_input, until Ctrl-C or the
+    port going away: input from a pipe or /dev/null ends at once, and the
+    answers, the events, come after)."""
     import serial
 
     from pollen_controller.port_lock import open_locked
@@ -57,6 +62,8 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
             if stop.is_set():
                 break
             s.write(_typed(line))
+        while listen_after_input and not stop.is_set():
+            stop.wait(0.2)
     except KeyboardInterrupt:
         pass
     finally:
