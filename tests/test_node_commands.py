@@ -150,3 +150,12 @@ def test_set_and_import_check_a_name_as_provision_does(name, message):
     new, _ = commands.apply_assignments(CFG, [f"name={name}"])
     with pytest.raises(InputError):
         commands.check_config(new)
+
+
+def test_info_shows_the_network_keys_fingerprint():
+    from pollen_controller.cli.node_commands import render_info
+
+    out = {"status": {"id": "0000000c", "name": "bakery", "neighbours": []},
+           "config": commands.hide_key(CFG), "key_fingerprint": "6c91-5151-538f-7e8e"}
+    text = render_info(out)
+    assert "key       fingerprint 6c91-5151-538f-7e8e" in text and KEY not in text

@@ -38,12 +38,14 @@ def info(port, as_json):
     link = _link(port)
     try:
         st = commands.status(link)
-        cfg = commands.console_config(link)
+        fp = {}
+        cfg = commands.console_config(link, fingerprint=fp)
     finally:
         link.close()
     out = {"status": st}
     if cfg is not None:
         out["config"] = commands.hide_key(cfg)
+    out.update(fp)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -64,6 +66,8 @@ def render_info(out: dict) -> str:
              f" delivered {c.get('delivered', 0)}, held {st.get('held')}, queue {st.get('queue')}",
              f"airtime   {st.get('airtime_ms')} ms; duty-cycle headroom "
              f"{st.get('duty_headroom_pct')} %"]
+    if out.get("key_fingerprint"):  # compare with pollen network info's, by voice
+        lines.append(f"key       fingerprint {safe_text(out['key_fingerprint'], 24)}")
     if st.get("partial"):
         lines.append("(the node was short of memory: its status came back partial)")
     neighbours = st.get("neighbours") or []

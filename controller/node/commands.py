@@ -116,10 +116,11 @@ def send(link, to: str, text: str, wait_ack: bool = False, timeout_s: float = 60
 
 # ---- config.json through the REPL -------------------------------------------
 
-def console_config(link, timeout_s: float = 10.0) -> dict | None:
+def console_config(link, timeout_s: float = 10.0, fingerprint: dict | None = None) -> dict | None:
     """The node's config.json through its console's `config` command, the
     network key hidden by the node (docs/console.md); None from a firmware
-    without that command (then read_config through the REPL)."""
+    without that command (then read_config through the REPL). The key's
+    fingerprint, when the node tells it, goes into `fingerprint` (a dict)."""
     try:
         ev = link.ask({"cmd": "config"}, "config", timeout_s)
     except LinkError as e:  # the node's own refusal, or a timeout (raised on)
@@ -127,6 +128,8 @@ def console_config(link, timeout_s: float = 10.0) -> dict | None:
             return None
         raise
     cfg = ev.get("config")
+    if fingerprint is not None and isinstance(ev.get("key_fingerprint"), str):
+        fingerprint["key_fingerprint"] = ev["key_fingerprint"]
     return cfg if isinstance(cfg, dict) else None
 
 
