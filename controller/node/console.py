@@ -27,12 +27,15 @@ def _typed(line: str) -> bytes:
     return line.encode("utf-8", errors="backslashreplace") + b"\n"
 
 
-def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin,
+def attach(port: str, baudrate: int = 115200, out=None, lines_in=None,
            listen_after_input: bool = False):
     """Show the node's lines on out and send it what comes from lines_in,
     until lines_in ends (or, with listen_after_input, until Ctrl-C or the
     port going away: input from a pipe or /dev/null ends at once, and the
-    answers, the events, come after)."""
+    answers, the events, come after). out and lines_in default to
+    sys.stdout and sys.stdin as they are at the call."""
+    out = sys.stdout if out is None else out
+    lines_in = sys.stdin if lines_in is None else lines_in
     import serial
 
     from pollen_controller.port_lock import open_locked

@@ -121,9 +121,10 @@ def unannounced(link, cid: str) -> str | None:
         return None
     if any(r.get("cid") == cid for r in rows):
         return None
-    return (f"content id {cid} is not in the node's catalog: no node in reach has announced "
-            "it; the node asks the mesh and gives up after fetch_patience_ms without an "
-            "answer (10 min unless set otherwise); Ctrl-C stops waiting")
+    return (f"content id {cid} is not in the node's catalog (yet): no node in reach has "
+            "announced it so far; the node asks the mesh and gives up after "
+            "fetch_patience_ms without an answer (10 min unless set otherwise); Ctrl-C stops "
+            "waiting")
 
 
 def check_cid(cid: str) -> str:
