@@ -159,3 +159,12 @@ def test_info_shows_the_network_keys_fingerprint():
            "config": commands.hide_key(CFG), "key_fingerprint": "6c91-5151-538f-7e8e"}
     text = render_info(out)
     assert "key       fingerprint 6c91-5151-538f-7e8e" in text and KEY not in text
+
+
+def test_set_says_what_changed_with_text_as_itself():
+    from pollen_controller.cli.node_commands import render_changes
+
+    shown = commands.hide_key({"name": "café 🌻", "hop_limit": None, "network_key": KEY,
+                               "network": "a\x1bb"})
+    assert render_changes(shown) == ['name = "café 🌻"', "hop_limit = (default)",
+                                     'network_key = "(hidden)"', 'network = "a\\u001bb"']

@@ -143,10 +143,20 @@ def set_config(assignments, port, as_json):
         click.echo(json.dumps({"changed": shown, "id": r["status"].get("id"),
                                "name": r["status"].get("name")}))
         return
-    for k, v in shown.items():
-        click.echo(f"{k} = {'(default)' if v is None else json.dumps(v)}")
+    for line in render_changes(shown):
+        click.echo(line)
     click.echo(f"{port}: config written; node {r['status'].get('id')} "
                f"{r['status'].get('name')!r} restarted with it")
+
+
+def render_changes(shown: dict) -> list[str]:
+    """`KEY = VALUE` lines of what set changed: values as JSON with text as
+    itself (café 🌻), control and bidi characters escaped."""
+    from pollen_controller.untrusted import safe_text
+
+    return [f"{safe_text(k)} = " + ("(default)" if v is None else
+                                    safe_text(json.dumps(v, ensure_ascii=False)))
+            for k, v in shown.items()]
 
 
 @click.group()
