@@ -777,3 +777,16 @@ def test_a_network_name_that_is_not_one_topic_level_is_refused(tmp_path):
     for bad in ("", "a/b", "village+", "#"):
         with pytest.raises(GatewayError, match="--network"):
             Gateway(None, "mqtt://127.0.0.1:1883", bad, tmp_path / "outbox.db")
+
+
+def test_a_gateway_that_stops_does_not_say_it_is_reconnecting(mosquitto, fake_node, tmp_path):
+    # Ctrl-C printed "broker connection lost (Normal disconnection); reconnecting"
+    lines = []
+    gw, stop, t, link = start_serial_gateway(fake_node, mosquitto, tmp_path, log=lines.append)
+    try:
+        stop.set()
+        t.join(10)
+        assert not t.is_alive()
+    finally:
+        link.close()
+    assert not any("reconnecting" in line or "lost" in line for line in lines), lines
