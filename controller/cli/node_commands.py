@@ -205,9 +205,14 @@ def config_import(path, port):
     """Write a YAML config (from config export) to the node: every field is
     checked first, as the node checks it; without a network_key or
     identity_key the node's own is kept. Written atomically; the node restarts with it."""
+    from pollen_controller.bounded import read_small
+    from pollen_controller.errors import InputError
     from pollen_controller.node import commands
 
-    text = path.read_text(encoding="utf-8")
+    try:  # within a bound: /dev/zero named by mistake is not read into memory
+        text = read_small(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
     r = commands.edit_config(port, lambda cfg: commands.config_from_yaml(text, str(path), cfg))
     st = r["status"]
     same = "unchanged" if r["after"] == r["before"] else "written"
