@@ -135,10 +135,13 @@ def test_console_with_piped_input_shows_the_answers_after_the_input_ends(tmp_pat
 
     node = FakeConsoleNode(tmp_path).plug()
     threading.Timer(1.5, lambda: node.emit({"event": "received", "text": "later"})).start()
-    threading.Timer(2.5, node.unplug).start()    # ends it: the port goes away
     t0 = time.monotonic()
-    r = CliRunner().invoke(main, ["console", "--port", node.path],
-                           input='{"cmd": "status", "ref": 7}\n')
-    assert time.monotonic() - t0 >= 2.4, r.output
+    try:
+        r = CliRunner().invoke(main, ["console", "--port", node.path],
+                               input='{"cmd": "status", "ref": 7}\n')
+    finally:
+        node.unplug()
+    # shown until the node was 2 s silent (after "later"), then it ends by itself
+    assert 3.4 <= time.monotonic() - t0 < 9, r.output
+    assert r.exit_code == 0, r.output
     assert '"event": "status"' in r.output and '"text": "later"' in r.output, r.output
-    assert "the port went away" in r.output

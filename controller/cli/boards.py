@@ -444,10 +444,10 @@ def provision(port, network_file, name, node_id, radio, new_identity):
 def console(port):
     """Attach to a node's JSON console: events are printed, typed lines sent
     (e.g. {"cmd": "status"}). Ctrl-C to leave (or Ctrl-D on a terminal).
-    Input from a pipe or a file is sent, and the events shown after it ends
-    too, until Ctrl-C: echo '{"cmd": "status"}' | pollen console --port P.
-    The port is held exclusively while attached: flash, provision and the
-    rest are told who has it."""
+    Input from a pipe or a file is sent, and the node's answers shown after
+    it ends, until the node is 2 s silent (10 s at most): echo '{"cmd":
+    "status"}' | pollen console --port P. The port is held exclusively while
+    attached: flash, provision and the rest are told who has it."""
     from pollen_controller.node.console import attach
 
     attach(port, listen_after_input=not sys.stdin.isatty())
