@@ -75,9 +75,11 @@ def test_export_leaves_the_key_out_unless_asked_and_import_keeps_the_nodes_own()
     with_key = commands.config_to_yaml(dict(CFG, node_id="00000012"), with_key=True)
     assert KEY in with_key
     other = dict(CFG, network_key="cd" * 32)
-    assert commands.config_from_yaml(with_key, "x.yaml", current=other)["network_key"] == KEY
+    # (another node's id: taken only with force, see below)
+    assert commands.config_from_yaml(with_key, "x.yaml", current=other,
+                                     force=True)["network_key"] == KEY
     # an id that looks like a number survives YAML as text (not octal, not int)
-    assert commands.config_from_yaml(with_key, "x.yaml", CFG)["node_id"] == "00000012"
+    assert commands.config_from_yaml(with_key, "x.yaml", CFG, force=True)["node_id"] == "00000012"
     assert commands.hide_key(CFG)["network_key"] == "(hidden)"
 
 
@@ -168,3 +170,29 @@ def test_set_says_what_changed_with_text_as_itself():
                                "network": "a\x1bb"})
     assert render_changes(shown) == ['name = "café 🌻"', "hop_limit = (default)",
                                      'network_key = "(hidden)"', 'network = "a\\u001bb"']
+
+
+def test_import_never_gives_a_node_another_nodes_identity_unless_forced():
+    # one node's export imported onto a second (to set it up alike) would
+    # give two nodes one id (with --with-key, one X25519 identity): the mesh
+    # cannot tell them apart
+    a, ident_a = _with_identity()
+    from pollen_controller.board.node_config import new_identity
+
+    ident_b, id_b = new_identity(bytes(range(1, 33)))
+    b = dict(CFG, node_id=f"{id_b:08x}", identity_key=ident_b, name="mill")
+    for text in (commands.config_to_yaml(a), commands.config_to_yaml(a, with_key=True)):
+        with pytest.raises(InputError) as e:
+            commands.config_from_yaml(text, "a.yaml", current=b)
+        assert str(e.value).startswith(f"a.yaml: node_id {a['node_id']} is another node's "
+                                       f"(this one is {b['node_id']})"), str(e.value)
+        assert "--force" in str(e.value)
+    cloned = commands.config_from_yaml(commands.config_to_yaml(a, with_key=True), "a.yaml",
+                                       current=b, force=True)
+    assert cloned["node_id"] == a["node_id"] and cloned["identity_key"] == ident_a
+    # without node_id (and identity_key) in the file: the settings, this node's identity
+    settings_only = "\n".join(l for l in commands.config_to_yaml(a).splitlines()
+                              if not l.startswith(("node_id:", "name:"))) + "\nhop_limit: 4\n"
+    got = commands.config_from_yaml(settings_only, "a.yaml", current=b)
+    assert (got["node_id"], got["identity_key"], got["name"], got["hop_limit"]) == (
+        b["node_id"], ident_b, "mill", 4)

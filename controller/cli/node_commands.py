@@ -201,10 +201,16 @@ def config_export(port, with_key, out_path):
 @config.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--port", required=True, help=_PORT_HELP)
-def config_import(path, port):
+@click.option("--force", is_flag=True,
+              help="Take the file's node_id even when it is another node's (two nodes with "
+                   "one id cannot be told apart: only to replace a node by another).")
+def config_import(path, port, force):
     """Write a YAML config (from config export) to the node: every field is
-    checked first, as the node checks it; without a network_key or
-    identity_key the node's own is kept. Written atomically; the node restarts with it."""
+    checked first, as the node checks it; without a network_key,
+    identity_key, node_id or name the node's own is kept. Another node's
+    node_id is refused unless --force (to set a second node up alike, remove
+    node_id and name from the file). Written atomically; the node restarts
+    with it."""
     from pollen_controller.bounded import read_small
     from pollen_controller.errors import InputError
     from pollen_controller.node import commands
@@ -213,7 +219,8 @@ def config_import(path, port):
         text = read_small(path).decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
-    r = commands.edit_config(port, lambda cfg: commands.config_from_yaml(text, str(path), cfg))
+    r = commands.edit_config(port, lambda cfg: commands.config_from_yaml(text, str(path), cfg,
+                                                                        force))
     st = r["status"]
     same = "unchanged" if r["after"] == r["before"] else "written"
     click.echo(f"{port}: config {same}; node {st.get('id')} {st.get('name')!r} restarted")

@@ -229,10 +229,19 @@ def config_to_yaml(cfg: dict, with_key: bool = False) -> str:
     return head + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
-def config_from_yaml(text: str, source: str, current: dict) -> dict:
+def _same_id(a, b) -> bool:
+    try:
+        return int(str(a), 16) == int(str(b), 16)
+    except ValueError:
+        return str(a) == str(b)
+
+
+def config_from_yaml(text: str, source: str, current: dict, force: bool = False) -> dict:
     """A config from YAML (an export), checked field by field; without a
-    network_key or identity_key (or with "(hidden)") it keeps the node's
-    current one."""
+    network_key, identity_key (or with "(hidden)"), node_id or name it keeps
+    the node's current one. A node_id other than the node's own is refused
+    unless force: one node's export imported onto another would give two
+    nodes one id (and with --with-key one identity)."""
     import yaml
 
     try:
@@ -243,11 +252,20 @@ def config_from_yaml(text: str, source: str, current: dict) -> dict:
                          + (f" at line {mark.line + 1}" if mark else "")) from None
     if not isinstance(cfg, dict):
         raise InputError(f"{source}: expected a mapping of config fields")
+    mine = current.get("node_id")
+    if "node_id" in cfg and mine is not None and not force and not _same_id(cfg["node_id"], mine):
+        raise InputError(f"{source}: node_id {cfg['node_id']} is another node's (this one is "
+                         f"{mine}); importing it would give two nodes one id: remove node_id "
+                         "(and identity_key) from the file to set this node up alike, or "
+                         "--force to make this node that one")
     for k in SECRETS:
         if cfg.get(k, "(hidden)") == "(hidden)":
             cfg.pop(k, None)
             if k in current:
                 cfg[k] = current[k]
+    for k in ("node_id", "name"):   # who the node is: its own unless the file says
+        if k not in cfg and k in current:
+            cfg[k] = current[k]
     return check_config(cfg, source)
 
 
