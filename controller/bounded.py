@@ -48,3 +48,25 @@ def read_file(path, limit_bytes: int, error=InputError, hint: str = "") -> bytes
     if data is None:
         raise error(f"{path}: file is over {limit_bytes} bytes (it grew while being read){hint}")
     return data
+
+
+SMALL_FILE_BYTES = 65536   # network files, config YAML, board profiles: a few KB at most
+
+
+def read_small(path, limit_bytes: int = SMALL_FILE_BYTES, error=InputError,
+               what: str = "") -> bytes:
+    """The bytes of a small file a user names (a network file, a config, a
+    board profile), read one piece at a time and at most limit_bytes + 1 of
+    them: a device (/dev/zero) or a large file named by mistake is refused
+    after the bound, a pipe (process substitution) is read as it comes.
+    `error` naming the path (after `what`, e.g. "network file ") for what
+    cannot be read or is over the bound."""
+    try:
+        with open(path, "rb") as f:
+            data = read_stream(f, limit_bytes)
+    except OSError as e:
+        raise error(f"{what}{path}: cannot be read ({e.strerror or e})") from None
+    if data is None:
+        raise error(f"{what}{path}: over {limit_bytes} bytes; not a file of this kind (a device, or "
+                    "another file named by mistake?)")
+    return data

@@ -98,3 +98,5 @@ def test_region_preset_and_board_help_list_the_choices():
     assert "MediumFast" in r.output and "LongSlow" in r.output
     r = CliRunner().invoke(main, ["flash", "--help"])
     assert "rak11310" in r.output and "heltec-wifi-lora-32-v3" in r.output
+    # and the one a user without hardware flashes (README: --board virtual)
+    assert "virtual (a virtual board" in " ".join(r.output.split())

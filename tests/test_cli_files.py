@@ -96,7 +96,7 @@ def test_share_catalog_and_fetch_through_a_virtual_board(tmp_path, board_and_nei
     r = run(main, ["fetch", theirs["cid"], "--port", port, "-o", str(out), "--timeout", "120",
                    "--json"])
     assert r.exit_code == 0, r.output
-    got = json.loads(r.output)
+    got = json.loads(r.stdout)   # (stderr may say it is not in the board's catalog yet)
     assert got["verified"] and got["name"] == "well map.png" and got["media_type"] == "image/png"
     assert out.read_bytes() == data
     # fetching again is immediate: the board holds it now
@@ -188,10 +188,13 @@ def test_bad_input_is_named(tmp_path, board_and_neighbour):
         f.truncate(1 << 30)
     r = run(main, ["share", str(sparse), "--port", port])
     assert r.exit_code == 1 and "1073741824 bytes" in r.output and "262144" in r.output
+    assert "no node takes a larger file" in r.output   # not "the limit" when the node's is 64K
     # a content id no node has: not found, not "the node did not answer"
     unknown = files.cid_str(bytes(range(16)))
     r = run(main, ["fetch", unknown, "--port", port, "--timeout", "2"])
     assert r.exit_code == 1 and "not found: no node in reach announced it" in r.output
+    # ... and said before the wait, which is 10 minutes by default
+    assert "is not in the node's catalog" in r.output.split("not found")[0]
     r = run(main, ["catalog", "--port", str(tmp_path / "ttyNOPE")])
     assert r.exit_code == 1 and "cannot open the port" in r.output
 

@@ -75,6 +75,16 @@ def test_the_config_command_tells_the_config_without_the_key(mesh):
     on_disk = json.loads((n.folder / "config.json").read_text())
     assert got["config"] == dict(on_disk, network_key="(hidden)")
     assert on_disk["network_key"] not in json.dumps(got)
+    # with the key's fingerprint, as pollen network info shows it: a node
+    # provisioned from another network file is told apart without the key
+    from pollen_controller.board.network_files import key_fingerprint
+    assert got["key_fingerprint"] == key_fingerprint(on_disk["network_key"])
+    # the node's identity secret neither (the command reads the file as it is now)
+    secret = "5e" * 64
+    (n.folder / "config.json").write_text(json.dumps(dict(on_disk, identity_key=secret)))
+    n.command({"cmd": "config", "ref": "c2"})
+    got = wait_event(n, lambda e: e.get("ref") == "c2")
+    assert got["config"]["identity_key"] == "(hidden)" and secret not in json.dumps(got)
 
 
 def test_bad_console_commands_get_error_events_and_node_keeps_running(mesh):

@@ -177,3 +177,35 @@ def test_flash_and_provision_stop_a_running_app_and_start_it_again(tmp_path, bun
         _wait_started(vb.port)
         with Board(vb.port) as b:  # and the app runs again: stopped once more
             assert b.stopped_app and b.eval("1 + 1") == 2
+
+
+def test_a_provision_refused_after_stopping_the_app_starts_it_again(tmp_path, bundle):
+    # the node must not be left down in the REPL by a refusal: its config is
+    # unchanged, so it runs again with it (and the user is told)
+    from click.testing import CliRunner
+
+    from pollen_controller.cli.main import main
+
+    net = pv.create_network("village", "EU868", "ShortFast")
+    pv.save_network(net, tmp_path / "v.json")
+    with VirtualBoard(tmp_path / "board") as vb:
+        with Board(vb.port) as b:
+            install_bundle(b, bundle)
+            pv.provision(b, net, "vb", 0x101, {"kind": "udp", "port": 9})
+            b.reset()
+        _wait_started(vb.port)
+        before = (vb.folder / "config.json").read_text()
+        boots = vb.boots
+        r = CliRunner().invoke(main, ["provision", "--port", vb.port, "--network",
+                                      str(tmp_path / "v.json"), "--node-id", "zz00zz00"])
+        assert r.exit_code == 1   # refused before the port is opened: the app never stopped
+        (vb.folder / "config.json").write_text(before.replace('"vb"', '"v\\u001bb"'))
+        r = CliRunner().invoke(main, ["provision", "--port", vb.port, "--network",
+                                      str(tmp_path / "v.json")])
+        assert r.exit_code == 1 and "expected printable characters" in r.output, r.output
+        assert f"{vb.port}: stopped the running pollen app" in r.output
+        assert f"{vb.port}: reset the board: the app starts again (its config unchanged)" in r.output
+        end = time.monotonic() + 10
+        while vb.boots == boots and time.monotonic() < end:
+            time.sleep(0.05)
+        assert vb.boots == boots + 1

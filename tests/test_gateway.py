@@ -172,9 +172,13 @@ def test_uplink_downlink_and_a_malformed_send(mosquitto, mesh, tmp_path):
         publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "x" * 300}))
         topic, body = sub.wait(lambda t, b: t == "pollen/test/errors")
         assert "'text'" in body["error"] and "231" in body["error"]
-        publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "\U0001f33b" * 58}))
+        publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "\U0001f33b" * 58,
+                                                          "ref": "r2"}))
         topic, body = sub.wait(lambda t, b: t == "pollen/test/errors")
         assert "232 bytes in UTF-8 (58 characters); at most 231" in body["error"]
+        # ... and on send/outcome as failed, with its ref, for whoever waits there
+        topic, body = sub.wait(lambda t, b: t == "pollen/test/send/outcome" and b.get("ref") == "r2")
+        assert body["outcome"] == "failed" and "232 bytes" in body["error"]
         publish(mosquitto, "pollen/test/send", json.dumps({"to": "all", "text": "still here"}))
         received_by(emu.nodes[ids[-1]], "still here")
         # telemetry: the far node's first status frame (seconds after its start), decoded
@@ -283,6 +287,19 @@ def test_publications_carry_text_as_utf8():
     assert mqtt_json({"text": "half \ud83c"}) == '{"text": "half \\ud83c"}'   # not encodable: escaped
 
 
+def test_a_send_the_gateway_refuses_has_a_failed_outcome_with_its_ref():
+    error = "field 'text': 232 bytes in UTF-8 (58 characters); at most 231 bytes fit a frame"
+    payload = json.dumps({"to": "all", "text": "\U0001f33b" * 58, "ref": "r9"}).encode()
+    assert Outcomes.invalid(payload, error) == {
+        "to": "all", "text": "\U0001f33b" * 58, "ref": "r9", "outcome": "failed", "error": error}
+    assert Outcomes.invalid(b'{"to": 5}', "field 'to'") == {
+        "to": None, "outcome": "failed", "error": "field 'to'"}
+    assert Outcomes.invalid(json.dumps({"text": "x", "ref": "r" * 300}).encode(), "e") == {
+        "to": None, "text": "x", "outcome": "failed", "error": "e"}     # a ref too long: not echoed
+    for not_a_send in (b"{not json", b"[1]", b"\xff"):
+        assert Outcomes.invalid(not_a_send, "e") is None     # the errors topic only
+
+
 def test_outcomes_of_sends():
     o = Outcomes()
     cmd = {"cmd": "send", "to": "0000000c", "text": "hi", OUTCOME_KEY: {"ref": {"n": 1}}}
@@ -316,6 +333,42 @@ def test_an_unreachable_broker_stops_the_gateway_at_once(tmp_path):
     assert f"--mqtt {url}: cannot reach the broker" in r.output and "--wait-for-broker" in r.output
     r = CliRunner().invoke(main, ["gateway", "--demo", "--mqtt", "mqtt://no-such-host.invalid"])
     assert r.exit_code == 1 and "no such host 'no-such-host.invalid'" in r.output
+
+
+def test_a_port_with_something_else_than_an_mqtt_broker_is_told_at_once(mosquitto):
+    # a web server or a typo'd port takes the connection: the probe speaks
+    # MQTT (CONNECT, expects a CONNACK) so that is said at start, not after a
+    # silent wait and a "connection lost"
+    import threading
+
+    from pollen_controller.errors import GatewayError
+    from pollen_controller.gateway.mqtt import probe_broker
+
+    def serve(answer):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+
+        def run():
+            c, _ = srv.accept()
+            c.recv(100)
+            if answer:
+                c.sendall(answer)
+            time.sleep(2)
+            c.close()
+            srv.close()
+        threading.Thread(target=run, daemon=True).start()
+        return f"mqtt://127.0.0.1:{srv.getsockname()[1]}"
+
+    url = serve(None)
+    with pytest.raises(GatewayError, match=r"takes connections but did not answer as an MQTT "
+                                           r"broker within 1 s \(another service on that port\?\)"):
+        probe_broker(url, timeout_s=1.0)
+    url = serve(b"HTTP/1.0 400 Bad request\r\n\r\n")
+    with pytest.raises(GatewayError, match=r"answered, but not as an MQTT broker \(it said "
+                                           r"'HTTP/1.0 400 Bad request"):
+        probe_broker(url, timeout_s=1.0)
+    probe_broker(mosquitto.url, timeout_s=2.0)   # a real broker passes
 
 
 # ---- which posts a gateway bridges in, and when (Bridging: no IO, times given) ------
@@ -724,3 +777,16 @@ def test_a_network_name_that_is_not_one_topic_level_is_refused(tmp_path):
     for bad in ("", "a/b", "village+", "#"):
         with pytest.raises(GatewayError, match="--network"):
             Gateway(None, "mqtt://127.0.0.1:1883", bad, tmp_path / "outbox.db")
+
+
+def test_a_gateway_that_stops_does_not_say_it_is_reconnecting(mosquitto, fake_node, tmp_path):
+    # Ctrl-C printed "broker connection lost (Normal disconnection); reconnecting"
+    lines = []
+    gw, stop, t, link = start_serial_gateway(fake_node, mosquitto, tmp_path, log=lines.append)
+    try:
+        stop.set()
+        t.join(10)
+        assert not t.is_alive()
+    finally:
+        link.close()
+    assert not any("reconnecting" in line or "lost" in line for line in lines), lines

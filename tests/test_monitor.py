@@ -427,6 +427,8 @@ def test_monitor_on_the_wrong_network_says_where_it_listens(mosquitto, tmp_path)
     assert r.exit_code == 0, r.output
     assert "no nodes heard yet" in r.stdout
     assert "nothing has arrived on pollen/vilage/# in 3 s" in r.stdout and "--network" in r.stdout
+    # ... and which networks gateways on this broker do publish on
+    assert "gateways on this broker publish on: village (--network village)" in r.stdout
     r = run("monitor", "--mqtt", mosquitto.url, "--network", "vilage", "--db",
             tmp_path / "h.db", "--once", "--json", "--wait", "2.5")
     assert json.loads(r.stdout) == [] and "nothing has arrived on pollen/vilage/#" in r.stderr

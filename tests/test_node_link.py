@@ -31,3 +31,18 @@ def test_a_port_that_goes_away_raises_until_it_is_opened_again(tmp_path):
 def test_a_port_that_is_not_there_is_named(tmp_path):
     with pytest.raises(LinkError, match="ttyNOPE: cannot open the port"):
         SerialLink(str(tmp_path / "ttyNOPE"))
+
+
+def test_a_node_that_does_not_answer_is_named_by_its_port(tmp_path):
+    # `pollen info --port P` on a board whose app is not running said only
+    # "the node did not answer within 10 s", not which port
+    from pollen_controller.errors import LinkTimeout
+
+    node = FakeConsoleNode(tmp_path).plug()
+    link = SerialLink(node.path)
+    try:
+        with pytest.raises(LinkTimeout, match=f"^{node.path}: the node did not answer within 1 s"):
+            link.wait(lambda e: False, timeout_s=1)
+    finally:
+        link.close()
+        node.unplug()

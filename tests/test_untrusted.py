@@ -119,3 +119,29 @@ def test_pollen_console_prints_what_the_node_says_safely(tmp_path):
     assert '"text": "sunflower \U0001f33b \\u202eevil \\x9b2J"' in shown
     assert "Traceback: name 'red\\x1b[31mX'" in shown
     assert '{"event": "status", "duty_headroom_pct": 99.9}' in shown   # the float the node meant
+
+
+def test_console_with_piped_input_shows_the_answers_after_the_input_ends(tmp_path):
+    # `echo '{"cmd": "status"}' | pollen console --port P` (or stdin /dev/null,
+    # to log a node's events): the input ends at once, the answers come after;
+    # it went on only while there was input, and so printed nothing
+    import threading
+    import time
+
+    from click.testing import CliRunner
+
+    from fakes.fake_console_node import FakeConsoleNode
+    from pollen_controller.cli.main import main
+
+    node = FakeConsoleNode(tmp_path).plug()
+    threading.Timer(1.5, lambda: node.emit({"event": "received", "text": "later"})).start()
+    t0 = time.monotonic()
+    try:
+        r = CliRunner().invoke(main, ["console", "--port", node.path],
+                               input='{"cmd": "status", "ref": 7}\n')
+    finally:
+        node.unplug()
+    # shown until the node was 2 s silent (after "later"), then it ends by itself
+    assert 3.4 <= time.monotonic() - t0 < 9, r.output
+    assert r.exit_code == 0, r.output
+    assert '"event": "status"' in r.output and '"text": "later"' in r.output, r.output

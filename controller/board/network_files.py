@@ -113,11 +113,13 @@ def save_network(net: dict, path: Path):
 
 
 def load_network(path: Path) -> dict:
+    from pollen_controller.bounded import read_small
+
     path = Path(path)
+    # within a bound: /dev/zero named by mistake is not read into memory
+    raw = read_small(path, error=NetworkError, what="network file ")
     try:
-        net = json.loads(path.read_text())
-    except OSError as e:
-        raise NetworkError(f"network file {path}: cannot be read ({e.strerror})") from None
+        net = json.loads(raw)
     except ValueError:
         raise NetworkError(f"network file {path}: corrupt (not JSON); ask for the network "
                            "string again and import it") from None

@@ -68,15 +68,17 @@ def load_board(id_or_path) -> Board:
     s = str(id_or_path)
     if isinstance(id_or_path, Path) or "/" in s or s.endswith(".json"):
         path = Path(s)
-        if not path.is_file():
+        if not path.exists():
             raise BoardError(f"board '{s}': no such file")
     else:
         path = BOARD_DIR / f"{s}.json"
         if not path.is_file():
             known = ", ".join(board_ids(virtual=True))
             raise BoardError(f"board '{s}': unknown board (known boards: {known})")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+    from pollen_controller.bounded import read_small
+
+    try:  # within a bound: /dev/zero named by mistake is not read into memory
+        raw = json.loads(read_small(path, error=BoardError).decode("utf-8"))
     except json.JSONDecodeError as e:
         raise BoardError(f"board '{path.name}': not valid JSON at line {e.lineno}: {e.msg}") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -59,7 +60,9 @@ def build(board_id, out_dir, make_zip, romfs, as_json):
 
 
 @click.command()
-@click.option("--board", "board_id", required=True, help=_BOARDS)
+@click.option("--board", "board_id", required=True,
+              help=_BOARDS[:-1] + "; virtual (a virtual board: pollen virtual-board; no radio "
+                                  "drivers, so it flashes offline).")
 @click.option("--port", required=True,
               help="Serial port of the board (or of a virtual board); held exclusively.")
 @click.option("--micropython", "image", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -146,6 +149,24 @@ def _restart(b):
     if b.stopped_app:
         b.reset()
         click.echo(f"{b.port}: reset the board: the app starts again")
+
+
+@contextmanager
+def _restarted_if_refused(b):
+    """A refusal after the running app was stopped (a config provision
+    cannot keep, a band the board lacks) leaves the config as it was: the
+    board is reset so that the node runs again, not left in the REPL."""
+    try:
+        yield
+    except Exception:
+        if b.stopped_app:
+            try:
+                b.reset()
+                click.echo(f"{b.port}: reset the board: the app starts again (its config "
+                           "unchanged)")
+            except Exception:  # the first error is the one to tell
+                pass
+        raise
 
 
 @click.group()
@@ -387,7 +408,8 @@ def provision(port, network_file, name, node_id, radio, new_identity):
     must hold a whole pollen install (every file of its manifest, main.py
     last): one cut short is refused, saying to run pollen flash. A running
     pollen app is stopped first and the board reset at the end, so the node
-    starts with its new config. The port is held exclusively."""
+    starts with its new config (or, when provision refuses, with its config
+    unchanged). The port is held exclusively."""
     from pollen.settings import parse_node_id
     from pollen_controller.board.install import check_installed
     from pollen_controller.board.node_config import check_name, parse_radio
@@ -399,7 +421,7 @@ def provision(port, network_file, name, node_id, radio, new_identity):
         check_name(name, "--name")
     radio_cfg = parse_radio(radio) if radio is not None else None
     kept = []
-    with _open_board(port) as b:
+    with _open_board(port) as b, _restarted_if_refused(b):
         check_installed(b)  # a flash cut short: provision would make a node that cannot boot
         cfg = do_provision(b, net, name, nid, radio_cfg, kept=kept, identity=new_identity)
         radio = cfg["radio"]
@@ -421,11 +443,14 @@ def provision(port, network_file, name, node_id, radio, new_identity):
 @click.option("--port", required=True, help="Serial port of the node.")
 def console(port):
     """Attach to a node's JSON console: events are printed, typed lines sent
-    (e.g. {"cmd": "status"}). Ctrl-C to leave. The port is held exclusively
-    while attached: flash, provision and the rest are told who has it."""
+    (e.g. {"cmd": "status"}). Ctrl-C to leave (or Ctrl-D on a terminal).
+    Input from a pipe or a file is sent, and the node's answers shown after
+    it ends, until the node is 2 s silent (10 s at most): echo '{"cmd":
+    "status"}' | pollen console --port P. The port is held exclusively while
+    attached: flash, provision and the rest are told who has it."""
     from pollen_controller.node.console import attach
 
-    attach(port)
+    attach(port, listen_after_input=not sys.stdin.isatty())
 
 
 @click.command("virtual-board")

@@ -135,6 +135,9 @@ def fetch(cid, port, out_path, force, timeout_s, as_json):
                          "(--force to replace it, or -o another name)")
     link = _link(port)
     try:
+        note = files_client.unannounced(link, cid)
+        if note:  # a long wait ahead that may end in nothing: said now, not in 10 min
+            click.echo(f"pollen: {note}", err=True)
         got = files_client.fetch(link, cid, timeout_s, progress=progress_bar("fetching", not as_json))
         m, data = files_client.read_out(link, got["cid"], progress=progress_bar("reading out", not as_json))
     finally:

@@ -30,20 +30,22 @@ def _link(port):
 @click.option("--port", required=True, help=_PORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(port, as_json):
-    """Show the attached node: who it is, its config (the network key
-    hidden), its status and its neighbours, all from its console, without
+    """Show the attached node: who it is, its config (the network key and
+    the node's identity secret hidden), its status and its neighbours, all from its console, without
     disturbing it."""
     from pollen_controller.node import commands
 
     link = _link(port)
     try:
         st = commands.status(link)
-        cfg = commands.console_config(link)
+        fp = {}
+        cfg = commands.console_config(link, fingerprint=fp)
     finally:
         link.close()
     out = {"status": st}
     if cfg is not None:
         out["config"] = commands.hide_key(cfg)
+    out.update(fp)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -64,6 +66,8 @@ def render_info(out: dict) -> str:
              f" delivered {c.get('delivered', 0)}, held {st.get('held')}, queue {st.get('queue')}",
              f"airtime   {st.get('airtime_ms')} ms; duty-cycle headroom "
              f"{st.get('duty_headroom_pct')} %"]
+    if out.get("key_fingerprint"):  # compare with pollen network info's, by voice
+        lines.append(f"key       fingerprint {safe_text(out['key_fingerprint'], 24)}")
     if st.get("partial"):
         lines.append("(the node was short of memory: its status came back partial)")
     neighbours = st.get("neighbours") or []
@@ -73,7 +77,9 @@ def render_info(out: dict) -> str:
                      f"SNR {n.get('snr_db')} dB  heard {n.get('last_heard_s')} s ago")
     if "config" in out:
         lines.append("config:")
-        lines += [f"  {k}: {json.dumps(v)}" for k, v in out["config"].items()]
+        # as JSON, text as itself (café, 🌻), what a terminal must not get escaped
+        lines += [f"  {safe_text(k)}: {safe_text(json.dumps(v, ensure_ascii=False))}"
+                  for k, v in out["config"].items()]
     return "\n".join(lines)
 
 
@@ -137,10 +143,20 @@ def set_config(assignments, port, as_json):
         click.echo(json.dumps({"changed": shown, "id": r["status"].get("id"),
                                "name": r["status"].get("name")}))
         return
-    for k, v in shown.items():
-        click.echo(f"{k} = {'(default)' if v is None else json.dumps(v)}")
+    for line in render_changes(shown):
+        click.echo(line)
     click.echo(f"{port}: config written; node {r['status'].get('id')} "
                f"{r['status'].get('name')!r} restarted with it")
+
+
+def render_changes(shown: dict) -> list[str]:
+    """`KEY = VALUE` lines of what set changed: values as JSON with text as
+    itself (café 🌻), control and bidi characters escaped."""
+    from pollen_controller.untrusted import safe_text
+
+    return [f"{safe_text(k)} = " + ("(default)" if v is None else
+                                    safe_text(json.dumps(v, ensure_ascii=False)))
+            for k, v in shown.items()]
 
 
 @click.group()
@@ -151,12 +167,13 @@ def config():
 @config.command("export")
 @click.option("--port", required=True, help=_PORT_HELP)
 @click.option("--with-key", is_flag=True,
-              help="Include the network key (keep such a file as you keep the network file).")
+              help="Include the network key and the node's identity secret (keep such a file "
+                   "as you keep the network file).")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write to this file (default: print it).")
 def config_export(port, with_key, out_path):
     """Print (or write) the node's config as YAML, without the network key
-    unless --with-key. Without the key it comes from the node's console (its
+    and the node's identity secret (identity_key) unless --with-key. Without the key it comes from the node's console (its
     config command), the node undisturbed; the key never leaves a node by its
     console, so --with-key interrupts its app, reads config.json in the REPL
     and restarts it."""
@@ -177,21 +194,33 @@ def config_export(port, with_key, out_path):
         click.echo(text, nl=False)
     else:
         write_atomic(out_path, text, mode=0o600 if with_key else 0o644)
-        click.echo(f"{out_path}: config of {port}" + (" (with the network key)" if with_key
+        click.echo(f"{out_path}: config of {port}" + (" (with its keys)" if with_key
                                                        else ""))
 
 
 @config.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--port", required=True, help=_PORT_HELP)
-def config_import(path, port):
+@click.option("--force", is_flag=True,
+              help="Take the file's node_id even when it is another node's (two nodes with "
+                   "one id cannot be told apart: only to replace a node by another).")
+def config_import(path, port, force):
     """Write a YAML config (from config export) to the node: every field is
-    checked first, as the node checks it; without a network_key the node's
-    own is kept. Written atomically; the node restarts with it."""
+    checked first, as the node checks it; without a network_key,
+    identity_key, node_id or name the node's own is kept. Another node's
+    node_id is refused unless --force (to set a second node up alike, remove
+    node_id and name from the file). Written atomically; the node restarts
+    with it."""
+    from pollen_controller.bounded import read_small
+    from pollen_controller.errors import InputError
     from pollen_controller.node import commands
 
-    text = path.read_text(encoding="utf-8")
-    r = commands.edit_config(port, lambda cfg: commands.config_from_yaml(text, str(path), cfg))
+    try:  # within a bound: /dev/zero named by mistake is not read into memory
+        text = read_small(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    r = commands.edit_config(port, lambda cfg: commands.config_from_yaml(text, str(path), cfg,
+                                                                        force))
     st = r["status"]
     same = "unchanged" if r["after"] == r["before"] else "written"
     click.echo(f"{port}: config {same}; node {st.get('id')} {st.get('name')!r} restarted")

@@ -144,6 +144,7 @@ class Gateway:
                       "dropped": 0, "node_away": 0}
         self.outcomes = Outcomes()
         self.unreachable = False             # the broker could not be reached: said once until it is
+        self.stopping = False                # run() is ending: its own disconnect is no news
         self.bridging = Bridging(self.node, *bridge_timing_s)
         for uid, until_s in self.inbox.held(time.time()):  # held back when we stopped
             self.bridging.took(uid, until_s)
@@ -186,7 +187,8 @@ class Gateway:
             self.connection += 1  # what it sent and we did not acknowledge, it sends again
         # paho keeps its unacknowledged messages in memory and sends them
         # again on reconnect; the outbox has them too, should we restart
-        self.log(f"broker connection lost ({reason_code}); reconnecting")
+        if not self.stopping:
+            self.log(f"broker connection lost ({reason_code}); reconnecting")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         # paho holds its own lock here: take ours only briefly, and leave
@@ -274,6 +276,7 @@ class Gateway:
             cmd = check_send(payload)
         except GatewayError as e:
             self._refuse(str(e), payload)
+            self._outcome(self.outcomes.invalid(payload, str(e)))   # with its ref, if any
             return
         try:
             ref = json.loads(payload).get("ref")
@@ -335,6 +338,7 @@ class Gateway:
                 for ev in self.attached.poll(0.1):
                     self._on_node_event(ev)
         finally:
+            self.stopping = True   # the disconnect below is ours: not "lost; reconnecting"
             self.client.loop_stop()
             self.client.disconnect()
             self.store.close()

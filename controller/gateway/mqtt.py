@@ -34,13 +34,36 @@ def mqtt_json(body) -> str:
         return json.dumps(body)
 
 
+# an MQTT 3.1.1 CONNECT: clean session, keep-alive 10 s, client id "pollen-probe"
+_PROBE_CONNECT = (b"\x10\x18\x00\x04MQTT\x04\x02\x00\x0a"
+                  b"\x00\x0cpollen-probe")
+_CONNACK = 0x20
+
+
 def probe_broker(url: str, timeout_s: float = PROBE_TIMEOUT_S, hint: str = ""):
-    """Whether the broker at url can be reached now (a TCP connection, no
-    MQTT): GatewayError naming the URL and why not (no such host, refused,
-    no answer within timeout_s), then hint."""
-    host, port, _ = parse_mqtt_url(url)
+    """Whether the broker at url can be reached now: a TCP connection and,
+    without TLS, an MQTT CONNECT answered by a CONNACK (whatever its code: a
+    broker that wants a password still is one), so that a port with another
+    service behind it (a web server, a typo) is told at once, not after a
+    silent wait. GatewayError naming the URL and why not (no such host,
+    refused, no answer within timeout_s, not MQTT), then hint."""
+    host, port, tls = parse_mqtt_url(url)
     try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
+        with socket.create_connection((host, port), timeout=timeout_s) as s:
+            if tls:
+                return   # the TLS handshake is paho's; a connection is what is checked here
+            s.sendall(_PROBE_CONNECT)
+            try:
+                first = s.recv(64)
+            except TimeoutError:
+                raise GatewayError(f"--mqtt {url}: {host}:{port} takes connections but did not "
+                                   f"answer as an MQTT broker within {timeout_s:g} s (another "
+                                   f"service on that port?){hint}") from None
+            if not first or first[0] != _CONNACK:
+                said = first[:40].decode("ascii", "backslashreplace") if first else "nothing"
+                raise GatewayError(f"--mqtt {url}: {host}:{port} answered, but not as an MQTT "
+                                   f"broker (it said {said!r}){hint}")
+            s.sendall(b"\xe0\x00")   # DISCONNECT: the probe's session ends cleanly
     except socket.gaierror as e:
         raise GatewayError(f"--mqtt {url}: no such host {host!r} ({e.strerror}){hint}") from None
     except TimeoutError:

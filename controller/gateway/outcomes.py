@@ -4,7 +4,7 @@ returns on pollen/NETWORK/send/outcome:
 
   sent       the gateway's node accepted it (it has a message id now)
   delivered  the destination acknowledged it (a message to one node only)
-  failed     the node refused it, or it expired unacknowledged
+  failed     the gateway or the node refused it, or it expired unacknowledged
 
 A send may carry a "ref" (any JSON value, at most 200 characters as JSON);
 every outcome echoes it. Messages waiting for their acknowledgement are
@@ -66,6 +66,26 @@ class Outcomes:
     def refused(self, cmd: dict, error: str) -> dict | None:
         base = self._base(cmd)
         return None if base is None else dict(base, outcome="failed", error=error)
+
+    @staticmethod
+    def invalid(payload: bytes, error: str) -> dict | None:
+        """A send the gateway refused before the node saw it (no text, a
+        text over 231 bytes, a bad `to`): a failed outcome, so a publisher
+        that waits on send/outcome hears of it too, with its ref; None for a
+        payload that is not a JSON object (only the errors topic tells that)."""
+        try:
+            body = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(body, dict):
+            return None
+        out = {"to": body.get("to") if isinstance(body.get("to"), str) else None}
+        text = body.get("text")
+        if isinstance(text, str):
+            out["text"] = text[:_MAX_REF_CHARS]   # as much as the errors topic keeps
+        if body.get("ref") is not None and check_ref(body["ref"]) is None:
+            out["ref"] = body["ref"]
+        return dict(out, outcome="failed", error=error)
 
     def delivered(self, ev: dict) -> dict | None:
         base = self.awaited.pop(ev.get("id"), None)

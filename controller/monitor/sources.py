@@ -23,11 +23,14 @@ from pollen_controller.errors import RemoteError
 from pollen_controller.monitor.mesh_view import unix_time
 from pollen_controller.node.events import decode_event
 from pollen_controller.node.link import LinkError
+from pollen_controller.untrusted import safe_text
 
 STATUS_EVERY_S = 5.0       # how often the attached node is asked for its status
 _REOPEN_EVERY_S = 2.0      # a serial port that went away is tried again this often
 QUEUE_LIMIT = 10000        # events waiting for the monitor (MQTT, Meshtastic); beyond: dropped, counted
 MAX_PAYLOAD_BYTES = 65536  # a gateway's publication (a status with its neighbours: a few KiB)
+_ELSEWHERE_MAX = 8           # other networks named when ours is silent
+_ELSEWHERE_TOPICS = ("pollen/+/+/status", "pollen/+/+/telemetry")
 _QUIET_NOTE_S = 2.0        # connected this long with nothing on the network's topics: say so
 _MERGE_SLEEP_S = 0.05      # Sources: the longest an event waits when several sources are merged
 
@@ -271,6 +274,8 @@ class MqttSource(Source):
         self.dropped = 0
         self.last_error = None
         self.arrived = 0             # messages on pollen/NETWORK/... (any kind)
+        self.elsewhere: list[str] = []   # other networks gateways publish on here (a few)
+        self.looking = False         # subscribed to every network's status, ours being silent
         self.connected_at = None     # monotonic time of the first connection
         self.started = time.monotonic()
         self.client = mqtt_client(client_id or f"pollen-monitor-{secrets.token_hex(4)}",
@@ -290,6 +295,11 @@ class MqttSource(Source):
             self.problem = f"the broker refused the connection: {reason_code}"
             return
         client.subscribe(f"pollen/{self.network}/#", qos=1)
+        if not self.arrived:
+            # until ours is heard, the networks gateways here publish on
+            # (their status, telemetry), to name them if ours stays silent
+            self.looking = True
+            client.subscribe([(t, 0) for t in _ELSEWHERE_TOPICS])
         self.problem = None
         if self.connected_at is None:
             self.connected_at = time.monotonic()
@@ -303,6 +313,19 @@ class MqttSource(Source):
         self.problem = f"broker connection lost ({reason_code}); reconnecting"
 
     def _on_message(self, client, userdata, msg):
+        network = msg.topic.split("/")[1] if msg.topic.count("/") >= 2 else None
+        if network != self.network:
+            if (network and network not in self.elsewhere
+                    and len(self.elsewhere) < _ELSEWHERE_MAX):
+                self.elsewhere.append(network)
+            return
+        if self.looking:
+            # ours is heard after all: no more looking elsewhere; a copy that
+            # came through the looking subscriptions (QoS 0) is not taken twice
+            self.looking = False
+            client.unsubscribe(list(_ELSEWHERE_TOPICS))
+            if msg.qos == 0 and msg.topic.endswith(("/status", "/telemetry")):
+                return
         self.arrived += 1
         if msg.topic == f"pollen/{self.network}/errors":
             try:
@@ -341,6 +364,10 @@ class MqttSource(Source):
                 out.append(f"nothing has arrived on pollen/{self.network}/# in {waited:.0f} s: "
                            f"is the network name right? (--network; a gateway publishes on "
                            f"pollen/<its network>/..., e.g. pollen gateway --network NAME)")
+                if self.elsewhere:
+                    names = ", ".join(safe_text(n, 40) for n in self.elsewhere)
+                    out.append(f"gateways on this broker publish on: {names} "
+                               f"(--network {safe_text(self.elsewhere[0], 40)})")
         if self.malformed:
             out.append(f"{self.malformed} MQTT payloads ignored "
                        "(not JSON objects, or no valid time)")

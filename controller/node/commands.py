@@ -33,8 +33,11 @@ from pollen_controller.node.lines import node_json
 
 CONFIG = "config.json"
 KEY = "network_key"
+# what never leaves the node unless asked for (--with-key): the network key
+# and the node's X25519 identity (its secret, then its public key)
+SECRETS = (KEY, "identity_key")
 # fields whose values are text even when they look like numbers ("00000010")
-_TEXT_FIELDS = ("node_id", "name", KEY, "region", "network", "board", "storage_dir")
+_TEXT_FIELDS = ("node_id", "name", KEY, "identity_key", "region", "network", "board", "storage_dir")
 
 
 # ---- the console: status, send --------------------------------------------
@@ -113,10 +116,11 @@ def send(link, to: str, text: str, wait_ack: bool = False, timeout_s: float = 60
 
 # ---- config.json through the REPL -------------------------------------------
 
-def console_config(link, timeout_s: float = 10.0) -> dict | None:
+def console_config(link, timeout_s: float = 10.0, fingerprint: dict | None = None) -> dict | None:
     """The node's config.json through its console's `config` command, the
     network key hidden by the node (docs/console.md); None from a firmware
-    without that command (then read_config through the REPL)."""
+    without that command (then read_config through the REPL). The key's
+    fingerprint, when the node tells it, goes into `fingerprint` (a dict)."""
     try:
         ev = link.ask({"cmd": "config"}, "config", timeout_s)
     except LinkError as e:  # the node's own refusal, or a timeout (raised on)
@@ -124,11 +128,15 @@ def console_config(link, timeout_s: float = 10.0) -> dict | None:
             return None
         raise
     cfg = ev.get("config")
+    if fingerprint is not None and isinstance(ev.get("key_fingerprint"), str):
+        fingerprint["key_fingerprint"] = ev["key_fingerprint"]
     return cfg if isinstance(cfg, dict) else None
 
 
 def hide_key(cfg: dict) -> dict:
-    return {k: ("(hidden)" if k == KEY else v) for k, v in cfg.items()}
+    """cfg with its secrets (the network key, the node's identity secret)
+    shown as "(hidden)"."""
+    return {k: ("(hidden)" if k in SECRETS else v) for k, v in cfg.items()}
 
 
 def read_config(board) -> dict:
@@ -160,6 +168,10 @@ def check_config(cfg: dict, source: str = CONFIG) -> dict:
         raise InputError(f"{source}: {str(e).replace(path, CONFIG)}") from None
     finally:
         os.unlink(path)
+    if "name" in cfg:  # as provision checks it: printable, not blank, 1..16 bytes
+        from pollen_controller.board.node_config import check_name
+
+        check_name(cfg["name"], f"{source}: config field 'name'")
     return cfg
 
 
@@ -209,14 +221,27 @@ def config_to_yaml(cfg: dict, with_key: bool = False) -> str:
 
     head = "# pollen node config (config.json), from pollen config export\n"
     if not with_key:
-        cfg = {k: v for k, v in cfg.items() if k != KEY}
-        head += "# network_key left out (--with-key includes it); import keeps the node's own\n"
+        left_out = [k for k in SECRETS if k in cfg]
+        cfg = {k: v for k, v in cfg.items() if k not in SECRETS}
+        if left_out:
+            head += (f"# {' and '.join(left_out)} left out (--with-key includes "
+                     f"{'them' if len(left_out) > 1 else 'it'}); import keeps the node's own\n")
     return head + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
-def config_from_yaml(text: str, source: str, current: dict) -> dict:
+def _same_id(a, b) -> bool:
+    try:
+        return int(str(a), 16) == int(str(b), 16)
+    except ValueError:
+        return str(a) == str(b)
+
+
+def config_from_yaml(text: str, source: str, current: dict, force: bool = False) -> dict:
     """A config from YAML (an export), checked field by field; without a
-    network_key it keeps the node's current one."""
+    network_key, identity_key (or with "(hidden)"), node_id or name it keeps
+    the node's current one. A node_id other than the node's own is refused
+    unless force: one node's export imported onto another would give two
+    nodes one id (and with --with-key one identity)."""
     import yaml
 
     try:
@@ -227,8 +252,20 @@ def config_from_yaml(text: str, source: str, current: dict) -> dict:
                          + (f" at line {mark.line + 1}" if mark else "")) from None
     if not isinstance(cfg, dict):
         raise InputError(f"{source}: expected a mapping of config fields")
-    if KEY not in cfg and KEY in current:
-        cfg[KEY] = current[KEY]
+    mine = current.get("node_id")
+    if "node_id" in cfg and mine is not None and not force and not _same_id(cfg["node_id"], mine):
+        raise InputError(f"{source}: node_id {cfg['node_id']} is another node's (this one is "
+                         f"{mine}); importing it would give two nodes one id: remove node_id "
+                         "(and identity_key) from the file to set this node up alike, or "
+                         "--force to make this node that one")
+    for k in SECRETS:
+        if cfg.get(k, "(hidden)") == "(hidden)":
+            cfg.pop(k, None)
+            if k in current:
+                cfg[k] = current[k]
+    for k in ("node_id", "name"):   # who the node is: its own unless the file says
+        if k not in cfg and k in current:
+            cfg[k] = current[k]
     return check_config(cfg, source)
 
 

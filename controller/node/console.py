@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 
 from pollen_controller.errors import BoardError
 from pollen_controller.node.events import tidy_line
@@ -27,7 +28,21 @@ def _typed(line: str) -> bytes:
     return line.encode("utf-8", errors="backslashreplace") + b"\n"
 
 
-def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin):
+QUIET_AFTER_INPUT_S = 2.0    # input ended: go on until the node is this long silent
+MOST_AFTER_INPUT_S = 10.0    # ... and no longer than this (a chatty node)
+
+
+def attach(port: str, baudrate: int = 115200, out=None, lines_in=None,
+           listen_after_input: bool = False):
+    """Show the node's lines on out and send it what comes from lines_in,
+    until lines_in ends, Ctrl-C or the port going away. With
+    listen_after_input, the node's answers to the last lines are shown too
+    (input from a pipe ends at once, the answers come after): it goes on
+    until the node has been silent for QUIET_AFTER_INPUT_S, at most
+    MOST_AFTER_INPUT_S. out and lines_in default to sys.stdout and sys.stdin
+    as they are at the call."""
+    out = sys.stdout if out is None else out
+    lines_in = sys.stdin if lines_in is None else lines_in
     import serial
 
     from pollen_controller.port_lock import open_locked
@@ -37,9 +52,11 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
     except (OSError, ValueError) as e:
         raise BoardError(f"{port}: cannot open the port ({e})") from None
     stop = threading.Event()
+    last_line = [time.monotonic()]
 
     def reader():
         def on_line(line):
+            last_line[0] = time.monotonic()
             # the node's lines quote names and texts from the air: shown safely
             out.write(safe_text(tidy_line(line)) + "\n")
             out.flush()
@@ -57,6 +74,11 @@ def attach(port: str, baudrate: int = 115200, out=sys.stdout, lines_in=sys.stdin
             if stop.is_set():
                 break
             s.write(_typed(line))
+        ended = time.monotonic()
+        while (listen_after_input and not stop.is_set()
+               and time.monotonic() - max(last_line[0], ended) < QUIET_AFTER_INPUT_S
+               and time.monotonic() - ended < MOST_AFTER_INPUT_S):
+            stop.wait(0.1)
     except KeyboardInterrupt:
         pass
     finally:

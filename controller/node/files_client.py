@@ -45,8 +45,11 @@ def node_status(link) -> dict:
 def check_shareable(path: Path, limit_bytes: int = MAX_FILE_BYTES) -> int:
     """The size of the file at path, without reading it; FilesError for
     what is not a regular file (a device such as /dev/zero, a pipe, a
-    folder) or is over limit_bytes."""
-    return bounded.check_file(path, limit_bytes, FilesError, _LIMIT_HINT)
+    folder) or is over limit_bytes (by default the most any node takes,
+    said so: the node's own, often smaller, limit is checked next)."""
+    hint = (_LIMIT_HINT if limit_bytes != MAX_FILE_BYTES else
+            ": no node takes a larger file (the largest max_file_bytes)")
+    return bounded.check_file(path, limit_bytes, FilesError, hint)
 
 
 def share_file(link, path: Path, name: str | None = None, media_type: str | None = None,
@@ -106,6 +109,22 @@ def catalog(link, search: str | None = None, timeout_s: float = 10.0) -> list[di
         # a file only heard of has its size in whole KiB, rounded up (the catalog frame's byte)
         row["size_exact"] = bool(row.get("held"))
         rows.append(row)
+
+
+def unannounced(link, cid: str) -> str | None:
+    """What to tell the user before a fetch of a file the node's catalog
+    does not list (no node in reach announced it): the wait may be long
+    and end in nothing. None when it is listed (or the catalog cannot be read)."""
+    try:
+        rows = catalog(link)
+    except (LinkError, FilesError):
+        return None
+    if any(r.get("cid") == cid for r in rows):
+        return None
+    return (f"content id {cid} is not in the node's catalog (yet): no node in reach has "
+            "announced it so far; the node asks the mesh and gives up after "
+            "fetch_patience_ms without an answer (10 min unless set otherwise); Ctrl-C stops "
+            "waiting")
 
 
 def check_cid(cid: str) -> str:

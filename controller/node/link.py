@@ -20,6 +20,8 @@ from pollen_controller.node.lines import command_line, read_lines
 
 
 class Link:
+    where = ""   # what names the node in errors (a serial link: its port)
+
     def __init__(self):
         self.events: queue.Queue = queue.Queue()
         self._ref = 0
@@ -38,7 +40,8 @@ class Link:
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise LinkTimeout(f"the node did not answer within {timeout_s:.0f} s")
+                raise LinkTimeout(f"{self.where + ': ' if self.where else ''}the node did not "
+                                  f"answer within {timeout_s:.0f} s")
             try:
                 ev = self.events.get(timeout=min(left, 0.5))
             except queue.Empty:
@@ -83,7 +86,7 @@ class SerialLink(Link):
 
     def __init__(self, port: str, baudrate: int = 115200):
         super().__init__()
-        self.port = port
+        self.port = self.where = port
         self.baudrate = baudrate
         self.serial = None
         self._open()

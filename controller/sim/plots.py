@@ -58,6 +58,10 @@ def topology(channel, path: Path, title: str = "") -> Path:
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_aspect("equal", adjustable="datalim")
+    # the padded limits are a starting point that the equal aspect widens
+    # (no artists come after them, so nothing is autoscaled away); fixed,
+    # matplotlib logged "Ignoring fixed y limits ..." on every plot
+    ax.set_autoscale_on(True)
     ax.set_xlabel("x (km)")
     ax.set_ylabel("y (km)")
     ax.grid(alpha=0.2)

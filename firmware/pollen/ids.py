@@ -17,11 +17,12 @@ def fail(field, expected, got):
 
 
 def parse_node_id(v, field="node_id"):
+    n = v  # v as given, for the error
     if isinstance(v, str):
         try:
-            v = int(v, 16)
+            n = int(v, 16)
         except ValueError:
             fail(field, "a node id of up to 8 hex digits", v)
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 0xFFFFFFFF or v & 0xFF == 0:
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 < n < 0xFFFFFFFF or n & 0xFF == 0:
         fail(field, "a 32-bit id, not 0 or ffffffff, whose last byte is not 00", v)
-    return v
+    return n

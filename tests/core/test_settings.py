@@ -34,6 +34,17 @@ def test_settings_defaults():
     assert parse_node_id("000000ff") == 0xFF
 
 
+def test_a_bad_node_id_is_quoted_as_given():
+    # "ffffffff" typed, "ffffffff" said back (it said 4294967295)
+    for v, shown in (("ffffffff", "'ffffffff'"), ("0a0b0c00", "'0a0b0c00'"), (0, "0")):
+        try:
+            parse_node_id(v, "--node-id")
+        except ConfigError as e:
+            assert str(e).endswith("got " + shown), str(e)
+        else:
+            assert False, v
+
+
 def test_settings_every_field_error_names_the_field():
     bad = {
         "node_id": (0, 0xFFFFFFFF, 0x100, 0x1FFFFFFFF, "zz", "0a0b0c00", True, None, 1.5),

@@ -44,6 +44,16 @@ def test_sim_baseline_router_and_node_override(tmp_path):
     assert width > height >= 0.3 * width
 
 
+def test_sim_plot_prints_no_library_warnings(tmp_path, caplog):
+    # matplotlib said "Ignoring fixed y limits to fulfill fixed data aspect
+    # with adjustable data limits." twice on every run of --plot
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        out = run("sim", "line-10", "--plot", str(tmp_path))
+    assert "Ignoring fixed" not in out.output and "Ignoring fixed" not in caplog.text
+
+
 def test_topology_frame_pads_a_flat_layout_and_keeps_the_shape():
     from pollen_controller.sim.plots import _frame
 
