@@ -21,14 +21,21 @@ def _modules():
 
 
 def _constants(tree):
-    # {"_NAME": value} of the module's top-level `_NAME = const(expr)`
+    # {"_NAME": value} of the module's top-level `_NAME = const(expr)`, and
+    # of plain `_NAME = literal` copies (a host-only module's, say)
     out = {}
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id[:1] == "_"
-                and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "const"):
-            expr = ast.Expression(node.value.args[0])
-            out[node.targets[0].id] = eval(compile(expr, "<const>", "eval"), {}, dict(out))
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)):
+            continue
+        name, value = node.targets[0].id, node.value
+        if name[:1] != "_" or not name[1:2].isupper():
+            continue
+        if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "const":
+            value = value.args[0]
+        elif not isinstance(value, ast.Constant):
+            continue
+        out[name] = eval(compile(ast.Expression(value), "<const>", "eval"), {}, dict(out))
     return out
 
 
@@ -38,15 +45,24 @@ def _publishes(tree):
 
 
 def _defined(tree):
-    # names the module itself binds at top level (what a node can import)
+    # names the module binds at its top level (what a node can import):
+    # its statements', and those of top-level if, try and with blocks
     names = set()
-    for node in ast.walk(tree):
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            for part in ("body", "orelse", "finalbody"):
+                todo.extend(getattr(node, part, []))
+            for h in getattr(node, "handlers", []):
+                todo.extend(h.body)
     return names
 
 

@@ -15,7 +15,9 @@ except ImportError:
         # into the code that uses it, where a public name would cost an
         # interned string and a slot in the module's dict. So a firmware
         # module that needs another's number has its own private copy
-        # (tests/test_firmware_constants.py holds each copy to its module)
+        # (tests/test_firmware_constants.py holds each copy to its module).
+        # A module's copies are published too (jobs.BROADCAST): host code
+        # should take a number from the module that owns it (wire.BROADCAST)
         for k in [k for k in names if k[:1] == "_" and k[1:2].isupper()]:
             names.setdefault(k[1:], names[k])
 

@@ -8,7 +8,7 @@
 # one hop more than its best source.
 from pollen._compat import const, publish
 
-_MAX_HOPS = const(7)       # a file further away than this is not advertised
+_FAR_HOPS = const(7)       # a file further away than this is not advertised
 _SOURCES = const(4)       # neighbours remembered per file
 
 
@@ -21,7 +21,7 @@ class Catalog:
     def heard(self, cid, name, size_kib, hops, via, now_ms):
         # A neighbour advertised cid at `hops` from a holder. True if this
         # improved our way to it (new file, or fewer hops): worth telling on.
-        if hops >= _MAX_HOPS:
+        if hops >= _FAR_HOPS:
             return False
         before = self.distance(cid, now_ms)
         e = self.table.get(cid)

@@ -23,10 +23,12 @@
 # capacity instead of collapsing under retries and gossip.
 #
 # Fair share (unfair): the node's relay airtime per origin over the same
-# buckets (3/4 of it kept each bucket: a window of a minute or so), for the
-# _FAIR origins it relayed most for. While the channel is at level 1 or
-# more, the first transmission of a relay for an origin that has had more
-# than twice the mean share of the origins in the table is not sent
+# buckets (3/4 of it kept each bucket, rounded down, so a share that is not
+# renewed is gone within minutes; all of it after _QUIET buckets without
+# traffic), for the _FAIR origins it relayed most for. While the channel is
+# at level 1 or more, the first transmission of a relay for an origin that
+# has had more than twice the mean share of the origins with airtime left
+# in the table is not sent
 # (Node._transmit_due drops it: "unfair"): a member flooding at its duty
 # limit gets its own airtime and a fair part of its neighbours', not all of
 # it. (Not on the duty budget alone: in a 1 % region half of it is spent
@@ -41,6 +43,7 @@ _L1 = const(350)  # per mille at which level 1, 2, 3 start
 _L2 = const(500)
 _L3 = const(700)
 _FAIR = const(8)  # origins in the fair-share table
+_QUIET = const(16)  # buckets after which nothing is left of the shares (0.75**16: 1 %)
 
 
 class Congestion:
@@ -67,12 +70,19 @@ class Congestion:
         # move the ring on to now's bucket, emptying the buckets it passes
         b = now_ms // _BUCKET_MS
         while self.stamp < b:
+            if b - self.stamp > _QUIET:
+                # a long quiet: no busy time is left in the window, nor
+                # any share (decayed bucket by bucket it would be all but 0)
+                self.stamp = b
+                for i in range(_BUCKETS):
+                    self.used[i] = 0
+                for i in range(_FAIR):
+                    self.spent[i] = 0
+                return
             self.stamp += 1
             self.used[self.stamp % _BUCKETS] = 0
             for i in range(_FAIR):
-                self.spent[i] -= self.spent[i] >> 2
-            if b - self.stamp > _BUCKETS:
-                self.stamp = b - _BUCKETS
+                self.spent[i] = self.spent[i] * 3 >> 2  # (rounded down: reaches 0)
 
     def level(self, now_ms):
         self._slot(now_ms)

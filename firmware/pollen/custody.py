@@ -4,7 +4,6 @@
 # retried end to end, and sent on when the destination is heard again.
 from pollen._compat import const
 from pollen import wire
-
 from pollen import held as heldrec
 from pollen.jobs import Job
 

@@ -4,14 +4,11 @@
 # a node that fetches nothing, as most do most of the time, does not have
 # this code in its heap. `self` is the Node.
 from pollen._compat import const
-
 from pollen.files import cid_str
 
-# the numbers of jobs.py used here, as private copies (_compat.publish)
+# the numbers of jobs.py and sharing.py used here, as private copies
+# (_compat.publish)
 _MAX_JOBS = const(24)
-
-# sharing.py's, as compile-time constants (no room in this module's dict;
-# tests/core/test_sharing.py checks they are the same)
 _WANT_JOB = const(2)
 _FIRST_PARTS = const(8)
 _MAX_BACKOFF = const(4)

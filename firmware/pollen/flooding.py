@@ -2,7 +2,6 @@
 # distant receivers, pruning by the two-hop view from beacons, hop-level
 # implicit acknowledgement of routed copies and fallback to flooding.
 from pollen import wire
-
 from pollen.jobs import Job
 from pollen import held as heldrec
 from pollen._compat import const

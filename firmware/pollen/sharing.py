@@ -22,8 +22,9 @@ from pollen.held_files import HeldFiles
 from pollen.catalog import Catalog
 from pollen._compat import const, publish
 
-# the numbers of wire.py, jobs.py and files.py used here, as private copies (_compat.publish)
-_MAX_HOPS = const(7)
+# the numbers of catalog.py, wire.py, jobs.py and files.py used here, as
+# private copies (_compat.publish)
+_FAR_HOPS = const(7)
 _MAX_FRAME_BYTES = const(255)
 _BROADCAST = const(0xFFFFFFFF)
 _CATALOG = const(5)
@@ -550,7 +551,7 @@ class Sharing:
         for cid, e in self.catalog.table.items():
             if cid not in out:
                 src = self.catalog.sources(cid, now_ms)
-                if src and src[0][1] + 1 < _MAX_HOPS:
+                if src and src[0][1] + 1 < _FAR_HOPS:
                     out[cid] = (e[1] * 1024, src[0][1] + 1, src[0][0] & 0xFF, e[0])
         return out
 

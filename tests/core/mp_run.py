@@ -22,11 +22,17 @@ def publish_constants():
     # What pollen._compat.publish gives tests on CPython (wire.MSG for
     # wire's private _MSG): MicroPython builds a `_` const() into the code
     # and keeps no name for it, so the values are read from the firmware's
-    # source, for each module that publishes its constants
+    # source, for each module that publishes its constants. A constant this
+    # cannot read is an error, not a name silently missing
     import re
-    pattern = re.compile(r"^_([A-Z][A-Z0-9_]*) = const[(](.+)[)]")
-    folder = "firmware/pollen"
-    for f in os.listdir(folder):
+    pattern = re.compile(r"^_([A-Z][A-Z0-9_]*) = const[(](.+)[)]$")
+    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    folder = here + "/../../firmware/pollen"
+    try:
+        files = os.listdir(folder)
+    except OSError:
+        return  # not run from a checkout (tests of mp_run itself)
+    for f in files:
         if not f.endswith(".py"):
             continue
         with open(folder + "/" + f) as src:
@@ -36,14 +42,17 @@ def publish_constants():
         try:
             mod = __import__("pollen." + f[:-3], None, None, ("x",))
         except ImportError:
-            return  # the firmware is not on the path (tests of mp_run itself)
+            continue  # the firmware is not on the path (tests of mp_run itself)
         names = {}
         for line in text.split("\n"):
-            m = pattern.match(line.split("  #")[0])
-            if m:
-                names["_" + m.group(1)] = eval(m.group(2), names)  # literals and earlier constants
-                if not hasattr(mod, m.group(1)):
-                    setattr(mod, m.group(1), names["_" + m.group(1)])
+            if not line.startswith("_") or " = const(" not in line:
+                continue
+            m = pattern.match(line.split("#")[0].rstrip())
+            if not m:
+                raise SystemExit("mp_run: cannot read %s: %s" % (f, line))
+            names["_" + m.group(1)] = eval(m.group(2), names)  # literals and earlier constants
+            if not hasattr(mod, m.group(1)):
+                setattr(mod, m.group(1), names["_" + m.group(1)])
 
 
 def _print_exc(e):

@@ -2,7 +2,7 @@
 # from its neighbours' CATALOG frames, the way to each file, and the bounds.
 # Runs under CPython (pytest) and MicroPython (tests/core/mp_run.py): plain
 # test_* functions and asserts only.
-from pollen.catalog import Catalog, MAX_HOPS
+from pollen.catalog import Catalog, FAR_HOPS
 
 C1 = b"\x01" * 8   # content ids
 C2 = b"\x02" * 8
@@ -38,11 +38,11 @@ def test_a_source_s_latest_word_counts():
 
 def test_files_too_far_away_are_not_kept():
     c = Catalog()
-    assert not c.heard(C1, "f", 1, MAX_HOPS, 0xA, 0)
-    assert not c.heard(C1, "f", 1, MAX_HOPS + 5, 0xA, 0)
+    assert not c.heard(C1, "f", 1, FAR_HOPS, 0xA, 0)
+    assert not c.heard(C1, "f", 1, FAR_HOPS + 5, 0xA, 0)
     assert C1 not in c.table and c.distance(C1, 0) is None
-    assert c.heard(C1, "f", 1, MAX_HOPS - 1, 0xA, 0)
-    assert c.distance(C1, 0) == MAX_HOPS
+    assert c.heard(C1, "f", 1, FAR_HOPS - 1, 0xA, 0)
+    assert c.distance(C1, 0) == FAR_HOPS
 
 
 def test_sources_fewest_hops_then_most_recent_first():

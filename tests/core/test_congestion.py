@@ -89,3 +89,34 @@ def test_fair_share_forgets_and_keeps_a_bounded_table():
     for origin in range(1, 40):                 # many origins: the table stays small
         c.unfair(origin, 10 + origin, later)
     assert len(c.table) == len(c.spent) == 8
+
+
+def test_a_share_not_renewed_is_gone_so_a_few_talkers_are_not_unfair():
+    # eight origins relayed for once, a while ago (or after a long quiet);
+    # then one, two or three origins relayed for alike on a busy channel:
+    # none is over its fair share, for the old ones have no airtime left
+    for quiet_s in (90, 200, 3600):
+        for talkers in (1, 2, 3):
+            c = Congestion()
+            for origin in range(1, 9):
+                c.unfair(origin, 60, NOW)
+            later = NOW + quiet_s * 1000
+            c.record(later, later + 40000)   # others' frames: level 1 or more
+            at = later + 40000
+            assert c.level(at)
+            refused = 0
+            for k in range(30):
+                for t in range(talkers):
+                    refused += bool(c.unfair(100 + t, 60, at + k * 10))
+            assert refused == 0, (quiet_s, talkers, refused)
+
+
+def test_the_shares_decay_bucket_by_bucket_to_nothing():
+    c = Congestion()
+    c.unfair(7, 1000, NOW)
+    left = []
+    for k in range(1, 30):
+        c.level(NOW + k * 10000)
+        left.append(c.spent[c.table.index(7)])
+    assert left[0] == 750 and left[1] == 562          # three quarters a bucket
+    assert all(a >= b for a, b in zip(left, left[1:])) and left[-1] == 0
