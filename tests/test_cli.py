@@ -57,6 +57,12 @@ def test_demo_json_on_real_micropython_nodes():
     assert "messages delivered   7/7" in text
     assert "file fetched         1024 bytes across 3 hops in" in text
     assert ("health               clean" if h["clean"] else "health               NOT clean: ") in text
+    # no identities here: no adverts, and the table does not mention them;
+    # with --private the table counts them apart from the data frames
+    assert out["tx_frames"]["adverts"] == 0 and "identity adverts" not in text
+    out["tx_frames"]["adverts"] = 242
+    assert "(+%d beacons, +242 identity adverts and asks)" % out["tx_frames"]["beacons"] \
+        in render_summary(out)
 
 
 def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind():
