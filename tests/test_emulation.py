@@ -217,3 +217,17 @@ def test_the_demo_counts_identity_adverts_apart_from_the_data_frames():
         log.on_transmit(0x0A0B0C01, wire.pack(f, key), 0.0)
     assert (log.tx_adverts, log.tx_data, log.tx_beacons) == (1, 1, 1)
     assert log.air_us["adverts"] > 0 and log.air_us["data"] > 0
+
+
+def test_the_demo_lists_what_did_not_arrive():
+    from pollen_controller.emulation.demo import _Log, _summarise
+    log = _Log(None)
+    for ev in ({"event": "received", "id": 5, "_node": 2}, {"event": "delivered", "id": 5, "_node": 1},
+               {"event": "delivered", "id": 6, "_node": 1},   # acked, never seen received
+               {"event": "received", "id": 9, "_node": 2}):
+        log.on_event(ev["_node"], dict(ev, _t=1.0))
+    s = {"unicasts": [(1, 2, 5, 0.0)], "stored": (1, 3, 6, 0.0), "posts": [(1, 9, 0.0)]}
+    r = _summarise(s, {}, log, [1, 2, 3], "micropython", 0.0, {}, 1.0)
+    assert r["unicast"] == {"sent": 2, "delivered": 1}
+    assert r["missed"] == [{"from": "00000001", "to": "00000003", "id": 6, "acked": True},
+                           {"post_from": "00000001", "id": 9, "not_at": ["00000003"]}]

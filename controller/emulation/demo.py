@@ -344,10 +344,21 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s, private=Fal
     stored_t = _delivered_at(log, s["stored"])
     reach = []
     receptions = 0
+    # what did not arrive, for whoever looks into a run that missed some:
+    # each message (its sender told it was delivered or not) and each post's
+    # nodes that never got it
+    missed = []
+    for u in s["unicasts"] + [s["stored"]]:
+        if _delivered_at(log, u) is None:
+            missed.append({"from": f"{u[0]:08x}", "to": f"{u[1]:08x}", "id": u[2],
+                           "acked": bool(log.find(_node=u[0], event="delivered", id=u[2]))})
     for src, mid, t in s["posts"]:
         got = {e["_node"] for e in log.find(event="received", id=mid)} - {src}
         receptions += len(got)
         reach.append(len(got) / (n - 1))
+        if len(got) < n - 1:
+            missed.append({"post_from": f"{src:08x}", "id": mid,
+                           "not_at": sorted(f"{i:08x}" for i in set(ids) - got - {src})})
     useful = delivered + (stored_t is not None) + receptions
     dropped = {}
     for st in statuses.values():
@@ -369,6 +380,7 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s, private=Fal
                                      for u in s["unicasts"] + [s["stored"]])},
         "broadcast": {"sent": len(s["posts"]),
                       "reach": round(sum(reach) / len(reach), 3) if reach else 0.0},
+        "missed": missed,
         "store_and_forward": {"delivered": stored_t is not None,
                               "seconds_after_switch_on":
                                   round(stored_t - s["t_on"], 1) if stored_t else None},
