@@ -86,7 +86,10 @@ _MAX_JOBS = const(24)
 # _telemetry_timer.
 
 _BEACON_NEIGHBOURS = const(32)  # most neighbours a beacon lists
-_ID_BLOCK = const(256)          # message ids reserved in storage at a time
+_ID_BLOCK = const(256)          # ids reserved in storage at a time: beacons, files, status
+_MSG_ID_BLOCK = const(32)       # and for messages: a restart jumps at most this far, so a
+# message its origin holds across a restart stays inside the receivers' replay windows
+# (tables.Replay: 64 ids) if the origin sends fewer than about 32 new ones before it
 _ID_RECORD = const("ids")
 _BEACON_JOB = const(0)          # the job key of our beacon (message keys are never 0)
 _STATUS_JOB = const(4)   # our status frame's (telemetry.py)
@@ -790,11 +793,11 @@ class Node(Flooding, Custody, Sharing, Telemetry):
 
     def _reserve_ids(self):
         # persist the end of each counter's next block: one storage write
-        # per _ID_BLOCK ids
+        # per block of ids (_MSG_ID_BLOCK for messages, _ID_BLOCK for the rest)
         c = self.ids
         for j in (1, 3):
             if c[j] == c[j - 1] or not c[j]:
-                c[j] = (c[j - 1] + _ID_BLOCK) & 0x7FFFFFFF
+                c[j] = (c[j - 1] + (_MSG_ID_BLOCK if j == 1 else _ID_BLOCK)) & 0x7FFFFFFF
         self.storage.put(_ID_RECORD, wire.be32(c[1]) + wire.be32(c[3]))
 
     def _airtime_us(self, frame_bytes):
