@@ -336,22 +336,21 @@ def _summarise(s, statuses, log, ids, runtime, loss, medium, wall_s, private=Fal
     n = len(ids)
     latencies = []
     delivered = 0
-    for u in s["unicasts"]:
-        t = _delivered_at(log, u)
-        if t is not None:
-            delivered += 1
-            latencies.append((t - u[3]) * 1000)
-    stored_t = _delivered_at(log, s["stored"])
-    reach = []
-    receptions = 0
     # what did not arrive, for whoever looks into a run that missed some:
     # each message (its sender told it was delivered or not) and each post's
     # nodes that never got it
     missed = []
     for u in s["unicasts"] + [s["stored"]]:
-        if _delivered_at(log, u) is None:
+        t = _delivered_at(log, u)
+        if t is None:
             missed.append({"from": f"{u[0]:08x}", "to": f"{u[1]:08x}", "id": u[2],
                            "acked": bool(log.find(_node=u[0], event="delivered", id=u[2]))})
+        elif u is not s["stored"]:
+            delivered += 1
+            latencies.append((t - u[3]) * 1000)
+    stored_t = _delivered_at(log, s["stored"])
+    reach = []
+    receptions = 0
     for src, mid, t in s["posts"]:
         got = {e["_node"] for e in log.find(event="received", id=mid)} - {src}
         receptions += len(got)
